@@ -1,4 +1,21 @@
-//! ttvm's virtual machine: one KVM vCPU, guest RAM in one host mapping, kernel loading,
-//! and deterministic userspace device models.
+//! ttvm's virtual machine: one KVM vCPU, guest RAM in one host mapping with dirty logging,
+//! a fixed CPUID model, kernel loading, and deterministic userspace devices.
+//!
+//! Engines drive a [`machine::Machine`]: the free-running one in [`free_run`] here, and the
+//! exact single-step engine that records and replays in the `ttvm-replay` crate.
 
+pub mod boot;
+pub mod clock;
+pub mod console;
+pub mod cpuid;
 pub mod devices;
+pub mod free_run;
+pub mod kick;
+pub mod kvm;
+pub mod layout;
+pub mod machine;
+pub mod memory;
+pub mod paging;
+pub mod regs_dump;
+pub mod vcpu;
+pub mod vm;

@@ -1,7 +1,282 @@
-//! Userspace device models. Each is a plain state machine: no threads, no host clock.
-//! Time enters only as a `now_ns` argument supplied by the caller's clock.
+//! Userspace device models and the board that wires them to ports and IRQ lines.
+//!
+//! Each device is a plain state machine: no threads, no host clock. Time enters only as a
+//! `now_ns` argument supplied by the engine's clock, so under the virtual clock the whole
+//! board is a deterministic function of the guest's port accesses and the instruction count.
 
 pub mod pic;
 pub mod pit;
 pub mod rtc;
 pub mod serial;
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use self::pic::Pic;
+use self::pit::Pit;
+use self::rtc::Rtc;
+use self::serial::Serial;
+
+/// COM1 base port.
+pub const COM1_BASE: u16 = 0x3f8;
+/// IRQ line of COM1.
+pub const COM1_IRQ: u8 = 4;
+/// isa-debug-exit port (as QEMU's `-device isa-debug-exit,iobase=0xf4`).
+pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+/// POST diagnostic port; Linux writes it as an I/O delay.
+pub const POST_PORT: u16 = 0x80;
+
+/// What a port access did beyond returning data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoOutcome {
+    /// The port is not modelled and this is the first access to it: the caller should log
+    /// it once (with the guest RIP) so the log shows what to model next.
+    pub first_unmodelled: bool,
+    /// The guest asked to exit with this status through the debug-exit port.
+    pub exit_code: Option<u32>,
+}
+
+/// All devices of the machine. Serialisable for checkpoints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Board {
+    /// The 8259A pair.
+    pub pic: Pic,
+    /// The 8254 and port 0x61.
+    pub pit: Pit,
+    /// COM1.
+    pub serial: Serial,
+    /// The CMOS RTC.
+    pub rtc: Rtc,
+    unmodelled_ports: BTreeSet<u16>,
+    unmodelled_mmio: BTreeSet<u64>,
+}
+
+impl Board {
+    /// A board at power-on; `rtc_base_unix_secs` is the wall-clock time at boot.
+    pub fn new(rtc_base_unix_secs: u64) -> Self {
+        Self {
+            pic: Pic::new(),
+            pit: Pit::new(),
+            serial: Serial::new(),
+            rtc: Rtc::new(rtc_base_unix_secs),
+            unmodelled_ports: BTreeSet::new(),
+            unmodelled_mmio: BTreeSet::new(),
+        }
+    }
+
+    /// Handles `in` of `data.len()` bytes from `port`.
+    pub fn pio_read(&mut self, port: u16, data: &mut [u8], now_ns: u64) -> IoOutcome {
+        let mut outcome = IoOutcome::default();
+        if port == DEBUG_EXIT_PORT {
+            data.fill(0);
+            return outcome;
+        }
+        // Wider accesses to byte-wide devices touch consecutive ports, as on the ISA bus.
+        for (i, byte) in data.iter_mut().enumerate() {
+            let p = port.wrapping_add(i as u16);
+            *byte = match p {
+                0x20 | 0x21 | 0xa0 | 0xa1 | 0x4d0 | 0x4d1 => self.pic.read(p),
+                0x40..=0x43 => self.pit.read(p, now_ns),
+                0x61 => self.pit.read_port61(now_ns),
+                0x70 | 0x71 => self.rtc.read(p, now_ns),
+                COM1_BASE..=0x3ff => {
+                    let v = self.serial.read((p - COM1_BASE) as u8);
+                    self.update_serial_irq();
+                    v
+                }
+                POST_PORT => 0xff,
+                _ => {
+                    outcome.first_unmodelled |= self.unmodelled_ports.insert(p);
+                    0xff
+                }
+            };
+        }
+        outcome
+    }
+
+    /// Handles `out` of `data` to `port`.
+    pub fn pio_write(&mut self, port: u16, data: &[u8], now_ns: u64) -> IoOutcome {
+        let mut outcome = IoOutcome::default();
+        if port == DEBUG_EXIT_PORT {
+            let mut v = [0u8; 4];
+            v[..data.len().min(4)].copy_from_slice(&data[..data.len().min(4)]);
+            outcome.exit_code = Some(u32::from_le_bytes(v));
+            return outcome;
+        }
+        for (i, &byte) in data.iter().enumerate() {
+            let p = port.wrapping_add(i as u16);
+            match p {
+                0x20 | 0x21 | 0xa0 | 0xa1 | 0x4d0 | 0x4d1 => self.pic.write(p, byte),
+                0x40..=0x43 => {
+                    // Edges the old programming produced up to now are owed to the PIC;
+                    // latch them before the counter changes.
+                    self.advance(now_ns);
+                    self.pit.write(p, byte, now_ns);
+                }
+                0x61 => self.pit.write_port61(byte, now_ns),
+                0x70 | 0x71 => self.rtc.write(p, byte, now_ns),
+                COM1_BASE..=0x3ff => {
+                    self.serial.write((p - COM1_BASE) as u8, byte);
+                    self.update_serial_irq();
+                }
+                POST_PORT => {}
+                _ => outcome.first_unmodelled |= self.unmodelled_ports.insert(p),
+            }
+        }
+        outcome
+    }
+
+    /// Handles an MMIO read: nothing is memory-mapped yet, so all ones, logged once.
+    pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) -> IoOutcome {
+        data.fill(0xff);
+        IoOutcome {
+            first_unmodelled: self.unmodelled_mmio.insert(addr & !0xfff),
+            exit_code: None,
+        }
+    }
+
+    /// Handles an MMIO write: ignored, logged once per page.
+    pub fn mmio_write(&mut self, addr: u64, _data: &[u8]) -> IoOutcome {
+        IoOutcome {
+            first_unmodelled: self.unmodelled_mmio.insert(addr & !0xfff),
+            exit_code: None,
+        }
+    }
+
+    fn update_serial_irq(&mut self) {
+        let level = self.serial.irq_level();
+        self.pic.set_irq_level(COM1_IRQ, level);
+    }
+
+    /// Brings timer outputs up to `now_ns`, raising IRQ0 edges that happened since the last
+    /// call. Several missed edges coalesce into one, as the PIC would latch them.
+    pub fn advance(&mut self, now_ns: u64) {
+        if self.pit.poll_irq0(now_ns) > 0 {
+            self.pic.set_irq_level(0, false);
+            self.pic.set_irq_level(0, true);
+            self.pic.set_irq_level(0, false);
+        }
+    }
+
+    /// The next virtual time at which a device will raise an interrupt on its own.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.pit.next_irq0_deadline()
+    }
+
+    /// Whether the PIC asserts INTR.
+    pub fn interrupt_pending(&self) -> bool {
+        self.pic.has_interrupt()
+    }
+
+    /// The CPU's interrupt acknowledge: returns the vector to deliver.
+    pub fn acknowledge_interrupt(&mut self) -> u8 {
+        self.pic.acknowledge()
+    }
+
+    /// Offers serial input; returns how many bytes the UART accepted.
+    pub fn serial_input(&mut self, bytes: &[u8]) -> usize {
+        let n = self.serial.enqueue_input(bytes);
+        self.update_serial_irq();
+        n
+    }
+
+    /// Room in the UART's receive FIFO.
+    pub fn serial_input_space(&self) -> usize {
+        self.serial.input_space()
+    }
+
+    /// Appends bytes the guest transmitted to `out`.
+    pub fn drain_serial_output(&mut self, out: &mut Vec<u8>) {
+        self.serial.drain_output(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn init_pic(b: &mut Board) {
+        for (p, v) in [
+            (0x20, 0x11),
+            (0x21, 0x20),
+            (0x21, 4),
+            (0x21, 1),
+            (0xa0, 0x11),
+            (0xa1, 0x28),
+            (0xa1, 2),
+            (0xa1, 1),
+        ] {
+            b.pio_write(p, &[v], 0);
+        }
+    }
+
+    #[test]
+    fn debug_exit_reports_the_code() {
+        let mut b = Board::new(0);
+        assert_eq!(
+            b.pio_write(DEBUG_EXIT_PORT, &7u32.to_le_bytes(), 0)
+                .exit_code,
+            Some(7)
+        );
+        assert_eq!(b.pio_write(DEBUG_EXIT_PORT, &[3], 0).exit_code, Some(3));
+    }
+
+    #[test]
+    fn unmodelled_ports_read_all_ones_and_are_reported_once() {
+        let mut b = Board::new(0);
+        let mut d = [0u8; 2];
+        assert!(b.pio_read(0x2f8, &mut d, 0).first_unmodelled);
+        assert_eq!(d, [0xff, 0xff]);
+        assert!(!b.pio_read(0x2f8, &mut d, 0).first_unmodelled);
+        assert!(b.pio_write(0x500, &[1], 0).first_unmodelled);
+        let mut m = [0u8; 4];
+        assert!(b.mmio_read(0xfee0_0020, &mut m).first_unmodelled);
+        assert_eq!(m, [0xff; 4]);
+        assert!(!b.mmio_write(0xfee0_00b0, &m).first_unmodelled);
+    }
+
+    #[test]
+    fn pit_tick_reaches_the_cpu_through_the_pic() {
+        let mut b = Board::new(0);
+        init_pic(&mut b);
+        b.pio_write(0x21, &[0xfe], 0); // unmask IRQ0 only
+        b.pio_write(0x43, &[0x34], 0); // ch0, lo/hi, mode 2
+        b.pio_write(0x40, &[0xa9], 0); // 1193 = 0x04a9 -> 1 kHz
+        b.pio_write(0x40, &[0x04], 0);
+        let deadline = b.next_deadline().expect("timer armed");
+        b.advance(deadline - 1);
+        assert!(!b.interrupt_pending());
+        b.advance(deadline);
+        assert!(b.interrupt_pending());
+        assert_eq!(b.acknowledge_interrupt(), 0x20);
+        assert!(!b.interrupt_pending());
+        b.pio_write(0x20, &[0x20], deadline); // EOI
+        assert!(b.next_deadline().unwrap() > deadline);
+    }
+
+    #[test]
+    fn serial_receive_raises_irq4() {
+        let mut b = Board::new(0);
+        init_pic(&mut b);
+        b.pio_write(0x21, &[!(1 << COM1_IRQ)], 0);
+        b.pio_write(COM1_BASE + 1, &[0x01], 0); // IER: receive data available
+        b.pio_write(COM1_BASE + 4, &[0x08], 0); // MCR: OUT2 gates the IRQ
+        assert!(!b.interrupt_pending());
+        assert_eq!(b.serial_input(b"hi"), 2);
+        assert!(b.interrupt_pending());
+        assert_eq!(b.acknowledge_interrupt(), 0x20 + COM1_IRQ);
+        let mut d = [0u8];
+        b.pio_read(COM1_BASE, &mut d, 0);
+        assert_eq!(d[0], b'h');
+    }
+
+    #[test]
+    fn board_state_round_trips_through_clone() {
+        let mut b = Board::new(1_700_000_000);
+        init_pic(&mut b);
+        b.pio_write(COM1_BASE, b"x", 0);
+        let copy = b.clone();
+        assert_eq!(copy, b);
+    }
+}

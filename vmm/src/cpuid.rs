@@ -1,0 +1,428 @@
+//! The fixed CPUID model every guest sees.
+//!
+//! Feature bits come from a fixed whitelist, not from the host, so a guest sees the same CPU
+//! on every host that supports the whitelist. Only the identity of the host CPU (vendor,
+//! family/model/stepping, brand string, cache descriptors, address widths, XSAVE area
+//! layout) is passed through, because instruction behaviour that is architecturally
+//! undefined (flags after BSF, MUL...) can differ between vendors and generations; the trace
+//! stores the whole table and replay refuses a host whose table differs.
+//!
+//! Hidden on purpose: KVM paravirt leaves (0x4000_0000..), kvmclock, x2APIC, the local APIC
+//! itself (there is no in-kernel APIC; interrupts come from the userspace 8259A), the TSC
+//! deadline timer, PMU, MONITOR/MWAIT, RDSEED (not available on the reference hosts; the
+//! exact engine still emulates it), and AVX-512 (its XSAVE state would triple checkpoint
+//! size for no benefit to a kernel developer).
+
+use kvm_bindings::{kvm_cpuid_entry2, CpuId, KVM_MAX_CPUID_ENTRIES};
+use serde::{Deserialize, Serialize};
+
+use crate::kvm::KvmSystem;
+
+/// Name of the feature whitelist; bump it when the whitelist changes.
+pub const CPUID_MODEL_NAME: &str = "ttvm-x86-64-v1";
+
+/// Errors building the CPUID model.
+#[derive(Debug, thiserror::Error)]
+pub enum CpuidError {
+    /// KVM_GET_SUPPORTED_CPUID failed.
+    #[error("cannot read the host's supported CPUID: {0}")]
+    Supported(kvm_ioctls::Error),
+    /// The host lacks a whitelisted feature.
+    #[error("this host's CPU lacks features the {CPUID_MODEL_NAME} CPUID model requires: {0}")]
+    MissingFeatures(String),
+    /// The table could not be converted for KVM.
+    #[error("cannot build the CPUID table: {0}")]
+    Build(String),
+}
+
+/// One CPUID leaf as presented to the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuidLeaf {
+    /// EAX input.
+    pub function: u32,
+    /// ECX input (subleaf), meaningful when `indexed`.
+    pub index: u32,
+    /// Whether the leaf depends on ECX.
+    pub indexed: bool,
+    /// Outputs.
+    pub eax: u32,
+    /// Outputs.
+    pub ebx: u32,
+    /// Outputs.
+    pub ecx: u32,
+    /// Outputs.
+    pub edx: u32,
+}
+
+/// The complete CPUID table given to the guest, serialisable into a trace header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuidModel {
+    /// Whitelist name ([`CPUID_MODEL_NAME`]).
+    pub name: String,
+    /// The leaves, sorted by (function, index).
+    pub leaves: Vec<CpuidLeaf>,
+}
+
+// Leaf 1 EDX: fpu vme de pse tsc msr pae mce cx8 sep pge cmov pat pse36 clflush mmx fxsr sse sse2.
+const L1_EDX: u32 = (1 << 0)
+    | (1 << 1)
+    | (1 << 2)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 6)
+    | (1 << 7)
+    | (1 << 8)
+    | (1 << 11)
+    | (1 << 13)
+    | (1 << 15)
+    | (1 << 16)
+    | (1 << 17)
+    | (1 << 19)
+    | (1 << 23)
+    | (1 << 24)
+    | (1 << 25)
+    | (1 << 26);
+// Leaf 1 ECX: sse3 pclmulqdq ssse3 fma cx16 sse4.1 sse4.2 movbe popcnt aes xsave avx f16c rdrand.
+const L1_ECX: u32 = (1 << 0)
+    | (1 << 1)
+    | (1 << 9)
+    | (1 << 12)
+    | (1 << 13)
+    | (1 << 19)
+    | (1 << 20)
+    | (1 << 22)
+    | (1 << 23)
+    | (1 << 25)
+    | (1 << 26)
+    | (1 << 28)
+    | (1 << 29)
+    | (1 << 30);
+/// Leaf 1 ECX bit 31: running under a hypervisor. Set so guests don't assume bare metal.
+const L1_ECX_HYPERVISOR: u32 = 1 << 31;
+// Leaf 7.0 EBX: fsgsbase bmi1 avx2 smep bmi2 erms adx smap clflushopt.
+const L7_EBX: u32 = (1 << 0)
+    | (1 << 3)
+    | (1 << 5)
+    | (1 << 7)
+    | (1 << 8)
+    | (1 << 9)
+    | (1 << 19)
+    | (1 << 20)
+    | (1 << 23);
+// 0x8000_0001 EDX: syscall nx pdpe1gb rdtscp lm.
+const E1_EDX: u32 = (1 << 11) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29);
+// 0x8000_0001 ECX: lahf_lm abm(lzcnt) prefetchw.
+const E1_ECX: u32 = (1 << 0) | (1 << 5) | (1 << 8);
+/// XCR0 components offered: x87, SSE, AVX.
+const XCR0_MASK: u32 = 0b111;
+
+fn feature_names(leaf: &str, missing: u32) -> String {
+    (0..32)
+        .filter(|b| missing & (1 << b) != 0)
+        .map(|b| format!("{leaf} bit {b}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl CpuidModel {
+    /// Builds the model for this host.
+    pub fn for_host(kvm: &KvmSystem) -> Result<Self, CpuidError> {
+        let supported = kvm
+            .kvm()
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(CpuidError::Supported)?;
+        Self::from_supported(supported.as_slice())
+    }
+
+    /// Builds the model from a host's supported-CPUID list (separate for testing).
+    pub fn from_supported(host: &[kvm_cpuid_entry2]) -> Result<Self, CpuidError> {
+        let find = |f: u32, i: u32| {
+            host.iter()
+                .find(|e| e.function == f && e.index == i)
+                .copied()
+        };
+        let zero = kvm_cpuid_entry2::default();
+        let mut missing = Vec::new();
+        let mut require = |name: &str, have: u32, want: u32| {
+            if have & want != want {
+                missing.push(feature_names(name, want & !have));
+            }
+        };
+        let mut leaves = Vec::new();
+        let mut push = |function: u32, index: u32, indexed: bool, r: [u32; 4]| {
+            leaves.push(CpuidLeaf {
+                function,
+                index,
+                indexed,
+                eax: r[0],
+                ebx: r[1],
+                ecx: r[2],
+                edx: r[3],
+            })
+        };
+
+        let l0 = find(0, 0).unwrap_or(zero);
+        let max_basic = l0.eax.min(0xd);
+        push(0, 0, false, [max_basic, l0.ebx, l0.ecx, l0.edx]);
+
+        let l1 = find(1, 0).unwrap_or(zero);
+        require("CPUID.1:EDX", l1.edx, L1_EDX);
+        require("CPUID.1:ECX", l1.ecx, L1_ECX);
+        // EBX: keep brand index and CLFLUSH line size; one logical CPU, APIC id 0.
+        let l1_ebx = (l1.ebx & 0x0000_ffff) | (1 << 16);
+        push(
+            1,
+            0,
+            false,
+            [l1.eax, l1_ebx, L1_ECX | L1_ECX_HYPERVISOR, L1_EDX],
+        );
+
+        // Leaves 2..=6: cache/TLB descriptors pass through (identity), 5 (MONITOR) and 6 (power) zero.
+        for f in 2..=4u32 {
+            if f > max_basic {
+                break;
+            }
+            if f == 4 {
+                for i in 0..8 {
+                    match find(4, i) {
+                        Some(e) if e.eax & 0x1f != 0 => {
+                            // One core, one thread sharing each cache.
+                            push(4, i, true, [e.eax & 0x3ff, e.ebx, e.ecx, e.edx]);
+                        }
+                        _ => {
+                            push(4, i, true, [0; 4]);
+                            break;
+                        }
+                    }
+                }
+            } else {
+                let e = find(f, 0).unwrap_or(zero);
+                push(f, 0, false, [e.eax, e.ebx, e.ecx, e.edx]);
+            }
+        }
+        for f in 5..=6u32 {
+            if f <= max_basic {
+                push(f, 0, false, [0; 4]);
+            }
+        }
+        if max_basic >= 7 {
+            let l7 = find(7, 0).unwrap_or(zero);
+            require("CPUID.7.0:EBX", l7.ebx, L7_EBX);
+            push(7, 0, true, [0, L7_EBX, 0, 0]);
+        }
+        for f in 8..=0xcu32 {
+            if f <= max_basic {
+                push(f, 0, f == 0xb, [0; 4]);
+            }
+        }
+        if max_basic >= 0xd {
+            let d0 = find(0xd, 0).unwrap_or(zero);
+            require("CPUID.0xD.0:EAX (XCR0)", d0.eax, XCR0_MASK);
+            // EBX/ECX: size of the XSAVE area for the offered components (legacy 512 +
+            // header 64 + AVX 256 at offset 576).
+            let avx = find(0xd, 2).unwrap_or(zero);
+            let size = (avx.ebx + avx.eax).max(576);
+            push(0xd, 0, true, [XCR0_MASK, size, size, 0]);
+            // Subleaf 1: XSAVEOPT only; no XSAVES/XSAVEC so the layout stays standard.
+            let d1 = find(0xd, 1).unwrap_or(zero);
+            push(0xd, 1, true, [d1.eax & 1, 0, 0, 0]);
+            push(0xd, 2, true, [avx.eax, avx.ebx, avx.ecx, avx.edx]);
+        }
+
+        let e0 = find(0x8000_0000, 0).unwrap_or(zero);
+        let max_ext = e0.eax.min(0x8000_0008);
+        push(0x8000_0000, 0, false, [max_ext, e0.ebx, e0.ecx, e0.edx]);
+        let e1 = find(0x8000_0001, 0).unwrap_or(zero);
+        require("CPUID.0x80000001:EDX", e1.edx, E1_EDX);
+        require("CPUID.0x80000001:ECX", e1.ecx, E1_ECX);
+        push(0x8000_0001, 0, false, [e1.eax, e1.ebx, E1_ECX, E1_EDX]);
+        for f in 0x8000_0002..=max_ext {
+            let e = find(f, 0).unwrap_or(zero);
+            let r = match f {
+                // Brand string, L1/L2/L3 descriptors: identity of the host CPU.
+                0x8000_0002..=0x8000_0006 => [e.eax, e.ebx, e.ecx, e.edx],
+                // Invariant TSC bit only: the exact engine owns the TSC.
+                0x8000_0007 => [0, 0, 0, e.edx & (1 << 8)],
+                // Address sizes; one core.
+                0x8000_0008 => [e.eax & 0xffff, 0, 0, 0],
+                _ => [0; 4],
+            };
+            push(f, 0, false, r);
+        }
+
+        if !missing.is_empty() {
+            return Err(CpuidError::MissingFeatures(missing.join(", ")));
+        }
+        leaves.sort_by_key(|l| (l.function, l.index));
+        Ok(Self {
+            name: CPUID_MODEL_NAME.to_string(),
+            leaves,
+        })
+    }
+
+    /// The table in KVM's format.
+    pub fn to_kvm(&self) -> Result<CpuId, CpuidError> {
+        let entries: Vec<kvm_cpuid_entry2> = self
+            .leaves
+            .iter()
+            .map(|l| kvm_cpuid_entry2 {
+                function: l.function,
+                index: l.index,
+                flags: if l.indexed {
+                    kvm_bindings::KVM_CPUID_FLAG_SIGNIFCANT_INDEX
+                } else {
+                    0
+                },
+                eax: l.eax,
+                ebx: l.ebx,
+                ecx: l.ecx,
+                edx: l.edx,
+                ..Default::default()
+            })
+            .collect();
+        CpuId::from_entries(&entries).map_err(|e| CpuidError::Build(format!("{e:?}")))
+    }
+
+    /// The leaf for `function`/`index`, if present.
+    pub fn leaf(&self, function: u32, index: u32) -> Option<&CpuidLeaf> {
+        self.leaves
+            .iter()
+            .find(|l| l.function == function && (!l.indexed || l.index == index))
+    }
+
+    /// The 12-byte vendor string.
+    pub fn vendor(&self) -> String {
+        let l = self.leaf(0, 0).copied().unwrap_or(CpuidLeaf {
+            function: 0,
+            index: 0,
+            indexed: false,
+            eax: 0,
+            ebx: 0,
+            ecx: 0,
+            edx: 0,
+        });
+        let mut b = Vec::with_capacity(12);
+        for r in [l.ebx, l.edx, l.ecx] {
+            b.extend_from_slice(&r.to_le_bytes());
+        }
+        String::from_utf8_lossy(&b).into_owned()
+    }
+
+    /// A human-readable list of the leaves that differ from `other`, empty when equal.
+    pub fn differences(&self, other: &CpuidModel) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.name != other.name {
+            out.push(format!("model {} vs {}", self.name, other.name));
+        }
+        for l in &self.leaves {
+            match other
+                .leaves
+                .iter()
+                .find(|o| o.function == l.function && o.index == l.index)
+            {
+                Some(o) if o == l => {}
+                Some(o) => out.push(format!(
+                    "leaf {:#x}.{}: {:08x} {:08x} {:08x} {:08x} vs {:08x} {:08x} {:08x} {:08x}",
+                    l.function, l.index, l.eax, l.ebx, l.ecx, l.edx, o.eax, o.ebx, o.ecx, o.edx
+                )),
+                None => out.push(format!("leaf {:#x}.{} missing", l.function, l.index)),
+            }
+        }
+        for o in &other.leaves {
+            if !self
+                .leaves
+                .iter()
+                .any(|l| l.function == o.function && l.index == o.index)
+            {
+                out.push(format!("leaf {:#x}.{} extra", o.function, o.index));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(function: u32, index: u32, r: [u32; 4]) -> kvm_cpuid_entry2 {
+        kvm_cpuid_entry2 {
+            function,
+            index,
+            eax: r[0],
+            ebx: r[1],
+            ecx: r[2],
+            edx: r[3],
+            ..Default::default()
+        }
+    }
+
+    fn rich_host() -> Vec<kvm_cpuid_entry2> {
+        vec![
+            entry(0, 0, [0x10, 0x6874_7541, 0x444d_4163, 0x6974_6e65]),
+            entry(1, 0, [0xa10f11, 0x0010_0800, 0xffff_ffff, 0xffff_ffff]),
+            entry(7, 0, [0, 0xffff_ffff, 0xffff_ffff, 0xffff_ffff]),
+            entry(0xd, 0, [0xe7, 0x988, 0x988, 0]),
+            entry(0xd, 1, [0xf, 0, 0, 0]),
+            entry(0xd, 2, [256, 576, 0, 0]),
+            entry(
+                0x4000_0000,
+                0,
+                [0x4000_0001, 0x4b4d_564b, 0x564b_4d56, 0x4d],
+            ),
+            entry(0x8000_0000, 0, [0x8000_0021, 0, 0, 0]),
+            entry(0x8000_0001, 0, [0, 0, 0xffff_ffff, 0xffff_ffff]),
+            entry(0x8000_0008, 0, [0x3030, 0xffff, 0, 0]),
+        ]
+    }
+
+    #[test]
+    fn hides_paravirt_x2apic_and_apic() {
+        let m = CpuidModel::from_supported(&rich_host()).unwrap();
+        assert!(m
+            .leaves
+            .iter()
+            .all(|l| l.function < 0x4000_0000 || l.function >= 0x8000_0000));
+        let l1 = m.leaf(1, 0).unwrap();
+        assert_eq!(l1.ecx & (1 << 21), 0, "x2apic must be hidden");
+        assert_eq!(l1.edx & (1 << 9), 0, "apic must be hidden");
+        assert_eq!(l1.ecx & (1 << 24), 0, "tsc deadline must be hidden");
+        assert_ne!(l1.ecx & L1_ECX_HYPERVISOR, 0);
+        assert_eq!(m.leaf(0xd, 0).unwrap().eax, XCR0_MASK);
+        assert_eq!(
+            m.leaf(7, 0).unwrap().ebx,
+            L7_EBX,
+            "feature bits come from the whitelist"
+        );
+        assert_eq!(m.vendor(), "AuthenticAMD");
+    }
+
+    #[test]
+    fn same_features_on_hosts_with_different_extras() {
+        let a = CpuidModel::from_supported(&rich_host()).unwrap();
+        let mut other = rich_host();
+        other[2] = entry(7, 0, [0, L7_EBX | (1 << 16), 0, 0]); // host with AVX-512F only extra
+        let b = CpuidModel::from_supported(&other).unwrap();
+        assert!(a.differences(&b).is_empty());
+    }
+
+    #[test]
+    fn reports_missing_features_by_name() {
+        let mut host = rich_host();
+        host[1] = entry(1, 0, [0, 0, 0, L1_EDX]); // no SSE3..RDRAND
+        let e = CpuidModel::from_supported(&host).unwrap_err().to_string();
+        assert!(e.contains("CPUID.1:ECX bit 30"), "{e}");
+    }
+
+    #[test]
+    fn differences_name_the_leaf() {
+        let a = CpuidModel::from_supported(&rich_host()).unwrap();
+        let mut host = rich_host();
+        host[0] = entry(0, 0, [0x10, 0x756e_6547, 0x6c65_746e, 0x4965_6e69]);
+        let b = CpuidModel::from_supported(&host).unwrap();
+        let d = a.differences(&b);
+        assert_eq!(d.len(), 1);
+        assert!(d[0].starts_with("leaf 0x0.0"), "{d:?}");
+    }
+}

@@ -1,0 +1,216 @@
+//! The free-running engine: plain KVM_RUN with device time from the host clock. Used by
+//! `ttvm run`; records nothing and is not deterministic.
+
+use std::time::{Duration, Instant};
+
+use kvm_ioctls::VcpuExit;
+
+use crate::clock::{Clock, HostClock};
+use crate::console::{ConsoleInput, ConsoleOutput};
+use crate::kick::Kicker;
+use crate::machine::{GuestStop, Machine};
+
+/// Longest the loop sleeps in KVM_RUN or HLT without looking at input and the timeout.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Why a free run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FreeRunEnd {
+    /// The guest stopped.
+    Guest(GuestStop),
+    /// `--timeout` expired.
+    Timeout,
+}
+
+/// Errors that end a free run abnormally (host-side failures, not guest behaviour).
+#[derive(Debug, thiserror::Error)]
+pub enum FreeRunError {
+    /// KVM_RUN failed.
+    #[error("KVM_RUN failed: {0}")]
+    Run(kvm_ioctls::Error),
+    /// Interrupt injection failed.
+    #[error(transparent)]
+    Vcpu(#[from] crate::vcpu::VcpuError),
+    /// Setting up the timer signal failed.
+    #[error("cannot install the SIGALRM handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Options of a free run.
+#[derive(Clone, Debug, Default)]
+pub struct FreeRunOptions {
+    /// Stop after this much host time.
+    pub timeout: Option<Duration>,
+}
+
+/// Runs `machine` until the guest stops or the timeout expires. Guest serial output goes
+/// to `output`; `input` feeds the UART. Unmodelled device accesses are reported once each
+/// on stderr.
+pub fn run_free(
+    machine: &mut Machine,
+    output: &mut ConsoleOutput,
+    input: &mut ConsoleInput,
+    options: &FreeRunOptions,
+) -> Result<FreeRunEnd, FreeRunError> {
+    let clock = HostClock::new();
+    let started = Instant::now();
+    let immediate_exit: *mut u8 = &mut machine.vm.vcpu_mut().kvm_run().immediate_exit;
+    // SAFETY: the kvm_run page lives as long as the vCPU, which outlives this function's
+    // borrow of `machine`; the Kicker is dropped before returning.
+    let kicker = unsafe { Kicker::install(immediate_exit) }.map_err(FreeRunError::Signal)?;
+    machine.vm.vcpu_mut().set_single_step(false)?;
+    let mut out_buf = Vec::new();
+    loop {
+        if let Some(t) = options.timeout {
+            if started.elapsed() >= t {
+                return Ok(FreeRunEnd::Timeout);
+            }
+        }
+        let now = clock.now_ns();
+        machine.board.advance(now);
+        feed_input(machine, input);
+        let vcpu = machine.vm.vcpu_mut();
+        if machine.board.interrupt_pending() {
+            if vcpu.interrupt_window_open() {
+                let vector = machine.board.acknowledge_interrupt();
+                vcpu.inject_interrupt(vector)?;
+                vcpu.request_interrupt_window(false);
+            } else {
+                vcpu.request_interrupt_window(true);
+            }
+        } else {
+            vcpu.request_interrupt_window(false);
+        }
+        let wait = next_wake(machine, now);
+        kicker.arm(wait);
+        let vcpu = machine.vm.vcpu_mut();
+        let rip_before_io = vcpu.rip();
+        let exit = vcpu.run();
+        let now = clock.now_ns();
+        match exit {
+            Ok(VcpuExit::IoIn(port, data)) => {
+                let outcome = machine.board.pio_read(port, data, now);
+                if outcome.first_unmodelled {
+                    eprintln!("ttvm: guest read unmodelled port {port:#x} (RIP {rip_before_io:#x}); returning all ones");
+                }
+            }
+            Ok(VcpuExit::IoOut(port, data)) => {
+                let outcome = machine.board.pio_write(port, data, now);
+                machine.board.drain_serial_output(&mut out_buf);
+                output.write(&out_buf);
+                out_buf.clear();
+                if outcome.first_unmodelled {
+                    eprintln!("ttvm: guest wrote unmodelled port {port:#x} (RIP {rip_before_io:#x}); ignored");
+                }
+                if let Some(code) = outcome.exit_code {
+                    return Ok(FreeRunEnd::Guest(GuestStop::DebugExit(code)));
+                }
+            }
+            Ok(VcpuExit::MmioRead(addr, data)) => {
+                if machine.board.mmio_read(addr, data).first_unmodelled {
+                    eprintln!("ttvm: guest read unmodelled MMIO {addr:#x} (RIP {rip_before_io:#x}); returning all ones");
+                }
+            }
+            Ok(VcpuExit::MmioWrite(addr, data)) => {
+                if machine.board.mmio_write(addr, data).first_unmodelled {
+                    eprintln!("ttvm: guest wrote unmodelled MMIO {addr:#x} (RIP {rip_before_io:#x}); ignored");
+                }
+            }
+            Ok(VcpuExit::Hlt) => {
+                let vcpu = machine.vm.vcpu_mut();
+                let if_set = vcpu.regs().rflags & (1 << 9) != 0;
+                if !if_set {
+                    return Ok(FreeRunEnd::Guest(GuestStop::HaltedInterruptsOff {
+                        rip: vcpu.rip(),
+                    }));
+                }
+                wait_while_halted(machine, input, &clock, options, started);
+            }
+            Ok(VcpuExit::IrqWindowOpen) => {}
+            Ok(VcpuExit::Shutdown) => {
+                return Ok(FreeRunEnd::Guest(GuestStop::TripleFault {
+                    registers: machine.register_dump(),
+                }));
+            }
+            Ok(VcpuExit::InternalError) => {
+                return Ok(FreeRunEnd::Guest(GuestStop::InternalError {
+                    reason: "KVM_EXIT_INTERNAL_ERROR".into(),
+                    registers: machine.register_dump(),
+                }));
+            }
+            Ok(VcpuExit::FailEntry(reason, _)) => {
+                return Ok(FreeRunEnd::Guest(GuestStop::InternalError {
+                    reason: format!("KVM_EXIT_FAIL_ENTRY (hardware reason {reason:#x})"),
+                    registers: machine.register_dump(),
+                }));
+            }
+            Ok(other) => {
+                let reason = format!("unexpected exit {other:?}");
+                return Ok(FreeRunEnd::Guest(GuestStop::InternalError {
+                    reason,
+                    registers: machine.register_dump(),
+                }));
+            }
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                machine.vm.vcpu_mut().set_immediate_exit(false);
+            }
+            Err(e) => return Err(FreeRunError::Run(e)),
+        }
+    }
+}
+
+fn feed_input(machine: &mut Machine, input: &mut ConsoleInput) {
+    input.poll();
+    if input.pending().is_empty() || machine.board.serial_input_space() == 0 {
+        return;
+    }
+    let (a, b) = input.pending().as_slices();
+    let mut chunk = a.to_vec();
+    chunk.extend_from_slice(b);
+    let n = machine.board.serial_input(&chunk);
+    input.consume(n);
+}
+
+fn next_wake(machine: &Machine, now: u64) -> Duration {
+    match machine.board.next_deadline() {
+        Some(d) if d > now => Duration::from_nanos(d - now).min(POLL_INTERVAL),
+        Some(_) => Duration::from_micros(1),
+        None => POLL_INTERVAL,
+    }
+}
+
+/// The guest executed HLT with interrupts enabled: sleep until a device has something
+/// (timer deadline or serial input) or the timeout expires.
+fn wait_while_halted(
+    machine: &mut Machine,
+    input: &mut ConsoleInput,
+    clock: &HostClock,
+    options: &FreeRunOptions,
+    started: Instant,
+) {
+    loop {
+        let now = clock.now_ns();
+        machine.board.advance(now);
+        feed_input(machine, input);
+        if machine.board.interrupt_pending() {
+            return;
+        }
+        if let Some(t) = options.timeout {
+            if started.elapsed() >= t {
+                return;
+            }
+        }
+        let nothing_can_wake = machine.board.next_deadline().is_none()
+            && !input.is_live()
+            && input.pending().is_empty();
+        if nothing_can_wake && options.timeout.is_none() {
+            // Still sleep in small steps: a guest with no timer and no input is waiting
+            // forever, which the user ends with Ctrl-C or --timeout.
+        }
+        std::thread::sleep(
+            next_wake(machine, now)
+                .min(Duration::from_millis(1))
+                .max(Duration::from_micros(50)),
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! A booted machine: the VM, its devices and how it was booted. Engines (the free-running
+//! one here, the recording/replaying one in `ttvm-replay`) drive a `Machine`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::boot::{self, BootError, BootSetup};
+use crate::devices::Board;
+use crate::regs_dump::format_registers;
+use crate::vm::{Vm, VmError};
+
+/// Default guest RAM: 128 MiB.
+pub const DEFAULT_MEM_SIZE: u64 = 128 << 20;
+
+/// Everything needed to build a machine at reset. Recorded in trace headers, so replay
+/// rebuilds exactly the same machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineConfig {
+    /// Guest RAM size in bytes.
+    pub mem_size: u64,
+    /// The kernel image.
+    pub kernel: Vec<u8>,
+    /// Kernel command line.
+    pub cmdline: String,
+    /// RTC wall-clock time at boot (seconds since the Unix epoch).
+    pub rtc_base_unix_secs: u64,
+}
+
+/// Errors building a machine.
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    /// KVM or RAM set-up failed.
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    /// The kernel could not be loaded.
+    #[error(transparent)]
+    Boot(#[from] BootError),
+}
+
+/// Why the guest stopped on its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GuestStop {
+    /// The guest wrote its exit status to the debug-exit port.
+    DebugExit(u32),
+    /// The CPU shut down (triple fault).
+    TripleFault {
+        /// Register dump at the shutdown.
+        registers: String,
+    },
+    /// HLT with interrupts disabled: nothing can wake the CPU.
+    HaltedInterruptsOff {
+        /// Guest RIP after the HLT.
+        rip: u64,
+    },
+    /// KVM could not continue (internal error, failed entry, unexpected exit).
+    InternalError {
+        /// What KVM reported.
+        reason: String,
+        /// Register dump.
+        registers: String,
+    },
+}
+
+impl std::fmt::Display for GuestStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::DebugExit(code) => write!(f, "guest exited with status {code} (debug-exit port)"),
+            Self::TripleFault { registers } => {
+                write!(f, "guest triple fault (CPU shutdown)\n{registers}")
+            }
+            Self::HaltedInterruptsOff { rip } => {
+                write!(
+                    f,
+                    "guest halted with interrupts disabled at RIP {rip:#x}; nothing can wake it"
+                )
+            }
+            Self::InternalError { reason, registers } => {
+                write!(f, "KVM internal error: {reason}\n{registers}")
+            }
+        }
+    }
+}
+
+/// The machine.
+#[derive(Debug)]
+pub struct Machine {
+    /// KVM VM, RAM and vCPU.
+    pub vm: Vm,
+    /// The devices.
+    pub board: Board,
+    /// How the kernel was booted.
+    pub boot: BootSetup,
+    /// The configuration it was built from.
+    pub config: MachineConfig,
+}
+
+impl Machine {
+    /// Creates the VM, loads the kernel and puts the vCPU at the kernel's entry.
+    pub fn new(config: MachineConfig) -> Result<Self, MachineError> {
+        // Validate the kernel before touching KVM so a bad file is reported as such even on
+        // a machine without KVM.
+        boot::ElfSummary::parse(&config.kernel)?;
+        let mut vm = Vm::new(config.mem_size)?;
+        let base_sregs = vm.vcpu().sregs();
+        let boot = boot::load_kernel(vm.ram_mut(), &config.kernel, &config.cmdline, base_sregs)?;
+        vm.vcpu_mut()
+            .init_registers(&boot.regs, &boot.sregs)
+            .map_err(VmError::from)?;
+        // The boot image is the first checkpoint's base: start dirty tracking after it.
+        vm.take_dirty_pages()?;
+        Ok(Self {
+            vm,
+            board: Board::new(config.rtc_base_unix_secs),
+            boot,
+            config,
+        })
+    }
+
+    /// Register dump of the current vCPU state.
+    pub fn register_dump(&self) -> String {
+        format_registers(&self.vm.vcpu().regs(), &self.vm.vcpu().sregs())
+    }
+}

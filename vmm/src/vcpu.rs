@@ -1,0 +1,385 @@
+//! The single vCPU: register access through KVM's shared run page (KVM_CAP_SYNC_REGS), guest
+//! debug (single-step, hardware breakpoints), interrupt injection and full state save/restore.
+
+use std::os::fd::AsRawFd;
+
+use kvm_bindings::{
+    kvm_debugregs, kvm_guest_debug, kvm_mp_state, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs,
+    kvm_xsave, CpuId, Msrs, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP,
+    KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS,
+};
+use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
+use serde::{Deserialize, Serialize};
+
+/// Errors from vCPU ioctls; `op` names the ioctl.
+#[derive(Debug, thiserror::Error)]
+#[error("vCPU {op} failed: {source}")]
+pub struct VcpuError {
+    /// The operation that failed.
+    pub op: &'static str,
+    /// The errno KVM returned.
+    pub source: kvm_ioctls::Error,
+}
+
+fn err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VcpuError {
+    move |source| VcpuError { op, source }
+}
+
+/// MSRs a kernel uses that are not already part of `kvm_sregs`; saved in checkpoints when the
+/// host's KVM knows them.
+const STATE_MSRS: &[u32] = &[
+    0x174,       // IA32_SYSENTER_CS
+    0x175,       // IA32_SYSENTER_ESP
+    0x176,       // IA32_SYSENTER_EIP
+    0x1a0,       // IA32_MISC_ENABLE
+    0x277,       // IA32_PAT
+    0x2ff,       // IA32_MTRR_DEF_TYPE
+    0xc000_0081, // STAR
+    0xc000_0082, // LSTAR
+    0xc000_0083, // CSTAR
+    0xc000_0084, // SFMASK
+    0xc000_0102, // KERNEL_GS_BASE
+    0xc000_0103, // TSC_AUX
+];
+
+/// Everything KVM holds for the vCPU, enough to resume it bit-for-bit elsewhere.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VcpuState {
+    /// General registers, RIP, RFLAGS.
+    pub regs: kvm_regs,
+    /// Segments, descriptor tables, control registers, EFER, APIC base.
+    pub sregs: kvm_sregs,
+    /// x87/SSE/AVX state: the 4 KiB legacy-layout `kvm_xsave` region.
+    pub xsave: Vec<u32>,
+    /// Extended control registers (XCR0).
+    pub xcrs: kvm_xcrs,
+    /// DR0-3, DR6, DR7.
+    pub debugregs: kvm_debugregs,
+    /// Pending exceptions/interrupts/NMI, interrupt shadow.
+    pub events: kvm_vcpu_events,
+    /// Runnable / halted.
+    pub mp_state: kvm_mp_state,
+    /// (index, value) of [`STATE_MSRS`] known to this KVM.
+    pub msrs: Vec<(u32, u64)>,
+}
+
+/// What the debug-exit of a guest step reported.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DebugExitInfo {
+    /// DR6 at the exit.
+    pub dr6: u64,
+    /// DR7 at the exit.
+    pub dr7: u64,
+    /// Exception vector (1 = #DB, 3 = #BP).
+    pub exception: u32,
+    /// Guest RIP at the exit.
+    pub pc: u64,
+}
+
+/// The vCPU.
+#[derive(Debug)]
+pub struct Vcpu {
+    fd: VcpuFd,
+    msr_indices: Vec<u32>,
+    single_step: bool,
+    hw_breakpoints: [Option<u64>; 4],
+}
+
+impl Vcpu {
+    /// Creates vCPU 0 of `vm` with the given CPUID table. `supported_msrs` is KVM's MSR index
+    /// list, used to pick which of the state MSRs can be saved.
+    pub fn new(vm: &VmFd, cpuid: &CpuId, supported_msrs: &[u32]) -> Result<Self, VcpuError> {
+        let fd = vm.create_vcpu(0).map_err(err("KVM_CREATE_VCPU"))?;
+        fd.set_cpuid2(cpuid).map_err(err("KVM_SET_CPUID2"))?;
+        let msr_indices = STATE_MSRS
+            .iter()
+            .copied()
+            .filter(|m| supported_msrs.contains(m))
+            .collect();
+        let mut vcpu = Self {
+            fd,
+            msr_indices,
+            single_step: false,
+            hw_breakpoints: [None; 4],
+        };
+        // Prime the shared register area so `regs()`/`sregs()` are valid before the first run.
+        let regs = vcpu.fd.get_regs().map_err(err("KVM_GET_REGS"))?;
+        let sregs = vcpu.fd.get_sregs().map_err(err("KVM_GET_SREGS"))?;
+        let run = vcpu.fd.get_kvm_run();
+        run.kvm_valid_regs = u64::from(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS);
+        let sync = vcpu.fd.sync_regs_mut();
+        sync.regs = regs;
+        sync.sregs = sregs;
+        Ok(vcpu)
+    }
+
+    /// Enters the guest until the next exit. Registers are synced into the shared page.
+    pub fn run(&mut self) -> Result<VcpuExit<'_>, kvm_ioctls::Error> {
+        self.fd.get_kvm_run().kvm_valid_regs = u64::from(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS);
+        self.fd.run()
+    }
+
+    /// The raw kvm_run page (interrupt-window fields, immediate_exit).
+    pub fn kvm_run(&mut self) -> &mut kvm_bindings::kvm_run {
+        self.fd.get_kvm_run()
+    }
+
+    /// General registers as of the last exit (or last `set_regs`).
+    pub fn regs(&self) -> kvm_regs {
+        self.fd.sync_regs().regs
+    }
+
+    /// Changes general registers; applied on the next entry.
+    pub fn set_regs(&mut self, regs: &kvm_regs) {
+        self.fd.sync_regs_mut().regs = *regs;
+        self.fd.set_sync_dirty_reg(kvm_ioctls::SyncReg::Register);
+    }
+
+    /// Guest RIP.
+    pub fn rip(&self) -> u64 {
+        self.fd.sync_regs().regs.rip
+    }
+
+    /// System registers as of the last exit (or last `set_sregs`).
+    pub fn sregs(&self) -> kvm_sregs {
+        self.fd.sync_regs().sregs
+    }
+
+    /// Changes system registers; applied on the next entry.
+    pub fn set_sregs(&mut self, sregs: &kvm_sregs) {
+        self.fd.sync_regs_mut().sregs = *sregs;
+        self.fd
+            .set_sync_dirty_reg(kvm_ioctls::SyncReg::SystemRegister);
+    }
+
+    /// Pushes pending register changes to KVM now, so ioctls that read state see them.
+    fn flush_dirty_regs(&mut self) -> Result<(), VcpuError> {
+        let dirty = self.fd.get_kvm_run().kvm_dirty_regs;
+        if dirty & u64::from(KVM_SYNC_X86_REGS) != 0 {
+            let regs = self.fd.sync_regs().regs;
+            self.fd.set_regs(&regs).map_err(err("KVM_SET_REGS"))?;
+        }
+        if dirty & u64::from(KVM_SYNC_X86_SREGS) != 0 {
+            let sregs = self.fd.sync_regs().sregs;
+            self.fd.set_sregs(&sregs).map_err(err("KVM_SET_SREGS"))?;
+        }
+        self.fd.get_kvm_run().kvm_dirty_regs = 0;
+        Ok(())
+    }
+
+    fn apply_guest_debug(&mut self) -> Result<(), VcpuError> {
+        let mut dbg = kvm_guest_debug::default();
+        let mut dr7 = 0u64;
+        for (i, bp) in self.hw_breakpoints.iter().enumerate() {
+            if let Some(addr) = bp {
+                dbg.arch.debugreg[i] = *addr;
+                dr7 |= 1 << (i * 2 + 1); // global enable, execute, length 1
+            }
+        }
+        dbg.arch.debugreg[7] = dr7 | 0x400;
+        if self.single_step || dr7 != 0 {
+            dbg.control = KVM_GUESTDBG_ENABLE;
+            if self.single_step {
+                dbg.control |= KVM_GUESTDBG_SINGLESTEP;
+            }
+            if dr7 != 0 {
+                dbg.control |= KVM_GUESTDBG_USE_HW_BP;
+            }
+        }
+        self.fd
+            .set_guest_debug(&dbg)
+            .map_err(err("KVM_SET_GUEST_DEBUG"))
+    }
+
+    /// Turns KVM single-stepping on or off: with it on, every entry runs one guest step and
+    /// exits with `VcpuExit::Debug`.
+    pub fn set_single_step(&mut self, on: bool) -> Result<(), VcpuError> {
+        if self.single_step != on {
+            self.single_step = on;
+            self.apply_guest_debug()?;
+        }
+        Ok(())
+    }
+
+    /// Whether single-step is on.
+    pub fn single_step(&self) -> bool {
+        self.single_step
+    }
+
+    /// Sets the host-owned hardware instruction breakpoints (invisible to the guest).
+    pub fn set_hw_breakpoints(&mut self, bps: [Option<u64>; 4]) -> Result<(), VcpuError> {
+        if self.hw_breakpoints != bps {
+            self.hw_breakpoints = bps;
+            self.apply_guest_debug()?;
+        }
+        Ok(())
+    }
+
+    /// Queues external interrupt `vector` for delivery at the next entry (KVM_INTERRUPT).
+    /// Only valid when [`Vcpu::interrupt_window_open`] is true.
+    pub fn inject_interrupt(&self, vector: u8) -> Result<(), VcpuError> {
+        #[repr(C)]
+        struct KvmInterrupt {
+            irq: u32,
+        }
+        const KVM_INTERRUPT: libc::c_ulong = 0x4004_ae86; // _IOW(KVMIO, 0x86, struct kvm_interrupt)
+        let arg = KvmInterrupt {
+            irq: u32::from(vector),
+        };
+        // SAFETY: KVM_INTERRUPT reads one `struct kvm_interrupt` (a u32) from the pointer,
+        // which points at a live, correctly sized value; the fd is our vCPU fd.
+        let ret = unsafe { libc::ioctl(self.fd.as_raw_fd(), KVM_INTERRUPT as _, &arg) };
+        if ret < 0 {
+            return Err(VcpuError {
+                op: "KVM_INTERRUPT",
+                source: kvm_ioctls::Error::last(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the guest can take an external interrupt right now (IF set, no interrupt
+    /// shadow, nothing already queued), as reported by KVM at the last exit.
+    pub fn interrupt_window_open(&mut self) -> bool {
+        let run = self.fd.get_kvm_run();
+        run.ready_for_interrupt_injection != 0 && run.if_flag != 0
+    }
+
+    /// Asks KVM to exit as soon as the guest can take an interrupt.
+    pub fn request_interrupt_window(&mut self, on: bool) {
+        self.fd.get_kvm_run().request_interrupt_window = u8::from(on);
+    }
+
+    /// Captures the complete vCPU state.
+    pub fn save_state(&mut self) -> Result<VcpuState, VcpuError> {
+        self.flush_dirty_regs()?;
+        let mut msrs = Msrs::from_entries(
+            &self
+                .msr_indices
+                .iter()
+                .map(|&index| kvm_bindings::kvm_msr_entry {
+                    index,
+                    ..Default::default()
+                })
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|_| VcpuError {
+            op: "building the MSR list",
+            source: kvm_ioctls::Error::new(libc::EINVAL),
+        })?;
+        let n = self.fd.get_msrs(&mut msrs).map_err(err("KVM_GET_MSRS"))?;
+        Ok(VcpuState {
+            regs: self.fd.get_regs().map_err(err("KVM_GET_REGS"))?,
+            sregs: self.fd.get_sregs().map_err(err("KVM_GET_SREGS"))?,
+            xsave: self
+                .fd
+                .get_xsave()
+                .map_err(err("KVM_GET_XSAVE"))?
+                .region
+                .to_vec(),
+            xcrs: self.fd.get_xcrs().map_err(err("KVM_GET_XCRS"))?,
+            debugregs: self.fd.get_debug_regs().map_err(err("KVM_GET_DEBUGREGS"))?,
+            events: self
+                .fd
+                .get_vcpu_events()
+                .map_err(err("KVM_GET_VCPU_EVENTS"))?,
+            mp_state: self.fd.get_mp_state().map_err(err("KVM_GET_MP_STATE"))?,
+            msrs: msrs.as_slice()[..n]
+                .iter()
+                .map(|e| (e.index, e.data))
+                .collect(),
+        })
+    }
+
+    /// Restores a state captured by [`Vcpu::save_state`].
+    pub fn restore_state(&mut self, s: &VcpuState) -> Result<(), VcpuError> {
+        // Order follows KVM's requirements: sregs (mode) before regs and MSRs, events last.
+        self.fd.get_kvm_run().kvm_dirty_regs = 0;
+        self.fd
+            .set_mp_state(s.mp_state)
+            .map_err(err("KVM_SET_MP_STATE"))?;
+        self.fd.set_sregs(&s.sregs).map_err(err("KVM_SET_SREGS"))?;
+        self.fd.set_regs(&s.regs).map_err(err("KVM_SET_REGS"))?;
+        let mut xsave = kvm_xsave::default();
+        let n = s.xsave.len().min(xsave.region.len());
+        xsave.region[..n].copy_from_slice(&s.xsave[..n]);
+        // SAFETY: `xsave` is a complete 4 KiB kvm_xsave; KVM_SET_XSAVE reads exactly that
+        // (no extra area: the CPUID model offers no dynamic XSAVE features).
+        unsafe { self.fd.set_xsave(&xsave) }.map_err(err("KVM_SET_XSAVE"))?;
+        self.fd.set_xcrs(&s.xcrs).map_err(err("KVM_SET_XCRS"))?;
+        self.fd
+            .set_debug_regs(&s.debugregs)
+            .map_err(err("KVM_SET_DEBUGREGS"))?;
+        let entries: Vec<_> = s
+            .msrs
+            .iter()
+            .map(|&(index, data)| kvm_bindings::kvm_msr_entry {
+                index,
+                data,
+                ..Default::default()
+            })
+            .collect();
+        let msrs = Msrs::from_entries(&entries).map_err(|_| VcpuError {
+            op: "building the MSR list",
+            source: kvm_ioctls::Error::new(libc::EINVAL),
+        })?;
+        self.fd.set_msrs(&msrs).map_err(err("KVM_SET_MSRS"))?;
+        self.fd
+            .set_vcpu_events(&s.events)
+            .map_err(err("KVM_SET_VCPU_EVENTS"))?;
+        let sync = self.fd.sync_regs_mut();
+        sync.regs = s.regs;
+        sync.sregs = s.sregs;
+        Ok(())
+    }
+
+    /// Sets initial registers through ioctls (before the first run).
+    pub fn init_registers(&mut self, regs: &kvm_regs, sregs: &kvm_sregs) -> Result<(), VcpuError> {
+        self.fd.get_kvm_run().kvm_dirty_regs = 0;
+        self.fd.set_sregs(sregs).map_err(err("KVM_SET_SREGS"))?;
+        self.fd.set_regs(regs).map_err(err("KVM_SET_REGS"))?;
+        let sync = self.fd.sync_regs_mut();
+        sync.regs = *regs;
+        sync.sregs = *sregs;
+        Ok(())
+    }
+
+    /// Reads one MSR through KVM.
+    pub fn get_msr(&self, index: u32) -> Result<u64, VcpuError> {
+        let mut msrs = Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
+            index,
+            ..Default::default()
+        }])
+        .map_err(|_| VcpuError {
+            op: "building the MSR list",
+            source: kvm_ioctls::Error::new(libc::EINVAL),
+        })?;
+        let n = self.fd.get_msrs(&mut msrs).map_err(err("KVM_GET_MSRS"))?;
+        if n != 1 {
+            return Err(VcpuError {
+                op: "KVM_GET_MSRS",
+                source: kvm_ioctls::Error::new(libc::EINVAL),
+            });
+        }
+        Ok(msrs.as_slice()[0].data)
+    }
+
+    /// Pending events and interrupt shadow (KVM_GET_VCPU_EVENTS).
+    pub fn vcpu_events(&self) -> Result<kvm_vcpu_events, VcpuError> {
+        self.fd
+            .get_vcpu_events()
+            .map_err(err("KVM_GET_VCPU_EVENTS"))
+    }
+
+    /// Sets pending events and interrupt shadow (KVM_SET_VCPU_EVENTS).
+    pub fn set_vcpu_events(&self, events: &kvm_vcpu_events) -> Result<(), VcpuError> {
+        self.fd
+            .set_vcpu_events(events)
+            .map_err(err("KVM_SET_VCPU_EVENTS"))
+    }
+
+    /// Sets the `immediate_exit` flag so a pending KVM_RUN returns with EINTR.
+    pub fn set_immediate_exit(&mut self, on: bool) {
+        self.fd.set_kvm_immediate_exit(u8::from(on));
+    }
+}

@@ -1,0 +1,151 @@
+//! The KVM virtual machine: system fd, VM fd, guest RAM in slot 0 with dirty logging, the
+//! CPUID model and the one vCPU.
+
+use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES};
+use kvm_ioctls::VmFd;
+
+use crate::cpuid::{CpuidError, CpuidModel};
+use crate::kvm::{KvmError, KvmSystem};
+use crate::memory::{GuestRam, MemoryError, PAGE_SIZE};
+use crate::vcpu::{Vcpu, VcpuError};
+
+/// Errors creating the VM.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// Opening KVM failed.
+    #[error(transparent)]
+    Kvm(#[from] KvmError),
+    /// Guest RAM could not be created.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// The CPUID model could not be built.
+    #[error(transparent)]
+    Cpuid(#[from] CpuidError),
+    /// A vCPU ioctl failed.
+    #[error(transparent)]
+    Vcpu(#[from] VcpuError),
+    /// A VM ioctl failed.
+    #[error("KVM {op} failed: {source}")]
+    Ioctl {
+        /// The ioctl.
+        op: &'static str,
+        /// Its errno.
+        source: kvm_ioctls::Error,
+    },
+}
+
+/// The VM.
+#[derive(Debug)]
+pub struct Vm {
+    // Field order matters for drop: the vCPU and VM fds close before RAM is unmapped.
+    vcpu: Vcpu,
+    vm: VmFd,
+    kvm: KvmSystem,
+    ram: GuestRam,
+    cpuid: CpuidModel,
+}
+
+impl Vm {
+    /// Creates a VM with `mem_size` bytes of RAM and one vCPU at reset.
+    pub fn new(mem_size: u64) -> Result<Self, VmError> {
+        let kvm = KvmSystem::open()?;
+        let ram = GuestRam::new(mem_size)?;
+        let vm = kvm.kvm().create_vm().map_err(|source| VmError::Ioctl {
+            op: "KVM_CREATE_VM",
+            source,
+        })?;
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: KVM_MEM_LOG_DIRTY_PAGES,
+            guest_phys_addr: 0,
+            memory_size: ram.size(),
+            userspace_addr: ram.host_addr(),
+        };
+        // SAFETY: the region describes `ram`'s live mapping, which outlives the VM fd (field
+        // order above drops the fds first).
+        unsafe { vm.set_user_memory_region(region) }.map_err(|source| VmError::Ioctl {
+            op: "KVM_SET_USER_MEMORY_REGION",
+            source,
+        })?;
+        // Required on Intel for real-mode emulation; placed in the top of the 32-bit space,
+        // outside RAM. Harmless elsewhere, so a failure is not fatal.
+        let _ = vm.set_tss_address(0xfffb_d000);
+        let cpuid = CpuidModel::for_host(&kvm)?;
+        let kvm_cpuid = cpuid.to_kvm()?;
+        let msr_list = kvm
+            .kvm()
+            .get_msr_index_list()
+            .map_err(|source| VmError::Ioctl {
+                op: "KVM_GET_MSR_INDEX_LIST",
+                source,
+            })?;
+        let vcpu = Vcpu::new(&vm, &kvm_cpuid, msr_list.as_slice())?;
+        Ok(Self {
+            vcpu,
+            vm,
+            kvm,
+            ram,
+            cpuid,
+        })
+    }
+
+    /// Guest RAM.
+    pub fn ram(&self) -> &GuestRam {
+        &self.ram
+    }
+
+    /// Guest RAM, mutable.
+    pub fn ram_mut(&mut self) -> &mut GuestRam {
+        &mut self.ram
+    }
+
+    /// The vCPU.
+    pub fn vcpu(&self) -> &Vcpu {
+        &self.vcpu
+    }
+
+    /// The vCPU, mutable.
+    pub fn vcpu_mut(&mut self) -> &mut Vcpu {
+        &mut self.vcpu
+    }
+
+    /// RAM and vCPU together (both mutable), for code that reads memory while running.
+    pub fn split_mut(&mut self) -> (&mut GuestRam, &mut Vcpu) {
+        (&mut self.ram, &mut self.vcpu)
+    }
+
+    /// The CPUID table the guest sees.
+    pub fn cpuid(&self) -> &CpuidModel {
+        &self.cpuid
+    }
+
+    /// The KVM device path in use.
+    pub fn kvm_path(&self) -> &str {
+        self.kvm.path()
+    }
+
+    /// Frame numbers of pages the guest wrote since the previous call (KVM_GET_DIRTY_LOG,
+    /// which also resets the log).
+    pub fn take_dirty_pages(&self) -> Result<Vec<u32>, VmError> {
+        let bitmap = self
+            .vm
+            .get_dirty_log(0, self.ram.size() as usize)
+            .map_err(|source| VmError::Ioctl {
+                op: "KVM_GET_DIRTY_LOG",
+                source,
+            })?;
+        let mut pages = Vec::new();
+        for (word_index, &word) in bitmap.iter().enumerate() {
+            let mut w = word;
+            while w != 0 {
+                let bit = w.trailing_zeros();
+                let pfn = word_index as u32 * 64 + bit;
+                if (pfn as usize) < self.ram.size() as usize / PAGE_SIZE {
+                    pages.push(pfn);
+                }
+                w &= w - 1;
+            }
+        }
+        Ok(pages)
+    }
+}
