@@ -1,1 +1,53 @@
-fn main() {}
+//! `ttvm`: a time-travelling virtual machine monitor for KVM.
+
+mod commands;
+mod exit_code;
+mod kernel_arg;
+mod options;
+mod signals;
+
+use clap::{Parser, Subcommand};
+
+/// A time-travelling virtual machine monitor: record a kernel under KVM, replay it
+/// bit-for-bit, and debug it backwards with gdb.
+#[derive(Debug, Parser)]
+#[command(name = "ttvm", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Boot a kernel with the free-running engine (nothing is recorded).
+    Run(commands::run::RunArgs),
+    /// Record a kernel with the exact engine into a trace file.
+    Record(commands::record::RecordArgs),
+    /// Replay a trace, checking it step by step (or serve it to gdb with --gdb).
+    Replay(commands::replay::ReplayArgs),
+    /// Show what a trace holds.
+    Info(commands::info::InfoArgs),
+    /// List the bundled sample kernels or extract one as an ELF file.
+    Kernels(commands::kernels::KernelsArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => commands::run::run(a),
+        Command::Record(a) => commands::record::run(a),
+        Command::Replay(a) => commands::replay::run(a),
+        Command::Info(a) => commands::info::run(a),
+        Command::Kernels(a) => commands::kernels::run(a),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            if !e.message.is_empty() {
+                eprintln!("ttvm: {}", e.message);
+            }
+            e.code
+        }
+    };
+    std::process::exit(code);
+}

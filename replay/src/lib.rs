@@ -1,1 +1,20 @@
-//! ttvm-replay
+//! ttvm's deterministic record and replay.
+//!
+//! - [`engine`]: the exact single-step engine and the [`engine::StepEnv`] seam.
+//! - [`record`]: `RecordSession`, devices live, everything logged to a trace.
+//! - [`replay`]: `ReplaySession`, the log drives the guest and every action is checked.
+//! - [`trace`], [`events`], [`checkpoint`], [`recording`]: the file format and its model.
+//! - [`ram`]: rebuilding RAM at a checkpoint in time proportional to the changed pages.
+
+pub mod checkpoint;
+pub mod clock;
+pub mod divergence;
+pub mod engine;
+pub mod event_log;
+pub mod events;
+pub mod ram;
+pub mod record;
+pub mod recording;
+pub mod replay;
+pub mod stepping;
+pub mod trace;

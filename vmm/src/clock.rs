@@ -19,9 +19,7 @@ pub struct HostClock {
 impl HostClock {
     /// A clock reading 0 now.
     pub fn new() -> Self {
-        Self {
-            start: Instant::now(),
-        }
+        Self { start: Instant::now() }
     }
 }
 
@@ -39,8 +37,5 @@ impl Clock for HostClock {
 
 /// Current wall-clock time in seconds since the Unix epoch, read once at boot for the RTC.
 pub fn wall_clock_unix_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

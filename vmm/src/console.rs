@@ -57,11 +57,7 @@ pub struct ConsoleInput {
 impl ConsoleInput {
     /// No input at all.
     pub fn none() -> Self {
-        Self {
-            source: None,
-            pending: VecDeque::new(),
-            eof: true,
-        }
+        Self { source: None, pending: VecDeque::new(), eof: true }
     }
 
     /// Input from a file: all of it is read now, so when it reaches the guest depends only
@@ -74,11 +70,7 @@ impl ConsoleInput {
 
     /// Input from a byte buffer (tests, replays of recorded input).
     pub fn from_bytes(data: &[u8]) -> Self {
-        Self {
-            source: None,
-            pending: data.iter().copied().collect(),
-            eof: true,
-        }
+        Self { source: None, pending: data.iter().copied().collect(), eof: true }
     }
 
     /// Input from the process's stdin when it is a terminal, a pipe or a file; none when
@@ -92,11 +84,7 @@ impl ConsoleInput {
         }
         // SAFETY: `dup` is a fresh, valid fd that nothing else owns.
         let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(dup) };
-        Self {
-            source: Some(file),
-            pending: VecDeque::new(),
-            eof: false,
-        }
+        Self { source: Some(file), pending: VecDeque::new(), eof: false }
     }
 
     /// Reads whatever is available right now without blocking.
@@ -106,11 +94,7 @@ impl ConsoleInput {
             return;
         }
         loop {
-            let mut pfd = libc::pollfd {
-                fd: f.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
+            let mut pfd = libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 };
             // SAFETY: one valid pollfd, zero timeout.
             let n = unsafe { libc::poll(&mut pfd, 1, 0) };
             if n <= 0 || pfd.revents & (libc::POLLIN | libc::POLLHUP) == 0 {

@@ -9,9 +9,9 @@
 //!
 //! Hidden on purpose: KVM paravirt leaves (0x4000_0000..), kvmclock, x2APIC, the local APIC
 //! itself (there is no in-kernel APIC; interrupts come from the userspace 8259A), the TSC
-//! deadline timer, PMU, MONITOR/MWAIT, RDSEED (not available on the reference hosts; the
-//! exact engine still emulates it), and AVX-512 (its XSAVE state would triple checkpoint
-//! size for no benefit to a kernel developer).
+//! deadline timer, PMU, MONITOR/MWAIT, XSAVE/AVX and everything above the SSE2 baseline
+//! (the reference hosts' KVM cannot run it in ring 0). RDTSCP, RDRAND and RDSEED are offered
+//! even where the host lacks them because the exact engine emulates all three.
 
 use kvm_bindings::{kvm_cpuid_entry2, CpuId, KVM_MAX_CPUID_ENTRIES};
 use serde::{Deserialize, Serialize};
@@ -63,6 +63,9 @@ pub struct CpuidModel {
     pub leaves: Vec<CpuidLeaf>,
 }
 
+// The whitelist is the x86-64 baseline that the reference hosts' KVM (PVM, which emulates
+// ring-0 code) offers: SSE2 without SSE3, no XSAVE/AVX. Anything above it would be code the
+// hosts cannot run.
 // Leaf 1 EDX: fpu vme de pse tsc msr pae mce cx8 sep pge cmov pat pse36 clflush mmx fxsr sse sse2.
 const L1_EDX: u32 = (1 << 0)
     | (1 << 1)
@@ -83,65 +86,38 @@ const L1_EDX: u32 = (1 << 0)
     | (1 << 24)
     | (1 << 25)
     | (1 << 26);
-// Leaf 1 ECX: sse3 pclmulqdq ssse3 fma cx16 sse4.1 sse4.2 movbe popcnt aes xsave avx f16c rdrand.
-const L1_ECX: u32 = (1 << 0)
-    | (1 << 1)
-    | (1 << 9)
-    | (1 << 12)
-    | (1 << 13)
-    | (1 << 19)
-    | (1 << 20)
-    | (1 << 22)
-    | (1 << 23)
-    | (1 << 25)
-    | (1 << 26)
-    | (1 << 28)
-    | (1 << 29)
-    | (1 << 30);
+// Leaf 1 ECX: cx16.
+const L1_ECX: u32 = 1 << 13;
+/// Leaf 1 ECX bit 30: RDRAND. Offered although the hosts lack it: the exact engine
+/// emulates RDRAND itself (and logs the value), so recorded guests can always use it.
+const L1_ECX_RDRAND: u32 = 1 << 30;
 /// Leaf 1 ECX bit 31: running under a hypervisor. Set so guests don't assume bare metal.
 const L1_ECX_HYPERVISOR: u32 = 1 << 31;
-// Leaf 7.0 EBX: fsgsbase bmi1 avx2 smep bmi2 erms adx smap clflushopt.
-const L7_EBX: u32 = (1 << 0)
-    | (1 << 3)
-    | (1 << 5)
-    | (1 << 7)
-    | (1 << 8)
-    | (1 << 9)
-    | (1 << 19)
-    | (1 << 20)
-    | (1 << 23);
-// 0x8000_0001 EDX: syscall nx pdpe1gb rdtscp lm.
-const E1_EDX: u32 = (1 << 11) | (1 << 20) | (1 << 26) | (1 << 27) | (1 << 29);
-// 0x8000_0001 ECX: lahf_lm abm(lzcnt) prefetchw.
-const E1_ECX: u32 = (1 << 0) | (1 << 5) | (1 << 8);
-/// XCR0 components offered: x87, SSE, AVX.
-const XCR0_MASK: u32 = 0b111;
+// Leaf 7.0 EBX: clflushopt.
+const L7_EBX: u32 = 1 << 23;
+/// Leaf 7.0 EBX bit 18: RDSEED, emulated by the exact engine like RDRAND.
+const L7_EBX_RDSEED: u32 = 1 << 18;
+// 0x8000_0001 EDX: syscall nx lm.
+const E1_EDX: u32 = (1 << 11) | (1 << 20) | (1 << 29);
+/// 0x8000_0001 EDX bit 27: RDTSCP, emulated by the exact engine like RDTSC.
+const E1_EDX_RDTSCP: u32 = 1 << 27;
+// 0x8000_0001 ECX: lahf_lm prefetchw.
+const E1_ECX: u32 = (1 << 0) | (1 << 8);
 
 fn feature_names(leaf: &str, missing: u32) -> String {
-    (0..32)
-        .filter(|b| missing & (1 << b) != 0)
-        .map(|b| format!("{leaf} bit {b}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    (0..32).filter(|b| missing & (1 << b) != 0).map(|b| format!("{leaf} bit {b}")).collect::<Vec<_>>().join(", ")
 }
 
 impl CpuidModel {
     /// Builds the model for this host.
     pub fn for_host(kvm: &KvmSystem) -> Result<Self, CpuidError> {
-        let supported = kvm
-            .kvm()
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(CpuidError::Supported)?;
+        let supported = kvm.kvm().get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(CpuidError::Supported)?;
         Self::from_supported(supported.as_slice())
     }
 
     /// Builds the model from a host's supported-CPUID list (separate for testing).
     pub fn from_supported(host: &[kvm_cpuid_entry2]) -> Result<Self, CpuidError> {
-        let find = |f: u32, i: u32| {
-            host.iter()
-                .find(|e| e.function == f && e.index == i)
-                .copied()
-        };
+        let find = |f: u32, i: u32| host.iter().find(|e| e.function == f && e.index == i).copied();
         let zero = kvm_cpuid_entry2::default();
         let mut missing = Vec::new();
         let mut require = |name: &str, have: u32, want: u32| {
@@ -151,15 +127,7 @@ impl CpuidModel {
         };
         let mut leaves = Vec::new();
         let mut push = |function: u32, index: u32, indexed: bool, r: [u32; 4]| {
-            leaves.push(CpuidLeaf {
-                function,
-                index,
-                indexed,
-                eax: r[0],
-                ebx: r[1],
-                ecx: r[2],
-                edx: r[3],
-            })
+            leaves.push(CpuidLeaf { function, index, indexed, eax: r[0], ebx: r[1], ecx: r[2], edx: r[3] })
         };
 
         let l0 = find(0, 0).unwrap_or(zero);
@@ -171,12 +139,7 @@ impl CpuidModel {
         require("CPUID.1:ECX", l1.ecx, L1_ECX);
         // EBX: keep brand index and CLFLUSH line size; one logical CPU, APIC id 0.
         let l1_ebx = (l1.ebx & 0x0000_ffff) | (1 << 16);
-        push(
-            1,
-            0,
-            false,
-            [l1.eax, l1_ebx, L1_ECX | L1_ECX_HYPERVISOR, L1_EDX],
-        );
+        push(1, 0, false, [l1.eax, l1_ebx, L1_ECX | L1_ECX_RDRAND | L1_ECX_HYPERVISOR, L1_EDX]);
 
         // Leaves 2..=6: cache/TLB descriptors pass through (identity), 5 (MONITOR) and 6 (power) zero.
         for f in 2..=4u32 {
@@ -209,7 +172,7 @@ impl CpuidModel {
         if max_basic >= 7 {
             let l7 = find(7, 0).unwrap_or(zero);
             require("CPUID.7.0:EBX", l7.ebx, L7_EBX);
-            push(7, 0, true, [0, L7_EBX, 0, 0]);
+            push(7, 0, true, [0, L7_EBX | L7_EBX_RDSEED, 0, 0]);
         }
         for f in 8..=0xcu32 {
             if f <= max_basic {
@@ -217,17 +180,8 @@ impl CpuidModel {
             }
         }
         if max_basic >= 0xd {
-            let d0 = find(0xd, 0).unwrap_or(zero);
-            require("CPUID.0xD.0:EAX (XCR0)", d0.eax, XCR0_MASK);
-            // EBX/ECX: size of the XSAVE area for the offered components (legacy 512 +
-            // header 64 + AVX 256 at offset 576).
-            let avx = find(0xd, 2).unwrap_or(zero);
-            let size = (avx.ebx + avx.eax).max(576);
-            push(0xd, 0, true, [XCR0_MASK, size, size, 0]);
-            // Subleaf 1: XSAVEOPT only; no XSAVES/XSAVEC so the layout stays standard.
-            let d1 = find(0xd, 1).unwrap_or(zero);
-            push(0xd, 1, true, [d1.eax & 1, 0, 0, 0]);
-            push(0xd, 2, true, [avx.eax, avx.ebx, avx.ecx, avx.edx]);
+            // No XSAVE in the model: the guest uses FXSAVE, and checkpoints stay small.
+            push(0xd, 0, true, [0; 4]);
         }
 
         let e0 = find(0x8000_0000, 0).unwrap_or(zero);
@@ -236,7 +190,7 @@ impl CpuidModel {
         let e1 = find(0x8000_0001, 0).unwrap_or(zero);
         require("CPUID.0x80000001:EDX", e1.edx, E1_EDX);
         require("CPUID.0x80000001:ECX", e1.ecx, E1_ECX);
-        push(0x8000_0001, 0, false, [e1.eax, e1.ebx, E1_ECX, E1_EDX]);
+        push(0x8000_0001, 0, false, [e1.eax, e1.ebx, E1_ECX, E1_EDX | E1_EDX_RDTSCP]);
         for f in 0x8000_0002..=max_ext {
             let e = find(f, 0).unwrap_or(zero);
             let r = match f {
@@ -255,10 +209,7 @@ impl CpuidModel {
             return Err(CpuidError::MissingFeatures(missing.join(", ")));
         }
         leaves.sort_by_key(|l| (l.function, l.index));
-        Ok(Self {
-            name: CPUID_MODEL_NAME.to_string(),
-            leaves,
-        })
+        Ok(Self { name: CPUID_MODEL_NAME.to_string(), leaves })
     }
 
     /// The table in KVM's format.
@@ -269,11 +220,7 @@ impl CpuidModel {
             .map(|l| kvm_cpuid_entry2 {
                 function: l.function,
                 index: l.index,
-                flags: if l.indexed {
-                    kvm_bindings::KVM_CPUID_FLAG_SIGNIFCANT_INDEX
-                } else {
-                    0
-                },
+                flags: if l.indexed { kvm_bindings::KVM_CPUID_FLAG_SIGNIFCANT_INDEX } else { 0 },
                 eax: l.eax,
                 ebx: l.ebx,
                 ecx: l.ecx,
@@ -286,9 +233,7 @@ impl CpuidModel {
 
     /// The leaf for `function`/`index`, if present.
     pub fn leaf(&self, function: u32, index: u32) -> Option<&CpuidLeaf> {
-        self.leaves
-            .iter()
-            .find(|l| l.function == function && (!l.indexed || l.index == index))
+        self.leaves.iter().find(|l| l.function == function && (!l.indexed || l.index == index))
     }
 
     /// The 12-byte vendor string.
@@ -316,11 +261,7 @@ impl CpuidModel {
             out.push(format!("model {} vs {}", self.name, other.name));
         }
         for l in &self.leaves {
-            match other
-                .leaves
-                .iter()
-                .find(|o| o.function == l.function && o.index == l.index)
-            {
+            match other.leaves.iter().find(|o| o.function == l.function && o.index == l.index) {
                 Some(o) if o == l => {}
                 Some(o) => out.push(format!(
                     "leaf {:#x}.{}: {:08x} {:08x} {:08x} {:08x} vs {:08x} {:08x} {:08x} {:08x}",
@@ -330,11 +271,7 @@ impl CpuidModel {
             }
         }
         for o in &other.leaves {
-            if !self
-                .leaves
-                .iter()
-                .any(|l| l.function == o.function && l.index == o.index)
-            {
+            if !self.leaves.iter().any(|l| l.function == o.function && l.index == o.index) {
                 out.push(format!("leaf {:#x}.{} extra", o.function, o.index));
             }
         }
@@ -347,15 +284,7 @@ mod tests {
     use super::*;
 
     fn entry(function: u32, index: u32, r: [u32; 4]) -> kvm_cpuid_entry2 {
-        kvm_cpuid_entry2 {
-            function,
-            index,
-            eax: r[0],
-            ebx: r[1],
-            ecx: r[2],
-            edx: r[3],
-            ..Default::default()
-        }
+        kvm_cpuid_entry2 { function, index, eax: r[0], ebx: r[1], ecx: r[2], edx: r[3], ..Default::default() }
     }
 
     fn rich_host() -> Vec<kvm_cpuid_entry2> {
@@ -366,11 +295,7 @@ mod tests {
             entry(0xd, 0, [0xe7, 0x988, 0x988, 0]),
             entry(0xd, 1, [0xf, 0, 0, 0]),
             entry(0xd, 2, [256, 576, 0, 0]),
-            entry(
-                0x4000_0000,
-                0,
-                [0x4000_0001, 0x4b4d_564b, 0x564b_4d56, 0x4d],
-            ),
+            entry(0x4000_0000, 0, [0x4000_0001, 0x4b4d_564b, 0x564b_4d56, 0x4d]),
             entry(0x8000_0000, 0, [0x8000_0021, 0, 0, 0]),
             entry(0x8000_0001, 0, [0, 0, 0xffff_ffff, 0xffff_ffff]),
             entry(0x8000_0008, 0, [0x3030, 0xffff, 0, 0]),
@@ -380,21 +305,14 @@ mod tests {
     #[test]
     fn hides_paravirt_x2apic_and_apic() {
         let m = CpuidModel::from_supported(&rich_host()).unwrap();
-        assert!(m
-            .leaves
-            .iter()
-            .all(|l| l.function < 0x4000_0000 || l.function >= 0x8000_0000));
+        assert!(m.leaves.iter().all(|l| l.function < 0x4000_0000 || l.function >= 0x8000_0000));
         let l1 = m.leaf(1, 0).unwrap();
         assert_eq!(l1.ecx & (1 << 21), 0, "x2apic must be hidden");
         assert_eq!(l1.edx & (1 << 9), 0, "apic must be hidden");
         assert_eq!(l1.ecx & (1 << 24), 0, "tsc deadline must be hidden");
         assert_ne!(l1.ecx & L1_ECX_HYPERVISOR, 0);
-        assert_eq!(m.leaf(0xd, 0).unwrap().eax, XCR0_MASK);
-        assert_eq!(
-            m.leaf(7, 0).unwrap().ebx,
-            L7_EBX,
-            "feature bits come from the whitelist"
-        );
+        assert_eq!(m.leaf(0xd, 0).unwrap().eax, 0, "no XSAVE in the model");
+        assert_eq!(m.leaf(7, 0).unwrap().ebx, L7_EBX | L7_EBX_RDSEED, "feature bits come from the whitelist");
         assert_eq!(m.vendor(), "AuthenticAMD");
     }
 
@@ -410,9 +328,9 @@ mod tests {
     #[test]
     fn reports_missing_features_by_name() {
         let mut host = rich_host();
-        host[1] = entry(1, 0, [0, 0, 0, L1_EDX]); // no SSE3..RDRAND
+        host[1] = entry(1, 0, [0, 0, 0, L1_EDX]); // no CX16
         let e = CpuidModel::from_supported(&host).unwrap_err().to_string();
-        assert!(e.contains("CPUID.1:ECX bit 30"), "{e}");
+        assert!(e.contains("CPUID.1:ECX bit 13"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,8 @@ use kvm_ioctls::VcpuExit;
 
 use crate::clock::{Clock, HostClock};
 use crate::console::{ConsoleInput, ConsoleOutput};
+use crate::disasm::describe_at_rip;
+use crate::insn::{apply_emulated, classify, code_mode, fetch_at_rip, Special};
 use crate::kick::Kicker;
 use crate::machine::{GuestStop, Machine};
 
@@ -91,7 +93,9 @@ pub fn run_free(
             Ok(VcpuExit::IoIn(port, data)) => {
                 let outcome = machine.board.pio_read(port, data, now);
                 if outcome.first_unmodelled {
-                    eprintln!("ttvm: guest read unmodelled port {port:#x} (RIP {rip_before_io:#x}); returning all ones");
+                    eprintln!(
+                        "ttvm: guest read unmodelled port {port:#x} (RIP {rip_before_io:#x}); returning all ones"
+                    );
                 }
             }
             Ok(VcpuExit::IoOut(port, data)) => {
@@ -108,7 +112,9 @@ pub fn run_free(
             }
             Ok(VcpuExit::MmioRead(addr, data)) => {
                 if machine.board.mmio_read(addr, data).first_unmodelled {
-                    eprintln!("ttvm: guest read unmodelled MMIO {addr:#x} (RIP {rip_before_io:#x}); returning all ones");
+                    eprintln!(
+                        "ttvm: guest read unmodelled MMIO {addr:#x} (RIP {rip_before_io:#x}); returning all ones"
+                    );
                 }
             }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
@@ -120,23 +126,18 @@ pub fn run_free(
                 let vcpu = machine.vm.vcpu_mut();
                 let if_set = vcpu.regs().rflags & (1 << 9) != 0;
                 if !if_set {
-                    return Ok(FreeRunEnd::Guest(GuestStop::HaltedInterruptsOff {
-                        rip: vcpu.rip(),
-                    }));
+                    return Ok(FreeRunEnd::Guest(GuestStop::HaltedInterruptsOff { rip: vcpu.rip() }));
                 }
                 wait_while_halted(machine, input, &clock, options, started);
             }
             Ok(VcpuExit::IrqWindowOpen) => {}
             Ok(VcpuExit::Shutdown) => {
-                return Ok(FreeRunEnd::Guest(GuestStop::TripleFault {
-                    registers: machine.register_dump(),
-                }));
+                return Ok(FreeRunEnd::Guest(GuestStop::TripleFault { registers: machine.register_dump() }));
             }
             Ok(VcpuExit::InternalError) => {
-                return Ok(FreeRunEnd::Guest(GuestStop::InternalError {
-                    reason: "KVM_EXIT_INTERNAL_ERROR".into(),
-                    registers: machine.register_dump(),
-                }));
+                if let Some(stop) = emulate_or_report(machine)? {
+                    return Ok(FreeRunEnd::Guest(stop));
+                }
             }
             Ok(VcpuExit::FailEntry(reason, _)) => {
                 return Ok(FreeRunEnd::Guest(GuestStop::InternalError {
@@ -146,16 +147,64 @@ pub fn run_free(
             }
             Ok(other) => {
                 let reason = format!("unexpected exit {other:?}");
-                return Ok(FreeRunEnd::Guest(GuestStop::InternalError {
-                    reason,
-                    registers: machine.register_dump(),
-                }));
+                return Ok(FreeRunEnd::Guest(GuestStop::InternalError { reason, registers: machine.register_dump() }));
             }
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 machine.vm.vcpu_mut().set_immediate_exit(false);
             }
             Err(e) => return Err(FreeRunError::Run(e)),
         }
+    }
+}
+
+/// KVM reported an internal error, typically an emulation failure: on hosts whose KVM
+/// emulates ring-0 code (PVM), instructions it does not implement end up here. ttvm
+/// provides RDTSCP, RDRAND and RDSEED in its CPUID model, so those are emulated in
+/// userspace; anything else is reported with its disassembly.
+fn emulate_or_report(machine: &mut Machine) -> Result<Option<GuestStop>, FreeRunError> {
+    let vcpu = machine.vm.vcpu();
+    let (mut regs, sregs) = (vcpu.regs(), vcpu.sregs());
+    let (bytes, n) = fetch_at_rip(machine.vm.ram(), &regs, &sregs);
+    let special = classify(&bytes[..n], code_mode(&sregs));
+    let (special, len) = match special {
+        Some(s @ (Special::Rdtscp | Special::Rdrand { .. } | Special::Rdseed { .. }, _)) => s,
+        _ => {
+            let what = describe_at_rip(machine.vm.ram(), &regs, &sregs);
+            return Ok(Some(GuestStop::InternalError {
+                reason: format!(
+                    "KVM_EXIT_INTERNAL_ERROR: KVM could not execute `{what}` at RIP {:#x} \
+                     (on hosts whose KVM emulates ring-0 code, such as PVM, most SSE and all \
+                     AVX instructions are not implemented: build the kernel without SSE)",
+                    regs.rip
+                ),
+                registers: machine.register_dump(),
+            }));
+        }
+    };
+    let (value, aux) = match special {
+        Special::Rdtscp => (host_tsc(), vcpu.get_msr(MSR_TSC_AUX)?),
+        _ => (host_random(), 0),
+    };
+    apply_emulated(&mut regs, special, len, value, aux);
+    machine.vm.vcpu_mut().set_regs(&regs);
+    Ok(None)
+}
+
+const MSR_TSC_AUX: u32 = 0xc000_0103;
+
+fn host_tsc() -> u64 {
+    // SAFETY: RDTSC has no preconditions on x86-64.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+fn host_random() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most 8 bytes into `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 8 {
+        u64::from_le_bytes(b)
+    } else {
+        host_tsc().rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15
     }
 }
 
@@ -200,17 +249,12 @@ fn wait_while_halted(
                 return;
             }
         }
-        let nothing_can_wake = machine.board.next_deadline().is_none()
-            && !input.is_live()
-            && input.pending().is_empty();
+        let nothing_can_wake =
+            machine.board.next_deadline().is_none() && !input.is_live() && input.pending().is_empty();
         if nothing_can_wake && options.timeout.is_none() {
             // Still sleep in small steps: a guest with no timer and no input is waiting
             // forever, which the user ends with Ctrl-C or --timeout.
         }
-        std::thread::sleep(
-            next_wake(machine, now)
-                .min(Duration::from_millis(1))
-                .max(Duration::from_micros(50)),
-        );
+        std::thread::sleep(next_wake(machine, now).min(Duration::from_millis(1)).max(Duration::from_micros(50)));
     }
 }

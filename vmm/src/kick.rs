@@ -48,10 +48,7 @@ impl Kicker {
     pub fn arm(&self, after: Duration) {
         let after = after.max(Duration::from_micros(1));
         let it = libc::itimerval {
-            it_interval: libc::timeval {
-                tv_sec: 0,
-                tv_usec: 0,
-            },
+            it_interval: libc::timeval { tv_sec: 0, tv_usec: 0 },
             it_value: libc::timeval {
                 tv_sec: after.as_secs() as libc::time_t,
                 tv_usec: after.subsec_micros() as libc::suseconds_t,
@@ -64,14 +61,8 @@ impl Kicker {
     /// Disarms the alarm.
     pub fn disarm(&self) {
         let zero = libc::itimerval {
-            it_interval: libc::timeval {
-                tv_sec: 0,
-                tv_usec: 0,
-            },
-            it_value: libc::timeval {
-                tv_sec: 0,
-                tv_usec: 0,
-            },
+            it_interval: libc::timeval { tv_sec: 0, tv_usec: 0 },
+            it_value: libc::timeval { tv_sec: 0, tv_usec: 0 },
         };
         // SAFETY: plain setitimer with a valid struct.
         unsafe { libc::setitimer(libc::ITIMER_REAL, &zero, std::ptr::null_mut()) };

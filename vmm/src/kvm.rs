@@ -18,10 +18,7 @@ pub enum KvmError {
          ttvm runs guests with Linux KVM: check that the kvm module is loaded, that {path} \
          exists, and that you may read and write it (e.g. membership of the 'kvm' group)"
     )]
-    Open {
-        path: String,
-        source: std::io::Error,
-    },
+    Open { path: String, source: std::io::Error },
     /// KVM reports an API version other than the stable one (12).
     #[error("{path}: KVM API version {version} is not supported (ttvm needs 12)")]
     ApiVersion { path: String, version: i32 },
@@ -30,38 +27,24 @@ pub enum KvmError {
     MissingCap { path: String, cap: &'static str },
     /// An ioctl on the KVM system fd failed.
     #[error("KVM {op} failed: {source}")]
-    Ioctl {
-        op: &'static str,
-        source: kvm_ioctls::Error,
-    },
+    Ioctl { op: &'static str, source: kvm_ioctls::Error },
 }
 
 /// The path of the KVM device: `$TTVM_KVM_DEVICE` or `/dev/kvm`.
 pub fn kvm_device_path() -> PathBuf {
-    std::env::var_os(KVM_DEVICE_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_KVM_DEVICE))
+    std::env::var_os(KVM_DEVICE_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_KVM_DEVICE))
 }
 
 /// Capabilities checked at start-up, with the reason each is needed.
 const REQUIRED_CAPS: &[(Cap, &str)] = &[
-    (
-        Cap::UserMemory,
-        "KVM_CAP_USER_MEMORY (guest RAM in a host mapping)",
-    ),
-    (
-        Cap::SetGuestDebug,
-        "KVM_CAP_SET_GUEST_DEBUG (single-step engine)",
-    ),
+    (Cap::UserMemory, "KVM_CAP_USER_MEMORY (guest RAM in a host mapping)"),
+    (Cap::SetGuestDebug, "KVM_CAP_SET_GUEST_DEBUG (single-step engine)"),
     (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID (fixed CPUID model)"),
     (Cap::VcpuEvents, "KVM_CAP_VCPU_EVENTS (checkpoints)"),
     (Cap::Debugregs, "KVM_CAP_DEBUGREGS (checkpoints)"),
     (Cap::Xsave, "KVM_CAP_XSAVE (checkpoints)"),
     (Cap::Xcrs, "KVM_CAP_XCRS (checkpoints)"),
-    (
-        Cap::SyncRegs,
-        "KVM_CAP_SYNC_REGS (registers without extra ioctls per step)",
-    ),
+    (Cap::SyncRegs, "KVM_CAP_SYNC_REGS (registers without extra ioctls per step)"),
 ];
 
 /// An open, checked KVM system handle.
@@ -76,11 +59,9 @@ impl KvmSystem {
     pub fn open() -> Result<Self, KvmError> {
         let path = kvm_device_path();
         let shown = path.display().to_string();
-        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
-            KvmError::Open {
-                path: shown.clone(),
-                source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
-            }
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| KvmError::Open {
+            path: shown.clone(),
+            source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
         })?;
         let kvm = Kvm::new_with_path(c_path.as_c_str()).map_err(|e| KvmError::Open {
             path: shown.clone(),
@@ -88,17 +69,11 @@ impl KvmSystem {
         })?;
         let version = kvm.get_api_version();
         if version != 12 {
-            return Err(KvmError::ApiVersion {
-                path: shown,
-                version,
-            });
+            return Err(KvmError::ApiVersion { path: shown, version });
         }
         for (cap, what) in REQUIRED_CAPS {
             if !kvm.check_extension(*cap) {
-                return Err(KvmError::MissingCap {
-                    path: shown,
-                    cap: what,
-                });
+                return Err(KvmError::MissingCap { path: shown, cap: what });
             }
         }
         Ok(Self { kvm, path: shown })

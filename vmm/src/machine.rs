@@ -68,10 +68,7 @@ impl std::fmt::Display for GuestStop {
                 write!(f, "guest triple fault (CPU shutdown)\n{registers}")
             }
             Self::HaltedInterruptsOff { rip } => {
-                write!(
-                    f,
-                    "guest halted with interrupts disabled at RIP {rip:#x}; nothing can wake it"
-                )
+                write!(f, "guest halted with interrupts disabled at RIP {rip:#x}; nothing can wake it")
             }
             Self::InternalError { reason, registers } => {
                 write!(f, "KVM internal error: {reason}\n{registers}")
@@ -102,17 +99,10 @@ impl Machine {
         let mut vm = Vm::new(config.mem_size)?;
         let base_sregs = vm.vcpu().sregs();
         let boot = boot::load_kernel(vm.ram_mut(), &config.kernel, &config.cmdline, base_sregs)?;
-        vm.vcpu_mut()
-            .init_registers(&boot.regs, &boot.sregs)
-            .map_err(VmError::from)?;
+        vm.vcpu_mut().init_registers(&boot.regs, &boot.sregs).map_err(VmError::from)?;
         // The boot image is the first checkpoint's base: start dirty tracking after it.
         vm.take_dirty_pages()?;
-        Ok(Self {
-            vm,
-            board: Board::new(config.rtc_base_unix_secs),
-            boot,
-            config,
-        })
+        Ok(Self { vm, board: Board::new(config.rtc_base_unix_secs), boot, config })
     }
 
     /// Register dump of the current vCPU state.

@@ -36,8 +36,7 @@ impl GuestRam {
         if !(MIN_RAM..=MAX_RAM).contains(&size) || !size.is_multiple_of(PAGE_SIZE as u64) {
             return Err(MemoryError::BadSize { size });
         }
-        let map =
-            MmapMut::map_anon(size as usize).map_err(|source| MemoryError::Map { size, source })?;
+        let map = MmapMut::map_anon(size as usize).map_err(|source| MemoryError::Map { size, source })?;
         Ok(Self { map })
     }
 
@@ -71,11 +70,7 @@ impl GuestRam {
         let end = addr.checked_add(len as u64);
         match end {
             Some(end) if end <= self.size() => Ok(addr as usize..end as usize),
-            _ => Err(MemoryError::OutOfRange {
-                addr,
-                len: len as u64,
-                size: self.size(),
-            }),
+            _ => Err(MemoryError::OutOfRange { addr, len: len as u64, size: self.size() }),
         }
     }
 
@@ -129,23 +124,14 @@ impl GuestRam {
                 libc::MAP_ANONYMOUS | libc::MAP_PRIVATE,
             )
         }
-        .map_err(|e| MemoryError::Map {
+        .map_err(|e| MemoryError::Map { size: size as u64, source: std::io::Error::other(e.to_string()) })?;
+        let region = GuestRegionMmap::new(region, GuestAddress(0)).ok_or_else(|| MemoryError::Map {
             size: size as u64,
-            source: std::io::Error::other(e.to_string()),
+            source: std::io::Error::other("vm-memory rejected the region"),
         })?;
-        let region =
-            GuestRegionMmap::new(region, GuestAddress(0)).ok_or_else(|| MemoryError::Map {
-                size: size as u64,
-                source: std::io::Error::other("vm-memory rejected the region"),
-            })?;
-        let mem = GuestMemoryMmap::from_regions(vec![region]).map_err(|e| MemoryError::Map {
-            size: size as u64,
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        Ok(VmMemoryView {
-            mem,
-            _borrow: std::marker::PhantomData,
-        })
+        let mem = GuestMemoryMmap::from_regions(vec![region])
+            .map_err(|e| MemoryError::Map { size: size as u64, source: std::io::Error::other(e.to_string()) })?;
+        Ok(VmMemoryView { mem, _borrow: std::marker::PhantomData })
     }
 }
 
@@ -163,14 +149,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_sizes() {
-        assert!(matches!(
-            GuestRam::new(1 << 20),
-            Err(MemoryError::BadSize { .. })
-        ));
-        assert!(matches!(
-            GuestRam::new((8 << 20) + 1),
-            Err(MemoryError::BadSize { .. })
-        ));
+        assert!(matches!(GuestRam::new(1 << 20), Err(MemoryError::BadSize { .. })));
+        assert!(matches!(GuestRam::new((8 << 20) + 1), Err(MemoryError::BadSize { .. })));
         assert!(GuestRam::new(8 << 20).is_ok());
     }
 

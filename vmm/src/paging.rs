@@ -61,12 +61,7 @@ pub struct AddressSpace {
 impl AddressSpace {
     /// From the vCPU's system registers.
     pub fn from_sregs(s: &kvm_sregs) -> Self {
-        Self {
-            cr0: s.cr0,
-            cr3: s.cr3,
-            cr4: s.cr4,
-            efer: s.efer,
-        }
+        Self { cr0: s.cr0, cr3: s.cr3, cr4: s.cr4, efer: s.efer }
     }
 
     /// Which paging mode is active.
@@ -84,10 +79,7 @@ impl AddressSpace {
 
     /// Translates a virtual address to physical.
     pub fn translate(&self, ram: &GuestRam, vaddr: u64) -> Result<u64, TranslateError> {
-        let read = |addr: u64| {
-            ram.read_u64(addr)
-                .map_err(|_| TranslateError::TableOutsideRam(vaddr))
-        };
+        let read = |addr: u64| ram.read_u64(addr).map_err(|_| TranslateError::TableOutsideRam(vaddr));
         match self.mode() {
             PagingMode::None => Ok(vaddr & 0xffff_ffff),
             PagingMode::Long4 => {
@@ -137,8 +129,7 @@ impl AddressSpace {
                 let vaddr = vaddr & 0xffff_ffff;
                 let read32 = |addr: u64| -> Result<u64, TranslateError> {
                     let mut b = [0u8; 4];
-                    ram.read(addr, &mut b)
-                        .map_err(|_| TranslateError::TableOutsideRam(vaddr))?;
+                    ram.read(addr, &mut b).map_err(|_| TranslateError::TableOutsideRam(vaddr))?;
                     Ok(u64::from(u32::from_le_bytes(b)))
                 };
                 let pde = read32((self.cr3 & 0xffff_f000) + ((vaddr >> 22) & 0x3ff) * 4)?;
@@ -159,20 +150,14 @@ impl AddressSpace {
 
     /// Reads virtual memory into `buf`, page by page. Fails if any byte is unmapped or
     /// outside RAM.
-    pub fn read_virt(
-        &self,
-        ram: &GuestRam,
-        vaddr: u64,
-        buf: &mut [u8],
-    ) -> Result<(), TranslateError> {
+    pub fn read_virt(&self, ram: &GuestRam, vaddr: u64, buf: &mut [u8]) -> Result<(), TranslateError> {
         let mut done = 0usize;
         while done < buf.len() {
             let va = vaddr.wrapping_add(done as u64);
             let pa = self.translate(ram, va)?;
             let in_page = (0x1000 - (va & 0xfff)) as usize;
             let n = in_page.min(buf.len() - done);
-            ram.read(pa, &mut buf[done..done + n])
-                .map_err(|_| TranslateError::NotMapped(va))?;
+            ram.read(pa, &mut buf[done..done + n]).map_err(|_| TranslateError::NotMapped(va))?;
             done += n;
         }
         Ok(())
@@ -180,12 +165,7 @@ impl AddressSpace {
 
     /// Writes virtual memory from `data`, page by page (all pages are translated first, so a
     /// failed write changes nothing).
-    pub fn write_virt(
-        &self,
-        ram: &mut GuestRam,
-        vaddr: u64,
-        data: &[u8],
-    ) -> Result<(), TranslateError> {
+    pub fn write_virt(&self, ram: &mut GuestRam, vaddr: u64, data: &[u8]) -> Result<(), TranslateError> {
         let mut pieces = Vec::new();
         let mut done = 0usize;
         while done < data.len() {
@@ -200,8 +180,7 @@ impl AddressSpace {
             done += n;
         }
         for (pa, off, n) in pieces {
-            ram.write(pa, &data[off..off + n])
-                .map_err(|_| TranslateError::NotMapped(pa))?;
+            ram.write(pa, &data[off..off + n]).map_err(|_| TranslateError::NotMapped(pa))?;
         }
         Ok(())
     }
@@ -220,12 +199,7 @@ mod tests {
         ram.write(0x3000, &(0x83u64).to_le_bytes()).unwrap();
         ram.write(0x6000, &(0x4000u64 | 3).to_le_bytes()).unwrap();
         ram.write(0x4000, &(0x5000u64 | 3).to_le_bytes()).unwrap();
-        AddressSpace {
-            cr0: CR0_PG | 1,
-            cr3: 0x1000,
-            cr4: CR4_PAE,
-            efer: EFER_LMA | (1 << 8),
-        }
+        AddressSpace { cr0: CR0_PG | 1, cr3: 0x1000, cr4: CR4_PAE, efer: EFER_LMA | (1 << 8) }
     }
 
     #[test]
@@ -236,14 +210,8 @@ mod tests {
         assert_eq!(s.translate(&ram, 0x1234), Ok(0x1234));
         assert_eq!(s.translate(&ram, 0x1f_ffff), Ok(0x1f_ffff));
         assert_eq!(s.translate(&ram, 0x4000_0123), Ok(0x5123));
-        assert_eq!(
-            s.translate(&ram, 0x4000_1000),
-            Err(TranslateError::NotMapped(0x4000_1000))
-        );
-        assert_eq!(
-            s.translate(&ram, 0x8000_0000_0000),
-            Err(TranslateError::NonCanonical(0x8000_0000_0000))
-        );
+        assert_eq!(s.translate(&ram, 0x4000_1000), Err(TranslateError::NotMapped(0x4000_1000)));
+        assert_eq!(s.translate(&ram, 0x8000_0000_0000), Err(TranslateError::NonCanonical(0x8000_0000_0000)));
     }
 
     #[test]
@@ -255,22 +223,13 @@ mod tests {
         s.read_virt(&ram, 0x4000_0ffe, &mut b).unwrap();
         assert_eq!(b, [1, 2]);
         assert!(s.write_virt(&mut ram, 0x4000_0fff, &[9, 9]).is_err());
-        assert_eq!(
-            ram.as_slice()[0x5fff],
-            2,
-            "failed write must not change anything"
-        );
+        assert_eq!(ram.as_slice()[0x5fff], 2, "failed write must not change anything");
     }
 
     #[test]
     fn no_paging_is_identity() {
         let ram = GuestRam::new(8 << 20).unwrap();
-        let s = AddressSpace {
-            cr0: 1,
-            cr3: 0,
-            cr4: 0,
-            efer: 0,
-        };
+        let s = AddressSpace { cr0: 1, cr3: 0, cr4: 0, efer: 0 };
         assert_eq!(s.translate(&ram, 0x10_0000), Ok(0x10_0000));
     }
 }

@@ -4,9 +4,8 @@
 use std::os::fd::AsRawFd;
 
 use kvm_bindings::{
-    kvm_debugregs, kvm_guest_debug, kvm_mp_state, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs,
-    kvm_xsave, CpuId, Msrs, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP,
-    KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS,
+    kvm_debugregs, kvm_guest_debug, kvm_mp_state, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, CpuId,
+    Msrs, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP, KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS,
 };
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 use serde::{Deserialize, Serialize};
@@ -91,17 +90,8 @@ impl Vcpu {
     pub fn new(vm: &VmFd, cpuid: &CpuId, supported_msrs: &[u32]) -> Result<Self, VcpuError> {
         let fd = vm.create_vcpu(0).map_err(err("KVM_CREATE_VCPU"))?;
         fd.set_cpuid2(cpuid).map_err(err("KVM_SET_CPUID2"))?;
-        let msr_indices = STATE_MSRS
-            .iter()
-            .copied()
-            .filter(|m| supported_msrs.contains(m))
-            .collect();
-        let mut vcpu = Self {
-            fd,
-            msr_indices,
-            single_step: false,
-            hw_breakpoints: [None; 4],
-        };
+        let msr_indices = STATE_MSRS.iter().copied().filter(|m| supported_msrs.contains(m)).collect();
+        let mut vcpu = Self { fd, msr_indices, single_step: false, hw_breakpoints: [None; 4] };
         // Prime the shared register area so `regs()`/`sregs()` are valid before the first run.
         let regs = vcpu.fd.get_regs().map_err(err("KVM_GET_REGS"))?;
         let sregs = vcpu.fd.get_sregs().map_err(err("KVM_GET_SREGS"))?;
@@ -148,8 +138,7 @@ impl Vcpu {
     /// Changes system registers; applied on the next entry.
     pub fn set_sregs(&mut self, sregs: &kvm_sregs) {
         self.fd.sync_regs_mut().sregs = *sregs;
-        self.fd
-            .set_sync_dirty_reg(kvm_ioctls::SyncReg::SystemRegister);
+        self.fd.set_sync_dirty_reg(kvm_ioctls::SyncReg::SystemRegister);
     }
 
     /// Pushes pending register changes to KVM now, so ioctls that read state see them.
@@ -186,9 +175,7 @@ impl Vcpu {
                 dbg.control |= KVM_GUESTDBG_USE_HW_BP;
             }
         }
-        self.fd
-            .set_guest_debug(&dbg)
-            .map_err(err("KVM_SET_GUEST_DEBUG"))
+        self.fd.set_guest_debug(&dbg).map_err(err("KVM_SET_GUEST_DEBUG"))
     }
 
     /// Turns KVM single-stepping on or off: with it on, every entry runs one guest step and
@@ -223,17 +210,12 @@ impl Vcpu {
             irq: u32,
         }
         const KVM_INTERRUPT: libc::c_ulong = 0x4004_ae86; // _IOW(KVMIO, 0x86, struct kvm_interrupt)
-        let arg = KvmInterrupt {
-            irq: u32::from(vector),
-        };
+        let arg = KvmInterrupt { irq: u32::from(vector) };
         // SAFETY: KVM_INTERRUPT reads one `struct kvm_interrupt` (a u32) from the pointer,
         // which points at a live, correctly sized value; the fd is our vCPU fd.
         let ret = unsafe { libc::ioctl(self.fd.as_raw_fd(), KVM_INTERRUPT as _, &arg) };
         if ret < 0 {
-            return Err(VcpuError {
-                op: "KVM_INTERRUPT",
-                source: kvm_ioctls::Error::last(),
-            });
+            return Err(VcpuError { op: "KVM_INTERRUPT", source: kvm_ioctls::Error::last() });
         }
         Ok(())
     }
@@ -257,37 +239,20 @@ impl Vcpu {
             &self
                 .msr_indices
                 .iter()
-                .map(|&index| kvm_bindings::kvm_msr_entry {
-                    index,
-                    ..Default::default()
-                })
+                .map(|&index| kvm_bindings::kvm_msr_entry { index, ..Default::default() })
                 .collect::<Vec<_>>(),
         )
-        .map_err(|_| VcpuError {
-            op: "building the MSR list",
-            source: kvm_ioctls::Error::new(libc::EINVAL),
-        })?;
+        .map_err(|_| VcpuError { op: "building the MSR list", source: kvm_ioctls::Error::new(libc::EINVAL) })?;
         let n = self.fd.get_msrs(&mut msrs).map_err(err("KVM_GET_MSRS"))?;
         Ok(VcpuState {
             regs: self.fd.get_regs().map_err(err("KVM_GET_REGS"))?,
             sregs: self.fd.get_sregs().map_err(err("KVM_GET_SREGS"))?,
-            xsave: self
-                .fd
-                .get_xsave()
-                .map_err(err("KVM_GET_XSAVE"))?
-                .region
-                .to_vec(),
+            xsave: self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?.region.to_vec(),
             xcrs: self.fd.get_xcrs().map_err(err("KVM_GET_XCRS"))?,
             debugregs: self.fd.get_debug_regs().map_err(err("KVM_GET_DEBUGREGS"))?,
-            events: self
-                .fd
-                .get_vcpu_events()
-                .map_err(err("KVM_GET_VCPU_EVENTS"))?,
+            events: self.fd.get_vcpu_events().map_err(err("KVM_GET_VCPU_EVENTS"))?,
             mp_state: self.fd.get_mp_state().map_err(err("KVM_GET_MP_STATE"))?,
-            msrs: msrs.as_slice()[..n]
-                .iter()
-                .map(|e| (e.index, e.data))
-                .collect(),
+            msrs: msrs.as_slice()[..n].iter().map(|e| (e.index, e.data)).collect(),
         })
     }
 
@@ -295,9 +260,7 @@ impl Vcpu {
     pub fn restore_state(&mut self, s: &VcpuState) -> Result<(), VcpuError> {
         // Order follows KVM's requirements: sregs (mode) before regs and MSRs, events last.
         self.fd.get_kvm_run().kvm_dirty_regs = 0;
-        self.fd
-            .set_mp_state(s.mp_state)
-            .map_err(err("KVM_SET_MP_STATE"))?;
+        self.fd.set_mp_state(s.mp_state).map_err(err("KVM_SET_MP_STATE"))?;
         self.fd.set_sregs(&s.sregs).map_err(err("KVM_SET_SREGS"))?;
         self.fd.set_regs(&s.regs).map_err(err("KVM_SET_REGS"))?;
         let mut xsave = kvm_xsave::default();
@@ -307,26 +270,16 @@ impl Vcpu {
         // (no extra area: the CPUID model offers no dynamic XSAVE features).
         unsafe { self.fd.set_xsave(&xsave) }.map_err(err("KVM_SET_XSAVE"))?;
         self.fd.set_xcrs(&s.xcrs).map_err(err("KVM_SET_XCRS"))?;
-        self.fd
-            .set_debug_regs(&s.debugregs)
-            .map_err(err("KVM_SET_DEBUGREGS"))?;
+        self.fd.set_debug_regs(&s.debugregs).map_err(err("KVM_SET_DEBUGREGS"))?;
         let entries: Vec<_> = s
             .msrs
             .iter()
-            .map(|&(index, data)| kvm_bindings::kvm_msr_entry {
-                index,
-                data,
-                ..Default::default()
-            })
+            .map(|&(index, data)| kvm_bindings::kvm_msr_entry { index, data, ..Default::default() })
             .collect();
-        let msrs = Msrs::from_entries(&entries).map_err(|_| VcpuError {
-            op: "building the MSR list",
-            source: kvm_ioctls::Error::new(libc::EINVAL),
-        })?;
+        let msrs = Msrs::from_entries(&entries)
+            .map_err(|_| VcpuError { op: "building the MSR list", source: kvm_ioctls::Error::new(libc::EINVAL) })?;
         self.fd.set_msrs(&msrs).map_err(err("KVM_SET_MSRS"))?;
-        self.fd
-            .set_vcpu_events(&s.events)
-            .map_err(err("KVM_SET_VCPU_EVENTS"))?;
+        self.fd.set_vcpu_events(&s.events).map_err(err("KVM_SET_VCPU_EVENTS"))?;
         let sync = self.fd.sync_regs_mut();
         sync.regs = s.regs;
         sync.sregs = s.sregs;
@@ -346,36 +299,23 @@ impl Vcpu {
 
     /// Reads one MSR through KVM.
     pub fn get_msr(&self, index: u32) -> Result<u64, VcpuError> {
-        let mut msrs = Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
-            index,
-            ..Default::default()
-        }])
-        .map_err(|_| VcpuError {
-            op: "building the MSR list",
-            source: kvm_ioctls::Error::new(libc::EINVAL),
-        })?;
+        let mut msrs = Msrs::from_entries(&[kvm_bindings::kvm_msr_entry { index, ..Default::default() }])
+            .map_err(|_| VcpuError { op: "building the MSR list", source: kvm_ioctls::Error::new(libc::EINVAL) })?;
         let n = self.fd.get_msrs(&mut msrs).map_err(err("KVM_GET_MSRS"))?;
         if n != 1 {
-            return Err(VcpuError {
-                op: "KVM_GET_MSRS",
-                source: kvm_ioctls::Error::new(libc::EINVAL),
-            });
+            return Err(VcpuError { op: "KVM_GET_MSRS", source: kvm_ioctls::Error::new(libc::EINVAL) });
         }
         Ok(msrs.as_slice()[0].data)
     }
 
     /// Pending events and interrupt shadow (KVM_GET_VCPU_EVENTS).
     pub fn vcpu_events(&self) -> Result<kvm_vcpu_events, VcpuError> {
-        self.fd
-            .get_vcpu_events()
-            .map_err(err("KVM_GET_VCPU_EVENTS"))
+        self.fd.get_vcpu_events().map_err(err("KVM_GET_VCPU_EVENTS"))
     }
 
     /// Sets pending events and interrupt shadow (KVM_SET_VCPU_EVENTS).
     pub fn set_vcpu_events(&self, events: &kvm_vcpu_events) -> Result<(), VcpuError> {
-        self.fd
-            .set_vcpu_events(events)
-            .map_err(err("KVM_SET_VCPU_EVENTS"))
+        self.fd.set_vcpu_events(events).map_err(err("KVM_SET_VCPU_EVENTS"))
     }
 
     /// Sets the `immediate_exit` flag so a pending KVM_RUN returns with EINTR.

@@ -50,10 +50,7 @@ impl Vm {
     pub fn new(mem_size: u64) -> Result<Self, VmError> {
         let kvm = KvmSystem::open()?;
         let ram = GuestRam::new(mem_size)?;
-        let vm = kvm.kvm().create_vm().map_err(|source| VmError::Ioctl {
-            op: "KVM_CREATE_VM",
-            source,
-        })?;
+        let vm = kvm.kvm().create_vm().map_err(|source| VmError::Ioctl { op: "KVM_CREATE_VM", source })?;
         let region = kvm_userspace_memory_region {
             slot: 0,
             flags: KVM_MEM_LOG_DIRTY_PAGES,
@@ -63,30 +60,17 @@ impl Vm {
         };
         // SAFETY: the region describes `ram`'s live mapping, which outlives the VM fd (field
         // order above drops the fds first).
-        unsafe { vm.set_user_memory_region(region) }.map_err(|source| VmError::Ioctl {
-            op: "KVM_SET_USER_MEMORY_REGION",
-            source,
-        })?;
+        unsafe { vm.set_user_memory_region(region) }
+            .map_err(|source| VmError::Ioctl { op: "KVM_SET_USER_MEMORY_REGION", source })?;
         // Required on Intel for real-mode emulation; placed in the top of the 32-bit space,
         // outside RAM. Harmless elsewhere, so a failure is not fatal.
         let _ = vm.set_tss_address(0xfffb_d000);
         let cpuid = CpuidModel::for_host(&kvm)?;
         let kvm_cpuid = cpuid.to_kvm()?;
-        let msr_list = kvm
-            .kvm()
-            .get_msr_index_list()
-            .map_err(|source| VmError::Ioctl {
-                op: "KVM_GET_MSR_INDEX_LIST",
-                source,
-            })?;
+        let msr_list =
+            kvm.kvm().get_msr_index_list().map_err(|source| VmError::Ioctl { op: "KVM_GET_MSR_INDEX_LIST", source })?;
         let vcpu = Vcpu::new(&vm, &kvm_cpuid, msr_list.as_slice())?;
-        Ok(Self {
-            vcpu,
-            vm,
-            kvm,
-            ram,
-            cpuid,
-        })
+        Ok(Self { vcpu, vm, kvm, ram, cpuid })
     }
 
     /// Guest RAM.
@@ -130,10 +114,7 @@ impl Vm {
         let bitmap = self
             .vm
             .get_dirty_log(0, self.ram.size() as usize)
-            .map_err(|source| VmError::Ioctl {
-                op: "KVM_GET_DIRTY_LOG",
-                source,
-            })?;
+            .map_err(|source| VmError::Ioctl { op: "KVM_GET_DIRTY_LOG", source })?;
         let mut pages = Vec::new();
         for (word_index, &word) in bitmap.iter().enumerate() {
             let mut w = word;

@@ -71,9 +71,7 @@ impl ElfSummary {
         }
         let e_type = u16_at(image, 16)?;
         if e_type != 2 {
-            return Err(bad(format!(
-                "ELF type {e_type} is not an executable (ET_EXEC)"
-            )));
+            return Err(bad(format!("ELF type {e_type} is not an executable (ET_EXEC)")));
         }
         let machine = u16_at(image, 18)?;
         if machine != 62 {
@@ -90,11 +88,7 @@ impl ElfSummary {
             return Err(bad(format!("program header size {phentsize} is too small")));
         }
         let table_end = phoff
-            .checked_add(
-                phentsize
-                    .checked_mul(phnum)
-                    .ok_or_else(|| bad("program header table overflows"))?,
-            )
+            .checked_add(phentsize.checked_mul(phnum).ok_or_else(|| bad("program header table overflows"))?)
             .ok_or_else(|| bad("program header table overflows"))?;
         if table_end > image.len() {
             return Err(bad(format!(
@@ -111,9 +105,7 @@ impl ElfSummary {
             let paddr = u64_at(image, ph + 24)?;
             let filesz = u64_at(image, ph + 32)?;
             let memsz = u64_at(image, ph + 40)?;
-            let file_end = offset
-                .checked_add(filesz)
-                .filter(|&e| e <= image.len() as u64);
+            let file_end = offset.checked_add(filesz).filter(|&e| e <= image.len() as u64);
             let Some(file_end) = file_end else {
                 return Err(bad(format!(
                     "segment {i} data ({offset:#x}+{filesz:#x}) extends past the end of the file"
@@ -139,12 +131,7 @@ impl ElfSummary {
         if segments.is_empty() {
             return Err(bad("the ELF has no loadable (PT_LOAD) segments"));
         }
-        Ok(Self {
-            entry,
-            segments,
-            has_pvh_note: pvh_entry.is_some(),
-            pvh_entry,
-        })
+        Ok(Self { entry, segments, has_pvh_note: pvh_entry.is_some(), pvh_entry })
     }
 
     /// Checks every segment lies in [1 MiB, ram_size).
@@ -155,11 +142,7 @@ impl ElfSummary {
             }
             let end = s.paddr.saturating_add(s.memsz);
             if end > ram_size {
-                return Err(BootError::DoesNotFit {
-                    start: s.paddr,
-                    end,
-                    ram: ram_size >> 20,
-                });
+                return Err(BootError::DoesNotFit { start: s.paddr, end, ram: ram_size >> 20 });
             }
         }
         Ok(())
@@ -223,13 +206,7 @@ pub(crate) mod tests {
         b[52..54].copy_from_slice(&64u16.to_le_bytes());
         b[54..56].copy_from_slice(&56u16.to_le_bytes());
         b[56..58].copy_from_slice(&phnum.to_le_bytes());
-        let mut ph = |p_type: u32,
-                      flags: u32,
-                      off: usize,
-                      addr: u64,
-                      filesz: u64,
-                      memsz: u64,
-                      align: u64| {
+        let mut ph = |p_type: u32, flags: u32, off: usize, addr: u64, filesz: u64, memsz: u64, align: u64| {
             let mut p = vec![0u8; 56];
             p[0..4].copy_from_slice(&p_type.to_le_bytes());
             p[4..8].copy_from_slice(&flags.to_le_bytes());
@@ -241,25 +218,9 @@ pub(crate) mod tests {
             p[48..56].copy_from_slice(&align.to_le_bytes());
             b.extend_from_slice(&p);
         };
-        ph(
-            PT_LOAD,
-            5,
-            code_off,
-            paddr,
-            code.len() as u64,
-            memsz.max(code.len() as u64),
-            0x1000,
-        );
+        ph(PT_LOAD, 5, code_off, paddr, code.len() as u64, memsz.max(code.len() as u64), 0x1000);
         if pvh {
-            ph(
-                PT_NOTE,
-                4,
-                data_off,
-                0,
-                note.len() as u64,
-                note.len() as u64,
-                4,
-            );
+            ph(PT_NOTE, 4, data_off, 0, note.len() as u64, note.len() as u64, 4);
             b.extend_from_slice(&note);
         }
         b.extend_from_slice(code);
@@ -270,13 +231,7 @@ pub(crate) mod tests {
     fn finds_pvh_note_and_segments() {
         let e = ElfSummary::parse(&tiny_elf(0x10_0000, 0x2000, true, &[0xf4])).unwrap();
         assert_eq!(e.pvh_entry, Some(0x10_0000));
-        assert_eq!(
-            e.segments,
-            vec![LoadSegment {
-                paddr: 0x10_0000,
-                memsz: 0x2000
-            }]
-        );
+        assert_eq!(e.segments, vec![LoadSegment { paddr: 0x10_0000, memsz: 0x2000 }]);
         let e = ElfSummary::parse(&tiny_elf(0x10_0000, 0x2000, false, &[0xf4])).unwrap();
         assert!(!e.has_pvh_note);
     }
@@ -295,15 +250,9 @@ pub(crate) mod tests {
     #[test]
     fn checks_fit() {
         let e = ElfSummary::parse(&tiny_elf(0x10_0000, 64 << 20, true, &[0xf4])).unwrap();
-        assert!(matches!(
-            e.check_fits(32 << 20),
-            Err(BootError::DoesNotFit { .. })
-        ));
+        assert!(matches!(e.check_fits(32 << 20), Err(BootError::DoesNotFit { .. })));
         assert!(e.check_fits(128 << 20).is_ok());
         let e = ElfSummary::parse(&tiny_elf(0x8000, 0x10, true, &[0xf4])).unwrap();
-        assert!(matches!(
-            e.check_fits(128 << 20),
-            Err(BootError::BelowHimem { .. })
-        ));
+        assert!(matches!(e.check_fits(128 << 20), Err(BootError::BelowHimem { .. })));
     }
 }

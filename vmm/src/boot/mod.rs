@@ -83,10 +83,7 @@ pub fn load_kernel(
     base_sregs: kvm_sregs,
 ) -> Result<BootSetup, BootError> {
     if cmdline.len() >= crate::layout::CMDLINE_MAX_SIZE {
-        return Err(BootError::CmdlineTooLong {
-            len: cmdline.len(),
-            max: crate::layout::CMDLINE_MAX_SIZE - 1,
-        });
+        return Err(BootError::CmdlineTooLong { len: cmdline.len(), max: crate::layout::CMDLINE_MAX_SIZE - 1 });
     }
     if cmdline.as_bytes().contains(&0) {
         return Err(BootError::CmdlineNul);

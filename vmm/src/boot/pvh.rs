@@ -36,13 +36,8 @@ pub(super) fn load(
     let (entry, kernel_end) = {
         let view = ram.vm_memory()?;
         let mut cursor = std::io::Cursor::new(image);
-        let result = Elf::load(
-            &view.mem,
-            None,
-            &mut cursor,
-            Some(GuestAddress(HIMEM_START)),
-        )
-        .map_err(|e| BootError::Loader(e.to_string()))?;
+        let result = Elf::load(&view.mem, None, &mut cursor, Some(GuestAddress(HIMEM_START)))
+            .map_err(|e| BootError::Loader(e.to_string()))?;
         let entry = match result.pvh_boot_cap {
             PvhBootCapability::PvhEntryPresent(a) => a.0,
             _ => return Err(BootError::NoPvhEntry),
@@ -51,12 +46,7 @@ pub(super) fn load(
         cl.push(0);
         let map: Vec<hvm_memmap_table_entry> = memory_map(ram_size)
             .into_iter()
-            .map(|(addr, size, type_)| hvm_memmap_table_entry {
-                addr,
-                size,
-                type_,
-                reserved: 0,
-            })
+            .map(|(addr, size, type_)| hvm_memmap_table_entry { addr, size, type_, reserved: 0 })
             .collect();
         let start_info = hvm_start_info {
             magic: XEN_HVM_START_MAGIC_VALUE,
@@ -68,31 +58,19 @@ pub(super) fn load(
         };
         let mut params = BootParams::new(&start_info, GuestAddress(PVH_INFO_START));
         params.set_sections(&map, GuestAddress(MEMMAP_START));
-        PvhBootConfigurator::write_bootparams(&params, &view.mem)
-            .map_err(|e| BootError::Loader(e.to_string()))?;
+        PvhBootConfigurator::write_bootparams(&params, &view.mem).map_err(|e| BootError::Loader(e.to_string()))?;
         drop(view);
         ram.write(CMDLINE_START, &cl)?;
         (entry, result.kernel_end)
     };
     write_boot_gdt(ram)?;
     let (regs, sregs) = entry_registers(entry, base_sregs);
-    Ok(BootSetup {
-        format: KernelFormat::ElfPvh,
-        entry,
-        kernel_end,
-        regs,
-        sregs,
-    })
+    Ok(BootSetup { format: KernelFormat::ElfPvh, entry, kernel_end, regs, sregs })
 }
 
 /// Flat 32-bit GDT: null, code (0x08), data (0x10), TSS (0x18). PVH allows GDTR to be
 /// invalid, but a real table keeps the hidden segment state consistent with memory.
-const GDT: [u64; 4] = [
-    0,
-    0x00cf_9b00_0000_ffff,
-    0x00cf_9300_0000_ffff,
-    0x0080_8b00_0000_0067,
-];
+const GDT: [u64; 4] = [0, 0x00cf_9b00_0000_ffff, 0x00cf_9300_0000_ffff, 0x0080_8b00_0000_0067];
 
 fn write_boot_gdt(ram: &mut GuestRam) -> Result<(), BootError> {
     let bytes: Vec<u8> = GDT.iter().flat_map(|d| d.to_le_bytes()).collect();
@@ -101,49 +79,17 @@ fn write_boot_gdt(ram: &mut GuestRam) -> Result<(), BootError> {
 }
 
 fn segment(selector: u16, type_: u8, limit: u32, g: u8, db: u8, s: u8) -> kvm_segment {
-    kvm_segment {
-        base: 0,
-        limit,
-        selector,
-        type_,
-        present: 1,
-        dpl: 0,
-        db,
-        s,
-        l: 0,
-        g,
-        avl: 0,
-        unusable: 0,
-        padding: 0,
-    }
+    kvm_segment { base: 0, limit, selector, type_, present: 1, dpl: 0, db, s, l: 0, g, avl: 0, unusable: 0, padding: 0 }
 }
 
 /// Register state at the PVH entry.
 pub(crate) fn entry_registers(entry: u64, base: kvm_sregs) -> (kvm_regs, kvm_sregs) {
-    let regs = kvm_regs {
-        rip: entry,
-        rbx: PVH_INFO_START,
-        rflags: 0x2,
-        ..Default::default()
-    };
+    let regs = kvm_regs { rip: entry, rbx: PVH_INFO_START, rflags: 0x2, ..Default::default() };
     let code = segment(0x08, 0xb, 0xffff_ffff, 1, 1, 1);
     let data = segment(0x10, 0x3, 0xffff_ffff, 1, 1, 1);
     let tss = segment(0x18, 0xb, 0x67, 0, 0, 0);
-    let mut sregs = kvm_sregs {
-        cs: code,
-        ds: data,
-        es: data,
-        fs: data,
-        gs: data,
-        ss: data,
-        tr: tss,
-        ..base
-    };
-    sregs.ldt = kvm_segment {
-        unusable: 1,
-        type_: 0x2,
-        ..Default::default()
-    };
+    let mut sregs = kvm_sregs { cs: code, ds: data, es: data, fs: data, gs: data, ss: data, tr: tss, ..base };
+    sregs.ldt = kvm_segment { unusable: 1, type_: 0x2, ..Default::default() };
     sregs.gdt.base = BOOT_GDT_START;
     sregs.gdt.limit = (GDT.len() * 8 - 1) as u16;
     sregs.idt.base = 0;

@@ -130,18 +130,12 @@ impl Board {
     /// Handles an MMIO read: nothing is memory-mapped yet, so all ones, logged once.
     pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) -> IoOutcome {
         data.fill(0xff);
-        IoOutcome {
-            first_unmodelled: self.unmodelled_mmio.insert(addr & !0xfff),
-            exit_code: None,
-        }
+        IoOutcome { first_unmodelled: self.unmodelled_mmio.insert(addr & !0xfff), exit_code: None }
     }
 
     /// Handles an MMIO write: ignored, logged once per page.
     pub fn mmio_write(&mut self, addr: u64, _data: &[u8]) -> IoOutcome {
-        IoOutcome {
-            first_unmodelled: self.unmodelled_mmio.insert(addr & !0xfff),
-            exit_code: None,
-        }
+        IoOutcome { first_unmodelled: self.unmodelled_mmio.insert(addr & !0xfff), exit_code: None }
     }
 
     fn update_serial_irq(&mut self) {
@@ -197,16 +191,9 @@ mod tests {
     use super::*;
 
     fn init_pic(b: &mut Board) {
-        for (p, v) in [
-            (0x20, 0x11),
-            (0x21, 0x20),
-            (0x21, 4),
-            (0x21, 1),
-            (0xa0, 0x11),
-            (0xa1, 0x28),
-            (0xa1, 2),
-            (0xa1, 1),
-        ] {
+        for (p, v) in
+            [(0x20, 0x11), (0x21, 0x20), (0x21, 4), (0x21, 1), (0xa0, 0x11), (0xa1, 0x28), (0xa1, 2), (0xa1, 1)]
+        {
             b.pio_write(p, &[v], 0);
         }
     }
@@ -214,11 +201,7 @@ mod tests {
     #[test]
     fn debug_exit_reports_the_code() {
         let mut b = Board::new(0);
-        assert_eq!(
-            b.pio_write(DEBUG_EXIT_PORT, &7u32.to_le_bytes(), 0)
-                .exit_code,
-            Some(7)
-        );
+        assert_eq!(b.pio_write(DEBUG_EXIT_PORT, &7u32.to_le_bytes(), 0).exit_code, Some(7));
         assert_eq!(b.pio_write(DEBUG_EXIT_PORT, &[3], 0).exit_code, Some(3));
     }
 

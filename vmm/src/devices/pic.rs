@@ -114,11 +114,7 @@ impl Chip {
             init: InitState::Ready,
             expect_icw4: true,
             single: false,
-            icw3: if is_master {
-                1 << CASCADE_LINE
-            } else {
-                CASCADE_LINE
-            },
+            icw3: if is_master { 1 << CASCADE_LINE } else { CASCADE_LINE },
             x86_mode: true,
             auto_eoi: false,
             rotate_on_auto_eoi: false,
@@ -164,9 +160,7 @@ impl Chip {
 
     /// Priority rank (0 = highest) of the best line in `mask`, or [`NO_PRIORITY`].
     fn best_priority(&self, mask: u8) -> u8 {
-        (0..8u8)
-            .find(|rank| mask & (1 << ((rank + self.highest_priority_line) & 7)) != 0)
-            .unwrap_or(NO_PRIORITY)
+        (0..8u8).find(|rank| mask & (1 << ((rank + self.highest_priority_line) & 7)) != 0).unwrap_or(NO_PRIORITY)
     }
 
     fn line_of_rank(&self, rank: u8) -> u8 {
@@ -295,11 +289,7 @@ impl Chip {
             }
             InitState::Icw3 => {
                 self.icw3 = value;
-                self.init = if self.expect_icw4 {
-                    InitState::Icw4
-                } else {
-                    InitState::Ready
-                };
+                self.init = if self.expect_icw4 { InitState::Icw4 } else { InitState::Ready };
             }
             InitState::Icw4 => {
                 self.x86_mode = value & 0x01 != 0;
@@ -364,10 +354,7 @@ impl Default for Pic {
 impl Pic {
     /// Power-on state: initialised as a PC BIOS would (vectors 0x08/0x70), all lines masked.
     pub fn new() -> Self {
-        Pic {
-            master: Chip::new(true),
-            slave: Chip::new(false),
-        }
+        Pic { master: Chip::new(true), slave: Chip::new(false) }
     }
 
     /// Guest read of one of the PIC's ports; unknown ports read 0xff.
@@ -598,10 +585,7 @@ mod tests {
         pulse(&mut pic, 10);
         assert_eq!(pic.acknowledge(), 0x2a);
         pulse(&mut pic, 4);
-        assert!(
-            !pic.has_interrupt(),
-            "IRQ2 in service on the master blocks IRQ4"
-        );
+        assert!(!pic.has_interrupt(), "IRQ2 in service on the master blocks IRQ4");
         eoi_slave(&mut pic);
         eoi_master(&mut pic);
         assert_eq!(pic.acknowledge(), 0x24);
@@ -679,10 +663,7 @@ mod tests {
         pic.set_irq_level(5, true);
         assert_eq!(pic.acknowledge(), 0x25);
         eoi_master(&mut pic);
-        assert!(
-            pic.has_interrupt(),
-            "level still high: requests again after EOI"
-        );
+        assert!(pic.has_interrupt(), "level still high: requests again after EOI");
         assert_eq!(pic.acknowledge(), 0x25);
         pic.set_irq_level(5, false);
         eoi_master(&mut pic);

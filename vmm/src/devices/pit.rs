@@ -129,22 +129,11 @@ struct Counter {
 
 impl Counter {
     fn fresh(reload: u32, now_ns: u64, running: bool) -> Self {
-        Counter {
-            reload,
-            anchor_ns: now_ns,
-            ticks_at_anchor: 0,
-            running,
-            cycle_start: 0,
-            staged: None,
-        }
+        Counter { reload, anchor_ns: now_ns, ticks_at_anchor: 0, running, cycle_start: 0, staged: None }
     }
 
     fn effective_ticks(&self, now_ns: u64) -> u64 {
-        let since = if self.running {
-            ns_to_ticks(now_ns.saturating_sub(self.anchor_ns))
-        } else {
-            0
-        };
+        let since = if self.running { ns_to_ticks(now_ns.saturating_sub(self.anchor_ns)) } else { 0 };
         self.ticks_at_anchor.saturating_add(since)
     }
 
@@ -195,10 +184,10 @@ impl Counter {
     fn next_edge(&self, mode: u8, e: u64) -> Option<u64> {
         let cs = self.cycle_start;
         match self.staged {
-            Some(s) if e >= s.at_tick => seg_next_edge(mode, u64::from(s.reload), e - s.at_tick)
-                .and_then(|r| s.at_tick.checked_add(r)),
-            _ => seg_next_edge(mode, u64::from(self.reload), e.saturating_sub(cs))
-                .and_then(|r| cs.checked_add(r)),
+            Some(s) if e >= s.at_tick => {
+                seg_next_edge(mode, u64::from(s.reload), e - s.at_tick).and_then(|r| s.at_tick.checked_add(r))
+            }
+            _ => seg_next_edge(mode, u64::from(self.reload), e.saturating_sub(cs)).and_then(|r| cs.checked_add(r)),
         }
     }
 
@@ -421,10 +410,7 @@ impl Channel {
     fn latch_count(&mut self, now_ns: u64) {
         // A second latch before the first is read is ignored.
         if self.latched_count.is_none() {
-            self.latched_count = Some(LatchedCount {
-                value: self.count(now_ns),
-                high_next: false,
-            });
+            self.latched_count = Some(LatchedCount { value: self.count(now_ns), high_next: false });
         }
     }
 
@@ -446,14 +432,7 @@ impl Channel {
                 Some(low) => u16::from_le_bytes([low, value]),
             },
         };
-        self.load(
-            if count == 0 {
-                0x1_0000
-            } else {
-                u32::from(count)
-            },
-            now_ns,
-        );
+        self.load(if count == 0 { 0x1_0000 } else { u32::from(count) }, now_ns);
     }
 
     fn load(&mut self, count: u32, now_ns: u64) {
@@ -479,10 +458,7 @@ impl Channel {
                             c.cycle_start.saturating_add((into / p + 1) * p)
                         }
                     };
-                    c.staged = Some(StagedReload {
-                        reload: count,
-                        at_tick: boundary,
-                    });
+                    c.staged = Some(StagedReload { reload: count, at_tick: boundary });
                 }
                 // Not counting yet, or stopped by the gate (which reloads when it rises).
                 _ => self.state = CounterState::Counting(Counter::fresh(count, now_ns, self.gate)),
@@ -558,8 +534,7 @@ impl Channel {
             }
             // Modes 1 and 5: a rising gate (re)triggers; the level does not stop counting.
             (1 | 5, CounterState::AwaitingTrigger | CounterState::Counting(_)) if gate => {
-                self.state =
-                    CounterState::Counting(Counter::fresh(self.count_register, now_ns, true));
+                self.state = CounterState::Counting(Counter::fresh(self.count_register, now_ns, true));
             }
             _ => {}
         }
@@ -600,21 +575,14 @@ impl Pit {
         Pit {
             channels: [Channel::new(true), Channel::new(true), Channel::new(false)],
             port61: 0,
-            irq0: Irq0Accounting {
-                polled_ns: 0,
-                counted_ns: 0,
-                pending: 0,
-                first_pending_ns: 0,
-            },
+            irq0: Irq0Accounting { polled_ns: 0, counted_ns: 0, pending: 0, first_pending_ns: 0 },
         }
     }
 
     /// Guest read of 0x40..=0x42 (0x43 is write-only and, like unknown ports, reads 0xff).
     pub fn read(&mut self, port: u16, now_ns: u64) -> u8 {
         match port {
-            CHANNEL0_PORT..=CHANNEL2_PORT => {
-                self.channels[usize::from(port - CHANNEL0_PORT)].read(now_ns)
-            }
+            CHANNEL0_PORT..=CHANNEL2_PORT => self.channels[usize::from(port - CHANNEL0_PORT)].read(now_ns),
             _ => 0xff,
         }
     }
@@ -626,9 +594,7 @@ impl Pit {
                 self.account_irq0(now_ns);
                 self.channels[0].write(value, now_ns);
             }
-            CHANNEL1_PORT | CHANNEL2_PORT => {
-                self.channels[usize::from(port - CHANNEL0_PORT)].write(value, now_ns)
-            }
+            CHANNEL1_PORT | CHANNEL2_PORT => self.channels[usize::from(port - CHANNEL0_PORT)].write(value, now_ns),
             COMMAND_PORT => self.write_command(value, now_ns),
             _ => {}
         }
@@ -667,9 +633,7 @@ impl Pit {
     /// bit 4 refresh toggle (flips every 18 PIT ticks of virtual time), bit 5 OUT2.
     pub fn read_port61(&mut self, now_ns: u64) -> u8 {
         let refresh = (ns_to_ticks(now_ns) / REFRESH_TICKS) & 1 == 1;
-        (self.port61 & 0x0f)
-            | (u8::from(refresh) << 4)
-            | (u8::from(self.channels[2].out(now_ns)) << 5)
+        (self.port61 & 0x0f) | (u8::from(refresh) << 4) | (u8::from(self.channels[2].out(now_ns)) << 5)
     }
 
     /// Port 0x61 write: bit 0 drives channel 2's gate; bits 1-3 are stored.
@@ -752,10 +716,7 @@ mod tests {
             assert_eq!(ns_to_ticks(t), k);
             assert_eq!(ns_to_ticks(t - 1), k - 1);
         }
-        assert_eq!(
-            ns_to_ticks(u64::MAX),
-            (u64::MAX as u128 * 1_193_182 / 1_000_000_000) as u64
-        );
+        assert_eq!(ns_to_ticks(u64::MAX), (u64::MAX as u128 * 1_193_182 / 1_000_000_000) as u64);
     }
 
     #[test]
@@ -802,25 +763,12 @@ mod tests {
             .map(|k| {
                 let t = tick(0, k);
                 pit.write(COMMAND_PORT, 0x80, t);
-                (
-                    read_word(&mut pit, CHANNEL2_PORT, t),
-                    pit.read_port61(t) & 0x20 != 0,
-                )
+                (read_word(&mut pit, CHANNEL2_PORT, t), pit.read_port61(t) & 0x20 != 0)
             })
             .collect();
         assert_eq!(
             seen,
-            vec![
-                (4, true),
-                (3, true),
-                (2, true),
-                (1, false),
-                (4, true),
-                (3, true),
-                (2, true),
-                (1, false),
-                (4, true)
-            ]
+            vec![(4, true), (3, true), (2, true), (1, false), (4, true), (3, true), (2, true), (1, false), (4, true)]
         );
     }
 
@@ -858,15 +806,10 @@ mod tests {
                 pit.read(CHANNEL0_PORT, 0) & 0x80 != 0
             })
             .collect();
-        assert_eq!(
-            levels,
-            [true, true, true, false, false, true, true, true, false, false]
-        );
+        assert_eq!(levels, [true, true, true, false, false, true, true, true, false, false]);
 
         program(&mut pit, 0, 3, 6, 0);
-        let counts: Vec<u16> = (0..6)
-            .map(|k| read_word(&mut pit, CHANNEL0_PORT, tick(0, k)))
-            .collect();
+        let counts: Vec<u16> = (0..6).map(|k| read_word(&mut pit, CHANNEL0_PORT, tick(0, k))).collect();
         assert_eq!(counts, [6, 4, 2, 6, 4, 2]);
     }
 
@@ -931,11 +874,7 @@ mod tests {
         let mut pit = Pit::new();
         pit.write(COMMAND_PORT, 0xb0, 0); // channel 2, word, mode 0
         pit.write(COMMAND_PORT, 0xe8, 0); // read-back status of channel 2
-        assert_eq!(
-            pit.read(CHANNEL2_PORT, 0),
-            0x70,
-            "OUT low, null count, word, mode 0"
-        );
+        assert_eq!(pit.read(CHANNEL2_PORT, 0), 0x70, "OUT low, null count, word, mode 0");
         pit.write(CHANNEL2_PORT, 0x10, 0);
         pit.write(CHANNEL2_PORT, 0x00, 0);
         pit.write_port61(1, 0);
@@ -944,11 +883,7 @@ mod tests {
         assert_eq!(pit.read(CHANNEL2_PORT, tick(0, 10)), 0x30);
         assert_eq!(read_word(&mut pit, CHANNEL2_PORT, tick(0, 10)), 12);
         pit.write(COMMAND_PORT, 0xe8, tick(0, 16));
-        assert_eq!(
-            pit.read(CHANNEL2_PORT, 0),
-            0xb0,
-            "OUT high after terminal count"
-        );
+        assert_eq!(pit.read(CHANNEL2_PORT, 0), 0xb0, "OUT high after terminal count");
         // Mode 2 in BCD on channel 1 (BCD is stored, counting stays binary).
         pit.write(COMMAND_PORT, 0x75, 0);
         pit.write(COMMAND_PORT, 0xe4, 0);
@@ -974,10 +909,7 @@ mod tests {
             assert!(polls < 1_000_000);
         }
         let edge = tick(t0, u64::from(latch));
-        assert!(
-            now >= edge && now < edge + 997,
-            "OUT2 rose at {now}, expected {edge}"
-        );
+        assert!(now >= edge && now < edge + 997, "OUT2 rose at {now}, expected {edge}");
         // Channel 2 never touches IRQ0.
         assert_eq!(pit.poll_irq0(now), 0);
     }
@@ -988,20 +920,11 @@ mod tests {
         pit.write_port61(0x01, 0);
         program(&mut pit, 2, 0, 0xffff, 0);
         // quick_pit_calibrate reads low then high byte, live.
-        assert_eq!(
-            read_word(&mut pit, CHANNEL2_PORT, tick(0, 256)),
-            0xffff - 256
-        );
+        assert_eq!(read_word(&mut pit, CHANNEL2_PORT, tick(0, 256)), 0xffff - 256);
         pit.write_port61(0x00, tick(0, 300));
-        assert_eq!(
-            read_word(&mut pit, CHANNEL2_PORT, tick(0, 5000)),
-            0xffff - 300
-        );
+        assert_eq!(read_word(&mut pit, CHANNEL2_PORT, tick(0, 5000)), 0xffff - 300);
         pit.write_port61(0x01, 10 * SEC);
-        assert_eq!(
-            read_word(&mut pit, CHANNEL2_PORT, tick(10 * SEC, 10)),
-            0xffff - 310
-        );
+        assert_eq!(read_word(&mut pit, CHANNEL2_PORT, tick(10 * SEC, 10)), 0xffff - 310);
         assert_eq!(pit.read_port61(10 * SEC) & 0x01, 1);
     }
 
@@ -1010,11 +933,7 @@ mod tests {
         let mut pit = Pit::new();
         program(&mut pit, 2, 2, 10, 0);
         assert_ne!(pit.read_port61(0) & 0x20, 0);
-        assert_eq!(
-            read_word(&mut pit, CHANNEL2_PORT, tick(0, 5)),
-            10,
-            "gate low: not counting"
-        );
+        assert_eq!(read_word(&mut pit, CHANNEL2_PORT, tick(0, 5)), 10, "gate low: not counting");
         let rise = tick(0, 20);
         pit.write_port61(1, rise);
         assert_eq!(read_word(&mut pit, CHANNEL2_PORT, tick(rise, 9)), 1);
@@ -1040,11 +959,7 @@ mod tests {
         // A control word restarts immediately; edges before it are still reported.
         let t = tick(0, 3700);
         program(&mut pit, 0, 2, 100, t);
-        assert_eq!(
-            pit.next_irq0_deadline(),
-            Some(tick(0, 3500)),
-            "unpolled edge first"
-        );
+        assert_eq!(pit.next_irq0_deadline(), Some(tick(0, 3500)), "unpolled edge first");
         assert_eq!(pit.poll_irq0(t), 1);
         assert_eq!(pit.next_irq0_deadline(), Some(tick(t, 100)));
 
@@ -1193,10 +1108,7 @@ mod tests {
         let _ = pit.read(CHANNEL0_PORT, 5000); // half-read latch
         let mut copy = pit.clone();
         assert_eq!(copy, pit);
-        assert_eq!(
-            pit.read(CHANNEL0_PORT, 9000),
-            copy.read(CHANNEL0_PORT, 9000)
-        );
+        assert_eq!(pit.read(CHANNEL0_PORT, 9000), copy.read(CHANNEL0_PORT, 9000));
         assert_eq!(pit.poll_irq0(SEC), copy.poll_irq0(SEC));
         assert_eq!(pit.next_irq0_deadline(), copy.next_irq0_deadline());
         assert_eq!(pit, copy);

@@ -100,24 +100,14 @@ impl CivilTime {
     fn from_unix(secs: i64) -> Self {
         let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
         let in_day = secs.rem_euclid(86_400);
-        CivilTime {
-            year,
-            month,
-            day,
-            hour: in_day / 3_600,
-            minute: in_day / 60 % 60,
-            second: in_day % 60,
-        }
+        CivilTime { year, month, day, hour: in_day / 3_600, minute: in_day / 60 % 60, second: in_day % 60 }
     }
 
     fn to_unix(self) -> i64 {
         // Fold an out-of-range month into the year so the day arithmetic stays valid.
         let year = self.year + (self.month - 1).div_euclid(12);
         let month = (self.month - 1).rem_euclid(12) + 1;
-        days_from_civil(year, month, self.day) * 86_400
-            + self.hour * 3_600
-            + self.minute * 60
-            + self.second
+        days_from_civil(year, month, self.day) * 86_400 + self.hour * 3_600 + self.minute * 60 + self.second
     }
 
     /// 1 = Sunday .. 7 = Saturday, as the MC146818 counts.
@@ -178,14 +168,7 @@ impl Rtc {
             REG_MONTH => self.encode(now.month),
             REG_YEAR => self.encode(now.year.rem_euclid(100)),
             REG_CENTURY => self.encode(now.year.div_euclid(100)),
-            REG_A => {
-                self.reg_a
-                    | if self.update_in_progress(now_ns) {
-                        A_UIP
-                    } else {
-                        0
-                    }
-            }
+            REG_A => self.reg_a | if self.update_in_progress(now_ns) { A_UIP } else { 0 },
             REG_B => self.reg_b,
             REG_C => {
                 let updates = self.updates(now_ns);
@@ -225,8 +208,9 @@ impl Rtc {
 
     fn write_register(&mut self, value: u8, now_ns: u64) {
         match self.index {
-            REG_SECONDS | REG_MINUTES | REG_HOURS | REG_DAY_OF_MONTH | REG_MONTH | REG_YEAR
-            | REG_CENTURY => self.write_time(self.index, value, now_ns),
+            REG_SECONDS | REG_MINUTES | REG_HOURS | REG_DAY_OF_MONTH | REG_MONTH | REG_YEAR | REG_CENTURY => {
+                self.write_time(self.index, value, now_ns)
+            }
             REG_DAY_OF_WEEK => {}
             REG_A => self.reg_a = value & !A_UIP,
             REG_B => self.write_b(value, now_ns),
@@ -287,8 +271,7 @@ impl Rtc {
     }
 
     fn update_in_progress(&self, now_ns: u64) -> bool {
-        self.frozen.is_none()
-            && now_ns.saturating_sub(self.epoch_ns) % NS_PER_SEC >= NS_PER_SEC - UIP_LEAD_NS
+        self.frozen.is_none() && now_ns.saturating_sub(self.epoch_ns) % NS_PER_SEC >= NS_PER_SEC - UIP_LEAD_NS
     }
 
     fn binary(&self) -> bool {
@@ -320,11 +303,7 @@ impl Rtc {
             0 => 12,
             h => h,
         };
-        let pm = if hour.rem_euclid(24) >= 12 {
-            HOUR_PM
-        } else {
-            0
-        };
+        let pm = if hour.rem_euclid(24) >= 12 { HOUR_PM } else { 0 };
         self.encode(h12) | pm
     }
 
@@ -373,32 +352,20 @@ mod tests {
             assert_eq!(days_from_civil(y, m, d), days);
         }
         assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(
-            days_from_civil(2000, 3, 1) - days_from_civil(2000, 2, 28),
-            2
-        );
-        assert_eq!(
-            days_from_civil(1900, 3, 1) - days_from_civil(1900, 2, 28),
-            1
-        );
+        assert_eq!(days_from_civil(2000, 3, 1) - days_from_civil(2000, 2, 28), 2);
+        assert_eq!(days_from_civil(1900, 3, 1) - days_from_civil(1900, 2, 28), 1);
     }
 
     #[test]
     fn y2k_in_bcd() {
         let mut rtc = Rtc::new(Y2K);
-        assert_eq!(
-            snapshot(&mut rtc, 0),
-            [0x20, 0x00, 0x01, 0x01, 7, 0x00, 0x00, 0x00]
-        );
+        assert_eq!(snapshot(&mut rtc, 0), [0x20, 0x00, 0x01, 0x01, 7, 0x00, 0x00, 0x00]);
     }
 
     #[test]
     fn leap_day_in_bcd_and_binary() {
         let mut rtc = Rtc::new(LEAP_DAY_2024 + 12 * 3600 + 34 * 60 + 56);
-        assert_eq!(
-            snapshot(&mut rtc, 0),
-            [0x20, 0x24, 0x02, 0x29, 5, 0x12, 0x34, 0x56]
-        );
+        assert_eq!(snapshot(&mut rtc, 0), [0x20, 0x24, 0x02, 0x29, 5, 0x12, 0x34, 0x56]);
         set_reg(&mut rtc, REG_B, B_24_HOUR | B_BINARY, 0);
         assert_eq!(snapshot(&mut rtc, 0), [20, 24, 2, 29, 5, 12, 34, 56]);
     }
@@ -406,10 +373,7 @@ mod tests {
     #[test]
     fn y2038_in_bcd_and_binary() {
         let mut rtc = Rtc::new(Y2038);
-        assert_eq!(
-            snapshot(&mut rtc, 0),
-            [0x20, 0x38, 0x01, 0x19, 3, 0x03, 0x14, 0x07]
-        );
+        assert_eq!(snapshot(&mut rtc, 0), [0x20, 0x38, 0x01, 0x19, 3, 0x03, 0x14, 0x07]);
         set_reg(&mut rtc, REG_B, B_24_HOUR | B_BINARY, 0);
         // One second later the 32-bit time_t overflows; the RTC does not care.
         assert_eq!(snapshot(&mut rtc, SEC), [20, 38, 1, 19, 3, 3, 14, 8]);
@@ -434,20 +398,11 @@ mod tests {
     fn advancing_time_rolls_fields() {
         // 2023-12-31 23:59:58
         let mut rtc = Rtc::new(1_704_067_198);
-        assert_eq!(
-            snapshot(&mut rtc, 0),
-            [0x20, 0x23, 0x12, 0x31, 1, 0x23, 0x59, 0x58]
-        );
+        assert_eq!(snapshot(&mut rtc, 0), [0x20, 0x23, 0x12, 0x31, 1, 0x23, 0x59, 0x58]);
         assert_eq!(snapshot(&mut rtc, 2 * SEC - 1)[7], 0x59);
-        assert_eq!(
-            snapshot(&mut rtc, 2 * SEC),
-            [0x20, 0x24, 0x01, 0x01, 2, 0x00, 0x00, 0x00]
-        );
+        assert_eq!(snapshot(&mut rtc, 2 * SEC), [0x20, 0x24, 0x01, 0x01, 2, 0x00, 0x00, 0x00]);
         assert_eq!(snapshot(&mut rtc, 62 * SEC)[5..], [0x00, 0x01, 0x00]);
-        assert_eq!(
-            snapshot(&mut rtc, (2 + 86_400 * 59) * SEC)[1..5],
-            [0x24, 0x02, 0x29, 5]
-        );
+        assert_eq!(snapshot(&mut rtc, (2 + 86_400 * 59) * SEC)[1..5], [0x24, 0x02, 0x29, 5]);
     }
 
     #[test]
@@ -471,39 +426,18 @@ mod tests {
         let t = 10 * SEC + 400_000_000;
         set_reg(&mut rtc, REG_B, B_SET | B_24_HOUR, t);
         assert_eq!(reg(&mut rtc, REG_SECONDS, t + 5 * SEC), 0x10, "frozen");
-        assert_eq!(
-            reg(&mut rtc, REG_A, t + SEC - 1) & A_UIP,
-            0,
-            "no UIP while SET"
-        );
+        assert_eq!(reg(&mut rtc, REG_A, t + SEC - 1) & A_UIP, 0, "no UIP while SET");
         // Linux's order: seconds .. year; 2024-03-31 via an intermediate 2000-02-31.
-        for (index, value) in [
-            (0u8, 0x30u8),
-            (2, 0x45),
-            (4, 0x21),
-            (7, 0x31),
-            (8, 0x03),
-            (9, 0x24),
-        ] {
+        for (index, value) in [(0u8, 0x30u8), (2, 0x45), (4, 0x21), (7, 0x31), (8, 0x03), (9, 0x24)] {
             set_reg(&mut rtc, index, value, t + SEC);
         }
-        assert_eq!(
-            reg(&mut rtc, REG_DAY_OF_MONTH, t + 2 * SEC),
-            0x31,
-            "reads back as written"
-        );
+        assert_eq!(reg(&mut rtc, REG_DAY_OF_MONTH, t + 2 * SEC), 0x31, "reads back as written");
         let resume = t + 3 * SEC;
         set_reg(&mut rtc, REG_B, B_24_HOUR, resume);
-        assert_eq!(
-            snapshot(&mut rtc, resume),
-            [0x20, 0x24, 0x03, 0x31, 1, 0x21, 0x45, 0x30]
-        );
+        assert_eq!(snapshot(&mut rtc, resume), [0x20, 0x24, 0x03, 0x31, 1, 0x21, 0x45, 0x30]);
         assert_eq!(reg(&mut rtc, REG_SECONDS, resume + SEC - 1), 0x30);
         assert_eq!(reg(&mut rtc, REG_SECONDS, resume + SEC), 0x31);
-        assert!(
-            reg(&mut rtc, REG_A, resume + SEC - 1) & A_UIP != 0,
-            "UIP phase follows resume"
-        );
+        assert!(reg(&mut rtc, REG_A, resume + SEC - 1) & A_UIP != 0, "UIP phase follows resume");
     }
 
     #[test]
@@ -526,11 +460,7 @@ mod tests {
         assert_eq!(reg(&mut rtc, REG_SECONDS, 4 * SEC - 1), 0x03);
         assert_eq!(reg(&mut rtc, REG_SECONDS, 4 * SEC), 0x04);
         set_reg(&mut rtc, REG_DAY_OF_WEEK, 3, t);
-        assert_eq!(
-            reg(&mut rtc, REG_DAY_OF_WEEK, t),
-            7,
-            "day of week follows the date"
-        );
+        assert_eq!(reg(&mut rtc, REG_DAY_OF_WEEK, t), 7, "day of week follows the date");
     }
 
     #[test]

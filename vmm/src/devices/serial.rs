@@ -275,11 +275,7 @@ impl Serial {
         if source == Some(IIR_THR_EMPTY) {
             self.thr_empty_pending = false;
         }
-        let fifo_bits = if self.fifo_enabled {
-            IIR_FIFOS_ENABLED
-        } else {
-            0
-        };
+        let fifo_bits = if self.fifo_enabled { IIR_FIFOS_ENABLED } else { 0 };
         source.unwrap_or(IIR_NO_INTERRUPT) | fifo_bits
     }
 
@@ -533,15 +529,8 @@ mod tests {
         assert_eq!(s.read(LSR), 0x63);
         assert_eq!(s.read(LSR), 0x61, "OE cleared by reading LSR");
         let got: Vec<u8> = (0..16).map(|_| s.read(DATA)).collect();
-        assert_eq!(
-            got,
-            (0..16).collect::<Vec<u8>>(),
-            "bytes past the 16th were lost"
-        );
-        assert!(
-            drained(&mut s).is_empty(),
-            "loopback does not reach the line"
-        );
+        assert_eq!(got, (0..16).collect::<Vec<u8>>(), "bytes past the 16th were lost");
+        assert!(drained(&mut s).is_empty(), "loopback does not reach the line");
     }
 
     #[test]

@@ -1,0 +1,254 @@
+//! Checkpoints: full vCPU and device state plus the RAM pages dirtied since the previous
+//! checkpoint, deduplicated by content and stored compressed.
+//!
+//! Checkpoint 0 is the boot image (every non-zero page after loading). Restoring checkpoint
+//! k needs, for every page, its newest version at or before k; [`PageIndex`] answers that.
+
+use std::collections::HashMap;
+
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+use ttvm_vmm::devices::Board;
+use ttvm_vmm::memory::{GuestRam, PAGE_SIZE};
+use ttvm_vmm::vcpu::VcpuState;
+
+use crate::clock::EngineClock;
+use crate::engine::EngineState;
+
+/// Pages per `Pages` chunk before it is flushed.
+pub const PAGES_PER_CHUNK: usize = 256;
+
+/// What a checkpoint chunk holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckpointRecord {
+    /// Ordinal (0 = boot image).
+    pub index: u32,
+    /// Engine state (icount, interrupt window).
+    pub engine: EngineState,
+    /// Clock state.
+    pub clock: EngineClock,
+    /// vCPU state.
+    pub vcpu: VcpuState,
+    /// Device state.
+    pub board: Board,
+    /// Frame numbers dirtied since the previous checkpoint (serialised roaring bitmap).
+    pub dirty: Vec<u8>,
+    /// For each dirty frame in ascending order, the id of its content blob.
+    pub blobs: Vec<u32>,
+    /// Digest of the vCPU registers at this point (see [`register_digest`]).
+    pub register_digest: u64,
+}
+
+impl CheckpointRecord {
+    /// Decodes the dirty-frame bitmap.
+    pub fn dirty_pages(&self) -> std::io::Result<RoaringBitmap> {
+        RoaringBitmap::deserialize_from(&self.dirty[..])
+    }
+}
+
+/// Digest of the architectural registers that must match at a checkpoint.
+pub fn register_digest(s: &VcpuState) -> u64 {
+    let r = &s.regs;
+    let sr = &s.sregs;
+    let words = [
+        r.rax,
+        r.rbx,
+        r.rcx,
+        r.rdx,
+        r.rsi,
+        r.rdi,
+        r.rsp,
+        r.rbp,
+        r.r8,
+        r.r9,
+        r.r10,
+        r.r11,
+        r.r12,
+        r.r13,
+        r.r14,
+        r.r15,
+        r.rip,
+        r.rflags,
+        sr.cr0,
+        sr.cr2,
+        sr.cr3,
+        sr.cr4,
+        sr.efer,
+        sr.cs.base,
+        u64::from(sr.cs.selector),
+        sr.ss.base,
+        sr.fs.base,
+        sr.gs.base,
+        sr.gdt.base,
+        sr.idt.base,
+    ];
+    let mut bytes = Vec::with_capacity(words.len() * 8 + s.xsave.len() * 4);
+    for w in words {
+        bytes.extend_from_slice(&w.to_le_bytes());
+    }
+    // The legacy FXSAVE area (x87 + SSE): 512 bytes.
+    for w in s.xsave.iter().take(128) {
+        bytes.extend_from_slice(&w.to_le_bytes());
+    }
+    xxhash_rust::xxh3::xxh3_64(&bytes)
+}
+
+/// Digest of all of RAM.
+pub fn ram_digest(ram: &GuestRam) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(ram.as_slice())
+}
+
+/// Recording side: assigns blob ids to page contents, deduplicating by XXH3-128.
+#[derive(Debug, Default)]
+pub struct PageStoreWriter {
+    ids: HashMap<u128, u32>,
+    next_id: u32,
+    pending: Vec<u8>,
+    pending_first: u32,
+}
+
+impl PageStoreWriter {
+    /// Returns the blob id for `page`, queueing new contents for the next `Pages` chunk.
+    pub fn intern(&mut self, page: &[u8]) -> u32 {
+        let h = xxhash_rust::xxh3::xxh3_128(page);
+        if let Some(&id) = self.ids.get(&h) {
+            return id;
+        }
+        let id = self.next_id;
+        if self.pending.is_empty() {
+            self.pending_first = id;
+        }
+        self.next_id += 1;
+        self.ids.insert(h, id);
+        self.pending.extend_from_slice(page);
+        id
+    }
+
+    /// Whether enough pages are queued to write a chunk.
+    pub fn chunk_ready(&self) -> bool {
+        self.pending.len() >= PAGES_PER_CHUNK * PAGE_SIZE
+    }
+
+    /// Takes the queued pages as a `Pages` chunk payload: first id, count, contents.
+    pub fn take_chunk(&mut self) -> Option<Vec<u8>> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let count = (self.pending.len() / PAGE_SIZE) as u32;
+        let mut raw = Vec::with_capacity(8 + self.pending.len());
+        raw.extend_from_slice(&self.pending_first.to_le_bytes());
+        raw.extend_from_slice(&count.to_le_bytes());
+        raw.append(&mut self.pending);
+        Some(raw)
+    }
+
+    /// Number of unique pages stored.
+    pub fn unique_pages(&self) -> u32 {
+        self.next_id
+    }
+}
+
+/// Reading side: page versions per frame, across checkpoints.
+#[derive(Debug, Default, Clone)]
+pub struct PageIndex {
+    /// For each frame: (checkpoint index, blob id), ascending by checkpoint.
+    versions: Vec<Vec<(u32, u32)>>,
+    /// Dirty frames of each checkpoint.
+    dirty: Vec<RoaringBitmap>,
+}
+
+impl PageIndex {
+    /// An empty index for `pages` frames.
+    pub fn new(pages: usize) -> Self {
+        Self { versions: vec![Vec::new(); pages], dirty: Vec::new() }
+    }
+
+    /// Adds checkpoint `k` (must be added in order).
+    pub fn add_checkpoint(&mut self, k: u32, dirty: RoaringBitmap, blobs: &[u32]) -> Result<(), String> {
+        if k as usize != self.dirty.len() {
+            return Err(format!("checkpoint {k} out of order"));
+        }
+        if dirty.len() != blobs.len() as u64 {
+            return Err(format!("checkpoint {k}: {} dirty pages but {} blob ids", dirty.len(), blobs.len()));
+        }
+        for (pfn, &blob) in dirty.iter().zip(blobs) {
+            let v =
+                self.versions.get_mut(pfn as usize).ok_or_else(|| format!("checkpoint {k}: page {pfn} outside RAM"))?;
+            v.push((k, blob));
+        }
+        self.dirty.push(dirty);
+        Ok(())
+    }
+
+    /// Number of checkpoints indexed.
+    pub fn checkpoints(&self) -> usize {
+        self.dirty.len()
+    }
+
+    /// Dirty frames of checkpoint `k`.
+    pub fn dirty(&self, k: u32) -> &RoaringBitmap {
+        &self.dirty[k as usize]
+    }
+
+    /// Blob holding frame `pfn` as of checkpoint `k`; None means all zeroes.
+    pub fn version_at(&self, pfn: u32, k: u32) -> Option<u32> {
+        let v = &self.versions[pfn as usize];
+        let i = v.partition_point(|&(ck, _)| ck <= k);
+        if i == 0 {
+            None
+        } else {
+            Some(v[i - 1].1)
+        }
+    }
+
+    /// Frames whose content may differ between checkpoints `a` and `b`.
+    pub fn changed_between(&self, a: u32, b: u32) -> RoaringBitmap {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let mut out = RoaringBitmap::new();
+        for k in lo + 1..=hi {
+            out |= &self.dirty[k as usize];
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_deduplicates_by_content() {
+        let mut s = PageStoreWriter::default();
+        let a = vec![1u8; PAGE_SIZE];
+        let b = vec![2u8; PAGE_SIZE];
+        assert_eq!(s.intern(&a), 0);
+        assert_eq!(s.intern(&b), 1);
+        assert_eq!(s.intern(&a), 0);
+        let chunk = s.take_chunk().unwrap();
+        assert_eq!(u32::from_le_bytes(chunk[4..8].try_into().unwrap()), 2);
+        assert_eq!(chunk.len(), 8 + 2 * PAGE_SIZE);
+        assert!(s.take_chunk().is_none());
+        assert_eq!(s.intern(&vec![3u8; PAGE_SIZE]), 2);
+        let chunk = s.take_chunk().unwrap();
+        assert_eq!(u32::from_le_bytes(chunk[0..4].try_into().unwrap()), 2);
+    }
+
+    #[test]
+    fn index_finds_newest_version_at_or_before() {
+        let mut idx = PageIndex::new(8);
+        let bm = |v: &[u32]| v.iter().copied().collect::<RoaringBitmap>();
+        idx.add_checkpoint(0, bm(&[1, 2]), &[10, 20]).unwrap();
+        idx.add_checkpoint(1, bm(&[2]), &[21]).unwrap();
+        idx.add_checkpoint(2, bm(&[1, 5]), &[11, 50]).unwrap();
+        assert_eq!(idx.version_at(1, 0), Some(10));
+        assert_eq!(idx.version_at(1, 1), Some(10));
+        assert_eq!(idx.version_at(1, 2), Some(11));
+        assert_eq!(idx.version_at(2, 2), Some(21));
+        assert_eq!(idx.version_at(5, 1), None);
+        assert_eq!(idx.version_at(3, 2), None);
+        assert_eq!(idx.changed_between(2, 0), bm(&[1, 2, 5]));
+        assert_eq!(idx.changed_between(1, 1), RoaringBitmap::new());
+        assert!(idx.add_checkpoint(5, bm(&[]), &[]).is_err());
+        assert!(idx.add_checkpoint(3, bm(&[100]), &[1]).is_err());
+    }
+}

@@ -1,0 +1,331 @@
+//! The exact step engine: KVM single-step, one guest step per KVM_RUN, icount = steps since
+//! reset. Before each step it looks at the instruction at RIP and itself emulates the ones
+//! whose result does not follow from guest state (see [`ttvm_vmm::insn`]); everything that
+//! enters or leaves the guest goes through a [`StepEnv`], which is the recorder (devices +
+//! log writer) or the replayer (log reader + checker).
+//!
+//! Step semantics on the reference hosts (pinned by tests): one exit per instruction; an
+//! exception or injected interrupt is delivered and the handler's first instruction runs in
+//! the same step; IRETQ and the next instruction run in one step; HLT is emulated here.
+
+use kvm_bindings::{kvm_regs, kvm_sregs};
+use kvm_ioctls::VcpuExit;
+use serde::{Deserialize, Serialize};
+use ttvm_vmm::devices::Board;
+use ttvm_vmm::machine::Machine;
+
+use crate::divergence::Divergence;
+use crate::events::StopKind;
+use ttvm_vmm::insn::{apply_emulated, classify, code_mode, fetch_at_rip, Special, MAX_INSN_LEN};
+
+/// IA32_TSC.
+const MSR_TSC: u64 = 0x10;
+/// TSC_AUX (read for RDTSCP: guest state, not logged).
+const MSR_TSC_AUX: u32 = 0xc000_0103;
+const RFLAGS_IF: u64 = 1 << 9;
+
+/// Instructions whose value comes from the environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emulated {
+    /// RDTSC.
+    Rdtsc,
+    /// RDTSCP.
+    Rdtscp,
+    /// RDRAND.
+    Rdrand,
+    /// RDSEED.
+    Rdseed,
+    /// RDMSR of IA32_TSC.
+    RdmsrTsc,
+}
+
+/// What HLT does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HaltOutcome {
+    /// Time was advanced; the guest continues after the HLT (an interrupt will be due).
+    Continue,
+    /// Nothing can ever wake the guest.
+    Stop(StopKind),
+}
+
+/// Errors that stop the engine (not guest behaviour).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Replay no longer matches the recording.
+    #[error("{0}")]
+    Divergence(Box<Divergence>),
+    /// The guest entered user mode, which these hosts cannot single-step.
+    #[error(
+        "the guest entered user mode (ring 3) at icount {icount}, RIP {rip:#x}: this host's KVM \
+         cannot single-step ring-3 code (see DESIGN.md), so recording stops here"
+    )]
+    UserMode {
+        /// Step count.
+        icount: u64,
+        /// RIP.
+        rip: u64,
+    },
+    /// KVM_RUN or another vCPU ioctl failed.
+    #[error("KVM failed at icount {icount}: {message}")]
+    Kvm {
+        /// Step count.
+        icount: u64,
+        /// Description.
+        message: String,
+    },
+    /// Writing the trace failed.
+    #[error("writing the trace failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The user interrupted (Ctrl-C).
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// Where guest I/O and nondeterministic values come from and go to.
+pub trait StepEnv {
+    /// Start of step `icount`: returns the vector of an external interrupt to inject now.
+    /// `window_open` says whether the guest can take one.
+    fn at_boundary(&mut self, board: &mut Board, icount: u64, window_open: bool) -> Result<Option<u8>, EngineError>;
+    /// `in`: fill `data`.
+    fn port_in(
+        &mut self,
+        board: &mut Board,
+        icount: u64,
+        port: u16,
+        data: &mut [u8],
+        rip: u64,
+    ) -> Result<(), EngineError>;
+    /// `out`: returns a stop if the guest asked to exit.
+    fn port_out(
+        &mut self,
+        board: &mut Board,
+        icount: u64,
+        port: u16,
+        data: &[u8],
+        rip: u64,
+    ) -> Result<Option<StopKind>, EngineError>;
+    /// MMIO read: fill `data`.
+    fn mmio_read(
+        &mut self,
+        board: &mut Board,
+        icount: u64,
+        addr: u64,
+        data: &mut [u8],
+        rip: u64,
+    ) -> Result<(), EngineError>;
+    /// MMIO write.
+    fn mmio_write(
+        &mut self,
+        board: &mut Board,
+        icount: u64,
+        addr: u64,
+        data: &[u8],
+        rip: u64,
+    ) -> Result<(), EngineError>;
+    /// The value of an emulated instruction.
+    fn emulated_value(&mut self, board: &mut Board, icount: u64, what: Emulated) -> Result<u64, EngineError>;
+    /// HLT with interrupts enabled at CPL 0.
+    fn halt(&mut self, board: &mut Board, icount: u64, interrupts_enabled: bool) -> Result<HaltOutcome, EngineError>;
+    /// The guest stopped on its own in step `icount` (triple fault, KVM error).
+    fn guest_stop(&mut self, board: &mut Board, icount: u64, stop: &StopKind) -> Result<(), EngineError>;
+}
+
+/// Engine state saved in checkpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineState {
+    /// Steps executed since reset.
+    pub icount: u64,
+    /// Whether the guest could take an interrupt at this boundary.
+    pub window_open: bool,
+}
+
+/// Result of one step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// The step ran; the guest goes on.
+    Continue,
+    /// The guest stopped during this step (the step still counts).
+    Stopped(StopKind),
+}
+
+/// The engine, owning the machine.
+#[derive(Debug)]
+pub struct Engine {
+    /// The machine being stepped.
+    pub machine: Machine,
+    state: EngineState,
+    single_step_on: bool,
+}
+
+impl Engine {
+    /// Wraps a machine at reset (icount 0).
+    pub fn new(machine: Machine) -> Self {
+        Self {
+            machine,
+            state: EngineState {
+                icount: 0,
+                // At reset PVH entry state has IF clear; the first exit corrects this.
+                window_open: false,
+            },
+            single_step_on: false,
+        }
+    }
+
+    /// Steps executed since reset.
+    pub fn icount(&self) -> u64 {
+        self.state.icount
+    }
+
+    /// State for a checkpoint.
+    pub fn state(&self) -> EngineState {
+        self.state
+    }
+
+    /// Restores state from a checkpoint (with the vCPU and RAM restored separately).
+    pub fn set_state(&mut self, state: EngineState) {
+        self.state = state;
+    }
+
+    fn kvm_err(&self, e: impl std::fmt::Display) -> EngineError {
+        EngineError::Kvm { icount: self.state.icount, message: e.to_string() }
+    }
+
+    /// Reads the instruction bytes at RIP (fewer if the tail is unmapped).
+    pub fn fetch_instruction(&self, regs: &kvm_regs, sregs: &kvm_sregs) -> ([u8; MAX_INSN_LEN], usize) {
+        fetch_at_rip(self.machine.vm.ram(), regs, sregs)
+    }
+
+    /// Executes one guest step.
+    pub fn step<E: StepEnv>(&mut self, env: &mut E) -> Result<StepOutcome, EngineError> {
+        if !self.single_step_on {
+            self.machine.vm.vcpu_mut().set_single_step(true).map_err(|e| self.kvm_err(e))?;
+            self.single_step_on = true;
+        }
+        let icount = self.state.icount;
+        let sregs = self.machine.vm.vcpu().sregs();
+        let regs = self.machine.vm.vcpu().regs();
+        if sregs.cs.dpl == 3 {
+            return Err(EngineError::UserMode { icount, rip: regs.rip });
+        }
+        let inject = env.at_boundary(&mut self.machine.board, icount, self.state.window_open)?;
+        if let Some(vector) = inject {
+            self.machine.vm.vcpu().inject_interrupt(vector).map_err(|e| self.kvm_err(e))?;
+        } else if let Some(outcome) = self.try_emulate(env, regs, &sregs)? {
+            return Ok(outcome);
+        }
+        self.run_one_step(env)
+    }
+
+    /// Emulates the instruction at RIP if it is one of the special ones.
+    fn try_emulate<E: StepEnv>(
+        &mut self,
+        env: &mut E,
+        mut regs: kvm_regs,
+        sregs: &kvm_sregs,
+    ) -> Result<Option<StepOutcome>, EngineError> {
+        let (bytes, n) = self.fetch_instruction(&regs, sregs);
+        let Some((special, len)) = classify(&bytes[..n], code_mode(sregs)) else {
+            return Ok(None);
+        };
+        let icount = self.state.icount;
+        let mut outcome = StepOutcome::Continue;
+        let board = &mut self.machine.board;
+        let (value, aux) = match special {
+            Special::Rdtsc => (env.emulated_value(board, icount, Emulated::Rdtsc)?, 0),
+            Special::Rdtscp => {
+                let v = env.emulated_value(board, icount, Emulated::Rdtscp)?;
+                (v, self.machine.vm.vcpu().get_msr(MSR_TSC_AUX).map_err(|e| self.kvm_err(e))?)
+            }
+            Special::Rdrand { .. } => (env.emulated_value(board, icount, Emulated::Rdrand)?, 0),
+            Special::Rdseed { .. } => (env.emulated_value(board, icount, Emulated::Rdseed)?, 0),
+            Special::Rdmsr => {
+                if regs.rcx & 0xffff_ffff != MSR_TSC {
+                    return Ok(None);
+                }
+                (env.emulated_value(board, icount, Emulated::RdmsrTsc)?, 0)
+            }
+            Special::Hlt => {
+                if sregs.cs.dpl != 0 {
+                    return Ok(None); // #GP, delivered by the CPU
+                }
+                let enabled = regs.rflags & RFLAGS_IF != 0;
+                if let HaltOutcome::Stop(stop) = env.halt(board, icount, enabled)? {
+                    outcome = StepOutcome::Stopped(stop);
+                }
+                (0, 0)
+            }
+        };
+        apply_emulated(&mut regs, special, len, value, aux);
+        self.machine.vm.vcpu_mut().set_regs(&regs);
+        self.end_interrupt_shadow()?;
+        self.state.window_open = regs.rflags & RFLAGS_IF != 0;
+        self.state.icount += 1;
+        Ok(Some(outcome))
+    }
+
+    /// After an emulated instruction, the STI/MOV SS interrupt shadow that covered it is
+    /// over; KVM did not execute it and would still hold the shadow, so clear it.
+    fn end_interrupt_shadow(&mut self) -> Result<(), EngineError> {
+        if self.state.window_open {
+            return Ok(());
+        }
+        let vcpu = self.machine.vm.vcpu_mut();
+        let mut ev = vcpu.vcpu_events().map_err(|e| EngineError::Kvm { icount: 0, message: e.to_string() })?;
+        if ev.interrupt.shadow != 0 {
+            ev.interrupt.shadow = 0;
+            ev.flags = kvm_bindings::KVM_VCPUEVENT_VALID_SHADOW;
+            vcpu.set_vcpu_events(&ev).map_err(|e| EngineError::Kvm { icount: 0, message: e.to_string() })?;
+        }
+        Ok(())
+    }
+
+    fn run_one_step<E: StepEnv>(&mut self, env: &mut E) -> Result<StepOutcome, EngineError> {
+        let icount = self.state.icount;
+        let mut stop: Option<StopKind> = None;
+        let Machine { vm, board, .. } = &mut self.machine;
+        loop {
+            let rip = vm.vcpu().rip();
+            let exit = vm.vcpu_mut().run();
+            match exit {
+                Ok(VcpuExit::Debug(_)) => break,
+                Ok(VcpuExit::IoIn(port, data)) => env.port_in(board, icount, port, data, rip)?,
+                Ok(VcpuExit::IoOut(port, data)) => {
+                    if let Some(s) = env.port_out(board, icount, port, data, rip)? {
+                        stop = Some(s);
+                    }
+                }
+                Ok(VcpuExit::MmioRead(addr, data)) => env.mmio_read(board, icount, addr, data, rip)?,
+                Ok(VcpuExit::MmioWrite(addr, data)) => env.mmio_write(board, icount, addr, data, rip)?,
+                Ok(VcpuExit::Hlt) => {
+                    // Only reachable when a HLT ran inside a merged step (first instruction
+                    // of a handler); single-stepped HLT does not halt on these hosts.
+                    break;
+                }
+                Ok(VcpuExit::Shutdown) => {
+                    let s = StopKind::TripleFault;
+                    env.guest_stop(board, icount, &s)?;
+                    self.state.icount += 1;
+                    return Ok(StepOutcome::Stopped(s));
+                }
+                Ok(VcpuExit::IrqWindowOpen) => {}
+                Ok(other) => {
+                    let s = StopKind::InternalError(format!("{other:?}"));
+                    env.guest_stop(board, icount, &s)?;
+                    self.state.icount += 1;
+                    return Ok(StepOutcome::Stopped(s));
+                }
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    vm.vcpu_mut().set_immediate_exit(false);
+                }
+                Err(e) => return Err(EngineError::Kvm { icount, message: format!("KVM_RUN: {e}") }),
+            }
+        }
+        let vcpu = self.machine.vm.vcpu_mut();
+        self.state.window_open = vcpu.interrupt_window_open();
+        self.state.icount += 1;
+        Ok(match stop {
+            Some(s) => StepOutcome::Stopped(s),
+            None => StepOutcome::Continue,
+        })
+    }
+}

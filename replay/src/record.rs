@@ -1,0 +1,545 @@
+//! Recording: the exact engine with live devices, logging every input and output into a
+//! trace file, with periodic incremental checkpoints.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
+use ttvm_vmm::devices::Board;
+use ttvm_vmm::machine::{Machine, MachineConfig, MachineError};
+
+use crate::checkpoint::{ram_digest, register_digest, CheckpointRecord, PageStoreWriter};
+use crate::clock::{ClockMode, EngineClock, NS_PER_STEP};
+use crate::engine::{Emulated, Engine, EngineError, HaltOutcome, StepEnv, StepOutcome};
+use crate::event_log::EventLogWriter;
+use crate::events::{Event, EventKind, IoData, StopKind};
+use crate::trace::format::{kernel_hash, EndRecord};
+use crate::trace::{ChunkKind, TraceHeader, TraceWriter};
+
+/// Default steps between checkpoints. Chosen from measurements in docs/PERFORMANCE.md:
+/// replaying one interval takes about a third of a second on these hosts, which bounds the
+/// first reverse step, while checkpoint overhead stays around 1 % of recording time.
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 100_000;
+
+/// Buffered event bytes that trigger writing an events chunk.
+const FLUSH_BYTES: usize = 64 << 10;
+/// Longest time events stay buffered in memory (bounds what a SIGKILL can lose).
+const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Errors while recording.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The machine could not be built.
+    #[error(transparent)]
+    Machine(#[from] MachineError),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The trace could not be written.
+    #[error("writing the trace: {0}")]
+    Io(#[from] std::io::Error),
+    /// Saving vCPU state failed.
+    #[error(transparent)]
+    Vcpu(#[from] ttvm_vmm::vcpu::VcpuError),
+    /// Reading the dirty log failed.
+    #[error(transparent)]
+    Vm(#[from] ttvm_vmm::vm::VmError),
+}
+
+/// Recording options.
+#[derive(Clone, Debug)]
+pub struct RecordOptions {
+    /// Clock mode.
+    pub clock: ClockMode,
+    /// Steps between checkpoints.
+    pub checkpoint_every: u64,
+    /// Name of the kernel for display.
+    pub kernel_name: String,
+    /// Signature of this host's single-step semantics.
+    pub stepping: String,
+}
+
+/// The recording environment: devices, clock, console and event log.
+#[derive(Debug)]
+pub struct Recorder {
+    clock: EngineClock,
+    log: EventLogWriter,
+    output: ConsoleOutput,
+    input: ConsoleInput,
+    out_buf: Vec<u8>,
+    random: Vec<u64>,
+    /// Serial output produced so far (kept for summaries and live debugging).
+    pub serial: Vec<u8>,
+}
+
+impl Recorder {
+    fn log(&mut self, icount: u64, kind: EventKind) {
+        self.log.push(&Event { icount, kind });
+    }
+
+    fn host_random(&mut self) -> u64 {
+        if self.random.is_empty() {
+            let mut buf = [0u8; 512];
+            // SAFETY: getrandom writes at most buf.len() bytes into buf.
+            let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n = if n > 0 { n as usize } else { 0 };
+            for c in buf[..n - n % 8].chunks_exact(8) {
+                self.random.push(u64::from_le_bytes(c.try_into().unwrap_or_default()));
+            }
+            if self.random.is_empty() {
+                // getrandom failing is not expected; fall back to the TSC so the guest
+                // still gets a (logged) value.
+                // SAFETY: RDTSC has no preconditions.
+                self.random.push(unsafe { core::arch::x86_64::_rdtsc() });
+            }
+        }
+        self.random.pop().unwrap_or_default()
+    }
+
+    fn feed_input(&mut self, board: &mut Board, icount: u64) {
+        if self.input.is_live() && icount % 1024 == 0 {
+            self.input.poll();
+        }
+        if self.input.pending().is_empty() || board.serial_input_space() == 0 {
+            return;
+        }
+        let take = self.input.pending().len().min(board.serial_input_space());
+        let bytes: Vec<u8> = self.input.pending().iter().take(take).copied().collect();
+        let n = board.serial_input(&bytes);
+        for &byte in &bytes[..n] {
+            self.log(icount, EventKind::SerialIn { byte });
+        }
+        self.input.consume(n);
+    }
+
+    fn drain_output(&mut self, board: &mut Board, icount: u64) {
+        board.drain_serial_output(&mut self.out_buf);
+        if self.out_buf.is_empty() {
+            return;
+        }
+        let bytes = std::mem::take(&mut self.out_buf);
+        for &byte in &bytes {
+            self.log(icount, EventKind::SerialOut { byte });
+        }
+        self.output.write(&bytes);
+        self.serial.extend_from_slice(&bytes);
+        self.out_buf = bytes;
+        self.out_buf.clear();
+    }
+
+    fn unmodelled(&mut self, icount: u64, mmio: bool, addr: u64, rip: u64) {
+        eprintln!(
+            "ttvm: guest touched unmodelled {} {addr:#x} (RIP {rip:#x}, icount {icount}); reads return all ones",
+            if mmio { "MMIO" } else { "port" }
+        );
+        self.log(icount, EventKind::Unmodelled { mmio, addr, rip });
+    }
+}
+
+impl StepEnv for Recorder {
+    fn at_boundary(&mut self, board: &mut Board, icount: u64, window_open: bool) -> Result<Option<u8>, EngineError> {
+        let now = self.clock.now_ns(icount);
+        board.advance(now);
+        self.feed_input(board, icount);
+        if window_open && board.interrupt_pending() {
+            let vector = board.acknowledge_interrupt();
+            self.log(icount, EventKind::Interrupt { vector });
+            return Ok(Some(vector));
+        }
+        Ok(None)
+    }
+
+    fn port_in(
+        &mut self,
+        board: &mut Board,
+        icount: u64,
+        port: u16,
+        data: &mut [u8],
+        rip: u64,
+    ) -> Result<(), EngineError> {
+        let now = self.clock.now_ns(icount);
+        let outcome = board.pio_read(port, data, now);
+        if outcome.first_unmodelled {
+            self.unmodelled(icount, false, u64::from(port), rip);
+        }
+        self.log(icount, EventKind::PortIn { port, data: IoData::from_slice(data) });
+        Ok(())
+    }
+
+    fn port_out(
+        &mut self,
+        board: &mut Board,
+        icount: u64,
+        port: u16,
+        data: &[u8],
+        rip: u64,
+    ) -> Result<Option<StopKind>, EngineError> {
+        let now = self.clock.now_ns(icount);
+        let outcome = board.pio_write(port, data, now);
+        self.log(icount, EventKind::PortOut { port, data: IoData::from_slice(data) });
+        if outcome.first_unmodelled {
+            self.unmodelled(icount, false, u64::from(port), rip);
+        }
+        self.drain_output(board, icount);
+        if let Some(code) = outcome.exit_code {
+            let stop = StopKind::DebugExit(code);
+            self.log(icount, EventKind::Stop(stop.clone()));
+            return Ok(Some(stop));
+        }
+        Ok(None)
+    }
+
+    fn mmio_read(
+        &mut self,
+        board: &mut Board,
+        icount: u64,
+        addr: u64,
+        data: &mut [u8],
+        rip: u64,
+    ) -> Result<(), EngineError> {
+        if board.mmio_read(addr, data).first_unmodelled {
+            self.unmodelled(icount, true, addr, rip);
+        }
+        self.log(icount, EventKind::MmioRead { addr, data: IoData::from_slice(data) });
+        Ok(())
+    }
+
+    fn mmio_write(
+        &mut self,
+        board: &mut Board,
+        icount: u64,
+        addr: u64,
+        data: &[u8],
+        rip: u64,
+    ) -> Result<(), EngineError> {
+        if board.mmio_write(addr, data).first_unmodelled {
+            self.unmodelled(icount, true, addr, rip);
+        }
+        self.log(icount, EventKind::MmioWrite { addr, data: IoData::from_slice(data) });
+        Ok(())
+    }
+
+    fn emulated_value(&mut self, _board: &mut Board, icount: u64, what: Emulated) -> Result<u64, EngineError> {
+        let tsc = EngineClock::tsc_at(self.clock.now_ns(icount));
+        let (value, kind): (u64, fn(u64) -> EventKind) = match what {
+            Emulated::Rdtsc => (tsc, |value| EventKind::Rdtsc { value }),
+            Emulated::Rdtscp => (tsc, |value| EventKind::Rdtscp { value }),
+            Emulated::RdmsrTsc => (tsc, |value| EventKind::RdmsrTsc { value }),
+            Emulated::Rdrand => (self.host_random(), |value| EventKind::Rdrand { value }),
+            Emulated::Rdseed => (self.host_random(), |value| EventKind::Rdseed { value }),
+        };
+        self.log(icount, kind(value));
+        Ok(value)
+    }
+
+    fn halt(&mut self, board: &mut Board, icount: u64, interrupts_enabled: bool) -> Result<HaltOutcome, EngineError> {
+        let stop = |this: &mut Self| {
+            this.log(icount, EventKind::Stop(StopKind::Halted));
+            Ok(HaltOutcome::Stop(StopKind::Halted))
+        };
+        if !interrupts_enabled {
+            return stop(self);
+        }
+        loop {
+            let now = self.clock.now_ns(icount);
+            board.advance(now);
+            self.feed_input(board, icount);
+            if board.interrupt_pending() {
+                return Ok(HaltOutcome::Continue);
+            }
+            match board.next_deadline() {
+                Some(deadline) => match self.clock.mode {
+                    ClockMode::Icount => {
+                        self.clock.idle_until(icount, deadline);
+                        let now = self.clock.now_ns(icount);
+                        board.advance(now);
+                        return Ok(HaltOutcome::Continue);
+                    }
+                    ClockMode::Realtime => {
+                        let wait = deadline.saturating_sub(now).min(1_000_000);
+                        std::thread::sleep(Duration::from_nanos(wait.max(1_000)));
+                    }
+                },
+                None if self.input.is_live() => {
+                    self.input.poll();
+                    if self.input.pending().is_empty() {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                None if !self.input.pending().is_empty() => return Ok(HaltOutcome::Continue),
+                None => return stop(self),
+            }
+        }
+    }
+
+    fn guest_stop(&mut self, _board: &mut Board, icount: u64, stop: &StopKind) -> Result<(), EngineError> {
+        self.log(icount, EventKind::Stop(stop.clone()));
+        Ok(())
+    }
+}
+
+/// Progress of a recording, for status lines.
+#[derive(Clone, Debug, Default)]
+pub struct RecordProgress {
+    /// Steps recorded.
+    pub steps: u64,
+    /// Events logged.
+    pub events: u64,
+    /// Checkpoints taken.
+    pub checkpoints: u32,
+    /// Trace bytes written.
+    pub trace_bytes: u64,
+    /// Time since the recording started.
+    pub elapsed: Duration,
+}
+
+/// How a recording ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordEnd {
+    /// The guest stopped.
+    Guest(StopKind),
+    /// The step limit was reached.
+    StepLimit,
+    /// The user interrupted (SIGINT/SIGTERM).
+    Interrupted,
+    /// The guest entered user mode, which cannot be single-stepped here.
+    UserMode {
+        /// Where.
+        rip: u64,
+    },
+}
+
+impl RecordEnd {
+    /// Reason text stored in the end record.
+    pub fn reason(&self) -> String {
+        match self {
+            RecordEnd::Guest(s) => EventKind::Stop(s.clone()).describe(),
+            RecordEnd::StepLimit => "step limit reached".into(),
+            RecordEnd::Interrupted => "interrupted by the user".into(),
+            RecordEnd::UserMode { rip } => {
+                format!("guest entered user mode at RIP {rip:#x}; ring 3 cannot be single-stepped on this host")
+            }
+        }
+    }
+}
+
+/// A recording in progress.
+#[derive(Debug)]
+pub struct RecordSession {
+    /// The engine (and machine).
+    pub engine: Engine,
+    env: Recorder,
+    writer: TraceWriter,
+    pages: PageStoreWriter,
+    checkpoint_every: u64,
+    next_checkpoint: u64,
+    checkpoints: u32,
+    started: Instant,
+    last_flush: Instant,
+    finished: bool,
+}
+
+impl RecordSession {
+    /// Builds the machine, creates the trace at `path` and writes the boot checkpoint.
+    pub fn start(
+        config: MachineConfig,
+        path: &Path,
+        options: RecordOptions,
+        output: ConsoleOutput,
+        input: ConsoleInput,
+    ) -> Result<Self, RecordError> {
+        let machine = Machine::new(config.clone())?;
+        let header = TraceHeader {
+            ttvm_version: env!("CARGO_PKG_VERSION").to_string(),
+            kernel_name: options.kernel_name.clone(),
+            kernel_hash: kernel_hash(&config.kernel),
+            cpuid: machine.vm.cpuid().clone(),
+            stepping: options.stepping.clone(),
+            clock: options.clock,
+            ns_per_step: NS_PER_STEP,
+            checkpoint_every: options.checkpoint_every,
+            created_unix_secs: ttvm_vmm::clock::wall_clock_unix_secs(),
+            machine: config,
+        };
+        let writer = TraceWriter::create(path, &header)?;
+        let mut s = Self {
+            engine: Engine::new(machine),
+            env: Recorder {
+                clock: EngineClock::new(options.clock),
+                log: EventLogWriter::default(),
+                output,
+                input,
+                out_buf: Vec::new(),
+                random: Vec::new(),
+                serial: Vec::new(),
+            },
+            writer,
+            pages: PageStoreWriter::default(),
+            checkpoint_every: options.checkpoint_every.max(1),
+            next_checkpoint: 0,
+            checkpoints: 0,
+            started: Instant::now(),
+            last_flush: Instant::now(),
+            finished: false,
+        };
+        s.take_checkpoint()?;
+        Ok(s)
+    }
+
+    /// Steps recorded so far.
+    pub fn icount(&self) -> u64 {
+        self.engine.icount()
+    }
+
+    /// Serial output so far.
+    pub fn serial_output(&self) -> &[u8] {
+        &self.env.serial
+    }
+
+    fn flush_events(&mut self) -> std::io::Result<()> {
+        let raw = self.env.log.take_chunk(self.engine.icount());
+        self.writer.write_chunk(ChunkKind::Events, &raw, true)?;
+        self.last_flush = Instant::now();
+        Ok(())
+    }
+
+    fn take_checkpoint(&mut self) -> Result<(), RecordError> {
+        self.flush_events()?;
+        let vm = &self.engine.machine.vm;
+        let dirty: Vec<u32> = if self.checkpoints == 0 {
+            // The boot image: every page that is not all zeroes.
+            (0..vm.ram().pages() as u32).filter(|&p| vm.ram().page(p as usize).iter().any(|&b| b != 0)).collect()
+        } else {
+            vm.take_dirty_pages()?
+        };
+        let mut blobs = Vec::with_capacity(dirty.len());
+        for &pfn in &dirty {
+            blobs.push(self.pages.intern(vm.ram().page(pfn as usize)));
+            if self.pages.chunk_ready() {
+                if let Some(raw) = self.pages.take_chunk() {
+                    self.writer.write_chunk(ChunkKind::Pages, &raw, true)?;
+                }
+            }
+        }
+        if let Some(raw) = self.pages.take_chunk() {
+            self.writer.write_chunk(ChunkKind::Pages, &raw, true)?;
+        }
+        let bitmap: roaring::RoaringBitmap = dirty.iter().copied().collect();
+        let mut dirty_bytes = Vec::new();
+        bitmap.serialize_into(&mut dirty_bytes)?;
+        let vcpu = self.engine.machine.vm.vcpu_mut().save_state()?;
+        let record = CheckpointRecord {
+            index: self.checkpoints,
+            engine: self.engine.state(),
+            clock: self.env.clock.clone(),
+            register_digest: register_digest(&vcpu),
+            vcpu,
+            board: self.engine.machine.board.clone(),
+            dirty: dirty_bytes,
+            blobs,
+        };
+        let raw = bincode::serialize(&record).map_err(std::io::Error::other)?;
+        self.writer.write_chunk(ChunkKind::Checkpoint, &raw, true)?;
+        self.checkpoints += 1;
+        self.next_checkpoint = self.engine.icount() + self.checkpoint_every;
+        Ok(())
+    }
+
+    /// Records one step (taking a checkpoint first when one is due).
+    pub fn step(&mut self) -> Result<StepOutcome, RecordError> {
+        let icount = self.engine.icount();
+        if icount >= self.next_checkpoint {
+            self.take_checkpoint()?;
+        } else if self.env.log.buffered_bytes() >= FLUSH_BYTES
+            || (icount % 4096 == 0 && self.last_flush.elapsed() >= FLUSH_INTERVAL)
+        {
+            self.flush_events()?;
+        }
+        Ok(self.engine.step(&mut self.env)?)
+    }
+
+    /// Records until the guest stops, `max_steps` is reached or `interrupt` is set.
+    /// `progress` is called about every `progress_every` steps.
+    pub fn run(
+        &mut self,
+        max_steps: Option<u64>,
+        interrupt: &AtomicBool,
+        progress_every: u64,
+        mut progress: impl FnMut(&RecordProgress),
+    ) -> Result<RecordEnd, RecordError> {
+        loop {
+            if interrupt.load(Ordering::Relaxed) {
+                return Ok(RecordEnd::Interrupted);
+            }
+            if max_steps.is_some_and(|m| self.engine.icount() >= m) {
+                return Ok(RecordEnd::StepLimit);
+            }
+            match self.step() {
+                Ok(StepOutcome::Continue) => {}
+                Ok(StepOutcome::Stopped(s)) => return Ok(RecordEnd::Guest(s)),
+                Err(RecordError::Engine(EngineError::UserMode { rip, .. })) => return Ok(RecordEnd::UserMode { rip }),
+                Err(RecordError::Engine(EngineError::Interrupted)) => return Ok(RecordEnd::Interrupted),
+                Err(e) => return Err(e),
+            }
+            if progress_every > 0 && self.engine.icount() % progress_every == 0 {
+                progress(&self.progress());
+            }
+        }
+    }
+
+    /// Current progress figures.
+    pub fn progress(&self) -> RecordProgress {
+        RecordProgress {
+            steps: self.engine.icount(),
+            events: self.env.log.total,
+            checkpoints: self.checkpoints,
+            trace_bytes: self.writer.len() + self.env.log.buffered_bytes() as u64,
+            elapsed: self.started.elapsed(),
+        }
+    }
+
+    /// Events recorded per class.
+    pub fn event_counts(&self) -> &std::collections::BTreeMap<crate::events::EventClass, u64> {
+        &self.env.log.counts
+    }
+
+    /// Digest of the current registers and RAM, as stored in the end record.
+    pub fn final_digest(&mut self) -> Result<u64, RecordError> {
+        let vcpu = self.engine.machine.vm.vcpu_mut().save_state()?;
+        Ok(final_digest(register_digest(&vcpu), ram_digest(self.engine.machine.vm.ram())))
+    }
+
+    /// Flushes everything and finalises the trace. Safe to call more than once.
+    pub fn finish(&mut self, end: &RecordEnd) -> Result<RecordProgress, RecordError> {
+        if !self.finished {
+            self.flush_events()?;
+            let stop = match end {
+                RecordEnd::Guest(s) => Some(s.clone()),
+                _ => None,
+            };
+            let record = EndRecord {
+                final_icount: self.engine.icount(),
+                stop,
+                reason: end.reason(),
+                final_digest: self.final_digest()?,
+            };
+            self.writer.finish(&record)?;
+            self.finished = true;
+        }
+        Ok(self.progress())
+    }
+
+    /// Unique 4 KiB pages stored so far.
+    pub fn stored_pages(&self) -> u64 {
+        u64::from(self.pages.unique_pages())
+    }
+}
+
+/// Combines register and RAM digests.
+pub fn final_digest(registers: u64, ram: u64) -> u64 {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&registers.to_le_bytes());
+    b[8..].copy_from_slice(&ram.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64(&b)
+}

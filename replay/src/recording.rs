@@ -1,0 +1,238 @@
+//! A trace loaded for replay: its events, checkpoints and page store, decoded and checked.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+
+use ttvm_vmm::memory::PAGE_SIZE;
+
+use crate::checkpoint::{CheckpointRecord, PageIndex};
+use crate::event_log::EVENTS_HEADER_LEN;
+use crate::events::{Decoder, Event, EventClass};
+use crate::trace::format::EndRecord;
+use crate::trace::{ChunkKind, ChunkRef, TraceError, TraceFile, TraceHeader};
+
+/// A decoded trace.
+#[derive(Debug)]
+pub struct Recording {
+    /// The underlying file.
+    pub file: TraceFile,
+    /// Every event, in order.
+    pub events: Vec<Event>,
+    /// Steps whose events are all present: replay can run exactly this far.
+    pub events_end: u64,
+    /// Checkpoints in order.
+    pub checkpoints: Vec<CheckpointRecord>,
+    /// Page versions per frame.
+    pub pages: PageIndex,
+    /// How the recording ended (None when it was not finalised).
+    pub end: Option<EndRecord>,
+    /// Blob id -> (index into `page_chunks`, slot).
+    blob_location: Vec<(u32, u32)>,
+    page_chunks: Vec<ChunkRef>,
+    page_cache: RefCell<HashMap<u32, Rc<Vec<u8>>>>,
+}
+
+fn corrupted(c: &ChunkRef, reason: impl Into<String>) -> TraceError {
+    TraceError::Corrupted {
+        offset: c.offset,
+        what: format!("{} chunk #{}", c.kind.name(), c.ordinal),
+        reason: reason.into(),
+    }
+}
+
+impl Recording {
+    /// Opens, validates and decodes a trace.
+    pub fn open(path: &Path) -> Result<Self, TraceError> {
+        Self::from_file(TraceFile::open(path)?)
+    }
+
+    /// Decodes an open trace file.
+    pub fn from_file(file: TraceFile) -> Result<Self, TraceError> {
+        let pages_total = (file.header.machine.mem_size as usize) / PAGE_SIZE;
+        let mut rec = Self {
+            events: Vec::new(),
+            events_end: 0,
+            checkpoints: Vec::new(),
+            pages: PageIndex::new(pages_total),
+            end: None,
+            blob_location: Vec::new(),
+            page_chunks: Vec::new(),
+            page_cache: RefCell::new(HashMap::new()),
+            file,
+        };
+        let chunks = rec.file.chunks.clone();
+        for c in &chunks {
+            match c.kind {
+                ChunkKind::Events => rec.load_events(c)?,
+                ChunkKind::Pages => rec.load_pages(c)?,
+                ChunkKind::Checkpoint => rec.load_checkpoint(c)?,
+                ChunkKind::End => {
+                    let raw = rec.file.payload(c)?;
+                    let end: EndRecord = bincode::deserialize(&raw).map_err(|e| corrupted(c, e.to_string()))?;
+                    rec.end = Some(end);
+                }
+                ChunkKind::Index => {}
+            }
+        }
+        if rec.checkpoints.is_empty() {
+            return Err(TraceError::Truncated {
+                offset: rec.file.file_len(),
+                what: "the trace has no checkpoint (the boot image is missing)".into(),
+            });
+        }
+        if let Some(end) = &rec.end {
+            if end.final_icount != rec.events_end {
+                return Err(TraceError::Corrupted {
+                    offset: 0,
+                    what: "the end record".into(),
+                    reason: format!("final icount {} but events cover {}", end.final_icount, rec.events_end),
+                });
+            }
+        }
+        Ok(rec)
+    }
+
+    fn load_events(&mut self, c: &ChunkRef) -> Result<(), TraceError> {
+        let raw = self.file.payload(c)?;
+        if raw.len() < EVENTS_HEADER_LEN {
+            return Err(corrupted(c, "events header too short"));
+        }
+        let base = u64::from_le_bytes(raw[0..8].try_into().unwrap_or_default());
+        let end = u64::from_le_bytes(raw[8..16].try_into().unwrap_or_default());
+        let count = u32::from_le_bytes(raw[16..20].try_into().unwrap_or_default());
+        if end < self.events_end {
+            return Err(corrupted(
+                c,
+                format!("covers steps up to {end}, before the previous chunk's {}", self.events_end),
+            ));
+        }
+        let mut d = Decoder::new(&raw[EVENTS_HEADER_LEN..], base);
+        let mut n = 0u32;
+        while let Some(e) = d.next_event().map_err(|e| corrupted(c, e.to_string()))? {
+            if e.icount >= end || self.events.last().is_some_and(|l| l.icount > e.icount) {
+                return Err(corrupted(c, format!("event at icount {} out of order", e.icount)));
+            }
+            self.events.push(e);
+            n += 1;
+        }
+        if n != count {
+            return Err(corrupted(c, format!("holds {n} events, header says {count}")));
+        }
+        self.events_end = end;
+        Ok(())
+    }
+
+    fn load_pages(&mut self, c: &ChunkRef) -> Result<(), TraceError> {
+        let raw = self.file.payload(c)?;
+        if raw.len() < 8 {
+            return Err(corrupted(c, "pages header too short"));
+        }
+        let first = u32::from_le_bytes(raw[0..4].try_into().unwrap_or_default());
+        let count = u32::from_le_bytes(raw[4..8].try_into().unwrap_or_default());
+        if first as usize != self.blob_location.len() {
+            return Err(corrupted(c, format!("first page id {first}, expected {}", self.blob_location.len())));
+        }
+        if raw.len() != 8 + count as usize * PAGE_SIZE {
+            return Err(corrupted(c, "length does not match its page count"));
+        }
+        let chunk_no = self.page_chunks.len() as u32;
+        self.page_chunks.push(*c);
+        for slot in 0..count {
+            self.blob_location.push((chunk_no, slot));
+        }
+        Ok(())
+    }
+
+    fn load_checkpoint(&mut self, c: &ChunkRef) -> Result<(), TraceError> {
+        let raw = self.file.payload(c)?;
+        let cp: CheckpointRecord = bincode::deserialize(&raw).map_err(|e| corrupted(c, e.to_string()))?;
+        let k = self.checkpoints.len() as u32;
+        if cp.index != k {
+            return Err(corrupted(c, format!("checkpoint {} where {k} was expected", cp.index)));
+        }
+        if let Some(prev) = self.checkpoints.last() {
+            if cp.engine.icount <= prev.engine.icount {
+                return Err(corrupted(c, "checkpoint icounts not increasing"));
+            }
+        }
+        let dirty = cp.dirty_pages().map_err(|e| corrupted(c, e.to_string()))?;
+        if cp.blobs.iter().any(|&b| b as usize >= self.blob_location.len()) {
+            return Err(corrupted(c, "references a page that is not stored before it"));
+        }
+        self.pages.add_checkpoint(k, dirty, &cp.blobs).map_err(|e| corrupted(c, e))?;
+        self.checkpoints.push(cp);
+        Ok(())
+    }
+
+    /// The header.
+    pub fn header(&self) -> &TraceHeader {
+        &self.file.header
+    }
+
+    /// Number of steps in the recorded history.
+    pub fn length(&self) -> u64 {
+        self.events_end
+    }
+
+    /// Content of page blob `id`.
+    pub fn page(&self, id: u32) -> Result<Rc<Vec<u8>>, TraceError> {
+        let (chunk_no, slot) = *self.blob_location.get(id as usize).ok_or_else(|| TraceError::Corrupted {
+            offset: 0,
+            what: "the page store".into(),
+            reason: format!("page id {id} does not exist"),
+        })?;
+        let chunk = {
+            let mut cache = self.page_cache.borrow_mut();
+            if let Some(c) = cache.get(&chunk_no) {
+                c.clone()
+            } else {
+                let c = self.page_chunks[chunk_no as usize];
+                let raw = Rc::new(self.file.payload(&c)?.into_owned());
+                cache.insert(chunk_no, raw.clone());
+                raw
+            }
+        };
+        let start = 8 + slot as usize * PAGE_SIZE;
+        Ok(Rc::new(chunk[start..start + PAGE_SIZE].to_vec()))
+    }
+
+    /// Copies page blob `id` into `out` (4 KiB).
+    pub fn copy_page(&self, id: u32, out: &mut [u8]) -> Result<(), TraceError> {
+        let p = self.page(id)?;
+        out.copy_from_slice(&p);
+        Ok(())
+    }
+
+    /// Index of the newest checkpoint at or before `icount`.
+    pub fn checkpoint_before(&self, icount: u64) -> usize {
+        self.checkpoints.partition_point(|c| c.engine.icount <= icount).saturating_sub(1)
+    }
+
+    /// Index of the first event at or after `icount`.
+    pub fn first_event_at(&self, icount: u64) -> usize {
+        self.events.partition_point(|e| e.icount < icount)
+    }
+
+    /// Events per class.
+    pub fn counts(&self) -> std::collections::BTreeMap<EventClass, u64> {
+        let mut m = std::collections::BTreeMap::new();
+        for e in &self.events {
+            *m.entry(e.kind.class()).or_default() += 1;
+        }
+        m
+    }
+
+    /// The serial output recorded up to (not including) step `icount`.
+    pub fn serial_output_before(&self, icount: u64) -> Vec<u8> {
+        self.events
+            .iter()
+            .take_while(|e| e.icount < icount)
+            .filter_map(|e| match e.kind {
+                crate::events::EventKind::SerialOut { byte } => Some(byte),
+                _ => None,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,597 @@
+//! Replaying a trace: the exact engine fed from the log, checking every guest action
+//! against it, with checkpoints verified as they are passed.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use ttvm_vmm::console::ConsoleOutput;
+use ttvm_vmm::devices::Board;
+use ttvm_vmm::machine::{Machine, MachineError};
+
+use crate::checkpoint::{ram_digest, register_digest};
+use crate::clock::{ClockMode, NS_PER_STEP};
+use crate::divergence::Divergence;
+use crate::engine::{Emulated, Engine, EngineError, HaltOutcome, StepEnv, StepOutcome};
+use crate::events::{Event, EventKind, StopKind};
+use crate::ram::{PageOverlay, RamError, RamTracker};
+use crate::record::final_digest;
+use crate::recording::Recording;
+
+/// How many past events a divergence report shows.
+const RECENT_EVENTS: usize = 8;
+
+/// Errors while replaying.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The machine could not be rebuilt.
+    #[error(transparent)]
+    Machine(#[from] MachineError),
+    /// This host cannot replay the trace faithfully.
+    #[error("this host cannot replay the trace: {0}")]
+    Incompatible(String),
+    /// RAM could not be rebuilt (damaged page store).
+    #[error(transparent)]
+    Ram(#[from] RamError),
+    /// The replay diverged.
+    #[error("{0}")]
+    Divergence(Box<Divergence>),
+    /// Other engine failures.
+    #[error(transparent)]
+    Engine(EngineError),
+    /// vCPU state could not be restored or read.
+    #[error(transparent)]
+    Vcpu(#[from] ttvm_vmm::vcpu::VcpuError),
+    /// A position outside the recorded history was asked for.
+    #[error("icount {requested} is past the end of the recorded history ({length} steps)")]
+    PastEnd {
+        /// Requested icount.
+        requested: u64,
+        /// History length.
+        length: u64,
+    },
+}
+
+/// Result of one replay step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplayStep {
+    /// A step was replayed.
+    Stepped,
+    /// A step was replayed and the guest stopped in it (the recording's end).
+    Stopped(StopKind),
+    /// Already at the end of the recorded history; nothing ran.
+    AtEnd,
+}
+
+/// The replay environment: the log cursor and output regeneration.
+#[derive(Debug)]
+pub struct Replayer {
+    rec: Rc<Recording>,
+    cursor: usize,
+    expected_out: VecDeque<u8>,
+    generated_out: VecDeque<u8>,
+    out_buf: Vec<u8>,
+    idle_ns: u64,
+    /// Where regenerated serial output is echoed (None: nowhere).
+    pub echo: Option<ConsoleOutput>,
+}
+
+impl Replayer {
+    fn divergence(&self, icount: u64, rip: u64, actual: String) -> EngineError {
+        let expected = self.peek_driving().cloned();
+        let start = self.cursor.saturating_sub(RECENT_EVENTS);
+        EngineError::Divergence(Box::new(Divergence {
+            icount,
+            expected,
+            actual,
+            rip,
+            disassembly: String::new(),
+            recent: self.rec.events[start..self.cursor].to_vec(),
+        }))
+    }
+
+    fn skip_info(&mut self) {
+        while let Some(e) = self.rec.events.get(self.cursor) {
+            if e.kind.drives_replay() {
+                break;
+            }
+            if let EventKind::SerialOut { byte } = e.kind {
+                self.expected_out.push_back(byte);
+            }
+            self.cursor += 1;
+        }
+    }
+
+    fn peek_driving(&self) -> Option<&Event> {
+        self.rec.events[self.cursor..].iter().find(|e| e.kind.drives_replay())
+    }
+
+    /// Takes the next driving event if it is at `icount` and `accept` returns a value for it.
+    fn take<T>(
+        &mut self,
+        icount: u64,
+        rip: u64,
+        actual: impl FnOnce() -> String,
+        accept: impl FnOnce(&EventKind) -> Option<T>,
+    ) -> Result<T, EngineError> {
+        self.skip_info();
+        let hit = match self.rec.events.get(self.cursor) {
+            Some(e) if e.icount == icount => accept(&e.kind),
+            _ => None,
+        };
+        match hit {
+            Some(v) => {
+                self.cursor += 1;
+                Ok(v)
+            }
+            None => Err(self.divergence(icount, rip, actual())),
+        }
+    }
+
+    fn now_ns(&self, icount: u64) -> u64 {
+        icount * NS_PER_STEP + self.idle_ns
+    }
+
+    fn compare_output(&mut self, icount: u64, rip: u64) -> Result<(), EngineError> {
+        self.skip_info();
+        while let (Some(&g), Some(&e)) = (self.generated_out.front(), self.expected_out.front()) {
+            if g != e {
+                return Err(self.divergence(
+                    icount,
+                    rip,
+                    format!("serial output {:?} where the recording has {:?}", g as char, e as char),
+                ));
+            }
+            self.generated_out.pop_front();
+            self.expected_out.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Resets the cursor to the first event of step `icount`.
+    fn seek(&mut self, icount: u64, idle_ns: u64) {
+        self.cursor = self.rec.first_event_at(icount);
+        self.expected_out.clear();
+        self.generated_out.clear();
+        self.idle_ns = idle_ns;
+    }
+}
+
+impl StepEnv for Replayer {
+    fn at_boundary(&mut self, _board: &mut Board, icount: u64, window_open: bool) -> Result<Option<u8>, EngineError> {
+        self.skip_info();
+        match self.rec.events.get(self.cursor) {
+            Some(e) if e.icount < icount => {
+                Err(self.divergence(icount, 0, "the guest went past this event without doing it".into()))
+            }
+            Some(Event { icount: i, kind: EventKind::Interrupt { vector } }) if *i == icount => {
+                let v = *vector;
+                if !window_open {
+                    return Err(self.divergence(
+                        icount,
+                        0,
+                        "the guest cannot take an interrupt here (IF clear or interrupt shadow)".into(),
+                    ));
+                }
+                self.cursor += 1;
+                Ok(Some(v))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn port_in(
+        &mut self,
+        _board: &mut Board,
+        icount: u64,
+        port: u16,
+        data: &mut [u8],
+        rip: u64,
+    ) -> Result<(), EngineError> {
+        let len = data.len();
+        let v = self.take(
+            icount,
+            rip,
+            || format!("in port {port:#06x}, {len} bytes"),
+            |k| match k {
+                EventKind::PortIn { port: p, data: d } if *p == port && d.as_slice().len() == len => Some(d.clone()),
+                _ => None,
+            },
+        )?;
+        data.copy_from_slice(v.as_slice());
+        Ok(())
+    }
+
+    fn port_out(
+        &mut self,
+        board: &mut Board,
+        icount: u64,
+        port: u16,
+        data: &[u8],
+        rip: u64,
+    ) -> Result<Option<StopKind>, EngineError> {
+        self.take(
+            icount,
+            rip,
+            || format!("out port {port:#06x} <- {:?}", crate::events::IoData::from_slice(data)),
+            |k| match k {
+                EventKind::PortOut { port: p, data: d } if *p == port && d.as_slice() == data => Some(()),
+                _ => None,
+            },
+        )?;
+        let outcome = board.pio_write(port, data, self.now_ns(icount));
+        board.drain_serial_output(&mut self.out_buf);
+        if !self.out_buf.is_empty() {
+            if let Some(echo) = &mut self.echo {
+                echo.write(&self.out_buf);
+            }
+            self.generated_out.extend(self.out_buf.drain(..));
+        }
+        self.compare_output(icount, rip)?;
+        if let Some(code) = outcome.exit_code {
+            let stop = StopKind::DebugExit(code);
+            self.take(
+                icount,
+                rip,
+                || format!("guest exit with status {code}"),
+                |k| (*k == EventKind::Stop(stop.clone())).then_some(()),
+            )?;
+            return Ok(Some(stop));
+        }
+        Ok(None)
+    }
+
+    fn mmio_read(
+        &mut self,
+        _board: &mut Board,
+        icount: u64,
+        addr: u64,
+        data: &mut [u8],
+        rip: u64,
+    ) -> Result<(), EngineError> {
+        let len = data.len();
+        let v = self.take(
+            icount,
+            rip,
+            || format!("MMIO read {addr:#x}, {len} bytes"),
+            |k| match k {
+                EventKind::MmioRead { addr: a, data: d } if *a == addr && d.as_slice().len() == len => Some(d.clone()),
+                _ => None,
+            },
+        )?;
+        data.copy_from_slice(v.as_slice());
+        Ok(())
+    }
+
+    fn mmio_write(
+        &mut self,
+        _board: &mut Board,
+        icount: u64,
+        addr: u64,
+        data: &[u8],
+        rip: u64,
+    ) -> Result<(), EngineError> {
+        self.take(
+            icount,
+            rip,
+            || format!("MMIO write {addr:#x} <- {:?}", crate::events::IoData::from_slice(data)),
+            |k| match k {
+                EventKind::MmioWrite { addr: a, data: d } if *a == addr && d.as_slice() == data => Some(()),
+                _ => None,
+            },
+        )
+    }
+
+    fn emulated_value(&mut self, _board: &mut Board, icount: u64, what: Emulated) -> Result<u64, EngineError> {
+        self.take(
+            icount,
+            0,
+            || format!("{what:?}"),
+            |k| match (what, k) {
+                (Emulated::Rdtsc, EventKind::Rdtsc { value })
+                | (Emulated::Rdtscp, EventKind::Rdtscp { value })
+                | (Emulated::Rdrand, EventKind::Rdrand { value })
+                | (Emulated::Rdseed, EventKind::Rdseed { value })
+                | (Emulated::RdmsrTsc, EventKind::RdmsrTsc { value }) => Some(*value),
+                _ => None,
+            },
+        )
+    }
+
+    fn halt(&mut self, _board: &mut Board, icount: u64, interrupts_enabled: bool) -> Result<HaltOutcome, EngineError> {
+        self.skip_info();
+        if let Some(Event { icount: i, kind: EventKind::Stop(StopKind::Halted) }) = self.rec.events.get(self.cursor) {
+            if *i == icount {
+                self.cursor += 1;
+                return Ok(HaltOutcome::Stop(StopKind::Halted));
+            }
+        }
+        if !interrupts_enabled {
+            return Err(self.divergence(icount, 0, "HLT with interrupts disabled".into()));
+        }
+        Ok(HaltOutcome::Continue)
+    }
+
+    fn guest_stop(&mut self, _board: &mut Board, icount: u64, stop: &StopKind) -> Result<(), EngineError> {
+        let s = stop.clone();
+        self.take(icount, 0, || EventKind::Stop(stop.clone()).describe(), |k| (*k == EventKind::Stop(s)).then_some(()))
+    }
+}
+
+/// An in-memory checkpoint made during replay (used by the timeline).
+#[derive(Clone, Debug)]
+pub struct MemoryCheckpoint {
+    /// The persistent checkpoint RAM is based on.
+    pub base: u32,
+    /// Engine state.
+    pub engine: crate::engine::EngineState,
+    /// vCPU state.
+    pub vcpu: ttvm_vmm::vcpu::VcpuState,
+    /// Device state.
+    pub board: Board,
+    /// Pages differing from `base`.
+    pub pages: PageOverlay,
+    /// HLT time skipped so far (for the replay board's clock).
+    pub idle_ns: u64,
+}
+
+impl MemoryCheckpoint {
+    /// Approximate memory held.
+    pub fn bytes(&self) -> usize {
+        self.pages.bytes() + std::mem::size_of::<Self>() + self.vcpu.xsave.len() * 4
+    }
+}
+
+/// A replay in progress.
+#[derive(Debug)]
+pub struct ReplaySession {
+    /// The engine and machine.
+    pub engine: Engine,
+    /// The recording.
+    pub rec: Rc<Recording>,
+    env: Replayer,
+    ram: RamTracker,
+    /// Next persistent checkpoint to verify when its icount is reached.
+    next_checkpoint: usize,
+    /// Whether passing a checkpoint compares the state with it.
+    pub verify_checkpoints: bool,
+}
+
+/// Checks that this host can replay `rec` faithfully: same CPUID model and stepping
+/// semantics. Returns the reasons it cannot.
+pub fn compatibility_problems(
+    rec: &Recording,
+    host_cpuid: &ttvm_vmm::cpuid::CpuidModel,
+    host_stepping: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let h = rec.header();
+    let diffs = h.cpuid.differences(host_cpuid);
+    if !diffs.is_empty() {
+        out.push(format!(
+            "the CPUID model differs (recorded on a {} CPU, this host is {}): {}",
+            h.cpuid.vendor().trim(),
+            host_cpuid.vendor().trim(),
+            diffs.join("; ")
+        ));
+    }
+    if h.stepping != host_stepping {
+        out.push(format!(
+            "the single-step semantics differ: recorded with \"{}\", this host gives \"{host_stepping}\"",
+            h.stepping
+        ));
+    }
+    out
+}
+
+impl ReplaySession {
+    /// Builds the machine for `rec` and positions it at checkpoint 0 (icount 0).
+    /// `host_stepping` is this host's single-step signature.
+    pub fn new(rec: Rc<Recording>, host_stepping: &str) -> Result<Self, ReplayError> {
+        let mut machine = Machine::new(rec.header().machine.clone())?;
+        let problems = compatibility_problems(&rec, machine.vm.cpuid(), host_stepping);
+        if !problems.is_empty() {
+            return Err(ReplayError::Incompatible(problems.join("\n")));
+        }
+        let ram = RamTracker::full_restore(&mut machine.vm, &rec, 0)?;
+        let mut s = Self {
+            engine: Engine::new(machine),
+            env: Replayer {
+                rec: rec.clone(),
+                cursor: 0,
+                expected_out: VecDeque::new(),
+                generated_out: VecDeque::new(),
+                out_buf: Vec::new(),
+                idle_ns: 0,
+                echo: None,
+            },
+            rec,
+            ram,
+            next_checkpoint: 0,
+            verify_checkpoints: true,
+        };
+        s.restore_checkpoint(0)?;
+        Ok(s)
+    }
+
+    /// Echo regenerated serial output somewhere.
+    pub fn set_echo(&mut self, echo: Option<ConsoleOutput>) {
+        self.env.echo = echo;
+    }
+
+    /// Current position.
+    pub fn icount(&self) -> u64 {
+        self.engine.icount()
+    }
+
+    /// Moves to persistent checkpoint `k` without replaying.
+    pub fn restore_checkpoint(&mut self, k: usize) -> Result<(), ReplayError> {
+        let cp = &self.rec.checkpoints[k];
+        self.ram.restore(&mut self.engine.machine.vm, &self.rec, k as u32, None)?;
+        self.engine.machine.vm.vcpu_mut().restore_state(&cp.vcpu)?;
+        self.engine.machine.board = cp.board.clone();
+        self.engine.set_state(cp.engine);
+        self.env.seek(cp.engine.icount, idle_of(&cp.clock));
+        // The checkpoint itself need not be verified: it was just loaded.
+        self.next_checkpoint = k + 1;
+        Ok(())
+    }
+
+    /// Captures the current state as an in-memory checkpoint.
+    pub fn capture(&mut self) -> Result<MemoryCheckpoint, ReplayError> {
+        let pages = self.ram.capture_overlay(&self.engine.machine.vm)?;
+        Ok(MemoryCheckpoint {
+            base: self.ram.base(),
+            engine: self.engine.state(),
+            vcpu: self.engine.machine.vm.vcpu_mut().save_state()?,
+            board: self.engine.machine.board.clone(),
+            pages,
+            idle_ns: self.env.idle_ns,
+        })
+    }
+
+    /// Moves to an in-memory checkpoint.
+    pub fn restore_memory(&mut self, m: &MemoryCheckpoint) -> Result<(), ReplayError> {
+        self.ram.restore(&mut self.engine.machine.vm, &self.rec, m.base, Some(&m.pages))?;
+        self.engine.machine.vm.vcpu_mut().restore_state(&m.vcpu)?;
+        self.engine.machine.board = m.board.clone();
+        self.engine.set_state(m.engine);
+        self.env.seek(m.engine.icount, m.idle_ns);
+        self.next_checkpoint = self.rec.checkpoints.partition_point(|c| c.engine.icount <= m.engine.icount);
+        Ok(())
+    }
+
+    fn verify_checkpoint(&mut self, k: usize) -> Result<(), ReplayError> {
+        let cp = &self.rec.checkpoints[k];
+        let icount = cp.engine.icount;
+        let state = self.engine.machine.vm.vcpu_mut().save_state()?;
+        let mut problems = Vec::new();
+        if register_digest(&state) != cp.register_digest {
+            let (a, b) = (&state.regs, &cp.vcpu.regs);
+            problems.push(format!(
+                "registers differ (RIP {:#x} vs recorded {:#x}, RSP {:#x} vs {:#x}, RAX {:#x} vs {:#x})",
+                a.rip, b.rip, a.rsp, b.rsp, a.rax, b.rax
+            ));
+        }
+        let dirty = cp.dirty_pages().map_err(|e| {
+            RamError::Trace(crate::trace::TraceError::Corrupted {
+                offset: 0,
+                what: format!("checkpoint {k}"),
+                reason: e.to_string(),
+            })
+        })?;
+        let mut page = vec![0u8; ttvm_vmm::memory::PAGE_SIZE];
+        let mut bad_pages = Vec::new();
+        for (pfn, &blob) in dirty.iter().zip(&cp.blobs) {
+            self.rec.copy_page(blob, &mut page).map_err(RamError::Trace)?;
+            if self.engine.machine.vm.ram().page(pfn as usize) != &page[..] {
+                bad_pages.push(pfn);
+            }
+        }
+        if !bad_pages.is_empty() {
+            problems.push(format!(
+                "{} RAM pages differ, first at guest-physical {:#x}",
+                bad_pages.len(),
+                u64::from(bad_pages[0]) << 12
+            ));
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let regs = self.engine.machine.vm.vcpu().regs();
+        let sregs = self.engine.machine.vm.vcpu().sregs();
+        Err(ReplayError::Divergence(Box::new(Divergence {
+            icount,
+            expected: None,
+            actual: format!("state at checkpoint {k} does not match the recording: {}", problems.join("; ")),
+            rip: regs.rip,
+            disassembly: ttvm_vmm::disasm::describe_at_rip(self.engine.machine.vm.ram(), &regs, &sregs),
+            recent: Vec::new(),
+        })))
+    }
+
+    /// Replays one step.
+    pub fn step(&mut self) -> Result<ReplayStep, ReplayError> {
+        let icount = self.engine.icount();
+        if icount >= self.rec.length() {
+            return Ok(ReplayStep::AtEnd);
+        }
+        while let Some(cp) = self.rec.checkpoints.get(self.next_checkpoint) {
+            if cp.engine.icount > icount {
+                break;
+            }
+            if cp.engine.icount == icount && self.verify_checkpoints {
+                self.verify_checkpoint(self.next_checkpoint)?;
+            }
+            self.next_checkpoint += 1;
+        }
+        match self.engine.step(&mut self.env) {
+            Ok(StepOutcome::Continue) => Ok(ReplayStep::Stepped),
+            Ok(StepOutcome::Stopped(s)) => Ok(ReplayStep::Stopped(s)),
+            Err(EngineError::Divergence(mut d)) => {
+                let regs = self.engine.machine.vm.vcpu().regs();
+                let sregs = self.engine.machine.vm.vcpu().sregs();
+                if d.rip == 0 {
+                    d.rip = regs.rip;
+                }
+                d.disassembly = ttvm_vmm::disasm::describe_at_rip(self.engine.machine.vm.ram(), &regs, &sregs);
+                Err(ReplayError::Divergence(d))
+            }
+            Err(e) => Err(ReplayError::Engine(e)),
+        }
+    }
+
+    /// Checks, at the end of a finalised recording, that the output and the final state
+    /// digest match.
+    pub fn verify_end(&mut self) -> Result<(), ReplayError> {
+        let icount = self.engine.icount();
+        self.env.skip_info();
+        let rip = self.engine.machine.vm.vcpu().rip();
+        if let Err(EngineError::Divergence(d)) = self.env.compare_output(icount, rip) {
+            return Err(ReplayError::Divergence(d));
+        }
+        if !self.env.expected_out.is_empty() || !self.env.generated_out.is_empty() {
+            return Err(ReplayError::Divergence(Box::new(Divergence {
+                icount,
+                expected: None,
+                actual: format!(
+                    "serial output differs at the end: {} recorded bytes not produced, {} produced bytes not recorded",
+                    self.env.expected_out.len(),
+                    self.env.generated_out.len()
+                ),
+                rip,
+                disassembly: String::new(),
+                recent: Vec::new(),
+            })));
+        }
+        if let Some(end) = self.rec.end.clone() {
+            let state = self.engine.machine.vm.vcpu_mut().save_state()?;
+            let digest = final_digest(register_digest(&state), ram_digest(self.engine.machine.vm.ram()));
+            if digest != end.final_digest {
+                return Err(ReplayError::Divergence(Box::new(Divergence {
+                    icount,
+                    expected: None,
+                    actual: format!(
+                        "final state digest {digest:#018x} differs from the recorded {:#018x}",
+                        end.final_digest
+                    ),
+                    rip,
+                    disassembly: String::new(),
+                    recent: Vec::new(),
+                })));
+            }
+        }
+        Ok(())
+    }
+
+    /// The persistent checkpoint RAM is currently based on.
+    pub fn ram_base(&self) -> u32 {
+        self.ram.base()
+    }
+}
+
+fn idle_of(clock: &crate::clock::EngineClock) -> u64 {
+    match clock.mode {
+        ClockMode::Icount => clock.idle_ns,
+        ClockMode::Realtime => 0,
+    }
+}

@@ -1,0 +1,9 @@
+//! Trace files: format, writer, reader.
+
+pub mod format;
+pub mod reader;
+pub mod writer;
+
+pub use format::{ChunkKind, EndRecord, TraceHeader, FORMAT_VERSION};
+pub use reader::{ChunkRef, TraceError, TraceFile};
+pub use writer::TraceWriter;

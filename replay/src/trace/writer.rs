@@ -1,0 +1,91 @@
+//! Appending chunks to a trace file while recording.
+//!
+//! Each chunk goes to the file with one `write_all` on an unbuffered `File`, so once a call
+//! returns the chunk is in the kernel's page cache and survives the process being killed.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use super::format::*;
+
+/// Writes a trace file.
+#[derive(Debug)]
+pub struct TraceWriter {
+    file: File,
+    offset: u64,
+    index: TraceIndex,
+    finished: bool,
+}
+
+impl TraceWriter {
+    /// Creates (truncating) `path` and writes the preamble and header.
+    pub fn create(path: &Path, header: &TraceHeader) -> std::io::Result<Self> {
+        let header_bytes = bincode::serialize(header).map_err(std::io::Error::other)?;
+        let mut file = File::create(path)?;
+        let mut pre = Vec::with_capacity(PREAMBLE_LEN + header_bytes.len());
+        pre.extend_from_slice(&MAGIC);
+        pre.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        pre.extend_from_slice(&(header_bytes.len() as u32).to_le_bytes());
+        pre.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&header_bytes).to_le_bytes());
+        pre.extend_from_slice(&header_bytes);
+        file.write_all(&pre)?;
+        Ok(Self { file, offset: pre.len() as u64, index: TraceIndex::default(), finished: false })
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.offset
+    }
+
+    /// Whether nothing but the preamble was written (never true after `create`).
+    pub fn is_empty(&self) -> bool {
+        self.offset == 0
+    }
+
+    /// Appends a chunk; `compress` selects LZ4. Returns the chunk's offset.
+    pub fn write_chunk(&mut self, kind: ChunkKind, raw: &[u8], compress: bool) -> std::io::Result<u64> {
+        let (codec, payload) =
+            if compress { (CODEC_LZ4, lz4_flex::block::compress(raw)) } else { (CODEC_RAW, raw.to_vec()) };
+        let payload_len = u32::try_from(payload.len()).map_err(|_| std::io::Error::other("chunk too large"))?;
+        let raw_len = u32::try_from(raw.len()).map_err(|_| std::io::Error::other("chunk too large"))?;
+        let mut buf = Vec::with_capacity(CHUNK_HEADER_LEN + payload.len());
+        buf.extend_from_slice(&CHUNK_MAGIC.to_le_bytes());
+        buf.push(kind as u8);
+        buf.push(codec);
+        buf.extend_from_slice(&[0, 0]);
+        buf.extend_from_slice(&payload_len.to_le_bytes());
+        buf.extend_from_slice(&raw_len.to_le_bytes());
+        buf.extend_from_slice(&chunk_checksum(kind as u8, codec, payload_len, raw_len, &payload).to_le_bytes());
+        buf.extend_from_slice(&payload);
+        self.file.write_all(&buf)?;
+        let at = self.offset;
+        self.index.chunks.push((at, kind as u8));
+        self.offset += buf.len() as u64;
+        Ok(at)
+    }
+
+    /// Writes the end record, the index and the trailer, and syncs the file.
+    pub fn finish(&mut self, end: &EndRecord) -> std::io::Result<()> {
+        if self.finished {
+            return Ok(());
+        }
+        let end_bytes = bincode::serialize(end).map_err(std::io::Error::other)?;
+        self.write_chunk(ChunkKind::End, &end_bytes, false)?;
+        let index_bytes = bincode::serialize(&self.index).map_err(std::io::Error::other)?;
+        let index_offset = self.write_chunk(ChunkKind::Index, &index_bytes, true)?;
+        let mut trailer = Vec::with_capacity(TRAILER_LEN);
+        trailer.extend_from_slice(&index_offset.to_le_bytes());
+        trailer.extend_from_slice(&END_MAGIC);
+        self.file.write_all(&trailer)?;
+        self.offset += TRAILER_LEN as u64;
+        self.file.sync_all()?;
+        self.finished = true;
+        Ok(())
+    }
+
+    /// Whether `finish` has run.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+}

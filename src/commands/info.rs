@@ -1,0 +1,115 @@
+//! `ttvm info`: what a trace holds.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use ttvm_replay::events::EventClass;
+
+use crate::commands::record::human_bytes;
+use crate::commands::replay::open_recording;
+use crate::exit_code::Exit;
+
+/// Arguments of `ttvm info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The trace file.
+    pub trace: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: InfoArgs) -> Result<i32, Exit> {
+    let rec = open_recording(&args.trace)?;
+    let h = rec.header();
+    let counts = rec.counts();
+    let serial = rec.serial_output_before(u64::MAX);
+    let serial_text = String::from_utf8_lossy(&serial).into_owned();
+    let end = rec.end.as_ref();
+    let checkpoints: Vec<serde_json::Value> = rec
+        .checkpoints
+        .iter()
+        .map(|c| {
+            let pages = c.blobs.len();
+            serde_json::json!({ "index": c.index, "icount": c.engine.icount, "dirty_pages": pages })
+        })
+        .collect();
+    if args.json {
+        let v = serde_json::json!({
+            "file": args.trace.display().to_string(),
+            "file_bytes": rec.file.file_len(),
+            "format_version": rec.file.version,
+            "ttvm_version": h.ttvm_version,
+            "kernel": h.kernel_name,
+            "kernel_hash": h.kernel_hash,
+            "kernel_bytes": h.machine.kernel.len(),
+            "cmdline": h.machine.cmdline,
+            "mem_bytes": h.machine.mem_size,
+            "clock": h.clock.to_string(),
+            "ns_per_step": h.ns_per_step,
+            "checkpoint_every": h.checkpoint_every,
+            "cpuid_model": h.cpuid.name,
+            "cpu_vendor": h.cpuid.vendor(),
+            "stepping": h.stepping,
+            "rtc_base_unix_secs": h.machine.rtc_base_unix_secs,
+            "steps": rec.length(),
+            "finalised": rec.file.finalised,
+            "recovery_note": rec.file.recovery_note,
+            "end_reason": end.map(|e| e.reason.clone()),
+            "exit_code": end.and_then(|e| match e.stop { Some(ttvm_replay::events::StopKind::DebugExit(c)) => Some(c), _ => None }),
+            "events": rec.events.len(),
+            "event_counts": EventClass::ALL.iter().map(|c| (c.name(), counts.get(c).copied().unwrap_or(0))).collect::<std::collections::BTreeMap<_,_>>(),
+            "checkpoints": checkpoints,
+            "serial_output": serial_text,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(0);
+    }
+    println!(
+        "trace:       {} ({}, format version {}, written by ttvm {})",
+        args.trace.display(),
+        human_bytes(rec.file.file_len()),
+        rec.file.version,
+        h.ttvm_version
+    );
+    println!("kernel:      {} ({} bytes, xxh3 {})", h.kernel_name, h.machine.kernel.len(), h.kernel_hash);
+    println!("cmdline:     {:?}", h.machine.cmdline);
+    println!(
+        "machine:     {} MiB RAM, CPUID model {} ({}), clock {} ({} ns/step)",
+        h.machine.mem_size >> 20,
+        h.cpuid.name,
+        h.cpuid.vendor(),
+        h.clock,
+        h.ns_per_step
+    );
+    println!("stepping:    {}", h.stepping);
+    println!("length:      {} steps", rec.length());
+    match end {
+        Some(e) => println!("end:         {}", e.reason),
+        None => println!("end:         not finalised"),
+    }
+    if let Some(note) = &rec.file.recovery_note {
+        println!("note:        {note}");
+    }
+    println!("events:      {}", rec.events.len());
+    for c in EventClass::ALL {
+        if let Some(n) = counts.get(&c) {
+            println!("  {:<12} {n}", c.name());
+        }
+    }
+    println!("checkpoints: {} (every {} steps)", rec.checkpoints.len(), h.checkpoint_every);
+    for c in &rec.checkpoints {
+        println!("  #{:<4} icount {:>12}  {:>6} dirty pages", c.index, c.engine.icount, c.blobs.len());
+    }
+    let lines: Vec<&str> = serial_text.lines().collect();
+    println!(
+        "serial output ({} bytes, {} lines){}",
+        serial.len(),
+        lines.len(),
+        if lines.len() > 20 { ", last 20 lines:" } else { ":" }
+    );
+    for l in lines.iter().skip(lines.len().saturating_sub(20)) {
+        println!("  | {l}");
+    }
+    Ok(0)
+}

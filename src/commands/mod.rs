@@ -1,0 +1,7 @@
+//! One module per `ttvm` subcommand.
+
+pub mod info;
+pub mod kernels;
+pub mod record;
+pub mod replay;
+pub mod run;

@@ -1,0 +1,185 @@
+//! `ttvm record`: record a kernel with the exact engine into a trace file.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use ttvm_replay::clock::ClockMode;
+use ttvm_replay::record::{RecordEnd, RecordOptions, RecordProgress, RecordSession, DEFAULT_CHECKPOINT_EVERY};
+use ttvm_vmm::console::ConsoleOutput;
+use ttvm_vmm::machine::MachineConfig;
+
+use crate::commands::run::serial_input;
+use crate::exit_code::{self, Exit};
+use crate::kernel_arg;
+use crate::options::{parse_mem_size, MachineArgs};
+
+/// Clock modes on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ClockArg {
+    /// Guest time derived from the instruction count: deterministic.
+    Icount,
+    /// Guest time from the host clock: interrupt timing varies from run to run.
+    Realtime,
+}
+
+impl From<ClockArg> for ClockMode {
+    fn from(c: ClockArg) -> Self {
+        match c {
+            ClockArg::Icount => ClockMode::Icount,
+            ClockArg::Realtime => ClockMode::Realtime,
+        }
+    }
+}
+
+/// Arguments of `ttvm record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub machine: MachineArgs,
+    /// Trace file to write (default: NAME.ttvm in the current directory).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// How guest time is derived.
+    #[arg(long, value_enum, default_value = "icount")]
+    pub clock: ClockArg,
+    /// Steps between checkpoints.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CHECKPOINT_EVERY)]
+    pub checkpoint_every: u64,
+    /// Stop recording after this many steps.
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<u64>,
+    /// Don't show the progress line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// The outcome of one recording, for `record` and `record --until-failure`.
+pub struct Recorded {
+    pub end: RecordEnd,
+    pub progress: RecordProgress,
+    pub exit_status: i32,
+}
+
+pub fn default_output(kernel_name: &str) -> PathBuf {
+    let stem = std::path::Path::new(kernel_name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "trace".into());
+    PathBuf::from(format!("{stem}.ttvm"))
+}
+
+/// Records once into `output`.
+pub fn record_once(
+    args: &RecordArgs,
+    output: &PathBuf,
+    clock: ClockMode,
+    show_progress: bool,
+) -> Result<Recorded, Exit> {
+    let kernel = kernel_arg::resolve(&args.machine.kernel)?;
+    let config = MachineConfig {
+        mem_size: parse_mem_size(&args.machine.mem)?,
+        kernel: kernel.bytes,
+        cmdline: args.machine.cmdline.clone().unwrap_or_default(),
+        rtc_base_unix_secs: ttvm_vmm::clock::wall_clock_unix_secs(),
+    };
+    let console = match &args.machine.serial_out {
+        Some(p) => {
+            ConsoleOutput::file(p).map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", p.display())))?
+        }
+        None if args.quiet => ConsoleOutput::Discard,
+        None => ConsoleOutput::Stdout,
+    };
+    let input = serial_input(&args.machine.serial_in)?;
+    let options = RecordOptions {
+        clock,
+        checkpoint_every: args.checkpoint_every,
+        kernel_name: kernel.name.clone(),
+        stepping: ttvm_replay::stepping::host_signature(),
+    };
+    let stop = crate::signals::install_stop_flag();
+    let mut session = RecordSession::start(config, output, options, console, input).map_err(|e| match e {
+        ttvm_replay::record::RecordError::Machine(m) => {
+            Exit::new(exit_code::for_machine_error(&m), format!("{}: {m}", kernel.name))
+        }
+        e => Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", output.display())),
+    })?;
+    let progress_line = |p: &RecordProgress| {
+        let secs = p.elapsed.as_secs_f64().max(1e-9);
+        eprint!(
+            "\r\x1b[Kttvm record: {} steps  {:.2} M steps/s  {} events  {} checkpoints  {:.1} MiB",
+            p.steps,
+            p.steps as f64 / secs / 1e6,
+            p.events,
+            p.checkpoints,
+            p.trace_bytes as f64 / (1 << 20) as f64
+        );
+    };
+    let result = session.run(args.max_steps, stop, if show_progress { 200_000 } else { 0 }, progress_line);
+    if show_progress {
+        eprint!("\r\x1b[K");
+    }
+    let end = match result {
+        Ok(end) => end,
+        Err(e) => {
+            // Keep what was recorded: finalise with the failure as the reason.
+            let reason = RecordEnd::Interrupted;
+            let _ = session.finish(&reason);
+            return Err(Exit::new(
+                exit_code::KVM_INTERNAL,
+                format!(
+                    "recording failed at step {}: {e}; the trace up to there was kept in {}",
+                    session.icount(),
+                    output.display()
+                ),
+            ));
+        }
+    };
+    let progress = session
+        .finish(&end)
+        .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("finalising {}: {e}", output.display())))?;
+    let exit_status = match &end {
+        RecordEnd::Guest(ttvm_replay::events::StopKind::DebugExit(c)) => (*c & 0xff) as i32,
+        RecordEnd::Guest(ttvm_replay::events::StopKind::TripleFault) => exit_code::TRIPLE_FAULT,
+        RecordEnd::Guest(ttvm_replay::events::StopKind::Halted) => exit_code::HALTED,
+        RecordEnd::Guest(ttvm_replay::events::StopKind::InternalError(_)) => exit_code::KVM_INTERNAL,
+        RecordEnd::StepLimit => exit_code::STEP_LIMIT,
+        RecordEnd::Interrupted => 130,
+        RecordEnd::UserMode { .. } => exit_code::STEP_LIMIT,
+    };
+    Ok(Recorded { end, progress, exit_status })
+}
+
+pub fn summary(output: &std::path::Path, r: &Recorded) -> String {
+    let p = &r.progress;
+    let secs = p.elapsed.as_secs_f64().max(1e-9);
+    format!(
+        "ttvm: recorded {} steps in {:.2} s ({:.3} M steps/s), {} events, {} checkpoints, {} ({}) -> {}",
+        p.steps,
+        secs,
+        p.steps as f64 / secs / 1e6,
+        p.events,
+        p.checkpoints,
+        human_bytes(p.trace_bytes),
+        r.end.reason(),
+        output.display()
+    )
+}
+
+pub fn human_bytes(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{:.2} MiB", n as f64 / (1 << 20) as f64)
+    } else if n >= 1 << 10 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{n} B")
+    }
+}
+
+pub fn run(args: RecordArgs) -> Result<i32, Exit> {
+    let output = args.output.clone().unwrap_or_else(|| default_output(&args.machine.kernel));
+    let show_progress = !args.quiet && std::io::stderr().is_terminal();
+    let r = record_once(&args, &output, args.clock.into(), show_progress)?;
+    eprintln!("{}", summary(&output, &r));
+    Ok(r.exit_status)
+}

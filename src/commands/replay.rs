@@ -1,0 +1,148 @@
+//! `ttvm replay`: replay a trace, checking every step against the log.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Instant;
+
+use clap::Args;
+use ttvm_replay::recording::Recording;
+use ttvm_replay::replay::{ReplayError, ReplaySession, ReplayStep};
+use ttvm_vmm::console::ConsoleOutput;
+
+use crate::exit_code::{self, Exit};
+
+/// Arguments of `ttvm replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The trace file.
+    pub trace: PathBuf,
+    /// Replay the whole history and exit 0 only if every event, the serial output, every
+    /// checkpoint and the final state digest match the recording.
+    #[arg(long)]
+    pub verify: bool,
+    /// Start from this checkpoint instead of the boot image.
+    #[arg(long, value_name = "K")]
+    pub from_checkpoint: Option<usize>,
+    /// Stop at this icount.
+    #[arg(long, value_name = "ICOUNT")]
+    pub to: Option<u64>,
+    /// Serve the trace to gdb on [ADDR:]PORT instead of replaying straight through.
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    pub gdb: Option<String>,
+    /// Don't echo the guest's serial output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Opens a trace, mapping errors to exit statuses.
+pub fn open_recording(path: &PathBuf) -> Result<Rc<Recording>, Exit> {
+    Recording::open(path).map(Rc::new).map_err(|e| trace_exit(path, e))
+}
+
+/// Maps a trace error to an exit.
+pub fn trace_exit(path: &std::path::Path, e: ttvm_replay::trace::TraceError) -> Exit {
+    use ttvm_replay::trace::TraceError;
+    let code = match e {
+        TraceError::Io { .. } | TraceError::NotATrace(_) => exit_code::BAD_INPUT,
+        _ => exit_code::DAMAGED_TRACE,
+    };
+    Exit::new(code, format!("{}: {e}", path.display()))
+}
+
+/// Maps a replay error to an exit.
+pub fn replay_exit(path: &std::path::Path, e: ReplayError) -> Exit {
+    let code = match &e {
+        ReplayError::Machine(m) => exit_code::for_machine_error(m),
+        ReplayError::Incompatible(_) => exit_code::INCOMPATIBLE,
+        ReplayError::Ram(_) => exit_code::DAMAGED_TRACE,
+        ReplayError::Divergence(_) => exit_code::DIVERGENCE,
+        ReplayError::Engine(_) | ReplayError::Vcpu(_) => exit_code::KVM_INTERNAL,
+        ReplayError::PastEnd { .. } => exit_code::BAD_INPUT,
+    };
+    Exit::new(code, format!("{}: {e}", path.display()))
+}
+
+/// Builds a replay session for `rec`.
+pub fn session(path: &std::path::Path, rec: Rc<Recording>) -> Result<ReplaySession, Exit> {
+    ReplaySession::new(rec, &ttvm_replay::stepping::host_signature()).map_err(|e| replay_exit(path, e))
+}
+
+pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
+    if let Some(addr) = &args.gdb {
+        return Err(Exit::new(exit_code::BAD_INPUT, format!("--gdb {addr}: the gdb server is not built yet")));
+    }
+    let rec = open_recording(&args.trace)?;
+    if let Some(note) = &rec.file.recovery_note {
+        eprintln!("ttvm: note: {note}");
+    }
+    let mut s = session(&args.trace, rec.clone())?;
+    if !args.quiet {
+        s.set_echo(Some(ConsoleOutput::Stdout));
+    }
+    if let Some(k) = args.from_checkpoint {
+        if k >= rec.checkpoints.len() {
+            return Err(Exit::new(
+                exit_code::BAD_INPUT,
+                format!(
+                    "--from-checkpoint {k}: the trace has {} checkpoints (0..={})",
+                    rec.checkpoints.len(),
+                    rec.checkpoints.len() - 1
+                ),
+            ));
+        }
+        s.restore_checkpoint(k).map_err(|e| replay_exit(&args.trace, e))?;
+    }
+    let target = match args.to {
+        Some(t) if t > rec.length() => {
+            return Err(Exit::new(
+                exit_code::BAD_INPUT,
+                format!("--to {t}: past the end of the recorded history ({} steps)", rec.length()),
+            ))
+        }
+        Some(t) if t < s.icount() => {
+            return Err(Exit::new(
+                exit_code::BAD_INPUT,
+                format!("--to {t}: before the starting checkpoint (icount {})", s.icount()),
+            ))
+        }
+        Some(t) => t,
+        None => rec.length(),
+    };
+    let started = Instant::now();
+    let from = s.icount();
+    while s.icount() < target {
+        match s.step().map_err(|e| replay_exit(&args.trace, e))? {
+            ReplayStep::Stepped => {}
+            ReplayStep::Stopped(_) | ReplayStep::AtEnd => break,
+        }
+    }
+    let steps = s.icount() - from;
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    if args.verify {
+        if s.icount() != rec.length() {
+            return Err(Exit::new(
+                exit_code::DIVERGENCE,
+                format!(
+                    "{}: replay stopped at icount {} before the end of history ({})",
+                    args.trace.display(),
+                    s.icount(),
+                    rec.length()
+                ),
+            ));
+        }
+        s.verify_end().map_err(|e| replay_exit(&args.trace, e))?;
+        let what = if rec.end.is_some() {
+            "output and final state digest match"
+        } else {
+            "output matches (the trace was not finalised, so there is no final digest)"
+        };
+        eprintln!(
+            "ttvm: verified {} steps from icount {from} in {secs:.2} s ({:.3} M steps/s): every event, checkpoint, {what}",
+            steps,
+            steps as f64 / secs / 1e6
+        );
+    } else {
+        eprintln!("ttvm: replayed {steps} steps to icount {} in {secs:.2} s", s.icount());
+    }
+    Ok(0)
+}

@@ -1,0 +1,73 @@
+//! `ttvm run`: boot a kernel with the free-running engine (no recording).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
+use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
+use ttvm_vmm::machine::{Machine, MachineConfig};
+
+use crate::exit_code::{self, Exit};
+use crate::kernel_arg;
+use crate::options::{parse_mem_size, MachineArgs};
+
+/// Arguments of `ttvm run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub machine: MachineArgs,
+    /// Stop after this many seconds of host time (exit status 73).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+}
+
+pub fn run(args: RunArgs) -> Result<i32, Exit> {
+    let kernel = kernel_arg::resolve(&args.machine.kernel)?;
+    let config = MachineConfig {
+        mem_size: parse_mem_size(&args.machine.mem)?,
+        kernel: kernel.bytes,
+        cmdline: args.machine.cmdline.clone().unwrap_or_default(),
+        rtc_base_unix_secs: ttvm_vmm::clock::wall_clock_unix_secs(),
+    };
+    let mut machine = Machine::new(config)
+        .map_err(|e| Exit::new(exit_code::for_machine_error(&e), format!("{}: {e}", kernel.name)))?;
+    let mut output = match &args.machine.serial_out {
+        Some(p) => {
+            ConsoleOutput::file(p).map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", p.display())))?
+        }
+        None => ConsoleOutput::Stdout,
+    };
+    let mut input = serial_input(&args.machine.serial_in)?;
+    let timeout = match args.timeout {
+        Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+        Some(t) => {
+            return Err(Exit::new(exit_code::BAD_INPUT, format!("--timeout {t}: must be a positive number of seconds")))
+        }
+        None => None,
+    };
+    let end = run_free(&mut machine, &mut output, &mut input, &FreeRunOptions { timeout })
+        .map_err(|e| Exit::new(exit_code::KVM_INTERNAL, e.to_string()))?;
+    Ok(match end {
+        FreeRunEnd::Guest(stop) => {
+            let code = exit_code::for_guest_stop(&stop);
+            if !matches!(stop, ttvm_vmm::machine::GuestStop::DebugExit(_)) {
+                eprintln!("ttvm: {stop}");
+            }
+            code
+        }
+        FreeRunEnd::Timeout => {
+            eprintln!("ttvm: timeout after {:.1} s", args.timeout.unwrap_or_default());
+            exit_code::TIMEOUT
+        }
+    })
+}
+
+/// The serial input: a file when given, otherwise stdin.
+pub fn serial_input(path: &Option<PathBuf>) -> Result<ConsoleInput, Exit> {
+    match path {
+        Some(p) => ConsoleInput::from_file(p)
+            .map_err(|e| Exit::new(exit_code::BAD_INPUT, format!("--serial-in {}: {e}", p.display()))),
+        None => Ok(ConsoleInput::stdin()),
+    }
+}

@@ -1,0 +1,75 @@
+//! ttvm's process exit statuses. A guest that exits through the debug-exit port passes its
+//! status through unchanged; ttvm's own outcomes use the codes below, chosen away from the
+//! small numbers guests typically use.
+
+/// Host-side failure not covered below (I/O error writing a file, ...).
+pub const HOST_ERROR: i32 = 1;
+/// Bad input: unusable kernel file, bad arguments, unreadable or damaged trace.
+pub const BAD_INPUT: i32 = 2;
+/// /dev/kvm missing or unusable.
+pub const NO_KVM: i32 = 3;
+/// KVM reported an internal error or an unexpected exit.
+pub const KVM_INTERNAL: i32 = 70;
+/// The guest triple-faulted (CPU shutdown).
+pub const TRIPLE_FAULT: i32 = 71;
+/// The guest halted with interrupts disabled.
+pub const HALTED: i32 = 72;
+/// `--timeout` expired.
+pub const TIMEOUT: i32 = 73;
+/// `--max-steps` reached before the guest exited.
+pub const STEP_LIMIT: i32 = 74;
+/// Replay diverged from the recording.
+pub const DIVERGENCE: i32 = 75;
+/// The trace is damaged (truncated, corrupted, newer format, wrong host).
+pub const DAMAGED_TRACE: i32 = 76;
+/// The trace was recorded on a host whose CPU model or single-step semantics differ.
+pub const INCOMPATIBLE: i32 = 78;
+/// `ttvm check`: the recorded outcome is not the expected one.
+pub const CHECK_FAILED: i32 = 77;
+
+/// A failure that maps to a specific exit status.
+#[derive(Debug)]
+pub struct Exit {
+    /// Process exit status.
+    pub code: i32,
+    /// Message printed on stderr (may be empty).
+    pub message: String,
+}
+
+impl Exit {
+    /// An exit with `code` and `message`.
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Maps a machine-construction error to its exit status.
+pub fn for_machine_error(e: &ttvm_vmm::machine::MachineError) -> i32 {
+    use ttvm_vmm::machine::MachineError;
+    use ttvm_vmm::vm::VmError;
+    match e {
+        MachineError::Boot(_) => BAD_INPUT,
+        MachineError::Vm(VmError::Kvm(_)) => NO_KVM,
+        MachineError::Vm(VmError::Memory(ttvm_vmm::memory::MemoryError::BadSize { .. })) => BAD_INPUT,
+        MachineError::Vm(_) => HOST_ERROR,
+    }
+}
+
+/// Maps how the guest stopped to the exit status.
+pub fn for_guest_stop(stop: &ttvm_vmm::machine::GuestStop) -> i32 {
+    use ttvm_vmm::machine::GuestStop;
+    match stop {
+        GuestStop::DebugExit(code) => (*code & 0xff) as i32,
+        GuestStop::TripleFault { .. } => TRIPLE_FAULT,
+        GuestStop::HaltedInterruptsOff { .. } => HALTED,
+        GuestStop::InternalError { .. } => KVM_INTERNAL,
+    }
+}
