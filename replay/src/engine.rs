@@ -309,7 +309,13 @@ impl Engine {
                 }
                 Ok(VcpuExit::IrqWindowOpen) => {}
                 Ok(other) => {
-                    let s = StopKind::InternalError(format!("{other:?}"));
+                    let what = format!("{other:?}");
+                    let (regs, sregs) = (vm.vcpu().regs(), vm.vcpu().sregs());
+                    let s = StopKind::InternalError(format!(
+                        "KVM exit {what} at RIP {:#x} executing `{}`",
+                        regs.rip,
+                        ttvm_vmm::disasm::describe_at_rip(vm.ram(), &regs, &sregs)
+                    ));
                     env.guest_stop(board, icount, &s)?;
                     self.state.icount += 1;
                     return Ok(StepOutcome::Stopped(s));

@@ -1,0 +1,181 @@
+//! Which memory an instruction reads and writes, for read and access watchpoints, from
+//! capstone's operand details plus the implicit stack accesses it does not list.
+//! (Write watchpoints compare values before and after each step instead, which also catches
+//! writes no decoder sees: interrupt frames, exception pushes.)
+
+use capstone::arch::x86::{X86OperandType, X86Reg};
+use capstone::arch::{ArchDetail, DetailsArchInsn};
+use capstone::prelude::*;
+use kvm_bindings::{kvm_regs, kvm_sregs};
+use ttvm_vmm::insn::{code_mode, instruction_linear_address, CodeMode};
+
+/// One memory access of an instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// Linear address.
+    pub addr: u64,
+    /// Bytes.
+    pub size: u64,
+    /// Reads memory.
+    pub read: bool,
+    /// Writes memory.
+    pub write: bool,
+}
+
+/// Decoder with capstone handles per mode (creating them is not free).
+pub struct AccessDecoder {
+    cs64: Capstone,
+    cs32: Capstone,
+}
+
+impl std::fmt::Debug for AccessDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessDecoder")
+    }
+}
+
+fn reg_value(name: &str, r: &kvm_regs, next_rip: u64) -> Option<u64> {
+    let full = |n: &str| -> Option<u64> {
+        Some(match n {
+            "rax" => r.rax,
+            "rbx" => r.rbx,
+            "rcx" => r.rcx,
+            "rdx" => r.rdx,
+            "rsi" => r.rsi,
+            "rdi" => r.rdi,
+            "rsp" => r.rsp,
+            "rbp" => r.rbp,
+            "r8" => r.r8,
+            "r9" => r.r9,
+            "r10" => r.r10,
+            "r11" => r.r11,
+            "r12" => r.r12,
+            "r13" => r.r13,
+            "r14" => r.r14,
+            "r15" => r.r15,
+            "rip" => next_rip,
+            _ => return None,
+        })
+    };
+    if let Some(v) = full(name) {
+        return Some(v);
+    }
+    // 32-bit names: eax.. and r8d..; 16-bit: ax.. and r8w..
+    if let Some(rest) = name.strip_prefix('e') {
+        return full(&format!("r{rest}")).map(|v| v & 0xffff_ffff);
+    }
+    if let Some(base) = name.strip_suffix('d') {
+        return full(base).map(|v| v & 0xffff_ffff);
+    }
+    if let Some(base) = name.strip_suffix('w') {
+        return full(base).map(|v| v & 0xffff);
+    }
+    if name.len() == 2 {
+        return full(&format!("r{name}")).map(|v| v & 0xffff);
+    }
+    None
+}
+
+impl AccessDecoder {
+    /// Creates the decoders.
+    pub fn new() -> Option<Self> {
+        let mk = |m| Capstone::new().x86().mode(m).detail(true).build().ok();
+        Some(Self { cs64: mk(arch::x86::ArchMode::Mode64)?, cs32: mk(arch::x86::ArchMode::Mode32)? })
+    }
+
+    /// The memory accesses of the instruction `code` (bytes at RIP) in the given state.
+    pub fn accesses(&self, code: &[u8], r: &kvm_regs, s: &kvm_sregs) -> Vec<Access> {
+        let mode = code_mode(s);
+        let cs = match mode {
+            CodeMode::Long => &self.cs64,
+            _ => &self.cs32,
+        };
+        let linear_rip = instruction_linear_address(r, s);
+        let Ok(insns) = cs.disasm_count(code, linear_rip, 1) else { return Vec::new() };
+        let Some(insn) = insns.iter().next() else { return Vec::new() };
+        let Ok(detail) = cs.insn_detail(insn) else { return Vec::new() };
+        let ArchDetail::X86Detail(x86) = detail.arch_detail() else { return Vec::new() };
+        let next_rip = r.rip.wrapping_add(insn.len() as u64);
+        let addr_mask = if mode == CodeMode::Long { u64::MAX } else { 0xffff_ffff };
+        let mut out = Vec::new();
+        for op in x86.operands() {
+            let X86OperandType::Mem(m) = op.op_type else { continue };
+            let reg = |id: RegId| -> u64 {
+                if id.0 == X86Reg::X86_REG_INVALID as u16 {
+                    return 0;
+                }
+                cs.reg_name(id).and_then(|n| reg_value(&n, r, next_rip)).unwrap_or(0)
+            };
+            let seg_base = match cs.reg_name(m.segment()).as_deref() {
+                Some("fs") => s.fs.base,
+                Some("gs") => s.gs.base,
+                _ => 0,
+            };
+            let ea =
+                reg(m.base()).wrapping_add(reg(m.index()).wrapping_mul(m.scale() as u64)).wrapping_add(m.disp() as u64);
+            let (read, write) = match op.access {
+                Some(a) => (a.is_readable(), a.is_writable()),
+                None => (true, true),
+            };
+            // LEA computes an address without touching memory.
+            if insn.mnemonic() == Some("lea") {
+                continue;
+            }
+            out.push(Access {
+                addr: seg_base.wrapping_add(ea) & addr_mask,
+                size: u64::from(op.size.max(1)),
+                read,
+                write,
+            });
+        }
+        let word = if mode == CodeMode::Long { 8 } else { 4 };
+        let mnemonic = insn.mnemonic().unwrap_or("");
+        let sp = r.rsp & addr_mask;
+        if mnemonic.starts_with("push") || mnemonic.starts_with("call") {
+            out.push(Access { addr: sp.wrapping_sub(word) & addr_mask, size: word, read: false, write: true });
+        } else if mnemonic.starts_with("pop") || mnemonic.starts_with("ret") {
+            out.push(Access { addr: sp, size: word, read: true, write: false });
+        } else if mnemonic == "leave" {
+            out.push(Access { addr: r.rbp & addr_mask, size: word, read: true, write: false });
+        } else if mnemonic.starts_with("iret") {
+            out.push(Access { addr: sp, size: word * 5, read: true, write: false });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn long_mode() -> kvm_sregs {
+        let mut s = kvm_sregs::default();
+        s.efer = 1 << 10;
+        s.cs.l = 1;
+        s
+    }
+
+    #[test]
+    fn explicit_and_implicit_accesses() {
+        let d = AccessDecoder::new().unwrap();
+        let s = long_mode();
+        let r = kvm_regs { rip: 0x1000, rax: 0x2000, rbx: 8, rsp: 0x9000, ..Default::default() };
+        // mov qword ptr [rax + rbx*2 + 0x10], rcx  = 48 89 4c 58 10
+        let a = d.accesses(&[0x48, 0x89, 0x4c, 0x58, 0x10], &r, &s);
+        assert_eq!(a, vec![Access { addr: 0x2020, size: 8, read: false, write: true }]);
+        // mov eax, dword ptr [rip + 0x100] = 8b 05 00 01 00 00 (next rip 0x1006)
+        let a = d.accesses(&[0x8b, 0x05, 0x00, 0x01, 0x00, 0x00], &r, &s);
+        assert_eq!(a, vec![Access { addr: 0x1106, size: 4, read: true, write: false }]);
+        // push rax = 50
+        let a = d.accesses(&[0x50], &r, &s);
+        assert_eq!(a, vec![Access { addr: 0x8ff8, size: 8, read: false, write: true }]);
+        // ret = c3
+        let a = d.accesses(&[0xc3], &r, &s);
+        assert_eq!(a, vec![Access { addr: 0x9000, size: 8, read: true, write: false }]);
+        // add dword ptr [rax], 1 = 83 00 01: read and write
+        let a = d.accesses(&[0x83, 0x00, 0x01], &r, &s);
+        assert_eq!(a, vec![Access { addr: 0x2000, size: 4, read: true, write: true }]);
+        // lea rax, [rbx + 8] = 48 8d 43 08: no access
+        assert!(d.accesses(&[0x48, 0x8d, 0x43, 0x08], &r, &s).is_empty());
+    }
+}

@@ -1,0 +1,526 @@
+//! The timeline: moving to any point of a recorded history, forwards and backwards, and
+//! running to breakpoints and watchpoints in either direction (modelled on rr's
+//! ReplayTimeline: the timeline owns checkpoints and seeking, the session owns execution).
+//!
+//! Positions are icounts: position p is the state before step p executes. Moving backwards
+//! means restoring a checkpoint before the target and replaying forward. Seeks leave
+//! in-memory checkpoints near their target (bounded by a memory budget, least recently
+//! used first out), so a run of reverse-stepi replays a few thousand steps each, not a
+//! whole checkpoint interval.
+//!
+//! Stop semantics, shared by both directions so they agree:
+//! - a breakpoint at address A stops at position q when RIP(q) = A;
+//! - a write watchpoint is triggered by step q when it changes the watched bytes; read and
+//!   access watchpoints when step q reads (or touches) them. Running forward stops after
+//!   the step (position q+1, as hardware watchpoints do); running backward stops before it
+//!   (position q, "on the instruction that wrote", as gdb expects of reverse execution).
+//! - at the same position a watchpoint is reported in preference to a breakpoint.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use ttvm_vmm::insn::fetch_at_rip;
+use ttvm_vmm::machine::Machine;
+use ttvm_vmm::paging::AddressSpace;
+
+use crate::mem_access::AccessDecoder;
+use crate::recording::Recording;
+use crate::replay::{MemoryCheckpoint, ReplayError, ReplaySession, ReplayStep};
+
+/// Spacing of in-memory checkpoints near a seek target, in steps. At ~3.5 µs per replayed
+/// step this bounds a repeated reverse-stepi to about 15 ms of replay.
+pub const DEFAULT_TEMP_SPACING: u64 = 4096;
+/// Memory budget for in-memory checkpoints.
+pub const DEFAULT_TEMP_BUDGET: usize = 256 << 20;
+/// In-memory checkpoints are made only this many spacings before a seek target.
+const TEMP_WINDOW: u64 = 64;
+/// How often long runs look at the interrupt flag.
+const INTERRUPT_CHECK_EVERY: u64 = 1024;
+
+/// Kinds of watchpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WatchKind {
+    /// Stops when the watched bytes change.
+    Write,
+    /// Stops when an instruction reads them.
+    Read,
+    /// Stops on reads and changes.
+    Access,
+}
+
+/// A watched range of guest-virtual memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Watchpoint {
+    /// Start (guest-virtual).
+    pub addr: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// Kind.
+    pub kind: WatchKind,
+}
+
+/// Why a timeline operation stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The requested step or seek completed.
+    Done,
+    /// A breakpoint at `addr`.
+    Breakpoint {
+        /// RIP.
+        addr: u64,
+    },
+    /// A watchpoint triggered.
+    Watchpoint {
+        /// The watchpoint.
+        watch: Watchpoint,
+    },
+    /// Reached the beginning of the history.
+    HistoryStart,
+    /// Reached the end of the history.
+    HistoryEnd,
+    /// The interrupt flag was raised (Ctrl-C in gdb, Esc in the UI).
+    Interrupted,
+}
+
+/// Errors of timeline operations.
+#[derive(Debug, thiserror::Error)]
+pub enum TimelineError {
+    /// Replaying failed (divergence, damaged trace, KVM).
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+}
+
+/// Counters for benchmarks and `monitor info`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimelineStats {
+    /// Steps replayed.
+    pub replayed_steps: u64,
+    /// Checkpoint restores (persistent or in-memory).
+    pub restores: u64,
+    /// In-memory checkpoints made.
+    pub temp_checkpoints_made: u64,
+}
+
+struct TempCheckpoint {
+    cp: MemoryCheckpoint,
+    last_used: u64,
+}
+
+/// Where a replay starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    Current,
+    Temp(u64),
+    Persistent(usize),
+}
+
+/// The timeline over one recording.
+pub struct Timeline {
+    session: ReplaySession,
+    temps: BTreeMap<u64, TempCheckpoint>,
+    temp_bytes: usize,
+    temp_budget: usize,
+    temp_spacing: u64,
+    use_counter: u64,
+    breakpoints: BTreeSet<u64>,
+    watchpoints: Vec<Watchpoint>,
+    interrupt: Arc<AtomicBool>,
+    access: Option<AccessDecoder>,
+    stats: TimelineStats,
+}
+
+impl std::fmt::Debug for Timeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timeline")
+            .field("icount", &self.icount())
+            .field("temps", &self.temps.len())
+            .field("breakpoints", &self.breakpoints)
+            .field("watchpoints", &self.watchpoints)
+            .finish()
+    }
+}
+
+impl Timeline {
+    /// Opens a timeline at icount 0.
+    pub fn new(rec: Rc<Recording>, host_stepping: &str) -> Result<Self, TimelineError> {
+        let session = ReplaySession::new(rec, host_stepping)?;
+        Ok(Self::from_session(session))
+    }
+
+    /// Wraps an existing replay session.
+    pub fn from_session(session: ReplaySession) -> Self {
+        Self {
+            session,
+            temps: BTreeMap::new(),
+            temp_bytes: 0,
+            temp_budget: DEFAULT_TEMP_BUDGET,
+            temp_spacing: DEFAULT_TEMP_SPACING,
+            use_counter: 0,
+            breakpoints: BTreeSet::new(),
+            watchpoints: Vec::new(),
+            interrupt: Arc::new(AtomicBool::new(false)),
+            access: None,
+            stats: TimelineStats::default(),
+        }
+    }
+
+    /// Sets the in-memory checkpoint spacing and budget.
+    pub fn set_temp_policy(&mut self, spacing: u64, budget_bytes: usize) {
+        self.temp_spacing = spacing.max(1);
+        self.temp_budget = budget_bytes;
+        self.evict();
+    }
+
+    /// The recording.
+    pub fn recording(&self) -> &Rc<Recording> {
+        &self.session.rec
+    }
+
+    /// The machine at the current position (registers, RAM).
+    pub fn machine(&self) -> &Machine {
+        &self.session.engine.machine
+    }
+
+    /// The replay session.
+    pub fn session(&self) -> &ReplaySession {
+        &self.session
+    }
+
+    /// Current position.
+    pub fn icount(&self) -> u64 {
+        self.session.icount()
+    }
+
+    /// Steps in the history.
+    pub fn length(&self) -> u64 {
+        self.session.rec.length()
+    }
+
+    /// A flag that, when set, makes long operations stop promptly with `Stop::Interrupted`.
+    pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
+        self.interrupt.clone()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> TimelineStats {
+        self.stats
+    }
+
+    /// Number and total size of in-memory checkpoints.
+    pub fn temp_checkpoints(&self) -> (usize, usize) {
+        (self.temps.len(), self.temp_bytes)
+    }
+
+    /// Positions of in-memory checkpoints.
+    pub fn temp_checkpoint_positions(&self) -> Vec<u64> {
+        self.temps.keys().copied().collect()
+    }
+
+    /// Adds a breakpoint at guest-virtual `addr`.
+    pub fn add_breakpoint(&mut self, addr: u64) {
+        self.breakpoints.insert(addr);
+    }
+
+    /// Removes a breakpoint; returns whether it existed.
+    pub fn remove_breakpoint(&mut self, addr: u64) -> bool {
+        self.breakpoints.remove(&addr)
+    }
+
+    /// Adds a watchpoint.
+    pub fn add_watchpoint(&mut self, w: Watchpoint) {
+        if w.kind != WatchKind::Write && self.access.is_none() {
+            self.access = AccessDecoder::new();
+        }
+        self.watchpoints.push(w);
+    }
+
+    /// Removes a watchpoint; returns whether it existed.
+    pub fn remove_watchpoint(&mut self, w: Watchpoint) -> bool {
+        match self.watchpoints.iter().position(|x| *x == w) {
+            Some(i) => {
+                self.watchpoints.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Current breakpoints.
+    pub fn breakpoints(&self) -> &BTreeSet<u64> {
+        &self.breakpoints
+    }
+
+    /// Current watchpoints.
+    pub fn watchpoints(&self) -> &[Watchpoint] {
+        &self.watchpoints
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt.swap(false, Ordering::SeqCst)
+    }
+
+    fn rip(&self) -> u64 {
+        self.session.engine.machine.vm.vcpu().rip()
+    }
+
+    // ----- checkpoints -----
+
+    fn best_start(&self, target: u64) -> Start {
+        let mut best = (
+            self.session.rec.checkpoints[self.session.rec.checkpoint_before(target)].engine.icount,
+            Start::Persistent(self.session.rec.checkpoint_before(target)),
+        );
+        if let Some((&at, _)) = self.temps.range(..=target).next_back() {
+            if at > best.0 {
+                best = (at, Start::Temp(at));
+            }
+        }
+        let cur = self.icount();
+        if cur <= target && cur >= best.0 {
+            best = (cur, Start::Current);
+        }
+        best.1
+    }
+
+    fn go_to_start(&mut self, start: Start) -> Result<(), TimelineError> {
+        match start {
+            Start::Current => {}
+            Start::Persistent(k) => {
+                self.session.restore_checkpoint(k)?;
+                self.stats.restores += 1;
+            }
+            Start::Temp(at) => {
+                self.use_counter += 1;
+                let t = self.temps.get_mut(&at).expect("temp checkpoint chosen from the map");
+                t.last_used = self.use_counter;
+                let cp = t.cp.clone();
+                self.session.restore_memory(&cp)?;
+                self.stats.restores += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn maybe_make_temp(&mut self, target: u64, start_at: u64) -> Result<(), TimelineError> {
+        let x = self.icount();
+        if x == start_at
+            || x % self.temp_spacing != 0
+            || target.saturating_sub(x) > TEMP_WINDOW * self.temp_spacing
+            || self.temps.contains_key(&x)
+        {
+            return Ok(());
+        }
+        let rec = &self.session.rec;
+        if rec.checkpoints[rec.checkpoint_before(x)].engine.icount == x {
+            return Ok(());
+        }
+        let cp = self.session.capture()?;
+        self.use_counter += 1;
+        self.temp_bytes += cp.bytes();
+        self.temps.insert(x, TempCheckpoint { cp, last_used: self.use_counter });
+        self.stats.temp_checkpoints_made += 1;
+        self.evict();
+        Ok(())
+    }
+
+    fn evict(&mut self) {
+        while self.temp_bytes > self.temp_budget && !self.temps.is_empty() {
+            let oldest = self.temps.iter().min_by_key(|(_, t)| t.last_used).map(|(&k, _)| k);
+            if let Some(k) = oldest {
+                if let Some(t) = self.temps.remove(&k) {
+                    self.temp_bytes -= t.cp.bytes();
+                }
+            }
+        }
+    }
+
+    /// Replays forward from the current position to `target` (≤ length), leaving in-memory
+    /// checkpoints near it. Returns false if interrupted.
+    fn replay_to(&mut self, target: u64, interruptible: bool) -> Result<bool, TimelineError> {
+        let start_at = self.icount();
+        while self.icount() < target {
+            self.maybe_make_temp(target, start_at)?;
+            if interruptible
+                && (self.icount() - start_at) % INTERRUPT_CHECK_EVERY == INTERRUPT_CHECK_EVERY - 1
+                && self.interrupted()
+            {
+                return Ok(false);
+            }
+            match self.session.step()? {
+                ReplayStep::Stepped | ReplayStep::Stopped(_) => self.stats.replayed_steps += 1,
+                ReplayStep::AtEnd => break,
+            }
+        }
+        Ok(true)
+    }
+
+    /// Moves to position `target`. Returns `Done`, or `Interrupted` (the position is then
+    /// somewhere between the start point and the target).
+    pub fn seek(&mut self, target: u64) -> Result<Stop, TimelineError> {
+        let length = self.length();
+        if target > length {
+            return Err(ReplayError::PastEnd { requested: target, length }.into());
+        }
+        let start = self.best_start(target);
+        self.go_to_start(start)?;
+        Ok(if self.replay_to(target, true)? { Stop::Done } else { Stop::Interrupted })
+    }
+
+    // ----- stepping -----
+
+    /// Executes one step forward.
+    pub fn step_forward(&mut self) -> Result<Stop, TimelineError> {
+        if self.icount() >= self.length() {
+            return Ok(Stop::HistoryEnd);
+        }
+        self.session.step()?;
+        self.stats.replayed_steps += 1;
+        Ok(Stop::Done)
+    }
+
+    /// Goes back one step.
+    pub fn step_backward(&mut self) -> Result<Stop, TimelineError> {
+        let p = self.icount();
+        if p == 0 {
+            return Ok(Stop::HistoryStart);
+        }
+        self.seek(p - 1)?;
+        Ok(Stop::Done)
+    }
+
+    // ----- watchpoints -----
+
+    fn read_virt(&self, addr: u64, len: u64) -> Option<Vec<u8>> {
+        let m = &self.session.engine.machine;
+        let space = AddressSpace::from_sregs(&m.vm.vcpu().sregs());
+        let mut buf = vec![0u8; len as usize];
+        space.read_virt(m.vm.ram(), addr, &mut buf).ok().map(|_| buf)
+    }
+
+    fn watched_values(&self) -> Vec<Option<Vec<u8>>> {
+        self.watchpoints
+            .iter()
+            .map(|w| if w.kind == WatchKind::Read { None } else { self.read_virt(w.addr, w.len) })
+            .collect()
+    }
+
+    fn accesses_at_rip(&self) -> Vec<crate::mem_access::Access> {
+        let Some(dec) = &self.access else { return Vec::new() };
+        let m = &self.session.engine.machine;
+        let (regs, sregs) = (m.vm.vcpu().regs(), m.vm.vcpu().sregs());
+        let (bytes, n) = fetch_at_rip(m.vm.ram(), &regs, &sregs);
+        dec.accesses(&bytes[..n], &regs, &sregs)
+    }
+
+    /// Steps once and reports the first watchpoint the step triggered.
+    fn step_watching(&mut self) -> Result<(ReplayStep, Option<Watchpoint>), TimelineError> {
+        if self.watchpoints.is_empty() {
+            let r = self.session.step()?;
+            self.stats.replayed_steps += 1;
+            return Ok((r, None));
+        }
+        let before = self.watched_values();
+        let accesses = if self.watchpoints.iter().any(|w| w.kind != WatchKind::Write) {
+            self.accesses_at_rip()
+        } else {
+            Vec::new()
+        };
+        let r = self.session.step()?;
+        self.stats.replayed_steps += 1;
+        let after = self.watched_values();
+        for (i, w) in self.watchpoints.iter().enumerate() {
+            let changed = w.kind != WatchKind::Read && before[i] != after[i];
+            let touched = accesses.iter().any(|a| {
+                let overlaps = a.addr < w.addr.wrapping_add(w.len) && w.addr < a.addr.wrapping_add(a.size);
+                overlaps
+                    && match w.kind {
+                        WatchKind::Read => a.read,
+                        WatchKind::Access => true,
+                        WatchKind::Write => false,
+                    }
+            });
+            if changed || touched {
+                return Ok((r, Some(*w)));
+            }
+        }
+        Ok((r, None))
+    }
+
+    // ----- running -----
+
+    /// Runs forward until a breakpoint, a watchpoint, the end of history or an interrupt.
+    pub fn run_forward(&mut self) -> Result<Stop, TimelineError> {
+        let start = self.icount();
+        loop {
+            if self.icount() >= self.length() {
+                return Ok(Stop::HistoryEnd);
+            }
+            if (self.icount() - start) % INTERRUPT_CHECK_EVERY == INTERRUPT_CHECK_EVERY - 1 && self.interrupted() {
+                return Ok(Stop::Interrupted);
+            }
+            let (_, watch) = self.step_watching()?;
+            if let Some(watch) = watch {
+                return Ok(Stop::Watchpoint { watch });
+            }
+            if self.icount() < self.length() && self.breakpoints.contains(&self.rip()) {
+                return Ok(Stop::Breakpoint { addr: self.rip() });
+            }
+        }
+    }
+
+    /// Runs backward to the most recent position before the current one where a
+    /// breakpoint or watchpoint stops, or to the start of history.
+    pub fn run_backward(&mut self) -> Result<Stop, TimelineError> {
+        let mut hi = self.icount();
+        loop {
+            if hi == 0 {
+                self.seek(0)?;
+                return Ok(Stop::HistoryStart);
+            }
+            let start = self.best_start(hi - 1);
+            self.go_to_start(start)?;
+            let lo = self.icount();
+            let mut last: Option<(u64, Stop)> = None;
+            while self.icount() < hi {
+                let q = self.icount();
+                self.maybe_make_temp(hi, lo)?;
+                if (q - lo) % INTERRUPT_CHECK_EVERY == INTERRUPT_CHECK_EVERY - 1 && self.interrupted() {
+                    self.seek(lo)?;
+                    return Ok(Stop::Interrupted);
+                }
+                if self.breakpoints.contains(&self.rip()) {
+                    last = Some((q, Stop::Breakpoint { addr: self.rip() }));
+                }
+                let (r, watch) = self.step_watching()?;
+                if let Some(watch) = watch {
+                    last = Some((q, Stop::Watchpoint { watch }));
+                }
+                if r == ReplayStep::AtEnd {
+                    break;
+                }
+            }
+            if let Some((q, stop)) = last {
+                self.seek(q)?;
+                return Ok(stop);
+            }
+            hi = lo;
+        }
+    }
+
+    /// "Who wrote this?": moves to the most recent step before the current position that
+    /// changed any byte of `[addr, addr+len)`, and returns its icount; None (and position 0)
+    /// when nothing in the history changed it.
+    pub fn last_write(&mut self, addr: u64, len: u64) -> Result<Option<u64>, TimelineError> {
+        let saved_bp = std::mem::take(&mut self.breakpoints);
+        let saved_wp = std::mem::replace(&mut self.watchpoints, vec![Watchpoint { addr, len, kind: WatchKind::Write }]);
+        let r = self.run_backward();
+        self.breakpoints = saved_bp;
+        self.watchpoints = saved_wp;
+        Ok(match r? {
+            Stop::Watchpoint { .. } => Some(self.icount()),
+            _ => None,
+        })
+    }
+}

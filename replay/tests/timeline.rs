@@ -1,0 +1,171 @@
+//! Timeline: seeking in both directions reaches identical states, and breakpoints and
+//! watchpoints stop at the same positions whichever way the timeline runs.
+
+use std::rc::Rc;
+
+use ttvm_replay::clock::ClockMode;
+use ttvm_replay::record::{RecordEnd, RecordOptions, RecordSession};
+use ttvm_replay::recording::Recording;
+use ttvm_replay::timeline::{Stop, Timeline, WatchKind, Watchpoint};
+use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
+use ttvm_vmm::machine::MachineConfig;
+
+fn kvm_or_skip(test: &str) -> bool {
+    if std::env::var("TTVM_SKIP_KVM").is_ok_and(|v| v == "1") {
+        eprintln!("########## SKIPPED {test}: TTVM_SKIP_KVM=1 is set; this KVM test did not run ##########");
+        return false;
+    }
+    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        panic!("{test} needs /dev/kvm ({e}); set TTVM_SKIP_KVM=1 to skip KVM tests explicitly");
+    }
+    true
+}
+
+fn record(dir: &std::path::Path, kernel: &str, cmdline: &str, checkpoint_every: u64) -> Rc<Recording> {
+    let path = dir.join(format!("{kernel}.ttvm"));
+    let k = ttvm_sample_kernels::get(kernel).unwrap();
+    let mut s = RecordSession::start(
+        MachineConfig {
+            mem_size: 64 << 20,
+            kernel: k.elf.to_vec(),
+            cmdline: cmdline.into(),
+            rtc_base_unix_secs: 1_700_000_000,
+        },
+        &path,
+        RecordOptions {
+            clock: ClockMode::Icount,
+            checkpoint_every,
+            kernel_name: kernel.into(),
+            stepping: ttvm_replay::stepping::host_signature(),
+        },
+        ConsoleOutput::Discard,
+        ConsoleInput::none(),
+    )
+    .unwrap();
+    let flag = std::sync::atomic::AtomicBool::new(false);
+    let end = s.run(None, &flag, 0, |_| {}).unwrap();
+    assert!(matches!(end, RecordEnd::Guest(_)), "{end:?}");
+    s.finish(&end).unwrap();
+    Rc::new(Recording::open(&path).unwrap())
+}
+
+fn regs_at(t: &Timeline) -> (u64, u64, u64, u64) {
+    let r = t.machine().vm.vcpu().regs();
+    (r.rip, r.rsp, r.rax, r.rflags)
+}
+
+#[test]
+fn seeks_agree_in_both_directions_and_breakpoints_match() {
+    if !kvm_or_skip("seeks_agree_in_both_directions_and_breakpoints_match") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rec = record(dir.path(), "bench", "size=16 rounds=1", 20_000);
+    assert!(rec.checkpoints.len() >= 3, "want several checkpoints, got {}", rec.checkpoints.len());
+    let len = rec.length();
+    let mut t = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
+    t.set_temp_policy(1000, 64 << 20);
+
+    // Walk forward recording RIPs at a few positions.
+    let probes = [len / 7, len / 3, len / 2, len - 10];
+    let mut forward = Vec::new();
+    for &p in &probes {
+        assert_eq!(t.seek(p).unwrap(), Stop::Done);
+        assert_eq!(t.icount(), p);
+        forward.push(regs_at(&t));
+    }
+    // And backward: the same states.
+    for (i, &p) in probes.iter().enumerate().rev() {
+        t.seek(p).unwrap();
+        assert_eq!(regs_at(&t), forward[i], "state at {p} differs when reached backwards");
+    }
+    // Ten steps forward then ten back gives the same registers in reverse order.
+    t.seek(len / 2).unwrap();
+    let mut seen = vec![regs_at(&t)];
+    for _ in 0..10 {
+        assert_eq!(t.step_forward().unwrap(), Stop::Done);
+        seen.push(regs_at(&t));
+    }
+    for i in (0..10).rev() {
+        assert_eq!(t.step_backward().unwrap(), Stop::Done);
+        assert_eq!(regs_at(&t), seen[i]);
+    }
+    assert!(t.temp_checkpoints().0 > 0, "seeks should leave in-memory checkpoints");
+
+    // Breakpoint at the RIP seen at len/2 + 5: forward from len/2 stops at the first hit
+    // after len/2; backward from the end stops at the last hit.
+    let bp = seen[5].0;
+    t.add_breakpoint(bp);
+    t.seek(len / 2).unwrap();
+    let stop = t.run_forward().unwrap();
+    assert_eq!(stop, Stop::Breakpoint { addr: bp });
+    let first_hit = t.icount();
+    assert!(first_hit <= len / 2 + 5);
+    // Collect all hits forward to the end.
+    let mut hits = vec![first_hit];
+    loop {
+        match t.run_forward().unwrap() {
+            Stop::Breakpoint { .. } => hits.push(t.icount()),
+            Stop::HistoryEnd => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Backward from the end visits the same hits in reverse.
+    for &h in hits.iter().rev() {
+        assert_eq!(t.run_backward().unwrap(), Stop::Breakpoint { addr: bp });
+        assert_eq!(t.icount(), h, "reverse-continue stopped at a different hit");
+    }
+    // Before the first hit there may be earlier hits (before len/2); keep going to the start.
+    loop {
+        match t.run_backward().unwrap() {
+            Stop::Breakpoint { .. } => {}
+            Stop::HistoryStart => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(t.icount(), 0);
+}
+
+#[test]
+fn watchpoint_and_last_write_find_the_writer() {
+    if !kvm_or_skip("watchpoint_and_last_write_find_the_writer") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rec = record(dir.path(), "bench", "size=16 rounds=1", 20_000);
+    let len = rec.length();
+    let mut t = Timeline::new(rec, &ttvm_replay::stepping::host_signature()).unwrap();
+    // Find a stack slot that changes: the word at RSP somewhere in the middle.
+    t.seek(len / 2).unwrap();
+    let rsp = t.machine().vm.vcpu().regs().rsp;
+    let w = Watchpoint { addr: rsp, len: 8, kind: WatchKind::Write };
+    t.seek(len - 1).unwrap();
+    let writer = t.last_write(w.addr, w.len).unwrap().expect("the stack slot was written");
+    // Stepping the writer changes the value.
+    let before = t.machine().vm.vcpu().regs();
+    let read = |t: &Timeline| {
+        let m = t.machine();
+        let space = ttvm_vmm::paging::AddressSpace::from_sregs(&m.vm.vcpu().sregs());
+        let mut b = [0u8; 8];
+        space.read_virt(m.vm.ram(), w.addr, &mut b).map(|_| b).ok()
+    };
+    let v0 = read(&t);
+    t.step_forward().unwrap();
+    assert_ne!(read(&t), v0, "the step at {writer} (RIP {:#x}) must change the watched bytes", before.rip);
+    // A forward run from before the writer with the watchpoint stops right after it.
+    t.add_watchpoint(w);
+    t.seek(writer.saturating_sub(50)).unwrap();
+    let mut stop;
+    loop {
+        stop = t.run_forward().unwrap();
+        if t.icount() >= writer + 1 || stop == Stop::HistoryEnd {
+            break;
+        }
+    }
+    assert_eq!(stop, Stop::Watchpoint { watch: w });
+    assert_eq!(t.icount(), writer + 1);
+    // And backward from the end with the watchpoint stops on the writer.
+    t.seek(len).unwrap();
+    assert_eq!(t.run_backward().unwrap(), Stop::Watchpoint { watch: w });
+    assert_eq!(t.icount(), writer);
+}
