@@ -149,8 +149,7 @@ mod tests {
     use super::*;
 
     fn long_mode() -> kvm_sregs {
-        let mut s = kvm_sregs::default();
-        s.efer = 1 << 10;
+        let mut s = kvm_sregs { efer: 1 << 10, ..Default::default() };
         s.cs.l = 1;
         s
     }

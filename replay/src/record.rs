@@ -98,7 +98,7 @@ impl Recorder {
     }
 
     fn feed_input(&mut self, board: &mut Board, icount: u64) {
-        if self.input.is_live() && icount % 1024 == 0 {
+        if self.input.is_live() && icount.is_multiple_of(1024) {
             self.input.poll();
         }
         if self.input.pending().is_empty() || board.serial_input_space() == 0 {
@@ -397,6 +397,16 @@ impl RecordSession {
         &self.env.serial
     }
 
+    /// Writes buffered events to the trace now, so a reader sees every step so far.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_events()
+    }
+
+    /// Whether the guest has stopped (nothing more can be recorded).
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
     fn flush_events(&mut self) -> std::io::Result<()> {
         let raw = self.env.log.take_chunk(self.engine.icount());
         self.writer.write_chunk(ChunkKind::Events, &raw, true)?;
@@ -452,7 +462,7 @@ impl RecordSession {
         if icount >= self.next_checkpoint {
             self.take_checkpoint()?;
         } else if self.env.log.buffered_bytes() >= FLUSH_BYTES
-            || (icount % 4096 == 0 && self.last_flush.elapsed() >= FLUSH_INTERVAL)
+            || (icount.is_multiple_of(4096) && self.last_flush.elapsed() >= FLUSH_INTERVAL)
         {
             self.flush_events()?;
         }
@@ -482,7 +492,7 @@ impl RecordSession {
                 Err(RecordError::Engine(EngineError::Interrupted)) => return Ok(RecordEnd::Interrupted),
                 Err(e) => return Err(e),
             }
-            if progress_every > 0 && self.engine.icount() % progress_every == 0 {
+            if progress_every > 0 && self.engine.icount().is_multiple_of(progress_every) {
                 progress(&self.progress());
             }
         }

@@ -413,6 +413,15 @@ impl ReplaySession {
         Ok(s)
     }
 
+    /// Replaces the recording with a longer version of the same trace (live debugging
+    /// appends to the trace while the past is replayed). Checkpoint indices stay valid
+    /// because traces only grow.
+    pub fn set_recording(&mut self, rec: Rc<Recording>) {
+        // Events are only appended, so the cursor stays valid.
+        self.env.rec = rec.clone();
+        self.rec = rec;
+    }
+
     /// Echo regenerated serial output somewhere.
     pub fn set_echo(&mut self, echo: Option<ConsoleOutput>) {
         self.env.echo = echo;

@@ -25,9 +25,13 @@ use ttvm_vmm::insn::fetch_at_rip;
 use ttvm_vmm::machine::Machine;
 use ttvm_vmm::paging::AddressSpace;
 
+use crate::engine::StepOutcome;
+use crate::events::StopKind;
 use crate::mem_access::AccessDecoder;
+use crate::record::{RecordError, RecordSession};
 use crate::recording::Recording;
 use crate::replay::{MemoryCheckpoint, ReplayError, ReplaySession, ReplayStep};
+use crate::trace::TraceError;
 
 /// Spacing of in-memory checkpoints near a seek target, in steps. At ~3.5 µs per replayed
 /// step this bounds a repeated reverse-stepi to about 15 ms of replay.
@@ -90,6 +94,35 @@ pub enum TimelineError {
     /// Replaying failed (divergence, damaged trace, KVM).
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    /// Recording new history (live debugging) failed.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// Re-reading the growing trace failed.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+}
+
+/// Live debugging: the recording session at the frontier of history. Going back replays
+/// the trace it is writing; going forward past the frontier records new steps.
+struct Live {
+    session: RecordSession,
+    trace: std::path::PathBuf,
+    /// Whether the current position is the frontier (the live machine), rather than a
+    /// replayed point of the past.
+    at_frontier: bool,
+    /// The guest stopped: history can no longer grow.
+    stopped: Option<StopKind>,
+}
+
+/// What a single step did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Stepped {
+    /// One step executed.
+    Yes,
+    /// One step executed and the guest stopped in it.
+    GuestStopped,
+    /// Nothing executed: at the end of history.
+    AtEnd,
 }
 
 /// Counters for benchmarks and `monitor info`.
@@ -119,6 +152,7 @@ enum Start {
 /// The timeline over one recording.
 pub struct Timeline {
     session: ReplaySession,
+    live: Option<Live>,
     temps: BTreeMap<u64, TempCheckpoint>,
     temp_bytes: usize,
     temp_budget: usize,
@@ -153,6 +187,7 @@ impl Timeline {
     pub fn from_session(session: ReplaySession) -> Self {
         Self {
             session,
+            live: None,
             temps: BTreeMap::new(),
             temp_bytes: 0,
             temp_budget: DEFAULT_TEMP_BUDGET,
@@ -164,6 +199,52 @@ impl Timeline {
             access: None,
             stats: TimelineStats::default(),
         }
+    }
+
+    /// A timeline for live debugging: `recording` is writing `trace`; the position starts at
+    /// its frontier.
+    pub fn live(
+        mut recording: RecordSession,
+        trace: &std::path::Path,
+        host_stepping: &str,
+    ) -> Result<Self, TimelineError> {
+        recording.flush().map_err(RecordError::from)?;
+        let rec = Rc::new(Recording::open(trace)?);
+        let mut t = Self::new(rec, host_stepping)?;
+        t.live = Some(Live { session: recording, trace: trace.to_path_buf(), at_frontier: true, stopped: None });
+        Ok(t)
+    }
+
+    /// Whether this is a live-debugging timeline.
+    pub fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// Whether the current position is the live frontier.
+    pub fn at_frontier(&self) -> bool {
+        self.live.as_ref().is_some_and(|l| l.at_frontier)
+    }
+
+    /// The recording session of a live timeline (to finish it when debugging ends).
+    pub fn live_session(&mut self) -> Option<&mut RecordSession> {
+        self.live.as_mut().map(|l| &mut l.session)
+    }
+
+    /// How the guest stopped during live recording, if it did.
+    pub fn live_stop(&self) -> Option<&StopKind> {
+        self.live.as_ref().and_then(|l| l.stopped.as_ref())
+    }
+
+    /// Re-reads the trace a live session is writing so replay covers the whole history.
+    fn refresh(&mut self) -> Result<(), TimelineError> {
+        let Some(live) = &mut self.live else { return Ok(()) };
+        if self.session.rec.length() >= live.session.icount() {
+            return Ok(());
+        }
+        live.session.flush().map_err(RecordError::from)?;
+        let rec = Rc::new(Recording::open(&live.trace)?);
+        self.session.set_recording(rec);
+        Ok(())
     }
 
     /// Sets the in-memory checkpoint spacing and budget.
@@ -180,7 +261,10 @@ impl Timeline {
 
     /// The machine at the current position (registers, RAM).
     pub fn machine(&self) -> &Machine {
-        &self.session.engine.machine
+        match &self.live {
+            Some(l) if l.at_frontier => &l.session.engine.machine,
+            _ => &self.session.engine.machine,
+        }
     }
 
     /// The replay session.
@@ -190,12 +274,23 @@ impl Timeline {
 
     /// Current position.
     pub fn icount(&self) -> u64 {
-        self.session.icount()
+        match &self.live {
+            Some(l) if l.at_frontier => l.session.icount(),
+            _ => self.session.icount(),
+        }
     }
 
-    /// Steps in the history.
+    /// Steps in the history (for live debugging: up to the frontier, which moves).
     pub fn length(&self) -> u64 {
-        self.session.rec.length()
+        match &self.live {
+            Some(l) => l.session.icount(),
+            None => self.session.rec.length(),
+        }
+    }
+
+    /// Whether history can still grow (live debugging of a guest that has not stopped).
+    pub fn can_grow(&self) -> bool {
+        self.live.as_ref().is_some_and(|l| l.stopped.is_none())
     }
 
     /// A flag that, when set, makes long operations stop promptly with `Stop::Interrupted`.
@@ -262,7 +357,51 @@ impl Timeline {
     }
 
     fn rip(&self) -> u64 {
-        self.session.engine.machine.vm.vcpu().rip()
+        self.machine().vm.vcpu().rip()
+    }
+
+    /// Leaves the frontier for a replayed position.
+    fn leave_frontier(&mut self) -> Result<(), TimelineError> {
+        if self.at_frontier() {
+            self.refresh()?;
+            if let Some(l) = &mut self.live {
+                l.at_frontier = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// One step forward from wherever the position is: replayed history, or new history at
+    /// the frontier.
+    fn step_once(&mut self) -> Result<Stepped, TimelineError> {
+        if let Some(l) = &mut self.live {
+            if !l.at_frontier && self.session.icount() >= l.session.icount() {
+                // The replay caught up with the frontier: the states are identical.
+                l.at_frontier = true;
+            }
+            if l.at_frontier {
+                if l.stopped.is_some() {
+                    return Ok(Stepped::AtEnd);
+                }
+                return Ok(match l.session.step()? {
+                    StepOutcome::Continue => Stepped::Yes,
+                    StepOutcome::Stopped(s) => {
+                        l.stopped = Some(s);
+                        Stepped::GuestStopped
+                    }
+                });
+            }
+        }
+        self.refresh()?;
+        self.stats.replayed_steps += 1;
+        Ok(match self.session.step()? {
+            ReplayStep::Stepped => Stepped::Yes,
+            ReplayStep::Stopped(_) => Stepped::GuestStopped,
+            ReplayStep::AtEnd => {
+                self.stats.replayed_steps -= 1;
+                Stepped::AtEnd
+            }
+        })
     }
 
     // ----- checkpoints -----
@@ -306,7 +445,7 @@ impl Timeline {
     fn maybe_make_temp(&mut self, target: u64, start_at: u64) -> Result<(), TimelineError> {
         let x = self.icount();
         if x == start_at
-            || x % self.temp_spacing != 0
+            || !x.is_multiple_of(self.temp_spacing)
             || target.saturating_sub(x) > TEMP_WINDOW * self.temp_spacing
             || self.temps.contains_key(&x)
         {
@@ -363,6 +502,16 @@ impl Timeline {
         if target > length {
             return Err(ReplayError::PastEnd { requested: target, length }.into());
         }
+        if self.live.is_some() {
+            if target == length {
+                if let Some(l) = &mut self.live {
+                    l.at_frontier = true;
+                }
+                return Ok(Stop::Done);
+            }
+            self.leave_frontier()?;
+            self.refresh()?;
+        }
         let start = self.best_start(target);
         self.go_to_start(start)?;
         Ok(if self.replay_to(target, true)? { Stop::Done } else { Stop::Interrupted })
@@ -372,12 +521,13 @@ impl Timeline {
 
     /// Executes one step forward.
     pub fn step_forward(&mut self) -> Result<Stop, TimelineError> {
-        if self.icount() >= self.length() {
+        if self.icount() >= self.length() && !self.can_grow() {
             return Ok(Stop::HistoryEnd);
         }
-        self.session.step()?;
-        self.stats.replayed_steps += 1;
-        Ok(Stop::Done)
+        Ok(match self.step_once()? {
+            Stepped::AtEnd => Stop::HistoryEnd,
+            _ => Stop::Done,
+        })
     }
 
     /// Goes back one step.
@@ -393,7 +543,7 @@ impl Timeline {
     // ----- watchpoints -----
 
     fn read_virt(&self, addr: u64, len: u64) -> Option<Vec<u8>> {
-        let m = &self.session.engine.machine;
+        let m = self.machine();
         let space = AddressSpace::from_sregs(&m.vm.vcpu().sregs());
         let mut buf = vec![0u8; len as usize];
         space.read_virt(m.vm.ram(), addr, &mut buf).ok().map(|_| buf)
@@ -408,18 +558,16 @@ impl Timeline {
 
     fn accesses_at_rip(&self) -> Vec<crate::mem_access::Access> {
         let Some(dec) = &self.access else { return Vec::new() };
-        let m = &self.session.engine.machine;
+        let m = self.machine();
         let (regs, sregs) = (m.vm.vcpu().regs(), m.vm.vcpu().sregs());
         let (bytes, n) = fetch_at_rip(m.vm.ram(), &regs, &sregs);
         dec.accesses(&bytes[..n], &regs, &sregs)
     }
 
     /// Steps once and reports the first watchpoint the step triggered.
-    fn step_watching(&mut self) -> Result<(ReplayStep, Option<Watchpoint>), TimelineError> {
+    fn step_watching(&mut self) -> Result<(Stepped, Option<Watchpoint>), TimelineError> {
         if self.watchpoints.is_empty() {
-            let r = self.session.step()?;
-            self.stats.replayed_steps += 1;
-            return Ok((r, None));
+            return Ok((self.step_once()?, None));
         }
         let before = self.watched_values();
         let accesses = if self.watchpoints.iter().any(|w| w.kind != WatchKind::Write) {
@@ -427,8 +575,10 @@ impl Timeline {
         } else {
             Vec::new()
         };
-        let r = self.session.step()?;
-        self.stats.replayed_steps += 1;
+        let r = self.step_once()?;
+        if r == Stepped::AtEnd {
+            return Ok((r, None));
+        }
         let after = self.watched_values();
         for (i, w) in self.watchpoints.iter().enumerate() {
             let changed = w.kind != WatchKind::Read && before[i] != after[i];
@@ -454,17 +604,23 @@ impl Timeline {
     pub fn run_forward(&mut self) -> Result<Stop, TimelineError> {
         let start = self.icount();
         loop {
-            if self.icount() >= self.length() {
+            if self.icount() >= self.length() && !self.can_grow() {
                 return Ok(Stop::HistoryEnd);
             }
             if (self.icount() - start) % INTERRUPT_CHECK_EVERY == INTERRUPT_CHECK_EVERY - 1 && self.interrupted() {
                 return Ok(Stop::Interrupted);
             }
-            let (_, watch) = self.step_watching()?;
+            let (r, watch) = self.step_watching()?;
+            if r == Stepped::AtEnd {
+                return Ok(Stop::HistoryEnd);
+            }
             if let Some(watch) = watch {
                 return Ok(Stop::Watchpoint { watch });
             }
-            if self.icount() < self.length() && self.breakpoints.contains(&self.rip()) {
+            if r == Stepped::GuestStopped {
+                return Ok(Stop::HistoryEnd);
+            }
+            if self.breakpoints.contains(&self.rip()) {
                 return Ok(Stop::Breakpoint { addr: self.rip() });
             }
         }
@@ -474,6 +630,7 @@ impl Timeline {
     /// breakpoint or watchpoint stops, or to the start of history.
     pub fn run_backward(&mut self) -> Result<Stop, TimelineError> {
         let mut hi = self.icount();
+        self.leave_frontier()?;
         loop {
             if hi == 0 {
                 self.seek(0)?;
@@ -497,7 +654,7 @@ impl Timeline {
                 if let Some(watch) = watch {
                     last = Some((q, Stop::Watchpoint { watch }));
                 }
-                if r == ReplayStep::AtEnd {
+                if r != Stepped::Yes {
                     break;
                 }
             }

@@ -10,6 +10,10 @@ use ttvm_replay::timeline::{Stop, Timeline, WatchKind, Watchpoint};
 use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
 use ttvm_vmm::machine::MachineConfig;
 
+/// A short deterministic kernel run (about 15 000 steps).
+const KERNEL: &str = "hello";
+const CMDLINE: &str = "";
+
 fn kvm_or_skip(test: &str) -> bool {
     if std::env::var("TTVM_SKIP_KVM").is_ok_and(|v| v == "1") {
         eprintln!("########## SKIPPED {test}: TTVM_SKIP_KVM=1 is set; this KVM test did not run ##########");
@@ -60,11 +64,11 @@ fn seeks_agree_in_both_directions_and_breakpoints_match() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let rec = record(dir.path(), "bench", "size=16 rounds=1", 20_000);
+    let rec = record(dir.path(), KERNEL, CMDLINE, 2_000);
     assert!(rec.checkpoints.len() >= 3, "want several checkpoints, got {}", rec.checkpoints.len());
     let len = rec.length();
     let mut t = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
-    t.set_temp_policy(1000, 64 << 20);
+    t.set_temp_policy(500, 64 << 20);
 
     // Walk forward recording RIPs at a few positions.
     let probes = [len / 7, len / 3, len / 2, len - 10];
@@ -132,33 +136,40 @@ fn watchpoint_and_last_write_find_the_writer() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let rec = record(dir.path(), "bench", "size=16 rounds=1", 20_000);
+    let rec = record(dir.path(), KERNEL, CMDLINE, 2_000);
     let len = rec.length();
     let mut t = Timeline::new(rec, &ttvm_replay::stepping::host_signature()).unwrap();
-    // Find a stack slot that changes: the word at RSP somewhere in the middle.
-    t.seek(len / 2).unwrap();
-    let rsp = t.machine().vm.vcpu().regs().rsp;
-    let w = Watchpoint { addr: rsp, len: 8, kind: WatchKind::Write };
-    t.seek(len - 1).unwrap();
-    let writer = t.last_write(w.addr, w.len).unwrap().expect("the stack slot was written");
-    // Stepping the writer changes the value.
-    let before = t.machine().vm.vcpu().regs();
-    let read = |t: &Timeline| {
+    let read = |t: &Timeline, addr: u64| {
         let m = t.machine();
         let space = ttvm_vmm::paging::AddressSpace::from_sregs(&m.vm.vcpu().sregs());
         let mut b = [0u8; 8];
-        space.read_virt(m.vm.ram(), w.addr, &mut b).map(|_| b).ok()
+        space.read_virt(m.vm.ram(), addr, &mut b).map(|_| b).ok()
     };
-    let v0 = read(&t);
-    t.step_forward().unwrap();
-    assert_ne!(read(&t), v0, "the step at {writer} (RIP {:#x}) must change the watched bytes", before.rip);
+    // Find a step in the middle that pushes to the stack: the word at the new RSP changes.
+    t.seek(len / 2).unwrap();
+    let (writer, slot) = loop {
+        let q = t.icount();
+        assert!(q < len - 1, "no stack write found");
+        let before_rsp = t.machine().vm.vcpu().regs().rsp;
+        let old = read(&t, before_rsp - 8);
+        t.step_forward().unwrap();
+        let rsp = t.machine().vm.vcpu().regs().rsp;
+        if rsp == before_rsp - 8 && read(&t, rsp) != old {
+            break (q, rsp);
+        }
+    };
+    let w = Watchpoint { addr: slot, len: 8, kind: WatchKind::Write };
+    // "Who wrote this?" from a few steps later finds that step.
+    t.seek(writer + 3).unwrap();
+    assert_eq!(t.last_write(w.addr, w.len).unwrap(), Some(writer));
+    assert_eq!(t.icount(), writer);
     // A forward run from before the writer with the watchpoint stops right after it.
     t.add_watchpoint(w);
     t.seek(writer.saturating_sub(50)).unwrap();
     let mut stop;
     loop {
         stop = t.run_forward().unwrap();
-        if t.icount() >= writer + 1 || stop == Stop::HistoryEnd {
+        if t.icount() > writer || stop == Stop::HistoryEnd {
             break;
         }
     }
@@ -168,4 +179,71 @@ fn watchpoint_and_last_write_find_the_writer() {
     t.seek(len).unwrap();
     assert_eq!(t.run_backward().unwrap(), Stop::Watchpoint { watch: w });
     assert_eq!(t.icount(), writer);
+}
+
+#[test]
+fn live_debugging_goes_back_then_records_new_history() {
+    if !kvm_or_skip("live_debugging_goes_back_then_records_new_history") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.ttvm");
+    let k = ttvm_sample_kernels::get(KERNEL).unwrap();
+    let s = RecordSession::start(
+        MachineConfig {
+            mem_size: 64 << 20,
+            kernel: k.elf.to_vec(),
+            cmdline: CMDLINE.into(),
+            rtc_base_unix_secs: 1_700_000_000,
+        },
+        &path,
+        RecordOptions {
+            clock: ClockMode::Icount,
+            checkpoint_every: 2_000,
+            kernel_name: KERNEL.into(),
+            stepping: ttvm_replay::stepping::host_signature(),
+        },
+        ConsoleOutput::Discard,
+        ConsoleInput::none(),
+    )
+    .unwrap();
+    let mut t = Timeline::live(s, &path, &ttvm_replay::stepping::host_signature()).unwrap();
+    assert!(t.at_frontier());
+    // Forward: records new steps.
+    let mut seen = vec![regs_at(&t)];
+    for _ in 0..5_000 {
+        assert_eq!(t.step_forward().unwrap(), Stop::Done);
+        seen.push(regs_at(&t));
+    }
+    assert_eq!(t.length(), 5_000);
+    assert!(t.at_frontier());
+    // Back 100 steps through replay: the same states.
+    for i in (4_900..5_000).rev() {
+        assert_eq!(t.step_backward().unwrap(), Stop::Done);
+        assert_eq!(regs_at(&t), seen[i], "position {i}");
+    }
+    assert!(!t.at_frontier());
+    // Forward again: replays to the frontier, then records new territory.
+    for expected in &seen[4_901..=5_000] {
+        t.step_forward().unwrap();
+        assert_eq!(&regs_at(&t), expected);
+    }
+    let stop = t.run_forward().unwrap();
+    assert_eq!(stop, Stop::HistoryEnd, "the guest runs to its exit");
+    assert!(t.live_stop().is_some());
+    let len = t.length();
+    assert!(len > 5_000);
+    // A breakpoint found going back agrees with the recorded history.
+    t.add_breakpoint(seen[4_950].0);
+    assert!(matches!(t.run_backward().unwrap(), Stop::Breakpoint { .. }));
+    let end = RecordEnd::Guest(t.live_stop().cloned().unwrap());
+    t.live_session().unwrap().finish(&end).unwrap();
+    // The trace written during the session replays and verifies.
+    let rec = Rc::new(Recording::open(&path).unwrap());
+    assert_eq!(rec.length(), len);
+    let mut r = ttvm_replay::replay::ReplaySession::new(rec, &ttvm_replay::stepping::host_signature()).unwrap();
+    while r.icount() < len {
+        r.step().unwrap();
+    }
+    r.verify_end().unwrap();
 }
