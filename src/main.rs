@@ -27,6 +27,8 @@ enum Command {
     Replay(commands::replay::ReplayArgs),
     /// Show what a trace holds.
     Info(commands::info::InfoArgs),
+    /// For CI: verify a trace replays bit-for-bit and that it recorded the expected outcome.
+    Check(commands::check::CheckArgs),
     /// List the bundled sample kernels or extract one as an ELF file.
     Kernels(commands::kernels::KernelsArgs),
 }
@@ -38,6 +40,7 @@ fn main() {
         Command::Record(a) => commands::record::run(a),
         Command::Replay(a) => commands::replay::run(a),
         Command::Info(a) => commands::info::run(a),
+        Command::Check(a) => commands::check::run(a),
         Command::Kernels(a) => commands::kernels::run(a),
     };
     let code = match result {

@@ -1,5 +1,6 @@
 //! One module per `ttvm` subcommand.
 
+pub mod check;
 pub mod info;
 pub mod kernels;
 pub mod record;

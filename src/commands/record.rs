@@ -40,9 +40,9 @@ pub struct RecordArgs {
     /// Trace file to write (default: NAME.ttvm in the current directory).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// How guest time is derived.
-    #[arg(long, value_enum, default_value = "icount")]
-    pub clock: ClockArg,
+    /// How guest time is derived (default: icount; realtime with --until-failure).
+    #[arg(long, value_enum)]
+    pub clock: Option<ClockArg>,
     /// Steps between checkpoints.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CHECKPOINT_EVERY)]
     pub checkpoint_every: u64,
@@ -52,6 +52,14 @@ pub struct RecordArgs {
     /// Don't show the progress line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Record again and again until the guest exits with a failure (non-zero status, triple
+    /// fault, halt), keeping only the failing trace. Uses the realtime clock unless --clock
+    /// says otherwise, so interrupt timing varies between runs.
+    #[arg(long)]
+    pub until_failure: bool,
+    /// With --until-failure: give up after this many runs.
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "until_failure")]
+    pub runs: u32,
 }
 
 /// The outcome of one recording, for `record` and `record --until-failure`.
@@ -179,7 +187,46 @@ pub fn human_bytes(n: u64) -> String {
 pub fn run(args: RecordArgs) -> Result<i32, Exit> {
     let output = args.output.clone().unwrap_or_else(|| default_output(&args.machine.kernel));
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
-    let r = record_once(&args, &output, args.clock.into(), show_progress)?;
+    if args.until_failure {
+        return until_failure(&args, &output, show_progress);
+    }
+    let clock = args.clock.map(ClockMode::from).unwrap_or(ClockMode::Icount);
+    let r = record_once(&args, &output, clock, show_progress)?;
     eprintln!("{}", summary(&output, &r));
     Ok(r.exit_status)
+}
+
+/// Whether a recording ended in a guest failure worth keeping.
+fn is_failure(end: &RecordEnd) -> bool {
+    use ttvm_replay::events::StopKind;
+    match end {
+        RecordEnd::Guest(StopKind::DebugExit(code)) => *code != 0,
+        RecordEnd::Guest(_) => true,
+        RecordEnd::StepLimit | RecordEnd::Interrupted | RecordEnd::UserMode { .. } => false,
+    }
+}
+
+fn until_failure(args: &RecordArgs, output: &std::path::Path, show_progress: bool) -> Result<i32, Exit> {
+    let clock = args.clock.map(ClockMode::from).unwrap_or(ClockMode::Realtime);
+    let scratch = output.with_extension("ttvm.tmp");
+    for run in 1..=args.runs {
+        let r = record_once(args, &scratch, clock, show_progress)?;
+        eprintln!("ttvm: run {run}/{}: {}", args.runs, r.end.reason());
+        if is_failure(&r.end) {
+            std::fs::rename(&scratch, output)
+                .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", output.display())))?;
+            eprintln!("{}", summary(output, &r));
+            eprintln!("ttvm: the failure was recorded on run {run}; the trace is {}", output.display());
+            return Ok(r.exit_status);
+        }
+        if matches!(r.end, RecordEnd::Interrupted) {
+            let _ = std::fs::remove_file(&scratch);
+            return Ok(130);
+        }
+    }
+    let _ = std::fs::remove_file(&scratch);
+    Err(Exit::new(
+        exit_code::CHECK_FAILED,
+        format!("no failure in {} runs of {} ({clock} clock); nothing kept", args.runs, args.machine.kernel),
+    ))
 }

@@ -67,6 +67,35 @@ pub fn session(path: &std::path::Path, rec: Rc<Recording>) -> Result<ReplaySessi
     ReplaySession::new(rec, &ttvm_replay::stepping::host_signature()).map_err(|e| replay_exit(path, e))
 }
 
+/// Replays the whole of `rec` and checks every event, checkpoint, the output and the final
+/// digest. Returns the number of steps replayed and the seconds it took.
+pub fn verify_whole(path: &std::path::Path, rec: Rc<Recording>, echo: bool) -> Result<(u64, f64), Exit> {
+    let mut s = session(path, rec.clone())?;
+    if echo {
+        s.set_echo(Some(ConsoleOutput::Stdout));
+    }
+    let started = Instant::now();
+    while s.icount() < rec.length() {
+        match s.step().map_err(|e| replay_exit(path, e))? {
+            ReplayStep::Stepped => {}
+            ReplayStep::Stopped(_) | ReplayStep::AtEnd => break,
+        }
+    }
+    if s.icount() != rec.length() {
+        return Err(Exit::new(
+            exit_code::DIVERGENCE,
+            format!(
+                "{}: replay stopped at icount {} before the end of history ({})",
+                path.display(),
+                s.icount(),
+                rec.length()
+            ),
+        ));
+    }
+    s.verify_end().map_err(|e| replay_exit(path, e))?;
+    Ok((rec.length(), started.elapsed().as_secs_f64()))
+}
+
 pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
     if let Some(addr) = &args.gdb {
         return Err(Exit::new(exit_code::BAD_INPUT, format!("--gdb {addr}: the gdb server is not built yet")));
@@ -74,6 +103,19 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
     let rec = open_recording(&args.trace)?;
     if let Some(note) = &rec.file.recovery_note {
         eprintln!("ttvm: note: {note}");
+    }
+    if args.verify && args.from_checkpoint.is_none() && args.to.is_none() {
+        let (steps, secs) = verify_whole(&args.trace, rec.clone(), !args.quiet)?;
+        let what = if rec.end.is_some() {
+            "output and final state digest match"
+        } else {
+            "output matches (the trace was not finalised, so there is no final digest)"
+        };
+        eprintln!(
+            "ttvm: verified {steps} steps in {secs:.2} s ({:.3} M steps/s): every event, checkpoint, {what}",
+            steps as f64 / secs.max(1e-9) / 1e6
+        );
+        return Ok(0);
     }
     let mut s = session(&args.trace, rec.clone())?;
     if !args.quiet {
