@@ -25,6 +25,28 @@ pub struct MachineArgs {
     /// Write the guest's serial output to this file instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub serial_out: Option<PathBuf>,
+    /// Initial ramdisk for a Linux kernel.
+    #[arg(long, value_name = "FILE")]
+    pub initrd: Option<PathBuf>,
+}
+
+impl MachineArgs {
+    /// The machine configuration these arguments describe, and the kernel's display name.
+    pub fn config(&self) -> Result<(ttvm_vmm::machine::MachineConfig, String), Exit> {
+        let kernel = crate::kernel_arg::resolve(&self.kernel)?;
+        let initrd = match &self.initrd {
+            Some(p) => std::fs::read(p).map_err(|e| Exit::new(BAD_INPUT, format!("--initrd {}: {e}", p.display())))?,
+            None => Vec::new(),
+        };
+        let config = ttvm_vmm::machine::MachineConfig {
+            mem_size: parse_mem_size(&self.mem)?,
+            kernel: kernel.bytes,
+            cmdline: self.cmdline.clone().unwrap_or_default(),
+            rtc_base_unix_secs: ttvm_vmm::clock::wall_clock_unix_secs(),
+            initrd,
+        };
+        Ok((config, kernel.name))
+    }
 }
 
 /// Parses sizes like `128M`, `1G`, `65536K` or plain bytes.

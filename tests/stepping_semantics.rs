@@ -69,6 +69,7 @@ fn single_step_semantics_match_design() {
         kernel: std::fs::read(&elf).unwrap(),
         cmdline: String::new(),
         rtc_base_unix_secs: 0,
+        initrd: Vec::new(),
     })
     .expect("machine");
     let mut engine = Engine::new(machine);
@@ -163,6 +164,7 @@ fn native_hlt_does_not_halt_under_single_step() {
         kernel: std::fs::read(&elf).unwrap(),
         cmdline: String::new(),
         rtc_base_unix_secs: 0,
+        initrd: Vec::new(),
     })
     .expect("machine");
     let mut engine = Engine::new(machine);

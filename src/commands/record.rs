@@ -7,12 +7,10 @@ use clap::{Args, ValueEnum};
 use ttvm_replay::clock::ClockMode;
 use ttvm_replay::record::{RecordEnd, RecordOptions, RecordProgress, RecordSession, DEFAULT_CHECKPOINT_EVERY};
 use ttvm_vmm::console::ConsoleOutput;
-use ttvm_vmm::machine::MachineConfig;
 
 use crate::commands::run::serial_input;
 use crate::exit_code::{self, Exit};
-use crate::kernel_arg;
-use crate::options::{parse_mem_size, MachineArgs};
+use crate::options::MachineArgs;
 
 /// Clock modes on the command line.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -84,13 +82,7 @@ pub fn record_once(
     clock: ClockMode,
     show_progress: bool,
 ) -> Result<Recorded, Exit> {
-    let kernel = kernel_arg::resolve(&args.machine.kernel)?;
-    let config = MachineConfig {
-        mem_size: parse_mem_size(&args.machine.mem)?,
-        kernel: kernel.bytes,
-        cmdline: args.machine.cmdline.clone().unwrap_or_default(),
-        rtc_base_unix_secs: ttvm_vmm::clock::wall_clock_unix_secs(),
-    };
+    let (config, kernel_name) = args.machine.config()?;
     let console = match &args.machine.serial_out {
         Some(p) => {
             ConsoleOutput::file(p).map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", p.display())))?
@@ -102,13 +94,13 @@ pub fn record_once(
     let options = RecordOptions {
         clock,
         checkpoint_every: args.checkpoint_every,
-        kernel_name: kernel.name.clone(),
+        kernel_name: kernel_name.clone(),
         stepping: ttvm_replay::stepping::host_signature(),
     };
     let stop = crate::signals::install_stop_flag();
     let mut session = RecordSession::start(config, output, options, console, input).map_err(|e| match e {
         ttvm_replay::record::RecordError::Machine(m) => {
-            Exit::new(exit_code::for_machine_error(&m), format!("{}: {m}", kernel.name))
+            Exit::new(exit_code::for_machine_error(&m), format!("{kernel_name}: {m}"))
         }
         e => Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", output.display())),
     })?;

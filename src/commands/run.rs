@@ -6,11 +6,10 @@ use std::time::Duration;
 use clap::Args;
 use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
 use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
-use ttvm_vmm::machine::{Machine, MachineConfig};
+use ttvm_vmm::machine::Machine;
 
 use crate::exit_code::{self, Exit};
-use crate::kernel_arg;
-use crate::options::{parse_mem_size, MachineArgs};
+use crate::options::MachineArgs;
 
 /// Arguments of `ttvm run`.
 #[derive(Debug, Args)]
@@ -23,15 +22,9 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<i32, Exit> {
-    let kernel = kernel_arg::resolve(&args.machine.kernel)?;
-    let config = MachineConfig {
-        mem_size: parse_mem_size(&args.machine.mem)?,
-        kernel: kernel.bytes,
-        cmdline: args.machine.cmdline.clone().unwrap_or_default(),
-        rtc_base_unix_secs: ttvm_vmm::clock::wall_clock_unix_secs(),
-    };
-    let mut machine = Machine::new(config)
-        .map_err(|e| Exit::new(exit_code::for_machine_error(&e), format!("{}: {e}", kernel.name)))?;
+    let (config, name) = args.machine.config()?;
+    let mut machine =
+        Machine::new(config).map_err(|e| Exit::new(exit_code::for_machine_error(&e), format!("{name}: {e}")))?;
     let mut output = match &args.machine.serial_out {
         Some(p) => {
             ConsoleOutput::file(p).map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", p.display())))?

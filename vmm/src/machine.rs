@@ -23,6 +23,15 @@ pub struct MachineConfig {
     pub cmdline: String,
     /// RTC wall-clock time at boot (seconds since the Unix epoch).
     pub rtc_base_unix_secs: u64,
+    /// Initial ramdisk handed to the kernel (empty: none).
+    pub initrd: Vec<u8>,
+}
+
+impl MachineConfig {
+    /// A configuration with default RAM, no initrd and the RTC at the Unix epoch.
+    pub fn new(kernel: Vec<u8>, cmdline: impl Into<String>) -> Self {
+        Self { mem_size: DEFAULT_MEM_SIZE, kernel, cmdline: cmdline.into(), rtc_base_unix_secs: 0, initrd: Vec::new() }
+    }
 }
 
 /// Errors building a machine.
