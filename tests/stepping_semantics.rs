@@ -75,7 +75,7 @@ fn single_step_semantics_match_design() {
     let mut engine = Engine::new(machine);
     let mut env = ProbeEnv { inject: None };
     let rip = |e: &Engine| e.machine.vm.vcpu().rip();
-    let mut step = |e: &mut Engine, env: &mut ProbeEnv| {
+    let step = |e: &mut Engine, env: &mut ProbeEnv| {
         let o = e.step(env).expect("step");
         assert!(
             matches!(o, StepOutcome::Continue | StepOutcome::Stopped(StopKind::DebugExit(0))),

@@ -78,7 +78,7 @@ pub fn default_output(kernel_name: &str) -> PathBuf {
 /// Records once into `output`.
 pub fn record_once(
     args: &RecordArgs,
-    output: &PathBuf,
+    output: &std::path::Path,
     clock: ClockMode,
     show_progress: bool,
 ) -> Result<Recorded, Exit> {

@@ -35,7 +35,7 @@ pub struct ReplayArgs {
 }
 
 /// Opens a trace, mapping errors to exit statuses.
-pub fn open_recording(path: &PathBuf) -> Result<Rc<Recording>, Exit> {
+pub fn open_recording(path: &std::path::Path) -> Result<Rc<Recording>, Exit> {
     Recording::open(path).map(Rc::new).map_err(|e| trace_exit(path, e))
 }
 
