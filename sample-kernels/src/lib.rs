@@ -1,1 +1,53 @@
-//! placeholder
+//! The bundled sample guest kernels, built by `build.rs` and embedded here.
+//!
+//! Each is a static ELF64 with a PVH entry note, loaded at 1 MiB; see
+//! `sample-kernels/README.md` for what each does and its command-line knobs.
+
+pub struct SampleKernel {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub elf: &'static [u8],
+    /// Absolute path of the built ELF in OUT_DIR (with debug info, for gdb).
+    pub path: &'static str,
+}
+
+macro_rules! kernel {
+    ($name:literal, $desc:literal) => {
+        SampleKernel {
+            name: $name,
+            description: $desc,
+            elf: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".elf")),
+            path: concat!(env!("OUT_DIR"), "/", $name, ".elf"),
+        }
+    };
+}
+
+static KERNELS: &[SampleKernel] = &[
+    kernel!("hello", "prints a greeting and its command line, exits 0"),
+    kernel!("timer", "PIT at 1 kHz, counts ticks=N timer interrupts (default 50), exits 0"),
+    kernel!(
+        "threads",
+        "3 preemptively switched threads race on an unlocked counter; panics on a lost update for some timer timings"
+    ),
+    kernel!("entropy", "prints RDTSC/RDTSCP/RDRAND/RDSEED and the RTC date, then echoes lines=N serial input lines"),
+    kernel!("bench", "deterministic compute+memory workload (size=KiB, rounds=N), prints a checksum"),
+    kernel!(
+        "memcorrupt",
+        "deterministic off-by-one ring-buffer write corrupts an adjacent config struct; panics much later"
+    ),
+    kernel!(
+        "uaf",
+        "a timer-driven watchdog frees an object a thread still uses; panics on the corruption for some timings"
+    ),
+    kernel!("stepprobe", "fixed instruction sequence with exported labels to pin single-step semantics"),
+];
+
+/// All sample kernels.
+pub fn all() -> &'static [SampleKernel] {
+    KERNELS
+}
+
+/// The sample kernel called `name`.
+pub fn get(name: &str) -> Option<&'static SampleKernel> {
+    KERNELS.iter().find(|k| k.name == name)
+}

@@ -125,6 +125,11 @@ pub struct Serial {
     modem_deltas: u8,
     /// Bytes transmitted by the guest, not yet drained.
     output: Vec<u8>,
+    /// The guest has shown it wants input: it enabled the receive interrupt or polled LSR
+    /// and found nothing. Host input is held back until then, so bytes that arrive before
+    /// a guest has set up its UART (and would be flushed by a FIFO reset) are not lost,
+    /// and when they arrive depends only on the guest.
+    listening: bool,
 }
 
 impl Default for Serial {
@@ -146,6 +151,7 @@ impl Serial {
             fifo_enabled: false,
             rx_trigger: 0,
             rx: VecDeque::with_capacity(RX_FIFO_SIZE),
+            listening: false,
             overrun: false,
             thr_empty_pending: false,
             modem_inputs: EXTERNAL_MODEM_INPUTS,
@@ -167,6 +173,9 @@ impl Serial {
             LSR => {
                 let lsr = self.lsr();
                 self.overrun = false;
+                if lsr & LSR_DATA_READY == 0 {
+                    self.listening = true;
+                }
                 lsr
             }
             MSR => {
@@ -188,6 +197,9 @@ impl Serial {
             IER => {
                 let enabling_thre = value & IER_THR_EMPTY != 0 && self.ier & IER_THR_EMPTY == 0;
                 self.ier = value & IER_MASK;
+                if self.ier & IER_RX_DATA != 0 {
+                    self.listening = true;
+                }
                 if enabling_thre {
                     self.thr_empty_pending = true;
                 }
@@ -219,7 +231,7 @@ impl Serial {
 
     /// How many bytes [`Serial::enqueue_input`] would accept now.
     pub fn input_space(&self) -> usize {
-        if self.loopback() {
+        if self.loopback() || !self.listening {
             0
         } else {
             RX_FIFO_SIZE.saturating_sub(self.rx.len())
@@ -494,8 +506,23 @@ mod tests {
     }
 
     #[test]
+    fn host_input_waits_until_the_guest_listens() {
+        let mut s = Serial::new();
+        assert_eq!(s.input_space(), 0, "a guest that never set up its UART gets nothing");
+        assert_eq!(s.enqueue_input(b"early"), 0);
+        s.write(IER, IER_THR_EMPTY);
+        assert_eq!(s.input_space(), 0, "THR-empty interrupts are not listening");
+        s.write(IER, IER_RX_DATA);
+        assert_eq!(s.enqueue_input(b"hi"), 2);
+        let mut p = Serial::new();
+        p.read(LSR);
+        assert_eq!(p.enqueue_input(b"hi"), 2, "polling LSR with nothing ready is listening");
+    }
+
+    #[test]
     fn receive_fifo_order_and_data_ready() {
         let mut s = Serial::new();
+        assert_eq!(s.read(LSR) & LSR_DATA_READY, 0, "a polling guest starts listening");
         assert_eq!(s.enqueue_input(b"abc"), 3);
         assert_eq!(s.input_space(), 13);
         assert_eq!(s.read(LSR) & LSR_DATA_READY, 1);
@@ -509,6 +536,7 @@ mod tests {
     #[test]
     fn receive_buffer_is_bounded_at_16() {
         let mut s = Serial::new();
+        s.write(IER, IER_RX_DATA);
         let input: Vec<u8> = (0..20).collect();
         assert_eq!(s.enqueue_input(&input), 16);
         assert_eq!(s.enqueue_input(&input), 0);
@@ -575,6 +603,7 @@ mod tests {
         assert_eq!(s.read(DATA), 0x5a);
         s.write(MCR, 0);
         assert_eq!(s.read(MSR) & 0xf0, 0xb0);
+        assert_eq!(s.read(LSR) & LSR_DATA_READY, 0);
         assert_eq!(s.input_space(), 16);
         s.write(DATA, b'q');
         assert_eq!(drained(&mut s), b"q");

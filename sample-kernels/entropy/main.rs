@@ -1,0 +1,149 @@
+//! entropy: prints every source of nondeterminism a recorder must log:
+//! RDTSC, RDTSCP (+ TSC_AUX), RDRAND and RDSEED (64-bit, retried a bounded
+//! number of times while CF=0), the CMOS RTC date/time; then enables UART
+//! receive interrupts (IER, MCR.OUT2, IRQ 4) and echoes serial input lines as
+//! `echo: <line>`, idling with `sti; hlt` while waiting. Exits 0.
+//!
+//! Command line:
+//!   lines=N   number of input lines to echo before exiting (default 1)
+#![no_std]
+#![no_main]
+
+use core::arch::asm;
+use ttvm_kernel_support::{self as k, cpu, print, println, serial};
+
+/// RDRAND/RDSEED may transiently fail (CF=0); retry at most this often.
+const RETRIES: u32 = 16;
+
+fn rdtscp() -> (u64, u32) {
+    let (lo, hi, aux): (u32, u32, u32);
+    unsafe { asm!("rdtscp", out("eax") lo, out("edx") hi, out("ecx") aux, options(nomem, nostack)) };
+    ((hi as u64) << 32 | lo as u64, aux)
+}
+
+fn rdrand() -> Option<u64> {
+    for _ in 0..RETRIES {
+        let (v, ok): (u64, u8);
+        unsafe { asm!("rdrand {}", "setc {}", out(reg) v, out(reg_byte) ok, options(nomem, nostack)) };
+        if ok != 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn rdseed() -> Option<u64> {
+    for _ in 0..RETRIES {
+        let (v, ok): (u64, u8);
+        unsafe { asm!("rdseed {}", "setc {}", out(reg) v, out(reg_byte) ok, options(nomem, nostack)) };
+        if ok != 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn report(name: &str, supported: bool, f: fn() -> Option<u64>) {
+    match (supported, supported.then(f).flatten()) {
+        (false, _) => println!("{}: unsupported", name),
+        (true, None) => println!("{}: failed {} times", name, RETRIES),
+        (true, Some(v)) => println!("{}: {:#018x}", name, v),
+    }
+}
+
+fn cmos(reg: u8) -> u8 {
+    unsafe {
+        cpu::outb(0x70, reg);
+        cpu::inb(0x71)
+    }
+}
+
+/// Date and time as (year, month, day, hour, minute, second), binary.
+fn rtc_read_raw() -> [u8; 7] {
+    // Wait (bounded) for no update in progress, then read; callers compare
+    // two reads to rule out a torn value.
+    for _ in 0..10_000 {
+        if cmos(0x0A) & 0x80 == 0 {
+            break;
+        }
+    }
+    [cmos(0x32), cmos(0x09), cmos(0x08), cmos(0x07), cmos(0x04), cmos(0x02), cmos(0x00)]
+}
+
+fn bcd(v: u8) -> u8 {
+    (v >> 4) * 10 + (v & 0x0F)
+}
+
+fn rtc() -> (u32, u8, u8, u8, u8, u8) {
+    let mut r = rtc_read_raw();
+    for _ in 0..5 {
+        let again = rtc_read_raw();
+        if again == r {
+            break;
+        }
+        r = again;
+    }
+    let [century, year, month, day, hour, min, sec] = r;
+    let status_b = cmos(0x0B);
+    let binary = status_b & 0x04 != 0;
+    let h24 = status_b & 0x02 != 0;
+    let conv = |v: u8| if binary { v } else { bcd(v) };
+    let pm = hour & 0x80 != 0;
+    let mut hour = conv(hour & 0x7F);
+    if !h24 {
+        hour %= 12;
+        if pm {
+            hour += 12;
+        }
+    }
+    let century = match conv(century) {
+        c @ 19..=21 => c as u32,
+        _ => 20, // no century register
+    };
+    (century * 100 + conv(year) as u32, conv(month), conv(day), hour, conv(min), conv(sec))
+}
+
+#[no_mangle]
+extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
+    let cmdline = k::init(info, "entropy");
+    let lines = cmdline.u64("lines", 1);
+
+    let (_, _, ecx1, _) = cpu::cpuid(1, 0);
+    let (max_leaf, _, _, _) = cpu::cpuid(0, 0);
+    let (_, ebx7, _, _) = if max_leaf >= 7 { cpu::cpuid(7, 0) } else { (0, 0, 0, 0) };
+    let (max_ext, _, _, _) = cpu::cpuid(0x8000_0000, 0);
+    let (_, _, _, edx_ext) = if max_ext >= 0x8000_0001 { cpu::cpuid(0x8000_0001, 0) } else { (0, 0, 0, 0) };
+    let has_rdtscp = edx_ext & (1 << 27) != 0;
+    let has_rdrand = ecx1 & (1 << 30) != 0;
+    let has_rdseed = ebx7 & (1 << 18) != 0;
+
+    println!("rdtsc: {:#018x}", cpu::rdtsc());
+    if has_rdtscp {
+        let (tsc, aux) = rdtscp();
+        println!("rdtscp: {:#018x} tsc_aux={:#x}", tsc, aux);
+    } else {
+        println!("rdtscp: unsupported");
+    }
+    report("rdrand", has_rdrand, rdrand);
+    report("rdseed", has_rdseed, rdseed);
+    let (y, mo, d, h, mi, s) = rtc();
+    println!("rtc: {:04}-{:02}-{:02} {:02}:{:02}:{:02}", y, mo, d, h, mi, s);
+
+    serial::enable_rx_interrupts();
+    println!("entropy: echoing {} line(s)", lines);
+    let mut buf = [0u8; 128];
+    for _ in 0..lines {
+        let n = serial::read_line(&mut buf);
+        // Non-ASCII bytes are shown as \xNN so output stays one plain line.
+        print!("echo: ");
+        for &b in &buf[..n] {
+            if (0x20..0x7f).contains(&b) {
+                print!("{}", b as char);
+            } else {
+                print!("\\x{:02x}", b);
+            }
+        }
+        println!();
+    }
+    k::exit(0)
+}
