@@ -120,3 +120,46 @@ fn kernels_lists_and_extracts_samples() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(common::kernel_path("hello")).unwrap());
 }
+
+/// Runs a sample kernel with the free engine, feeding `stdin`.
+fn run_kernel(kernel: &str, cmdline: &str, stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = common::ttvm()
+        .args(["run", kernel, "--cmdline", cmdline, "--timeout", "120"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn every_sample_kernel_boots_and_prints_what_it_should() {
+    if !require_kvm("every_sample_kernel_boots_and_prints_what_it_should") {
+        return;
+    }
+    // (kernel, cmdline, stdin, expected exit, expected output)
+    let cases: &[(&str, &str, &[u8], i32, &str)] = &[
+        ("timer", "ticks=30", b"", 0, "timer: 30 ticks"),
+        ("entropy", "lines=2", b"piped input\nsecond line\n", 0, "echo: piped input\r\necho: second line"),
+        ("bench", "size=16 rounds=1", b"", 0, "bench: checksum=0x9438eac6c6dbfe98 size=16 rounds=1"),
+        ("threads", "hz=1000 window=8 work=0 iters=20000", b"", 13, "PANIC: lost update"),
+        ("memcorrupt", "work=5000", b"", 13, "PANIC: config corrupted"),
+        ("uaf", "", b"", 13, "PANIC: use after free detected"),
+    ];
+    for (kernel, cmdline, stdin, code, expect) in cases {
+        let o = run_kernel(kernel, cmdline, stdin);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.starts_with(&format!("ttvm-sample {kernel}")), "{kernel}: {}", text(&o));
+        assert!(out.contains(expect), "{kernel} {cmdline}: expected {expect:?}: {}", text(&o));
+        assert_eq!(o.status.code(), Some(*code), "{kernel} {cmdline}: {}", text(&o));
+    }
+    // entropy read every source of nondeterminism.
+    let o = run_kernel("entropy", "", b"x\n");
+    let out = String::from_utf8_lossy(&o.stdout);
+    for what in ["rdtsc: 0x", "rdtscp: 0x", "rdrand: 0x", "rdseed: 0x", "rtc: 20"] {
+        assert!(out.contains(what), "entropy should print {what}: {}", text(&o));
+    }
+}
