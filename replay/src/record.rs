@@ -308,6 +308,8 @@ pub enum RecordEnd {
         /// Where.
         rip: u64,
     },
+    /// A live debugging session ended (gdb detached) before the guest stopped.
+    Detached,
 }
 
 impl RecordEnd {
@@ -320,6 +322,7 @@ impl RecordEnd {
             RecordEnd::UserMode { rip } => {
                 format!("guest entered user mode at RIP {rip:#x}; ring 3 cannot be single-stepped on this host")
             }
+            RecordEnd::Detached => "the debugger detached".into(),
         }
     }
 }
@@ -338,6 +341,22 @@ pub struct RecordSession {
     started: Instant,
     last_flush: Instant,
     finished: bool,
+    checkpoint_stats: Vec<CheckpointStat>,
+}
+
+/// What one checkpoint cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointStat {
+    /// Where it was taken.
+    pub icount: u64,
+    /// Pages dirtied since the previous checkpoint (all non-zero pages for the boot image).
+    pub dirty_pages: u32,
+    /// Of those, pages whose content was not already stored.
+    pub new_pages: u32,
+    /// Trace bytes it added (pages and checkpoint chunks, compressed).
+    pub bytes: u64,
+    /// Time to take it (dirty log, hashing, compression, vCPU state, writes).
+    pub duration: Duration,
 }
 
 impl RecordSession {
@@ -382,6 +401,7 @@ impl RecordSession {
             started: Instant::now(),
             last_flush: Instant::now(),
             finished: false,
+            checkpoint_stats: Vec::new(),
         };
         s.take_checkpoint()?;
         Ok(s)
@@ -416,6 +436,9 @@ impl RecordSession {
 
     fn take_checkpoint(&mut self) -> Result<(), RecordError> {
         self.flush_events()?;
+        let started = Instant::now();
+        let bytes_before = self.writer.len();
+        let unique_before = self.pages.unique_pages();
         let vm = &self.engine.machine.vm;
         let dirty: Vec<u32> = if self.checkpoints == 0 {
             // The boot image: every page that is not all zeroes.
@@ -451,9 +474,21 @@ impl RecordSession {
         };
         let raw = bincode::serialize(&record).map_err(std::io::Error::other)?;
         self.writer.write_chunk(ChunkKind::Checkpoint, &raw, true)?;
+        self.checkpoint_stats.push(CheckpointStat {
+            icount: self.engine.icount(),
+            dirty_pages: dirty.len() as u32,
+            new_pages: self.pages.unique_pages() - unique_before,
+            bytes: self.writer.len() - bytes_before,
+            duration: started.elapsed(),
+        });
         self.checkpoints += 1;
         self.next_checkpoint = self.engine.icount() + self.checkpoint_every;
         Ok(())
+    }
+
+    /// Cost of every checkpoint taken so far (for benchmarks).
+    pub fn checkpoint_stats(&self) -> &[CheckpointStat] {
+        &self.checkpoint_stats
     }
 
     /// Records one step (taking a checkpoint first when one is due).

@@ -354,6 +354,8 @@ pub struct ReplaySession {
     next_checkpoint: usize,
     /// Whether passing a checkpoint compares the state with it.
     pub verify_checkpoints: bool,
+    /// RAM pages the last restore rewrote (for benchmarks: restore cost follows it).
+    pub last_restore_pages: usize,
 }
 
 /// Checks that this host can replay `rec` faithfully: same CPUID model and stepping
@@ -408,6 +410,7 @@ impl ReplaySession {
             ram,
             next_checkpoint: 0,
             verify_checkpoints: true,
+            last_restore_pages: 0,
         };
         s.restore_checkpoint(0)?;
         Ok(s)
@@ -435,7 +438,7 @@ impl ReplaySession {
     /// Moves to persistent checkpoint `k` without replaying.
     pub fn restore_checkpoint(&mut self, k: usize) -> Result<(), ReplayError> {
         let cp = &self.rec.checkpoints[k];
-        self.ram.restore(&mut self.engine.machine.vm, &self.rec, k as u32, None)?;
+        self.last_restore_pages = self.ram.restore(&mut self.engine.machine.vm, &self.rec, k as u32, None)?;
         self.engine.machine.vm.vcpu_mut().restore_state(&cp.vcpu)?;
         self.engine.machine.board = cp.board.clone();
         self.engine.set_state(cp.engine);
@@ -460,7 +463,7 @@ impl ReplaySession {
 
     /// Moves to an in-memory checkpoint.
     pub fn restore_memory(&mut self, m: &MemoryCheckpoint) -> Result<(), ReplayError> {
-        self.ram.restore(&mut self.engine.machine.vm, &self.rec, m.base, Some(&m.pages))?;
+        self.last_restore_pages = self.ram.restore(&mut self.engine.machine.vm, &self.rec, m.base, Some(&m.pages))?;
         self.engine.machine.vm.vcpu_mut().restore_state(&m.vcpu)?;
         self.engine.machine.board = m.board.clone();
         self.engine.set_state(m.engine);
