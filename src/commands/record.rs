@@ -146,6 +146,7 @@ pub fn record_once(
         RecordEnd::StepLimit => exit_code::STEP_LIMIT,
         RecordEnd::Interrupted => 130,
         RecordEnd::UserMode { .. } => exit_code::STEP_LIMIT,
+        RecordEnd::Detached => 0,
     };
     Ok(Recorded { end, progress, exit_status })
 }
@@ -194,7 +195,7 @@ fn is_failure(end: &RecordEnd) -> bool {
     match end {
         RecordEnd::Guest(StopKind::DebugExit(code)) => *code != 0,
         RecordEnd::Guest(_) => true,
-        RecordEnd::StepLimit | RecordEnd::Interrupted | RecordEnd::UserMode { .. } => false,
+        RecordEnd::StepLimit | RecordEnd::Interrupted | RecordEnd::UserMode { .. } | RecordEnd::Detached => false,
     }
 }
 
