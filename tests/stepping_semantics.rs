@@ -182,3 +182,16 @@ fn native_hlt_does_not_halt_under_single_step() {
     assert!(exit.starts_with("Debug"), "single-stepped HLT gave exit {exit}, expected a debug exit");
     assert_eq!(vcpu.rip(), sym("probe_after_hlt"), "single-stepped HLT must complete without halting");
 }
+
+/// The signature stored in trace headers is measured on the host, and on these hosts it is
+/// the documented one.
+#[test]
+fn measured_signature_is_the_reference_one() {
+    if !common::require_kvm("measured_signature_is_the_reference_one") {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let measured = ttvm_replay::stepping::measure().expect("probe runs");
+    assert_eq!(measured, ttvm_replay::stepping::REFERENCE_SIGNATURE);
+    eprintln!("stepping probe took {:?}", started.elapsed());
+}

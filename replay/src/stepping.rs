@@ -1,19 +1,187 @@
-//! The single-step semantics a trace depends on.
+//! The single-step semantics a trace depends on, measured on this host.
 //!
 //! Replay is only faithful on a host whose KVM steps the guest exactly as the recording
-//! host did: where exceptions and interrupts merge with the handler's first instruction,
-//! whether IRETQ merges with the next instruction, how HLT behaves. The signature below
-//! names those semantics; it is stored in every trace header and compared on replay. The
-//! `stepping_semantics` integration test pins each property on the host it runs on, so a
-//! host that behaves differently fails loudly instead of producing traces with a wrong
-//! signature.
+//! host did: whether exception and interrupt delivery merge with the handler's first
+//! instruction, whether IRETQ merges with the next instruction, whether the guest sees TF,
+//! whether a single-stepped HLT halts. [`host_signature`] measures these with a tiny
+//! long-mode guest (a dozen steps, a few milliseconds, once per process); the result is
+//! stored in every trace header and compared on replay, so a trace from a host that steps
+//! differently is refused rather than replayed wrongly.
 
-/// Signature of the semantics ttvm's exact engine is built for (see DESIGN.md, "Facts
-/// measured on these machines", and tests/stepping_semantics.rs).
-pub const STEPPING_SIGNATURE: &str =
-    "ttvm-step/1: exception+handler-first-insn merged; injected-irq+handler-first-insn merged; iretq+next merged; hlt emulated";
+use std::sync::OnceLock;
 
-/// This host's signature.
+use kvm_bindings::{kvm_regs, kvm_segment};
+use kvm_ioctls::VcpuExit;
+use ttvm_vmm::memory::MIN_RAM;
+use ttvm_vmm::vm::Vm;
+
+/// Version of the probe below; part of the signature.
+const PROBE_VERSION: u32 = 1;
+
+/// The semantics DESIGN.md documents for the reference hosts (and the engine relies on for
+/// its icount definition); `tests/stepping_semantics.rs` pins them with a full kernel.
+pub const REFERENCE_SIGNATURE: &str =
+    "ttvm-step/1 exception-merges-handler=yes irq-merges-handler=yes iretq-merges-next=yes tf-visible=no hlt-halts=no";
+
+// Guest layout (guest-physical = guest-virtual, identity mapped).
+const CODE: u64 = 0x1000;
+const UD_HANDLER: u64 = 0x1100;
+const IRQ_HANDLER: u64 = 0x1200;
+const IDT: u64 = 0x2000;
+const GDT: u64 = 0x3000;
+const PML4: u64 = 0x4000;
+const STACK_TOP: u64 = 0x9000;
+const IRQ_VECTOR: u8 = 0x20;
+
+/// The probe's code (see the offsets used in `probe`).
+const PROGRAM: &[(u64, &[u8])] = &[
+    (
+        CODE,
+        &[
+            0x90, // 0x1000 nop
+            0x9c, // 0x1001 pushfq
+            0x58, // 0x1002 pop rax
+            0x0f, 0x0b, // 0x1003 ud2
+            0x90, // 0x1005 nop
+            0x90, // 0x1006 nop
+            0xfb, // 0x1007 sti
+            0x90, // 0x1008 nop
+            0xf4, // 0x1009 hlt
+            0x90, // 0x100a nop
+            0x90, // 0x100b nop
+            0xeb, 0xfe, // 0x100c jmp $
+        ],
+    ),
+    (UD_HANDLER, &[0x90, 0x48, 0x83, 0x04, 0x24, 0x02, 0x48, 0xcf]), // nop; add qword [rsp], 2; iretq
+    (IRQ_HANDLER, &[0x90, 0x48, 0xcf]),                              // nop; iretq
+];
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn idt_gate(handler: u64) -> [u8; 16] {
+    let mut g = [0u8; 16];
+    g[0..2].copy_from_slice(&(handler as u16).to_le_bytes());
+    g[2..4].copy_from_slice(&0x08u16.to_le_bytes());
+    g[5] = 0x8e; // present, DPL 0, 64-bit interrupt gate
+    g[6..8].copy_from_slice(&((handler >> 16) as u16).to_le_bytes());
+    g[8..12].copy_from_slice(&((handler >> 32) as u32).to_le_bytes());
+    g
+}
+
+/// Measures this host's semantics. Errors (no KVM) are returned as text.
+fn probe() -> Result<String, String> {
+    let mut vm = Vm::new(MIN_RAM).map_err(|e| e.to_string())?;
+    {
+        let ram = vm.ram_mut();
+        let w = |ram: &mut ttvm_vmm::memory::GuestRam, a: u64, b: &[u8]| ram.write(a, b).map_err(|e| e.to_string());
+        for (addr, code) in PROGRAM {
+            w(ram, *addr, code)?;
+        }
+        w(ram, IDT + 6 * 16, &idt_gate(UD_HANDLER))?;
+        w(ram, IDT + u64::from(IRQ_VECTOR) * 16, &idt_gate(IRQ_HANDLER))?;
+        for (i, d) in [0u64, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff].iter().enumerate() {
+            w(ram, GDT + i as u64 * 8, &d.to_le_bytes())?;
+        }
+        // PML4 -> PDPT -> PD with one 2 MiB identity page.
+        w(ram, PML4, &(PML4 + 0x1000 + 3).to_le_bytes())?;
+        w(ram, PML4 + 0x1000, &(PML4 + 0x2000 + 3).to_le_bytes())?;
+        w(ram, PML4 + 0x2000, &0x83u64.to_le_bytes())?;
+    }
+    let vcpu = vm.vcpu_mut();
+    let mut sregs = vcpu.sregs();
+    let seg = |selector: u16, type_: u8, l: u8, db: u8| kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_,
+        present: 1,
+        dpl: 0,
+        db,
+        s: 1,
+        l,
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    };
+    sregs.cs = seg(0x08, 0xb, 1, 0);
+    let data = seg(0x10, 0x3, 0, 1);
+    (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
+    sregs.tr = kvm_segment { limit: 0x67, type_: 0xb, present: 1, ..Default::default() };
+    sregs.gdt.base = GDT;
+    sregs.gdt.limit = 23;
+    sregs.idt.base = IDT;
+    sregs.idt.limit = 0xfff;
+    sregs.cr0 = 0x8000_0011; // PG | ET | PE
+    sregs.cr3 = PML4;
+    sregs.cr4 = 0x20; // PAE
+    sregs.efer = 0x500; // LME | LMA
+    let regs = kvm_regs { rip: CODE, rsp: STACK_TOP, rflags: 0x2, ..Default::default() };
+    vcpu.init_registers(&regs, &sregs).map_err(|e| e.to_string())?;
+    vcpu.set_single_step(true).map_err(|e| e.to_string())?;
+
+    let step = |vcpu: &mut ttvm_vmm::vcpu::Vcpu| -> Result<(bool, u64), String> {
+        // (debug exit?, RIP after)
+        let debug = matches!(vcpu.run().map_err(|e| e.to_string())?, VcpuExit::Debug(_));
+        Ok((debug, vcpu.rip()))
+    };
+    let at = |vcpu: &mut ttvm_vmm::vcpu::Vcpu, expect_rip: u64| -> Result<(), String> {
+        let (_, rip) = step(vcpu)?;
+        if rip != expect_rip {
+            return Err(format!("stepping probe lost its way: RIP {rip:#x}, expected {expect_rip:#x}"));
+        }
+        Ok(())
+    };
+    at(vcpu, CODE + 1)?; // nop
+    at(vcpu, CODE + 2)?; // pushfq
+    at(vcpu, CODE + 3)?; // pop rax
+    let tf_visible = vcpu.regs().rax & 0x100 != 0;
+    let (_, after_ud) = step(vcpu)?; // ud2 -> #UD
+    let exception_merges = after_ud == UD_HANDLER + 1;
+    if !exception_merges {
+        at(vcpu, UD_HANDLER + 1)?;
+    }
+    at(vcpu, UD_HANDLER + 6)?; // add [rsp], 2
+    let (_, after_iret) = step(vcpu)?; // iretq
+    let iret_merges = after_iret == CODE + 6;
+    if !iret_merges {
+        at(vcpu, CODE + 6)?;
+    }
+    at(vcpu, CODE + 7)?; // nop
+    at(vcpu, CODE + 8)?; // sti
+    at(vcpu, CODE + 9)?; // nop (STI shadow)
+    let (hlt_debug_exit, after_hlt) = step(vcpu)?; // hlt, natively
+    let hlt_halts = !(hlt_debug_exit && after_hlt == CODE + 10);
+    if !vcpu.interrupt_window_open() {
+        return Err("stepping probe: interrupt window closed after HLT".into());
+    }
+    vcpu.inject_interrupt(IRQ_VECTOR).map_err(|e| e.to_string())?;
+    let (_, after_irq) = step(vcpu)?;
+    let irq_merges = after_irq == IRQ_HANDLER + 1;
+    Ok(format!(
+        "ttvm-step/{PROBE_VERSION} exception-merges-handler={} irq-merges-handler={} iretq-merges-next={} tf-visible={} hlt-halts={}",
+        yes(exception_merges),
+        yes(irq_merges),
+        yes(iret_merges),
+        yes(tf_visible),
+        yes(hlt_halts)
+    ))
+}
+
+/// This host's single-step signature (measured once per process). When the probe cannot
+/// run (no KVM), the error text is returned so callers fail with it when they try KVM.
 pub fn host_signature() -> String {
-    STEPPING_SIGNATURE.to_string()
+    static SIGNATURE: OnceLock<String> = OnceLock::new();
+    SIGNATURE.get_or_init(|| probe().unwrap_or_else(|e| format!("unknown ({e})"))).clone()
+}
+
+/// Measures the signature without caching (tests).
+pub fn measure() -> Result<String, String> {
+    probe()
 }
