@@ -3,7 +3,7 @@
 //! ```text
 //! file    := preamble header chunk* [index-chunk trailer]
 //! preamble:= MAGIC(8) format_version(u32) header_len(u32) header_checksum(u64)
-//! header  := bincode(TraceHeader), header_len bytes
+//! header  := raw_len(u32) lz4(bincode(TraceHeader)), header_len bytes in all
 //! chunk   := CHUNK_MAGIC(u32) kind(u8) codec(u8) reserved(u16) payload_len(u32) raw_len(u32)
 //!            checksum(u64) payload
 //! trailer := index_offset(u64) END_MAGIC(8)
@@ -41,6 +41,8 @@ pub const END_MAGIC: [u8; 8] = *b"TTVMEND\0";
 pub const TRAILER_LEN: usize = 16;
 /// Largest chunk payload accepted (guards against absurd lengths in damaged files).
 pub const MAX_CHUNK_LEN: u32 = 256 << 20;
+/// Largest decompressed header accepted (it holds the kernel image and initrd).
+pub const MAX_HEADER_LEN: u32 = 1 << 30;
 
 /// Chunk kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -164,7 +164,18 @@ impl TraceFile {
                 reason: "checksum mismatch".into(),
             });
         }
-        let header: TraceHeader = bincode::deserialize(header_bytes).map_err(|e| TraceError::Corrupted {
+        let header_corrupted =
+            |reason: String| TraceError::Corrupted { offset: PREAMBLE_LEN as u64, what: "the header".into(), reason };
+        if header_bytes.len() < 4 {
+            return Err(header_corrupted("too short".into()));
+        }
+        let raw_len = u32::from_le_bytes([header_bytes[0], header_bytes[1], header_bytes[2], header_bytes[3]]);
+        if raw_len > MAX_HEADER_LEN {
+            return Err(header_corrupted(format!("implausible size {raw_len}")));
+        }
+        let header_raw = lz4_flex::block::decompress(&header_bytes[4..], raw_len as usize)
+            .map_err(|e| header_corrupted(format!("does not decompress: {e}")))?;
+        let header: TraceHeader = bincode::deserialize(&header_raw).map_err(|e| TraceError::Corrupted {
             offset: PREAMBLE_LEN as u64,
             what: "the header".into(),
             reason: e.to_string(),

@@ -21,7 +21,9 @@ pub struct TraceWriter {
 impl TraceWriter {
     /// Creates (truncating) `path` and writes the preamble and header.
     pub fn create(path: &Path, header: &TraceHeader) -> std::io::Result<Self> {
-        let header_bytes = bincode::serialize(header).map_err(std::io::Error::other)?;
+        let raw = bincode::serialize(header).map_err(std::io::Error::other)?;
+        // The header carries the kernel image: compress it (LZ4, raw size first).
+        let header_bytes = lz4_flex::block::compress_prepend_size(&raw);
         let mut file = File::create(path)?;
         let mut pre = Vec::with_capacity(PREAMBLE_LEN + header_bytes.len());
         pre.extend_from_slice(&MAGIC);
