@@ -31,6 +31,8 @@ enum Command {
     Check(commands::check::CheckArgs),
     /// List the bundled sample kernels or extract one as an ELF file.
     Kernels(commands::kernels::KernelsArgs),
+    /// Open a trace in the terminal UI.
+    Tui(commands::tui::TuiArgs),
 }
 
 fn main() {
@@ -42,6 +44,7 @@ fn main() {
         Command::Info(a) => commands::info::run(a),
         Command::Check(a) => commands::check::run(a),
         Command::Kernels(a) => commands::kernels::run(a),
+        Command::Tui(a) => commands::tui::run(a),
     };
     let code = match result {
         Ok(code) => code,

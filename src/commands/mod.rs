@@ -6,3 +6,4 @@ pub mod kernels;
 pub mod record;
 pub mod replay;
 pub mod run;
+pub mod tui;

@@ -1,1 +1,65 @@
-//! ttvm-tui
+//! ttvm's terminal UI: `ttvm tui FILE` opens a recorded trace full-screen to scrub the whole
+//! run: a timeline bar with the run's events, registers, disassembly with symbols and source
+//! lines, the serial console as of the cursor, the event list, and memory.
+//!
+//! Structure (ratatui's app/ui/event split, so all of it but the terminal is testable):
+//! - [`app`]: pure UI state; keys and mouse events become [`app::Action`]s.
+//! - [`driver`]: carries actions out on the replay [`Timeline`](ttvm_replay::timeline::Timeline)
+//!   (the same one gdb uses), in time slices ([`slicer`]) so long seeks show progress and
+//!   Esc cancels them.
+//! - [`view`]: what the panes show of the machine, read once per move.
+//! - [`ui`]: one widget per pane; [`event`]: the loop, generic over the backend;
+//!   [`terminal`]: full-screen mode and its restoration on exit, panic and signals.
+//! - [`trace_info`], [`symbols`], [`parse`]: the trace indexed, the kernel's ELF symbols and
+//!   DWARF lines, and what prompts accept.
+
+pub mod app;
+pub mod bench;
+pub mod driver;
+pub mod error;
+pub mod event;
+pub mod parse;
+pub mod session;
+pub mod slicer;
+pub mod symbols;
+pub mod terminal;
+pub mod trace_info;
+pub mod ui;
+pub mod view;
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+pub use error::TuiError;
+pub use session::Session;
+
+/// How a UI session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TuiExit {
+    /// The user quit.
+    Quit,
+    /// A signal stopped it (the terminal was restored).
+    Signal(i32),
+}
+
+/// Opens `path` and runs the UI on the process's terminal until the user quits.
+///
+/// The trace is opened (and the machine built) before the terminal is touched, so a trace
+/// that cannot be replayed fails with a plain error on stderr.
+pub fn run_tui(path: &Path) -> Result<TuiExit, TuiError> {
+    let mut session = Session::open(path)?;
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(TuiError::NotATerminal);
+    }
+    terminal::install_signal_handlers();
+    terminal::install_panic_hook();
+    let guard = terminal::TerminalGuard::enter()?;
+    let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
+    let mut term = ratatui::Terminal::new(backend)?;
+    let end = event::run_loop(&mut term, &mut session, &mut event::CrosstermInput, &terminal::pending_signal, false);
+    drop(guard);
+    Ok(match end? {
+        event::LoopEnd::Signal(s) => TuiExit::Signal(s),
+        event::LoopEnd::Quit | event::LoopEnd::InputEnded => TuiExit::Quit,
+    })
+}

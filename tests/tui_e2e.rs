@@ -1,0 +1,231 @@
+//! `ttvm tui` end to end: the real binary in a real terminal (tmux), driven with keys and
+//! read back with `tmux capture-pane`. Also: the terminal is restored on quit and on
+//! SIGTERM, and traces that cannot be opened exit with ttvm's statuses.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{require_kvm, run, tempdir, text};
+
+const W: u16 = 160;
+const H: u16 = 48;
+
+/// A private tmux server (its own socket) running one shell command line in a W x H pane.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(cmd: &str) -> Self {
+        let socket = format!("ttvm-tui-{}-{}", std::process::id(), rand_suffix());
+        let ok = Command::new("tmux")
+            .args(["-L", &socket, "-f", "/dev/null"])
+            .args(["new-session", "-d", "-s", "t", "-x", &W.to_string(), "-y", &H.to_string(), cmd])
+            .status()
+            .unwrap_or_else(|e| panic!("tmux is needed for this test (apt-get install tmux): {e}"));
+        assert!(ok.success(), "tmux new-session failed");
+        Self { socket }
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let o = Command::new("tmux").args(["-L", &self.socket]).args(args).output().expect("tmux");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    fn var(&self, name: &str) -> String {
+        self.tmux(&["display-message", "-p", "-t", "t", &format!("#{{{name}}}")]).trim().to_string()
+    }
+
+    /// Waits until `pred` holds for the screen; panics with the last screen otherwise.
+    fn wait(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let t0 = Instant::now();
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                panic!("timed out waiting for {what}; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for ttvm to exit (the shell then prints its status); returns the status.
+    fn wait_exit(&self) -> i32 {
+        let s = self.wait("ttvm to exit", |s| s.contains("EXIT="));
+        let status = s.split("EXIT=").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok());
+        status.unwrap_or_else(|| panic!("no exit status on screen:\n{s}"))
+    }
+
+    /// The pid of ttvm: the child of the pane's shell.
+    fn ttvm_pid(&self) -> String {
+        let shell = self.var("pane_pid");
+        let t0 = Instant::now();
+        loop {
+            for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+                let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1));
+                if ppid == Some(shell.as_str()) && stat.contains("(ttvm)") {
+                    return e.file_name().to_string_lossy().into_owned();
+                }
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "no ttvm process under the pane's shell {shell}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Asserts the program left the terminal as it found it (read while the shell that ran
+    /// it still lives: tmux resets modes of dead panes).
+    fn assert_restored(&self) {
+        assert_eq!(self.var("alternate_on"), "0", "still on the alternate screen");
+        for flag in ["mouse_any_flag", "mouse_button_flag", "mouse_standard_flag", "mouse_sgr_flag"] {
+            assert_eq!(self.var(flag), "0", "{flag} still set");
+        }
+        assert_eq!(self.var("cursor_flag"), "1", "cursor still hidden");
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+/// Runs `ttvm tui`, then shows its exit status and keeps the pane alive.
+fn tui_cmd(trace: &Path) -> String {
+    format!("'{}' tui '{}'; echo EXIT=$?; sleep 600", env!("CARGO_BIN_EXE_ttvm"), trace.display())
+}
+
+fn record(dir: &Path, kernel: &str, cmdline: &str) -> std::path::PathBuf {
+    let p = dir.join(format!("{kernel}.ttvm"));
+    let o = run(&["record", kernel, "-q", "--cmdline", cmdline, "-o", p.to_str().unwrap_or_default()]);
+    // The guest's own exit status passes through (13 for a panic); the trace must exist.
+    assert!(p.exists() && o.status.code().is_some(), "{}", text(&o));
+    p
+}
+
+/// The console pane's rows (the lower-left pane, below its title).
+fn console_rows(screen: &str) -> Vec<String> {
+    let lines: Vec<&str> = screen.lines().collect();
+    // Not drawn yet (capture-pane can catch a frame half written): no rows.
+    let Some(top) = lines.iter().position(|l| l.contains("Console ·")) else { return Vec::new() };
+    lines[top + 1..]
+        .iter()
+        .take_while(|l| l.starts_with('│') || l.starts_with('┃'))
+        .map(|l| l.chars().skip(1).take_while(|&c| c != '│' && c != '┃').collect::<String>())
+        .collect()
+}
+
+#[test]
+fn threads_failure_jump_to_the_panic_and_read_it_in_the_console() {
+    if !require_kvm("threads_failure_jump_to_the_panic_and_read_it_in_the_console") {
+        return;
+    }
+    let dir = tempdir();
+    // These knobs make the race lose an update deterministically (sample-kernels/README.md).
+    let trace = record(dir.path(), "threads", "hz=1000 window=8 work=0 iters=20000");
+    let t = Tmux::start(&tui_cmd(&trace));
+    // The key bar is the last row drawn: once it is there, the whole frame is.
+    let s = t.wait("the UI", |s| s.contains("end: panic (exit 13)") && s.contains("? help"));
+    assert!(s.contains("icount 0 /"), "{s}");
+    assert!(!console_rows(&s).iter().any(|l| l.contains("PANIC")), "nothing printed at icount 0:\n{s}");
+
+    t.keys(&["/", "PANIC", "Enter"]);
+    let s = t.wait("the panic in the console", |s| console_rows(s).iter().any(|l| l.starts_with("PANIC: lost update")));
+    let line = console_rows(&s).into_iter().find(|l| l.starts_with("PANIC")).unwrap_or_default();
+    assert!(line.contains("counter=") && line.contains("done=") && line.contains("threads/main.rs"), "{line}");
+    // The cursor is where the line was printed: close to the end, not at it (the exit
+    // follows), and the console shows nothing after it.
+    let title = s.lines().next().unwrap_or_default();
+    let (at, len) = title
+        .split("icount ")
+        .nth(1)
+        .and_then(|r| {
+            let mut it = r.split_whitespace();
+            let at = it.next()?.parse::<u64>().ok()?;
+            it.next();
+            Some((at, it.next()?.parse::<u64>().ok()?))
+        })
+        .unwrap_or_else(|| panic!("no position in the title: {title}"));
+    assert!(at < len && len - at < 2000, "panic printed at {at} of {len}");
+    let last = console_rows(&s).into_iter().rev().find(|l| !l.trim().is_empty() && !l.contains('▏'));
+    assert!(last.as_deref().is_some_and(|l| l.starts_with("PANIC")), "last console line {last:?}:\n{s}");
+
+    // The end of the history: the guest's exit; then quit.
+    t.keys(&["G"]);
+    t.wait("the end", |s| s.contains(&format!("icount {len} / {len}")));
+    t.keys(&["q"]);
+    assert_eq!(t.wait_exit(), 0);
+    t.assert_restored();
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    if !require_kvm("sigterm_restores_the_terminal") {
+        return;
+    }
+    let dir = tempdir();
+    let trace = record(dir.path(), "hello", "");
+    let t = Tmux::start(&tui_cmd(&trace));
+    t.wait("the UI", |s| s.contains("end: exit 0") && s.contains("? help"));
+    assert_eq!(t.var("alternate_on"), "1", "the UI is full-screen");
+    let pid = t.ttvm_pid();
+    let ok = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(ok.success());
+    assert_eq!(t.wait_exit(), 128 + 15);
+    t.assert_restored();
+}
+
+#[test]
+fn traces_that_cannot_be_opened_exit_with_ttvm_statuses() {
+    let dir = tempdir();
+    let junk = dir.path().join("junk.ttvm");
+    std::fs::write(&junk, b"not a trace at all").expect("write");
+    let o = run(&["tui", junk.to_str().unwrap_or_default()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a ttvm trace"), "{}", text(&o));
+    let o = run(&["tui", dir.path().join("missing.ttvm").to_str().unwrap_or_default()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+#[test]
+fn damaged_traces_and_missing_terminals_are_reported() {
+    if !require_kvm("damaged_traces_and_missing_terminals_are_reported") {
+        return;
+    }
+    let dir = tempdir();
+    let trace = record(dir.path(), "hello", "");
+    // Without a terminal: a clear message, not a garbled screen.
+    let o = run(&["tui", trace.to_str().unwrap_or_default()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("needs a terminal"), "{}", text(&o));
+    // A flipped byte in the first events chunk: reported with its chunk and offset.
+    let mut bytes = std::fs::read(&trace).expect("read");
+    let t = ttvm_replay::trace::TraceFile::open(&trace).expect("open");
+    let c = t.chunks.iter().find(|c| c.kind == ttvm_replay::trace::ChunkKind::Events).expect("events chunk");
+    bytes[c.payload_start as usize + 3] ^= 0x40;
+    let bad = dir.path().join("bad.ttvm");
+    std::fs::write(&bad, &bytes).expect("write");
+    let o = run(&["tui", bad.to_str().unwrap_or_default()]);
+    assert_eq!(o.status.code(), Some(76), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("corrupted"), "{}", text(&o));
+}

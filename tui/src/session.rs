@@ -1,0 +1,158 @@
+//! One UI session over a trace: the app state, the trace index, the kernel's symbols and the
+//! driver, wired together. The terminal loop and the tests both talk to this.
+
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crossterm::event::{Event, KeyEvent};
+use ratatui::Frame;
+use ttvm_replay::recording::Recording;
+use ttvm_replay::timeline::Timeline;
+
+use crate::app::{Action, App, Ctx};
+use crate::driver::{Driver, Env, Outcome, Progress};
+use crate::error::TuiError;
+use crate::symbols::Symbols;
+use crate::trace_info::TraceInfo;
+use crate::ui;
+
+/// In-memory checkpoint spacing: denser than gdb's default, because stepping back is what
+/// people do most in the UI and each step back replays up to one spacing.
+pub const TEMP_SPACING: u64 = 1024;
+
+/// What handling an input asks of the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep going.
+    Continue,
+    /// Leave the UI.
+    Quit,
+}
+
+/// A trace open in the UI.
+#[derive(Debug)]
+pub struct Session {
+    /// UI state.
+    pub app: App,
+    /// The trace, indexed.
+    pub info: TraceInfo,
+    /// The kernel's symbols.
+    pub symbols: Symbols,
+    /// The timeline and the machine view.
+    pub driver: Driver,
+}
+
+impl Session {
+    /// Opens a trace: decodes it, indexes it, parses the kernel's symbols and builds the
+    /// machine at icount 0. Fails the way `ttvm replay` fails (damaged trace, no KVM,
+    /// incompatible host).
+    pub fn open(path: &Path) -> Result<Self, TuiError> {
+        let rec = Rc::new(Recording::open(path)?);
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let info = TraceInfo::from_recording(&rec, &name);
+        let (symbols, sym_note) = match Symbols::parse(&rec.header().machine.kernel) {
+            Ok(s) => (s, None),
+            Err(e) => (Symbols::empty(), Some(format!("no symbols: {e}"))),
+        };
+        let mut timeline = Timeline::new(rec, &ttvm_replay::stepping::host_signature())?;
+        timeline.set_temp_policy(TEMP_SPACING, ttvm_replay::timeline::DEFAULT_TEMP_BUDGET);
+        let mut s = Self::from_parts(info, symbols, timeline);
+        if s.app.status.is_none() {
+            s.app.status = sym_note;
+        }
+        Ok(s)
+    }
+
+    /// Wires up already-opened parts.
+    pub fn from_parts(info: TraceInfo, symbols: Symbols, timeline: Timeline) -> Self {
+        let app = App::new(&info);
+        let driver = Driver::new(timeline, Env { info: &info, symbols: &symbols, mem: &app.mem });
+        Self { app, info, symbols, driver }
+    }
+
+    /// Handles one input event: updates the state and starts (or cancels) an operation.
+    pub fn handle(&mut self, ev: &Event) -> Flow {
+        let ctx = Ctx { info: &self.info, symbols: &self.symbols };
+        let action = match ev {
+            Event::Key(k) => self.app.on_key(*k, ctx),
+            Event::Mouse(m) => self.app.on_mouse(*m, ctx),
+            _ => Action::None,
+        };
+        self.apply(action)
+    }
+
+    /// Shorthand for a key press.
+    pub fn key(&mut self, key: KeyEvent) -> Flow {
+        self.handle(&Event::Key(key))
+    }
+
+    fn apply(&mut self, action: Action) -> Flow {
+        match action {
+            Action::None => {}
+            Action::Quit => return Flow::Quit,
+            Action::Cancel => {
+                let env = Env { info: &self.info, symbols: &self.symbols, mem: &self.app.mem };
+                let o = self.driver.cancel(env);
+                self.report(o);
+            }
+            Action::RefreshMemory => {
+                let env = Env { info: &self.info, symbols: &self.symbols, mem: &self.app.mem };
+                self.driver.refresh_memory(env);
+            }
+            Action::Seek(_) | Action::RunForward(_) | Action::RunBackward(_) => {
+                self.app.error = None;
+                self.driver.start(&action, &self.info);
+                self.app.started();
+            }
+        }
+        Flow::Continue
+    }
+
+    fn report(&mut self, o: Outcome) {
+        match o {
+            Outcome::Arrived { icount, note } => self.app.arrived(icount, note),
+            Outcome::Failed { icount, message, divergence } => self.app.failed(icount, message, divergence),
+        }
+    }
+
+    /// Whether an operation is in progress.
+    pub fn busy(&self) -> bool {
+        self.driver.busy()
+    }
+
+    /// Works on the operation in progress for about `budget`.
+    pub fn work(&mut self, budget: Duration) {
+        let env = Env { info: &self.info, symbols: &self.symbols, mem: &self.app.mem };
+        if let Some(o) = self.driver.work(budget, env) {
+            self.report(o);
+        }
+    }
+
+    /// Runs the operation in progress to its end.
+    pub fn finish(&mut self) {
+        let env = Env { info: &self.info, symbols: &self.symbols, mem: &self.app.mem };
+        if let Some(o) = self.driver.finish(env) {
+            self.report(o);
+        }
+    }
+
+    /// Presses a key and waits for what it started (tests, benchmarks).
+    pub fn press(&mut self, key: KeyEvent) -> Flow {
+        let f = self.key(key);
+        self.finish();
+        f
+    }
+
+    /// The operation in progress.
+    pub fn progress(&self) -> Option<Progress> {
+        self.driver.progress()
+    }
+
+    /// Draws the UI.
+    pub fn render(&mut self, frame: &mut Frame<'_>) {
+        let model =
+            ui::Model { app: &self.app, info: &self.info, view: self.driver.view(), progress: self.driver.progress() };
+        self.app.layout = ui::render(frame, &model);
+    }
+}

@@ -1,0 +1,116 @@
+//! The status line, the key bar (or the prompt being typed) and the `?` overlay.
+
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph};
+use ratatui::Frame;
+
+use super::{style, Model};
+use crate::app::{App, Mode};
+
+/// Every key, for the overlay (and the documentation).
+pub const KEYS: &[(&str, &str)] = &[
+    ("← / →  (h / l)", "step one instruction back / forward"),
+    ("Shift+← / →  (H / L)", "1,000 steps back / forward"),
+    ("Ctrl+← / →", "1,000,000 steps back / forward"),
+    ("[ / ]", "previous / next event"),
+    ("{ / }", "previous / next event of the selected kind"),
+    ("k", "select the next event kind (also: select an event in the Events pane)"),
+    ("g", "go to an icount (1234, 0x4d2, 50%, +1000, -5k)"),
+    ("0 / G  (Home / End)", "start / end of the history"),
+    ("b", "set the breakpoint (address or symbol; empty clears)"),
+    ("c / C", "run forward / backward to the breakpoint"),
+    ("m", "toggle a bookmark at the cursor"),
+    ("' / \"", "jump to the next / previous bookmark"),
+    ("/", "search the serial output; jump to when the line was printed"),
+    ("n / N", "next / previous match"),
+    ("a", "memory pane address (register, address, symbol; rsp+0x10)"),
+    ("Tab / Shift+Tab", "focus the next / previous pane"),
+    ("↑ ↓ PgUp PgDn", "scroll the focused pane (Events: select; Enter jumps)"),
+    ("mouse", "click the timeline to jump there; click a pane to focus it"),
+    ("Esc", "cancel a long operation; dismiss a message"),
+    ("?", "this help"),
+    ("q", "quit"),
+];
+
+/// The line above the key bar: the latest message first (it is what the user just asked
+/// about), then where RIP is and the breakpoint.
+pub fn status_line(frame: &mut Frame<'_>, area: Rect, m: &Model<'_>) {
+    let code = &m.view.code;
+    let mut spans = Vec::new();
+    if let Some(s) = &m.app.status {
+        spans.push(Span::styled(format!(" {s} │"), style::warning()));
+    }
+    if let Some((a, text)) = &m.app.breakpoint {
+        spans.push(Span::styled(format!(" ● {text} ({a:#x}) │"), Style::default().fg(Color::Red)));
+    }
+    spans.push(Span::styled(format!(" rip {:#x}", m.view.regs.regs.rip), style::label()));
+    if let Some(f) = &code.function {
+        spans.push(Span::raw(format!(" {f}")));
+    }
+    if let Some(s) = code.source.first() {
+        spans.push(Span::styled(format!(" {s}"), Style::default().fg(Color::Green)));
+    }
+    if code.source.len() > 1 {
+        let outer = code.source.last().map(String::as_str).unwrap_or_default();
+        spans.push(Span::styled(format!(" (inlined into {outer})"), Style::default().fg(Color::Green)));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The bottom line: key hints, or the prompt being typed.
+pub fn key_bar(frame: &mut Frame<'_>, area: Rect, app: &App) {
+    let line = match &app.mode {
+        Mode::Prompt { kind, input } => Line::from(vec![
+            Span::styled(format!(" {}: ", kind.label()), style::label()),
+            Span::raw(input.clone()),
+            Span::styled("█", Style::default().add_modifier(Modifier::SLOW_BLINK)),
+            Span::styled("   Enter ok · Esc cancel", style::dim()),
+        ]),
+        _ => {
+            // Help and quit first: on a narrow terminal the end of the bar is cut off.
+            let hints = [
+                ("?", "help"),
+                ("q", "quit"),
+                ("←→", "step"),
+                ("⇧/^", "×1k/×1M"),
+                ("[]", "event"),
+                ("{}", "kind"),
+                ("g", "goto"),
+                ("0/G", "start/end"),
+                ("b", "bp"),
+                ("c/C", "run"),
+                ("m/'", "mark"),
+                ("/", "search"),
+                ("a", "mem"),
+                ("Tab", "focus"),
+            ];
+            let mut spans = vec![Span::raw(" ")];
+            for (k, what) in hints {
+                spans.push(Span::styled(k, Style::default().fg(Color::Black).bg(Color::Gray)));
+                spans.push(Span::raw(format!(" {what}  ")));
+            }
+            Line::from(spans)
+        }
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+/// The `?` overlay.
+pub fn overlay(frame: &mut Frame<'_>, area: Rect) {
+    let width = 86.min(area.width);
+    let height = (KEYS.len() as u16 + 4).min(area.height);
+    let r = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
+    let mut lines: Vec<Line<'static>> = KEYS
+        .iter()
+        .map(|(k, what)| Line::from(vec![Span::styled(format!(" {k:<22}"), style::label()), Span::raw(*what)]))
+        .collect();
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled(" any key closes this help", style::dim())));
+    frame.render_widget(Clear, r);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" ttvm tui keys ").border_style(style::focused_border())),
+        r,
+    );
+}
