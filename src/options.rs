@@ -15,7 +15,8 @@ pub struct MachineArgs {
     /// Guest RAM size, e.g. 128M, 1G (default 128M).
     #[arg(long, default_value = "128M")]
     pub mem: String,
-    /// Kernel command line.
+    /// Kernel command line (default for a Linux kernel: `ttvm_vmm::boot::linux::DEFAULT_CMDLINE`,
+    /// see docs/LINUX.md; empty for other kernels).
     #[arg(long)]
     pub cmdline: Option<String>,
     /// Feed the guest's serial port from this file (default: stdin when it is a terminal,
@@ -38,14 +39,47 @@ impl MachineArgs {
             Some(p) => std::fs::read(p).map_err(|e| Exit::new(BAD_INPUT, format!("--initrd {}: {e}", p.display())))?,
             None => Vec::new(),
         };
+        let cmdline = self.cmdline.clone().unwrap_or_else(|| default_cmdline(&kernel.bytes).to_string());
         let config = ttvm_vmm::machine::MachineConfig {
             mem_size: parse_mem_size(&self.mem)?,
             kernel: kernel.bytes,
-            cmdline: self.cmdline.clone().unwrap_or_default(),
+            cmdline,
             rtc_base_unix_secs: ttvm_vmm::clock::wall_clock_unix_secs(),
             initrd,
         };
         Ok((config, kernel.name))
+    }
+}
+
+/// `--symbols PATH`: a System.map or an ELF with a symbol table, for showing function names.
+/// Commands that show guest addresses flatten this into their arguments and call [`load`].
+///
+/// [`load`]: SymbolArgs::load
+#[derive(Debug, Args, Clone, Default)]
+pub struct SymbolArgs {
+    /// Kernel symbols for function names: a System.map (Debian: the linux-image-*-dbg
+    /// package's /usr/lib/debug/boot/System.map-*) or an ELF with a symbol table.
+    #[arg(long, value_name = "PATH")]
+    pub symbols: Option<PathBuf>,
+}
+
+impl SymbolArgs {
+    /// Loads the table if `--symbols` was given; a bad file is bad input (exit status 2).
+    pub fn load(&self) -> Result<Option<ttvm_vmm::symbols::SymbolTable>, Exit> {
+        let Some(path) = &self.symbols else { return Ok(None) };
+        ttvm_vmm::symbols::SymbolTable::load(path)
+            .map(Some)
+            .map_err(|e| Exit::new(BAD_INPUT, format!("--symbols {}: {e}", path.display())))
+    }
+}
+
+/// The command line used when `--cmdline` is not given: Linux gets a serial console and the
+/// switches docs/LINUX.md explains; other kernels get none.
+pub fn default_cmdline(kernel: &[u8]) -> &'static str {
+    if ttvm_vmm::boot::looks_like_linux(kernel) {
+        ttvm_vmm::boot::linux::DEFAULT_CMDLINE
+    } else {
+        ""
     }
 }
 

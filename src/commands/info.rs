@@ -19,7 +19,21 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
+/// Appends a line to the report (printed at the end, so a closed pipe can't panic midway).
+macro_rules! out {
+    ($buf:expr) => { $buf.push('\n') };
+    ($buf:expr, $($arg:tt)*) => {{ $buf.push_str(&format!($($arg)*)); $buf.push('\n'); }};
+}
+
 pub fn run(args: InfoArgs) -> Result<i32, Exit> {
+    let mut report = String::new();
+    let code = report_into(&args, &mut report)?;
+    // `ttvm info t.ttvm | head` closes the pipe early: that is not an error.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), report.as_bytes());
+    Ok(code)
+}
+
+fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
     let rec = open_recording(&args.trace)?;
     let h = rec.header();
     let counts = rec.counts();
@@ -62,19 +76,21 @@ pub fn run(args: InfoArgs) -> Result<i32, Exit> {
             "checkpoints": checkpoints,
             "serial_output": serial_text,
         });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        out!(report, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(0);
     }
-    println!(
+    out!(
+        report,
         "trace:       {} ({}, format version {}, written by ttvm {})",
         args.trace.display(),
         human_bytes(rec.file.file_len()),
         rec.file.version,
         h.ttvm_version
     );
-    println!("kernel:      {} ({} bytes, xxh3 {})", h.kernel_name, h.machine.kernel.len(), h.kernel_hash);
-    println!("cmdline:     {:?}", h.machine.cmdline);
-    println!(
+    out!(report, "kernel:      {} ({} bytes, xxh3 {})", h.kernel_name, h.machine.kernel.len(), h.kernel_hash);
+    out!(report, "cmdline:     {:?}", h.machine.cmdline);
+    out!(
+        report,
         "machine:     {} MiB RAM, CPUID model {} ({}), clock {} ({} ns/step)",
         h.machine.mem_size >> 20,
         h.cpuid.name,
@@ -82,34 +98,35 @@ pub fn run(args: InfoArgs) -> Result<i32, Exit> {
         h.clock,
         h.ns_per_step
     );
-    println!("stepping:    {}", h.stepping);
-    println!("length:      {} steps", rec.length());
+    out!(report, "stepping:    {}", h.stepping);
+    out!(report, "length:      {} steps", rec.length());
     match end {
-        Some(e) => println!("end:         {}", e.reason),
-        None => println!("end:         not finalised"),
+        Some(e) => out!(report, "end:         {}", e.reason),
+        None => out!(report, "end:         not finalised"),
     }
     if let Some(note) = &rec.file.recovery_note {
-        println!("note:        {note}");
+        out!(report, "note:        {note}");
     }
-    println!("events:      {}", rec.events.len());
+    out!(report, "events:      {}", rec.events.len());
     for c in EventClass::ALL {
         if let Some(n) = counts.get(&c) {
-            println!("  {:<12} {n}", c.name());
+            out!(report, "  {:<12} {n}", c.name());
         }
     }
-    println!("checkpoints: {} (every {} steps)", rec.checkpoints.len(), h.checkpoint_every);
+    out!(report, "checkpoints: {} (every {} steps)", rec.checkpoints.len(), h.checkpoint_every);
     for c in &rec.checkpoints {
-        println!("  #{:<4} icount {:>12}  {:>6} dirty pages", c.index, c.engine.icount, c.blobs.len());
+        out!(report, "  #{:<4} icount {:>12}  {:>6} dirty pages", c.index, c.engine.icount, c.blobs.len());
     }
     let lines: Vec<&str> = serial_text.lines().collect();
-    println!(
+    out!(
+        report,
         "serial output ({} bytes, {} lines){}",
         serial.len(),
         lines.len(),
         if lines.len() > 20 { ", last 20 lines:" } else { ":" }
     );
     for l in lines.iter().skip(lines.len().saturating_sub(20)) {
-        println!("  | {l}");
+        out!(report, "  | {l}");
     }
     Ok(0)
 }

@@ -9,7 +9,7 @@ use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
 use ttvm_vmm::machine::Machine;
 
 use crate::exit_code::{self, Exit};
-use crate::options::MachineArgs;
+use crate::options::{MachineArgs, SymbolArgs};
 
 /// Arguments of `ttvm run`.
 #[derive(Debug, Args)]
@@ -19,10 +19,13 @@ pub struct RunArgs {
     /// Stop after this many seconds of host time (exit status 73).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    #[command(flatten)]
+    pub symbols: SymbolArgs,
 }
 
 pub fn run(args: RunArgs) -> Result<i32, Exit> {
     let (config, name) = args.machine.config()?;
+    let symbols = args.symbols.load()?;
     let mut machine =
         Machine::new(config).map_err(|e| Exit::new(exit_code::for_machine_error(&e), format!("{name}: {e}")))?;
     let mut output = match &args.machine.serial_out {
@@ -39,7 +42,7 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
         }
         None => None,
     };
-    let end = run_free(&mut machine, &mut output, &mut input, &FreeRunOptions { timeout })
+    let end = run_free(&mut machine, &mut output, &mut input, &FreeRunOptions { timeout, symbols })
         .map_err(|e| Exit::new(exit_code::KVM_INTERNAL, e.to_string()))?;
     Ok(match end {
         FreeRunEnd::Guest(stop) => {

@@ -10,8 +10,9 @@
 //! Hidden on purpose: KVM paravirt leaves (0x4000_0000..), kvmclock, x2APIC, the local APIC
 //! itself (there is no in-kernel APIC; interrupts come from the userspace 8259A), the TSC
 //! deadline timer, PMU, MONITOR/MWAIT, XSAVE/AVX and everything above the SSE2 baseline
-//! (the reference hosts' KVM cannot run it in ring 0). RDTSCP, RDRAND and RDSEED are offered
-//! even where the host lacks them because the exact engine emulates all three.
+//! (the reference hosts' KVM cannot run it in ring 0), CX16 (same reason) and RDTSCP (its
+//! TSC_AUX MSR cannot be written on hosts without it). RDRAND and RDSEED are offered even
+//! where the host lacks them because both engines emulate them.
 
 use kvm_bindings::{kvm_cpuid_entry2, CpuId, KVM_MAX_CPUID_ENTRIES};
 use serde::{Deserialize, Serialize};
@@ -86,8 +87,10 @@ const L1_EDX: u32 = (1 << 0)
     | (1 << 24)
     | (1 << 25)
     | (1 << 26);
-// Leaf 1 ECX: cx16.
-const L1_ECX: u32 = 1 << 13;
+// Leaf 1 ECX: nothing beyond the RDRAND and hypervisor bits below. CX16 is left out:
+// the reference hosts' ring-0 emulator cannot execute LOCK CMPXCHG16B (Linux's SLUB
+// allocator uses it when offered).
+const L1_ECX: u32 = 0;
 /// Leaf 1 ECX bit 30: RDRAND. Offered although the hosts lack it: the exact engine
 /// emulates RDRAND itself (and logs the value), so recorded guests can always use it.
 const L1_ECX_RDRAND: u32 = 1 << 30;
@@ -99,8 +102,6 @@ const L7_EBX: u32 = 1 << 23;
 const L7_EBX_RDSEED: u32 = 1 << 18;
 // 0x8000_0001 EDX: syscall nx lm.
 const E1_EDX: u32 = (1 << 11) | (1 << 20) | (1 << 29);
-/// 0x8000_0001 EDX bit 27: RDTSCP, emulated by the exact engine like RDTSC.
-const E1_EDX_RDTSCP: u32 = 1 << 27;
 // 0x8000_0001 ECX: lahf_lm prefetchw.
 const E1_ECX: u32 = (1 << 0) | (1 << 8);
 
@@ -190,7 +191,7 @@ impl CpuidModel {
         let e1 = find(0x8000_0001, 0).unwrap_or(zero);
         require("CPUID.0x80000001:EDX", e1.edx, E1_EDX);
         require("CPUID.0x80000001:ECX", e1.ecx, E1_ECX);
-        push(0x8000_0001, 0, false, [e1.eax, e1.ebx, E1_ECX, E1_EDX | E1_EDX_RDTSCP]);
+        push(0x8000_0001, 0, false, [e1.eax, e1.ebx, E1_ECX, E1_EDX]);
         for f in 0x8000_0002..=max_ext {
             let e = find(f, 0).unwrap_or(zero);
             let r = match f {
@@ -328,9 +329,9 @@ mod tests {
     #[test]
     fn reports_missing_features_by_name() {
         let mut host = rich_host();
-        host[1] = entry(1, 0, [0, 0, 0, L1_EDX]); // no CX16
+        host[1] = entry(1, 0, [0, 0, 0, L1_EDX & !(1 << 26)]); // no SSE2
         let e = CpuidModel::from_supported(&host).unwrap_err().to_string();
-        assert!(e.contains("CPUID.1:ECX bit 13"), "{e}");
+        assert!(e.contains("CPUID.1:EDX bit 26"), "{e}");
     }
 
     #[test]

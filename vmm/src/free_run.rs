@@ -43,6 +43,16 @@ pub enum FreeRunError {
 pub struct FreeRunOptions {
     /// Stop after this much host time.
     pub timeout: Option<Duration>,
+    /// Kernel symbols: messages about guest addresses name the function.
+    pub symbols: Option<crate::symbols::SymbolTable>,
+}
+
+/// `rip` for messages: `0x... <function+0x..>` when a symbol covers it.
+fn show_rip(options: &FreeRunOptions, rip: u64) -> String {
+    match options.symbols.as_ref().and_then(|s| s.describe(rip)) {
+        Some(name) => format!("{rip:#x} <{name}>"),
+        None => format!("{rip:#x}"),
+    }
 }
 
 /// Runs `machine` until the guest stops or the timeout expires. Guest serial output goes
@@ -60,6 +70,11 @@ pub fn run_free(
     // SAFETY: the kvm_run page lives as long as the vCPU, which outlives this function's
     // borrow of `machine`; the Kicker is dropped before returning.
     let kicker = unsafe { Kicker::install(immediate_exit) }.map_err(FreeRunError::Signal)?;
+    // The RIP KVM reports with each exit (sync regs), read while the exit's data is borrowed:
+    // the RIP before KVM_RUN can be far from the instruction that exited.
+    // SAFETY: `s.regs` is the sync-regs member of the kvm_run union, which this vCPU
+    // enabled (KVM_SYNC_X86_REGS); the page outlives this function's borrow of `machine`.
+    let exit_rip: *const u64 = unsafe { &machine.vm.vcpu_mut().kvm_run().s.regs.regs.rip };
     machine.vm.vcpu_mut().set_single_step(false)?;
     let mut out_buf = Vec::new();
     loop {
@@ -86,15 +101,17 @@ pub fn run_free(
         let wait = next_wake(machine, now);
         kicker.arm(wait);
         let vcpu = machine.vm.vcpu_mut();
-        let rip_before_io = vcpu.rip();
         let exit = vcpu.run();
         let now = clock.now_ns();
+        // SAFETY: see `exit_rip`; KVM wrote the sync regs before returning to userspace.
+        let rip = unsafe { exit_rip.read_volatile() };
         match exit {
             Ok(VcpuExit::IoIn(port, data)) => {
                 let outcome = machine.board.pio_read(port, data, now);
                 if outcome.first_unmodelled {
                     eprintln!(
-                        "ttvm: guest read unmodelled port {port:#x} (RIP {rip_before_io:#x}); returning all ones"
+                        "ttvm: guest read unmodelled port {port:#x} (RIP {}); returning all ones",
+                        show_rip(options, rip)
                     );
                 }
             }
@@ -104,7 +121,10 @@ pub fn run_free(
                 output.write(&out_buf);
                 out_buf.clear();
                 if outcome.first_unmodelled {
-                    eprintln!("ttvm: guest wrote unmodelled port {port:#x} (RIP {rip_before_io:#x}); ignored");
+                    eprintln!("ttvm: guest wrote unmodelled port {port:#x} (RIP {}); ignored", show_rip(options, rip));
+                }
+                if outcome.reset {
+                    eprintln!("ttvm: the guest reset the machine (port {port:#x}); a reset ends the run with status 0");
                 }
                 if let Some(code) = outcome.exit_code {
                     return Ok(FreeRunEnd::Guest(GuestStop::DebugExit(code)));
@@ -113,13 +133,14 @@ pub fn run_free(
             Ok(VcpuExit::MmioRead(addr, data)) => {
                 if machine.board.mmio_read(addr, data).first_unmodelled {
                     eprintln!(
-                        "ttvm: guest read unmodelled MMIO {addr:#x} (RIP {rip_before_io:#x}); returning all ones"
+                        "ttvm: guest read unmodelled MMIO {addr:#x} (RIP {}); returning all ones",
+                        show_rip(options, rip)
                     );
                 }
             }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
                 if machine.board.mmio_write(addr, data).first_unmodelled {
-                    eprintln!("ttvm: guest wrote unmodelled MMIO {addr:#x} (RIP {rip_before_io:#x}); ignored");
+                    eprintln!("ttvm: guest wrote unmodelled MMIO {addr:#x} (RIP {}); ignored", show_rip(options, rip));
                 }
             }
             Ok(VcpuExit::Hlt) => {
@@ -135,7 +156,7 @@ pub fn run_free(
                 return Ok(FreeRunEnd::Guest(GuestStop::TripleFault { registers: machine.register_dump() }));
             }
             Ok(VcpuExit::InternalError) => {
-                if let Some(stop) = emulate_or_report(machine)? {
+                if let Some(stop) = emulate_or_report(machine, options)? {
                     return Ok(FreeRunEnd::Guest(stop));
                 }
             }
@@ -161,7 +182,7 @@ pub fn run_free(
 /// emulates ring-0 code (PVM), instructions it does not implement end up here. ttvm
 /// provides RDTSCP, RDRAND and RDSEED in its CPUID model, so those are emulated in
 /// userspace; anything else is reported with its disassembly.
-fn emulate_or_report(machine: &mut Machine) -> Result<Option<GuestStop>, FreeRunError> {
+fn emulate_or_report(machine: &mut Machine, options: &FreeRunOptions) -> Result<Option<GuestStop>, FreeRunError> {
     let vcpu = machine.vm.vcpu();
     let (mut regs, sregs) = (vcpu.regs(), vcpu.sregs());
     let (bytes, n) = fetch_at_rip(machine.vm.ram(), &regs, &sregs);
@@ -172,10 +193,10 @@ fn emulate_or_report(machine: &mut Machine) -> Result<Option<GuestStop>, FreeRun
             let what = describe_at_rip(machine.vm.ram(), &regs, &sregs);
             return Ok(Some(GuestStop::InternalError {
                 reason: format!(
-                    "KVM_EXIT_INTERNAL_ERROR: KVM could not execute `{what}` at RIP {:#x} \
+                    "KVM_EXIT_INTERNAL_ERROR: KVM could not execute `{what}` at RIP {} \
                      (on hosts whose KVM emulates ring-0 code, such as PVM, most SSE and all \
                      AVX instructions are not implemented: build the kernel without SSE)",
-                    regs.rip
+                    show_rip(options, regs.rip)
                 ),
                 registers: machine.register_dump(),
             }));

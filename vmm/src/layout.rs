@@ -19,3 +19,12 @@ pub const CMDLINE_MAX_SIZE: usize = 2048;
 pub const EBDA_START: u64 = 0x9fc00;
 /// Kernels load at or above 1 MiB.
 pub const HIMEM_START: u64 = 0x10_0000;
+/// Stack pointer at the 64-bit Linux entry (the protocol does not require one; a valid
+/// stack below the boot structures keeps an early fault from scribbling over them).
+pub const BOOT_STACK_POINTER: u64 = 0x5ff0;
+/// Identity-map page tables for the 64-bit Linux boot protocol: PML4, PDPT, PD.
+pub const PML4_START: u64 = 0x9000;
+/// Page-directory-pointer table.
+pub const PDPTE_START: u64 = 0xa000;
+/// Page directory (512 × 2 MiB pages: the first GiB).
+pub const PDE_START: u64 = 0xb000;

@@ -19,5 +19,6 @@ pub mod machine;
 pub mod memory;
 pub mod paging;
 pub mod regs_dump;
+pub mod symbols;
 pub mod vcpu;
 pub mod vm;

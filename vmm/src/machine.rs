@@ -102,12 +102,13 @@ pub struct Machine {
 impl Machine {
     /// Creates the VM, loads the kernel and puts the vCPU at the kernel's entry.
     pub fn new(config: MachineConfig) -> Result<Self, MachineError> {
-        // Validate the kernel before touching KVM so a bad file is reported as such even on
-        // a machine without KVM.
-        boot::ElfSummary::parse(&config.kernel)?;
+        // Validate (and unpack a bzImage) before touching KVM so a bad file is reported as
+        // such even on a machine without KVM.
+        let kernel = boot::prepare(&config.kernel)?;
         let mut vm = Vm::new(config.mem_size)?;
         let base_sregs = vm.vcpu().sregs();
-        let boot = boot::load_kernel(vm.ram_mut(), &config.kernel, &config.cmdline, base_sregs)?;
+        let boot = boot::load_prepared(vm.ram_mut(), &kernel, &config.cmdline, &config.initrd, base_sregs)?;
+        drop(kernel);
         vm.vcpu_mut().init_registers(&boot.regs, &boot.sregs).map_err(VmError::from)?;
         // The boot image is the first checkpoint's base: start dirty tracking after it.
         vm.take_dirty_pages()?;

@@ -29,6 +29,9 @@ pub struct ElfSummary {
     pub pvh_entry: Option<u64>,
     /// Whether a PVH entry note is present.
     pub has_pvh_note: bool,
+    /// Whether the ELF carries a note owned by "Linux" (every vmlinux does): such a kernel
+    /// without a PVH note can still boot through the 64-bit Linux boot protocol.
+    pub linux_note: bool,
 }
 
 fn bad(msg: impl Into<String>) -> BootError {
@@ -98,6 +101,7 @@ impl ElfSummary {
         }
         let mut segments = Vec::new();
         let mut pvh_entry = None;
+        let mut linux_note = false;
         for i in 0..phnum {
             let ph = phoff + i * phentsize;
             let p_type = u32_at(image, ph)?;
@@ -121,9 +125,11 @@ impl ElfSummary {
                     }
                 }
                 PT_NOTE => {
-                    if let Some(e) = find_pvh_note(&image[offset as usize..file_end as usize]) {
+                    let notes = &image[offset as usize..file_end as usize];
+                    if let Some(e) = find_pvh_note(notes) {
                         pvh_entry = Some(e);
                     }
+                    linux_note |= has_note_owner(notes, b"Linux");
                 }
                 _ => {}
             }
@@ -131,7 +137,7 @@ impl ElfSummary {
         if segments.is_empty() {
             return Err(bad("the ELF has no loadable (PT_LOAD) segments"));
         }
-        Ok(Self { entry, segments, has_pvh_note: pvh_entry.is_some(), pvh_entry })
+        Ok(Self { entry, segments, has_pvh_note: pvh_entry.is_some(), pvh_entry, linux_note })
     }
 
     /// Checks every segment lies in [1 MiB, ram_size).
@@ -147,6 +153,29 @@ impl ElfSummary {
         }
         Ok(())
     }
+}
+
+/// Whether a PT_NOTE segment holds a note whose owner name is `owner`.
+fn has_note_owner(notes: &[u8], owner: &[u8]) -> bool {
+    let align4 = |n: usize| (n + 3) & !3;
+    let mut off = 0usize;
+    while off + 12 <= notes.len() {
+        let word = |o: usize| u32::from_le_bytes([notes[o], notes[o + 1], notes[o + 2], notes[o + 3]]) as usize;
+        let (namesz, descsz) = (word(off), word(off + 4));
+        let name_start = off + 12;
+        let Some(next) = name_start.checked_add(align4(namesz)).and_then(|d| d.checked_add(align4(descsz))) else {
+            return false;
+        };
+        if name_start + namesz > notes.len() {
+            return false;
+        }
+        let name = &notes[name_start..name_start + namesz];
+        if name.strip_suffix(b"\0").unwrap_or(name) == owner {
+            return true;
+        }
+        off = next;
+    }
+    false
 }
 
 /// Scans a PT_NOTE segment for the Xen PVH entry note.

@@ -4,7 +4,7 @@
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 use linux_loader::configurator::pvh::PvhBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
-use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_start_info};
+use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info};
 use linux_loader::loader::elf::{Elf, PvhBootCapability};
 use linux_loader::loader::KernelLoader;
 use vm_memory::GuestAddress;
@@ -30,10 +30,11 @@ pub(super) fn load(
     ram: &mut GuestRam,
     image: &[u8],
     cmdline: &str,
+    initrd: &[u8],
     base_sregs: kvm_sregs,
 ) -> Result<BootSetup, BootError> {
     let ram_size = ram.size();
-    let (entry, kernel_end) = {
+    let (entry, kernel_end, initrd_addr) = {
         let view = ram.vm_memory()?;
         let mut cursor = std::io::Cursor::new(image);
         let result = Elf::load(&view.mem, None, &mut cursor, Some(GuestAddress(HIMEM_START)))
@@ -48,21 +49,36 @@ pub(super) fn load(
             .into_iter()
             .map(|(addr, size, type_)| hvm_memmap_table_entry { addr, size, type_, reserved: 0 })
             .collect();
+        // The initrd is PVH module 0 (Linux's PVH entry turns it into boot_params'
+        // ramdisk_image/ramdisk_size).
+        let initrd_addr = super::linux::place_initrd(ram_size, result.kernel_end, initrd.len())?;
+        let modules: Vec<hvm_modlist_entry> = initrd_addr
+            .map(|paddr| hvm_modlist_entry { paddr, size: initrd.len() as u64, ..Default::default() })
+            .into_iter()
+            .collect();
         let start_info = hvm_start_info {
             magic: XEN_HVM_START_MAGIC_VALUE,
             version: 1,
             cmdline_paddr: CMDLINE_START,
             memmap_paddr: MEMMAP_START,
             memmap_entries: map.len() as u32,
+            nr_modules: modules.len() as u32,
+            modlist_paddr: if modules.is_empty() { 0 } else { MODLIST_START },
             ..Default::default()
         };
         let mut params = BootParams::new(&start_info, GuestAddress(PVH_INFO_START));
         params.set_sections(&map, GuestAddress(MEMMAP_START));
+        if !modules.is_empty() {
+            params.set_modules(&modules, GuestAddress(MODLIST_START));
+        }
         PvhBootConfigurator::write_bootparams(&params, &view.mem).map_err(|e| BootError::Loader(e.to_string()))?;
         drop(view);
         ram.write(CMDLINE_START, &cl)?;
-        (entry, result.kernel_end)
+        (entry, result.kernel_end, initrd_addr)
     };
+    if let Some(a) = initrd_addr {
+        ram.write(a, initrd)?;
+    }
     write_boot_gdt(ram)?;
     let (regs, sregs) = entry_registers(entry, base_sregs);
     Ok(BootSetup { format: KernelFormat::ElfPvh, entry, kernel_end, regs, sregs })

@@ -4,6 +4,8 @@
 //! `now_ns` argument supplied by the engine's clock, so under the virtual clock the whole
 //! board is a deterministic function of the guest's port accesses and the instruction count.
 
+pub mod i8042;
+pub mod pci;
 pub mod pic;
 pub mod pit;
 pub mod rtc;
@@ -13,6 +15,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use self::i8042::I8042;
+use self::pci::PciConfig;
 use self::pic::Pic;
 use self::pit::Pit;
 use self::rtc::Rtc;
@@ -33,8 +37,19 @@ pub struct IoOutcome {
     /// The port is not modelled and this is the first access to it: the caller should log
     /// it once (with the guest RIP) so the log shows what to model next.
     pub first_unmodelled: bool,
-    /// The guest asked to exit with this status through the debug-exit port.
+    /// The guest asked to exit with this status through the debug-exit port (or, with
+    /// `reset`, asked for a reset, reported as status 0).
     pub exit_code: Option<u32>,
+    /// The guest pulsed the CPU reset line (i8042 command 0xfe, or 0xcf9). ttvm has no
+    /// firmware to reboot into, so a reset is the machine's clean end: `exit_code` is then
+    /// `Some(0)`, which is how Linux's `reboot` ends a run.
+    pub reset: bool,
+}
+
+impl IoOutcome {
+    fn reset() -> Self {
+        Self { first_unmodelled: false, exit_code: Some(0), reset: true }
+    }
 }
 
 /// All devices of the machine. Serialisable for checkpoints.
@@ -48,6 +63,10 @@ pub struct Board {
     pub serial: Serial,
     /// The CMOS RTC.
     pub rtc: Rtc,
+    /// PCI configuration ports (no devices) and the 0xcf9 reset register.
+    pub pci: PciConfig,
+    /// The keyboard controller.
+    pub i8042: I8042,
     unmodelled_ports: BTreeSet<u16>,
     unmodelled_mmio: BTreeSet<u64>,
 }
@@ -60,6 +79,8 @@ impl Board {
             pit: Pit::new(),
             serial: Serial::new(),
             rtc: Rtc::new(rtc_base_unix_secs),
+            pci: PciConfig::new(),
+            i8042: I8042::new(),
             unmodelled_ports: BTreeSet::new(),
             unmodelled_mmio: BTreeSet::new(),
         }
@@ -70,6 +91,10 @@ impl Board {
         let mut outcome = IoOutcome::default();
         if port == DEBUG_EXIT_PORT {
             data.fill(0);
+            return outcome;
+        }
+        if PciConfig::claims(port) {
+            self.pci.read(port, data);
             return outcome;
         }
         // Wider accesses to byte-wide devices touch consecutive ports, as on the ISA bus.
@@ -83,6 +108,11 @@ impl Board {
                 COM1_BASE..=0x3ff => {
                     let v = self.serial.read((p - COM1_BASE) as u8);
                     self.update_serial_irq();
+                    v
+                }
+                i8042::DATA_PORT | i8042::COMMAND_PORT => {
+                    let v = self.i8042.read(p);
+                    self.update_i8042_irqs();
                     v
                 }
                 POST_PORT => 0xff,
@@ -104,6 +134,9 @@ impl Board {
             outcome.exit_code = Some(u32::from_le_bytes(v));
             return outcome;
         }
+        if PciConfig::claims(port) {
+            return if self.pci.write(port, data) { IoOutcome::reset() } else { outcome };
+        }
         for (i, &byte) in data.iter().enumerate() {
             let p = port.wrapping_add(i as u16);
             match p {
@@ -120,6 +153,13 @@ impl Board {
                     self.serial.write((p - COM1_BASE) as u8, byte);
                     self.update_serial_irq();
                 }
+                i8042::DATA_PORT | i8042::COMMAND_PORT => {
+                    let reset = self.i8042.write(p, byte);
+                    self.update_i8042_irqs();
+                    if reset {
+                        return IoOutcome::reset();
+                    }
+                }
                 POST_PORT => {}
                 _ => outcome.first_unmodelled |= self.unmodelled_ports.insert(p),
             }
@@ -130,12 +170,18 @@ impl Board {
     /// Handles an MMIO read: nothing is memory-mapped yet, so all ones, logged once.
     pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) -> IoOutcome {
         data.fill(0xff);
-        IoOutcome { first_unmodelled: self.unmodelled_mmio.insert(addr & !0xfff), exit_code: None }
+        IoOutcome { first_unmodelled: self.unmodelled_mmio.insert(addr & !0xfff), ..IoOutcome::default() }
     }
 
     /// Handles an MMIO write: ignored, logged once per page.
     pub fn mmio_write(&mut self, addr: u64, _data: &[u8]) -> IoOutcome {
-        IoOutcome { first_unmodelled: self.unmodelled_mmio.insert(addr & !0xfff), exit_code: None }
+        IoOutcome { first_unmodelled: self.unmodelled_mmio.insert(addr & !0xfff), ..IoOutcome::default() }
+    }
+
+    fn update_i8042_irqs(&mut self) {
+        let (kbd, aux) = (self.i8042.kbd_irq(), self.i8042.aux_irq());
+        self.pic.set_irq_level(i8042::KBD_IRQ, kbd);
+        self.pic.set_irq_level(i8042::AUX_IRQ, aux);
     }
 
     fn update_serial_irq(&mut self) {
@@ -252,6 +298,37 @@ mod tests {
         let mut d = [0u8];
         b.pio_read(COM1_BASE, &mut d, 0);
         assert_eq!(d[0], b'h');
+    }
+
+    #[test]
+    fn i8042_reset_and_cf9_reset_end_the_machine_with_status_0() {
+        let mut b = Board::new(0);
+        let mut d = [0u8];
+        b.pio_read(0x64, &mut d, 0);
+        assert_eq!(d[0] & 0x02, 0, "input buffer empty: kb_wait() does not spin");
+        let o = b.pio_write(0x64, &[0xfe], 0);
+        assert!(o.reset);
+        assert_eq!(o.exit_code, Some(0));
+        let o = b.pio_write(0xcf9, &[0x06], 0);
+        assert!(o.reset && o.exit_code == Some(0));
+        assert!(!b.pio_write(0x64, &[0xaa], 0).reset);
+    }
+
+    #[test]
+    fn pci_bus_is_empty_and_keyboard_interrupt_reaches_the_pic() {
+        let mut b = Board::new(0);
+        init_pic(&mut b);
+        b.pio_write(0xcf8, &0x8000_0000u32.to_le_bytes(), 0);
+        let mut d = [0u8; 4];
+        b.pio_read(0xcf8, &mut d, 0);
+        assert_eq!(u32::from_le_bytes(d), 0x8000_0000);
+        let o = b.pio_read(0xcfc, &mut d, 0);
+        assert_eq!(d, [0xff; 4]);
+        assert!(!o.first_unmodelled);
+        b.pio_write(0x21, &[!(1 << 1)], 0);
+        b.pio_write(0x60, &[0xf2], 0); // identify keyboard
+        assert!(b.interrupt_pending());
+        assert_eq!(b.acknowledge_interrupt(), 0x21);
     }
 
     #[test]

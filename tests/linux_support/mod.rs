@@ -1,0 +1,220 @@
+//! Support for the Linux tests: fetching Debian's kernel into a cache, building the tiny
+//! initramfs (a static init compiled from `init.c`, packed by a cpio "newc" writer).
+#![allow(dead_code)]
+
+pub mod cpio;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// Serialises kernel fetching between the tests of one binary.
+static FETCH: Mutex<()> = Mutex::new(());
+
+/// Where Debian's kernel package is unpacked: `$TTVM_LINUX_CACHE`, or `target/linux-cache`
+/// in the workspace.
+pub fn cache_dir() -> PathBuf {
+    match std::env::var_os("TTVM_LINUX_CACHE") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("linux-cache"),
+    }
+}
+
+/// A Debian kernel unpacked in the cache.
+#[derive(Debug, Clone)]
+pub struct DebianKernel {
+    /// `/boot/vmlinuz-*`: the bzImage.
+    pub bzimage: PathBuf,
+    /// The package name (`linux-image-6.1.0-NN-amd64`).
+    pub package: String,
+}
+
+fn run(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The versioned package `linux-image-amd64` depends on, asking apt (after an
+/// `apt-get update` if apt knows no such package yet).
+fn package_name() -> Result<String, String> {
+    let find = || -> Result<Option<String>, String> {
+        let deps = run(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
+        Ok(deps
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Depends: "))
+            .find(|p| p.starts_with("linux-image-") && p.ends_with("-amd64"))
+            .map(str::to_string))
+    };
+    if let Ok(Some(p)) = find() {
+        return Ok(p);
+    }
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    find()?.ok_or_else(|| "apt-cache depends linux-image-amd64 names no linux-image-*-amd64 package".into())
+}
+
+/// Debian's current 6.1 kernel, downloaded with `apt-get download` and unpacked with
+/// `dpkg -x` into [`cache_dir`] the first time. Panics with a clear message when apt cannot
+/// fetch it.
+pub fn debian_kernel() -> DebianKernel {
+    let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+    match fetch() {
+        Ok(k) => k,
+        Err(e) => panic!(
+            "the Linux tests need Debian's kernel package (linux-image-amd64), fetched with \
+             apt-get download into {} (or $TTVM_LINUX_CACHE), and apt could not fetch it:\n{e}",
+            cache_dir().display()
+        ),
+    }
+}
+
+fn find_vmlinuz(root: &Path) -> Option<PathBuf> {
+    let boot = root.join("boot");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&boot)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn fetch() -> Result<DebianKernel, String> {
+    let cache = cache_dir();
+    // A previously unpacked kernel is used as is, so the tests run offline once fetched.
+    if let Ok(entries) = std::fs::read_dir(&cache) {
+        let mut roots: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        roots.sort();
+        for root in roots.iter().rev() {
+            let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if let (true, Some(bzimage)) = (name.starts_with("linux-image-"), find_vmlinuz(root)) {
+                return Ok(DebianKernel { bzimage, package: name });
+            }
+        }
+    }
+    let package = package_name()?;
+    std::fs::create_dir_all(&cache).map_err(|e| format!("{}: {e}", cache.display()))?;
+    let download = cache.join(format!("download-{}", std::process::id()));
+    std::fs::create_dir_all(&download).map_err(|e| format!("{}: {e}", download.display()))?;
+    run(Command::new("apt-get").args(["download", "-q", &package]).current_dir(&download))?;
+    let deb = std::fs::read_dir(&download)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or("apt-get download left no .deb")?;
+    let unpack = download.join("root");
+    run(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpack))?;
+    // Publish atomically: concurrent test binaries either see a whole tree or none.
+    let root = cache.join(&package);
+    if std::fs::rename(&unpack, &root).is_err() && !root.exists() {
+        return Err(format!("cannot move the unpacked kernel to {}", root.display()));
+    }
+    let _ = std::fs::remove_dir_all(&download);
+    let bzimage = find_vmlinuz(&root).ok_or_else(|| format!("{package} has no /boot/vmlinuz-*"))?;
+    Ok(DebianKernel { bzimage, package })
+}
+
+/// Compiles `init.c` into a static, libc-free x86-64 executable at `out`.
+pub fn build_init(out: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/linux_support/init.c");
+    let result = Command::new("cc")
+        .args(["-static", "-nostdlib", "-O2", "-fno-pie", "-no-pie", "-fno-stack-protector"])
+        .args(["-fno-asynchronous-unwind-tables", "-Wl,--build-id=none", "-o"])
+        .arg(out)
+        .arg(&src)
+        .output();
+    match result {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!("cc failed to build the test init:\n{}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => panic!("the Linux initramfs test needs a C compiler (cc): {e}"),
+    }
+}
+
+/// An initramfs (uncompressed newc cpio, which Linux accepts) holding `/dev/console` and
+/// `/init` built from `init.c`.
+pub fn build_initramfs(dir: &Path) -> PathBuf {
+    let init = dir.join("init");
+    build_init(&init);
+    let init_bytes = std::fs::read(&init).expect("read the built init");
+    let mut w = cpio::Writer::new();
+    w.directory("dev", 0o755);
+    w.char_device("dev/console", 0o600, 5, 1);
+    w.file("init", 0o755, &init_bytes);
+    let path = dir.join("initramfs.cpio");
+    std::fs::write(&path, w.finish()).expect("write the initramfs");
+    path
+}
+
+/// The Linux ELF inside a bzImage, unpacked with ttvm's own loader code.
+pub fn vmlinux_of(bzimage: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(bzimage).expect("read the bzImage");
+    let bz = ttvm_vmm::boot::bzimage::BzImage::parse(&bytes).expect("parse the bzImage");
+    bz.decompress().expect("decompress the bzImage")
+}
+
+/// What a run watched by [`run_until`] produced.
+#[derive(Debug)]
+pub struct Watched {
+    /// Guest serial output (ttvm's stdout).
+    pub stdout: String,
+    /// ttvm's own messages.
+    pub stderr: String,
+    /// Exit status, or `None` when the run was stopped because `done` matched.
+    pub status: Option<i32>,
+}
+
+impl Watched {
+    /// Everything, for assertion messages.
+    pub fn text(&self) -> String {
+        format!("status: {:?}\n--- stdout\n{}\n--- stderr\n{}", self.status, self.stdout, self.stderr)
+    }
+}
+
+/// Runs `ttvm ARGS` and stops it (SIGKILL of this child) as soon as `done(stdout)` holds;
+/// otherwise waits for it to exit (callers bound it with `--timeout` or `--max-steps`).
+pub fn run_until(args: &[&std::ffi::OsStr], done: impl Fn(&str) -> bool) -> Watched {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ttvm"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ttvm");
+    let mut err_pipe = child.stderr.take().expect("stderr pipe");
+    let err_thread = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err_pipe.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+    let mut out_pipe = child.stdout.take().expect("stdout pipe");
+    let mut stdout = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut stopped = false;
+    loop {
+        match out_pipe.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => stdout.extend_from_slice(&buf[..n]),
+        }
+        if done(&String::from_utf8_lossy(&stdout)) {
+            let _ = child.kill();
+            stopped = true;
+            break;
+        }
+    }
+    let status = child.wait().expect("wait for ttvm");
+    let stderr = err_thread.join().unwrap_or_default();
+    Watched {
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr,
+        status: if stopped { None } else { status.code() },
+    }
+}
