@@ -25,6 +25,8 @@ enum Command {
     Record(commands::record::RecordArgs),
     /// Replay a trace, checking it step by step (or serve it to gdb with --gdb).
     Replay(commands::replay::ReplayArgs),
+    /// Record live with gdb attached: go back through what was recorded, continue into new territory.
+    Debug(commands::debug::DebugArgs),
     /// Show what a trace holds.
     Info(commands::info::InfoArgs),
     /// For CI: verify a trace replays bit-for-bit and that it recorded the expected outcome.
@@ -41,6 +43,7 @@ fn main() {
         Command::Run(a) => commands::run::run(a),
         Command::Record(a) => commands::record::run(a),
         Command::Replay(a) => commands::replay::run(a),
+        Command::Debug(a) => commands::debug::run(a),
         Command::Info(a) => commands::info::run(a),
         Command::Check(a) => commands::check::run(a),
         Command::Kernels(a) => commands::kernels::run(a),

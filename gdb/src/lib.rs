@@ -1,1 +1,75 @@
-//! ttvm-gdb
+//! ttvm's gdb remote stub: serves a [`Timeline`] to a real `gdb` over TCP, with reverse
+//! execution.
+//!
+//! ```no_run
+//! # fn demo(timeline: &mut ttvm_replay::timeline::Timeline) -> Result<(), ttvm_gdb::GdbError> {
+//! let listener = ttvm_gdb::bind(ttvm_gdb::parse_listen_addr("1234")?)?;
+//! let end = ttvm_gdb::serve(timeline, listener)?;
+//! # let _ = end; Ok(()) }
+//! ```
+//!
+//! What gdb gets:
+//! - registers ([`regs`], described by [`target_xml`]): GPRs, RIP, RFLAGS, segment
+//!   selectors, x87, SSE, and the system registers fs_base, gs_base, k_gs_base, CR0, CR2,
+//!   CR3, CR4, CR8, EFER;
+//! - memory by guest-virtual address through the current page tables; an unmapped address
+//!   is an error reply, never a crash;
+//! - stepi / continue and their reverse forms, software and hardware breakpoints and
+//!   write/read/access watchpoints of any length (all checked by the step engine), and
+//!   `replaylog` stops at both ends of history;
+//! - `monitor` commands ([`monitor`]): when, goto, checkpoints, events, info, last-write,
+//!   serial;
+//! - Ctrl-C stops long runs in either direction ([`interrupt`]);
+//! - register and memory writes are refused: they would fork the recorded timeline.
+//!
+//! The target uses only the timeline's public API and re-reads its length every time, so
+//! a live timeline whose history grows works the same way.
+//!
+//! Known gap in the APIs underneath: the timeline lends its machine immutably, and the
+//! vCPU has no `&self` way to read the FPU state, so [`fpu`] issues KVM_GET_XSAVE on the
+//! vCPU fd itself. A `Vcpu::xsave(&self)` in ttvm-vmm would remove that workaround.
+
+pub mod addr;
+pub mod breakpoints;
+pub mod conn;
+pub mod error;
+pub mod event_loop;
+pub mod fpu;
+pub mod framing;
+pub mod interrupt;
+pub mod monitor;
+mod monitor_exec;
+pub mod regs;
+pub mod resume;
+pub mod reverse;
+pub mod target;
+pub mod target_xml;
+
+use std::net::{TcpListener, TcpStream};
+
+pub use addr::{bind, parse_listen_addr, DEFAULT_HOST};
+pub use error::GdbError;
+pub use event_loop::ServeEnd;
+use ttvm_replay::timeline::Timeline;
+
+/// Waits for gdb to connect to `listener` and serves `timeline` to it until gdb detaches,
+/// kills the target or hangs up. The timeline keeps the position gdb left it at.
+pub fn serve(timeline: &mut Timeline, listener: TcpListener) -> Result<ServeEnd, GdbError> {
+    let (stream, _peer) = listener.accept()?;
+    serve_connection(timeline, stream)
+}
+
+/// Serves `timeline` on an already accepted connection.
+pub fn serve_connection(timeline: &mut Timeline, stream: TcpStream) -> Result<ServeEnd, GdbError> {
+    let mut target = target::TtvmTarget::new(timeline, stream.try_clone()?);
+    let end = event_loop::run_session(&mut target, &stream);
+    // Breakpoints and watchpoints belong to the gdb session; a later user of the timeline
+    // (another session, the UI) must not inherit them.
+    for addr in std::mem::take(&mut target.bps).into_keys() {
+        target.tl.remove_breakpoint(addr);
+    }
+    for w in target.tl.watchpoints().to_vec() {
+        target.tl.remove_watchpoint(w);
+    }
+    end
+}

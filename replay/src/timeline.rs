@@ -519,15 +519,22 @@ impl Timeline {
 
     // ----- stepping -----
 
-    /// Executes one step forward.
+    /// Executes one step forward; reports a watchpoint the step triggered.
     pub fn step_forward(&mut self) -> Result<Stop, TimelineError> {
         if self.icount() >= self.length() && !self.can_grow() {
             return Ok(Stop::HistoryEnd);
         }
-        Ok(match self.step_once()? {
-            Stepped::AtEnd => Stop::HistoryEnd,
+        Ok(match self.step_watching()? {
+            (Stepped::AtEnd, _) => Stop::HistoryEnd,
+            (_, Some(watch)) => Stop::Watchpoint { watch },
             _ => Stop::Done,
         })
+    }
+
+    /// Makes `recording()` cover the whole history of a live session (it lags behind the
+    /// frontier until the trace is re-read).
+    pub fn refresh_recording(&mut self) -> Result<(), TimelineError> {
+        self.refresh()
     }
 
     /// Goes back one step.
@@ -536,8 +543,7 @@ impl Timeline {
         if p == 0 {
             return Ok(Stop::HistoryStart);
         }
-        self.seek(p - 1)?;
-        Ok(Stop::Done)
+        self.seek(p - 1)
     }
 
     // ----- watchpoints -----
@@ -631,6 +637,13 @@ impl Timeline {
     pub fn run_backward(&mut self) -> Result<Stop, TimelineError> {
         let mut hi = self.icount();
         self.leave_frontier()?;
+        if self.breakpoints.is_empty() && self.watchpoints.is_empty() {
+            // Nothing can stop the run: no need to scan the history.
+            if self.seek(0)? == Stop::Interrupted {
+                return Ok(Stop::Interrupted);
+            }
+            return Ok(Stop::HistoryStart);
+        }
         loop {
             if hi == 0 {
                 self.seek(0)?;
@@ -644,7 +657,9 @@ impl Timeline {
                 let q = self.icount();
                 self.maybe_make_temp(hi, lo)?;
                 if (q - lo) % INTERRUPT_CHECK_EVERY == INTERRUPT_CHECK_EVERY - 1 && self.interrupted() {
-                    self.seek(lo)?;
+                    // Everything from `hi` on has been scanned; stopping there lets a
+                    // later reverse run resume without skipping [lo, hi).
+                    self.seek(hi)?;
                     return Ok(Stop::Interrupted);
                 }
                 if self.breakpoints.contains(&self.rip()) {

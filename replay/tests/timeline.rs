@@ -34,6 +34,7 @@ fn record(dir: &std::path::Path, kernel: &str, cmdline: &str, checkpoint_every: 
             kernel: k.elf.to_vec(),
             cmdline: cmdline.into(),
             rtc_base_unix_secs: 1_700_000_000,
+            initrd: Vec::new(),
         },
         &path,
         RecordOptions {
@@ -195,6 +196,7 @@ fn live_debugging_goes_back_then_records_new_history() {
             kernel: k.elf.to_vec(),
             cmdline: CMDLINE.into(),
             rtc_base_unix_secs: 1_700_000_000,
+            initrd: Vec::new(),
         },
         &path,
         RecordOptions {

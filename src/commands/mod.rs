@@ -1,6 +1,8 @@
 //! One module per `ttvm` subcommand.
 
 pub mod check;
+pub mod debug;
+pub mod gdb_server;
 pub mod info;
 pub mod kernels;
 pub mod record;

@@ -29,6 +29,9 @@ pub struct ReplayArgs {
     /// Serve the trace to gdb on [ADDR:]PORT instead of replaying straight through.
     #[arg(long, value_name = "[ADDR:]PORT")]
     pub gdb: Option<String>,
+    /// With --gdb: write the kernel ELF embedded in the trace to FILE (for gdb's symbols).
+    #[arg(long, value_name = "FILE", requires = "gdb")]
+    pub write_kernel: Option<PathBuf>,
     /// Don't echo the guest's serial output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -98,7 +101,7 @@ pub fn verify_whole(path: &std::path::Path, rec: Rc<Recording>, echo: bool) -> R
 
 pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
     if let Some(addr) = &args.gdb {
-        return Err(Exit::new(exit_code::BAD_INPUT, format!("--gdb {addr}: the gdb server is not built yet")));
+        return crate::commands::gdb_server::serve_replay(&args.trace, addr, args.write_kernel.as_deref());
     }
     let rec = open_recording(&args.trace)?;
     if let Some(note) = &rec.file.recovery_note {

@@ -83,13 +83,20 @@ pub struct Server {
 
 /// Starts a server for `trace` on an OS-chosen port.
 pub fn serve(trace: &Path, extra: &[&str]) -> Server {
-    let mut child = common::ttvm()
-        .args(["replay", trace.to_str().unwrap(), "--gdb", "127.0.0.1:0"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ttvm replay --gdb");
+    let mut args = vec!["replay", trace.to_str().unwrap(), "--gdb", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    spawn_server(&args)
+}
+
+/// Starts `ttvm debug KERNEL` (live recording into `trace`) on an OS-chosen port.
+pub fn serve_live(kernel: &str, cmdline: &str, trace: &Path) -> Server {
+    spawn_server(&["debug", kernel, "--cmdline", cmdline, "-o", trace.to_str().unwrap(), "--gdb", "127.0.0.1:0"])
+}
+
+/// Spawns a gdb server (`replay --gdb` or `debug`) and waits for its address line.
+fn spawn_server(args: &[&str]) -> Server {
+    let mut child =
+        common::ttvm().args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn ttvm gdb server");
     let stderr = Arc::new(Mutex::new(String::new()));
     let (tx, rx) = mpsc::channel();
     pump(child.stderr.take().unwrap(), stderr.clone(), Some(tx));

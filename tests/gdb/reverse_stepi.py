@@ -29,14 +29,12 @@ for p in sorted(set(pcs)):
     h.run("break *0x%x" % p)
 
 # Forward to the end of history; a breakpoint may be hit again on the way.
-ends = 0
 for _ in range(100):
-    out = h.run("continue")
-    h.mark("cont", h.icount(), h.pc())
-    if "No more reverse-execution history" in out:
-        ends += 1
+    h.run("continue")
+    h.mark("cont", h.icount(), h.pc(), h.stop_kind())
+    if h.at_end():
         break
-h.mark("end", h.icount(), ends)
+h.mark("end", *h.when())
 
-out = h.run("reverse-continue")
-h.mark("rc", h.icount(), h.pc(), "breakpoint" if "Breakpoint" in out else "other")
+h.run("reverse-continue")
+h.mark("rc", h.icount(), h.pc(), h.stop_kind())

@@ -35,10 +35,42 @@ def gprs():
     return [reg(r) for r in GPRS]
 
 
+def when():
+    """(icount, history length), from `monitor when` ("icount N of L steps ...")."""
+    w = run("monitor when").split()
+    return int(w[1]), int(w[3])
+
+
 def icount():
-    """The timeline position, from `monitor when`."""
-    out = run("monitor when")
-    return int(out.split()[1])
+    """The timeline position."""
+    return when()[0]
+
+
+def at_end():
+    i, n = when()
+    return i == n
+
+
+_last_stop = ["none"]
+
+
+def _on_stop(ev):
+    if isinstance(ev, gdb.BreakpointEvent):
+        _last_stop[0] = "breakpoint"
+    elif isinstance(ev, gdb.SignalEvent):
+        _last_stop[0] = "signal-" + ev.stop_signal
+    else:
+        # A stop with no breakpoint or signal: end of a step, or (with a replay target)
+        # the end of recorded history.
+        _last_stop[0] = "plain"
+
+
+gdb.events.stop.connect(_on_stop)
+
+
+def stop_kind():
+    """How the last stop was reported: breakpoint, signal-SIGxxx or plain."""
+    return _last_stop[0]
 
 
 def line():

@@ -308,6 +308,12 @@ impl Vcpu {
         Ok(msrs.as_slice()[0].data)
     }
 
+    /// The x87/SSE state: the 4 KiB `kvm_xsave` region as 32-bit words (its first 512
+    /// bytes are the FXSAVE image). Reading it does not change the vCPU.
+    pub fn xsave(&self) -> Result<Vec<u32>, VcpuError> {
+        Ok(self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?.region.to_vec())
+    }
+
     /// Pending events and interrupt shadow (KVM_GET_VCPU_EVENTS).
     pub fn vcpu_events(&self) -> Result<kvm_vcpu_events, VcpuError> {
         self.fd.get_vcpu_events().map_err(err("KVM_GET_VCPU_EVENTS"))

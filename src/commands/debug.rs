@@ -1,0 +1,92 @@
+//! `ttvm debug`: record live with gdb attached. Continuing past the end of history executes
+//! and records new instructions; going back replays what has been recorded.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use ttvm_replay::clock::ClockMode;
+use ttvm_replay::record::{RecordEnd, RecordOptions, RecordSession, DEFAULT_CHECKPOINT_EVERY};
+use ttvm_replay::timeline::Timeline;
+use ttvm_vmm::console::ConsoleOutput;
+
+use crate::commands::gdb_server::gdb_exit;
+use crate::commands::record::{default_output, ClockArg};
+use crate::commands::run::serial_input;
+use crate::exit_code::{self, Exit};
+use crate::options::MachineArgs;
+
+/// Arguments of `ttvm debug`.
+#[derive(Debug, Args)]
+pub struct DebugArgs {
+    #[command(flatten)]
+    pub machine: MachineArgs,
+    /// Where gdb connects: [ADDR:]PORT (ADDR defaults to 127.0.0.1).
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    pub gdb: String,
+    /// Trace file written while debugging (default: NAME.ttvm).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// How guest time is derived.
+    #[arg(long, value_enum, default_value = "icount")]
+    pub clock: ClockArg,
+    /// Steps between checkpoints.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CHECKPOINT_EVERY)]
+    pub checkpoint_every: u64,
+}
+
+pub fn run(args: DebugArgs) -> Result<i32, Exit> {
+    let addr = ttvm_gdb::parse_listen_addr(&args.gdb).map_err(gdb_exit)?;
+    // Bind before building the machine: a port in use is reported before anything runs.
+    let listener = ttvm_gdb::bind(addr).map_err(gdb_exit)?;
+    let (config, name) = args.machine.config()?;
+    let output = args.output.clone().unwrap_or_else(|| default_output(&args.machine.kernel));
+    let console = match &args.machine.serial_out {
+        Some(p) => {
+            ConsoleOutput::file(p).map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", p.display())))?
+        }
+        None => ConsoleOutput::Stdout,
+    };
+    let input = serial_input(&args.machine.serial_in)?;
+    let stepping = ttvm_replay::stepping::host_signature();
+    let options = RecordOptions {
+        clock: ClockMode::from(args.clock),
+        checkpoint_every: args.checkpoint_every,
+        kernel_name: name.clone(),
+        stepping: stepping.clone(),
+    };
+    let session = RecordSession::start(config, &output, options, console, input).map_err(|e| match e {
+        ttvm_replay::record::RecordError::Machine(m) => {
+            Exit::new(exit_code::for_machine_error(&m), format!("{name}: {m}"))
+        }
+        e => Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", output.display())),
+    })?;
+    let mut timeline = Timeline::live(session, &output, &stepping)
+        .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", output.display())))?;
+    let local = listener.local_addr().map_err(|e| Exit::new(exit_code::HOST_ERROR, e.to_string()))?;
+    let elf = match ttvm_sample_kernels::get(&args.machine.kernel) {
+        Some(k) if !std::path::Path::new(&args.machine.kernel).exists() => k.path.to_string(),
+        _ => args.machine.kernel.clone(),
+    };
+    eprintln!(
+        "ttvm: recording {name} live into {}; serving to gdb on {local} — connect with: gdb {elf} -ex 'target remote {local}'",
+        output.display()
+    );
+    let served = ttvm_gdb::serve(&mut timeline, listener);
+    let end = match timeline.live_stop() {
+        Some(stop) => RecordEnd::Guest(stop.clone()),
+        None => RecordEnd::Detached,
+    };
+    let session =
+        timeline.live_session().ok_or_else(|| Exit::new(exit_code::HOST_ERROR, "the live recording is gone"))?;
+    let progress = session
+        .finish(&end)
+        .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("finalising {}: {e}", output.display())))?;
+    eprintln!(
+        "ttvm: debug session ended ({}); {} steps recorded in {}",
+        end.reason(),
+        progress.steps,
+        output.display()
+    );
+    served.map_err(gdb_exit)?;
+    Ok(0)
+}

@@ -1,0 +1,81 @@
+//! `ttvm replay TRACE --gdb [ADDR:]PORT`: serve a recorded trace to gdb, with reverse
+//! execution.
+
+use std::path::{Path, PathBuf};
+
+use ttvm_gdb::{GdbError, ServeEnd};
+use ttvm_replay::recording::Recording;
+use ttvm_replay::timeline::{Timeline, TimelineError};
+
+use crate::commands::replay::{open_recording, replay_exit, trace_exit};
+use crate::exit_code::{self, Exit};
+
+pub fn gdb_exit(e: GdbError) -> Exit {
+    let code = match e {
+        GdbError::BadAddress { .. } | GdbError::PortInUse { .. } => exit_code::BAD_INPUT,
+        _ => exit_code::HOST_ERROR,
+    };
+    Exit::new(code, e.to_string())
+}
+
+fn timeline_exit(trace: &Path, e: TimelineError) -> Exit {
+    match e {
+        TimelineError::Replay(e) => replay_exit(trace, e),
+        TimelineError::Trace(e) => trace_exit(trace, e),
+        e => Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", trace.display())),
+    }
+}
+
+/// The kernel ELF gdb should load for symbols: the file written with `--write-kernel`, or
+/// the file (or bundled sample) the trace was recorded from if it is still byte-identical.
+fn kernel_for_gdb(rec: &Recording, write_kernel: Option<&Path>) -> Result<Option<PathBuf>, Exit> {
+    let h = rec.header();
+    let image = &h.machine.kernel;
+    if let Some(out) = write_kernel {
+        std::fs::write(out, image)
+            .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("--write-kernel {}: {e}", out.display())))?;
+        return Ok(Some(out.to_path_buf()));
+    }
+    let same = |p: &Path| std::fs::read(p).is_ok_and(|b| b == *image);
+    let named = Path::new(&h.kernel_name);
+    if same(named) {
+        return Ok(Some(named.to_path_buf()));
+    }
+    Ok(ttvm_sample_kernels::get(&h.kernel_name).map(|k| PathBuf::from(k.path)).filter(|p| same(p)))
+}
+
+/// Serves `trace` to one gdb connection on `addr`. Exits 0 when gdb detaches, kills the
+/// target or disconnects.
+pub fn serve_replay(trace: &Path, addr: &str, write_kernel: Option<&Path>) -> Result<i32, Exit> {
+    let addr = ttvm_gdb::parse_listen_addr(addr).map_err(gdb_exit)?;
+    let rec = open_recording(trace)?;
+    if let Some(note) = &rec.file.recovery_note {
+        eprintln!("ttvm: note: {note}");
+    }
+    let kernel = kernel_for_gdb(&rec, write_kernel)?;
+    let steps = rec.length();
+    // Bind first: a busy port is reported before the slower machine set-up.
+    let listener = ttvm_gdb::bind(addr).map_err(gdb_exit)?;
+    let mut timeline =
+        Timeline::new(rec, &ttvm_replay::stepping::host_signature()).map_err(|e| timeline_exit(trace, e))?;
+    let local = listener.local_addr().map_err(|e| Exit::new(exit_code::HOST_ERROR, e.to_string()))?;
+    let kernel_arg = match &kernel {
+        Some(p) => p.display().to_string(),
+        None => "KERNEL.elf".to_string(),
+    };
+    eprintln!(
+        "ttvm: serving {} ({steps} steps) to gdb on {local} — connect with: gdb {kernel_arg} -ex 'target remote {local}'",
+        trace.display()
+    );
+    if kernel.is_none() {
+        eprintln!("ttvm: the kernel the trace was recorded from was not found; add --write-kernel FILE to get its ELF");
+    }
+    let end = ttvm_gdb::serve(&mut timeline, listener).map_err(gdb_exit)?;
+    let how = match end {
+        ServeEnd::Detached => "gdb detached",
+        ServeEnd::Killed => "gdb killed the session",
+        ServeEnd::ConnectionClosed => "gdb closed the connection",
+    };
+    eprintln!("ttvm: {how} at icount {}", timeline.icount());
+    Ok(0)
+}

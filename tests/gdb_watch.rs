@@ -1,0 +1,55 @@
+//! "Who wrote this?" with the real gdb: `watch` + `reverse-continue` from the panic of the
+//! `threads` kernel lands on the stale write that lost an update, and `monitor last-write`
+//! agrees.
+
+mod common;
+#[path = "gdb/harness.rs"]
+mod harness;
+
+use harness::{gdb, hex, mark, serve};
+
+/// Fails deterministically in icount mode within ~40 000 steps: with a tick every 5000
+/// steps and a long read-to-write window, a preemption soon lands inside the window.
+const THREADS_CMDLINE: &str = "hz=20000 window=50 work=0 iters=2000";
+
+/// The line of a sample kernel's source that starts with `code` (comments excluded).
+fn source_line(file: &str, code: &str) -> usize {
+    let src = std::fs::read_to_string(format!("{}/sample-kernels/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    src.lines().position(|l| l.trim_start().starts_with(code)).unwrap_or_else(|| panic!("{code} not in {file}")) + 1
+}
+
+#[test]
+fn watch_and_reverse_continue_find_the_lost_update() {
+    if !common::require_kvm("watch_and_reverse_continue_find_the_lost_update") {
+        return;
+    }
+    let dir = common::tempdir();
+    let trace = harness::record(dir.path(), "threads", THREADS_CMDLINE);
+    let info = common::run(&["info", trace.to_str().unwrap()]);
+    let info = common::text(&info);
+    assert!(info.contains("PANIC: lost update"), "the recording should end in the lost-update panic:\n{info}");
+
+    let server = serve(&trace, &[]);
+    let out = gdb(&server, &[], "watch_threads.py");
+    let end = mark(&out, "end");
+    assert_eq!(end[0], end[1], "continue did not reach the end of history\n{out}");
+    assert_eq!(mark(&out, "panicking")[0], "yes", "{out}");
+    let final_counter = hex(&mark(&out, "counter")[1]);
+
+    let stale_line = source_line("threads/main.rs", "COUNTER = v + 1");
+    let lw = mark(&out, "lastwrite");
+    let w = mark(&out, "watch");
+    assert_eq!(w[3], "breakpoint", "reverse-continue did not stop on the watchpoint\n{out}");
+    assert!(w[2].ends_with(&format!("threads/main.rs:{stale_line}")), "watchpoint stop is not the stale write\n{out}");
+    assert_eq!(lw[..3], w[..3], "monitor last-write and watch + reverse-continue disagree\n{out}");
+    let back = mark(&out, "back");
+    assert_eq!(back[0], end[0], "monitor goto did not return to the end\n{out}");
+
+    // Before the stale write the counter held the other threads' increments; the write
+    // takes it back down to the value the panic reported.
+    let before = hex(&w[4]);
+    let after = mark(&out, "after");
+    assert_eq!(hex(&after[0]), hex(&w[0]) + 1, "{out}");
+    assert_eq!(hex(&after[1]), final_counter, "{out}");
+    assert!(before > final_counter, "the write did not lose updates ({before} -> {final_counter})\n{out}");
+}
