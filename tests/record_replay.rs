@@ -175,7 +175,7 @@ fn checkpoint_restore_is_byte_identical_to_the_live_state() {
     // of the step at that icount, before it executes).
     let mut live = Vec::new();
     loop {
-        if s.icount() % every == 0 {
+        if s.icount().is_multiple_of(every) {
             let state = s.engine.machine.vm.vcpu_mut().save_state().unwrap();
             live.push((
                 s.icount(),

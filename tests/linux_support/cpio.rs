@@ -68,7 +68,7 @@ impl Writer {
 
     /// Header+name and data are each padded to a multiple of four bytes.
     fn pad(&mut self) {
-        while self.out.len() % 4 != 0 {
+        while !self.out.len().is_multiple_of(4) {
             self.out.push(0);
         }
     }
