@@ -1,11 +1,11 @@
 //! The fixed CPUID model every guest sees.
 //!
-//! Feature bits come from a fixed whitelist, not from the host, so a guest sees the same CPU
-//! on every host that supports the whitelist. Only the identity of the host CPU (vendor,
-//! family/model/stepping, brand string, cache descriptors, address widths, XSAVE area
-//! layout) is passed through, because instruction behaviour that is architecturally
-//! undefined (flags after BSF, MUL...) can differ between vendors and generations; the trace
-//! stores the whole table and replay refuses a host whose table differs.
+//! Everything but the vendor is fixed: feature bits come from a whitelist the host must
+//! support, and family/model/stepping, brand string, cache and address-size leaves are
+//! constants, so every host of a vendor that supports the whitelist presents the same CPU
+//! and traces move between them. The vendor is the host's, because instruction behaviour
+//! that is architecturally undefined (flags after BSF, MUL...) differs between vendors;
+//! the trace stores the whole table and replay refuses a host whose table differs.
 //!
 //! Hidden on purpose: KVM paravirt leaves (0x4000_0000..), kvmclock, x2APIC, the local APIC
 //! itself (there is no in-kernel APIC; interrupts come from the userspace 8259A), the TSC
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::kvm::KvmSystem;
 
 /// Name of the feature whitelist; bump it when the whitelist changes.
-pub const CPUID_MODEL_NAME: &str = "ttvm-x86-64-v1";
+pub const CPUID_MODEL_NAME: &str = "ttvm-x86-64-v2";
 
 /// Errors building the CPUID model.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +105,12 @@ const E1_EDX: u32 = (1 << 11) | (1 << 20) | (1 << 29);
 // 0x8000_0001 ECX: lahf_lm prefetchw.
 const E1_ECX: u32 = (1 << 0) | (1 << 8);
 
+/// Highest basic and extended leaves of the model.
+const MAX_BASIC_LEAF: u32 = 0xd;
+const MAX_EXT_LEAF: u32 = 0x8000_0008;
+/// Brand string (CPUID 0x8000_0002..4 holds 48 bytes, NUL padded).
+const BRAND: &str = "ttvm virtual CPU (ttvm-x86-64-v2)";
+
 fn feature_names(leaf: &str, missing: u32) -> String {
     (0..32).filter(|b| missing & (1 << b) != 0).map(|b| format!("{leaf} bit {b}")).collect::<Vec<_>>().join(", ")
 }
@@ -126,91 +132,65 @@ impl CpuidModel {
                 missing.push(feature_names(name, want & !have));
             }
         };
+        let l0 = find(0, 0).unwrap_or(zero);
+        let l1 = find(1, 0).unwrap_or(zero);
+        require("CPUID.1:EDX", l1.edx, L1_EDX);
+        require("CPUID.1:ECX", l1.ecx, L1_ECX);
+        if find(7, 0).is_some() || L7_EBX != 0 {
+            require("CPUID.7.0:EBX", find(7, 0).unwrap_or(zero).ebx, L7_EBX);
+        }
+        let e1 = find(0x8000_0001, 0).unwrap_or(zero);
+        require("CPUID.0x80000001:EDX", e1.edx, E1_EDX);
+        require("CPUID.0x80000001:ECX", e1.ecx, E1_ECX);
+        if !missing.is_empty() {
+            return Err(CpuidError::MissingFeatures(missing.join(", ")));
+        }
+        let vendor = [l0.ebx, l0.edx, l0.ecx];
+        Ok(Self::for_vendor(vendor))
+    }
+
+    /// The model for a CPU of `vendor` (CPUID.0 EBX, EDX, ECX). Everything but the vendor
+    /// is fixed, so every host of that vendor presents the same CPU.
+    pub fn for_vendor(vendor: [u32; 3]) -> Self {
         let mut leaves = Vec::new();
         let mut push = |function: u32, index: u32, indexed: bool, r: [u32; 4]| {
             leaves.push(CpuidLeaf { function, index, indexed, eax: r[0], ebx: r[1], ecx: r[2], edx: r[3] })
         };
-
-        let l0 = find(0, 0).unwrap_or(zero);
-        let max_basic = l0.eax.min(0xd);
-        push(0, 0, false, [max_basic, l0.ebx, l0.ecx, l0.edx]);
-
-        let l1 = find(1, 0).unwrap_or(zero);
-        require("CPUID.1:EDX", l1.edx, L1_EDX);
-        require("CPUID.1:ECX", l1.ecx, L1_ECX);
-        // EBX: keep brand index and CLFLUSH line size; one logical CPU, APIC id 0.
-        let l1_ebx = (l1.ebx & 0x0000_ffff) | (1 << 16);
-        push(1, 0, false, [l1.eax, l1_ebx, L1_ECX | L1_ECX_RDRAND | L1_ECX_HYPERVISOR, L1_EDX]);
-
-        // Leaves 2..=6: cache/TLB descriptors pass through (identity), 5 (MONITOR) and 6 (power) zero.
-        for f in 2..=4u32 {
-            if f > max_basic {
-                break;
-            }
-            if f == 4 {
-                for i in 0..8 {
-                    match find(4, i) {
-                        Some(e) if e.eax & 0x1f != 0 => {
-                            // One core, one thread sharing each cache.
-                            push(4, i, true, [e.eax & 0x3ff, e.ebx, e.ecx, e.edx]);
-                        }
-                        _ => {
-                            push(4, i, true, [0; 4]);
-                            break;
-                        }
-                    }
-                }
-            } else {
-                let e = find(f, 0).unwrap_or(zero);
-                push(f, 0, false, [e.eax, e.ebx, e.ecx, e.edx]);
-            }
+        let amd = vendor == [0x6874_7541, 0x6974_6e65, 0x444d_4163];
+        // Family/model/stepping: a fixed identity keeps family-specific guest code paths the
+        // same on every host. AMD: family 1Ah model 02h, as the reference hosts (Linux's
+        // family 17h errata paths write MSRs these hosts' KVM refuses and hang the boot).
+        // Intel: family 6 model 8Fh (not exercised on the reference hosts).
+        let signature = if amd { 0x00b0_0f21 } else { 0x0008_06f8 };
+        push(0, 0, false, [MAX_BASIC_LEAF, vendor[0], vendor[2], vendor[1]]);
+        // EBX: CLFLUSH line 8 qwords, one logical CPU, APIC id 0.
+        push(1, 0, false, [signature, (8 << 8) | (1 << 16), L1_ECX | L1_ECX_RDRAND | L1_ECX_HYPERVISOR, L1_EDX]);
+        for f in 2..=6u32 {
+            push(f, 0, f == 4, [0; 4]);
         }
-        for f in 5..=6u32 {
-            if f <= max_basic {
-                push(f, 0, false, [0; 4]);
-            }
-        }
-        if max_basic >= 7 {
-            let l7 = find(7, 0).unwrap_or(zero);
-            require("CPUID.7.0:EBX", l7.ebx, L7_EBX);
-            push(7, 0, true, [0, L7_EBX | L7_EBX_RDSEED, 0, 0]);
-        }
+        push(7, 0, true, [0, L7_EBX | L7_EBX_RDSEED, 0, 0]);
         for f in 8..=0xcu32 {
-            if f <= max_basic {
-                push(f, 0, f == 0xb, [0; 4]);
-            }
+            push(f, 0, f == 0xb, [0; 4]);
         }
-        if max_basic >= 0xd {
-            // No XSAVE in the model: the guest uses FXSAVE, and checkpoints stay small.
-            push(0xd, 0, true, [0; 4]);
-        }
+        // No XSAVE in the model: the guest uses FXSAVE, and checkpoints stay small.
+        push(0xd, 0, true, [0; 4]);
 
-        let e0 = find(0x8000_0000, 0).unwrap_or(zero);
-        let max_ext = e0.eax.min(0x8000_0008);
-        push(0x8000_0000, 0, false, [max_ext, e0.ebx, e0.ecx, e0.edx]);
-        let e1 = find(0x8000_0001, 0).unwrap_or(zero);
-        require("CPUID.0x80000001:EDX", e1.edx, E1_EDX);
-        require("CPUID.0x80000001:ECX", e1.ecx, E1_ECX);
-        push(0x8000_0001, 0, false, [e1.eax, e1.ebx, E1_ECX, E1_EDX]);
-        for f in 0x8000_0002..=max_ext {
-            let e = find(f, 0).unwrap_or(zero);
-            let r = match f {
-                // Brand string, L1/L2/L3 descriptors: identity of the host CPU.
-                0x8000_0002..=0x8000_0006 => [e.eax, e.ebx, e.ecx, e.edx],
-                // Invariant TSC bit only: the exact engine owns the TSC.
-                0x8000_0007 => [0, 0, 0, e.edx & (1 << 8)],
-                // Address sizes; one core.
-                0x8000_0008 => [e.eax & 0xffff, 0, 0, 0],
-                _ => [0; 4],
-            };
-            push(f, 0, false, r);
+        push(0x8000_0000, 0, false, [MAX_EXT_LEAF, vendor[0], vendor[2], vendor[1]]);
+        push(0x8000_0001, 0, false, [signature, 0, E1_ECX, E1_EDX]);
+        let mut brand = [0u8; 48];
+        brand[..BRAND.len()].copy_from_slice(BRAND.as_bytes());
+        for (i, chunk) in brand.chunks(16).enumerate() {
+            let w = |k: usize| u32::from_le_bytes([chunk[k], chunk[k + 1], chunk[k + 2], chunk[k + 3]]);
+            push(0x8000_0002 + i as u32, 0, false, [w(0), w(4), w(8), w(12)]);
         }
-
-        if !missing.is_empty() {
-            return Err(CpuidError::MissingFeatures(missing.join(", ")));
-        }
+        push(0x8000_0005, 0, false, [0; 4]);
+        push(0x8000_0006, 0, false, [0; 4]);
+        // Invariant TSC: the guest TSC is derived from guest time by the engine.
+        push(0x8000_0007, 0, false, [0, 0, 0, 1 << 8]);
+        // 40-bit physical, 48-bit virtual addresses: below every x86-64 host's limits.
+        push(0x8000_0008, 0, false, [0x3028, 0, 0, 0]);
         leaves.sort_by_key(|l| (l.function, l.index));
-        Ok(Self { name: CPUID_MODEL_NAME.to_string(), leaves })
+        Self { name: CPUID_MODEL_NAME.to_string(), leaves }
     }
 
     /// The table in KVM's format.
@@ -318,6 +298,18 @@ mod tests {
     }
 
     #[test]
+    fn identity_is_fixed_across_hosts_of_a_vendor() {
+        let a = CpuidModel::from_supported(&rich_host()).unwrap();
+        let mut other = rich_host();
+        other[1].eax = 0x00a2_0f12; // another family/model/stepping
+        other[8].eax = 0x3934; // 52-bit physical addresses
+        let b = CpuidModel::from_supported(&other).unwrap();
+        assert!(a.differences(&b).is_empty(), "{:?}", a.differences(&b));
+        assert_eq!(a.leaf(0x8000_0008, 0).unwrap().eax, 0x3028);
+        assert_eq!(a.leaf(1, 0).unwrap().eax, 0x00b0_0f21, "AMD family 1Ah model 02h");
+    }
+
+    #[test]
     fn same_features_on_hosts_with_different_extras() {
         let a = CpuidModel::from_supported(&rich_host()).unwrap();
         let mut other = rich_host();
@@ -341,7 +333,12 @@ mod tests {
         host[0] = entry(0, 0, [0x10, 0x756e_6547, 0x6c65_746e, 0x4965_6e69]);
         let b = CpuidModel::from_supported(&host).unwrap();
         let d = a.differences(&b);
-        assert_eq!(d.len(), 1);
         assert!(d[0].starts_with("leaf 0x0.0"), "{d:?}");
+        assert!(
+            d.iter().all(|l| ["leaf 0x0.0", "leaf 0x1.0", "leaf 0x80000000.0", "leaf 0x80000001.0"]
+                .iter()
+                .any(|p| l.starts_with(p))),
+            "{d:?}"
+        );
     }
 }
