@@ -150,6 +150,12 @@ impl Drop for Server {
 /// Runs gdb in batch mode against `server` with `script` (a file in `tests/gdb/`), after
 /// the `-ex` commands in `pre`. Returns everything gdb printed. Panics on timeout.
 pub fn gdb(server: &Server, pre: &[&str], script: &str) -> String {
+    gdb_with(server, pre, script, Some(&server.kernel))
+}
+
+/// Like [`gdb`], with an explicit ELF for symbols, or none (gdb then only knows the
+/// target description: registers, memory, stepping).
+pub fn gdb_with(server: &Server, pre: &[&str], script: &str, elf: Option<&Path>) -> String {
     let dir = scripts_dir();
     let mut cmd = Command::new("gdb");
     cmd.args(["-batch", "-nx", "-ex", "set confirm off", "-ex", "set pagination off", "-ex", "set width 0"])
@@ -160,7 +166,10 @@ pub fn gdb(server: &Server, pre: &[&str], script: &str) -> String {
     for p in pre {
         cmd.arg("-ex").arg(p);
     }
-    cmd.arg("-x").arg(dir.join(script)).arg(&server.kernel);
+    cmd.arg("-x").arg(dir.join(script));
+    if let Some(elf) = elf {
+        cmd.arg(elf);
+    }
     let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run gdb");
     let out = Arc::new(Mutex::new(String::new()));
     pump(child.stdout.take().unwrap(), out.clone(), None);
