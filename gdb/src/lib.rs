@@ -55,13 +55,30 @@ use ttvm_replay::timeline::Timeline;
 /// Waits for gdb to connect to `listener` and serves `timeline` to it until gdb detaches,
 /// kills the target or hangs up. The timeline keeps the position gdb left it at.
 pub fn serve(timeline: &mut Timeline, listener: TcpListener) -> Result<ServeEnd, GdbError> {
+    serve_with_symbols(timeline, listener, None)
+}
+
+/// Like [`serve`], naming functions in monitor output from `symbols` (a System.map or
+/// ELF symbol table) instead of the kernel image's own symbols.
+pub fn serve_with_symbols(
+    timeline: &mut Timeline,
+    listener: TcpListener,
+    symbols: Option<ttvm_vmm::symbols::SymbolTable>,
+) -> Result<ServeEnd, GdbError> {
     let (stream, _peer) = listener.accept()?;
-    serve_connection(timeline, stream)
+    serve_connection(timeline, stream, symbols)
 }
 
 /// Serves `timeline` on an already accepted connection.
-pub fn serve_connection(timeline: &mut Timeline, stream: TcpStream) -> Result<ServeEnd, GdbError> {
+pub fn serve_connection(
+    timeline: &mut Timeline,
+    stream: TcpStream,
+    symbols: Option<ttvm_vmm::symbols::SymbolTable>,
+) -> Result<ServeEnd, GdbError> {
     let mut target = target::TtvmTarget::new(timeline, stream.try_clone()?);
+    if symbols.is_some() {
+        target.symbols = symbols;
+    }
     let end = event_loop::run_session(&mut target, &stream);
     // Breakpoints and watchpoints belong to the gdb session; a later user of the timeline
     // (another session, the UI) must not inherit them.

@@ -41,7 +41,11 @@ impl TtvmTarget<'_> {
     fn here(&self) -> String {
         let m = self.tl.machine();
         let (regs, sregs) = (m.vm.vcpu().regs(), m.vm.vcpu().sregs());
-        format!("RIP {:#x}: {}", regs.rip, ttvm_vmm::disasm::describe_at_rip(m.vm.ram(), &regs, &sregs))
+        let name = match self.symbols.as_ref().and_then(|s| s.describe(regs.rip)) {
+            Some(n) => format!(" <{n}>"),
+            None => String::new(),
+        };
+        format!("RIP {:#x}{name}: {}", regs.rip, ttvm_vmm::disasm::describe_at_rip(m.vm.ram(), &regs, &sregs))
     }
 
     fn when(&self) -> String {

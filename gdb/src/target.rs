@@ -57,12 +57,18 @@ pub struct TtvmTarget<'t> {
     pub(crate) sock: TcpStream,
     /// The last replay failure, for `monitor info`.
     pub(crate) last_error: Option<String>,
+    /// Kernel symbols for monitor output (function names).
+    pub(crate) symbols: Option<ttvm_vmm::symbols::SymbolTable>,
 }
 
 impl<'t> TtvmTarget<'t> {
     /// A target over `tl`, talking to gdb on `sock`.
     pub fn new(tl: &'t mut Timeline, sock: TcpStream) -> Self {
-        Self { tl, resume: None, bps: BTreeMap::new(), sock, last_error: None }
+        // The kernel image in the trace names its functions when it is an ELF with symbols.
+        let symbols = ttvm_vmm::symbols::SymbolTable::from_elf(&tl.recording().header().machine.kernel, "the kernel")
+            .ok()
+            .filter(|t| !t.is_empty());
+        Self { tl, resume: None, bps: BTreeMap::new(), sock, last_error: None, symbols }
     }
 
     /// Reads guest-virtual memory at the current position, page by page; returns how many

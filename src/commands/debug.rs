@@ -32,6 +32,8 @@ pub struct DebugArgs {
     /// Steps between checkpoints.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CHECKPOINT_EVERY)]
     pub checkpoint_every: u64,
+    #[command(flatten)]
+    pub symbols: crate::options::SymbolArgs,
 }
 
 pub fn run(args: DebugArgs) -> Result<i32, Exit> {
@@ -39,6 +41,7 @@ pub fn run(args: DebugArgs) -> Result<i32, Exit> {
     // Bind before building the machine: a port in use is reported before anything runs.
     let listener = ttvm_gdb::bind(addr).map_err(gdb_exit)?;
     let (config, name) = args.machine.config()?;
+    let symbols = args.symbols.load()?;
     let output = args.output.clone().unwrap_or_else(|| default_output(&args.machine.kernel));
     let console = match &args.machine.serial_out {
         Some(p) => {
@@ -71,7 +74,7 @@ pub fn run(args: DebugArgs) -> Result<i32, Exit> {
         "ttvm: recording {name} live into {}; serving to gdb on {local} — connect with: gdb {elf} -ex 'target remote {local}'",
         output.display()
     );
-    let served = ttvm_gdb::serve(&mut timeline, listener);
+    let served = ttvm_gdb::serve_with_symbols(&mut timeline, listener, symbols);
     let end = match timeline.live_stop() {
         Some(stop) => RecordEnd::Guest(stop.clone()),
         None => RecordEnd::Detached,

@@ -46,7 +46,12 @@ fn kernel_for_gdb(rec: &Recording, write_kernel: Option<&Path>) -> Result<Option
 
 /// Serves `trace` to one gdb connection on `addr`. Exits 0 when gdb detaches, kills the
 /// target or disconnects.
-pub fn serve_replay(trace: &Path, addr: &str, write_kernel: Option<&Path>) -> Result<i32, Exit> {
+pub fn serve_replay(
+    trace: &Path,
+    addr: &str,
+    write_kernel: Option<&Path>,
+    symbols: Option<ttvm_vmm::symbols::SymbolTable>,
+) -> Result<i32, Exit> {
     let addr = ttvm_gdb::parse_listen_addr(addr).map_err(gdb_exit)?;
     let rec = open_recording(trace)?;
     if let Some(note) = &rec.file.recovery_note {
@@ -70,7 +75,7 @@ pub fn serve_replay(trace: &Path, addr: &str, write_kernel: Option<&Path>) -> Re
     if kernel.is_none() {
         eprintln!("ttvm: the kernel the trace was recorded from was not found; add --write-kernel FILE to get its ELF");
     }
-    let end = ttvm_gdb::serve(&mut timeline, listener).map_err(gdb_exit)?;
+    let end = ttvm_gdb::serve_with_symbols(&mut timeline, listener, symbols).map_err(gdb_exit)?;
     let how = match end {
         ServeEnd::Detached => "gdb detached",
         ServeEnd::Killed => "gdb killed the session",

@@ -32,6 +32,8 @@ pub struct ReplayArgs {
     /// With --gdb: write the kernel ELF embedded in the trace to FILE (for gdb's symbols).
     #[arg(long, value_name = "FILE", requires = "gdb")]
     pub write_kernel: Option<PathBuf>,
+    #[command(flatten)]
+    pub symbols: crate::options::SymbolArgs,
     /// Don't echo the guest's serial output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -101,7 +103,8 @@ pub fn verify_whole(path: &std::path::Path, rec: Rc<Recording>, echo: bool) -> R
 
 pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
     if let Some(addr) = &args.gdb {
-        return crate::commands::gdb_server::serve_replay(&args.trace, addr, args.write_kernel.as_deref());
+        let symbols = args.symbols.load()?;
+        return crate::commands::gdb_server::serve_replay(&args.trace, addr, args.write_kernel.as_deref(), symbols);
     }
     let rec = open_recording(&args.trace)?;
     if let Some(note) = &rec.file.recovery_note {

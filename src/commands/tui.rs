@@ -7,16 +7,20 @@ use ttvm_tui::{TuiError, TuiExit};
 
 use crate::commands::replay::{replay_exit, trace_exit};
 use crate::exit_code::{self, Exit};
+use crate::options::SymbolArgs;
 
 /// Arguments of `ttvm tui`.
 #[derive(Debug, Args)]
 pub struct TuiArgs {
     /// The trace file.
     pub trace: PathBuf,
+    #[command(flatten)]
+    pub symbols: SymbolArgs,
 }
 
 pub fn run(args: TuiArgs) -> Result<i32, Exit> {
-    match ttvm_tui::run_tui(&args.trace) {
+    let symbols = args.symbols.load()?;
+    match ttvm_tui::run_tui(&args.trace, symbols.as_ref()) {
         Ok(TuiExit::Quit) => Ok(0),
         // The usual shell convention for "stopped by signal N"; the terminal was restored.
         Ok(TuiExit::Signal(sig)) => Ok(128 + sig),

@@ -97,7 +97,7 @@ fn latency(term: &mut Terminal<TestBackend>, s: &mut Session, keys: &[KeyEvent])
 
 /// Opens `path` and measures; `reps` samples each.
 pub fn measure(path: &Path, size: (u16, u16), reps: usize) -> Result<Report, TuiError> {
-    let mut s = Session::open(path)?;
+    let mut s = Session::open(path, None)?;
     let mut term = Terminal::new(TestBackend::new(size.0, size.1))
         .map_err(|e| TuiError::Terminal(std::io::Error::other(e.to_string())))?;
     let length = s.info.length;

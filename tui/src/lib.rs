@@ -46,8 +46,8 @@ pub enum TuiExit {
 ///
 /// The trace is opened (and the machine built) before the terminal is touched, so a trace
 /// that cannot be replayed fails with a plain error on stderr.
-pub fn run_tui(path: &Path) -> Result<TuiExit, TuiError> {
-    let mut session = Session::open(path)?;
+pub fn run_tui(path: &Path, symbols: Option<&ttvm_vmm::symbols::SymbolTable>) -> Result<TuiExit, TuiError> {
+    let mut session = Session::open(path, symbols)?;
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return Err(TuiError::NotATerminal);
     }

@@ -47,13 +47,15 @@ impl Session {
     /// Opens a trace: decodes it, indexes it, parses the kernel's symbols and builds the
     /// machine at icount 0. Fails the way `ttvm replay` fails (damaged trace, no KVM,
     /// incompatible host).
-    pub fn open(path: &Path) -> Result<Self, TuiError> {
+    /// `extra` (from `--symbols`) replaces the symbols of the kernel image when given.
+    pub fn open(path: &Path, extra: Option<&ttvm_vmm::symbols::SymbolTable>) -> Result<Self, TuiError> {
         let rec = Rc::new(Recording::open(path)?);
         let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
         let info = TraceInfo::from_recording(&rec, &name);
-        let (symbols, sym_note) = match Symbols::parse(&rec.header().machine.kernel) {
-            Ok(s) => (s, None),
-            Err(e) => (Symbols::empty(), Some(format!("no symbols: {e}"))),
+        let (symbols, sym_note) = match (extra, Symbols::parse(&rec.header().machine.kernel)) {
+            (Some(table), _) => (Symbols::from_table(table), None),
+            (None, Ok(s)) => (s, None),
+            (None, Err(e)) => (Symbols::empty(), Some(format!("no symbols: {e} (try --symbols System.map)"))),
         };
         let mut timeline = Timeline::new(rec, &ttvm_replay::stepping::host_signature())?;
         timeline.set_temp_policy(TEMP_SPACING, ttvm_replay::timeline::DEFAULT_TEMP_BUDGET);

@@ -70,6 +70,29 @@ impl Symbols {
         Self::default()
     }
 
+    /// Names from a System.map or ELF symbol table given with `--symbols` (no source lines):
+    /// for kernels whose image carries no symbols, such as a distribution's bzImage.
+    pub fn from_table(table: &ttvm_vmm::symbols::SymbolTable) -> Self {
+        let mut code = Vec::new();
+        let mut data = Vec::new();
+        let mut by_name = HashMap::new();
+        for s in table.symbols() {
+            let sym = Symbol { addr: s.addr, size: s.size, name: demangle(&s.name) };
+            by_name.insert(s.name.clone(), s.addr);
+            by_name.insert(sym.name.clone(), s.addr);
+            if matches!(s.kind.to_ascii_lowercase(), 't' | 'w') {
+                code.push(sym);
+            } else {
+                data.push(sym);
+            }
+        }
+        for list in [&mut code, &mut data] {
+            list.sort_by(|a, b| a.addr.cmp(&b.addr).then(b.size.cmp(&a.size)));
+            list.dedup_by_key(|s| s.addr);
+        }
+        Self { code, data, by_name, lines: None }
+    }
+
     /// Parses the symbol table and DWARF line table of an ELF image.
     pub fn parse(elf: &[u8]) -> Result<Self, SymbolsError> {
         let file = object::File::parse(elf)?;
@@ -203,5 +226,16 @@ mod tests {
         assert_eq!(nearest(&code, 0x20f).map(|(s, o)| (s.name.as_str(), o)), Some(("f", 0xf)));
         assert_eq!(nearest(&code, 0x210), None);
         assert_eq!(nearest(&code, 0x50), None);
+    }
+
+    #[test]
+    fn a_system_map_names_functions_and_resolves_names() {
+        let map = "ffffffff81000000 T _stext\nffffffff81000100 t start_kernel\nffffffff82000000 D jiffies\n";
+        let table = ttvm_vmm::symbols::SymbolTable::from_system_map(map).unwrap();
+        let s = Symbols::from_table(&table);
+        assert!(!s.is_empty());
+        assert_eq!(s.describe(0xffff_ffff_8100_0104).as_deref(), Some("start_kernel+0x4"));
+        assert_eq!(s.resolve("jiffies"), Some(0xffff_ffff_8200_0000));
+        assert_eq!(s.location(0xffff_ffff_8100_0104), None, "no source lines from a System.map");
     }
 }

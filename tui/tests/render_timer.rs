@@ -38,7 +38,7 @@ fn timer_at_a_known_icount_shows_rip_code_console_and_markers() {
         return;
     }
     let path = timer_trace();
-    let mut s = Session::open(&path).expect("open");
+    let mut s = Session::open(&path, None).expect("open");
     let n = printed_at(&s, "tick 20");
     prompt(&mut s, 'g', &n.to_string());
     assert_eq!(s.app.cursor, n);
@@ -90,7 +90,7 @@ fn stepping_back_then_forward_redraws_the_same_screen() {
         return;
     }
     let path = timer_trace();
-    let mut s = Session::open(&path).expect("open");
+    let mut s = Session::open(&path, None).expect("open");
     let n = printed_at(&s, "tick 30") + 7;
     prompt(&mut s, 'g', &n.to_string());
     let before = draw(&mut s, W, H);
@@ -113,7 +113,7 @@ fn registers_changed_by_the_last_step_are_highlighted() {
         return;
     }
     let path = timer_trace();
-    let mut s = Session::open(&path).expect("open");
+    let mut s = Session::open(&path, None).expect("open");
     let n = printed_at(&s, "tick 10");
     prompt(&mut s, 'g', &n.to_string());
     let mut tl = timeline(&path);
@@ -144,7 +144,7 @@ fn breakpoint_runs_stop_where_the_gdb_timeline_stops() {
         return;
     }
     let path = timer_trace();
-    let mut s = Session::open(&path).expect("open");
+    let mut s = Session::open(&path, None).expect("open");
     let on_tick = s.symbols.resolve("timer::on_tick").expect("on_tick");
     prompt(&mut s, 'b', "on_tick");
     s.press(key(KeyCode::Char('c')));
@@ -200,7 +200,7 @@ fn a_diverging_trace_shows_the_error_with_its_position_and_stays_usable() {
         }
         _ => false,
     });
-    let mut s = Session::open(&bad).expect("a diverging trace still opens");
+    let mut s = Session::open(&bad, None).expect("a diverging trace still opens");
     s.press(key(KeyCode::Char('G')));
     let err = s.app.error.clone().expect("the divergence is shown");
     assert!(err.icount >= at && err.icount <= at + 20, "diverged at {}, edited event at {at}", err.icount);
@@ -223,7 +223,7 @@ fn a_too_small_terminal_gets_a_clear_message_and_help_lists_the_keys() {
         return;
     }
     let path = timer_trace();
-    let mut s = Session::open(&path).expect("open");
+    let mut s = Session::open(&path, None).expect("open");
     let screen = text(&draw(&mut s, 60, 20));
     assert!(screen.contains("too small") && screen.contains("60x20") && screen.contains("80x24"), "{screen}");
     let screen = text(&draw(&mut s, 80, 24));
@@ -246,7 +246,7 @@ fn long_seeks_show_progress_and_esc_cancels_them() {
         return;
     }
     let path = timer_trace();
-    let mut s = Session::open(&path).expect("open");
+    let mut s = Session::open(&path, None).expect("open");
     let len = s.info.length;
     s.key(key(KeyCode::Char('G')));
     // Slices far shorter than the seek: it is still going after the first.
@@ -281,7 +281,7 @@ fn opening_a_file_that_is_not_a_trace_fails_cleanly() {
     let dir = tempdir();
     let p = dir.path().join("junk.ttvm");
     std::fs::write(&p, b"definitely not a trace").expect("write");
-    match Session::open(&p) {
+    match Session::open(&p, None) {
         Err(ttvm_tui::TuiError::Trace(e)) => assert!(e.to_string().contains("not a ttvm trace"), "{e}"),
         other => panic!("expected a trace error, got {other:?}"),
     }
