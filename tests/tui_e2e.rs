@@ -196,6 +196,29 @@ fn sigterm_restores_the_terminal() {
 }
 
 #[test]
+fn closing_the_terminal_ends_the_ui() {
+    if !require_kvm("closing_the_terminal_ends_the_ui") {
+        return;
+    }
+    let dir = tempdir();
+    let trace = record(dir.path(), "hello", "");
+    let t = Tmux::start(&tui_cmd(&trace));
+    t.wait("the UI", |s| s.contains("end: exit 0") && s.contains("? help"));
+    let pid = t.ttvm_pid();
+    // Closing the window closes the pty: reads return end-of-file from then on.
+    t.tmux(&["kill-server"]);
+    let t0 = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) == Some("Z") {
+            break; // exited, not yet reaped
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "ttvm tui kept running after its terminal closed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn traces_that_cannot_be_opened_exit_with_ttvm_statuses() {
     let dir = tempdir();
     let junk = dir.path().join("junk.ttvm");

@@ -25,13 +25,32 @@ pub trait Input {
 #[derive(Debug, Default)]
 pub struct CrosstermInput;
 
+/// Waits up to `timeout` for stdin: Ok(true) when it is readable, Ok(false) on timeout, an
+/// error when the terminal hung up (its pty was closed: reads would return end-of-file
+/// forever, and crossterm would spin on them).
+fn wait_stdin(timeout: Duration) -> Result<bool, TuiError> {
+    let mut p = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd on fd 0.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    if n > 0 && p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        return Err(TuiError::Terminal(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the terminal hung up")));
+    }
+    Ok(n > 0)
+}
+
 impl Input for CrosstermInput {
     fn next(&mut self, timeout: Duration) -> Result<Option<Event>, TuiError> {
-        if crossterm::event::poll(timeout)? {
-            Ok(Some(crossterm::event::read()?))
-        } else {
-            Ok(None)
+        // Events crossterm already has (a burst read earlier, a resize) come first.
+        if wait_stdin(Duration::ZERO)? || crossterm::event::poll(Duration::ZERO)? {
+            if crossterm::event::poll(Duration::ZERO)? {
+                return Ok(Some(crossterm::event::read()?));
+            }
         }
+        if wait_stdin(timeout)? && crossterm::event::poll(Duration::ZERO)? {
+            return Ok(Some(crossterm::event::read()?));
+        }
+        Ok(None)
     }
 }
 

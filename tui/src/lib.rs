@@ -58,8 +58,11 @@ pub fn run_tui(path: &Path, symbols: Option<&ttvm_vmm::symbols::SymbolTable>) ->
     let mut term = ratatui::Terminal::new(backend)?;
     let end = event::run_loop(&mut term, &mut session, &mut event::CrosstermInput, &terminal::pending_signal, false);
     drop(guard);
-    Ok(match end? {
-        event::LoopEnd::Signal(s) => TuiExit::Signal(s),
-        event::LoopEnd::Quit | event::LoopEnd::InputEnded => TuiExit::Quit,
+    Ok(match end {
+        Ok(event::LoopEnd::Signal(s)) => TuiExit::Signal(s),
+        Ok(event::LoopEnd::Quit | event::LoopEnd::InputEnded) => TuiExit::Quit,
+        // The terminal went away (its window or ssh session closed): as if hung up.
+        Err(TuiError::Terminal(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => TuiExit::Signal(libc::SIGHUP),
+        Err(e) => return Err(e),
     })
 }
