@@ -35,6 +35,8 @@ enum Command {
     Kernels(commands::kernels::KernelsArgs),
     /// Open a trace in the terminal UI.
     Tui(commands::tui::TuiArgs),
+    /// Measure ttvm against the single-step ceiling and QEMU record/replay.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() {
@@ -48,6 +50,7 @@ fn main() {
         Command::Check(a) => commands::check::run(a),
         Command::Kernels(a) => commands::kernels::run(a),
         Command::Tui(a) => commands::tui::run(a),
+        Command::Bench(a) => commands::bench::run(a),
     };
     let code = match result {
         Ok(code) => code,

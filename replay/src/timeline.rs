@@ -33,9 +33,9 @@ use crate::recording::Recording;
 use crate::replay::{MemoryCheckpoint, ReplayError, ReplaySession, ReplayStep};
 use crate::trace::TraceError;
 
-/// Spacing of in-memory checkpoints near a seek target, in steps. At ~3.5 µs per replayed
-/// step this bounds a repeated reverse-stepi to about 15 ms of replay.
-pub const DEFAULT_TEMP_SPACING: u64 = 4096;
+/// Spacing of in-memory checkpoints near a seek target, in steps. At 7-8 µs per replayed
+/// step this bounds a repeated reverse-stepi to about 16 ms of replay (8 ms on average).
+pub const DEFAULT_TEMP_SPACING: u64 = 2048;
 /// Memory budget for in-memory checkpoints.
 pub const DEFAULT_TEMP_BUDGET: usize = 256 << 20;
 /// In-memory checkpoints are made only this many spacings before a seek target.

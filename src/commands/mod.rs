@@ -1,5 +1,6 @@
 //! One module per `ttvm` subcommand.
 
+pub mod bench;
 pub mod check;
 pub mod debug;
 pub mod gdb_server;

@@ -42,10 +42,10 @@ fn wait_stdin(timeout: Duration) -> Result<bool, TuiError> {
 impl Input for CrosstermInput {
     fn next(&mut self, timeout: Duration) -> Result<Option<Event>, TuiError> {
         // Events crossterm already has (a burst read earlier, a resize) come first.
-        if wait_stdin(Duration::ZERO)? || crossterm::event::poll(Duration::ZERO)? {
-            if crossterm::event::poll(Duration::ZERO)? {
-                return Ok(Some(crossterm::event::read()?));
-            }
+        // The zero-time poll of fd 0 is there to notice a hang-up before crossterm spins on it.
+        wait_stdin(Duration::ZERO)?;
+        if crossterm::event::poll(Duration::ZERO)? {
+            return Ok(Some(crossterm::event::read()?));
         }
         if wait_stdin(timeout)? && crossterm::event::poll(Duration::ZERO)? {
             return Ok(Some(crossterm::event::read()?));
