@@ -58,6 +58,7 @@ fn quick_bench_writes_results() {
         "restore",
         "reverse",
         "targets",
+        "tui",
         "qemu_skipped",
     ] {
         assert!(v.get(key).is_some(), "missing key {key} in {text}");
@@ -93,6 +94,14 @@ fn quick_bench_writes_results() {
     positive(tl, "reverse_continue.0.backward_secs");
     assert_eq!(tl["reverse_continue"][0]["correct"], Value::Bool(true), "reverse-continue stopped elsewhere");
     positive(tl, "goto.median_ms");
+    let tui = v["tui"]["stats"].as_array().expect("tui.stats");
+    assert!(
+        tui.iter()
+            .any(|s| s["what"].as_str().is_some_and(|w| w.starts_with("step back"))
+                && s["median_ms"].as_f64() > Some(0.0)),
+        "no step-back latency in {}",
+        v["tui"]
+    );
     let ids: Vec<&str> = v["targets"].as_array().unwrap().iter().filter_map(|t| t["id"].as_str()).collect();
     assert_eq!(
         ids,

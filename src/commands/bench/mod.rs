@@ -8,6 +8,7 @@
 //! - [`checkpoints`]: checkpoint take and restore costs;
 //! - [`reverse`]: reverse debugging on a ~10 M-step trace, through the Timeline API
 //!   ([`timeline_latency`]) and through gdb against ttvm and QEMU ([`gdb_latency`]);
+//! - [`tui_latency`]: the terminal UI's frame and keypress-to-screen times on that trace;
 //! - [`report`], [`render`], [`doc`]: the JSON, the tables, the Markdown.
 
 mod ceiling;
@@ -23,6 +24,7 @@ mod reverse;
 mod stats;
 mod timeline_latency;
 mod ttvm_runs;
+mod tui_latency;
 mod workloads;
 
 use std::path::{Path, PathBuf};
@@ -201,10 +203,10 @@ pub fn run(args: BenchArgs) -> Result<i32, Exit> {
     }
     let mut extra_checkpoints = Vec::new();
     let restore = restore_part(&args, &traces, &work.path, &mut extra_checkpoints, &mut progress)?;
-    let reverse = if args.no_reverse {
-        None
+    let (reverse, tui) = if args.no_reverse {
+        (None, None)
     } else {
-        Some(reverse_part(
+        let (rev, long_trace) = reverse_part(
             &args,
             &traces,
             &work.path,
@@ -212,7 +214,10 @@ pub fn run(args: BenchArgs) -> Result<i32, Exit> {
             qref,
             &mut extra_checkpoints,
             &mut progress,
-        )?)
+        )?;
+        progress(&format!("terminal UI latency on {}", long_trace.display()));
+        let tui = tui_latency::measure(&long_trace, if args.quick { 5 } else { 50 })?;
+        (Some(rev), Some(tui))
     };
     let mut all_cps: Vec<&[ttvm_runs::CheckpointSample]> =
         results.iter().flat_map(|w| w.runs.iter().map(|r| r.record.checkpoints.as_slice())).collect();
@@ -235,6 +240,7 @@ pub fn run(args: BenchArgs) -> Result<i32, Exit> {
         workloads: results,
         restore,
         reverse,
+        tui,
         targets: Vec::new(),
         duration_secs: started.elapsed().as_secs_f64(),
     };
@@ -286,7 +292,7 @@ fn reverse_part(
     qemu: Result<&qemu::Qemu, &str>,
     extra: &mut Vec<Vec<ttvm_runs::CheckpointSample>>,
     progress: &mut dyn FnMut(&str),
-) -> Result<reverse::ReverseResult, Exit> {
+) -> Result<(reverse::ReverseResult, PathBuf), Exit> {
     let (kernel, cmdline, path, steps) = if args.quick {
         let mut best: Option<(workloads::Def, PathBuf, u64)> = None;
         for (d, p) in traces {
@@ -334,7 +340,8 @@ fn reverse_part(
         }
     };
     let info = reverse::TraceInfo { path: &path, kernel, cmdline };
-    reverse::measure(&info, &plan, gdb, qemu, workdir, progress)
+    let r = reverse::measure(&info, &plan, gdb, qemu, workdir, progress)?;
+    Ok((r, path))
 }
 
 fn write_results(args: &BenchArgs, report: &BenchReport, date: &str) -> Result<(), Exit> {

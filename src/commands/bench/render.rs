@@ -310,6 +310,23 @@ fn gdb_other_lines(r: &BenchReport) -> Vec<String> {
     v
 }
 
+fn tui_table(r: &BenchReport) -> Option<Table> {
+    let tui = r.tui.as_ref()?;
+    let mut t = Table::new(&["interaction", "n", "min ms", "median ms", "max ms"]);
+    for st in &tui.stats {
+        t.row(vec![st.what.clone(), st.n.to_string(), f(st.min_ms, 2), f(st.median_ms, 2), f(st.max_ms, 2)]);
+    }
+    Some(t)
+}
+
+fn tui_heading(r: &BenchReport) -> Option<String> {
+    let tui = r.tui.as_ref()?;
+    Some(format!(
+        "terminal UI on the same trace ({} steps), {}x{} terminal, keypress to drawn frame",
+        tui.trace_steps, tui.size.0, tui.size.1
+    ))
+}
+
 fn verdict(met: Option<bool>) -> &'static str {
     match met {
         Some(true) => "met",
@@ -358,6 +375,10 @@ pub fn text(r: &BenchReport) -> String {
     }
     for skip in [&r.qemu_skipped, &r.gdb_skipped].into_iter().flatten() {
         let _ = writeln!(s, "  skipped: {skip}");
+    }
+    if let (Some(h), Some(t)) = (tui_heading(r), tui_table(r)) {
+        let _ = writeln!(s, "\n{h}:");
+        s.push_str(&t.text());
     }
     let _ = writeln!(s, "\nissue 8 targets:");
     for t in &r.targets {
@@ -424,6 +445,10 @@ pub fn markdown(r: &BenchReport) -> String {
         for l in other {
             let _ = writeln!(s, "- {l}");
         }
+    }
+    if let (Some(h), Some(t)) = (tui_heading(r), tui_table(r)) {
+        let _ = writeln!(s, "\n### The {h}\n");
+        s.push_str(&t.markdown());
     }
     s
 }

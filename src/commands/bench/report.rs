@@ -6,6 +6,7 @@ use super::checkpoints::{RestoreSeries, TakeSummary};
 use super::host::Host;
 use super::qemu::Qemu;
 use super::reverse::ReverseResult;
+use super::tui_latency::TuiResult;
 use super::workloads::WorkloadResult;
 
 /// Version of the JSON layout.
@@ -85,6 +86,8 @@ pub struct BenchReport {
     pub restore: Option<RestoreResult>,
     /// Reverse debugging on a long trace.
     pub reverse: Option<ReverseResult>,
+    /// The terminal UI on the long trace.
+    pub tui: Option<TuiResult>,
     /// Issue 8's targets.
     pub targets: Vec<Target>,
     /// Wall time of the whole benchmark.
