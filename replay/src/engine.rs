@@ -310,6 +310,15 @@ impl Engine {
                 Ok(VcpuExit::IrqWindowOpen) => {}
                 Ok(other) => {
                     let what = format!("{other:?}");
+                    let failed_emulation = matches!(other, VcpuExit::InternalError);
+                    // INT3 that this host's KVM could not execute: its #BP is raised and
+                    // the step goes on (the exception entry merges with the handler's first
+                    // instruction, like every exception under single-step).
+                    if failed_emulation
+                        && vm.deliver_failed_int3().map_err(|e| EngineError::Kvm { icount, message: e.to_string() })?
+                    {
+                        continue;
+                    }
                     let (regs, sregs) = (vm.vcpu().regs(), vm.vcpu().sregs());
                     let s = StopKind::InternalError(format!(
                         "KVM exit {what} at RIP {:#x} executing `{}`",

@@ -181,8 +181,11 @@ pub fn run_free(
 /// KVM reported an internal error, typically an emulation failure: on hosts whose KVM
 /// emulates ring-0 code (PVM), instructions it does not implement end up here. ttvm
 /// provides RDTSCP, RDRAND and RDSEED in its CPUID model, so those are emulated in
-/// userspace; anything else is reported with its disassembly.
+/// userspace, and INT3 raises its #BP; anything else is reported with its disassembly.
 fn emulate_or_report(machine: &mut Machine, options: &FreeRunOptions) -> Result<Option<GuestStop>, FreeRunError> {
+    if machine.vm.deliver_failed_int3()? {
+        return Ok(None);
+    }
     let vcpu = machine.vm.vcpu();
     let (mut regs, sregs) = (vcpu.regs(), vcpu.sregs());
     let (bytes, n) = fetch_at_rip(machine.vm.ram(), &regs, &sregs);

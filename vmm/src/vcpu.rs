@@ -220,6 +220,19 @@ impl Vcpu {
         Ok(())
     }
 
+    /// Queues hardware exception `vector`, without an error code, for delivery at the next
+    /// entry (KVM_SET_VCPU_EVENTS). The return address the guest sees is the current RIP.
+    pub fn inject_exception(&self, vector: u8) -> Result<(), VcpuError> {
+        let mut ev = self.vcpu_events()?;
+        ev.exception.injected = 1;
+        ev.exception.nr = vector;
+        ev.exception.has_error_code = 0;
+        ev.exception.error_code = 0;
+        // Only the always-written fields (exception, interrupt, NMI injected/masked) change.
+        ev.flags = 0;
+        self.set_vcpu_events(&ev)
+    }
+
     /// Whether the guest can take an external interrupt right now (IF set, no interrupt
     /// shadow, nothing already queued), as reported by KVM at the last exit.
     pub fn interrupt_window_open(&mut self) -> bool {

@@ -73,6 +73,24 @@ impl Vm {
         Ok(Self { vcpu, vm, kvm, ram, cpuid })
     }
 
+    /// After KVM failed to emulate the instruction at RIP: if it is INT3, raises the #BP it
+    /// would have raised (RIP past it, then the exception, as a trap) and returns true.
+    /// KVM on hosts that emulate ring-0 code (PVM) cannot execute INT3, and Linux runs one
+    /// at boot (`int3_selftest`).
+    pub fn deliver_failed_int3(&mut self) -> Result<bool, VcpuError> {
+        const INT3: u8 = 0xcc;
+        const BP_VECTOR: u8 = 3;
+        let (mut regs, sregs) = (self.vcpu.regs(), self.vcpu.sregs());
+        let (bytes, n) = crate::insn::fetch_at_rip(&self.ram, &regs, &sregs);
+        if n == 0 || bytes[0] != INT3 {
+            return Ok(false);
+        }
+        regs.rip = regs.rip.wrapping_add(1);
+        self.vcpu.set_regs(&regs);
+        self.vcpu.inject_exception(BP_VECTOR)?;
+        Ok(true)
+    }
+
     /// Guest RAM.
     pub fn ram(&self) -> &GuestRam {
         &self.ram

@@ -51,11 +51,14 @@ const LONG_TRACE: (&str, &str) = ("bench", "size=512 rounds=6");
 /// about half a checkpoint interval (see [`long_positions`]).
 const LONG_POSITIONS: [u64; 3] = [100_000, 1_000_000, 10_000_000];
 
-/// Just after a checkpoint the first reverse-stepi replays a whole interval (the worst
-/// case); half an interval in is the average case, which is what is measured. The odd
-/// tail keeps the positions off round numbers the guest might align to.
+/// The average case at each position, for both kinds of checkpoint. The first reverse-stepi
+/// after arriving replays from the trace's checkpoint before it: half an interval in is the
+/// average (just after a checkpoint is the worst case). The repeated ones replay from the
+/// in-memory checkpoint every `DEFAULT_TEMP_SPACING` steps: the 50 of a sequence start half
+/// that spacing plus 25 steps past one, so they sweep the average distance.
 fn long_positions(checkpoint_every: u64) -> Vec<u64> {
-    LONG_POSITIONS.iter().map(|p| p + checkpoint_every / 2 + 4_321).collect()
+    let spacing = ttvm_replay::timeline::DEFAULT_TEMP_SPACING;
+    LONG_POSITIONS.iter().map(|p| (p + checkpoint_every / 2) / spacing * spacing + spacing / 2 + 25).collect()
 }
 
 /// Arguments of `ttvm bench`.
