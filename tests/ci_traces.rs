@@ -102,4 +102,4 @@ fn threads_lost_update_interleaving_is_found() {
 // re-recording the traces means updating these.
 const MEMCORRUPT_CULPRIT_ICOUNT: u64 = 0x44d0;
 /// (the victim's read of COUNTER, the other thread's write it lost, the stale write).
-const THREADS_INTERLEAVING: (u64, u64, u64) = (0x18606, 0x18696, 0x18aab);
+const THREADS_INTERLEAVING: (u64, u64, u64) = (0x430a8, 0x437bc, 0x43bc4);

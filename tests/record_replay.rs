@@ -96,6 +96,13 @@ fn entropy_replays_its_own_nondeterministic_inputs() {
             std::fs::create_dir(&sub).unwrap();
             let (trace, recorded) = record(&sub, "entropy", "", clock, &["--serial-in", input.to_str().unwrap()]);
             assert!(recorded.contains(&format!("echo: {line}")), "{recorded}");
+            // The exact engine answers CPUID from ttvm's model (RDRAND + hypervisor in leaf
+            // 1 ECX, the SSE2 baseline in EDX, CLFLUSHOPT + RDSEED in leaf 7), whatever
+            // the host's KVM would pass through.
+            assert!(
+                recorded.contains("cpuid: 1.ecx=0xc0000000 1.edx=0x78ba9ff 7.ebx=0x840000 80000001.edx=0x20100800"),
+                "the recorded guest must see the CPUID model:\n{recorded}"
+            );
             assert_eq!(verify(&trace), recorded, "the replay must reproduce this recording's RDRAND/RDTSC/input");
             outputs.push(recorded);
         }

@@ -244,6 +244,12 @@ impl Engine {
                 }
                 (env.emulated_value(board, icount, Emulated::RdmsrTsc)?, 0)
             }
+            Special::Cpuid => {
+                // The model, not the host: on PVM hosts KVM passes some host leaves through.
+                let [a, b, c, d] = self.machine.vm.cpuid().query(regs.rax as u32, regs.rcx as u32);
+                (regs.rax, regs.rbx, regs.rcx, regs.rdx) = (a.into(), b.into(), c.into(), d.into());
+                (0, 0)
+            }
             Special::Hlt => {
                 if sregs.cs.dpl != 0 {
                     return Ok(None); // #GP, delivered by the CPU

@@ -1,4 +1,5 @@
 //! entropy: prints every source of nondeterminism a recorder must log:
+//! the CPUID feature words it sees (recorded runs see exactly ttvm's CPUID model),
 //! RDTSC, RDTSCP (+ TSC_AUX), RDRAND and RDSEED (64-bit, retried a bounded
 //! number of times while CF=0), the CMOS RTC date/time; then enables UART
 //! receive interrupts (IER, MCR.OUT2, IRQ 4) and echoes serial input lines as
@@ -108,7 +109,7 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     let cmdline = k::init(info, "entropy");
     let lines = cmdline.u64("lines", 1);
 
-    let (_, _, ecx1, _) = cpu::cpuid(1, 0);
+    let (_, _, ecx1, edx1) = cpu::cpuid(1, 0);
     let (max_leaf, _, _, _) = cpu::cpuid(0, 0);
     let (_, ebx7, _, _) = if max_leaf >= 7 { cpu::cpuid(7, 0) } else { (0, 0, 0, 0) };
     let (max_ext, _, _, _) = cpu::cpuid(0x8000_0000, 0);
@@ -117,6 +118,7 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     let has_rdrand = ecx1 & (1 << 30) != 0;
     let has_rdseed = ebx7 & (1 << 18) != 0;
 
+    println!("cpuid: 1.ecx={:#x} 1.edx={:#x} 7.ebx={:#x} 80000001.edx={:#x}", ecx1, edx1, ebx7, edx_ext);
     println!("rdtsc: {:#018x}", cpu::rdtsc());
     if has_rdtscp {
         let (tsc, aux) = rdtscp();

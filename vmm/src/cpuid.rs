@@ -7,6 +7,11 @@
 //! that is architecturally undefined (flags after BSF, MUL...) differs between vendors;
 //! the trace stores the whole table and replay refuses a host whose table differs.
 //!
+//! KVM_SET_CPUID2 is not the whole story: on PVM hosts the guest's CPUID returns the host's
+//! feature leaves (1 ECX/EDX, 7, 0xD) whatever the table says, so the exact engine answers
+//! CPUID itself from this table ([`CpuidModel::query`]): recorded and replayed guests see
+//! exactly the model on every host. The free engine (`ttvm run`) cannot intercept CPUID.
+//!
 //! Hidden on purpose: KVM paravirt leaves (0x4000_0000..), kvmclock, x2APIC, the local APIC
 //! itself (there is no in-kernel APIC; interrupts come from the userspace 8259A), the TSC
 //! deadline timer, PMU, MONITOR/MWAIT, XSAVE/AVX and everything above the SSE2 baseline
@@ -19,8 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::kvm::KvmSystem;
 
-/// Name of the feature whitelist; bump it when the whitelist changes.
-pub const CPUID_MODEL_NAME: &str = "ttvm-x86-64-v2";
+/// Name of the model; bump it when the whitelist or what the guest sees of it changes
+/// (v3: the exact engine answers CPUID from the table itself, see [`CpuidModel::query`]).
+pub const CPUID_MODEL_NAME: &str = "ttvm-x86-64-v3";
 
 /// Errors building the CPUID model.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +115,7 @@ const E1_ECX: u32 = (1 << 0) | (1 << 8);
 const MAX_BASIC_LEAF: u32 = 0xd;
 const MAX_EXT_LEAF: u32 = 0x8000_0008;
 /// Brand string (CPUID 0x8000_0002..4 holds 48 bytes, NUL padded).
-const BRAND: &str = "ttvm virtual CPU (ttvm-x86-64-v2)";
+const BRAND: &str = "ttvm virtual CPU (ttvm-x86-64-v3)";
 
 fn feature_names(leaf: &str, missing: u32) -> String {
     (0..32).filter(|b| missing & (1 << b) != 0).map(|b| format!("{leaf} bit {b}")).collect::<Vec<_>>().join(", ")
@@ -217,6 +223,13 @@ impl CpuidModel {
         self.leaves.iter().find(|l| l.function == function && (!l.indexed || l.index == index))
     }
 
+    /// What CPUID with EAX = `function`, ECX = `index` returns under the model: the leaf's
+    /// registers, or zeros for a leaf the model does not have (AMD's behaviour for leaves
+    /// past the maximum; the same on every vendor here, so the answer is the table alone).
+    pub fn query(&self, function: u32, index: u32) -> [u32; 4] {
+        self.leaf(function, index).map_or([0; 4], |l| [l.eax, l.ebx, l.ecx, l.edx])
+    }
+
     /// The 12-byte vendor string.
     pub fn vendor(&self) -> String {
         let l = self.leaf(0, 0).copied().unwrap_or(CpuidLeaf {
@@ -293,6 +306,10 @@ mod tests {
         assert_eq!(l1.ecx & (1 << 24), 0, "tsc deadline must be hidden");
         assert_ne!(l1.ecx & L1_ECX_HYPERVISOR, 0);
         assert_eq!(m.leaf(0xd, 0).unwrap().eax, 0, "no XSAVE in the model");
+        assert_eq!(m.query(1, 0)[2] & (1 << 26), 0, "no XSAVE bit");
+        assert_eq!(m.query(0xd, 2), [0; 4], "subleaves the model lacks are zeros");
+        assert_eq!(m.query(0x4000_0000, 0), [0; 4], "no hypervisor leaves");
+        assert_eq!(m.query(0, 0)[0], 0xd, "maximum basic leaf");
         assert_eq!(m.leaf(7, 0).unwrap().ebx, L7_EBX | L7_EBX_RDSEED, "feature bits come from the whitelist");
         assert_eq!(m.vendor(), "AuthenticAMD");
     }

@@ -32,6 +32,8 @@ pub enum Special {
     Rdmsr,
     /// HLT.
     Hlt,
+    /// CPUID (the exact engine answers it from the CPUID model).
+    Cpuid,
 }
 
 const RFLAGS_CF: u64 = 1 << 0;
@@ -84,7 +86,8 @@ pub fn apply_emulated(regs: &mut kvm_bindings::kvm_regs, special: Special, len: 
             };
             regs.rflags = (regs.rflags & !RFLAGS_RDRAND_CLEARED) | RFLAGS_CF;
         }
-        Special::Hlt => {}
+        // CPUID's four outputs are written by the caller; HLT has none.
+        Special::Hlt | Special::Cpuid => {}
     }
     regs.rip = regs.rip.wrapping_add(len as u64);
 }
@@ -167,6 +170,7 @@ pub fn classify(bytes: &[u8], mode: CodeMode) -> Option<(Special, usize)> {
         0x0f => match op(1)? {
             0x31 => Some((Special::Rdtsc, i + 2)),
             0x32 => Some((Special::Rdmsr, i + 2)),
+            0xa2 => Some((Special::Cpuid, i + 2)),
             0x01 if op(2)? == 0xf9 => Some((Special::Rdtscp, i + 3)),
             0xc7 => {
                 let modrm = op(2)?;
@@ -229,6 +233,7 @@ mod tests {
         assert_eq!(classify(&[0x0f, 0x01, 0xf9], CodeMode::Long), Some((Special::Rdtscp, 3)));
         assert_eq!(classify(&[0xf4], CodeMode::Bits32), Some((Special::Hlt, 1)));
         assert_eq!(classify(&[0x0f, 0x32], CodeMode::Long), Some((Special::Rdmsr, 2)));
+        assert_eq!(classify(&[0x0f, 0xa2], CodeMode::Long), Some((Special::Cpuid, 2)));
         // rdrand rax = 48 0f c7 f0; rdseed r9d = 41 0f c7 f9; rdrand ax = 66 0f c7 f0.
         assert_eq!(classify(&[0x48, 0x0f, 0xc7, 0xf0], CodeMode::Long), Some((Special::Rdrand { reg: 0, size: 8 }, 4)));
         assert_eq!(classify(&[0x41, 0x0f, 0xc7, 0xf9], CodeMode::Long), Some((Special::Rdseed { reg: 9, size: 4 }, 4)));
@@ -286,6 +291,7 @@ mod tests {
                     Special::Rdseed { .. } => "rdseed",
                     Special::Rdmsr => "rdmsr",
                     Special::Hlt => "hlt",
+                    Special::Cpuid => "cpuid",
                 });
                 assert_eq!(got, expect, "{bytes:02x?}: capstone {mnemonic} {}", insn.op_str().unwrap_or(""));
                 if let Some((_, len)) = ours {
