@@ -16,23 +16,25 @@ fn hello_prints_and_exits_zero() {
     assert!(out.contains("cmdline: greeting=yes"), "{}", text(&o));
 }
 
-/// A guest INT3 reaches the guest's #BP handler with the return address after it, under
-/// the free engine and when recorded and replayed (some hosts' KVM cannot execute INT3 in
-/// ring 0, and Linux runs one at boot).
+/// Instructions some hosts' KVM cannot execute in ring 0 but ttvm carries out: a guest INT3
+/// reaches the guest's #BP handler with the return address after it, and STAC/CLAC set and
+/// clear RFLAGS.AC (Linux runs both at boot), under the free engine and when recorded and
+/// replayed.
 #[test]
-fn guest_int3_reaches_its_breakpoint_handler() {
-    if !require_kvm("guest_int3_reaches_its_breakpoint_handler") {
+fn guest_int3_and_stac_clac_work_in_both_engines() {
+    if !require_kvm("guest_int3_and_stac_clac_work_in_both_engines") {
         return;
     }
-    let o = run(&["run", "hello", "--cmdline", "int3", "--timeout", "60"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("int3: #BP handled, returned to 0x"), "{}", text(&o));
-
+    let expect = |o: &std::process::Output| {
+        assert_eq!(o.status.code(), Some(0), "{}", text(o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("int3: #BP handled, returned to 0x"), "{}", text(o));
+        assert!(out.contains("ac: 1 after stac, 0 after clac"), "{}", text(o));
+    };
+    expect(&run(&["run", "hello", "--cmdline", "int3 ac", "--timeout", "60"]));
     let dir = common::tempdir();
     let trace = dir.path().join("int3.ttvm");
-    let o = run(&["record", "hello", "--cmdline", "int3", "-o", trace.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("int3: #BP handled"), "{}", text(&o));
+    expect(&run(&["record", "hello", "--cmdline", "int3 ac", "-o", trace.to_str().unwrap()]));
     let o = run(&["replay", "--verify", "-q", trace.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }

@@ -317,11 +317,13 @@ impl Engine {
                 Ok(other) => {
                     let what = format!("{other:?}");
                     let failed_emulation = matches!(other, VcpuExit::InternalError);
-                    // INT3 that this host's KVM could not execute: its #BP is raised and
-                    // the step goes on (the exception entry merges with the handler's first
-                    // instruction, like every exception under single-step).
+                    // An instruction this host's KVM could not execute but ttvm can (INT3,
+                    // CLAC/STAC): the step goes on. INT3's #BP entry merges with the
+                    // handler's first instruction, like every exception under single-step.
                     if failed_emulation
-                        && vm.deliver_failed_int3().map_err(|e| EngineError::Kvm { icount, message: e.to_string() })?
+                        && vm
+                            .emulate_failed_instruction()
+                            .map_err(|e| EngineError::Kvm { icount, message: e.to_string() })?
                     {
                         continue;
                     }

@@ -2,7 +2,9 @@
 //!
 //! Command line: anything; it is printed back verbatim. With the flag `int3`, it also runs
 //! an INT3 and reports the #BP its handler saw (Linux does the same at boot; some hosts'
-//! KVM cannot execute INT3 in ring 0 and ttvm raises the exception itself).
+//! KVM cannot execute INT3 in ring 0 and ttvm raises the exception itself). With `ac`, it
+//! runs STAC and CLAC (Linux's SMAP toggles, also beyond some hosts' ring-0 emulator) and
+//! prints the AC flag after each.
 #![no_std]
 #![no_main]
 
@@ -34,6 +36,22 @@ fn int3_check() {
     }
 }
 
+fn rflags_ac() -> u64 {
+    let flags: u64;
+    // SAFETY: reads RFLAGS through the stack.
+    unsafe { core::arch::asm!("pushfq", "pop {}", out(reg) flags) };
+    (flags >> 18) & 1
+}
+
+fn ac_check() {
+    // SAFETY: STAC/CLAC only change RFLAGS.AC (the CPU model may lack SMAP: then the guest
+    // takes #UD and the exception report says so).
+    unsafe { core::arch::asm!("stac", options(nomem, nostack)) };
+    let after_stac = rflags_ac();
+    unsafe { core::arch::asm!("clac", options(nomem, nostack)) };
+    println!("ac: {} after stac, {} after clac", after_stac, rflags_ac());
+}
+
 #[no_mangle]
 extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     let cmdline = k::init(info, "hello");
@@ -41,6 +59,9 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     println!("cmdline: {}", cmdline.as_str());
     if cmdline.flag("int3") {
         int3_check();
+    }
+    if cmdline.flag("ac") {
+        ac_check();
     }
     k::exit(0)
 }

@@ -181,9 +181,10 @@ pub fn run_free(
 /// KVM reported an internal error, typically an emulation failure: on hosts whose KVM
 /// emulates ring-0 code (PVM), instructions it does not implement end up here. ttvm
 /// provides RDTSCP, RDRAND and RDSEED in its CPUID model, so those are emulated in
-/// userspace, and INT3 raises its #BP; anything else is reported with its disassembly.
+/// userspace, as are INT3 and CLAC/STAC ([`Vm::emulate_failed_instruction`]); anything
+/// else is reported with its disassembly.
 fn emulate_or_report(machine: &mut Machine, options: &FreeRunOptions) -> Result<Option<GuestStop>, FreeRunError> {
-    if machine.vm.deliver_failed_int3()? {
+    if machine.vm.emulate_failed_instruction()? {
         return Ok(None);
     }
     let vcpu = machine.vm.vcpu();

@@ -73,22 +73,34 @@ impl Vm {
         Ok(Self { vcpu, vm, kvm, ram, cpuid })
     }
 
-    /// After KVM failed to emulate the instruction at RIP: if it is INT3, raises the #BP it
-    /// would have raised (RIP past it, then the exception, as a trap) and returns true.
-    /// KVM on hosts that emulate ring-0 code (PVM) cannot execute INT3, and Linux runs one
-    /// at boot (`int3_selftest`).
-    pub fn deliver_failed_int3(&mut self) -> Result<bool, VcpuError> {
+    /// After KVM failed to emulate the instruction at RIP, carries out the few that hosts
+    /// whose KVM emulates ring-0 code (PVM) cannot, and that need nothing from outside the
+    /// guest: INT3 raises its #BP (RIP past it, then the exception, as a trap; Linux runs
+    /// one in `int3_selftest`), CLAC/STAC clear/set RFLAGS.AC (Linux's exception entry code
+    /// when the CPU shows SMAP). Returns false, changing nothing, for anything else.
+    pub fn emulate_failed_instruction(&mut self) -> Result<bool, VcpuError> {
         const INT3: u8 = 0xcc;
+        const CLAC: [u8; 3] = [0x0f, 0x01, 0xca];
+        const STAC: [u8; 3] = [0x0f, 0x01, 0xcb];
         const BP_VECTOR: u8 = 3;
+        const RFLAGS_AC: u64 = 1 << 18;
         let (mut regs, sregs) = (self.vcpu.regs(), self.vcpu.sregs());
         let (bytes, n) = crate::insn::fetch_at_rip(&self.ram, &regs, &sregs);
-        if n == 0 || bytes[0] != INT3 {
-            return Ok(false);
+        let code = &bytes[..n];
+        if code.first() == Some(&INT3) {
+            regs.rip = regs.rip.wrapping_add(1);
+            self.vcpu.set_regs(&regs);
+            self.vcpu.inject_exception(BP_VECTOR)?;
+            return Ok(true);
         }
-        regs.rip = regs.rip.wrapping_add(1);
-        self.vcpu.set_regs(&regs);
-        self.vcpu.inject_exception(BP_VECTOR)?;
-        Ok(true)
+        // Both are ring-0 only (#UD elsewhere, which KVM would have delivered itself).
+        if sregs.cs.dpl == 0 && (code.starts_with(&CLAC) || code.starts_with(&STAC)) {
+            regs.rflags = if code.starts_with(&STAC) { regs.rflags | RFLAGS_AC } else { regs.rflags & !RFLAGS_AC };
+            regs.rip = regs.rip.wrapping_add(3);
+            self.vcpu.set_regs(&regs);
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Guest RAM.
