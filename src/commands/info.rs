@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use ttvm_replay::clock::ClockMode;
 use ttvm_replay::events::EventClass;
 
 use crate::commands::record::human_bytes;
@@ -89,14 +90,17 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
     );
     out!(report, "kernel:      {} ({} bytes, xxh3 {})", h.kernel_name, h.machine.kernel.len(), h.kernel_hash);
     out!(report, "cmdline:     {:?}", h.machine.cmdline);
+    // The step rate is guest time only under the icount clock; realtime guests read the host.
+    let clock = match h.clock {
+        ClockMode::Icount => format!("{} ({} ns/step)", h.clock, h.ns_per_step),
+        ClockMode::Realtime => format!("{} (host time, logged)", h.clock),
+    };
     out!(
         report,
-        "machine:     {} MiB RAM, CPUID model {} ({}), clock {} ({} ns/step)",
+        "machine:     {} MiB RAM, CPUID model {} ({}), clock {clock}",
         h.machine.mem_size >> 20,
         h.cpuid.name,
         h.cpuid.vendor(),
-        h.clock,
-        h.ns_per_step
     );
     out!(report, "stepping:    {}", h.stepping);
     out!(report, "length:      {} steps", rec.length());
