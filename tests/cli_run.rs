@@ -17,12 +17,12 @@ fn hello_prints_and_exits_zero() {
 }
 
 /// Instructions some hosts' KVM cannot execute in ring 0 but ttvm carries out: a guest INT3
-/// reaches the guest's #BP handler with the return address after it, and STAC/CLAC set and
-/// clear RFLAGS.AC (Linux runs both at boot), under the free engine and when recorded and
-/// replayed.
+/// reaches the guest's #BP handler with the return address after it, STAC/CLAC set and
+/// clear RFLAGS.AC, FWAIT comes back (Linux runs all three at boot), under the free engine
+/// and when recorded and replayed.
 #[test]
-fn guest_int3_and_stac_clac_work_in_both_engines() {
-    if !require_kvm("guest_int3_and_stac_clac_work_in_both_engines") {
+fn guest_int3_stac_clac_fwait_work_in_both_engines() {
+    if !require_kvm("guest_int3_stac_clac_fwait_work_in_both_engines") {
         return;
     }
     let expect = |o: &std::process::Output| {
@@ -30,11 +30,12 @@ fn guest_int3_and_stac_clac_work_in_both_engines() {
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(out.contains("int3: #BP handled, returned to 0x"), "{}", text(o));
         assert!(out.contains("ac: 1 after stac, 0 after clac"), "{}", text(o));
+        assert!(out.contains("fwait: no x87 exception pending"), "{}", text(o));
     };
-    expect(&run(&["run", "hello", "--cmdline", "int3 ac", "--timeout", "60"]));
+    expect(&run(&["run", "hello", "--cmdline", "int3 ac fwait", "--timeout", "60"]));
     let dir = common::tempdir();
     let trace = dir.path().join("int3.ttvm");
-    expect(&run(&["record", "hello", "--cmdline", "int3 ac", "-o", trace.to_str().unwrap()]));
+    expect(&run(&["record", "hello", "--cmdline", "int3 ac fwait", "-o", trace.to_str().unwrap()]));
     let o = run(&["replay", "--verify", "-q", trace.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }

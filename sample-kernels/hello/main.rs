@@ -4,7 +4,8 @@
 //! an INT3 and reports the #BP its handler saw (Linux does the same at boot; some hosts'
 //! KVM cannot execute INT3 in ring 0 and ttvm raises the exception itself). With `ac`, it
 //! runs STAC and CLAC (Linux's SMAP toggles, also beyond some hosts' ring-0 emulator) and
-//! prints the AC flag after each.
+//! prints the AC flag after each. With `fwait`, it runs FWAIT (Linux's FPU state saving
+//! does; some hosts' ring-0 emulator cannot) and says it came back.
 #![no_std]
 #![no_main]
 
@@ -62,6 +63,11 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     }
     if cmdline.flag("ac") {
         ac_check();
+    }
+    if cmdline.flag("fwait") {
+        // SAFETY: no x87 exception is pending after boot, so FWAIT does nothing.
+        unsafe { core::arch::asm!("fwait", options(nomem, nostack)) };
+        println!("fwait: no x87 exception pending");
     }
     k::exit(0)
 }

@@ -77,9 +77,11 @@ impl Vm {
     /// whose KVM emulates ring-0 code (PVM) cannot, and that need nothing from outside the
     /// guest: INT3 raises its #BP (RIP past it, then the exception, as a trap; Linux runs
     /// one in `int3_selftest`), CLAC/STAC clear/set RFLAGS.AC (Linux's exception entry code
-    /// when the CPU shows SMAP). Returns false, changing nothing, for anything else.
+    /// when the CPU shows SMAP), FWAIT raises #NM or a pending x87 #MF, else does nothing
+    /// (Linux's FPU state saving). Returns false, changing nothing, for anything else.
     pub fn emulate_failed_instruction(&mut self) -> Result<bool, VcpuError> {
         const INT3: u8 = 0xcc;
+        const FWAIT: u8 = 0x9b;
         const CLAC: [u8; 3] = [0x0f, 0x01, 0xca];
         const STAC: [u8; 3] = [0x0f, 0x01, 0xcb];
         const BP_VECTOR: u8 = 3;
@@ -91,6 +93,23 @@ impl Vm {
             regs.rip = regs.rip.wrapping_add(1);
             self.vcpu.set_regs(&regs);
             self.vcpu.inject_exception(BP_VECTOR)?;
+            return Ok(true);
+        }
+        if code.first() == Some(&FWAIT) {
+            const CR0_MP: u64 = 1 << 1;
+            const CR0_TS: u64 = 1 << 3;
+            const NM_VECTOR: u8 = 7;
+            const MF_VECTOR: u8 = 16;
+            // FSW is the high half of the first word of the FXSAVE image; ES = bit 7.
+            let fsw = self.vcpu.xsave()?.first().map_or(0, |w| w >> 16);
+            if sregs.cr0 & (CR0_MP | CR0_TS) == CR0_MP | CR0_TS {
+                self.vcpu.inject_exception(NM_VECTOR)?; // a fault: RIP stays at the FWAIT
+            } else if fsw & (1 << 7) != 0 {
+                self.vcpu.inject_exception(MF_VECTOR)?;
+            } else {
+                regs.rip = regs.rip.wrapping_add(1);
+                self.vcpu.set_regs(&regs);
+            }
             return Ok(true);
         }
         // Both are ring-0 only (#UD elsewhere, which KVM would have delivered itself).
