@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 use kvm_bindings::{kvm_regs, kvm_segment};
 use kvm_ioctls::VcpuExit;
+use ttvm_vmm::boot::linux::flat_segment;
 use ttvm_vmm::memory::MIN_RAM;
 use ttvm_vmm::vm::Vm;
 
@@ -95,23 +96,8 @@ fn probe() -> Result<String, String> {
     }
     let vcpu = vm.vcpu_mut();
     let mut sregs = vcpu.sregs();
-    let seg = |selector: u16, type_: u8, l: u8, db: u8| kvm_segment {
-        base: 0,
-        limit: 0xffff_ffff,
-        selector,
-        type_,
-        present: 1,
-        dpl: 0,
-        db,
-        s: 1,
-        l,
-        g: 1,
-        avl: 0,
-        unusable: 0,
-        padding: 0,
-    };
-    sregs.cs = seg(0x08, 0xb, 1, 0);
-    let data = seg(0x10, 0x3, 0, 1);
+    sregs.cs = flat_segment(0x08, 0xb, 1, 0);
+    let data = flat_segment(0x10, 0x3, 0, 1);
     (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
     sregs.tr = kvm_segment { limit: 0x67, type_: 0xb, present: 1, ..Default::default() };
     sregs.gdt.base = GDT;

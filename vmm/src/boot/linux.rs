@@ -120,10 +120,11 @@ fn write_identity_map(ram: &mut GuestRam) -> Result<(), BootError> {
     Ok(())
 }
 
-fn entry_registers_64(entry: u64, base: kvm_sregs) -> (kvm_regs, kvm_sregs) {
-    let regs =
-        kvm_regs { rip: entry, rsi: ZERO_PAGE_START, rsp: BOOT_STACK_POINTER, rflags: 0x2, ..Default::default() };
-    let seg = |selector: u16, type_: u8, l: u8, db: u8| kvm_segment {
+/// A present ring-0 segment over the whole 4 GiB with 4 KiB granularity: `type_` 0xb is
+/// code (execute/read, accessed), 0x3 data (read/write, accessed); `l` marks 64-bit code,
+/// `db` 32-bit default size.
+pub fn flat_segment(selector: u16, type_: u8, l: u8, db: u8) -> kvm_segment {
+    kvm_segment {
         base: 0,
         limit: 0xffff_ffff,
         selector,
@@ -137,9 +138,14 @@ fn entry_registers_64(entry: u64, base: kvm_sregs) -> (kvm_regs, kvm_sregs) {
         avl: 0,
         unusable: 0,
         padding: 0,
-    };
-    let code = seg(0x10, 0xb, 1, 0);
-    let data = seg(0x18, 0x3, 0, 1);
+    }
+}
+
+fn entry_registers_64(entry: u64, base: kvm_sregs) -> (kvm_regs, kvm_sregs) {
+    let regs =
+        kvm_regs { rip: entry, rsi: ZERO_PAGE_START, rsp: BOOT_STACK_POINTER, rflags: 0x2, ..Default::default() };
+    let code = flat_segment(0x10, 0xb, 1, 0);
+    let data = flat_segment(0x18, 0x3, 0, 1);
     let mut sregs = kvm_sregs { cs: code, ds: data, es: data, fs: data, gs: data, ss: data, ..base };
     sregs.tr = kvm_segment { type_: 0xb, present: 1, limit: 0x67, ..Default::default() };
     sregs.ldt = kvm_segment { unusable: 1, type_: 0x2, ..Default::default() };
