@@ -18,11 +18,12 @@ fn hello_prints_and_exits_zero() {
 
 /// Instructions some hosts' KVM cannot execute in ring 0 but ttvm carries out: a guest INT3
 /// reaches the guest's #BP handler with the return address after it, STAC/CLAC set and
-/// clear RFLAGS.AC, FWAIT comes back (Linux runs all three at boot), under the free engine
-/// and when recorded and replayed.
+/// clear RFLAGS.AC, FWAIT comes back, LDMXCSR/STMXCSR load and store MXCSR and a reserved
+/// bit raises #GP (Linux runs all of them at boot), under the free engine and when recorded
+/// and replayed.
 #[test]
-fn guest_int3_stac_clac_fwait_work_in_both_engines() {
-    if !require_kvm("guest_int3_stac_clac_fwait_work_in_both_engines") {
+fn guest_int3_stac_clac_fwait_mxcsr_work_in_both_engines() {
+    if !require_kvm("guest_int3_stac_clac_fwait_mxcsr_work_in_both_engines") {
         return;
     }
     let expect = |o: &std::process::Output| {
@@ -31,11 +32,13 @@ fn guest_int3_stac_clac_fwait_work_in_both_engines() {
         assert!(out.contains("int3: #BP handled, returned to 0x"), "{}", text(o));
         assert!(out.contains("ac: 1 after stac, 0 after clac"), "{}", text(o));
         assert!(out.contains("fwait: no x87 exception pending"), "{}", text(o));
+        assert!(out.contains("mxcsr: loaded 0x7f80, read back 0x7f80"), "{}", text(o));
+        assert!(out.contains("mxcsr: reserved bit raised #GP(0), MXCSR still 0x7f80"), "{}", text(o));
     };
-    expect(&run(&["run", "hello", "--cmdline", "int3 ac fwait", "--timeout", "60"]));
+    expect(&run(&["run", "hello", "--cmdline", "int3 ac fwait mxcsr", "--timeout", "60"]));
     let dir = common::tempdir();
     let trace = dir.path().join("int3.ttvm");
-    expect(&run(&["record", "hello", "--cmdline", "int3 ac fwait", "-o", trace.to_str().unwrap()]));
+    expect(&run(&["record", "hello", "--cmdline", "int3 ac fwait mxcsr", "-o", trace.to_str().unwrap()]));
     let o = run(&["replay", "--verify", "-q", trace.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
@@ -187,4 +190,45 @@ fn every_sample_kernel_boots_and_prints_what_it_should() {
     for what in ["rdtsc: 0x", "rdtscp: unsupported", "rdrand: 0x", "rdseed: 0x", "rtc: 20"] {
         assert!(out.contains(what), "entropy should print {what}: {}", text(&o));
     }
+}
+
+/// `--profile` names where a CPU-bound guest spends its time, with function names from
+/// `--symbols`, and refuses an unwritable path before booting.
+#[test]
+fn profile_names_the_hot_function() {
+    if !require_kvm("profile_names_the_hot_function") {
+        return;
+    }
+    let dir = common::tempdir();
+    let elf = common::kernel_path("bench");
+    let report = dir.path().join("profile.txt");
+    let o = run(&[
+        "run",
+        elf.to_str().unwrap(),
+        "--cmdline",
+        "size=64 rounds=100000",
+        "--symbols",
+        elf.to_str().unwrap(),
+        "--profile",
+        report.to_str().unwrap(),
+        "--timeout",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(73), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ttvm: profile of "), "{}", text(&o));
+    let profile = std::fs::read_to_string(&report).unwrap();
+    let samples: usize = profile
+        .strip_prefix("# ttvm run profile: ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no sample count in {profile}"));
+    assert!(samples >= 50, "2 s at one sample per 10 ms: {profile}");
+    // bench's sorting rounds run in kmain and core's sort: the top line is a named function.
+    let top = profile.lines().find(|l| l.contains('%')).unwrap_or_default();
+    assert!(top.contains("kmain") || top.contains("sort"), "{profile}");
+    assert!(profile.contains("## Over time"), "{profile}");
+
+    let o = run(&["run", "hello", "--profile", "/nonexistent/dir/p.txt"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--profile /nonexistent/dir/p.txt"), "{}", text(&o));
 }

@@ -26,6 +26,17 @@ fn kvm_or_skip(test: &str) -> bool {
 }
 
 fn record(dir: &std::path::Path, kernel: &str, cmdline: &str, checkpoint_every: u64) -> Rc<Recording> {
+    record_until(dir, kernel, cmdline, checkpoint_every, None)
+}
+
+/// Records `kernel` until it exits, or for `max_steps` steps.
+fn record_until(
+    dir: &std::path::Path,
+    kernel: &str,
+    cmdline: &str,
+    checkpoint_every: u64,
+    max_steps: Option<u64>,
+) -> Rc<Recording> {
     let path = dir.join(format!("{kernel}.ttvm"));
     let k = ttvm_sample_kernels::get(kernel).unwrap();
     let mut s = RecordSession::start(
@@ -48,8 +59,10 @@ fn record(dir: &std::path::Path, kernel: &str, cmdline: &str, checkpoint_every: 
     )
     .unwrap();
     let flag = std::sync::atomic::AtomicBool::new(false);
-    let end = s.run(None, &flag, 0, |_| {}).unwrap();
-    assert!(matches!(end, RecordEnd::Guest(_)), "{end:?}");
+    let end = s.run(max_steps, &flag, 0, |_| {}).unwrap();
+    let expected =
+        if max_steps.is_some() { matches!(end, RecordEnd::StepLimit) } else { matches!(end, RecordEnd::Guest(_)) };
+    assert!(expected, "{end:?}");
     s.finish(&end).unwrap();
     Rc::new(Recording::open(&path).unwrap())
 }
@@ -248,4 +261,52 @@ fn live_debugging_goes_back_then_records_new_history() {
         r.step().unwrap();
     }
     r.verify_end().unwrap();
+}
+
+/// The 4 bytes at linear address `addr` in the timeline's current memory.
+fn read_u32(t: &Timeline, addr: u64) -> u32 {
+    let vcpu = t.machine().vm.vcpu();
+    let space = ttvm_vmm::paging::AddressSpace::from_sregs(&vcpu.sregs());
+    let mut b = [0u8; 4];
+    space.read_virt(t.machine().vm.ram(), addr, &mut b).unwrap();
+    u32::from_le_bytes(b)
+}
+
+/// Where the instruction at the current position is an STMXCSR, its operand address.
+fn stmxcsr_operand(t: &Timeline) -> Option<u64> {
+    let vm = &t.machine().vm;
+    let (regs, sregs) = (vm.vcpu().regs(), vm.vcpu().sregs());
+    let (bytes, n) = ttvm_vmm::insn::fetch_at_rip(vm.ram(), &regs, &sregs);
+    let m = ttvm_vmm::operand::decode_0f_memory(&bytes[..n], ttvm_vmm::insn::code_mode(&sregs), &regs, &sregs)?;
+    ((m.opcode, m.reg) == (0xae, 3)).then_some(m.linear)
+}
+
+/// ttvm carries out STMXCSR itself on hosts whose KVM cannot (PVM), so KVM's dirty log
+/// does not see the store: a checkpoint taken right after it must still hold the stored
+/// value, or every seek that restores that checkpoint shows stale memory.
+#[test]
+fn stores_ttvm_carries_out_reach_the_next_checkpoint() {
+    if !kvm_or_skip("stores_ttvm_carries_out_reach_the_next_checkpoint") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let reference = record(dir.path(), KERNEL, "mxcsr", 1 << 40);
+    let mut t = Timeline::new(reference.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
+    let (after_store, addr, stored) = loop {
+        if let Some(addr) = stmxcsr_operand(&t) {
+            assert_eq!(t.step_forward().unwrap(), Stop::Done);
+            break (t.icount(), addr, read_u32(&t, addr));
+        }
+        assert_eq!(t.step_forward().unwrap(), Stop::Done, "no STMXCSR in `hello mxcsr`");
+    };
+    assert_eq!(stored, 0x7f80, "hello loads round-toward-zero before reading MXCSR back");
+
+    // A second recording with a checkpoint after every step, so the one just after the
+    // store holds exactly the pages that step changed.
+    let dir2 = tempfile::tempdir().unwrap();
+    let rec = record_until(dir2.path(), KERNEL, "mxcsr", 1, Some(after_store + 1));
+    assert!(rec.checkpoints.iter().any(|c| c.engine.icount == after_store));
+    let mut t2 = Timeline::new(rec, &ttvm_replay::stepping::host_signature()).unwrap();
+    assert_eq!(t2.seek(after_store).unwrap(), Stop::Done);
+    assert_eq!(read_u32(&t2, addr), stored, "the checkpoint after the STMXCSR lost its store");
 }

@@ -5,7 +5,9 @@
 //! KVM cannot execute INT3 in ring 0 and ttvm raises the exception itself). With `ac`, it
 //! runs STAC and CLAC (Linux's SMAP toggles, also beyond some hosts' ring-0 emulator) and
 //! prints the AC flag after each. With `fwait`, it runs FWAIT (Linux's FPU state saving
-//! does; some hosts' ring-0 emulator cannot) and says it came back.
+//! does; some hosts' ring-0 emulator cannot) and says it came back. With `mxcsr`, it loads
+//! MXCSR with LDMXCSR (Linux's `kernel_fpu_begin` does; also beyond some hosts' ring-0
+//! emulator), reads it back, then loads a value with a reserved bit and reports the #GP.
 #![no_std]
 #![no_main]
 
@@ -35,6 +37,54 @@ fn int3_check() {
         println!("int3: #BP handler saw RIP {:#x}, expected {:#x}", seen, after);
         k::exit(1);
     }
+}
+
+/// Where the #GP handler resumes, and the error code it saw plus one (0: no #GP yet).
+static GP_RESUME: AtomicU64 = AtomicU64::new(0);
+static GP_SEEN: AtomicU64 = AtomicU64::new(0);
+
+fn on_general_protection(f: &mut TrapFrame) {
+    GP_SEEN.store(f.error_code + 1, Ordering::SeqCst);
+    f.rip = GP_RESUME.load(Ordering::SeqCst);
+}
+
+fn read_mxcsr() -> u32 {
+    let mut value: u32 = 0;
+    // SAFETY: STMXCSR writes 4 bytes to a live local.
+    unsafe { core::arch::asm!("stmxcsr [{}]", in(reg) &mut value, options(nostack)) };
+    value
+}
+
+fn mxcsr_check() {
+    const GP_VECTOR: u8 = 13;
+    const ROUND_TOWARD_ZERO: u32 = 0x7f80; // RC = 11, all exceptions masked
+    const RESERVED_BIT: u32 = 1 << 16;
+    const DEFAULT: u32 = 0x1f80;
+    let wanted = ROUND_TOWARD_ZERO;
+    // SAFETY: loads a valid MXCSR value from a live local.
+    unsafe { core::arch::asm!("ldmxcsr [{}]", in(reg) &wanted, options(nostack, readonly)) };
+    println!("mxcsr: loaded {:#x}, read back {:#x}", wanted, read_mxcsr());
+    idt::set_handler(GP_VECTOR, on_general_protection);
+    let bad = DEFAULT | RESERVED_BIT;
+    // SAFETY: the LDMXCSR faults (#GP); the handler resumes at label 2, past it.
+    unsafe {
+        core::arch::asm!(
+            "lea {tmp}, [rip + 2f]",
+            "mov [{resume}], {tmp}",
+            "ldmxcsr [{bad}]",
+            "2:",
+            tmp = out(reg) _,
+            resume = in(reg) GP_RESUME.as_ptr(),
+            bad = in(reg) &bad,
+            options(nostack),
+        );
+    }
+    match GP_SEEN.load(Ordering::SeqCst) {
+        0 => println!("mxcsr: reserved bit accepted, MXCSR now {:#x}", read_mxcsr()),
+        seen => println!("mxcsr: reserved bit raised #GP({}), MXCSR still {:#x}", seen - 1, read_mxcsr()),
+    }
+    // SAFETY: restores the default MXCSR.
+    unsafe { core::arch::asm!("ldmxcsr [{}]", in(reg) &DEFAULT, options(nostack, readonly)) };
 }
 
 fn rflags_ac() -> u64 {
@@ -68,6 +118,9 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
         // SAFETY: no x87 exception is pending after boot, so FWAIT does nothing.
         unsafe { core::arch::asm!("fwait", options(nomem, nostack)) };
         println!("fwait: no x87 exception pending");
+    }
+    if cmdline.flag("mxcsr") {
+        mxcsr_check();
     }
     k::exit(0)
 }

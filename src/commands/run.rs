@@ -4,11 +4,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use std::io::Write as _;
 use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
 use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
 use ttvm_vmm::machine::Machine;
+use ttvm_vmm::profile::RipProfile;
 
 use crate::exit_code::{self, Exit};
+
+/// Host time per line of the profile's time table.
+const PROFILE_WINDOW: Duration = Duration::from_secs(60);
 use crate::options::{MachineArgs, SymbolArgs};
 
 /// Arguments of `ttvm run`.
@@ -21,6 +26,10 @@ pub struct RunArgs {
     pub timeout: Option<f64>,
     #[command(flatten)]
     pub symbols: SymbolArgs,
+    /// Sample the guest RIP every 10 ms of host time and write where the guest spent its
+    /// time to FILE when the run ends (function names with --symbols).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
 }
 
 pub fn run(args: RunArgs) -> Result<i32, Exit> {
@@ -42,8 +51,24 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
         }
         None => None,
     };
-    let end = run_free(&mut machine, &mut output, &mut input, &FreeRunOptions { timeout, symbols })
-        .map_err(|e| Exit::new(exit_code::KVM_INTERNAL, e.to_string()))?;
+    // Created before the run so a bad path fails now, not after an hour of booting.
+    let mut profile_file = match &args.profile {
+        Some(p) => Some(
+            std::fs::File::create(p)
+                .map_err(|e| Exit::new(exit_code::BAD_INPUT, format!("--profile {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
+    let mut profile = profile_file.as_ref().map(|_| RipProfile::new());
+    let options = FreeRunOptions { timeout, symbols };
+    let end = run_free(&mut machine, &mut output, &mut input, &options, profile.as_mut());
+    if let (Some(file), Some(profile), Some(path)) = (profile_file.as_mut(), &profile, &args.profile) {
+        let report = profile.render(options.symbols.as_ref(), PROFILE_WINDOW);
+        file.write_all(report.as_bytes())
+            .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("--profile {}: {e}", path.display())))?;
+        eprintln!("ttvm: profile of {} samples written to {}", profile.len(), path.display());
+    }
+    let end = end.map_err(|e| Exit::new(exit_code::KVM_INTERNAL, e.to_string()))?;
     Ok(match end {
         FreeRunEnd::Guest(stop) => {
             let code = exit_code::for_guest_stop(&stop);

@@ -11,6 +11,7 @@ use crate::disasm::describe_at_rip;
 use crate::insn::{apply_emulated, classify, code_mode, fetch_at_rip, Special};
 use crate::kick::Kicker;
 use crate::machine::{GuestStop, Machine};
+use crate::profile::RipProfile;
 
 /// Longest the loop sleeps in KVM_RUN or HLT without looking at input and the timeout.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -57,12 +58,13 @@ fn show_rip(options: &FreeRunOptions, rip: u64) -> String {
 
 /// Runs `machine` until the guest stops or the timeout expires. Guest serial output goes
 /// to `output`; `input` feeds the UART. Unmodelled device accesses are reported once each
-/// on stderr.
+/// on stderr. With `profile`, the guest RIP is sampled into it.
 pub fn run_free(
     machine: &mut Machine,
     output: &mut ConsoleOutput,
     input: &mut ConsoleInput,
     options: &FreeRunOptions,
+    mut profile: Option<&mut RipProfile>,
 ) -> Result<FreeRunEnd, FreeRunError> {
     let clock = HostClock::new();
     let started = Instant::now();
@@ -103,8 +105,12 @@ pub fn run_free(
         let vcpu = machine.vm.vcpu_mut();
         let exit = vcpu.run();
         let now = clock.now_ns();
-        // SAFETY: see `exit_rip`; KVM wrote the sync regs before returning to userspace.
+        // SAFETY: see `exit_rip`; KVM wrote the sync regs before returning to userspace
+        // (for every return, interrupted ones included).
         let rip = unsafe { exit_rip.read_volatile() };
+        if let Some(p) = profile.as_deref_mut() {
+            p.offer(started.elapsed(), rip);
+        }
         match exit {
             Ok(VcpuExit::IoIn(port, data)) => {
                 let outcome = machine.board.pio_read(port, data, now);
@@ -181,7 +187,8 @@ pub fn run_free(
 /// KVM reported an internal error, typically an emulation failure: on hosts whose KVM
 /// emulates ring-0 code (PVM), instructions it does not implement end up here. ttvm
 /// provides RDTSCP, RDRAND and RDSEED in its CPUID model, so those are emulated in
-/// userspace, as are INT3 and CLAC/STAC ([`Vm::emulate_failed_instruction`]); anything
+/// userspace, as are INT3, CLAC/STAC, FWAIT and LDMXCSR/STMXCSR
+/// ([`Vm::emulate_failed_instruction`](crate::vm::Vm::emulate_failed_instruction)); anything
 /// else is reported with its disassembly.
 fn emulate_or_report(machine: &mut Machine, options: &FreeRunOptions) -> Result<Option<GuestStop>, FreeRunError> {
     if machine.vm.emulate_failed_instruction()? {

@@ -233,6 +233,18 @@ impl Vcpu {
         self.set_vcpu_events(&ev)
     }
 
+    /// Queues hardware exception `vector` with `error_code` (#GP, #PF and the like), for
+    /// delivery at the next entry; RIP stays at the faulting instruction.
+    pub fn inject_exception_with_error_code(&self, vector: u8, error_code: u32) -> Result<(), VcpuError> {
+        let mut ev = self.vcpu_events()?;
+        ev.exception.injected = 1;
+        ev.exception.nr = vector;
+        ev.exception.has_error_code = 1;
+        ev.exception.error_code = error_code;
+        ev.flags = 0;
+        self.set_vcpu_events(&ev)
+    }
+
     /// Whether the guest can take an external interrupt right now (IF set, no interrupt
     /// shadow, nothing already queued), as reported by KVM at the last exit.
     pub fn interrupt_window_open(&mut self) -> bool {
@@ -325,6 +337,21 @@ impl Vcpu {
     /// bytes are the FXSAVE image). Reading it does not change the vCPU.
     pub fn xsave(&self) -> Result<Vec<u32>, VcpuError> {
         Ok(self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?.region.to_vec())
+    }
+
+    /// Sets MXCSR in the vCPU's FXSAVE image (bytes 24..28). KVM_SET_FPU is not used: on
+    /// PVM hosts KVM_GET_FPU reports MXCSR as 0 and KVM_SET_FPU does not change it.
+    pub fn set_mxcsr(&self, value: u32) -> Result<(), VcpuError> {
+        const MXCSR_WORD: usize = 6;
+        // XSTATE_BV (XSAVE header, byte 512): KVM loads MXCSR only with the SSE bit set.
+        const XSTATE_BV_WORD: usize = 128;
+        const XFEATURE_SSE: u32 = 1 << 1;
+        let mut xsave = self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?;
+        xsave.region[MXCSR_WORD] = value;
+        xsave.region[XSTATE_BV_WORD] |= XFEATURE_SSE;
+        // SAFETY: `xsave` is the complete 4 KiB kvm_xsave KVM just returned; KVM_SET_XSAVE
+        // reads exactly that (no extra area: the CPUID model offers no dynamic features).
+        unsafe { self.fd.set_xsave(&xsave) }.map_err(err("KVM_SET_XSAVE"))
     }
 
     /// Pending events and interrupt shadow (KVM_GET_VCPU_EVENTS).

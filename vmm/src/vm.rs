@@ -3,6 +3,7 @@
 
 use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES};
 use kvm_ioctls::VmFd;
+use std::sync::Mutex;
 
 use crate::cpuid::{CpuidError, CpuidModel};
 use crate::kvm::{KvmError, KvmSystem};
@@ -43,6 +44,9 @@ pub struct Vm {
     kvm: KvmSystem,
     ram: GuestRam,
     cpuid: CpuidModel,
+    /// Pages ttvm itself wrote on the guest's behalf (emulated instructions): KVM's dirty
+    /// log does not see them, and checkpoints must.
+    emulated_writes: Mutex<Vec<u32>>,
 }
 
 impl Vm {
@@ -70,56 +74,13 @@ impl Vm {
         let msr_list =
             kvm.kvm().get_msr_index_list().map_err(|source| VmError::Ioctl { op: "KVM_GET_MSR_INDEX_LIST", source })?;
         let vcpu = Vcpu::new(&vm, &kvm_cpuid, msr_list.as_slice())?;
-        Ok(Self { vcpu, vm, kvm, ram, cpuid })
+        Ok(Self { vcpu, vm, kvm, ram, cpuid, emulated_writes: Mutex::new(Vec::new()) })
     }
 
-    /// After KVM failed to emulate the instruction at RIP, carries out the few that hosts
-    /// whose KVM emulates ring-0 code (PVM) cannot, and that need nothing from outside the
-    /// guest: INT3 raises its #BP (RIP past it, then the exception, as a trap; Linux runs
-    /// one in `int3_selftest`), CLAC/STAC clear/set RFLAGS.AC (Linux's exception entry code
-    /// when the CPU shows SMAP), FWAIT raises #NM or a pending x87 #MF, else does nothing
-    /// (Linux's FPU state saving). Returns false, changing nothing, for anything else.
-    pub fn emulate_failed_instruction(&mut self) -> Result<bool, VcpuError> {
-        const INT3: u8 = 0xcc;
-        const FWAIT: u8 = 0x9b;
-        const CLAC: [u8; 3] = [0x0f, 0x01, 0xca];
-        const STAC: [u8; 3] = [0x0f, 0x01, 0xcb];
-        const BP_VECTOR: u8 = 3;
-        const RFLAGS_AC: u64 = 1 << 18;
-        let (mut regs, sregs) = (self.vcpu.regs(), self.vcpu.sregs());
-        let (bytes, n) = crate::insn::fetch_at_rip(&self.ram, &regs, &sregs);
-        let code = &bytes[..n];
-        if code.first() == Some(&INT3) {
-            regs.rip = regs.rip.wrapping_add(1);
-            self.vcpu.set_regs(&regs);
-            self.vcpu.inject_exception(BP_VECTOR)?;
-            return Ok(true);
-        }
-        if code.first() == Some(&FWAIT) {
-            const CR0_MP: u64 = 1 << 1;
-            const CR0_TS: u64 = 1 << 3;
-            const NM_VECTOR: u8 = 7;
-            const MF_VECTOR: u8 = 16;
-            // FSW is the high half of the first word of the FXSAVE image; ES = bit 7.
-            let fsw = self.vcpu.xsave()?.first().map_or(0, |w| w >> 16);
-            if sregs.cr0 & (CR0_MP | CR0_TS) == CR0_MP | CR0_TS {
-                self.vcpu.inject_exception(NM_VECTOR)?; // a fault: RIP stays at the FWAIT
-            } else if fsw & (1 << 7) != 0 {
-                self.vcpu.inject_exception(MF_VECTOR)?;
-            } else {
-                regs.rip = regs.rip.wrapping_add(1);
-                self.vcpu.set_regs(&regs);
-            }
-            return Ok(true);
-        }
-        // Both are ring-0 only (#UD elsewhere, which KVM would have delivered itself).
-        if sregs.cs.dpl == 0 && (code.starts_with(&CLAC) || code.starts_with(&STAC)) {
-            regs.rflags = if code.starts_with(&STAC) { regs.rflags | RFLAGS_AC } else { regs.rflags & !RFLAGS_AC };
-            regs.rip = regs.rip.wrapping_add(3);
-            self.vcpu.set_regs(&regs);
-            return Ok(true);
-        }
-        Ok(false)
+    /// Notes that ttvm wrote guest page `pfn` itself, so the next
+    /// [`Vm::take_dirty_pages`] reports it.
+    pub fn note_emulated_write(&self, pfn: u32) {
+        self.emulated_writes.lock().unwrap_or_else(|e| e.into_inner()).push(pfn);
     }
 
     /// Guest RAM.
@@ -157,14 +118,15 @@ impl Vm {
         self.kvm.path()
     }
 
-    /// Frame numbers of pages the guest wrote since the previous call (KVM_GET_DIRTY_LOG,
-    /// which also resets the log).
+    /// Frame numbers of pages the guest wrote since the previous call, in ascending order:
+    /// KVM_GET_DIRTY_LOG (which also resets the log) plus the pages of instructions ttvm
+    /// carried out itself.
     pub fn take_dirty_pages(&self) -> Result<Vec<u32>, VmError> {
         let bitmap = self
             .vm
             .get_dirty_log(0, self.ram.size() as usize)
             .map_err(|source| VmError::Ioctl { op: "KVM_GET_DIRTY_LOG", source })?;
-        let mut pages = Vec::new();
+        let mut pages = std::mem::take(&mut *self.emulated_writes.lock().unwrap_or_else(|e| e.into_inner()));
         for (word_index, &word) in bitmap.iter().enumerate() {
             let mut w = word;
             while w != 0 {
@@ -176,6 +138,8 @@ impl Vm {
                 w &= w - 1;
             }
         }
+        pages.sort_unstable();
+        pages.dedup();
         Ok(pages)
     }
 }

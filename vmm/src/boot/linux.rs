@@ -17,13 +17,14 @@ use crate::memory::GuestRam;
 /// one UART, so Linux is told not to look for more; and work that only costs time under
 /// emulated ring 0 (crypto self-tests, zeroing every allocated page, speculation
 /// mitigations, watchdogs) is switched off. Under the free engine CPUID on PVM hosts shows
-/// the host's FSGSBASE, XSAVE, POPCNT, INVPCID and RDPID, whose instructions PVM's ring-0
-/// emulator cannot run, so Linux is told not to use them (`clearcpuid=` takes Linux's
-/// feature numbers: 151 POPCNT, 298 INVPCID, 534 RDPID); recorded guests never see them
+/// the host's FSGSBASE, XSAVE, SSSE3, POPCNT, INVPCID and RDPID, whose instructions PVM's
+/// ring-0 emulator cannot run, so Linux is told not to use them (`clearcpuid=` takes
+/// Linux's feature numbers: 137 SSSE3, which Debian's BLAKE2s would use for every entropy
+/// mix, 151 POPCNT, 298 INVPCID, 534 RDPID); recorded guests never see them
 /// (the exact engine answers CPUID from the model), so there the options change nothing.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0,115200 earlyprintk=serial,ttyS0,115200 acpi=off \
      8250.nr_uarts=1 tsc=reliable no_timer_check nowatchdog mitigations=off \
-     cryptomgr.notests init_on_alloc=0 nofsgsbase noxsave clearcpuid=151,298,534";
+     cryptomgr.notests init_on_alloc=0 nofsgsbase noxsave clearcpuid=137,151,298,534";
 
 /// Initrds are placed below this address: the 64-bit boot protocol's default
 /// `initrd_addr_max` and what PVH kernels accept too.

@@ -1,0 +1,137 @@
+//! Instructions ttvm carries out itself after KVM failed to emulate them. Hosts whose KVM
+//! emulates ring-0 code (PVM) lack some that Linux runs in ring 0; these need nothing from
+//! outside the guest, so both engines handle them the same way and recordings stay exact.
+
+use crate::insn::{code_mode, fetch_at_rip};
+use crate::memory::PAGE_SIZE;
+use crate::operand::decode_0f_memory;
+use crate::paging::AddressSpace;
+use crate::vcpu::VcpuError;
+use crate::vm::Vm;
+
+const INT3: u8 = 0xcc;
+const FWAIT: u8 = 0x9b;
+const CLAC: [u8; 3] = [0x0f, 0x01, 0xca];
+const STAC: [u8; 3] = [0x0f, 0x01, 0xcb];
+const RFLAGS_AC: u64 = 1 << 18;
+const CR0_MP: u64 = 1 << 1;
+const CR0_EM: u64 = 1 << 2;
+const CR0_TS: u64 = 1 << 3;
+const CR4_OSFXSR: u64 = 1 << 9;
+const UD_VECTOR: u8 = 6;
+const BP_VECTOR: u8 = 3;
+const NM_VECTOR: u8 = 7;
+const GP_VECTOR: u8 = 13;
+const MF_VECTOR: u8 = 16;
+/// 0F AE /2 and /3 with a memory operand.
+const LDMXCSR: (u8, u8) = (0xae, 2);
+const STMXCSR: (u8, u8) = (0xae, 3);
+/// Where MXCSR and MXCSR_MASK sit in the FXSAVE image, in 32-bit words.
+const MXCSR_WORD: usize = 6;
+const MXCSR_MASK_WORD: usize = 7;
+/// MXCSR bits a CPU that reports no MXCSR_MASK accepts (all but DAZ and bits 16-31).
+const DEFAULT_MXCSR_MASK: u32 = 0xffbf;
+
+impl Vm {
+    /// After KVM failed to emulate the instruction at RIP, carries out the few that PVM
+    /// cannot: INT3 raises its #BP (RIP past it, then the exception, as a trap; Linux runs
+    /// one in `int3_selftest`), CLAC/STAC clear/set RFLAGS.AC (Linux's exception entry code
+    /// when the CPU shows SMAP), FWAIT raises #NM or a pending x87 #MF, else does nothing
+    /// (Linux's FPU state saving), LDMXCSR/STMXCSR load/store MXCSR (`kernel_fpu_begin`).
+    /// Returns false, changing nothing, for anything else, including an LDMXCSR/STMXCSR
+    /// whose operand is not mapped (the guest's #PF is not synthesised: the caller reports
+    /// it).
+    pub fn emulate_failed_instruction(&mut self) -> Result<bool, VcpuError> {
+        let (mut regs, sregs) = (self.vcpu().regs(), self.vcpu().sregs());
+        let (bytes, n) = fetch_at_rip(self.ram(), &regs, &sregs);
+        let code = &bytes[..n];
+        if code.first() == Some(&INT3) {
+            regs.rip = regs.rip.wrapping_add(1);
+            self.vcpu_mut().set_regs(&regs);
+            self.vcpu().inject_exception(BP_VECTOR)?;
+            return Ok(true);
+        }
+        if code.first() == Some(&FWAIT) {
+            // FSW is the high half of the first word of the FXSAVE image; ES = bit 7.
+            let fsw = self.vcpu().xsave()?.first().map_or(0, |w| w >> 16);
+            if sregs.cr0 & (CR0_MP | CR0_TS) == CR0_MP | CR0_TS {
+                self.vcpu().inject_exception(NM_VECTOR)?; // a fault: RIP stays at the FWAIT
+            } else if fsw & (1 << 7) != 0 {
+                self.vcpu().inject_exception(MF_VECTOR)?;
+            } else {
+                regs.rip = regs.rip.wrapping_add(1);
+                self.vcpu_mut().set_regs(&regs);
+            }
+            return Ok(true);
+        }
+        // Both are ring-0 only (#UD elsewhere, which KVM would have delivered itself).
+        if sregs.cs.dpl == 0 && (code.starts_with(&CLAC) || code.starts_with(&STAC)) {
+            regs.rflags = if code.starts_with(&STAC) { regs.rflags | RFLAGS_AC } else { regs.rflags & !RFLAGS_AC };
+            regs.rip = regs.rip.wrapping_add(3);
+            self.vcpu_mut().set_regs(&regs);
+            return Ok(true);
+        }
+        match decode_0f_memory(code, code_mode(&sregs), &regs, &sregs) {
+            Some(m) if (m.opcode, m.reg) == LDMXCSR || (m.opcode, m.reg) == STMXCSR => {
+                // The checks in the order the SDM lists them; none changes anything.
+                if sregs.cr0 & CR0_EM != 0 || sregs.cr4 & CR4_OSFXSR == 0 {
+                    self.vcpu().inject_exception(UD_VECTOR)?;
+                    return Ok(true);
+                }
+                if sregs.cr0 & CR0_TS != 0 {
+                    self.vcpu().inject_exception(NM_VECTOR)?;
+                    return Ok(true);
+                }
+                let space = AddressSpace::from_sregs(&sregs);
+                let image = self.vcpu().xsave()?;
+                if (m.opcode, m.reg) == STMXCSR {
+                    let Some(pages) = self.pages_of(&space, m.linear, 4) else { return Ok(false) };
+                    if space
+                        .write_virt(
+                            self.ram_mut(),
+                            m.linear,
+                            &image.get(MXCSR_WORD).copied().unwrap_or(0).to_le_bytes(),
+                        )
+                        .is_err()
+                    {
+                        return Ok(false);
+                    }
+                    for pfn in pages {
+                        self.note_emulated_write(pfn);
+                    }
+                } else {
+                    let mut value = [0u8; 4];
+                    if space.read_virt(self.ram(), m.linear, &mut value).is_err() {
+                        return Ok(false);
+                    }
+                    let value = u32::from_le_bytes(value);
+                    // FXSAVE bytes 28..32; zero means the CPU predates the field.
+                    let mask = match image.get(MXCSR_MASK_WORD) {
+                        Some(&m) if m != 0 => m,
+                        _ => DEFAULT_MXCSR_MASK,
+                    };
+                    if value & !mask != 0 {
+                        self.vcpu().inject_exception_with_error_code(GP_VECTOR, 0)?;
+                        return Ok(true);
+                    }
+                    self.vcpu().set_mxcsr(value)?;
+                }
+                regs.rip = regs.rip.wrapping_add(m.len as u64);
+                self.vcpu_mut().set_regs(&regs);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Frame numbers of the pages `len` bytes at `linear` lie in; `None` if any is unmapped.
+    fn pages_of(&self, space: &AddressSpace, linear: u64, len: u64) -> Option<Vec<u32>> {
+        let first = space.translate(self.ram(), linear).ok()?;
+        let last = space.translate(self.ram(), linear.wrapping_add(len - 1)).ok()?;
+        let mut pages = vec![(first / PAGE_SIZE as u64) as u32];
+        if last / PAGE_SIZE as u64 != first / PAGE_SIZE as u64 {
+            pages.push((last / PAGE_SIZE as u64) as u32);
+        }
+        Some(pages)
+    }
+}
