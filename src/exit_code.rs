@@ -26,6 +26,8 @@ pub const DAMAGED_TRACE: i32 = 76;
 pub const INCOMPATIBLE: i32 = 78;
 /// `ttvm check`: the recorded outcome is not the expected one.
 pub const CHECK_FAILED: i32 = 77;
+/// SIGINT/SIGTERM ended the run (128 + SIGINT, as shells report it).
+pub const INTERRUPTED: i32 = 130;
 
 /// A failure that maps to a specific exit status.
 #[derive(Debug)]

@@ -193,7 +193,7 @@ fn every_sample_kernel_boots_and_prints_what_it_should() {
 }
 
 /// `--profile` names where a CPU-bound guest spends its time, with function names from
-/// `--symbols`, and refuses an unwritable path before booting.
+/// `--symbols`, survives Ctrl-C, and refuses an unwritable path before booting.
 #[test]
 fn profile_names_the_hot_function() {
     if !require_kvm("profile_names_the_hot_function") {
@@ -227,6 +227,23 @@ fn profile_names_the_hot_function() {
     let top = profile.lines().find(|l| l.contains('%')).unwrap_or_default();
     assert!(top.contains("kmain") || top.contains("sort"), "{profile}");
     assert!(profile.contains("## Over time"), "{profile}");
+
+    // Ctrl-C ends the run cleanly (status 130) and the profile is still written.
+    let interrupted = dir.path().join("interrupted.txt");
+    let child = common::ttvm()
+        .args(["run", "bench", "--cmdline", "size=64 rounds=100000", "--profile"])
+        .arg(&interrupted)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ttvm: interrupted"), "{}", text(&o));
+    assert!(std::fs::read_to_string(&interrupted).unwrap().contains("## Hottest functions"));
 
     let o = run(&["run", "hello", "--profile", "/nonexistent/dir/p.txt"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));

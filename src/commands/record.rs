@@ -144,7 +144,7 @@ pub fn record_once(
         RecordEnd::Guest(ttvm_replay::events::StopKind::Halted) => exit_code::HALTED,
         RecordEnd::Guest(ttvm_replay::events::StopKind::InternalError(_)) => exit_code::KVM_INTERNAL,
         RecordEnd::StepLimit => exit_code::STEP_LIMIT,
-        RecordEnd::Interrupted => 130,
+        RecordEnd::Interrupted => exit_code::INTERRUPTED,
         RecordEnd::UserMode { .. } => exit_code::STEP_LIMIT,
         RecordEnd::Detached => 0,
     };
@@ -214,7 +214,7 @@ fn until_failure(args: &RecordArgs, output: &std::path::Path, show_progress: boo
         }
         if matches!(r.end, RecordEnd::Interrupted) {
             let _ = std::fs::remove_file(&scratch);
-            return Ok(130);
+            return Ok(exit_code::INTERRUPTED);
         }
     }
     let _ = std::fs::remove_file(&scratch);

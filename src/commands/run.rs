@@ -60,7 +60,9 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
         None => None,
     };
     let mut profile = profile_file.as_ref().map(|_| RipProfile::new());
-    let options = FreeRunOptions { timeout, symbols };
+    // Ctrl-C ends the run through the loop, so the profile is still written.
+    let stop = Some(crate::signals::install_stop_flag());
+    let options = FreeRunOptions { timeout, symbols, stop };
     let end = run_free(&mut machine, &mut output, &mut input, &options, profile.as_mut());
     if let (Some(file), Some(profile), Some(path)) = (profile_file.as_mut(), &profile, &args.profile) {
         let report = profile.render(options.symbols.as_ref(), PROFILE_WINDOW);
@@ -80,6 +82,10 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
         FreeRunEnd::Timeout => {
             eprintln!("ttvm: timeout after {:.1} s", args.timeout.unwrap_or_default());
             exit_code::TIMEOUT
+        }
+        FreeRunEnd::Interrupted => {
+            eprintln!("ttvm: interrupted");
+            exit_code::INTERRUPTED
         }
     })
 }

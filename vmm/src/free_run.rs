@@ -1,6 +1,7 @@
 //! The free-running engine: plain KVM_RUN with device time from the host clock. Used by
 //! `ttvm run`; records nothing and is not deterministic.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use kvm_ioctls::VcpuExit;
@@ -23,6 +24,8 @@ pub enum FreeRunEnd {
     Guest(GuestStop),
     /// `--timeout` expired.
     Timeout,
+    /// The stop flag was set (Ctrl-C).
+    Interrupted,
 }
 
 /// Errors that end a free run abnormally (host-side failures, not guest behaviour).
@@ -46,6 +49,15 @@ pub struct FreeRunOptions {
     pub timeout: Option<Duration>,
     /// Kernel symbols: messages about guest addresses name the function.
     pub symbols: Option<crate::symbols::SymbolTable>,
+    /// Set asynchronously (a SIGINT handler) to end the run at the next exit; the signal
+    /// itself gets the vCPU out of KVM_RUN.
+    pub stop: Option<&'static AtomicBool>,
+}
+
+impl FreeRunOptions {
+    fn stop_requested(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
+    }
 }
 
 /// `rip` for messages: `0x... <function+0x..>` when a symbol covers it.
@@ -84,6 +96,9 @@ pub fn run_free(
             if started.elapsed() >= t {
                 return Ok(FreeRunEnd::Timeout);
             }
+        }
+        if options.stop_requested() {
+            return Ok(FreeRunEnd::Interrupted);
         }
         let now = clock.now_ns();
         machine.board.advance(now);
@@ -280,6 +295,9 @@ fn wait_while_halted(
             if started.elapsed() >= t {
                 return;
             }
+        }
+        if options.stop_requested() {
+            return;
         }
         let nothing_can_wake =
             machine.board.next_deadline().is_none() && !input.is_live() && input.pending().is_empty();

@@ -213,14 +213,14 @@ pub fn free_run(guest: &Guest) -> Result<FreeRun, Exit> {
     let started = Instant::now();
     let mut machine = Machine::new(guest.config()?)
         .map_err(|e| Exit::new(exit_code::for_machine_error(&e), format!("ttvm run: {e}")))?;
-    let options = FreeRunOptions { timeout: Some(FREE_RUN_TIMEOUT), symbols: None };
+    let options = FreeRunOptions { timeout: Some(FREE_RUN_TIMEOUT), symbols: None, stop: None };
     let run_start = Instant::now();
     let end = run_free(&mut machine, &mut ConsoleOutput::Discard, &mut ConsoleInput::none(), &options, None)
         .map_err(|e| Exit::new(exit_code::KVM_INTERNAL, format!("ttvm run: {e}")))?;
     let secs = run_start.elapsed().as_secs_f64();
     let end = match end {
         FreeRunEnd::Guest(stop) => stop.to_string(),
-        FreeRunEnd::Timeout => {
+        FreeRunEnd::Timeout | FreeRunEnd::Interrupted => {
             return Err(Exit::new(exit_code::TIMEOUT, format!("ttvm run {}: timeout", guest.kernel)));
         }
     };
