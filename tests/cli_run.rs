@@ -19,11 +19,11 @@ fn hello_prints_and_exits_zero() {
 /// Instructions some hosts' KVM cannot execute in ring 0 but ttvm carries out: a guest INT3
 /// reaches the guest's #BP handler with the return address after it, STAC/CLAC set and
 /// clear RFLAGS.AC, FWAIT comes back, LDMXCSR/STMXCSR load and store MXCSR and a reserved
-/// bit raises #GP (Linux runs all of them at boot), under the free engine and when recorded
-/// and replayed.
+/// bit raises #GP, FNCLEX/EMMS/FILD leave the x87 state the CPU would (Linux runs all of
+/// them at boot), under the free engine and when recorded and replayed.
 #[test]
-fn guest_int3_stac_clac_fwait_mxcsr_work_in_both_engines() {
-    if !require_kvm("guest_int3_stac_clac_fwait_mxcsr_work_in_both_engines") {
+fn guest_instructions_pvm_cannot_run_work_in_both_engines() {
+    if !require_kvm("guest_instructions_pvm_cannot_run_work_in_both_engines") {
         return;
     }
     let expect = |o: &std::process::Output| {
@@ -34,11 +34,13 @@ fn guest_int3_stac_clac_fwait_mxcsr_work_in_both_engines() {
         assert!(out.contains("fwait: no x87 exception pending"), "{}", text(o));
         assert!(out.contains("mxcsr: loaded 0x7f80, read back 0x7f80"), "{}", text(o));
         assert!(out.contains("mxcsr: reserved bit raised #GP(0), MXCSR still 0x7f80"), "{}", text(o));
+        // TOP 7, physical register 7 in use, ST0 = -12345 = -0x3039 (exponent 0x3fff + 13).
+        assert!(out.contains("x87: fsw=0x3800 ftw=0x80 st0=0xc00c:0xc0e4000000000000"), "{}", text(o));
     };
-    expect(&run(&["run", "hello", "--cmdline", "int3 ac fwait mxcsr", "--timeout", "60"]));
+    expect(&run(&["run", "hello", "--cmdline", "int3 ac fwait mxcsr x87", "--timeout", "60"]));
     let dir = common::tempdir();
     let trace = dir.path().join("int3.ttvm");
-    expect(&run(&["record", "hello", "--cmdline", "int3 ac fwait mxcsr", "-o", trace.to_str().unwrap()]));
+    expect(&run(&["record", "hello", "--cmdline", "int3 ac fwait mxcsr x87", "-o", trace.to_str().unwrap()]));
     let o = run(&["replay", "--verify", "-q", trace.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }

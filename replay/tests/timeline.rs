@@ -277,8 +277,8 @@ fn stmxcsr_operand(t: &Timeline) -> Option<u64> {
     let vm = &t.machine().vm;
     let (regs, sregs) = (vm.vcpu().regs(), vm.vcpu().sregs());
     let (bytes, n) = ttvm_vmm::insn::fetch_at_rip(vm.ram(), &regs, &sregs);
-    let m = ttvm_vmm::operand::decode_0f_memory(&bytes[..n], ttvm_vmm::insn::code_mode(&sregs), &regs, &sregs)?;
-    ((m.opcode, m.reg) == (0xae, 3)).then_some(m.linear)
+    let m = ttvm_vmm::operand::decode_memory(&bytes[..n], ttvm_vmm::insn::code_mode(&sregs), &regs, &sregs)?;
+    ((m.opcode, m.reg) == (0x0fae, 3)).then_some(m.linear)
 }
 
 /// ttvm carries out STMXCSR itself on hosts whose KVM cannot (PVM), so KVM's dirty log

@@ -8,6 +8,8 @@
 //! does; some hosts' ring-0 emulator cannot) and says it came back. With `mxcsr`, it loads
 //! MXCSR with LDMXCSR (Linux's `kernel_fpu_begin` does; also beyond some hosts' ring-0
 //! emulator), reads it back, then loads a value with a reserved bit and reports the #GP.
+//! With `x87`, it runs Linux's FPU-restore sequence on AMD (FNINIT, FNCLEX, EMMS, FILD,
+//! then FXSAVE/FXRSTOR) and prints the x87 state: FSW, tag word and ST0 holding -12345.
 #![no_std]
 #![no_main]
 
@@ -87,6 +89,31 @@ fn mxcsr_check() {
     unsafe { core::arch::asm!("ldmxcsr [{}]", in(reg) &DEFAULT, options(nostack, readonly)) };
 }
 
+/// A 512-byte FXSAVE area.
+#[repr(C, align(16))]
+struct FxArea([u8; 512]);
+
+/// Linux's `restore_fpregs_from_fpstate` on AMD CPUs without XSAVEERPTR (FNCLEX, EMMS, FILD
+/// to give FIP/FDP/FOP defined values), then its FXSAVE/FXRSTOR of the state.
+fn x87_check() {
+    let mut area = FxArea([0; 512]);
+    let value: i32 = -12345;
+    // SAFETY: x87 and FXSAVE/FXRSTOR on a live, aligned area; the FPU is enabled by boot.
+    unsafe {
+        core::arch::asm!("fninit", "fnclex", "emms", "fild dword ptr [{v}]", v = in(reg) &value, options(nostack));
+        core::arch::asm!("fxsave64 [{a}]", a = in(reg) &mut area, options(nostack));
+        core::arch::asm!("fxrstor64 [{a}]", a = in(reg) &area, options(nostack));
+    }
+    // FOP/FIP/FDP are left out: AMD CPUs without XSAVEERPTR store them only while an
+    // exception is pending, so they differ between hosts.
+    let a = &area.0;
+    let fsw = u16::from_le_bytes([a[2], a[3]]);
+    let ftw = a[4];
+    let mantissa = u64::from_le_bytes(a[32..40].try_into().unwrap_or([0; 8]));
+    let sign_exp = u16::from_le_bytes([a[40], a[41]]);
+    println!("x87: fsw={:#06x} ftw={:#04x} st0={:#06x}:{:#018x}", fsw, ftw, sign_exp, mantissa);
+}
+
 fn rflags_ac() -> u64 {
     let flags: u64;
     // SAFETY: reads RFLAGS through the stack.
@@ -121,6 +148,9 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     }
     if cmdline.flag("mxcsr") {
         mxcsr_check();
+    }
+    if cmdline.flag("x87") {
+        x87_check();
     }
     k::exit(0)
 }

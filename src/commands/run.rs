@@ -4,16 +4,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use std::io::Write as _;
+
 use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
 use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
 use ttvm_vmm::machine::Machine;
-use ttvm_vmm::profile::RipProfile;
+use ttvm_vmm::profile::ProfileWriter;
 
 use crate::exit_code::{self, Exit};
 
-/// Host time per line of the profile's time table.
-const PROFILE_WINDOW: Duration = Duration::from_secs(60);
 use crate::options::{MachineArgs, SymbolArgs};
 
 /// Arguments of `ttvm run`.
@@ -27,7 +25,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub symbols: SymbolArgs,
     /// Sample the guest RIP every 10 ms of host time and write where the guest spent its
-    /// time to FILE when the run ends (function names with --symbols).
+    /// time to FILE, rewritten every minute and when the run ends (function names with
+    /// --symbols).
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
 }
@@ -51,24 +50,23 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
         }
         None => None,
     };
+    // Ctrl-C ends the run through the loop, so the profile is still written.
+    let stop = Some(crate::signals::install_stop_flag());
+    let options = FreeRunOptions { timeout, symbols, stop };
     // Created before the run so a bad path fails now, not after an hour of booting.
-    let mut profile_file = match &args.profile {
+    let mut profile = match &args.profile {
         Some(p) => Some(
-            std::fs::File::create(p)
+            ProfileWriter::create(p, options.symbols.as_ref())
                 .map_err(|e| Exit::new(exit_code::BAD_INPUT, format!("--profile {}: {e}", p.display())))?,
         ),
         None => None,
     };
-    let mut profile = profile_file.as_ref().map(|_| RipProfile::new());
-    // Ctrl-C ends the run through the loop, so the profile is still written.
-    let stop = Some(crate::signals::install_stop_flag());
-    let options = FreeRunOptions { timeout, symbols, stop };
     let end = run_free(&mut machine, &mut output, &mut input, &options, profile.as_mut());
-    if let (Some(file), Some(profile), Some(path)) = (profile_file.as_mut(), &profile, &args.profile) {
-        let report = profile.render(options.symbols.as_ref(), PROFILE_WINDOW);
-        file.write_all(report.as_bytes())
+    if let (Some(profile), Some(path)) = (profile, &args.profile) {
+        let samples = profile
+            .finish()
             .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("--profile {}: {e}", path.display())))?;
-        eprintln!("ttvm: profile of {} samples written to {}", profile.len(), path.display());
+        eprintln!("ttvm: profile of {samples} samples written to {}", path.display());
     }
     let end = end.map_err(|e| Exit::new(exit_code::KVM_INTERNAL, e.to_string()))?;
     Ok(match end {

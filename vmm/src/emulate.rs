@@ -4,15 +4,20 @@
 
 use crate::insn::{code_mode, fetch_at_rip};
 use crate::memory::PAGE_SIZE;
-use crate::operand::decode_0f_memory;
+use crate::operand::decode_memory;
 use crate::paging::AddressSpace;
 use crate::vcpu::VcpuError;
 use crate::vm::Vm;
+use crate::x87;
 
 const INT3: u8 = 0xcc;
 const FWAIT: u8 = 0x9b;
 const CLAC: [u8; 3] = [0x0f, 0x01, 0xca];
 const STAC: [u8; 3] = [0x0f, 0x01, 0xcb];
+const FNCLEX: [u8; 2] = [0xdb, 0xe2];
+const EMMS: [u8; 2] = [0x0f, 0x77];
+/// DB /0 with a memory operand.
+const FILD_M32: (u16, u8) = (0xdb, 0);
 const RFLAGS_AC: u64 = 1 << 18;
 const CR0_MP: u64 = 1 << 1;
 const CR0_EM: u64 = 1 << 2;
@@ -24,10 +29,11 @@ const NM_VECTOR: u8 = 7;
 const GP_VECTOR: u8 = 13;
 const MF_VECTOR: u8 = 16;
 /// 0F AE /2 and /3 with a memory operand.
-const LDMXCSR: (u8, u8) = (0xae, 2);
-const STMXCSR: (u8, u8) = (0xae, 3);
+const LDMXCSR: (u16, u8) = (0x0fae, 2);
+const STMXCSR: (u16, u8) = (0x0fae, 3);
 /// Where MXCSR and MXCSR_MASK sit in the FXSAVE image, in 32-bit words.
 const MXCSR_WORD: usize = 6;
+const MXCSR_BYTE: usize = 4 * MXCSR_WORD;
 const MXCSR_MASK_WORD: usize = 7;
 /// MXCSR bits a CPU that reports no MXCSR_MASK accepts (all but DAZ and bits 16-31).
 const DEFAULT_MXCSR_MASK: u32 = 0xffbf;
@@ -64,6 +70,17 @@ impl Vm {
             }
             return Ok(true);
         }
+        if code.starts_with(&FNCLEX) || code.starts_with(&EMMS) {
+            let emms = code.starts_with(&EMMS);
+            if let Some(vector) = x87_fault(&sregs, emms, || Ok(emms && x87::exception_pending(&self.vcpu().fxsave_image()?)))? {
+                self.vcpu().inject_exception(vector)?;
+                return Ok(true);
+            }
+            self.vcpu().update_fxsave(if emms { x87::emms } else { x87::fnclex })?;
+            regs.rip = regs.rip.wrapping_add(2);
+            self.vcpu_mut().set_regs(&regs);
+            return Ok(true);
+        }
         // Both are ring-0 only (#UD elsewhere, which KVM would have delivered itself).
         if sregs.cs.dpl == 0 && (code.starts_with(&CLAC) || code.starts_with(&STAC)) {
             regs.rflags = if code.starts_with(&STAC) { regs.rflags | RFLAGS_AC } else { regs.rflags & !RFLAGS_AC };
@@ -71,7 +88,7 @@ impl Vm {
             self.vcpu_mut().set_regs(&regs);
             return Ok(true);
         }
-        match decode_0f_memory(code, code_mode(&sregs), &regs, &sregs) {
+        match decode_memory(code, code_mode(&sregs), &regs, &sregs) {
             Some(m) if (m.opcode, m.reg) == LDMXCSR || (m.opcode, m.reg) == STMXCSR => {
                 // The checks in the order the SDM lists them; none changes anything.
                 if sregs.cr0 & CR0_EM != 0 || sregs.cr4 & CR4_OSFXSR == 0 {
@@ -114,8 +131,24 @@ impl Vm {
                         self.vcpu().inject_exception_with_error_code(GP_VECTOR, 0)?;
                         return Ok(true);
                     }
-                    self.vcpu().set_mxcsr(value)?;
+                    self.vcpu().update_fxsave(|image| image[MXCSR_BYTE..MXCSR_BYTE + 4].copy_from_slice(&value.to_le_bytes()))?;
                 }
+                regs.rip = regs.rip.wrapping_add(m.len as u64);
+                self.vcpu_mut().set_regs(&regs);
+                Ok(true)
+            }
+            Some(m) if (m.opcode, m.reg) == FILD_M32 => {
+                if let Some(vector) = x87_fault(&sregs, false, || Ok(x87::exception_pending(&self.vcpu().fxsave_image()?)))? {
+                    self.vcpu().inject_exception(vector)?;
+                    return Ok(true);
+                }
+                let mut value = [0u8; 4];
+                if AddressSpace::from_sregs(&sregs).read_virt(self.ram(), m.linear, &mut value).is_err() {
+                    return Ok(false);
+                }
+                let fop = ((m.opcode & 7) << 8) | u16::from(m.modrm);
+                let origin = x87::X87Origin { rip: regs.rip, operand: m.offset, fop };
+                self.vcpu().update_fxsave(|image| x87::fild_m32(image, i32::from_le_bytes(value), origin))?;
                 regs.rip = regs.rip.wrapping_add(m.len as u64);
                 self.vcpu_mut().set_regs(&regs);
                 Ok(true)
@@ -134,4 +167,21 @@ impl Vm {
         }
         Some(pages)
     }
+}
+
+/// The fault an x87 or MMX instruction takes before doing anything: #UD for MMX (EMMS)
+/// with CR0.EM, else #NM with CR0.EM or CR0.TS, else #MF when it waits and an unmasked
+/// exception is pending (`pending` reads the FPU state only when needed).
+fn x87_fault(
+    sregs: &kvm_bindings::kvm_sregs,
+    mmx: bool,
+    pending: impl FnOnce() -> Result<bool, VcpuError>,
+) -> Result<Option<u8>, VcpuError> {
+    if mmx && sregs.cr0 & CR0_EM != 0 {
+        return Ok(Some(UD_VECTOR));
+    }
+    if sregs.cr0 & (CR0_EM | CR0_TS) != 0 {
+        return Ok(Some(NM_VECTOR));
+    }
+    Ok(if pending()? { Some(MF_VECTOR) } else { None })
 }

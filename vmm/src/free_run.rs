@@ -12,7 +12,7 @@ use crate::disasm::describe_at_rip;
 use crate::insn::{apply_emulated, classify, code_mode, fetch_at_rip, Special};
 use crate::kick::Kicker;
 use crate::machine::{GuestStop, Machine};
-use crate::profile::RipProfile;
+use crate::profile::ProfileWriter;
 
 /// Longest the loop sleeps in KVM_RUN or HLT without looking at input and the timeout.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -76,7 +76,7 @@ pub fn run_free(
     output: &mut ConsoleOutput,
     input: &mut ConsoleInput,
     options: &FreeRunOptions,
-    mut profile: Option<&mut RipProfile>,
+    mut profile: Option<&mut ProfileWriter<'_>>,
 ) -> Result<FreeRunEnd, FreeRunError> {
     let clock = HostClock::new();
     let started = Instant::now();

@@ -25,3 +25,4 @@ pub mod regs_dump;
 pub mod symbols;
 pub mod vcpu;
 pub mod vm;
+pub mod x87;

@@ -6,15 +6,19 @@ use kvm_bindings::{kvm_regs, kvm_sregs};
 
 use crate::insn::{gpr_mut, CodeMode};
 
-/// An instruction of the form `[prefixes] 0F <opcode> /reg` whose ModRM names memory.
+/// An instruction `[prefixes] opcode /reg` whose ModRM names memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryForm {
-    /// The second opcode byte (after 0F).
-    pub opcode: u8,
-    /// ModRM.reg: the sub-opcode of group instructions such as 0F AE.
+    /// The opcode: `0x0fXX` for two-byte opcodes, `0x00XX` for one-byte ones.
+    pub opcode: u16,
+    /// The ModRM byte (x87 records it in FOP).
+    pub modrm: u8,
+    /// ModRM.reg: the sub-opcode of group instructions such as 0F AE or the x87 escapes.
     pub reg: u8,
     /// Linear address of the operand (segment base applied, wrapped to the address size).
     pub linear: u64,
+    /// The effective address (offset within the segment), which x87 records as FDP.
+    pub offset: u64,
     /// Length of the whole instruction.
     pub len: usize,
 }
@@ -30,10 +34,11 @@ struct Prefixes {
     rex: u8,
 }
 
-/// Decodes a two-byte-opcode instruction `code` (bytes at RIP) with a memory ModRM operand;
-/// `None` when it is not one (register operand, other opcode map, 16-bit addressing, an
-/// operand-size, repeat or lock prefix) or is truncated.
-pub fn decode_0f_memory(code: &[u8], mode: CodeMode, regs: &kvm_regs, sregs: &kvm_sregs) -> Option<MemoryForm> {
+/// Decodes the instruction `code` (bytes at RIP) if it is a two-byte (0F) opcode or an x87
+/// escape (D8-DF) with a memory ModRM operand; `None` when it is not (register operand,
+/// another opcode, 16-bit addressing, an operand-size, repeat or lock prefix) or is
+/// truncated.
+pub fn decode_memory(code: &[u8], mode: CodeMode, regs: &kvm_regs, sregs: &kvm_sregs) -> Option<MemoryForm> {
     if mode == CodeMode::Bits16 {
         return None;
     }
@@ -41,12 +46,16 @@ pub fn decode_0f_memory(code: &[u8], mode: CodeMode, regs: &kvm_regs, sregs: &kv
     if prefixes.other || prefixes.address_size && mode == CodeMode::Bits32 {
         return None;
     }
-    if *code.get(pos)? != 0x0f {
-        return None;
-    }
-    let opcode = *code.get(pos + 1)?;
-    let modrm = *code.get(pos + 2)?;
-    pos += 3;
+    let opcode = match *code.get(pos)? {
+        0x0f => {
+            pos += 1;
+            0x0f00 | u16::from(*code.get(pos)?)
+        }
+        b @ 0xd8..=0xdf => u16::from(b),
+        _ => return None,
+    };
+    let modrm = *code.get(pos + 1)?;
+    pos += 2;
     let (md, reg, rm) = (modrm >> 6, (modrm >> 3) & 7, modrm & 7);
     if md == 3 {
         return None;
@@ -105,7 +114,7 @@ pub fn decode_0f_memory(code: &[u8], mode: CodeMode, regs: &kvm_regs, sregs: &kv
     if mode == CodeMode::Bits32 {
         linear &= 0xffff_ffff;
     }
-    Some(MemoryForm { opcode, reg, linear, len: pos })
+    Some(MemoryForm { opcode, modrm, reg, linear, offset: ea, len: pos })
 }
 
 const SS: u8 = 2;
@@ -184,14 +193,17 @@ mod tests {
 
     fn decode(code: &[u8]) -> Option<MemoryForm> {
         let (regs, sregs) = long_mode();
-        decode_0f_memory(code, CodeMode::Long, &regs, &sregs)
+        decode_memory(code, CodeMode::Long, &regs, &sregs)
     }
 
     #[test]
     fn linux_kernel_fpu_begin_ldmxcsr() {
         // ldmxcsr 0x4(%rsp), as in kernel_fpu_begin_mask.
         let m = decode(&[0x0f, 0xae, 0x54, 0x24, 0x04]).unwrap();
-        assert_eq!(m, MemoryForm { opcode: 0xae, reg: 2, linear: 0xffff_c900_0000_bd84, len: 5 });
+        assert_eq!(
+            m,
+            MemoryForm { opcode: 0x0fae, modrm: 0x54, reg: 2, linear: 0xffff_c900_0000_bd84, offset: 0xffff_c900_0000_bd84, len: 5 }
+        );
     }
 
     #[test]
@@ -206,6 +218,16 @@ mod tests {
         assert_eq!((m.linear, m.len, m.reg), (0x7000, 5, 3));
         // ldmxcsr 0x100(,%rcx,8): no base, disp32
         assert_eq!(decode(&[0x0f, 0xae, 0x14, 0xcd, 0x00, 0x01, 0, 0]).unwrap().linear, 0x80 + 0x100);
+    }
+
+    #[test]
+    fn x87_escapes() {
+        // fildl (%rdi)... with rax as base here: fildl (%rax)
+        let m = decode(&[0xdb, 0x00]).unwrap();
+        assert_eq!((m.opcode, m.reg, m.linear, m.offset, m.len), (0xdb, 0, 0x1000, 0x1000, 2));
+        // fildl %fs:8(%rax): the offset excludes the segment base, the linear address not
+        let m = decode(&[0x64, 0xdb, 0x40, 0x08]).unwrap();
+        assert_eq!((m.linear, m.offset), (0x4000_1008, 0x1008));
     }
 
     #[test]
@@ -231,9 +253,9 @@ mod tests {
         regs.rax = 0xffff_fff0;
         sregs.ds.base = 0x20;
         sregs.ss.base = 0x1_0000;
-        let m = decode_0f_memory(&[0x0f, 0xae, 0x10], CodeMode::Bits32, &regs, &sregs).unwrap();
+        let m = decode_memory(&[0x0f, 0xae, 0x10], CodeMode::Bits32, &regs, &sregs).unwrap();
         assert_eq!(m.linear, 0x10, "wraps at 4 GiB");
-        let m = decode_0f_memory(&[0x0f, 0xae, 0x55, 0x00], CodeMode::Bits32, &regs, &sregs).unwrap();
+        let m = decode_memory(&[0x0f, 0xae, 0x55, 0x00], CodeMode::Bits32, &regs, &sregs).unwrap();
         assert_eq!(m.linear, 0x1_5000, "EBP-based addresses default to SS");
     }
 
@@ -244,7 +266,8 @@ mod tests {
         assert_eq!(decode(&[0xf3, 0x0f, 0xae, 0x10]), None, "repeat prefix");
         assert_eq!(decode(&[0x0f, 0xae, 0x54, 0x24]), None, "truncated");
         assert_eq!(decode(&[0xae, 0x10]), None, "not 0F");
+        assert_eq!(decode(&[0xdb, 0xe2]), None, "fnclex: an x87 escape with a register form");
         let (regs, sregs) = long_mode();
-        assert_eq!(decode_0f_memory(&[0x0f, 0xae, 0x10], CodeMode::Bits16, &regs, &sregs), None);
+        assert_eq!(decode_memory(&[0x0f, 0xae, 0x10], CodeMode::Bits16, &regs, &sregs), None);
     }
 }

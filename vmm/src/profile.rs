@@ -5,12 +5,16 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::symbols::SymbolTable;
 
 /// Host time between samples.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Host time per line of the report's time table, and between rewrites of the report file.
+pub const WINDOW: Duration = Duration::from_secs(60);
 
 /// How many functions each table lists.
 const TOP: usize = 25;
@@ -86,6 +90,54 @@ impl RipProfile {
     }
 }
 
+/// A profile that keeps its report file current: rewritten every [`WINDOW`] of host time and
+/// when the run ends, so an hour-long boot can be looked at while it runs, and a run killed
+/// outright still leaves its last report.
+#[derive(Debug)]
+pub struct ProfileWriter<'a> {
+    profile: RipProfile,
+    path: PathBuf,
+    symbols: Option<&'a SymbolTable>,
+    next_write: Duration,
+    error: Option<std::io::Error>,
+}
+
+impl<'a> ProfileWriter<'a> {
+    /// Creates (truncates) the report file now, so a bad path fails before the run.
+    pub fn create(path: &Path, symbols: Option<&'a SymbolTable>) -> std::io::Result<Self> {
+        std::fs::File::create(path)?;
+        Ok(Self { profile: RipProfile::new(), path: path.to_path_buf(), symbols, next_write: WINDOW, error: None })
+    }
+
+    /// Offers a sample (see [`RipProfile::offer`]); rewrites the report when one is due.
+    pub fn offer(&mut self, elapsed: Duration, rip: u64) {
+        self.profile.offer(elapsed, rip);
+        if elapsed >= self.next_write {
+            self.next_write = elapsed + WINDOW;
+            self.write();
+        }
+    }
+
+    /// Writes the final report; returns the number of samples, or the first write error.
+    pub fn finish(mut self) -> std::io::Result<usize> {
+        self.write();
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => Ok(self.profile.len()),
+        }
+    }
+
+    /// Replaces the report through a temporary file, so readers never see half of one.
+    fn write(&mut self) {
+        let report = self.profile.render(self.symbols, WINDOW);
+        let tmp = self.path.with_extension("partial");
+        let result = std::fs::write(&tmp, report).and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = result {
+            self.error.get_or_insert(e);
+        }
+    }
+}
+
 fn percent(n: usize, total: usize) -> f64 {
     100.0 * n as f64 / total.max(1) as f64
 }
@@ -139,5 +191,22 @@ mod tests {
         assert!(text.contains("     1-2          50  work 100%"), "{text}");
         let raw = p.render(None, Duration::from_secs(60));
         assert!(raw.contains("0x1000"), "{raw}");
+    }
+
+    #[test]
+    fn writer_keeps_the_report_current() {
+        let dir = std::env::temp_dir().join(format!("ttvm-profile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.txt");
+        let mut w = ProfileWriter::create(&path, None).unwrap();
+        w.offer(Duration::ZERO, 0x1000);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "", "nothing due yet");
+        w.offer(WINDOW, 0x1000);
+        assert!(std::fs::read_to_string(&path).unwrap().contains("2 samples"));
+        w.offer(WINDOW + Duration::from_secs(1), 0x2000);
+        assert_eq!(w.finish().unwrap(), 3);
+        assert!(std::fs::read_to_string(&path).unwrap().contains("3 samples"));
+        assert!(ProfileWriter::create(&dir.join("no/such/dir/p.txt"), None).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

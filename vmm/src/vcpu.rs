@@ -339,19 +339,38 @@ impl Vcpu {
         Ok(self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?.region.to_vec())
     }
 
-    /// Sets MXCSR in the vCPU's FXSAVE image (bytes 24..28). KVM_SET_FPU is not used: on
-    /// PVM hosts KVM_GET_FPU reports MXCSR as 0 and KVM_SET_FPU does not change it.
-    pub fn set_mxcsr(&self, value: u32) -> Result<(), VcpuError> {
-        const MXCSR_WORD: usize = 6;
-        // XSTATE_BV (XSAVE header, byte 512): KVM loads MXCSR only with the SSE bit set.
+    /// Changes the vCPU's x87/SSE state through its FXSAVE image (the first 512 bytes of
+    /// the XSAVE area) and marks x87 and SSE state as present, without which KVM ignores
+    /// the image. KVM_GET/SET_FPU are not used: on PVM hosts KVM_GET_FPU reports MXCSR as 0
+    /// and KVM_SET_FPU does not change it.
+    pub fn update_fxsave(&self, change: impl FnOnce(&mut [u8; 512])) -> Result<(), VcpuError> {
+        const FXSAVE_WORDS: usize = 128;
+        // XSTATE_BV (XSAVE header, byte 512).
         const XSTATE_BV_WORD: usize = 128;
-        const XFEATURE_SSE: u32 = 1 << 1;
+        const XFEATURE_FP_SSE: u32 = 0b11;
         let mut xsave = self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?;
-        xsave.region[MXCSR_WORD] = value;
-        xsave.region[XSTATE_BV_WORD] |= XFEATURE_SSE;
+        let mut image = [0u8; 512];
+        for (bytes, word) in image.chunks_exact_mut(4).zip(&xsave.region[..FXSAVE_WORDS]) {
+            bytes.copy_from_slice(&word.to_le_bytes());
+        }
+        change(&mut image);
+        for (word, bytes) in xsave.region[..FXSAVE_WORDS].iter_mut().zip(image.chunks_exact(4)) {
+            *word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        }
+        xsave.region[XSTATE_BV_WORD] |= XFEATURE_FP_SSE;
         // SAFETY: `xsave` is the complete 4 KiB kvm_xsave KVM just returned; KVM_SET_XSAVE
         // reads exactly that (no extra area: the CPUID model offers no dynamic features).
         unsafe { self.fd.set_xsave(&xsave) }.map_err(err("KVM_SET_XSAVE"))
+    }
+
+    /// The FXSAVE image (the first 512 bytes of the XSAVE area).
+    pub fn fxsave_image(&self) -> Result<[u8; 512], VcpuError> {
+        let xsave = self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?;
+        let mut image = [0u8; 512];
+        for (bytes, word) in image.chunks_exact_mut(4).zip(&xsave.region) {
+            bytes.copy_from_slice(&word.to_le_bytes());
+        }
+        Ok(image)
     }
 
     /// Pending events and interrupt shadow (KVM_GET_VCPU_EVENTS).
