@@ -72,7 +72,9 @@ impl Vm {
         }
         if code.starts_with(&FNCLEX) || code.starts_with(&EMMS) {
             let emms = code.starts_with(&EMMS);
-            if let Some(vector) = x87_fault(&sregs, emms, || Ok(emms && x87::exception_pending(&self.vcpu().fxsave_image()?)))? {
+            if let Some(vector) =
+                x87_fault(&sregs, emms, || Ok(emms && x87::exception_pending(&self.vcpu().fxsave_image()?)))?
+            {
                 self.vcpu().inject_exception(vector)?;
                 return Ok(true);
             }
@@ -131,14 +133,18 @@ impl Vm {
                         self.vcpu().inject_exception_with_error_code(GP_VECTOR, 0)?;
                         return Ok(true);
                     }
-                    self.vcpu().update_fxsave(|image| image[MXCSR_BYTE..MXCSR_BYTE + 4].copy_from_slice(&value.to_le_bytes()))?;
+                    self.vcpu().update_fxsave(|image| {
+                        image[MXCSR_BYTE..MXCSR_BYTE + 4].copy_from_slice(&value.to_le_bytes())
+                    })?;
                 }
                 regs.rip = regs.rip.wrapping_add(m.len as u64);
                 self.vcpu_mut().set_regs(&regs);
                 Ok(true)
             }
             Some(m) if (m.opcode, m.reg) == FILD_M32 => {
-                if let Some(vector) = x87_fault(&sregs, false, || Ok(x87::exception_pending(&self.vcpu().fxsave_image()?)))? {
+                if let Some(vector) =
+                    x87_fault(&sregs, false, || Ok(x87::exception_pending(&self.vcpu().fxsave_image()?)))?
+                {
                     self.vcpu().inject_exception(vector)?;
                     return Ok(true);
                 }

@@ -115,7 +115,12 @@ pub fn run_free(
         } else {
             vcpu.request_interrupt_window(false);
         }
-        let wait = next_wake(machine, now);
+        let mut wait = next_wake(machine, now);
+        if let Some(p) = profile.as_deref() {
+            // Without its own kick a sample lands on the next exit, which under emulation is
+            // often the timer handler's last port write after the whole handler has run.
+            wait = wait.min(p.next_sample_in(started.elapsed()));
+        }
         kicker.arm(wait);
         let vcpu = machine.vm.vcpu_mut();
         let exit = vcpu.run();

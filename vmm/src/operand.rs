@@ -202,7 +202,14 @@ mod tests {
         let m = decode(&[0x0f, 0xae, 0x54, 0x24, 0x04]).unwrap();
         assert_eq!(
             m,
-            MemoryForm { opcode: 0x0fae, modrm: 0x54, reg: 2, linear: 0xffff_c900_0000_bd84, offset: 0xffff_c900_0000_bd84, len: 5 }
+            MemoryForm {
+                opcode: 0x0fae,
+                modrm: 0x54,
+                reg: 2,
+                linear: 0xffff_c900_0000_bd84,
+                offset: 0xffff_c900_0000_bd84,
+                len: 5
+            }
         );
     }
 

@@ -1,6 +1,6 @@
 //! Where a free-running guest spends its time (`ttvm run --profile FILE`): the guest RIP is
-//! sampled at the first exit after every [`SAMPLE_INTERVAL`] of host time (the run loop's
-//! timer guarantees an exit at least that often), then grouped by function. On hosts that
+//! sampled every [`SAMPLE_INTERVAL`] of host time (the run loop arms its timer signal for
+//! the next sample, so the vCPU leaves KVM_RUN where it is), then grouped by function. On hosts that
 //! emulate ring-0 code a slow boot phase is usually one function looping; this names it.
 
 use std::collections::HashMap;
@@ -41,6 +41,11 @@ impl RipProfile {
             self.samples.push((elapsed.as_millis() as u64, rip));
             self.next_due = elapsed + SAMPLE_INTERVAL;
         }
+    }
+
+    /// Host time from `elapsed` until the next sample is due (zero when it is overdue).
+    pub fn next_sample_in(&self, elapsed: Duration) -> Duration {
+        self.next_due.saturating_sub(elapsed)
     }
 
     /// Number of samples taken.
@@ -118,6 +123,12 @@ impl<'a> ProfileWriter<'a> {
         }
     }
 
+    /// Host time from `elapsed` until the next sample is due: the run loop kicks the vCPU
+    /// then, so the sample shows where the guest is rather than where it next exits.
+    pub fn next_sample_in(&self, elapsed: Duration) -> Duration {
+        self.profile.next_sample_in(elapsed)
+    }
+
     /// Writes the final report; returns the number of samples, or the first write error.
     pub fn finish(mut self) -> std::io::Result<usize> {
         self.write();
@@ -166,6 +177,8 @@ mod tests {
             p.offer(Duration::from_millis(ms), 0x1000);
         }
         assert_eq!(p.len(), 10);
+        assert_eq!(p.next_sample_in(Duration::from_millis(95)), Duration::from_millis(5));
+        assert_eq!(p.next_sample_in(Duration::from_millis(200)), Duration::ZERO);
     }
 
     #[test]
