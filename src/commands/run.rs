@@ -4,14 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-
 use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
 use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
 use ttvm_vmm::machine::Machine;
 use ttvm_vmm::profile::ProfileWriter;
 
 use crate::exit_code::{self, Exit};
-
 use crate::options::{MachineArgs, SymbolArgs};
 
 /// Arguments of `ttvm run`.

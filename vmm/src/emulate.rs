@@ -31,10 +31,9 @@ const MF_VECTOR: u8 = 16;
 /// 0F AE /2 and /3 with a memory operand.
 const LDMXCSR: (u16, u8) = (0x0fae, 2);
 const STMXCSR: (u16, u8) = (0x0fae, 3);
-/// Where MXCSR and MXCSR_MASK sit in the FXSAVE image, in 32-bit words.
-const MXCSR_WORD: usize = 6;
-const MXCSR_BYTE: usize = 4 * MXCSR_WORD;
-const MXCSR_MASK_WORD: usize = 7;
+/// Where MXCSR and MXCSR_MASK sit in the FXSAVE image.
+const MXCSR: usize = 24;
+const MXCSR_MASK: usize = 28;
 /// MXCSR bits a CPU that reports no MXCSR_MASK accepts (all but DAZ and bits 16-31).
 const DEFAULT_MXCSR_MASK: u32 = 0xffbf;
 
@@ -43,10 +42,10 @@ impl Vm {
     /// cannot: INT3 raises its #BP (RIP past it, then the exception, as a trap; Linux runs
     /// one in `int3_selftest`), CLAC/STAC clear/set RFLAGS.AC (Linux's exception entry code
     /// when the CPU shows SMAP), FWAIT raises #NM or a pending x87 #MF, else does nothing
-    /// (Linux's FPU state saving), LDMXCSR/STMXCSR load/store MXCSR (`kernel_fpu_begin`).
-    /// Returns false, changing nothing, for anything else, including an LDMXCSR/STMXCSR
-    /// whose operand is not mapped (the guest's #PF is not synthesised: the caller reports
-    /// it).
+    /// (Linux's FPU state saving), LDMXCSR/STMXCSR load/store MXCSR (`kernel_fpu_begin`),
+    /// FNCLEX, EMMS and FILD m32int change the x87 state (`restore_fpregs_from_fpstate` on
+    /// AMD). Returns false, changing nothing, for anything else, including a memory operand
+    /// that is not mapped (the guest's #PF is not synthesised: the caller reports it).
     pub fn emulate_failed_instruction(&mut self) -> Result<bool, VcpuError> {
         let (mut regs, sregs) = (self.vcpu().regs(), self.vcpu().sregs());
         let (bytes, n) = fetch_at_rip(self.ram(), &regs, &sregs);
@@ -58,11 +57,9 @@ impl Vm {
             return Ok(true);
         }
         if code.first() == Some(&FWAIT) {
-            // FSW is the high half of the first word of the FXSAVE image; ES = bit 7.
-            let fsw = self.vcpu().xsave()?.first().map_or(0, |w| w >> 16);
             if sregs.cr0 & (CR0_MP | CR0_TS) == CR0_MP | CR0_TS {
                 self.vcpu().inject_exception(NM_VECTOR)?; // a fault: RIP stays at the FWAIT
-            } else if fsw & (1 << 7) != 0 {
+            } else if x87::exception_pending(&self.vcpu().fxsave_image()?) {
                 self.vcpu().inject_exception(MF_VECTOR)?;
             } else {
                 regs.rip = regs.rip.wrapping_add(1);
@@ -102,17 +99,10 @@ impl Vm {
                     return Ok(true);
                 }
                 let space = AddressSpace::from_sregs(&sregs);
-                let image = self.vcpu().xsave()?;
+                let image = self.vcpu().fxsave_image()?;
                 if (m.opcode, m.reg) == STMXCSR {
                     let Some(pages) = self.pages_of(&space, m.linear, 4) else { return Ok(false) };
-                    if space
-                        .write_virt(
-                            self.ram_mut(),
-                            m.linear,
-                            &image.get(MXCSR_WORD).copied().unwrap_or(0).to_le_bytes(),
-                        )
-                        .is_err()
-                    {
+                    if space.write_virt(self.ram_mut(), m.linear, &image[MXCSR..MXCSR + 4]).is_err() {
                         return Ok(false);
                     }
                     for pfn in pages {
@@ -124,18 +114,21 @@ impl Vm {
                         return Ok(false);
                     }
                     let value = u32::from_le_bytes(value);
-                    // FXSAVE bytes 28..32; zero means the CPU predates the field.
-                    let mask = match image.get(MXCSR_MASK_WORD) {
-                        Some(&m) if m != 0 => m,
-                        _ => DEFAULT_MXCSR_MASK,
+                    // Zero means the CPU predates the field.
+                    let mask = match u32::from_le_bytes([
+                        image[MXCSR_MASK],
+                        image[MXCSR_MASK + 1],
+                        image[MXCSR_MASK + 2],
+                        image[MXCSR_MASK + 3],
+                    ]) {
+                        0 => DEFAULT_MXCSR_MASK,
+                        m => m,
                     };
                     if value & !mask != 0 {
                         self.vcpu().inject_exception_with_error_code(GP_VECTOR, 0)?;
                         return Ok(true);
                     }
-                    self.vcpu().update_fxsave(|image| {
-                        image[MXCSR_BYTE..MXCSR_BYTE + 4].copy_from_slice(&value.to_le_bytes())
-                    })?;
+                    self.vcpu().update_fxsave(|image| image[MXCSR..MXCSR + 4].copy_from_slice(&value.to_le_bytes()))?;
                 }
                 regs.rip = regs.rip.wrapping_add(m.len as u64);
                 self.vcpu_mut().set_regs(&regs);

@@ -207,7 +207,7 @@ pub fn run_free(
 /// KVM reported an internal error, typically an emulation failure: on hosts whose KVM
 /// emulates ring-0 code (PVM), instructions it does not implement end up here. ttvm
 /// provides RDTSCP, RDRAND and RDSEED in its CPUID model, so those are emulated in
-/// userspace, as are INT3, CLAC/STAC, FWAIT and LDMXCSR/STMXCSR
+/// userspace, as are INT3, CLAC/STAC, FWAIT, LDMXCSR/STMXCSR, FNCLEX, EMMS and FILD
 /// ([`Vm::emulate_failed_instruction`](crate::vm::Vm::emulate_failed_instruction)); anything
 /// else is reported with its disassembly.
 fn emulate_or_report(machine: &mut Machine, options: &FreeRunOptions) -> Result<Option<GuestStop>, FreeRunError> {

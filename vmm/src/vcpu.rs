@@ -223,24 +223,22 @@ impl Vcpu {
     /// Queues hardware exception `vector`, without an error code, for delivery at the next
     /// entry (KVM_SET_VCPU_EVENTS). The return address the guest sees is the current RIP.
     pub fn inject_exception(&self, vector: u8) -> Result<(), VcpuError> {
-        let mut ev = self.vcpu_events()?;
-        ev.exception.injected = 1;
-        ev.exception.nr = vector;
-        ev.exception.has_error_code = 0;
-        ev.exception.error_code = 0;
-        // Only the always-written fields (exception, interrupt, NMI injected/masked) change.
-        ev.flags = 0;
-        self.set_vcpu_events(&ev)
+        self.queue_exception(vector, None)
     }
 
     /// Queues hardware exception `vector` with `error_code` (#GP, #PF and the like), for
     /// delivery at the next entry; RIP stays at the faulting instruction.
     pub fn inject_exception_with_error_code(&self, vector: u8, error_code: u32) -> Result<(), VcpuError> {
+        self.queue_exception(vector, Some(error_code))
+    }
+
+    fn queue_exception(&self, vector: u8, error_code: Option<u32>) -> Result<(), VcpuError> {
         let mut ev = self.vcpu_events()?;
         ev.exception.injected = 1;
         ev.exception.nr = vector;
-        ev.exception.has_error_code = 1;
-        ev.exception.error_code = error_code;
+        ev.exception.has_error_code = u8::from(error_code.is_some());
+        ev.exception.error_code = error_code.unwrap_or(0);
+        // Only the always-written fields (exception, interrupt, NMI injected/masked) change.
         ev.flags = 0;
         self.set_vcpu_events(&ev)
     }
@@ -349,10 +347,7 @@ impl Vcpu {
         const XSTATE_BV_WORD: usize = 128;
         const XFEATURE_FP_SSE: u32 = 0b11;
         let mut xsave = self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?;
-        let mut image = [0u8; 512];
-        for (bytes, word) in image.chunks_exact_mut(4).zip(&xsave.region[..FXSAVE_WORDS]) {
-            bytes.copy_from_slice(&word.to_le_bytes());
-        }
+        let mut image = fxsave_bytes(&xsave.region);
         change(&mut image);
         for (word, bytes) in xsave.region[..FXSAVE_WORDS].iter_mut().zip(image.chunks_exact(4)) {
             *word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
@@ -365,12 +360,7 @@ impl Vcpu {
 
     /// The FXSAVE image (the first 512 bytes of the XSAVE area).
     pub fn fxsave_image(&self) -> Result<[u8; 512], VcpuError> {
-        let xsave = self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?;
-        let mut image = [0u8; 512];
-        for (bytes, word) in image.chunks_exact_mut(4).zip(&xsave.region) {
-            bytes.copy_from_slice(&word.to_le_bytes());
-        }
-        Ok(image)
+        Ok(fxsave_bytes(&self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?.region))
     }
 
     /// Pending events and interrupt shadow (KVM_GET_VCPU_EVENTS).
@@ -387,4 +377,13 @@ impl Vcpu {
     pub fn set_immediate_exit(&mut self, on: bool) {
         self.fd.set_kvm_immediate_exit(u8::from(on));
     }
+}
+
+/// The FXSAVE image (the first 512 bytes) of a `kvm_xsave` region, as bytes.
+fn fxsave_bytes(region: &[u32]) -> [u8; 512] {
+    let mut image = [0u8; 512];
+    for (bytes, word) in image.chunks_exact_mut(4).zip(region) {
+        bytes.copy_from_slice(&word.to_le_bytes());
+    }
+    image
 }
