@@ -45,6 +45,43 @@ fn guest_instructions_pvm_cannot_run_work_in_both_engines() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
+/// SYSCALL from ring 3 the way Linux makes it (STAR/LSTAR/SFMASK, entry through a high-half
+/// alias): the host leaves it half done in ring 3 and the free engine completes it, so the
+/// entry stub runs with the kernel CS/SS from STAR and the user RIP/RFLAGS in RCX/R11, and
+/// SYSRETQ brings the return value back; an ordinary page fault from ring 3 still reaches
+/// the guest's handler. The exact engine stops before the IRETQ into ring 3, says why and
+/// where, and what it recorded replays.
+#[test]
+fn user_mode_system_calls_reach_the_kernel() {
+    if !require_kvm("user_mode_system_calls_reach_the_kernel") {
+        return;
+    }
+    let o = run(&["run", "ring3", "--timeout", "60"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let expected = [
+        "ring3: syscall 1 (arg 0x1234) entered with cs=0x10 ss=0x18, user rip=0x20000c rflags=0x202",
+        "ring3: syscall 2: user code got 7 back from sysret",
+        "ring3: user read of kernel page 0x100000 faulted (error 0x5) at 0x33:0x200015",
+    ];
+    for line in expected {
+        assert!(out.lines().any(|l| l == line), "missing `{line}`:\n{}", text(&o));
+    }
+
+    let dir = common::tempdir();
+    let trace = dir.path().join("ring3.ttvm");
+    let o = run(&["record", "ring3", "-o", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(74), "{}", text(&o));
+    assert!(
+        text(&o).contains("guest entered user mode at RIP 0x200000; ring 3 cannot be single-stepped"),
+        "{}",
+        text(&o)
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("syscall 1"), "no user code ran: {}", text(&o));
+    let o = run(&["replay", "--verify", "-q", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
 #[test]
 fn every_subcommand_has_help() {
     for sub in ["run", "record", "replay", "info", "check", "kernels"] {
@@ -140,7 +177,7 @@ fn kernels_lists_and_extracts_samples() {
     let o = run(&["kernels"]);
     assert_eq!(o.status.code(), Some(0));
     let out = String::from_utf8_lossy(&o.stdout);
-    for k in ["hello", "timer", "threads", "entropy", "bench", "memcorrupt", "uaf"] {
+    for k in ["hello", "timer", "threads", "entropy", "bench", "memcorrupt", "uaf", "stepprobe", "ring3"] {
         assert!(out.lines().any(|l| l.starts_with(k)), "{k} missing from:\n{out}");
     }
     let dir = common::tempdir();

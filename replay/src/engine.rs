@@ -210,6 +210,8 @@ impl Engine {
         let inject = env.at_boundary(&mut self.machine.board, icount, self.state.window_open)?;
         if let Some(vector) = inject {
             self.machine.vm.vcpu().inject_interrupt(vector).map_err(|e| self.kvm_err(e))?;
+        } else if let Some(user_rip) = self.machine.vm.user_mode_entry() {
+            return Err(EngineError::UserMode { icount, rip: user_rip });
         } else if let Some(outcome) = self.try_emulate(env, regs, &sregs)? {
             return Ok(outcome);
         }

@@ -40,6 +40,7 @@ static KERNELS: &[SampleKernel] = &[
         "a timer-driven watchdog frees an object a thread still uses; panics on the corruption for some timings"
     ),
     kernel!("stepprobe", "fixed instruction sequence with exported labels to pin single-step semantics"),
+    kernel!("ring3", "enters user mode and makes SYSCALLs the way Linux does (STAR, LSTAR, SYSRETQ)"),
 ];
 
 /// All sample kernels.

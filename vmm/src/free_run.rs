@@ -13,6 +13,7 @@ use crate::insn::{apply_emulated, classify, code_mode, fetch_at_rip, Special};
 use crate::kick::Kicker;
 use crate::machine::{GuestStop, Machine};
 use crate::profile::ProfileWriter;
+use crate::user_mode::{PageFaultTrap, SyscallTrap};
 
 /// Longest the loop sleeps in KVM_RUN or HLT without looking at input and the timeout.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -89,8 +90,8 @@ pub fn run_free(
     // SAFETY: `s.regs` is the sync-regs member of the kvm_run union, which this vCPU
     // enabled (KVM_SYNC_X86_REGS); the page outlives this function's borrow of `machine`.
     let exit_rip: *const u64 = unsafe { &machine.vm.vcpu_mut().kvm_run().s.regs.regs.rip };
-    machine.vm.vcpu_mut().set_single_step(false)?;
     let mut out_buf = Vec::new();
+    let mut syscall_trap = SyscallTrap::default();
     loop {
         if let Some(t) = options.timeout {
             if started.elapsed() >= t {
@@ -122,8 +123,8 @@ pub fn run_free(
             wait = wait.min(p.next_sample_in(started.elapsed()));
         }
         kicker.arm(wait);
-        let vcpu = machine.vm.vcpu_mut();
-        let exit = vcpu.run();
+        syscall_trap.before_run(&mut machine.vm)?;
+        let exit = machine.vm.vcpu_mut().run();
         let now = clock.now_ns();
         // SAFETY: see `exit_rip`; KVM wrote the sync regs before returning to userspace
         // (for every return, interrupted ones included).
@@ -178,6 +179,15 @@ pub fn run_free(
                 wait_while_halted(machine, input, &clock, options, started);
             }
             Ok(VcpuExit::IrqWindowOpen) => {}
+            Ok(VcpuExit::Debug(_)) => {
+                if syscall_trap.on_debug_exit(&mut machine.vm)? == PageFaultTrap::NotOurs {
+                    let reason = format!("unexpected debug exit at RIP {}", show_rip(options, rip));
+                    return Ok(FreeRunEnd::Guest(GuestStop::InternalError {
+                        reason,
+                        registers: machine.register_dump(),
+                    }));
+                }
+            }
             Ok(VcpuExit::Shutdown) => {
                 return Ok(FreeRunEnd::Guest(GuestStop::TripleFault { registers: machine.register_dump() }));
             }

@@ -23,6 +23,7 @@ pub mod paging;
 pub mod profile;
 pub mod regs_dump;
 pub mod symbols;
+pub mod user_mode;
 pub mod vcpu;
 pub mod vm;
 pub mod x87;

@@ -1,0 +1,304 @@
+//! ring3: enters user mode and makes system calls the way Linux does, then exits 0.
+//!
+//! The kernel loads a GDT with Linux's selectors (kernel CS 0x10, SS 0x18; user CS 0x33,
+//! SS 0x2b), points LSTAR at an entry stub through a high-half alias of the kernel (Linux's
+//! entry_SYSCALL_64 lives at 0xffffffff8...), sets STAR and SFMASK like Linux, then IRETQs
+//! to a user page. The user code makes two SYSCALLs; the kernel returns from the first with
+//! SYSRETQ. Each step prints a line, so a run shows how far the CPU (or the hypervisor's
+//! emulation of it) got:
+//!
+//! - `ring3: syscall 1 ...` reports the CS/SS the entry stub ran with, the user RIP/RFLAGS
+//!   it found in RCX/R11 and the argument; SYSRETQ returns 7.
+//! - `ring3: syscall 2 ...` reports the value user code got back; user code then reads a
+//!   kernel page, and the kernel reports that page fault (taken from ring 3) and exits 0.
+//! - Any other fault prints the exception, its CS:RIP and RCX/R11 and exits 3.
+#![no_std]
+#![no_main]
+
+use core::arch::{asm, global_asm};
+use core::mem::size_of;
+
+use ttvm_kernel_support::{self as k, cpu, idt, println, TrapFrame};
+
+const KERNEL_CS_BOOT: u16 = 0x08; // the support crate's CS, which the IDT gates use
+const KERNEL_CS: u16 = 0x10;
+const KERNEL_DS: u16 = 0x18;
+const USER32_CS: u16 = 0x23;
+const USER_DS: u16 = 0x2b;
+const USER_CS: u16 = 0x33;
+const TSS_SEL: u16 = 0x38;
+
+/// Linux's __KERNEL_CS / __USER32_CS pair: SYSCALL loads CS from bits 47:32, SYSRET from
+/// bits 63:48 (+16 for 64-bit code), SS from those plus 8.
+const STAR: u64 = ((USER32_CS as u64 & !3) << 48) | ((KERNEL_CS as u64) << 32);
+/// Linux's SYSCALL_MASK: TF, DF, IF, IOPL, AC, NT.
+const SFMASK: u64 = 0x47700;
+const MSR_EFER: u32 = 0xc000_0080;
+const MSR_STAR: u32 = 0xc000_0081;
+const MSR_LSTAR: u32 = 0xc000_0082;
+const MSR_SFMASK: u32 = 0xc000_0084;
+const EFER_SCE: u64 = 1;
+
+/// Where the kernel's first GiB is mapped again, as Linux maps its text at -2 GiB.
+const HIGH_ALIAS: u64 = 0xffff_ffff_8000_0000;
+const USER_PAGE_FLAG: u64 = 1 << 2;
+const TWO_MIB: usize = 2 << 20;
+/// A kernel (supervisor-only) address the user code reads last: its #PF ends the run.
+const KERNEL_PROBE: u64 = 0x10_0000;
+
+#[repr(C, packed)]
+struct Tss {
+    reserved0: u32,
+    rsp: [u64; 3],
+    reserved1: u64,
+    ist: [u64; 7],
+    reserved2: u64,
+    reserved3: u16,
+    iomap_base: u16,
+}
+
+static mut TSS: Tss = Tss {
+    reserved0: 0,
+    rsp: [0; 3],
+    reserved1: 0,
+    ist: [0; 7],
+    reserved2: 0,
+    reserved3: 0,
+    iomap_base: size_of::<Tss>() as u16,
+};
+
+static mut GDT: [u64; 9] = [
+    0,
+    0x00AF_9A00_0000_FFFF, // 0x08: 64-bit code, DPL 0 (support crate, IDT gates)
+    0x00AF_9A00_0000_FFFF, // 0x10: 64-bit code, DPL 0 (Linux's __KERNEL_CS)
+    0x00CF_9200_0000_FFFF, // 0x18: data, DPL 0
+    0x00CF_FA00_0000_FFFF, // 0x20: 32-bit code, DPL 3
+    0x00CF_F200_0000_FFFF, // 0x28: data, DPL 3
+    0x00AF_FA00_0000_FFFF, // 0x30: 64-bit code, DPL 3
+    0,                     // 0x38: TSS (low)
+    0,                     // 0x40: TSS (high)
+];
+
+#[repr(C, align(16))]
+struct Stack([u8; 16384]);
+/// Kernel stack for entries from ring 3 (TSS.RSP0) and for the SYSCALL stub.
+static mut KERNEL_STACK: Stack = Stack([0; 16384]);
+
+#[repr(C, packed)]
+struct DescPtr {
+    limit: u16,
+    base: u64,
+}
+
+fn load_gdt() {
+    // SAFETY: single-threaded boot code; the GDT keeps the support crate's code selector, so
+    // the IDT and the running CS stay valid across the LGDT.
+    unsafe {
+        TSS.rsp[0] = (&raw const KERNEL_STACK as u64) + size_of::<Stack>() as u64;
+        let base = &raw const TSS as u64;
+        let limit = (size_of::<Tss>() - 1) as u64;
+        GDT[7] = (limit & 0xFFFF) | (base & 0xFF_FFFF) << 16 | 0x89 << 40 | ((base >> 24) & 0xFF) << 56;
+        GDT[8] = base >> 32;
+        let ptr = DescPtr { limit: (size_of::<[u64; 9]>() - 1) as u16, base: &raw const GDT as u64 };
+        asm!(
+            "lgdt [{ptr}]",
+            "mov ds, {ds:e}",
+            "mov es, {ds:e}",
+            "mov ss, {ds:e}",
+            "ltr {tss:x}",
+            ptr = in(reg) &ptr,
+            ds = in(reg) KERNEL_DS as u32,
+            tss = in(reg) TSS_SEL,
+        );
+    }
+}
+
+fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: only the architectural SYSCALL MSRs are written, with valid values.
+    unsafe { asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32) };
+}
+
+fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: reads an architectural MSR.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi) };
+    (hi as u64) << 32 | lo as u64
+}
+
+fn read_cr3() -> u64 {
+    let cr3: u64;
+    // SAFETY: reads CR3.
+    unsafe { asm!("mov {}, cr3", out(reg) cr3) };
+    cr3
+}
+
+/// Entry `index` of the (identity-mapped) page table at physical `table`.
+fn pte(table: u64, index: u64) -> *mut u64 {
+    ((table & 0x000f_ffff_ffff_f000) + 8 * index) as *mut u64
+}
+
+/// Maps the first GiB again at [`HIGH_ALIAS`] and makes the 2 MiB page at `user` (identity
+/// mapped by boot, below 1 GiB) user-accessible; kernel pages stay supervisor-only.
+fn map_pages(user: u64) {
+    let pml4 = read_cr3();
+    // SAFETY: the boot page tables are identity mapped and only this CPU uses them; the new
+    // PDPT is a fresh page. User bits on the upper levels expose nothing by themselves: the
+    // leaf entries decide.
+    unsafe {
+        let low_pdpt = *pte(pml4, 0);
+        let high_pdpt = k::mem::alloc(4096, 4096) as u64;
+        for i in 0..512 {
+            *pte(high_pdpt, i) = 0;
+        }
+        *pte(high_pdpt, (HIGH_ALIAS >> 30) & 511) = *pte(low_pdpt, 0);
+        *pte(pml4, 511) = high_pdpt | 0x3;
+        *pte(pml4, 0) |= USER_PAGE_FLAG;
+        *pte(low_pdpt, 0) |= USER_PAGE_FLAG;
+        let pd = *pte(low_pdpt, 0);
+        *pte(pd, (user >> 21) & 511) |= USER_PAGE_FLAG;
+        asm!("mov cr3, {}", in(reg) pml4);
+    }
+}
+
+global_asm!(
+    r#"
+    .set KERNEL_PROBE, {probe}
+    .section .text.ring3_user, "ax", @progbits
+    .global ring3_user_start
+    .global ring3_user_end
+ring3_user_start:
+    mov eax, 1
+    mov edi, 0x1234
+    syscall
+    mov edi, eax
+    mov eax, 2
+    syscall
+    mov rax, [KERNEL_PROBE]
+    ud2
+ring3_user_end:
+
+    .section .text.ring3_entry, "ax", @progbits
+    .global ring3_syscall_entry
+ring3_syscall_entry:
+    mov [rip + ring3_user_rsp], rsp
+    lea rsp, [rip + ring3_syscall_stack_top]
+    push rcx
+    push r11
+    mov rsi, rdi
+    mov rdi, rax
+    mov r8, rcx
+    mov r9, r11
+    mov edx, cs
+    mov ecx, ss
+    call ring3_syscall_dispatch
+    pop r11
+    pop rcx
+    mov rsp, [rip + ring3_user_rsp]
+    sysretq
+
+    .section .bss.ring3, "aw", @nobits
+    .p2align 4
+ring3_user_rsp:
+    .skip 8
+    .skip 8192
+ring3_syscall_stack_top:
+"#,
+    probe = const KERNEL_PROBE,
+);
+
+extern "C" {
+    static ring3_user_start: u8;
+    static ring3_user_end: u8;
+    static ring3_syscall_entry: u8;
+}
+
+/// Called by the SYSCALL entry stub (through the high alias) with the system call number,
+/// its argument, the CS/SS the stub ran with and the user RIP/RFLAGS from RCX/R11.
+#[no_mangle]
+extern "C" fn ring3_syscall_dispatch(nr: u64, arg: u64, cs: u64, ss: u64, rcx: u64, r11: u64) -> u64 {
+    match nr {
+        1 => {
+            println!(
+                "ring3: syscall 1 (arg {:#x}) entered with cs={:#x} ss={:#x}, user rip={:#x} rflags={:#x}",
+                arg,
+                cs & 0xffff,
+                ss & 0xffff,
+                rcx,
+                r11
+            );
+            7
+        }
+        2 => {
+            println!("ring3: syscall 2: user code got {} back from sysret", arg);
+            0
+        }
+        _ => {
+            println!("ring3: unknown syscall {}", nr);
+            k::exit(2)
+        }
+    }
+}
+
+fn on_fault(f: &mut TrapFrame) {
+    let cr2 = if f.vector == 14 { cpu::read_cr2() } else { 0 };
+    if f.vector == 14 && f.cs & 3 == 3 && cr2 == KERNEL_PROBE {
+        println!("ring3: user read of kernel page {:#x} faulted (error {:#x}) at {:#x}:{:#x}", cr2, f.error_code, f.cs, f.rip);
+        k::exit(0)
+    }
+    println!(
+        "ring3: exception {} (error {:#x}) at {:#x}:{:#x} cr2={:#x} rcx={:#x} r11={:#x} rflags={:#x}",
+        f.vector,
+        f.error_code,
+        f.cs,
+        f.rip,
+        cr2,
+        f.rcx,
+        f.r11,
+        f.rflags
+    );
+    k::exit(3)
+}
+
+#[no_mangle]
+extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
+    k::init(info, "ring3");
+    for vector in [1u8, 6, 13, 14] {
+        idt::set_handler(vector, on_fault);
+    }
+    load_gdt();
+    let user = k::mem::alloc(TWO_MIB, TWO_MIB) as u64;
+    map_pages(user);
+    // SAFETY: copies the position-independent user code into the fresh user page.
+    unsafe {
+        let start = &raw const ring3_user_start;
+        let len = &raw const ring3_user_end as usize - start as usize;
+        core::ptr::copy_nonoverlapping(start, user as *mut u8, len);
+    }
+    wrmsr(MSR_STAR, STAR);
+    // black_box: folded into the symbol reference, the alias would not fit a 32-bit relocation.
+    let entry = core::hint::black_box(&raw const ring3_syscall_entry as u64);
+    wrmsr(MSR_LSTAR, HIGH_ALIAS.wrapping_add(entry));
+    wrmsr(MSR_SFMASK, SFMASK);
+    wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SCE);
+    println!("ring3: star={:#x} lstar={:#x} efer={:#x}", rdmsr(MSR_STAR), rdmsr(MSR_LSTAR), rdmsr(MSR_EFER));
+    let user_rsp = user + TWO_MIB as u64 - 64;
+    let _ = KERNEL_CS_BOOT;
+    // SAFETY: IRETQ to ring 3 at the user page, with the user stack at its top; interrupts
+    // stay off in user mode (nothing is unmasked anyway).
+    unsafe {
+        asm!(
+            "push {ss}",
+            "push {rsp}",
+            "push {rflags}",
+            "push {cs}",
+            "push {rip}",
+            "iretq",
+            ss = in(reg) USER_DS as u64,
+            rsp = in(reg) user_rsp,
+            rflags = in(reg) 0x2u64,
+            cs = in(reg) USER_CS as u64,
+            rip = in(reg) user,
+            options(noreturn),
+        );
+    }
+}

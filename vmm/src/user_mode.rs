@@ -1,0 +1,292 @@
+//! Guest ring 3 on hosts whose KVM emulates guest ring 0 (PVM): where the exact engine must
+//! stop (before an IRETQ or SYSRET into user mode), and SYSCALL from user mode, which the
+//! host leaves half done and the free engine completes.
+//!
+//! Entering user mode: ring-3 code runs natively and cannot be single-stepped here, and the
+//! host runs IRETQ together with the instructions after it, so a step that IRETQs to ring 3
+//! would run user code up to its next trap as part of that one step, without icount,
+//! without logging its RDTSCs and not interruptible at a recorded point. The exact engine
+//! therefore stops before such an instruction ([`Vm::user_mode_entry`]).
+//!
+//! SYSCALL: measured with the `ring3` sample kernel: such a host carries out most of a user-mode
+//! SYSCALL (RCX = return RIP, R11 = RFLAGS, RFLAGS masked by SFMASK, RIP = LSTAR) but leaves
+//! the CPU in ring 3 with the user CS and SS. The fetch at LSTAR, a supervisor page, then
+//! faults: the guest takes a #PF (error code user + fetch, CR2 = RIP = LSTAR) whose frame
+//! holds CS 0x33. Linux kills init with SIGSEGV on its first system call.
+//!
+//! Nothing in ring 3 exits to ttvm here (hardware breakpoints and single-step are not
+//! honoured there), but the #PF is delivered to ring 0, which KVM emulates and where a
+//! hardware breakpoint does exit. So ttvm keeps a breakpoint on the guest's #PF handler
+//! (IDT vector 14) and, when the fault is exactly that failed SYSCALL, finishes it as the
+//! CPU would have: the frame the delivery pushed is dropped (RSP back to the user RSP,
+//! RFLAGS as SYSCALL left them), CS and SS come from STAR, RIP is LSTAR. Every other page
+//! fault single-steps the handler's first instruction with the breakpoint off (RFLAGS.RF
+//! does not keep it from firing again here), so each guest page fault costs two extra
+//! exits. Left different from hardware: CR2 holds LSTAR afterwards, and the
+//! 48 bytes of the dropped frame stay written below the entry stack's top.
+//!
+//! Only the free-running engine needs this: recordings stop before user mode (ring 3
+//! cannot be single-stepped on these hosts).
+
+use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
+
+use crate::insn::fetch_at_rip;
+use crate::paging::AddressSpace;
+use crate::vcpu::VcpuError;
+use crate::vm::Vm;
+
+const MSR_STAR: u32 = 0xc000_0081;
+const MSR_LSTAR: u32 = 0xc000_0082;
+const PF_VECTOR: u64 = 14;
+const IRET: u8 = 0xcf;
+const SYSRET_0: u8 = 0x0f;
+const SYSRET_1: u8 = 0x07;
+const IDT_GATE_SIZE: u64 = 16;
+/// Page-fault error code bits: the access came from user mode, and was an instruction fetch.
+const PF_USER: u64 = 1 << 2;
+const PF_FETCH: u64 = 1 << 4;
+const RFLAGS_RF: u64 = 1 << 16;
+/// The hardware breakpoint slot ttvm uses (the free engine uses no other).
+const SLOT: usize = 3;
+
+/// What a debug exit at the #PF handler turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageFaultTrap {
+    /// It was a user-mode SYSCALL that the host left in ring 3; it now enters the kernel.
+    SyscallCompleted,
+    /// An ordinary page fault: the handler runs as usual (after a single step past the
+    /// breakpoint).
+    OrdinaryFault,
+    /// That single step is done.
+    SteppedOver,
+    /// The exit was not at the #PF handler.
+    NotOurs,
+}
+
+/// The exception frame the CPU pushes for a fault with an error code, lowest address first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct FaultFrame {
+    error_code: u64,
+    rip: u64,
+    cs: u64,
+    rflags: u64,
+    rsp: u64,
+}
+
+impl FaultFrame {
+    fn parse(bytes: &[u8; 40]) -> Self {
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        Self { error_code: word(0), rip: word(1), cs: word(2), rflags: word(3), rsp: word(4) }
+    }
+
+    /// Whether this fault is the fetch at LSTAR, in ring 3, that a SYSCALL left behind.
+    fn is_stranded_syscall(&self, cr2: u64, lstar: u64) -> bool {
+        self.cs & 3 == 3
+            && self.error_code & (PF_USER | PF_FETCH) == PF_USER | PF_FETCH
+            && self.rip == lstar
+            && cr2 == lstar
+    }
+}
+
+/// The 64-bit code segment SYSCALL loads: selector STAR[47:32] with RPL 0, flat.
+fn syscall_cs(star: u64) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector: ((star >> 32) & 0xfffc) as u16,
+        type_: 0xb, // execute/read, accessed
+        present: 1,
+        dpl: 0,
+        db: 0,
+        s: 1,
+        l: 1,
+        g: 1,
+        ..Default::default()
+    }
+}
+
+/// The stack segment SYSCALL loads: the selector after its CS, flat read/write data.
+fn syscall_ss(star: u64) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector: (((star >> 32) & 0xfffc) + 8) as u16,
+        type_: 0x3, // read/write, accessed
+        present: 1,
+        dpl: 0,
+        db: 1,
+        s: 1,
+        l: 0,
+        g: 1,
+        ..Default::default()
+    }
+}
+
+/// Finishes the SYSCALL the host left in ring 3, given the state at the #PF handler.
+fn complete_syscall(regs: &mut kvm_regs, sregs: &mut kvm_sregs, frame: &FaultFrame, star: u64, lstar: u64) {
+    regs.rip = lstar;
+    regs.rsp = frame.rsp;
+    regs.rflags = frame.rflags & !RFLAGS_RF;
+    sregs.cs = syscall_cs(star);
+    sregs.ss = syscall_ss(star);
+}
+
+/// The free engine's state for the #PF-handler breakpoint.
+#[derive(Debug, Default)]
+pub struct SyscallTrap {
+    /// An ordinary fault's handler is being single-stepped past the breakpoint, which on
+    /// these hosts fires again on resume, RFLAGS.RF notwithstanding.
+    stepping_over: bool,
+}
+
+impl SyscallTrap {
+    /// Before each entry: the breakpoint on the guest's current #PF handler, or single-step
+    /// without it while stepping over (no ioctl unless something changed).
+    pub fn before_run(&mut self, vm: &mut Vm) -> Result<(), VcpuError> {
+        let mut bps = [None; 4];
+        if !self.stepping_over {
+            bps[SLOT] = vm.page_fault_handler();
+        }
+        let vcpu = vm.vcpu_mut();
+        vcpu.set_hw_breakpoints(bps)?;
+        vcpu.set_single_step(self.stepping_over)
+    }
+
+    /// Handles a debug exit: the end of a step over the handler's first instruction, or the
+    /// breakpoint at the #PF handler, where it either completes a stranded user-mode
+    /// SYSCALL or lets the ordinary fault's handler run.
+    pub fn on_debug_exit(&mut self, vm: &mut Vm) -> Result<PageFaultTrap, VcpuError> {
+        if self.stepping_over {
+            self.stepping_over = false;
+            return Ok(PageFaultTrap::SteppedOver);
+        }
+        let (mut regs, mut sregs) = (vm.vcpu().regs(), vm.vcpu().sregs());
+        if sregs.cs.dpl != 0 || Some(regs.rip) != vm.page_fault_handler() {
+            return Ok(PageFaultTrap::NotOurs);
+        }
+        let mut bytes = [0u8; 40];
+        let read = AddressSpace::from_sregs(&sregs).read_virt(vm.ram(), regs.rsp, &mut bytes);
+        let frame = FaultFrame::parse(&bytes);
+        // Cheap checks first: LSTAR and STAR cost an ioctl each.
+        if read.is_ok() && frame.cs & 3 == 3 && frame.rip == sregs.cr2 {
+            let lstar = vm.vcpu().get_msr(MSR_LSTAR)?;
+            if frame.is_stranded_syscall(sregs.cr2, lstar) {
+                let star = vm.vcpu().get_msr(MSR_STAR)?;
+                complete_syscall(&mut regs, &mut sregs, &frame, star, lstar);
+                vm.vcpu_mut().set_regs(&regs);
+                vm.vcpu_mut().set_sregs(&sregs);
+                return Ok(PageFaultTrap::SyscallCompleted);
+            }
+        }
+        self.stepping_over = true;
+        Ok(PageFaultTrap::OrdinaryFault)
+    }
+}
+
+impl Vm {
+    /// If the instruction at RIP returns to ring 3 (IRETQ or IRETD with a user CS in its
+    /// frame, or SYSRET, from ring 0), the user-mode RIP it goes to.
+    pub fn user_mode_entry(&self) -> Option<u64> {
+        let (regs, sregs) = (self.vcpu().regs(), self.vcpu().sregs());
+        if sregs.cs.dpl != 0 {
+            return None;
+        }
+        let (bytes, n) = fetch_at_rip(self.ram(), &regs, &sregs);
+        let code = &bytes[..n];
+        let (rex_w, rest) = match code.first() {
+            Some(&b) if b & 0xf0 == 0x40 => (b & 0x08 != 0, &code[1..]),
+            _ => (false, code),
+        };
+        match rest {
+            [SYSRET_0, SYSRET_1, ..] => Some(if rex_w { regs.rcx } else { regs.rcx & 0xffff_ffff }),
+            [IRET, ..] => {
+                let width = if rex_w { 8 } else { 4 };
+                let mut frame = [0u8; 16];
+                let space = AddressSpace::from_sregs(&sregs);
+                space.read_virt(self.ram(), regs.rsp, &mut frame[..2 * width]).ok()?;
+                let word = |i: usize| {
+                    let mut w = [0u8; 8];
+                    w[..width].copy_from_slice(&frame[i * width..(i + 1) * width]);
+                    u64::from_le_bytes(w)
+                };
+                (word(1) & 3 == 3).then_some(word(0))
+            }
+            _ => None,
+        }
+    }
+
+    /// The guest's #PF handler address from its IDT, if the IDT covers vector 14 and is
+    /// mapped. Read from guest memory, so it follows the guest's own IDT changes.
+    pub fn page_fault_handler(&self) -> Option<u64> {
+        let sregs = self.vcpu().sregs();
+        if u64::from(sregs.idt.limit) < (PF_VECTOR + 1) * IDT_GATE_SIZE - 1 {
+            return None;
+        }
+        let mut gate = [0u8; 16];
+        let space = AddressSpace::from_sregs(&sregs);
+        space.read_virt(self.ram(), sregs.idt.base + PF_VECTOR * IDT_GATE_SIZE, &mut gate).ok()?;
+        let present = gate[5] & 0x80 != 0;
+        let low = u64::from(u16::from_le_bytes([gate[0], gate[1]]));
+        let mid = u64::from(u16::from_le_bytes([gate[6], gate[7]]));
+        let high = u64::from(u32::from_le_bytes([gate[8], gate[9], gate[10], gate[11]]));
+        present.then_some(low | mid << 16 | high << 32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LSTAR: u64 = 0xffff_ffff_81c0_0000;
+    const LINUX_STAR: u64 = 0x0023_0010_0000_0000;
+
+    fn frame(cs: u64, error_code: u64, rip: u64) -> FaultFrame {
+        FaultFrame { error_code, rip, cs, rflags: 0x1_0002, rsp: 0x7ffc_3d87_b308 }
+    }
+
+    #[test]
+    fn the_fault_run_9_showed_is_a_stranded_syscall() {
+        // init's first open(): RIP 0033:entry_SYSCALL_64, error code 0x15, CR2 = RIP.
+        assert!(frame(0x33, 0x15, LSTAR).is_stranded_syscall(LSTAR, LSTAR));
+    }
+
+    #[test]
+    fn other_faults_are_left_to_the_guest() {
+        assert!(!frame(0x10, 0x11, LSTAR).is_stranded_syscall(LSTAR, LSTAR), "kernel-mode fetch");
+        assert!(!frame(0x33, 0x06, LSTAR).is_stranded_syscall(LSTAR, LSTAR), "user write, not a fetch");
+        assert!(!frame(0x33, 0x14, 0x40_1000).is_stranded_syscall(0x40_1000, LSTAR), "user fetch elsewhere");
+        assert!(!frame(0x33, 0x15, LSTAR).is_stranded_syscall(0x1234, LSTAR), "CR2 from another fault");
+    }
+
+    #[test]
+    fn completion_enters_the_kernel_as_syscall_would() {
+        let mut regs = kvm_regs { rip: 0xffff_ffff_8100_1000, rsp: 0xffff_fe00_0000_1fd8, ..Default::default() };
+        let mut sregs = kvm_sregs::default();
+        completion(&mut regs, &mut sregs);
+        assert_eq!(regs.rip, LSTAR);
+        assert_eq!(regs.rsp, 0x7ffc_3d87_b308, "the user stack, as SYSCALL leaves it");
+        assert_eq!(regs.rflags, 0x2, "RF from the fault frame is dropped");
+        assert_eq!((sregs.cs.selector, sregs.cs.dpl, sregs.cs.l), (0x10, 0, 1));
+        assert_eq!((sregs.ss.selector, sregs.ss.dpl, sregs.ss.type_), (0x18, 0, 3));
+    }
+
+    fn completion(regs: &mut kvm_regs, sregs: &mut kvm_sregs) {
+        complete_syscall(regs, sregs, &frame(0x33, 0x15, LSTAR), LINUX_STAR, LSTAR);
+    }
+
+    #[test]
+    fn frames_parse_lowest_address_first() {
+        let mut bytes = [0u8; 40];
+        for (i, v) in [0x15u64, LSTAR, 0x33, 0x1_0002, 0x7ffc_0000].iter().enumerate() {
+            bytes[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        assert_eq!(
+            FaultFrame::parse(&bytes),
+            FaultFrame { error_code: 0x15, rip: LSTAR, cs: 0x33, rflags: 0x1_0002, rsp: 0x7ffc_0000 }
+        );
+    }
+}
