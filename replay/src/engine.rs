@@ -17,6 +17,7 @@ use ttvm_vmm::machine::Machine;
 use crate::divergence::Divergence;
 use crate::events::StopKind;
 use ttvm_vmm::insn::{apply_emulated, classify, code_mode, fetch_at_rip, Special, MAX_INSN_LEN};
+use ttvm_vmm::user_mode::user_mode_entry;
 
 /// IA32_TSC.
 const MSR_TSC: u64 = 0x10;
@@ -210,10 +211,14 @@ impl Engine {
         let inject = env.at_boundary(&mut self.machine.board, icount, self.state.window_open)?;
         if let Some(vector) = inject {
             self.machine.vm.vcpu().inject_interrupt(vector).map_err(|e| self.kvm_err(e))?;
-        } else if let Some(user_rip) = self.machine.vm.user_mode_entry() {
-            return Err(EngineError::UserMode { icount, rip: user_rip });
-        } else if let Some(outcome) = self.try_emulate(env, regs, &sregs)? {
-            return Ok(outcome);
+        } else {
+            let (bytes, n) = self.fetch_instruction(&regs, &sregs);
+            if let Some(user_rip) = user_mode_entry(&bytes[..n], &regs, &sregs, self.machine.vm.ram()) {
+                return Err(EngineError::UserMode { icount, rip: user_rip });
+            }
+            if let Some(outcome) = self.try_emulate(env, regs, &sregs, &bytes[..n])? {
+                return Ok(outcome);
+            }
         }
         self.run_one_step(env)
     }
@@ -224,9 +229,9 @@ impl Engine {
         env: &mut E,
         mut regs: kvm_regs,
         sregs: &kvm_sregs,
+        code: &[u8],
     ) -> Result<Option<StepOutcome>, EngineError> {
-        let (bytes, n) = self.fetch_instruction(&regs, sregs);
-        let Some((special, len)) = classify(&bytes[..n], code_mode(sregs)) else {
+        let Some((special, len)) = classify(code, code_mode(sregs)) else {
             return Ok(None);
         };
         let icount = self.state.icount;

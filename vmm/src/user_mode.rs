@@ -6,7 +6,7 @@
 //! host runs IRETQ together with the instructions after it, so a step that IRETQs to ring 3
 //! would run user code up to its next trap as part of that one step, without icount,
 //! without logging its RDTSCs and not interruptible at a recorded point. The exact engine
-//! therefore stops before such an instruction ([`Vm::user_mode_entry`]).
+//! therefore stops before such an instruction ([`user_mode_entry`]).
 //!
 //! SYSCALL: measured with the `ring3` sample kernel: such a host carries out most of a user-mode
 //! SYSCALL (RCX = return RIP, R11 = RFLAGS, RFLAGS masked by SFMASK, RIP = LSTAR) but leaves
@@ -30,7 +30,7 @@
 
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 
-use crate::insn::fetch_at_rip;
+use crate::memory::GuestRam;
 use crate::paging::AddressSpace;
 use crate::vcpu::VcpuError;
 use crate::vm::Vm;
@@ -135,6 +135,34 @@ fn complete_syscall(regs: &mut kvm_regs, sregs: &mut kvm_sregs, frame: &FaultFra
     sregs.ss = syscall_ss(star);
 }
 
+/// If `code`, the instruction at RIP, returns from ring 0 to ring 3 (IRETQ or IRETD with a
+/// user CS in its frame, or SYSRET), the user-mode RIP it goes to. The exact engine stops
+/// there instead of stepping it (see the module comment).
+pub fn user_mode_entry(code: &[u8], regs: &kvm_regs, sregs: &kvm_sregs, ram: &GuestRam) -> Option<u64> {
+    if sregs.cs.dpl != 0 {
+        return None;
+    }
+    let (rex_w, rest) = match code.first() {
+        Some(&b) if b & 0xf0 == 0x40 => (b & 0x08 != 0, &code[1..]),
+        _ => (false, code),
+    };
+    match rest {
+        [SYSRET_0, SYSRET_1, ..] => Some(if rex_w { regs.rcx } else { regs.rcx & 0xffff_ffff }),
+        [IRET, ..] => {
+            let width = if rex_w { 8 } else { 4 };
+            let mut frame = [0u8; 16];
+            AddressSpace::from_sregs(sregs).read_virt(ram, regs.rsp, &mut frame[..2 * width]).ok()?;
+            let word = |i: usize| {
+                let mut w = [0u8; 8];
+                w[..width].copy_from_slice(&frame[i * width..(i + 1) * width]);
+                u64::from_le_bytes(w)
+            };
+            (word(1) & 3 == 3).then_some(word(0))
+        }
+        _ => None,
+    }
+}
+
 /// The free engine's state for the #PF-handler breakpoint.
 #[derive(Debug, Default)]
 pub struct SyscallTrap {
@@ -188,37 +216,6 @@ impl SyscallTrap {
 }
 
 impl Vm {
-    /// If the instruction at RIP returns to ring 3 (IRETQ or IRETD with a user CS in its
-    /// frame, or SYSRET, from ring 0), the user-mode RIP it goes to.
-    pub fn user_mode_entry(&self) -> Option<u64> {
-        let (regs, sregs) = (self.vcpu().regs(), self.vcpu().sregs());
-        if sregs.cs.dpl != 0 {
-            return None;
-        }
-        let (bytes, n) = fetch_at_rip(self.ram(), &regs, &sregs);
-        let code = &bytes[..n];
-        let (rex_w, rest) = match code.first() {
-            Some(&b) if b & 0xf0 == 0x40 => (b & 0x08 != 0, &code[1..]),
-            _ => (false, code),
-        };
-        match rest {
-            [SYSRET_0, SYSRET_1, ..] => Some(if rex_w { regs.rcx } else { regs.rcx & 0xffff_ffff }),
-            [IRET, ..] => {
-                let width = if rex_w { 8 } else { 4 };
-                let mut frame = [0u8; 16];
-                let space = AddressSpace::from_sregs(&sregs);
-                space.read_virt(self.ram(), regs.rsp, &mut frame[..2 * width]).ok()?;
-                let word = |i: usize| {
-                    let mut w = [0u8; 8];
-                    w[..width].copy_from_slice(&frame[i * width..(i + 1) * width]);
-                    u64::from_le_bytes(w)
-                };
-                (word(1) & 3 == 3).then_some(word(0))
-            }
-            _ => None,
-        }
-    }
-
     /// The guest's #PF handler address from its IDT, if the IDT covers vector 14 and is
     /// mapped. Read from guest memory, so it follows the guest's own IDT changes.
     pub fn page_fault_handler(&self) -> Option<u64> {
@@ -276,6 +273,37 @@ mod tests {
 
     fn completion(regs: &mut kvm_regs, sregs: &mut kvm_sregs) {
         complete_syscall(regs, sregs, &frame(0x33, 0x15, LSTAR), LINUX_STAR, LSTAR);
+    }
+
+    /// Flat physical addressing (paging off) with `frame` at RSP 0x1000.
+    fn at_iret(frame: &[u64]) -> (kvm_regs, kvm_sregs, GuestRam) {
+        let mut ram = GuestRam::new(crate::memory::MIN_RAM).unwrap();
+        for (i, w) in frame.iter().enumerate() {
+            ram.write(0x1000 + 8 * i as u64, &w.to_le_bytes()).unwrap();
+        }
+        let regs = kvm_regs { rsp: 0x1000, rcx: 0x40_1018, ..Default::default() };
+        (regs, kvm_sregs::default(), ram)
+    }
+
+    #[test]
+    fn returns_to_ring_3_are_found_before_they_run() {
+        let (regs, sregs, ram) = at_iret(&[0x40_0000, 0x33, 0x202, 0x7ffc_0000, 0x2b]);
+        assert_eq!(user_mode_entry(&[0x48, 0xcf], &regs, &sregs, &ram), Some(0x40_0000), "IRETQ");
+        assert_eq!(user_mode_entry(&[0x48, 0x0f, 0x07], &regs, &sregs, &ram), Some(0x40_1018), "SYSRETQ");
+        // IRETD pops 4-byte words: EIP 0x400000, CS 0 (the high half of the 8-byte RIP slot).
+        assert_eq!(user_mode_entry(&[0xcf], &regs, &sregs, &ram), None, "IRETD to CS 0");
+        let (regs32, _, ram32) = at_iret(&[0x23_0040_0000]);
+        assert_eq!(user_mode_entry(&[0xcf], &regs32, &sregs, &ram32), Some(0x40_0000), "IRETD to CS 0x23");
+    }
+
+    #[test]
+    fn returns_within_the_kernel_and_other_instructions_are_not() {
+        let (regs, mut sregs, ram) = at_iret(&[0xffff_ffff_8100_0000, 0x10, 0x2, 0xffff_c900_0000_0000, 0x18]);
+        assert_eq!(user_mode_entry(&[0x48, 0xcf], &regs, &sregs, &ram), None, "IRETQ to ring 0");
+        assert_eq!(user_mode_entry(&[0x0f, 0x05], &regs, &sregs, &ram), None, "SYSCALL");
+        assert_eq!(user_mode_entry(&[], &regs, &sregs, &ram), None, "nothing fetched");
+        sregs.cs.dpl = 3;
+        assert_eq!(user_mode_entry(&[0x48, 0x0f, 0x07], &regs, &sregs, &ram), None, "already in ring 3");
     }
 
     #[test]
