@@ -283,8 +283,9 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     println!("ring3: star={:#x} lstar={:#x} efer={:#x}", rdmsr(MSR_STAR), rdmsr(MSR_LSTAR), rdmsr(MSR_EFER));
     let user_rsp = user + TWO_MIB as u64 - 64;
     let _ = KERNEL_CS_BOOT;
-    // SAFETY: IRETQ to ring 3 at the user page, with the user stack at its top; interrupts
-    // stay off in user mode (nothing is unmasked anyway).
+    // SAFETY: IRETQ to ring 3 at the user page, with the user stack at its top. IF is set as
+    // Linux sets it for user mode (PVM hosts force it on in ring 3 anyway); the PIC masks
+    // every IRQ, so nothing interrupts the user code.
     unsafe {
         asm!(
             "push {ss}",
@@ -295,7 +296,7 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
             "iretq",
             ss = in(reg) USER_DS as u64,
             rsp = in(reg) user_rsp,
-            rflags = in(reg) 0x2u64,
+            rflags = in(reg) 0x202u64,
             cs = in(reg) USER_CS as u64,
             rip = in(reg) user,
             options(noreturn),

@@ -187,3 +187,21 @@ fn stepprobe_reaches_exit_with_qemu_flag() {
     let r = boot(&q, "stepprobe", "qemu");
     assert_run("stepprobe", &r, 0, &["stepprobe: running probe"]);
 }
+
+/// The reference for ttvm's SYSCALL completion (`vmm/src/user_mode.rs`): on a CPU that
+/// carries SYSCALL out itself, the `ring3` kernel prints exactly what the ttvm test expects.
+#[test]
+fn ring3_syscalls_enter_the_kernel_and_return() {
+    let Some(q) = qemu() else { return };
+    let r = boot(&q, "ring3", "");
+    assert_run(
+        "ring3",
+        &r,
+        0,
+        &[
+            "ring3: syscall 1 (arg 0x1234) entered with cs=0x10 ss=0x18, user rip=0x20000c rflags=0x202",
+            "ring3: syscall 2: user code got 7 back from sysret",
+            "ring3: user read of kernel page 0x100000 faulted (error 0x5) at 0x33:0x200015",
+        ],
+    );
+}
