@@ -18,6 +18,7 @@
 use core::arch::{asm, global_asm};
 use core::mem::size_of;
 
+use ttvm_kernel_support::gdt::Tss;
 use ttvm_kernel_support::{self as k, cpu, idt, println, TrapFrame};
 
 const KERNEL_CS_BOOT: u16 = 0x08; // the support crate's CS, which the IDT gates use
@@ -46,26 +47,7 @@ const TWO_MIB: usize = 2 << 20;
 /// A kernel (supervisor-only) address the user code reads last: its #PF ends the run.
 const KERNEL_PROBE: u64 = 0x10_0000;
 
-#[repr(C, packed)]
-struct Tss {
-    reserved0: u32,
-    rsp: [u64; 3],
-    reserved1: u64,
-    ist: [u64; 7],
-    reserved2: u64,
-    reserved3: u16,
-    iomap_base: u16,
-}
-
-static mut TSS: Tss = Tss {
-    reserved0: 0,
-    rsp: [0; 3],
-    reserved1: 0,
-    ist: [0; 7],
-    reserved2: 0,
-    reserved3: 0,
-    iomap_base: size_of::<Tss>() as u16,
-};
+static mut TSS: Tss = Tss::EMPTY;
 
 static mut GDT: [u64; 9] = [
     0,

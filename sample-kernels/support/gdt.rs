@@ -7,26 +7,34 @@ pub const KERNEL_CS: u16 = 0x08;
 pub const KERNEL_DS: u16 = 0x10;
 pub const TSS_SEL: u16 = 0x18;
 
+/// The 64-bit task-state segment: the stacks the CPU switches to.
 #[repr(C, packed)]
-struct Tss {
+pub struct Tss {
     reserved0: u32,
-    rsp: [u64; 3],
+    /// RSP0-2: the stack for entries from ring 3 (RSP0).
+    pub rsp: [u64; 3],
     reserved1: u64,
-    ist: [u64; 7],
+    /// IST1-7.
+    pub ist: [u64; 7],
     reserved2: u64,
     reserved3: u16,
     iomap_base: u16,
 }
 
-static mut TSS: Tss = Tss {
-    reserved0: 0,
-    rsp: [0; 3],
-    reserved1: 0,
-    ist: [0; 7],
-    reserved2: 0,
-    reserved3: 0,
-    iomap_base: size_of::<Tss>() as u16, // no I/O bitmap
-};
+impl Tss {
+    /// No stacks, no I/O bitmap.
+    pub const EMPTY: Tss = Tss {
+        reserved0: 0,
+        rsp: [0; 3],
+        reserved1: 0,
+        ist: [0; 7],
+        reserved2: 0,
+        reserved3: 0,
+        iomap_base: size_of::<Tss>() as u16, // no I/O bitmap
+    };
+}
+
+static mut TSS: Tss = Tss::EMPTY;
 
 static mut GDT: [u64; 5] = [
     0,
