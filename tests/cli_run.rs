@@ -46,23 +46,28 @@ fn guest_instructions_pvm_cannot_run_work_in_both_engines() {
 }
 
 /// SYSCALL from ring 3 the way Linux makes it (STAR/LSTAR/SFMASK, entry through a high-half
-/// alias): the host leaves it half done in ring 3 and the free engine completes it, so the
-/// entry stub runs with the kernel CS/SS from STAR and the user RIP/RFLAGS in RCX/R11, and
-/// SYSRETQ brings the return value back; an ordinary page fault from ring 3 still reaches
-/// the guest's handler. The exact engine stops before the IRETQ into ring 3, says why and
+/// alias, SWAPGS): the host leaves it half done in ring 3 and the free engine completes it,
+/// so the entry stub runs with the kernel CS/SS from STAR, the user RIP/RFLAGS in RCX/R11
+/// and the kernel's GS base after SWAPGS, and SYSRETQ brings the return value back; page
+/// faults from ring 3 (a not-present first fetch that the kernel fixes and retries, and a
+/// read of a kernel page) still reach the guest's handler, with the PIT interrupting the
+/// user code. QEMU prints the same lines (sample-kernels/tests/qemu_boot.rs). The exact engine stops before the IRETQ into ring 3, says why and
 /// where, and what it recorded replays.
 #[test]
 fn user_mode_system_calls_reach_the_kernel() {
     if !require_kvm("user_mode_system_calls_reach_the_kernel") {
         return;
     }
-    let o = run(&["run", "ring3", "--timeout", "60"]);
+    let o = run(&["run", "ring3", "--cmdline", "tick", "--timeout", "60"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("ring3: ticks so far: "), "the PIT interrupted user mode too: {}", text(&o));
     let expected = [
-        "ring3: syscall 1 (arg 0x1234) entered with cs=0x10 ss=0x18, user rip=0x20000c rflags=0x202",
+        "ring3: first user fetch at 0x200000 faulted (error 0x14); page opened to user mode",
+        "ring3: syscall 1 (arg 0x1234) entered with cs=0x10 ss=0x18, user rip=0x200015 rflags=0x246",
+        "ring3: after swapgs gs.base=0x22220000 kernel_gs_base=0x11110000",
         "ring3: syscall 2: user code got 7 back from sysret",
-        "ring3: user read of kernel page 0x100000 faulted (error 0x5) at 0x33:0x200015",
+        "ring3: user read of kernel page 0x100000 faulted (error 0x5) at 0x33:0x20001e",
     ];
     for line in expected {
         assert!(out.lines().any(|l| l == line), "missing `{line}`:\n{}", text(&o));

@@ -2,21 +2,26 @@
 //!
 //! The kernel loads a GDT with Linux's selectors (kernel CS 0x10, SS 0x18; user CS 0x33,
 //! SS 0x2b), points LSTAR at an entry stub through a high-half alias of the kernel (Linux's
-//! entry_SYSCALL_64 lives at 0xffffffff8...), sets STAR and SFMASK like Linux, then IRETQs
-//! to a user page. The user code makes two SYSCALLs; the kernel returns from the first with
-//! SYSRETQ. Each step prints a line, so a run shows how far the CPU (or the hypervisor's
+//! entry_SYSCALL_64 lives at 0xffffffff8...; the #PF gate is moved there too), sets STAR,
+//! SFMASK and the two GS bases like Linux, then IRETQs to a user page that is not present
+//! yet. Each step prints a line, so a run shows how far the CPU (or the hypervisor's
 //! emulation of it) got:
 //!
-//! - `ring3: syscall 1 ...` reports the CS/SS the entry stub ran with, the user RIP/RFLAGS
-//!   it found in RCX/R11 and the argument; SYSRETQ returns 7.
-//! - `ring3: syscall 2 ...` reports the value user code got back; user code then reads a
-//!   kernel page, and the kernel reports that page fault (taken from ring 3) and exits 0.
+//! - `ring3: first user fetch ...`: the fetch fault from ring 3, which the kernel fixes by
+//!   mapping the page before the fetch is retried (Linux maps a program's text this way).
+//! - The user code spins a little (with the flag `tick`, the PIT interrupts it at 1 kHz),
+//!   then makes two SYSCALLs. The entry stub SWAPGSes like Linux's. `ring3: syscall 1 ...`
+//!   reports the CS/SS the stub ran with and the user RIP/RFLAGS it found in RCX/R11, then
+//!   the GS bases after SWAPGS; SYSRETQ returns 7.
+//! - `ring3: syscall 2 ...` reports the value user code got back (and the tick count); user
+//!   code then reads a kernel page, and the kernel reports that page fault and exits 0.
 //! - Any other fault prints the exception, its CS:RIP and RCX/R11 and exits 3.
 #![no_std]
 #![no_main]
 
 use core::arch::{asm, global_asm};
 use core::mem::size_of;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use ttvm_kernel_support::gdt::Tss;
 use ttvm_kernel_support::{self as k, cpu, idt, println, TrapFrame};
@@ -39,10 +44,17 @@ const MSR_STAR: u32 = 0xc000_0081;
 const MSR_LSTAR: u32 = 0xc000_0082;
 const MSR_SFMASK: u32 = 0xc000_0084;
 const EFER_SCE: u64 = 1;
+const MSR_GS_BASE: u32 = 0xc000_0101;
+const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
+/// GS bases as Linux keeps them in user mode: the user's in GS, the kernel's per-CPU base
+/// in KERNEL_GS_BASE for the entry code's SWAPGS.
+const USER_GS_BASE: u64 = 0x1111_0000;
+const KERNEL_GS_BASE: u64 = 0x2222_0000;
 
 /// Where the kernel's first GiB is mapped again, as Linux maps its text at -2 GiB.
 const HIGH_ALIAS: u64 = 0xffff_ffff_8000_0000;
 const USER_PAGE_FLAG: u64 = 1 << 2;
+const PRESENT: u64 = 1;
 const TWO_MIB: usize = 2 << 20;
 /// A kernel (supervisor-only) address the user code reads last: its #PF ends the run.
 const KERNEL_PROBE: u64 = 0x10_0000;
@@ -136,8 +148,12 @@ fn map_pages(user: u64) {
         *pte(pml4, 511) = high_pdpt | 0x3;
         *pte(pml4, 0) |= USER_PAGE_FLAG;
         *pte(low_pdpt, 0) |= USER_PAGE_FLAG;
-        let pd = *pte(low_pdpt, 0);
-        *pte(pd, (user >> 21) & 511) |= USER_PAGE_FLAG;
+        // The user page's own entry stays supervisor-only: the first user fetch faults and
+        // the #PF handler opens it up, as Linux maps a program's text on its first fetch.
+        let pde = pte(*pte(low_pdpt, 0), (user >> 21) & 511);
+        *pde &= !PRESENT;
+        USER_PDE.store(pde as u64, Ordering::SeqCst);
+        USER_BASE.store(user, Ordering::SeqCst);
         asm!("mov cr3, {}", in(reg) pml4);
     }
 }
@@ -149,6 +165,9 @@ global_asm!(
     .global ring3_user_start
     .global ring3_user_end
 ring3_user_start:
+    mov ecx, 50000000
+1:  dec ecx
+    jnz 1b
     mov eax, 1
     mov edi, 0x1234
     syscall
@@ -162,6 +181,7 @@ ring3_user_end:
     .section .text.ring3_entry, "ax", @progbits
     .global ring3_syscall_entry
 ring3_syscall_entry:
+    swapgs
     mov [rip + ring3_user_rsp], rsp
     lea rsp, [rip + ring3_syscall_stack_top]
     push rcx
@@ -176,6 +196,7 @@ ring3_syscall_entry:
     pop r11
     pop rcx
     mov rsp, [rip + ring3_user_rsp]
+    swapgs
     sysretq
 
     .section .bss.ring3, "aw", @nobits
@@ -208,10 +229,18 @@ extern "C" fn ring3_syscall_dispatch(nr: u64, arg: u64, cs: u64, ss: u64, rcx: u
                 rcx,
                 r11
             );
+            println!(
+                "ring3: after swapgs gs.base={:#x} kernel_gs_base={:#x}",
+                rdmsr(MSR_GS_BASE),
+                rdmsr(MSR_KERNEL_GS_BASE)
+            );
             7
         }
         2 => {
             println!("ring3: syscall 2: user code got {} back from sysret", arg);
+            if TICKS.load(Ordering::SeqCst) > 0 {
+                println!("ring3: ticks so far: {}", TICKS.load(Ordering::SeqCst));
+            }
             0
         }
         _ => {
@@ -221,8 +250,46 @@ extern "C" fn ring3_syscall_dispatch(nr: u64, arg: u64, cs: u64, ss: u64, rcx: u
     }
 }
 
+/// Points IDT vector 14 at the high alias of its stub: Linux's #PF handler lives at
+/// 0xffffffff8..., and where it lives matters to ttvm's breakpoint on it.
+fn move_page_fault_gate_high() {
+    #[repr(C, packed)]
+    struct Idtr {
+        limit: u16,
+        base: u64,
+    }
+    let mut idtr = Idtr { limit: 0, base: 0 };
+    // SAFETY: SIDT stores 10 bytes into a live local; the gate rewrite keeps selector and
+    // attributes and only moves the offset to the alias of the same code.
+    unsafe {
+        asm!("sidt [{}]", in(reg) &mut idtr, options(nostack));
+        let gate = (idtr.base + 14 * 16) as *mut u8;
+        let low = u64::from(core::ptr::read_unaligned(gate as *const u16))
+            | u64::from(core::ptr::read_unaligned(gate.add(6) as *const u16)) << 16
+            | u64::from(core::ptr::read_unaligned(gate.add(8) as *const u32)) << 32;
+        let high = HIGH_ALIAS.wrapping_add(low);
+        core::ptr::write_unaligned(gate as *mut u16, high as u16);
+        core::ptr::write_unaligned(gate.add(6) as *mut u16, (high >> 16) as u16);
+        core::ptr::write_unaligned(gate.add(8) as *mut u32, (high >> 32) as u32);
+    }
+}
+
+/// The page-directory entry of the user page, and the page's address.
+static USER_PDE: AtomicU64 = AtomicU64::new(0);
+static USER_BASE: AtomicU64 = AtomicU64::new(0);
+
 fn on_fault(f: &mut TrapFrame) {
     let cr2 = if f.vector == 14 { cpu::read_cr2() } else { 0 };
+    let user = USER_BASE.load(Ordering::SeqCst);
+    if f.vector == 14 && f.cs & 3 == 3 && cr2 == user && f.rip == user {
+        println!("ring3: first user fetch at {:#x} faulted (error {:#x}); page opened to user mode", cr2, f.error_code);
+        // SAFETY: USER_PDE points into the identity-mapped boot page directory.
+        unsafe {
+            *(USER_PDE.load(Ordering::SeqCst) as *mut u64) |= USER_PAGE_FLAG | PRESENT;
+            asm!("invlpg [{}]", in(reg) user);
+        }
+        return; // the fetch is retried
+    }
     if f.vector == 14 && f.cs & 3 == 3 && cr2 == KERNEL_PROBE {
         println!("ring3: user read of kernel page {:#x} faulted (error {:#x}) at {:#x}:{:#x}", cr2, f.error_code, f.cs, f.rip);
         k::exit(0)
@@ -241,27 +308,42 @@ fn on_fault(f: &mut TrapFrame) {
     k::exit(3)
 }
 
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+fn on_tick(_: &mut TrapFrame) {
+    TICKS.fetch_add(1, Ordering::SeqCst);
+    k::pic::eoi(k::pit::IRQ);
+}
+
 #[no_mangle]
 extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
-    k::init(info, "ring3");
+    let cmdline = k::init(info, "ring3");
+    if cmdline.flag("tick") {
+        idt::set_handler(k::pic::irq_vector(k::pit::IRQ), on_tick);
+        k::pit::start_periodic(1000);
+        k::pic::unmask(k::pit::IRQ);
+    }
     for vector in [1u8, 6, 13, 14] {
         idt::set_handler(vector, on_fault);
     }
     load_gdt();
     let user = k::mem::alloc(TWO_MIB, TWO_MIB) as u64;
-    map_pages(user);
     // SAFETY: copies the position-independent user code into the fresh user page.
     unsafe {
         let start = &raw const ring3_user_start;
         let len = &raw const ring3_user_end as usize - start as usize;
         core::ptr::copy_nonoverlapping(start, user as *mut u8, len);
     }
+    map_pages(user);
+    move_page_fault_gate_high();
     wrmsr(MSR_STAR, STAR);
     // black_box: folded into the symbol reference, the alias would not fit a 32-bit relocation.
     let entry = core::hint::black_box(&raw const ring3_syscall_entry as u64);
     wrmsr(MSR_LSTAR, HIGH_ALIAS.wrapping_add(entry));
     wrmsr(MSR_SFMASK, SFMASK);
     wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SCE);
+    wrmsr(MSR_GS_BASE, USER_GS_BASE);
+    wrmsr(MSR_KERNEL_GS_BASE, KERNEL_GS_BASE);
     println!("ring3: star={:#x} lstar={:#x} efer={:#x}", rdmsr(MSR_STAR), rdmsr(MSR_LSTAR), rdmsr(MSR_EFER));
     let user_rsp = user + TWO_MIB as u64 - 64;
     let _ = KERNEL_CS_BOOT;

@@ -193,15 +193,18 @@ fn stepprobe_reaches_exit_with_qemu_flag() {
 #[test]
 fn ring3_syscalls_enter_the_kernel_and_return() {
     let Some(q) = qemu() else { return };
-    let r = boot(&q, "ring3", "");
+    let r = boot(&q, "ring3", "tick");
     assert_run(
         "ring3",
         &r,
         0,
         &[
-            "ring3: syscall 1 (arg 0x1234) entered with cs=0x10 ss=0x18, user rip=0x20000c rflags=0x202",
+            "ring3: first user fetch at 0x200000 faulted (error 0x14); page opened to user mode",
+            "ring3: syscall 1 (arg 0x1234) entered with cs=0x10 ss=0x18, user rip=0x200015 rflags=0x246",
+            "ring3: after swapgs gs.base=0x22220000 kernel_gs_base=0x11110000",
             "ring3: syscall 2: user code got 7 back from sysret",
-            "ring3: user read of kernel page 0x100000 faulted (error 0x5) at 0x33:0x200015",
+            "ring3: user read of kernel page 0x100000 faulted (error 0x5) at 0x33:0x20001e",
         ],
     );
+    assert!(r.serial.contains("ring3: ticks so far: "), "ring3 tick: no timer interrupt\n{}", r.serial);
 }
