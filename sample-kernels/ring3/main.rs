@@ -148,8 +148,9 @@ fn map_pages(user: u64) {
         *pte(pml4, 511) = high_pdpt | 0x3;
         *pte(pml4, 0) |= USER_PAGE_FLAG;
         *pte(low_pdpt, 0) |= USER_PAGE_FLAG;
-        // The user page's own entry stays supervisor-only: the first user fetch faults and
-        // the #PF handler opens it up, as Linux maps a program's text on its first fetch.
+        // The user page's own entry starts not present (and supervisor-only): the first user
+        // fetch faults and the #PF handler maps it, as Linux maps a program's text on its
+        // first fetch.
         let pde = pte(*pte(low_pdpt, 0), (user >> 21) & 511);
         *pde &= !PRESENT;
         USER_PDE.store(pde as u64, Ordering::SeqCst);
