@@ -286,7 +286,8 @@ fn profile_names_the_hot_function() {
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("ttvm: interrupted"), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ttvm: interrupted; the guest was at RIP 0x"), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(" in ring 0"), "in the kernel: {}", text(&o));
     assert!(std::fs::read_to_string(&interrupted).unwrap().contains("## Hottest functions"));
 
     let o = run(&["run", "hello", "--profile", "/nonexistent/dir/p.txt"]);

@@ -76,14 +76,31 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
             code
         }
         FreeRunEnd::Timeout => {
-            eprintln!("ttvm: timeout after {:.1} s", args.timeout.unwrap_or_default());
+            eprintln!(
+                "ttvm: timeout after {:.1} s; {}",
+                args.timeout.unwrap_or_default(),
+                where_guest_was(&machine, &options)
+            );
             exit_code::TIMEOUT
         }
         FreeRunEnd::Interrupted => {
-            eprintln!("ttvm: interrupted");
+            eprintln!("ttvm: interrupted; {}", where_guest_was(&machine, &options));
             exit_code::INTERRUPTED
         }
     })
+}
+
+/// Where the guest was at its last exit, for a run that ended without the guest stopping:
+/// a kernel that hangs or spins shows its function (with `--symbols` or an ELF's own
+/// symbols) and whether it was in user mode.
+fn where_guest_was(machine: &ttvm_vmm::machine::Machine, options: &FreeRunOptions) -> String {
+    let vcpu = machine.vm.vcpu();
+    let (rip, ring) = (vcpu.rip(), vcpu.sregs().cs.dpl);
+    let name = options.symbols.as_ref().and_then(|s| s.describe(rip));
+    match name {
+        Some(name) => format!("the guest was at RIP {rip:#x} ({name}) in ring {ring}"),
+        None => format!("the guest was at RIP {rip:#x} in ring {ring}"),
+    }
 }
 
 /// The serial input: a file when given, otherwise stdin.
