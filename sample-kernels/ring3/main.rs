@@ -26,7 +26,6 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use ttvm_kernel_support::gdt::Tss;
 use ttvm_kernel_support::{self as k, cpu, idt, println, TrapFrame};
 
-const KERNEL_CS_BOOT: u16 = 0x08; // the support crate's CS, which the IDT gates use
 const KERNEL_CS: u16 = 0x10;
 const KERNEL_DS: u16 = 0x18;
 const USER32_CS: u16 = 0x23;
@@ -347,10 +346,9 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     wrmsr(MSR_KERNEL_GS_BASE, KERNEL_GS_BASE);
     println!("ring3: star={:#x} lstar={:#x} efer={:#x}", rdmsr(MSR_STAR), rdmsr(MSR_LSTAR), rdmsr(MSR_EFER));
     let user_rsp = user + TWO_MIB as u64 - 64;
-    let _ = KERNEL_CS_BOOT;
     // SAFETY: IRETQ to ring 3 at the user page, with the user stack at its top. IF is set as
-    // Linux sets it for user mode (PVM hosts force it on in ring 3 anyway); the PIC masks
-    // every IRQ, so nothing interrupts the user code.
+    // Linux sets it for user mode (PVM hosts force it on in ring 3 anyway); only the PIT
+    // interrupts the user code, and only with `tick`.
     unsafe {
         asm!(
             "push {ss}",

@@ -91,8 +91,8 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
 }
 
 /// Where the guest was at its last exit, for a run that ended without the guest stopping:
-/// a kernel that hangs or spins shows its function (with `--symbols` or an ELF's own
-/// symbols) and whether it was in user mode.
+/// a kernel that hangs or spins shows its function (with `--symbols`) and whether it was in
+/// user mode.
 fn where_guest_was(machine: &ttvm_vmm::machine::Machine, options: &FreeRunOptions) -> String {
     let vcpu = machine.vm.vcpu();
     let (rip, ring) = (vcpu.rip(), vcpu.sregs().cs.dpl);

@@ -76,11 +76,7 @@ struct FaultFrame {
 
 impl FaultFrame {
     fn parse(bytes: &[u8; 40]) -> Self {
-        let word = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(w)
-        };
+        let word = |i| le_word(bytes, 8, i);
         Self { error_code: word(0), rip: word(1), cs: word(2), rflags: word(3), rsp: word(4) }
     }
 
@@ -91,6 +87,13 @@ impl FaultFrame {
             && self.rip == lstar
             && cr2 == lstar
     }
+}
+
+/// Word `index` of a stack frame of `width`-byte little-endian words.
+fn le_word(bytes: &[u8], width: usize, index: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w[..width].copy_from_slice(&bytes[index * width..(index + 1) * width]);
+    u64::from_le_bytes(w)
 }
 
 /// The 64-bit code segment SYSCALL loads: selector STAR[47:32] with RPL 0, flat.
@@ -153,12 +156,7 @@ pub fn user_mode_entry(code: &[u8], regs: &kvm_regs, sregs: &kvm_sregs, ram: &Gu
             let width = if rex_w { 8 } else { 4 };
             let mut frame = [0u8; 16];
             AddressSpace::from_sregs(sregs).read_virt(ram, regs.rsp, &mut frame[..2 * width]).ok()?;
-            let word = |i: usize| {
-                let mut w = [0u8; 8];
-                w[..width].copy_from_slice(&frame[i * width..(i + 1) * width]);
-                u64::from_le_bytes(w)
-            };
-            (word(1) & 3 == 3).then_some(word(0))
+            (le_word(&frame, width, 1) & 3 == 3).then_some(le_word(&frame, width, 0))
         }
         _ => None,
     }
@@ -179,8 +177,11 @@ impl SyscallTrap {
     /// costs a few per cent of emulation speed even where it never fires (`bench` kernel).
     pub fn before_run(&mut self, vm: &mut Vm) -> Result<(), VcpuError> {
         let mut bps = [None; 4];
-        if !self.stepping_over && vm.vcpu().sregs().efer & EFER_SCE != 0 {
-            bps[SLOT] = vm.page_fault_handler();
+        if !self.stepping_over {
+            let sregs = vm.vcpu().sregs();
+            if sregs.efer & EFER_SCE != 0 {
+                bps[SLOT] = vm.page_fault_handler(&sregs);
+            }
         }
         let vcpu = vm.vcpu_mut();
         vcpu.set_hw_breakpoints(bps)?;
@@ -196,7 +197,7 @@ impl SyscallTrap {
             return Ok(PageFaultTrap::SteppedOver);
         }
         let (mut regs, mut sregs) = (vm.vcpu().regs(), vm.vcpu().sregs());
-        if sregs.cs.dpl != 0 || Some(regs.rip) != vm.page_fault_handler() {
+        if sregs.cs.dpl != 0 || Some(regs.rip) != vm.page_fault_handler(&sregs) {
             return Ok(PageFaultTrap::NotOurs);
         }
         let mut bytes = [0u8; 40];
@@ -219,15 +220,15 @@ impl SyscallTrap {
 }
 
 impl Vm {
-    /// The guest's #PF handler address from its IDT, if the IDT covers vector 14 and is
-    /// mapped. Read from guest memory, so it follows the guest's own IDT changes.
-    pub fn page_fault_handler(&self) -> Option<u64> {
-        let sregs = self.vcpu().sregs();
+    /// The guest's #PF handler address from its IDT (IDTR and paging from `sregs`), if the
+    /// IDT covers vector 14 and is mapped. Read from guest memory, so it follows the guest's
+    /// own IDT changes.
+    pub fn page_fault_handler(&self, sregs: &kvm_sregs) -> Option<u64> {
         if u64::from(sregs.idt.limit) < (PF_VECTOR + 1) * IDT_GATE_SIZE - 1 {
             return None;
         }
         let mut gate = [0u8; 16];
-        let space = AddressSpace::from_sregs(&sregs);
+        let space = AddressSpace::from_sregs(sregs);
         space.read_virt(self.ram(), sregs.idt.base + PF_VECTOR * IDT_GATE_SIZE, &mut gate).ok()?;
         let present = gate[5] & 0x80 != 0;
         let low = u64::from(u16::from_le_bytes([gate[0], gate[1]]));

@@ -331,17 +331,6 @@ impl Vcpu {
         Ok(msrs.as_slice()[0].data)
     }
 
-    /// Writes one MSR through KVM (host-initiated).
-    pub fn set_msr(&self, index: u32, data: u64) -> Result<(), VcpuError> {
-        let msrs = Msrs::from_entries(&[kvm_bindings::kvm_msr_entry { index, data, ..Default::default() }])
-            .map_err(|_| VcpuError { op: "building the MSR list", source: kvm_ioctls::Error::new(libc::EINVAL) })?;
-        let n = self.fd.set_msrs(&msrs).map_err(err("KVM_SET_MSRS"))?;
-        if n != 1 {
-            return Err(VcpuError { op: "KVM_SET_MSRS", source: kvm_ioctls::Error::new(libc::EINVAL) });
-        }
-        Ok(())
-    }
-
     /// The x87/SSE state: the 4 KiB `kvm_xsave` region as 32-bit words (its first 512
     /// bytes are the FXSAVE image). Reading it does not change the vCPU.
     pub fn xsave(&self) -> Result<Vec<u32>, VcpuError> {
