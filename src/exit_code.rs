@@ -4,7 +4,7 @@
 
 /// Host-side failure not covered below (I/O error writing a file, ...).
 pub const HOST_ERROR: i32 = 1;
-/// Bad input: unusable kernel file, bad arguments, unreadable or damaged trace.
+/// Bad input: unusable kernel file, bad arguments, a file that is not a trace or snapshot.
 pub const BAD_INPUT: i32 = 2;
 /// /dev/kvm missing or unusable.
 pub const NO_KVM: i32 = 3;
@@ -20,7 +20,7 @@ pub const TIMEOUT: i32 = 73;
 pub const STEP_LIMIT: i32 = 74;
 /// Replay diverged from the recording.
 pub const DIVERGENCE: i32 = 75;
-/// The trace is damaged (truncated, corrupted, newer format, wrong host).
+/// The trace or snapshot is damaged (truncated, corrupted, newer format).
 pub const DAMAGED_TRACE: i32 = 76;
 /// The trace was recorded on a host whose CPU model or single-step semantics differ.
 pub const INCOMPATIBLE: i32 = 78;

@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Boot a kernel with the free-running engine (nothing is recorded).
     Run(commands::run::RunArgs),
+    /// Continue a free run from a snapshot written by `ttvm run --save-state`.
+    Resume(commands::run::ResumeArgs),
     /// Record a kernel with the exact engine into a trace file.
     Record(commands::record::RecordArgs),
     /// Replay a trace, checking it step by step (or serve it to gdb with --gdb).
@@ -43,6 +45,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => commands::run::run(a),
+        Command::Resume(a) => commands::run::resume(a),
         Command::Record(a) => commands::record::run(a),
         Command::Replay(a) => commands::replay::run(a),
         Command::Debug(a) => commands::debug::run(a),

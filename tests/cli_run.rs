@@ -89,7 +89,7 @@ fn user_mode_system_calls_reach_the_kernel() {
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in ["run", "record", "replay", "info", "check", "kernels"] {
+    for sub in ["run", "resume", "record", "replay", "info", "check", "kernels"] {
         let o = run(&[sub, "--help"]);
         assert_eq!(o.status.code(), Some(0), "{sub} --help: {}", text(&o));
         assert!(String::from_utf8_lossy(&o.stdout).contains("Usage: ttvm"), "{sub}");

@@ -1,13 +1,16 @@
-//! `ttvm run`: boot a kernel with the free-running engine (no recording).
+//! `ttvm run`: boot a kernel with the free-running engine (no recording), and `ttvm resume`:
+//! continue a free run from a snapshot `--save-state` wrote.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use ttvm_vmm::clock::{Clock, HostClock};
 use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
 use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
 use ttvm_vmm::machine::Machine;
 use ttvm_vmm::profile::ProfileWriter;
+use ttvm_vmm::snapshot::{self, SnapshotError};
 
 use crate::exit_code::{self, Exit};
 use crate::options::{MachineArgs, SymbolArgs};
@@ -17,6 +20,29 @@ use crate::options::{MachineArgs, SymbolArgs};
 pub struct RunArgs {
     #[command(flatten)]
     pub machine: MachineArgs,
+    #[command(flatten)]
+    pub free: FreeRunArgs,
+}
+
+/// Arguments of `ttvm resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// A snapshot written by `ttvm run --save-state` (or an earlier `ttvm resume --save-state`).
+    pub snapshot: PathBuf,
+    /// Feed the guest's serial port from this file (default: stdin when it is a terminal,
+    /// a pipe or a file).
+    #[arg(long, value_name = "FILE")]
+    pub serial_in: Option<PathBuf>,
+    /// Write the guest's serial output to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub serial_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub free: FreeRunArgs,
+}
+
+/// How long a free run goes and what it leaves behind.
+#[derive(Debug, Args)]
+pub struct FreeRunArgs {
     /// Stop after this many seconds of host time (exit status 73).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
@@ -27,20 +53,54 @@ pub struct RunArgs {
     /// --symbols).
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
+    /// When the run is stopped (--timeout or Ctrl-C), write the whole machine (RAM, vCPU,
+    /// devices, clocks) to FILE; `ttvm resume FILE` continues from there.
+    #[arg(long, value_name = "FILE")]
+    pub save_state: Option<PathBuf>,
 }
 
 pub fn run(args: RunArgs) -> Result<i32, Exit> {
     let (config, name) = args.machine.config()?;
-    let symbols = args.symbols.load()?;
-    let mut machine =
+    let machine =
         Machine::new(config).map_err(|e| Exit::new(exit_code::for_machine_error(&e), format!("{name}: {e}")))?;
-    let mut output = match &args.machine.serial_out {
-        Some(p) => {
-            ConsoleOutput::file(p).map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", p.display())))?
-        }
-        None => ConsoleOutput::Stdout,
+    let output = serial_output(&args.machine.serial_out)?;
+    let input = serial_input(&args.machine.serial_in)?;
+    drive(machine, HostClock::new(), output, input, &args.free)
+}
+
+pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
+    let (machine, clock_ns) = snapshot::load(&args.snapshot).map_err(|e| snapshot_exit(&e))?;
+    eprintln!(
+        "ttvm: resuming {} at {:.3} s of guest device time, RIP {:#x}",
+        args.snapshot.display(),
+        clock_ns as f64 / 1e9,
+        machine.vm.vcpu().rip()
+    );
+    let output = serial_output(&args.serial_out)?;
+    let input = serial_input(&args.serial_in)?;
+    drive(machine, HostClock::resumed_at(clock_ns), output, input, &args.free)
+}
+
+fn snapshot_exit(e: &SnapshotError) -> Exit {
+    let code = match e {
+        SnapshotError::Io { .. } | SnapshotError::NotASnapshot(_) => exit_code::BAD_INPUT,
+        SnapshotError::Damaged { .. } | SnapshotError::NewerFormat { .. } => exit_code::DAMAGED_TRACE,
+        SnapshotError::Vm(ttvm_vmm::vm::VmError::Kvm(_)) => exit_code::NO_KVM,
+        SnapshotError::Vm(_) | SnapshotError::Vcpu(_) => exit_code::HOST_ERROR,
     };
-    let mut input = serial_input(&args.machine.serial_in)?;
+    Exit::new(code, e.to_string())
+}
+
+/// Runs `machine` with the free engine until the guest stops, the timeout expires or the
+/// user presses Ctrl-C, then writes the profile and the snapshot that were asked for.
+fn drive(
+    mut machine: Machine,
+    clock: HostClock,
+    mut output: ConsoleOutput,
+    mut input: ConsoleInput,
+    args: &FreeRunArgs,
+) -> Result<i32, Exit> {
+    let symbols = args.symbols.load()?;
     let timeout = match args.timeout {
         Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
         Some(t) => {
@@ -48,9 +108,12 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
         }
         None => None,
     };
-    // Ctrl-C ends the run through the loop, so the profile is still written.
+    if let Some(p) = &args.save_state {
+        check_writable(p)?;
+    }
+    // Ctrl-C ends the run through the loop, so the profile and the snapshot are still written.
     let stop = Some(crate::signals::install_stop_flag());
-    let options = FreeRunOptions { timeout, symbols, stop };
+    let options = FreeRunOptions { timeout, symbols, stop, clock };
     // Created before the run so a bad path fails now, not after an hour of booting.
     let mut profile = match &args.profile {
         Some(p) => Some(
@@ -67,13 +130,12 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
         eprintln!("ttvm: profile of {samples} samples written to {}", path.display());
     }
     let end = end.map_err(|e| Exit::new(exit_code::KVM_INTERNAL, e.to_string()))?;
-    Ok(match end {
+    let code = match &end {
         FreeRunEnd::Guest(stop) => {
-            let code = exit_code::for_guest_stop(&stop);
             if !matches!(stop, ttvm_vmm::machine::GuestStop::DebugExit(_)) {
                 eprintln!("ttvm: {stop}");
             }
-            code
+            exit_code::for_guest_stop(stop)
         }
         FreeRunEnd::Timeout => {
             eprintln!(
@@ -87,19 +149,55 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
             eprintln!("ttvm: interrupted; {}", where_guest_was(&machine, &options));
             exit_code::INTERRUPTED
         }
-    })
+    };
+    if let Some(path) = &args.save_state {
+        if matches!(end, FreeRunEnd::Guest(_)) {
+            eprintln!("ttvm: the guest stopped by itself; no snapshot written to {}", path.display());
+        } else {
+            snapshot::save(&mut machine, options.clock.now_ns(), path).map_err(|e| snapshot_exit(&e))?;
+            eprintln!(
+                "ttvm: machine state saved to {}; continue with `ttvm resume {}`",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(code)
+}
+
+/// Fails now, not after the run, if `path` cannot be created.
+fn check_writable(path: &Path) -> Result<(), Exit> {
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| Exit::new(exit_code::BAD_INPUT, format!("--save-state {}: {e}", path.display())))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
 }
 
 /// Where the guest was at its last exit, for a run that ended without the guest stopping:
 /// a kernel that hangs or spins shows its function (with `--symbols`) and whether it was in
 /// user mode.
-fn where_guest_was(machine: &ttvm_vmm::machine::Machine, options: &FreeRunOptions) -> String {
+fn where_guest_was(machine: &Machine, options: &FreeRunOptions) -> String {
     let vcpu = machine.vm.vcpu();
     let (rip, ring) = (vcpu.rip(), vcpu.sregs().cs.dpl);
     let name = options.symbols.as_ref().and_then(|s| s.describe(rip));
     match name {
         Some(name) => format!("the guest was at RIP {rip:#x} ({name}) in ring {ring}"),
         None => format!("the guest was at RIP {rip:#x} in ring {ring}"),
+    }
+}
+
+fn serial_output(path: &Option<PathBuf>) -> Result<ConsoleOutput, Exit> {
+    match path {
+        Some(p) => {
+            ConsoleOutput::file(p).map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", p.display())))
+        }
+        None => Ok(ConsoleOutput::Stdout),
     }
 }
 

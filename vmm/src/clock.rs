@@ -14,12 +14,19 @@ pub trait Clock {
 #[derive(Debug, Clone, Copy)]
 pub struct HostClock {
     start: Instant,
+    /// Reading at `start`: non-zero for a run resumed from a snapshot.
+    offset_ns: u64,
 }
 
 impl HostClock {
     /// A clock reading 0 now.
     pub fn new() -> Self {
-        Self { start: Instant::now() }
+        Self::resumed_at(0)
+    }
+
+    /// A clock reading `ns` now and running on from there (a resumed snapshot).
+    pub fn resumed_at(ns: u64) -> Self {
+        Self { start: Instant::now(), offset_ns: ns }
     }
 }
 
@@ -31,7 +38,7 @@ impl Default for HostClock {
 
 impl Clock for HostClock {
     fn now_ns(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
+        self.offset_ns.saturating_add(self.start.elapsed().as_nanos() as u64)
     }
 }
 

@@ -53,6 +53,8 @@ pub struct FreeRunOptions {
     /// Set asynchronously (a SIGINT handler) to end the run at the next exit; the signal
     /// itself gets the vCPU out of KVM_RUN.
     pub stop: Option<&'static AtomicBool>,
+    /// Device time: [`HostClock::new`] for a boot, [`HostClock::resumed_at`] for a snapshot.
+    pub clock: HostClock,
 }
 
 impl FreeRunOptions {
@@ -79,7 +81,7 @@ pub fn run_free(
     options: &FreeRunOptions,
     mut profile: Option<&mut ProfileWriter<'_>>,
 ) -> Result<FreeRunEnd, FreeRunError> {
-    let clock = HostClock::new();
+    let clock = options.clock;
     let started = Instant::now();
     let immediate_exit: *mut u8 = &mut machine.vm.vcpu_mut().kvm_run().immediate_exit;
     // SAFETY: the kvm_run page lives as long as the vCPU, which outlives this function's
@@ -93,13 +95,17 @@ pub fn run_free(
     let mut out_buf = Vec::new();
     let mut syscall_trap = SyscallTrap::default();
     loop {
-        if let Some(t) = options.timeout {
-            if started.elapsed() >= t {
-                return Ok(FreeRunEnd::Timeout);
+        // Not in the middle of a step over the #PF handler: the vCPU is then single-stepping
+        // for ttvm, which a snapshot (the guest's state only) would not carry.
+        if syscall_trap.is_idle() {
+            if let Some(t) = options.timeout {
+                if started.elapsed() >= t {
+                    return Ok(FreeRunEnd::Timeout);
+                }
             }
-        }
-        if options.stop_requested() {
-            return Ok(FreeRunEnd::Interrupted);
+            if options.stop_requested() {
+                return Ok(FreeRunEnd::Interrupted);
+            }
         }
         let now = clock.now_ns();
         machine.board.advance(now);

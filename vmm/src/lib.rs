@@ -22,6 +22,7 @@ pub mod operand;
 pub mod paging;
 pub mod profile;
 pub mod regs_dump;
+pub mod snapshot;
 pub mod symbols;
 pub mod user_mode;
 pub mod vcpu;

@@ -1,9 +1,9 @@
-//! A booted machine: the VM, its devices and how it was booted. Engines (the free-running
+//! A booted machine: the VM and its devices. Engines (the free-running
 //! one here, the recording/replaying one in `ttvm-replay`) drive a `Machine`.
 
 use serde::{Deserialize, Serialize};
 
-use crate::boot::{self, BootError, BootSetup};
+use crate::boot::{self, BootError};
 use crate::devices::Board;
 use crate::regs_dump::format_registers;
 use crate::vm::{Vm, VmError};
@@ -93,10 +93,6 @@ pub struct Machine {
     pub vm: Vm,
     /// The devices.
     pub board: Board,
-    /// How the kernel was booted.
-    pub boot: BootSetup,
-    /// The configuration it was built from.
-    pub config: MachineConfig,
 }
 
 impl Machine {
@@ -112,7 +108,7 @@ impl Machine {
         vm.vcpu_mut().init_registers(&boot.regs, &boot.sregs).map_err(VmError::from)?;
         // The boot image is the first checkpoint's base: start dirty tracking after it.
         vm.take_dirty_pages()?;
-        Ok(Self { vm, board: Board::new(config.rtc_base_unix_secs), boot, config })
+        Ok(Self { vm, board: Board::new(config.rtc_base_unix_secs) })
     }
 
     /// Register dump of the current vCPU state.

@@ -171,6 +171,11 @@ pub struct SyscallTrap {
 }
 
 impl SyscallTrap {
+    /// Not in the middle of a step over the handler: the vCPU's state is the guest's own.
+    pub fn is_idle(&self) -> bool {
+        !self.stepping_over
+    }
+
     /// Before each entry: the breakpoint on the guest's current #PF handler, or single-step
     /// without it while stepping over (no ioctl unless something changed). Until the guest
     /// enables SYSCALL (EFER.SCE) there is nothing to catch, and no breakpoint: an armed one

@@ -320,6 +320,16 @@ impl Vcpu {
         Ok(())
     }
 
+    /// Writes one MSR through KVM.
+    pub fn set_msr(&self, index: u32, data: u64) -> Result<(), VcpuError> {
+        let msrs = Msrs::from_entries(&[kvm_bindings::kvm_msr_entry { index, data, ..Default::default() }])
+            .map_err(|_| VcpuError { op: "building the MSR list", source: kvm_ioctls::Error::new(libc::EINVAL) })?;
+        match self.fd.set_msrs(&msrs).map_err(err("KVM_SET_MSRS"))? {
+            1 => Ok(()),
+            _ => Err(VcpuError { op: "KVM_SET_MSRS", source: kvm_ioctls::Error::new(libc::EINVAL) }),
+        }
+    }
+
     /// Reads one MSR through KVM.
     pub fn get_msr(&self, index: u32) -> Result<u64, VcpuError> {
         let mut msrs = Msrs::from_entries(&[kvm_bindings::kvm_msr_entry { index, ..Default::default() }])

@@ -10,6 +10,7 @@ use serde::Serialize;
 use ttvm_replay::clock::ClockMode;
 use ttvm_replay::record::{RecordEnd, RecordError, RecordOptions, RecordSession, DEFAULT_CHECKPOINT_EVERY};
 use ttvm_replay::trace::{ChunkKind, TraceFile};
+use ttvm_vmm::clock::HostClock;
 use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
 use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
 use ttvm_vmm::machine::{Machine, MachineConfig};
@@ -213,7 +214,8 @@ pub fn free_run(guest: &Guest) -> Result<FreeRun, Exit> {
     let started = Instant::now();
     let mut machine = Machine::new(guest.config()?)
         .map_err(|e| Exit::new(exit_code::for_machine_error(&e), format!("ttvm run: {e}")))?;
-    let options = FreeRunOptions { timeout: Some(FREE_RUN_TIMEOUT), symbols: None, stop: None };
+    let options =
+        FreeRunOptions { timeout: Some(FREE_RUN_TIMEOUT), symbols: None, stop: None, clock: HostClock::new() };
     let run_start = Instant::now();
     let end = run_free(&mut machine, &mut ConsoleOutput::Discard, &mut ConsoleInput::none(), &options, None)
         .map_err(|e| Exit::new(exit_code::KVM_INTERNAL, format!("ttvm run: {e}")))?;

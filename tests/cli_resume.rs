@@ -1,0 +1,114 @@
+//! `ttvm run --save-state` and `ttvm resume`: a stopped free run continues where it was, as
+//! often as it is saved, and damaged or foreign snapshot files are refused clearly.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use common::{require_kvm, run, text};
+
+/// The tick numbers the `timer` kernel printed ("tick N" every 10 ticks).
+fn ticks(o: &Output) -> Vec<u64> {
+    String::from_utf8_lossy(&o.stdout).lines().filter_map(|l| l.strip_prefix("tick ")?.trim().parse().ok()).collect()
+}
+
+fn resume_interrupted(snapshot: &Path, save: &Path) -> Output {
+    let child = common::ttvm()
+        .arg("resume")
+        .arg(snapshot)
+        .arg("--save-state")
+        .arg(save)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ttvm");
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    child.wait_with_output().expect("wait for ttvm")
+}
+
+/// The timer kernel counts PIT interrupts at 1 kHz: stopped after 1 s by --timeout, saved,
+/// resumed, interrupted with Ctrl-C, saved again and resumed to the end, its count goes on
+/// from where each part stopped, without a reboot in between.
+#[test]
+fn a_saved_run_resumes_where_it_stopped() {
+    if !require_kvm("a_saved_run_resumes_where_it_stopped") {
+        return;
+    }
+    let dir = common::tempdir();
+    let (first, second) = (dir.path().join("first.snap"), dir.path().join("second.snap"));
+    let o =
+        run(&["run", "timer", "--cmdline", "ticks=4000", "--timeout", "1", "--save-state", first.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(73), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("machine state saved to"), "{}", text(&o));
+    let part1 = ticks(&o);
+    let last1 = *part1.last().unwrap_or_else(|| panic!("no ticks in 1 s: {}", text(&o)));
+    assert!(last1 < 4000, "{}", text(&o));
+
+    let o = resume_interrupted(&first, &second);
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("ttvm: resuming"), "{}", text(&o));
+    assert!(stderr.contains("machine state saved to"), "{}", text(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("pit divisor"), "no reboot: {}", text(&o));
+    let part2 = ticks(&o);
+    assert_eq!(part2.first(), Some(&(last1 + 10)), "the count goes on: {}", text(&o));
+    let last2 = *part2.last().unwrap_or_else(|| panic!("no ticks: {}", text(&o)));
+
+    let o = run(&["resume", second.to_str().unwrap(), "--timeout", "60"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(ticks(&o).first(), Some(&(last2 + 10)), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("timer: 4000 ticks"), "{}", text(&o));
+}
+
+#[test]
+fn bad_snapshots_and_paths_are_refused() {
+    if !require_kvm("bad_snapshots_and_paths_are_refused") {
+        return;
+    }
+    let dir = common::tempdir();
+    // Not written at all when the guest ends the run itself.
+    let none = dir.path().join("none.snap");
+    let o = run(&["run", "hello", "--save-state", none.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no snapshot written"), "{}", text(&o));
+    assert!(!none.exists());
+
+    // An unwritable path fails before booting.
+    let o = run(&["run", "hello", "--save-state", "/nonexistent/dir/s.snap"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--save-state /nonexistent/dir/s.snap"), "{}", text(&o));
+    assert!(o.stdout.is_empty(), "nothing booted: {}", text(&o));
+
+    let good = dir.path().join("good.snap");
+    let o =
+        run(&["run", "timer", "--cmdline", "ticks=100000", "--timeout", "0.3", "--save-state", good.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(73), "{}", text(&o));
+    let bytes = std::fs::read(&good).unwrap();
+
+    let truncated = dir.path().join("truncated.snap");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let o = run(&["resume", truncated.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(76), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("damaged snapshot"), "{}", text(&o));
+
+    let mut newer = bytes.clone();
+    newer[8] = newer[8].wrapping_add(1);
+    let newer_path = dir.path().join("newer.snap");
+    std::fs::write(&newer_path, &newer).unwrap();
+    let o = run(&["resume", newer_path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(76), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("use a newer ttvm"), "{}", text(&o));
+
+    let elf = common::kernel_path("hello");
+    let o = run(&["resume", elf.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a ttvm snapshot"), "{}", text(&o));
+
+    let o = run(&["resume", "/nonexistent.snap"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent.snap"), "{}", text(&o));
+}

@@ -1,0 +1,280 @@
+//! Machine snapshots for the free-running engine: `ttvm run --save-state FILE` writes one
+//! when the run is stopped (timeout or Ctrl-C), `ttvm resume FILE` continues from it. A
+//! Linux boot to user space takes an hour of ring-0 emulation on PVM hosts; a snapshot
+//! taken there lets a kernel developer (or ttvm's own diagnosis) rerun the interesting
+//! minute as often as needed.
+//!
+//! Nothing here is recorded or deterministic: the free engine's device time comes from the
+//! host clock, which a resumed run continues from the saved reading, and the guest TSC is
+//! set back to its saved value, so the guest sees no jump in either.
+//!
+//! File layout: the magic `TTVMSNAP`, a little-endian u32 format version, then one LZ4
+//! frame with a content checksum holding the bincode-encoded [`MachineState`] (u64 length
+//! first) and the non-zero RAM pages as (u32 frame number, 4 KiB) pairs in ascending
+//! order, ended by `u32::MAX`. Truncation and corruption fail the checksum or the decoding.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::devices::Board;
+use crate::machine::Machine;
+use crate::memory::PAGE_SIZE;
+use crate::vcpu::{VcpuError, VcpuState};
+use crate::vm::{Vm, VmError};
+
+/// First bytes of every snapshot file.
+pub const MAGIC: &[u8; 8] = b"TTVMSNAP";
+/// The format this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// IA32_TIME_STAMP_COUNTER: not part of [`VcpuState`] (recordings virtualise time), but a
+/// resumed free run must not see the TSC jump back to the restart's value.
+const MSR_TSC: u32 = 0x10;
+const END_OF_PAGES: u32 = u32::MAX;
+/// A state record larger than this is not one this build wrote (the real one is ~10 KiB).
+const MAX_STATE_LEN: u64 = 16 << 20;
+
+/// Everything but RAM.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MachineState {
+    /// Guest RAM size in bytes.
+    pub mem_size: u64,
+    /// The vCPU.
+    pub vcpu: VcpuState,
+    /// Guest TSC when the snapshot was taken.
+    pub tsc: u64,
+    /// The devices.
+    pub board: Board,
+    /// The free engine's device clock (ns since boot) when the snapshot was taken.
+    pub clock_ns: u64,
+}
+
+/// Errors saving or loading a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Reading or writing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The file does not start with the magic.
+    #[error("{0}: not a ttvm snapshot (no TTVMSNAP header)")]
+    NotASnapshot(PathBuf),
+    /// Written by a newer ttvm.
+    #[error("{path}: snapshot format {found} is newer than this ttvm reads ({FORMAT_VERSION}); use a newer ttvm")]
+    NewerFormat {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+    },
+    /// Truncated, corrupted or inconsistent contents.
+    #[error("{path}: damaged snapshot: {reason}")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Capturing or restoring the vCPU failed.
+    #[error(transparent)]
+    Vcpu(#[from] VcpuError),
+    /// Creating the VM failed.
+    #[error(transparent)]
+    Vm(#[from] VmError),
+}
+
+/// Writes `machine` to `path` (through a temporary file renamed into place, so an
+/// interrupted save never leaves a half-written snapshot under the final name).
+pub fn save(machine: &mut Machine, clock_ns: u64, path: &Path) -> Result<(), SnapshotError> {
+    let state = MachineState {
+        mem_size: machine.vm.ram().size(),
+        tsc: machine.vm.vcpu().get_msr(MSR_TSC)?,
+        vcpu: machine.vm.vcpu_mut().save_state()?,
+        board: machine.board.clone(),
+        clock_ns,
+    };
+    let tmp = path.with_extension("partial");
+    let io = |source| SnapshotError::Io { path: tmp.clone(), source };
+    let file = File::create(&tmp).map_err(io)?;
+    write_snapshot(BufWriter::new(file), &state, machine.vm.ram().as_slice()).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|source| SnapshotError::Io { path: path.to_path_buf(), source })
+}
+
+fn write_snapshot(mut out: impl Write, state: &MachineState, ram: &[u8]) -> std::io::Result<()> {
+    out.write_all(MAGIC)?;
+    out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+    let info = lz4_flex::frame::FrameInfo::new().content_checksum(true);
+    let mut z = lz4_flex::frame::FrameEncoder::with_frame_info(info, out);
+    let encoded = bincode::serialize(state).map_err(std::io::Error::other)?;
+    z.write_all(&(encoded.len() as u64).to_le_bytes())?;
+    z.write_all(&encoded)?;
+    for (pfn, page) in ram.chunks_exact(PAGE_SIZE).enumerate() {
+        if page.iter().any(|&b| b != 0) {
+            z.write_all(&(pfn as u32).to_le_bytes())?;
+            z.write_all(page)?;
+        }
+    }
+    z.write_all(&END_OF_PAGES.to_le_bytes())?;
+    let mut out = z.finish().map_err(std::io::Error::other)?;
+    out.flush()
+}
+
+/// Reads a snapshot and builds the machine it describes: a fresh VM with the saved RAM,
+/// vCPU, TSC and devices. Returns the machine and the device clock reading to continue from.
+pub fn load(path: &Path) -> Result<(Machine, u64), SnapshotError> {
+    let file = File::open(path).map_err(|source| SnapshotError::Io { path: path.to_path_buf(), source })?;
+    let (state, mut pages) = read_state(path, BufReader::new(file))?;
+    let mut vm = Vm::new(state.mem_size)?;
+    read_pages(path, &mut pages, vm.ram_mut().as_mut_slice())?;
+    vm.vcpu_mut().restore_state(&state.vcpu)?;
+    vm.vcpu().set_msr(MSR_TSC, state.tsc)?;
+    Ok((Machine { vm, board: state.board }, state.clock_ns))
+}
+
+/// The header and the state record; the returned decoder is positioned at the pages.
+fn read_state<R: Read>(
+    path: &Path,
+    mut input: R,
+) -> Result<(MachineState, lz4_flex::frame::FrameDecoder<R>), SnapshotError> {
+    let damaged = |reason: String| SnapshotError::Damaged { path: path.to_path_buf(), reason };
+    let mut header = [0u8; 12];
+    if input.read_exact(&mut header).is_err() || &header[..8] != MAGIC {
+        return Err(SnapshotError::NotASnapshot(path.to_path_buf()));
+    }
+    let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    if version > FORMAT_VERSION {
+        return Err(SnapshotError::NewerFormat { path: path.to_path_buf(), found: version });
+    }
+    let mut z = lz4_flex::frame::FrameDecoder::new(input);
+    let mut len = [0u8; 8];
+    z.read_exact(&mut len).map_err(|e| damaged(format!("state length: {e}")))?;
+    let len = u64::from_le_bytes(len);
+    if len > MAX_STATE_LEN {
+        return Err(damaged(format!("state record of {len} bytes")));
+    }
+    let mut encoded = vec![0u8; len as usize];
+    z.read_exact(&mut encoded).map_err(|e| damaged(format!("state: {e}")))?;
+    let state: MachineState = bincode::deserialize(&encoded).map_err(|e| damaged(format!("state: {e}")))?;
+    Ok((state, z))
+}
+
+/// The RAM pages into `ram` (zeroed), then the end of the frame, whose checksum the decoder
+/// verifies only when it is read.
+fn read_pages(path: &Path, z: &mut impl Read, ram: &mut [u8]) -> Result<(), SnapshotError> {
+    let damaged = |reason: String| SnapshotError::Damaged { path: path.to_path_buf(), reason };
+    let pages = ram.len() / PAGE_SIZE;
+    let mut previous: Option<usize> = None;
+    loop {
+        let mut pfn = [0u8; 4];
+        z.read_exact(&mut pfn).map_err(|e| damaged(format!("page list: {e}")))?;
+        let pfn = u32::from_le_bytes(pfn);
+        if pfn == END_OF_PAGES {
+            break;
+        }
+        let pfn = pfn as usize;
+        if pfn >= pages || previous.is_some_and(|p| pfn <= p) {
+            return Err(damaged(format!("page {pfn:#x} out of order or beyond {pages} pages of RAM")));
+        }
+        z.read_exact(&mut ram[pfn * PAGE_SIZE..(pfn + 1) * PAGE_SIZE])
+            .map_err(|e| damaged(format!("page {pfn:#x}: {e}")))?;
+        previous = Some(pfn);
+    }
+    let mut rest = Vec::new();
+    z.read_to_end(&mut rest).map_err(|e| damaged(format!("after the pages: {e}")))?;
+    if !rest.is_empty() {
+        return Err(damaged(format!("{} unexpected bytes after the pages", rest.len())));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RAM: usize = 64 * PAGE_SIZE;
+
+    fn sample() -> (MachineState, Vec<u8>) {
+        let regs = kvm_bindings::kvm_regs { rip: 0xffff_ffff_8100_0000, ..Default::default() };
+        let state = MachineState {
+            mem_size: RAM as u64,
+            vcpu: VcpuState {
+                regs,
+                sregs: Default::default(),
+                xsave: vec![7; 1024],
+                xcrs: Default::default(),
+                debugregs: Default::default(),
+                events: Default::default(),
+                mp_state: Default::default(),
+                msrs: vec![(0xc000_0082, 0x1234)],
+            },
+            tsc: 0x1234_5678_9abc,
+            board: Board::new(1_700_000_000),
+            clock_ns: 42_000_000_000,
+        };
+        let mut ram = vec![0u8; RAM];
+        ram[3 * PAGE_SIZE + 17] = 0xaa;
+        ram[40 * PAGE_SIZE..41 * PAGE_SIZE].fill(0x5c);
+        (state, ram)
+    }
+
+    fn encode(state: &MachineState, ram: &[u8]) -> Vec<u8> {
+        let mut file = Vec::new();
+        write_snapshot(&mut file, state, ram).unwrap();
+        file
+    }
+
+    fn decode(file: &[u8]) -> Result<(MachineState, Vec<u8>), SnapshotError> {
+        let path = Path::new("test.snap");
+        let (state, mut z) = read_state(path, file)?;
+        let mut ram = vec![0u8; state.mem_size as usize];
+        read_pages(path, &mut z, &mut ram)?;
+        Ok((state, ram))
+    }
+
+    #[test]
+    fn round_trips_state_and_ram() {
+        let (state, ram) = sample();
+        let file = encode(&state, &ram);
+        assert!(file.len() < 2 * PAGE_SIZE, "zero pages are left out: {} bytes", file.len());
+        let (back, back_ram) = decode(&file).unwrap();
+        assert_eq!(back, state);
+        assert!(back_ram == ram);
+    }
+
+    #[test]
+    fn damage_is_reported_not_loaded() {
+        let (state, ram) = sample();
+        let file = encode(&state, &ram);
+        for cut in [4, 12, 20, file.len() / 2, file.len() - 1] {
+            let err = decode(&file[..cut]).unwrap_err();
+            let expected = if cut < 12 { "not a ttvm snapshot" } else { "damaged snapshot" };
+            assert!(err.to_string().contains(expected), "cut at {cut}: {err}");
+        }
+        // A flipped bit anywhere in the compressed body: the page contents or the checksum
+        // no longer match.
+        for at in [13, file.len() / 2, file.len() - 2] {
+            let mut bad = file.clone();
+            bad[at] ^= 0x10;
+            let err = decode(&bad).map(|_| ()).unwrap_err();
+            assert!(matches!(err, SnapshotError::Damaged { .. }), "bit flip at {at}: {err}");
+        }
+    }
+
+    #[test]
+    fn newer_format_and_foreign_files_are_refused() {
+        let (state, ram) = sample();
+        let mut file = encode(&state, &ram);
+        file[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        let err = decode(&file).unwrap_err();
+        assert!(matches!(err, SnapshotError::NewerFormat { found, .. } if found == FORMAT_VERSION + 1), "{err}");
+        assert!(err.to_string().contains("use a newer ttvm"), "{err}");
+        let err = decode(b"TTVMTRACE and more bytes").unwrap_err();
+        assert!(matches!(err, SnapshotError::NotASnapshot(_)), "{err}");
+    }
+}
