@@ -344,10 +344,6 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SCE);
     wrmsr(MSR_GS_BASE, USER_GS_BASE);
     wrmsr(MSR_KERNEL_GS_BASE, KERNEL_GS_BASE);
-    if cmdline.flag("dr") {
-        unsafe { asm!("xor eax, eax", "mov dr0, rax", "mov dr1, rax", "mov dr2, rax", "mov dr3, rax", "mov dr6, rax", "mov eax, 0x400", "mov dr7, rax", out("rax") _) };
-        println!("ring3: debug registers cleared");
-    }
     println!("ring3: star={:#x} lstar={:#x} efer={:#x}", rdmsr(MSR_STAR), rdmsr(MSR_LSTAR), rdmsr(MSR_EFER));
     let user_rsp = user + TWO_MIB as u64 - 64;
     // SAFETY: IRETQ to ring 3 at the user page, with the user stack at its top. IF is set as
