@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::exit_code::{Exit, BAD_INPUT};
+use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
+
+use crate::exit_code::{Exit, BAD_INPUT, HOST_ERROR};
 
 /// How to build the machine: kernel, RAM, command line, serial.
 #[derive(Debug, Args, Clone)]
@@ -19,13 +21,8 @@ pub struct MachineArgs {
     /// see docs/LINUX.md; empty for other kernels).
     #[arg(long)]
     pub cmdline: Option<String>,
-    /// Feed the guest's serial port from this file (default: stdin when it is a terminal,
-    /// a pipe or a file).
-    #[arg(long, value_name = "FILE")]
-    pub serial_in: Option<PathBuf>,
-    /// Write the guest's serial output to this file instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    pub serial_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub serial: SerialArgs,
     /// Initial ramdisk for a Linux kernel.
     #[arg(long, value_name = "FILE")]
     pub initrd: Option<PathBuf>,
@@ -48,6 +45,37 @@ impl MachineArgs {
             initrd,
         };
         Ok((config, kernel.name))
+    }
+}
+
+/// Where the guest's serial port reads from and writes to.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SerialArgs {
+    /// Feed the guest's serial port from this file (default: stdin when it is a terminal,
+    /// a pipe or a file).
+    #[arg(long, value_name = "FILE")]
+    pub serial_in: Option<PathBuf>,
+    /// Write the guest's serial output to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub serial_out: Option<PathBuf>,
+}
+
+impl SerialArgs {
+    /// The serial input: the `--serial-in` file when given, otherwise stdin.
+    pub fn input(&self) -> Result<ConsoleInput, Exit> {
+        match &self.serial_in {
+            Some(p) => ConsoleInput::from_file(p)
+                .map_err(|e| Exit::new(BAD_INPUT, format!("--serial-in {}: {e}", p.display()))),
+            None => Ok(ConsoleInput::stdin()),
+        }
+    }
+
+    /// The serial output: the `--serial-out` file when given, otherwise `default`.
+    pub fn output(&self, default: ConsoleOutput) -> Result<ConsoleOutput, Exit> {
+        match &self.serial_out {
+            Some(p) => ConsoleOutput::file(p).map_err(|e| Exit::new(HOST_ERROR, format!("{}: {e}", p.display()))),
+            None => Ok(default),
+        }
     }
 }
 

@@ -11,7 +11,6 @@ use ttvm_vmm::console::ConsoleOutput;
 
 use crate::commands::gdb_server::gdb_exit;
 use crate::commands::record::{default_output, ClockArg};
-use crate::commands::run::serial_input;
 use crate::exit_code::{self, Exit};
 use crate::options::MachineArgs;
 
@@ -43,13 +42,8 @@ pub fn run(args: DebugArgs) -> Result<i32, Exit> {
     let (config, name) = args.machine.config()?;
     let symbols = args.symbols.load()?;
     let output = args.output.clone().unwrap_or_else(|| default_output(&args.machine.kernel));
-    let console = match &args.machine.serial_out {
-        Some(p) => {
-            ConsoleOutput::file(p).map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", p.display())))?
-        }
-        None => ConsoleOutput::Stdout,
-    };
-    let input = serial_input(&args.machine.serial_in)?;
+    let console = args.machine.serial.output(ConsoleOutput::Stdout)?;
+    let input = args.machine.serial.input()?;
     let stepping = ttvm_replay::stepping::host_signature();
     let options = RecordOptions {
         clock: ClockMode::from(args.clock),

@@ -8,7 +8,6 @@ use ttvm_replay::clock::ClockMode;
 use ttvm_replay::record::{RecordEnd, RecordOptions, RecordProgress, RecordSession, DEFAULT_CHECKPOINT_EVERY};
 use ttvm_vmm::console::ConsoleOutput;
 
-use crate::commands::run::serial_input;
 use crate::exit_code::{self, Exit};
 use crate::options::MachineArgs;
 
@@ -83,14 +82,9 @@ pub fn record_once(
     show_progress: bool,
 ) -> Result<Recorded, Exit> {
     let (config, kernel_name) = args.machine.config()?;
-    let console = match &args.machine.serial_out {
-        Some(p) => {
-            ConsoleOutput::file(p).map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", p.display())))?
-        }
-        None if args.quiet => ConsoleOutput::Discard,
-        None => ConsoleOutput::Stdout,
-    };
-    let input = serial_input(&args.machine.serial_in)?;
+    let console =
+        args.machine.serial.output(if args.quiet { ConsoleOutput::Discard } else { ConsoleOutput::Stdout })?;
+    let input = args.machine.serial.input()?;
     let options = RecordOptions {
         clock,
         checkpoint_every: args.checkpoint_every,

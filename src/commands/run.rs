@@ -13,7 +13,7 @@ use ttvm_vmm::profile::ProfileWriter;
 use ttvm_vmm::snapshot::{self, SnapshotError};
 
 use crate::exit_code::{self, Exit};
-use crate::options::{MachineArgs, SymbolArgs};
+use crate::options::{MachineArgs, SerialArgs, SymbolArgs};
 
 /// Arguments of `ttvm run`.
 #[derive(Debug, Args)]
@@ -29,13 +29,8 @@ pub struct RunArgs {
 pub struct ResumeArgs {
     /// A snapshot written by `ttvm run --save-state` (or an earlier `ttvm resume --save-state`).
     pub snapshot: PathBuf,
-    /// Feed the guest's serial port from this file (default: stdin when it is a terminal,
-    /// a pipe or a file).
-    #[arg(long, value_name = "FILE")]
-    pub serial_in: Option<PathBuf>,
-    /// Write the guest's serial output to this file instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    pub serial_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub serial: SerialArgs,
     #[command(flatten)]
     pub free: FreeRunArgs,
 }
@@ -63,8 +58,8 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
     let (config, name) = args.machine.config()?;
     let machine =
         Machine::new(config).map_err(|e| Exit::new(exit_code::for_machine_error(&e), format!("{name}: {e}")))?;
-    let output = serial_output(&args.machine.serial_out)?;
-    let input = serial_input(&args.machine.serial_in)?;
+    let output = args.machine.serial.output(ConsoleOutput::Stdout)?;
+    let input = args.machine.serial.input()?;
     drive(machine, HostClock::new(), output, input, &args.free)
 }
 
@@ -76,8 +71,8 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
         clock_ns as f64 / 1e9,
         machine.vm.vcpu().rip()
     );
-    let output = serial_output(&args.serial_out)?;
-    let input = serial_input(&args.serial_in)?;
+    let output = args.serial.output(ConsoleOutput::Stdout)?;
+    let input = args.serial.input()?;
     drive(machine, HostClock::resumed_at(clock_ns), output, input, &args.free)
 }
 
@@ -189,23 +184,5 @@ fn where_guest_was(machine: &Machine, options: &FreeRunOptions) -> String {
     match name {
         Some(name) => format!("the guest was at RIP {rip:#x} ({name}) in ring {ring}"),
         None => format!("the guest was at RIP {rip:#x} in ring {ring}"),
-    }
-}
-
-fn serial_output(path: &Option<PathBuf>) -> Result<ConsoleOutput, Exit> {
-    match path {
-        Some(p) => {
-            ConsoleOutput::file(p).map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", p.display())))
-        }
-        None => Ok(ConsoleOutput::Stdout),
-    }
-}
-
-/// The serial input: a file when given, otherwise stdin.
-pub fn serial_input(path: &Option<PathBuf>) -> Result<ConsoleInput, Exit> {
-    match path {
-        Some(p) => ConsoleInput::from_file(p)
-            .map_err(|e| Exit::new(exit_code::BAD_INPUT, format!("--serial-in {}: {e}", p.display()))),
-        None => Ok(ConsoleInput::stdin()),
     }
 }
