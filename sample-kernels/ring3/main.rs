@@ -16,6 +16,8 @@
 //! - `ring3: syscall 2 ...` reports the value user code got back (and the tick count); user
 //!   code then reads a kernel page, and the kernel reports that page fault and exits 0.
 //! - Any other fault prints the exception, its CS:RIP and RCX/R11 and exits 3.
+//! - A timer tick whose frame has IF clear (delivered when the CPU would have held it back)
+//!   prints where it arrived and exits 4.
 #![no_std]
 #![no_main]
 
@@ -310,7 +312,15 @@ fn on_fault(f: &mut TrapFrame) {
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
 
-fn on_tick(_: &mut TrapFrame) {
+const RFLAGS_IF: u64 = 1 << 9;
+
+fn on_tick(f: &mut TrapFrame) {
+    // An interrupt gate is only taken with IF set: a frame without it means the hypervisor
+    // (or ttvm) delivered an interrupt the CPU would have held back.
+    if f.rflags & RFLAGS_IF == 0 {
+        println!("ring3: timer interrupt delivered with interrupts disabled at {:#x}:{:#x}", f.cs, f.rip);
+        k::exit(4)
+    }
     TICKS.fetch_add(1, Ordering::SeqCst);
     k::pic::eoi(k::pit::IRQ);
 }

@@ -130,14 +130,16 @@ impl Vcpu {
         self.fd.sync_regs().regs.rip
     }
 
-    /// System registers as of the last exit (or last `set_sregs`).
+    /// System registers as of the last exit (or last `set_sregs`), without
+    /// `interrupt_bitmap` (see [`without_stale_interrupts`]).
     pub fn sregs(&self) -> kvm_sregs {
-        self.fd.sync_regs().sregs
+        without_stale_interrupts(self.fd.sync_regs().sregs)
     }
 
-    /// Changes system registers; applied on the next entry.
+    /// Changes system registers; applied on the next entry. Never re-queues an interrupt
+    /// (see [`without_stale_interrupts`]).
     pub fn set_sregs(&mut self, sregs: &kvm_sregs) {
-        self.fd.sync_regs_mut().sregs = *sregs;
+        self.fd.sync_regs_mut().sregs = without_stale_interrupts(*sregs);
         self.fd.set_sync_dirty_reg(kvm_ioctls::SyncReg::SystemRegister);
     }
 
@@ -387,6 +389,22 @@ impl Vcpu {
     pub fn set_immediate_exit(&mut self, on: bool) {
         self.fd.set_kvm_immediate_exit(u8::from(on));
     }
+}
+
+/// `sregs` with an empty `interrupt_bitmap`.
+///
+/// The bitmap names an interrupt KVM has queued but not yet delivered, and KVM_SET_SREGS
+/// queues the lowest vector set in it. KVM fills the shared sync-regs copy on every exit
+/// without clearing it first, so there the bitmap keeps a bit for every vector that was
+/// ever pending at some exit: writing that copy back (completing a SYSCALL, emulating an
+/// instruction) delivered a long-handled timer interrupt again, with IF clear. Measured
+/// on Linux: vectors 0x30 and 0x34 stuck in the bitmap, a timer interrupt at
+/// entry_SYSCALL_64 on the user stack, a double fault. A real queued interrupt stays
+/// queued without the bitmap (KVM only adds, never drops, on KVM_SET_SREGS), and
+/// snapshots carry it in `kvm_vcpu_events`.
+fn without_stale_interrupts(mut sregs: kvm_sregs) -> kvm_sregs {
+    sregs.interrupt_bitmap = [0; 4];
+    sregs
 }
 
 /// The FXSAVE image (the first 512 bytes) of a `kvm_xsave` region, as bytes.
