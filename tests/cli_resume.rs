@@ -64,6 +64,45 @@ fn a_saved_run_resumes_where_it_stopped() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("timer: 4000 ticks"), "{}", text(&o));
 }
 
+/// `--slowdown 10`: device time runs ten times slower than host time, so one second of host
+/// time is at most 100 ms of the timer kernel's 1 kHz ticks however fast the host is (at
+/// host speed the same second gives it several hundred). The snapshot keeps the rate, and
+/// the resumed run says so and stays as slow.
+#[test]
+fn a_slowed_clock_stays_slow_across_resume() {
+    if !require_kvm("a_slowed_clock_stays_slow_across_resume") {
+        return;
+    }
+    let dir = common::tempdir();
+    let snap = dir.path().join("slow.snap");
+    let snap_arg = snap.to_str().unwrap();
+    let o = run(&[
+        "run",
+        "timer",
+        "--cmdline",
+        "ticks=4000",
+        "--slowdown",
+        "10",
+        "--timeout",
+        "1",
+        "--save-state",
+        snap_arg,
+    ]);
+    assert_eq!(o.status.code(), Some(73), "{}", text(&o));
+    let last1 = ticks(&o).last().copied().unwrap_or(0);
+    assert!(last1 <= 100, "at most 100 ms of device time in 1 s: {}", text(&o));
+
+    let o = run(&["resume", snap_arg, "--timeout", "1"]);
+    assert_eq!(o.status.code(), Some(73), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("running 10x slower than host time"), "{}", text(&o));
+    let part2 = ticks(&o);
+    let last2 = part2.last().copied().unwrap_or(last1);
+    assert!(last2 <= last1 + 110, "still slowed after resume: {} -> {}\n{}", last1, last2, text(&o));
+
+    let o = run(&["run", "timer", "--slowdown", "0"]);
+    assert_eq!(o.status.code(), Some(2), "a slowdown below 1 is refused: {}", text(&o));
+}
+
 #[test]
 fn bad_snapshots_and_paths_are_refused() {
     if !require_kvm("bad_snapshots_and_paths_are_refused") {

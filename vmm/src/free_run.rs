@@ -53,7 +53,8 @@ pub struct FreeRunOptions {
     /// Set asynchronously (a SIGINT handler) to end the run at the next exit; the signal
     /// itself gets the vCPU out of KVM_RUN.
     pub stop: Option<&'static AtomicBool>,
-    /// Device time: [`HostClock::new`] for a boot, [`HostClock::resumed_at`] for a snapshot.
+    /// Device time: [`HostClock::new`] for a boot, [`HostClock::resumed_at`] for a snapshot
+    /// (each with the machine's slowdown).
     pub clock: HostClock,
 }
 
@@ -122,7 +123,7 @@ pub fn run_free(
         } else {
             vcpu.request_interrupt_window(false);
         }
-        let mut wait = next_wake(machine, now);
+        let mut wait = next_wake(machine, now, &clock);
         if let Some(p) = profile.as_deref() {
             // Without its own kick a sample lands on the next exit, which under emulation is
             // often the timer handler's last port write after the whole handler has run.
@@ -288,9 +289,11 @@ fn feed_input(machine: &mut Machine, input: &mut ConsoleInput) {
     input.consume(n);
 }
 
-fn next_wake(machine: &Machine, now: u64) -> Duration {
+/// Host time until the next device deadline (device time runs `clock.slowdown()` times
+/// slower), at most [`POLL_INTERVAL`].
+fn next_wake(machine: &Machine, now: u64, clock: &HostClock) -> Duration {
     match machine.board.next_deadline() {
-        Some(d) if d > now => Duration::from_nanos(d - now).min(POLL_INTERVAL),
+        Some(d) if d > now => clock.host_duration(Duration::from_nanos(d - now)).min(POLL_INTERVAL),
         Some(_) => Duration::from_micros(1),
         None => POLL_INTERVAL,
     }
@@ -326,6 +329,6 @@ fn wait_while_halted(
             // Still sleep in small steps: a guest with no timer and no input is waiting
             // forever, which the user ends with Ctrl-C or --timeout.
         }
-        std::thread::sleep(next_wake(machine, now).min(Duration::from_millis(1)).max(Duration::from_micros(50)));
+        std::thread::sleep(next_wake(machine, now, clock).min(Duration::from_millis(1)).max(Duration::from_micros(50)));
     }
 }

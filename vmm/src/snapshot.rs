@@ -5,8 +5,9 @@
 //! minute as often as needed.
 //!
 //! Nothing here is recorded or deterministic: the free engine's device time comes from the
-//! host clock, which a resumed run continues from the saved reading, and the guest TSC is
-//! set back to its saved value, so the guest sees no jump in either.
+//! host clock, which a resumed run continues from the saved reading at the saved slowdown,
+//! and the guest TSC is set back to its saved value, so the guest sees no jump in either.
+//! Format 1 (before the slowdown existed) still loads, as slowdown 1.
 //!
 //! File layout: the magic `TTVMSNAP`, a little-endian u32 format version, then one LZ4
 //! frame with a content checksum holding the bincode-encoded [`MachineState`] (u64 length
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{Clock, HostClock};
 use crate::devices::Board;
 use crate::machine::Machine;
 use crate::memory::PAGE_SIZE;
@@ -28,7 +30,7 @@ use crate::vm::{Vm, VmError};
 /// First bytes of every snapshot file.
 pub const MAGIC: &[u8; 8] = b"TTVMSNAP";
 /// The format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// IA32_TIME_STAMP_COUNTER: not part of [`VcpuState`] (recordings virtualise time), but a
 /// resumed free run must not see the TSC jump back to the restart's value.
 const MSR_TSC: u32 = 0x10;
@@ -49,6 +51,26 @@ pub struct MachineState {
     pub board: Board,
     /// The free engine's device clock (ns since boot) when the snapshot was taken.
     pub clock_ns: u64,
+    /// How many times slower than host time that clock ran ([`HostClock`]); a resumed run
+    /// keeps it, since the guest calibrated its timers against it.
+    pub clock_slowdown: u32,
+}
+
+/// Format 1: no slowdown (the clock ran at host speed).
+#[derive(Deserialize)]
+struct MachineStateV1 {
+    mem_size: u64,
+    vcpu: VcpuState,
+    tsc: u64,
+    board: Board,
+    clock_ns: u64,
+}
+
+impl From<MachineStateV1> for MachineState {
+    fn from(v1: MachineStateV1) -> Self {
+        let MachineStateV1 { mem_size, vcpu, tsc, board, clock_ns } = v1;
+        Self { mem_size, vcpu, tsc, board, clock_ns, clock_slowdown: 1 }
+    }
 }
 
 /// Errors saving or loading a snapshot.
@@ -90,14 +112,16 @@ pub enum SnapshotError {
 }
 
 /// Writes `machine` to `path` (through a temporary file renamed into place, so an
-/// interrupted save never leaves a half-written snapshot under the final name).
-pub fn save(machine: &mut Machine, clock_ns: u64, path: &Path) -> Result<(), SnapshotError> {
+/// interrupted save never leaves a half-written snapshot under the final name), with the
+/// device clock's reading and slowdown.
+pub fn save(machine: &mut Machine, clock: &HostClock, path: &Path) -> Result<(), SnapshotError> {
     let state = MachineState {
         mem_size: machine.vm.ram().size(),
         tsc: machine.vm.vcpu().get_msr(MSR_TSC)?,
         vcpu: machine.vm.vcpu_mut().save_state()?,
         board: machine.board.clone(),
-        clock_ns,
+        clock_ns: clock.now_ns(),
+        clock_slowdown: clock.slowdown(),
     };
     let tmp = path.with_extension("partial");
     let io = |source| SnapshotError::Io { path: tmp.clone(), source };
@@ -126,15 +150,17 @@ fn write_snapshot(mut out: impl Write, state: &MachineState, ram: &[u8]) -> std:
 }
 
 /// Reads a snapshot and builds the machine it describes: a fresh VM with the saved RAM,
-/// vCPU, TSC and devices. Returns the machine and the device clock reading to continue from.
-pub fn load(path: &Path) -> Result<(Machine, u64), SnapshotError> {
+/// vCPU, TSC and devices. Returns the machine and its device clock, continuing from the
+/// saved reading at the saved slowdown.
+pub fn load(path: &Path) -> Result<(Machine, HostClock), SnapshotError> {
     let file = File::open(path).map_err(|source| SnapshotError::Io { path: path.to_path_buf(), source })?;
     let (state, mut pages) = read_state(path, BufReader::new(file))?;
     let mut vm = Vm::new(state.mem_size)?;
     read_pages(path, &mut pages, vm.ram_mut().as_mut_slice())?;
     vm.vcpu_mut().restore_state(&state.vcpu)?;
     vm.vcpu().set_msr(MSR_TSC, state.tsc)?;
-    Ok((Machine { vm, board: state.board }, state.clock_ns))
+    let clock = HostClock::resumed_at(state.clock_ns, state.clock_slowdown);
+    Ok((Machine { vm, board: state.board }, clock))
 }
 
 /// The header and the state record; the returned decoder is positioned at the pages.
@@ -160,7 +186,11 @@ fn read_state<R: Read>(
     }
     let mut encoded = vec![0u8; len as usize];
     z.read_exact(&mut encoded).map_err(|e| damaged(format!("state: {e}")))?;
-    let state: MachineState = bincode::deserialize(&encoded).map_err(|e| damaged(format!("state: {e}")))?;
+    let state = match version {
+        1 => bincode::deserialize::<MachineStateV1>(&encoded).map(MachineState::from),
+        _ => bincode::deserialize::<MachineState>(&encoded),
+    }
+    .map_err(|e| damaged(format!("state: {e}")))?;
     Ok((state, z))
 }
 
@@ -216,6 +246,7 @@ mod tests {
             tsc: 0x1234_5678_9abc,
             board: Board::new(1_700_000_000),
             clock_ns: 42_000_000_000,
+            clock_slowdown: 10,
         };
         let mut ram = vec![0u8; RAM];
         ram[3 * PAGE_SIZE + 17] = 0xaa;
@@ -264,6 +295,30 @@ mod tests {
             let err = decode(&bad).map(|_| ()).unwrap_err();
             assert!(matches!(err, SnapshotError::Damaged { .. }), "bit flip at {at}: {err}");
         }
+    }
+
+    #[test]
+    fn format_1_files_load_with_the_clock_at_host_speed() {
+        #[derive(Serialize)]
+        struct V1<'a>(u64, &'a VcpuState, u64, &'a Board, u64);
+        let (state, ram) = sample();
+        let v1 = V1(state.mem_size, &state.vcpu, state.tsc, &state.board, state.clock_ns);
+        let mut file = Vec::new();
+        file.extend_from_slice(MAGIC);
+        file.extend_from_slice(&1u32.to_le_bytes());
+        let mut z = lz4_flex::frame::FrameEncoder::new(&mut file);
+        let encoded = bincode::serialize(&v1).unwrap();
+        z.write_all(&(encoded.len() as u64).to_le_bytes()).unwrap();
+        z.write_all(&encoded).unwrap();
+        for (pfn, page) in ram.chunks_exact(PAGE_SIZE).enumerate().filter(|(_, p)| p.iter().any(|&b| b != 0)) {
+            z.write_all(&(pfn as u32).to_le_bytes()).unwrap();
+            z.write_all(page).unwrap();
+        }
+        z.write_all(&END_OF_PAGES.to_le_bytes()).unwrap();
+        z.finish().unwrap();
+        let (back, back_ram) = decode(&file).unwrap();
+        assert_eq!(back, MachineState { clock_slowdown: 1, ..state });
+        assert!(back_ram == ram);
     }
 
     #[test]

@@ -215,7 +215,7 @@ pub fn free_run(guest: &Guest) -> Result<FreeRun, Exit> {
     let mut machine = Machine::new(guest.config()?)
         .map_err(|e| Exit::new(exit_code::for_machine_error(&e), format!("ttvm run: {e}")))?;
     let options =
-        FreeRunOptions { timeout: Some(FREE_RUN_TIMEOUT), symbols: None, stop: None, clock: HostClock::new() };
+        FreeRunOptions { timeout: Some(FREE_RUN_TIMEOUT), symbols: None, stop: None, clock: HostClock::new(1) };
     let run_start = Instant::now();
     let end = run_free(&mut machine, &mut ConsoleOutput::Discard, &mut ConsoleInput::none(), &options, None)
         .map_err(|e| Exit::new(exit_code::KVM_INTERNAL, format!("ttvm run: {e}")))?;
