@@ -96,7 +96,7 @@ impl RipProfile {
 }
 
 /// A profile that keeps its report file current: rewritten every [`WINDOW`] of host time and
-/// when the run ends, so an hour-long boot can be looked at while it runs, and a run killed
+/// when the run ends, so a long boot can be looked at while it runs, and a run killed
 /// outright still leaves its last report.
 #[derive(Debug)]
 pub struct ProfileWriter<'a> {

@@ -1,6 +1,6 @@
 //! Machine snapshots for the free-running engine: `ttvm run --save-state FILE` writes one
 //! when the run is stopped (timeout or Ctrl-C), `ttvm resume FILE` continues from it. A
-//! Linux boot to user space takes an hour of ring-0 emulation on PVM hosts; a snapshot
+//! Linux boot to user space takes 18 minutes of ring-0 emulation on PVM hosts; a snapshot
 //! taken there lets a kernel developer (or ttvm's own diagnosis) rerun the interesting
 //! minute as often as needed.
 //!
