@@ -24,7 +24,7 @@ pub struct RunArgs {
     /// times slower than host time, so a guest whose ring-0 code the host emulates slowly
     /// still has time between timer ticks [default: 10 for a Linux kernel, 1 otherwise].
     /// A snapshot keeps it; `resume` continues at the same rate.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, value_name = "N", value_parser = slowdown_range())]
     pub slowdown: Option<u32>,
     #[command(flatten)]
     pub free: FreeRunArgs,
@@ -37,8 +37,18 @@ pub struct ResumeArgs {
     pub snapshot: PathBuf,
     #[command(flatten)]
     pub serial: SerialArgs,
+    /// Device time N times slower than host time from here on, instead of the rate the
+    /// snapshot was running at (a guest that calibrated its timers against the old rate
+    /// sees its clocks drift).
+    #[arg(long, value_name = "N", value_parser = slowdown_range())]
+    pub slowdown: Option<u32>,
     #[command(flatten)]
     pub free: FreeRunArgs,
+}
+
+/// `--slowdown`: 1 (host speed) to 1000.
+fn slowdown_range() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(1..=1000)
 }
 
 /// How long a free run goes and what it leaves behind.
@@ -76,12 +86,18 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
 const LINUX_SLOWDOWN: u32 = 10;
 
 pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
-    let (machine, clock) = snapshot::load(&args.snapshot).map_err(|e| snapshot_exit(&e))?;
+    let (machine, mut clock) = snapshot::load(&args.snapshot).map_err(|e| snapshot_exit(&e))?;
+    if let Some(n) = args.slowdown {
+        clock = HostClock::resumed_at(clock.now_ns(), n);
+    }
+    let rate = match clock.slowdown() {
+        1 => "at host speed".to_string(),
+        n => format!("{n} times slower than host time"),
+    };
     eprintln!(
-        "ttvm: resuming {} at {:.3} s of guest device time (running {}x slower than host time), RIP {:#x}",
+        "ttvm: resuming {} at {:.3} s of guest device time (running {rate}), RIP {:#x}",
         args.snapshot.display(),
         clock.now_ns() as f64 / 1e9,
-        clock.slowdown(),
         machine.vm.vcpu().rip()
     );
     let output = args.serial.output(ConsoleOutput::Stdout)?;
