@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# Re-records the bug traces committed under tests/traces/ and writes their provenance to
-# tests/traces/README.md. Run it after a trace-format change (FORMAT_VERSION bump) and
-# commit the result together with the new expectations in tests/ci_traces.rs.
+# Re-records the bug traces committed under tests/traces/VENDOR/ (amd or intel: a trace
+# replays only on a host of the CPU vendor it was recorded on) and writes their provenance
+# to tests/traces/VENDOR/README.md. Run it on a host of each vendor after a trace-format
+# change (FORMAT_VERSION bump) and commit the result together with the new pinned stops in
+# tests/ci_traces.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 TTVM=target/release/ttvm
-OUT=tests/traces
+case "$(grep -m1 '^vendor_id' /proc/cpuinfo | cut -d: -f2 | xargs)" in
+    AuthenticAMD) VENDOR=amd ;;
+    GenuineIntel) VENDOR=intel ;;
+    *) echo "record-traces.sh: unknown CPU vendor" >&2; exit 2 ;;
+esac
+OUT=tests/traces/$VENDOR
 mkdir -p "$OUT"
 
 # The flaky kernel, recorded until it fails (realtime clock: interrupt timing varies).
@@ -19,9 +26,10 @@ $TTVM record timer --cmdline ticks=20 -q -o "$OUT/timer.ttvm" --serial-in /dev/n
 {
     echo "# Committed traces"
     echo
-    echo "Recorded by \`scripts/record-traces.sh\`; replayed and debugged by \`tests/ci_traces.rs\`."
-    echo "A trace only replays on a host with the same CPUID model and single-step semantics"
-    echo "(see docs/ARCHITECTURE.md); after a trace-format change, re-run the script."
+    echo "Recorded by \`scripts/record-traces.sh\` on an $VENDOR host; replayed and debugged by"
+    echo "\`tests/ci_traces.rs\` on hosts of the same vendor. A trace only replays on a host with the"
+    echo "same CPUID model and single-step semantics (see docs/ARCHITECTURE.md); after a"
+    echo "trace-format change, re-run the script on a host of each vendor."
     echo
     echo "| trace | kernel | clock | steps | outcome | ttvm | format | bytes |"
     echo "|---|---|---|---|---|---|---|---|"
