@@ -60,10 +60,15 @@ pub fn run(args: DebugArgs) -> Result<i32, Exit> {
     let mut timeline = Timeline::live(session, &output, &stepping)
         .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", output.display())))?;
     let local = listener.local_addr().map_err(|e| Exit::new(exit_code::HOST_ERROR, e.to_string()))?;
+    let bzimage = ttvm_vmm::boot::bzimage::is_bzimage(&timeline.recording().header().machine.kernel);
     let elf = match ttvm_sample_kernels::get(&args.machine.kernel) {
         Some(k) if !std::path::Path::new(&args.machine.kernel).exists() => k.path.to_string(),
+        _ if bzimage => "VMLINUX".to_string(),
         _ => args.machine.kernel.clone(),
     };
+    if bzimage {
+        eprintln!("ttvm: {}", crate::commands::gdb_server::BZIMAGE_GDB_NOTE);
+    }
     eprintln!(
         "ttvm: recording {name} live into {}; serving to gdb on {local} — connect with: gdb {elf} -ex 'target remote {local}'",
         output.display()

@@ -26,15 +26,38 @@ fn timeline_exit(trace: &Path, e: TimelineError) -> Exit {
     }
 }
 
-/// The kernel ELF gdb should load for symbols: the file written with `--write-kernel`, or
-/// the file (or bundled sample) the trace was recorded from if it is still byte-identical.
+/// What to tell a user about a Linux bzImage, which gdb cannot load.
+pub const BZIMAGE_GDB_NOTE: &str = "the kernel is a bzImage, which gdb cannot load: give gdb the matching vmlinux \
+     with debug symbols (Debian: /usr/lib/debug/boot/vmlinux-* from linux-image-*-dbg)";
+
+/// The kernel ELF gdb should load: the file written with `--write-kernel` (for a bzImage,
+/// the vmlinux inside it), or the file (or bundled sample) the trace was recorded from if
+/// it is still byte-identical and gdb can read it.
 fn kernel_for_gdb(rec: &Recording, write_kernel: Option<&Path>) -> Result<Option<PathBuf>, Exit> {
     let h = rec.header();
     let image = &h.machine.kernel;
+    let bzimage = ttvm_vmm::boot::bzimage::is_bzimage(image);
     if let Some(out) = write_kernel {
-        std::fs::write(out, image)
+        let written = if bzimage {
+            ttvm_vmm::boot::bzimage::BzImage::parse(image)
+                .and_then(|b| b.decompress())
+                .map_err(|e| Exit::new(exit_code::BAD_INPUT, format!("the trace's bzImage: {e}")))?
+        } else {
+            image.clone()
+        };
+        std::fs::write(out, &written)
             .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("--write-kernel {}: {e}", out.display())))?;
+        if ttvm_vmm::symbols::SymbolTable::from_elf(&written, "").is_err() {
+            eprintln!(
+                "ttvm: note: {} has no symbols (the kernel was stripped); for names give gdb the vmlinux with debug \
+                 symbols (Debian: linux-image-*-dbg) and ttvm --symbols its System.map",
+                out.display()
+            );
+        }
         return Ok(Some(out.to_path_buf()));
+    }
+    if bzimage {
+        return Ok(None);
     }
     let same = |p: &Path| std::fs::read(p).is_ok_and(|b| b == *image);
     let named = Path::new(&h.kernel_name);
@@ -58,6 +81,7 @@ pub fn serve_replay(
         eprintln!("ttvm: note: {note}");
     }
     let kernel = kernel_for_gdb(&rec, write_kernel)?;
+    let bzimage = ttvm_vmm::boot::bzimage::is_bzimage(&rec.header().machine.kernel);
     let steps = rec.length();
     // Bind first: a busy port is reported before the slower machine set-up.
     let listener = ttvm_gdb::bind(addr).map_err(gdb_exit)?;
@@ -66,15 +90,19 @@ pub fn serve_replay(
     let local = listener.local_addr().map_err(|e| Exit::new(exit_code::HOST_ERROR, e.to_string()))?;
     let kernel_arg = match &kernel {
         Some(p) => p.display().to_string(),
+        None if bzimage => "VMLINUX".to_string(),
         None => "KERNEL.elf".to_string(),
     };
+    // The connect line comes last: it is what a user (or a test harness) acts on.
+    if kernel.is_none() && bzimage {
+        eprintln!("ttvm: {BZIMAGE_GDB_NOTE}, or add --write-kernel FILE for the vmlinux unpacked from the bzImage");
+    } else if kernel.is_none() {
+        eprintln!("ttvm: the kernel the trace was recorded from was not found; add --write-kernel FILE to get its ELF");
+    }
     eprintln!(
         "ttvm: serving {} ({steps} steps) to gdb on {local} — connect with: gdb {kernel_arg} -ex 'target remote {local}'",
         trace.display()
     );
-    if kernel.is_none() {
-        eprintln!("ttvm: the kernel the trace was recorded from was not found; add --write-kernel FILE to get its ELF");
-    }
     let end = ttvm_gdb::serve_with_symbols(&mut timeline, listener, symbols).map_err(gdb_exit)?;
     let how = match end {
         ServeEnd::Detached => "gdb detached",

@@ -218,3 +218,79 @@ pub fn run_until(args: &[&std::ffi::OsStr], done: impl Fn(&str) -> bool) -> Watc
         status: if stopped { None } else { status.code() },
     }
 }
+
+/// The debug files of a Debian kernel: the real System.map and the vmlinux with DWARF, from
+/// its `linux-image-*-dbg` package.
+#[derive(Debug, Clone)]
+pub struct DebugFiles {
+    /// `System.map-*` (Debian's `/boot/System.map-*` is a placeholder pointing here).
+    pub system_map: PathBuf,
+    /// `vmlinux-*` with symbols and DWARF, for gdb.
+    pub vmlinux: PathBuf,
+}
+
+/// `k`'s `-dbg` package (~860 MB), downloaded with `apt-get download` the first time and
+/// reduced to its System.map and vmlinux in [`cache_dir`] (the .deb is deleted). Panics
+/// with a clear message when apt cannot fetch it.
+pub fn debian_debug_files(k: &DebianKernel) -> DebugFiles {
+    let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+    match fetch_debug(k) {
+        Ok(f) => f,
+        Err(e) => panic!(
+            "this Linux test needs the debug symbols of {} (package {}-dbg), fetched with apt-get \
+             download into {} (or $TTVM_LINUX_CACHE), and apt could not fetch them:\n{e}",
+            k.package,
+            k.package,
+            cache_dir().display()
+        ),
+    }
+}
+
+fn find_debug_files(dir: &Path) -> Option<DebugFiles> {
+    let pick = |prefix: &str| {
+        std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
+    };
+    Some(DebugFiles { system_map: pick("System.map-")?, vmlinux: pick("vmlinux-")? })
+}
+
+fn fetch_debug(k: &DebianKernel) -> Result<DebugFiles, String> {
+    let cache = cache_dir();
+    let root = cache.join(format!("{}-dbg", k.package));
+    if let Some(f) = find_debug_files(&root) {
+        return Ok(f);
+    }
+    let download = cache.join(format!("download-dbg-{}", std::process::id()));
+    std::fs::create_dir_all(&download).map_err(|e| format!("{}: {e}", download.display()))?;
+    let package = format!("{}-dbg", k.package);
+    let fetched = run(Command::new("apt-get").args(["download", "-q", &package]).current_dir(&download));
+    if fetched.is_err() {
+        // apt may not know the package yet on a fresh machine.
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        run(Command::new("apt-get").args(["download", "-q", &package]).current_dir(&download))?;
+    }
+    let deb = std::fs::read_dir(&download)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or("apt-get download left no .deb")?;
+    // Only /usr/lib/debug/boot (System.map, vmlinux): the modules' debug files are GBs.
+    let unpack = download.join("files");
+    std::fs::create_dir_all(&unpack).map_err(|e| format!("{}: {e}", unpack.display()))?;
+    let script = format!(
+        "dpkg-deb --fsys-tarfile {deb:?} | tar -x -C {unpack:?} --wildcards './usr/lib/debug/boot/*'",
+        deb = deb.display().to_string(),
+        unpack = unpack.display().to_string()
+    );
+    run(Command::new("sh").args(["-c", &script]))?;
+    let boot = unpack.join("usr/lib/debug/boot");
+    find_debug_files(&boot)
+        .ok_or_else(|| format!("{package} has no System.map-* and vmlinux-* in /usr/lib/debug/boot"))?;
+    if std::fs::rename(&boot, &root).is_err() && find_debug_files(&root).is_none() {
+        return Err(format!("cannot move the debug files to {}", root.display()));
+    }
+    let _ = std::fs::remove_dir_all(&download);
+    find_debug_files(&root).ok_or_else(|| format!("no debug files in {}", root.display()))
+}

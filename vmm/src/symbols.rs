@@ -165,6 +165,7 @@ impl SymbolTable {
 
     /// Builds a table; at equal addresses global symbols come first.
     pub fn from_symbols(mut symbols: Vec<Symbol>) -> Self {
+        drop_zero_based_per_cpu(&mut symbols);
         symbols.sort_by(|a, b| {
             a.addr
                 .cmp(&b.addr)
@@ -214,6 +215,16 @@ impl SymbolTable {
     }
 }
 
+/// x86-64 Linux links its per-CPU variables at offsets from 0 (`__per_cpu_start` = 0 up to
+/// `__per_cpu_end`): they are offsets into each CPU's copy, not addresses, and naming a
+/// null or small pointer `fixed_percpu_data+0x10` would mislead.
+fn drop_zero_based_per_cpu(symbols: &mut Vec<Symbol>) {
+    let at = |name: &str| symbols.iter().find(|s| s.name == name).map(|s| s.addr);
+    if let (Some(0), Some(end)) = (at("__per_cpu_start"), at("__per_cpu_end")) {
+        symbols.retain(|s| s.addr >= end && s.name != "__per_cpu_end");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +249,23 @@ ffffffff82000000 D some_data
         assert_eq!(t.lookup(0xffff_ffff_8200_0010), Some(("some_data", 0x10)));
         assert_eq!(t.lookup(0xffff_ffff_9000_0000), None, "far past the last symbol");
         assert_eq!(t.address_of("helper"), Some(0xffff_ffff_8100_0200));
+    }
+
+    #[test]
+    fn zero_based_per_cpu_symbols_name_no_address() {
+        let map = "\
+0000000000000000 D __per_cpu_start
+0000000000000000 D fixed_percpu_data
+0000000000035000 D __per_cpu_end
+ffffffff81000000 T _stext
+";
+        let t = SymbolTable::from_system_map(map).unwrap();
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert_eq!(t.lookup(0x10), None);
+        assert_eq!(t.lookup(0xffff_ffff_8100_0004), Some(("_stext", 4)));
+        // Data at low addresses in a kernel that does not link per-CPU data at 0 stays.
+        let t = SymbolTable::from_system_map("0000000000001000 D early_data\n").unwrap();
+        assert_eq!(t.lookup(0x1008), Some(("early_data", 8)));
     }
 
     #[test]
