@@ -92,12 +92,26 @@ pub struct SymbolArgs {
 }
 
 impl SymbolArgs {
-    /// Loads the table if `--symbols` was given; a bad file is bad input (exit status 2).
-    pub fn load(&self) -> Result<Option<ttvm_vmm::symbols::SymbolTable>, Exit> {
+    /// Loads the table if `--symbols` was given and checks it against `kernel`, the image
+    /// that runs, when known; a bad file or one of another kernel is bad input (status 2).
+    pub fn load(&self, kernel: Option<&[u8]>) -> Result<Option<ttvm_vmm::symbols::SymbolTable>, Exit> {
         let Some(path) = &self.symbols else { return Ok(None) };
-        ttvm_vmm::symbols::SymbolTable::load(path)
-            .map(Some)
-            .map_err(|e| Exit::new(BAD_INPUT, format!("--symbols {}: {e}", path.display())))
+        let bad = |e| Exit::new(BAD_INPUT, format!("--symbols {}: {e}", path.display()));
+        let table = ttvm_vmm::symbols::SymbolTable::load(path).map_err(bad)?;
+        if let Some(image) = kernel {
+            table.check_kernel(image).map_err(bad)?;
+        }
+        Ok(Some(table))
+    }
+
+    /// [`load`](SymbolArgs::load), checked against the kernel recorded in `trace` (which is
+    /// only opened when `--symbols` was given).
+    pub fn load_for_trace(&self, trace: &std::path::Path) -> Result<Option<ttvm_vmm::symbols::SymbolTable>, Exit> {
+        if self.symbols.is_none() {
+            return Ok(None);
+        }
+        let rec = crate::commands::replay::open_recording(trace)?;
+        self.load(Some(&rec.header().machine.kernel))
     }
 }
 

@@ -89,6 +89,26 @@ fn gdb_monitor_and_tui_name_linux_functions() {
     assert!(server.stderr().contains("has no symbols"), "{}", server.stderr());
     drop(server);
 
+    // A System.map of another build would name the wrong functions: refused, with a reason.
+    let real = std::fs::read_to_string(&dbg.system_map).unwrap();
+    let other: String = real
+        .lines()
+        .map(|l| match l.strip_suffix(" D linux_banner") {
+            Some(addr) => format!("{:016x} D linux_banner\n", u64::from_str_radix(addr, 16).unwrap() + 0x40),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert_ne!(other, real, "the System.map has linux_banner");
+    let other_map = dir.path().join("System.map-other");
+    std::fs::write(&other_map, other).unwrap();
+    for cmd in [&["replay", trace.to_str().unwrap(), "--gdb", "127.0.0.1:0"][..], &["tui", trace.to_str().unwrap()]] {
+        let mut args = cmd.to_vec();
+        args.extend(["--symbols", other_map.to_str().unwrap()]);
+        let o = common::run(&args);
+        assert_eq!(o.status.code(), Some(2), "{}", common::text(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("not the kernel's"), "{}", common::text(&o));
+    }
+
     // The TUI: a breakpoint set by name runs to start_kernel, whose disassembly is labelled.
     let cmd = format!(
         "'{}' tui '{}' --symbols '{map}'; echo EXIT=$?; sleep 600",

@@ -40,7 +40,7 @@ pub fn run(args: DebugArgs) -> Result<i32, Exit> {
     // Bind before building the machine: a port in use is reported before anything runs.
     let listener = ttvm_gdb::bind(addr).map_err(gdb_exit)?;
     let (config, name) = args.machine.config()?;
-    let symbols = args.symbols.load()?;
+    let symbols = args.symbols.load(Some(&config.kernel))?;
     let output = args.output.clone().unwrap_or_else(|| default_output(&args.machine.kernel));
     let console = args.machine.serial.output(ConsoleOutput::Stdout)?;
     let input = args.machine.serial.input()?;

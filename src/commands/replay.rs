@@ -103,7 +103,7 @@ pub fn verify_whole(path: &std::path::Path, rec: Rc<Recording>, echo: bool) -> R
 
 pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
     if let Some(addr) = &args.gdb {
-        let symbols = args.symbols.load()?;
+        let symbols = args.symbols.load_for_trace(&args.trace)?;
         return crate::commands::gdb_server::serve_replay(&args.trace, addr, args.write_kernel.as_deref(), symbols);
     }
     let rec = open_recording(&args.trace)?;

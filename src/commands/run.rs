@@ -74,11 +74,12 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
     let (config, name) = args.machine.config()?;
     let is_linux = ttvm_vmm::boot::looks_like_linux(&config.kernel);
     let slowdown = args.slowdown.unwrap_or(if is_linux { LINUX_SLOWDOWN } else { 1 });
+    let symbols = args.free.symbols.load(Some(&config.kernel))?;
     let machine =
         Machine::new(config).map_err(|e| Exit::new(exit_code::for_machine_error(&e), format!("{name}: {e}")))?;
     let output = args.machine.serial.output(ConsoleOutput::Stdout)?;
     let input = args.machine.serial.input()?;
-    drive(machine, HostClock::new(slowdown), output, input, &args.free)
+    drive(machine, HostClock::new(slowdown), output, input, &args.free, symbols)
 }
 
 /// `--slowdown` for a Linux kernel when not given: its 250 Hz tick costs about 4 ms of
@@ -86,6 +87,8 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
 const LINUX_SLOWDOWN: u32 = 10;
 
 pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
+    // A snapshot holds RAM, not the kernel image, so the symbols cannot be checked against it.
+    let symbols = args.free.symbols.load(None)?;
     let (machine, mut clock) = snapshot::load(&args.snapshot).map_err(|e| snapshot_exit(&e))?;
     if let Some(n) = args.slowdown {
         clock = HostClock::resumed_at(clock.now_ns(), n);
@@ -102,7 +105,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
     );
     let output = args.serial.output(ConsoleOutput::Stdout)?;
     let input = args.serial.input()?;
-    drive(machine, clock, output, input, &args.free)
+    drive(machine, clock, output, input, &args.free, symbols)
 }
 
 fn snapshot_exit(e: &SnapshotError) -> Exit {
@@ -123,8 +126,8 @@ fn drive(
     mut output: ConsoleOutput,
     mut input: ConsoleInput,
     args: &FreeRunArgs,
+    symbols: Option<ttvm_vmm::symbols::SymbolTable>,
 ) -> Result<i32, Exit> {
-    let symbols = args.symbols.load()?;
     let timeout = match args.timeout {
         Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
         Some(t) => {

@@ -19,7 +19,7 @@ pub struct TuiArgs {
 }
 
 pub fn run(args: TuiArgs) -> Result<i32, Exit> {
-    let symbols = args.symbols.load()?;
+    let symbols = args.symbols.load_for_trace(&args.trace)?;
     match ttvm_tui::run_tui(&args.trace, symbols.as_ref()) {
         Ok(TuiExit::Quit) => Ok(0),
         // The usual shell convention for "stopped by signal N"; the terminal was restored.

@@ -38,6 +38,9 @@ pub enum SymbolError {
          the vmlinux with debug symbols, e.g. from Debian's linux-image-*-dbg package)"
     )]
     NoSymbols(String),
+    /// The symbols describe another build of the kernel.
+    #[error("these symbols are not the kernel's: {0}")]
+    OtherKernel(String),
     /// Neither a System.map nor an ELF.
     #[error("neither a System.map (ADDRESS TYPE NAME lines) nor an ELF file")]
     UnknownFormat,
@@ -176,6 +179,34 @@ impl SymbolTable {
         Self { symbols }
     }
 
+    /// Checks that the table was made for `image` (the kernel ELF or bzImage that runs), so
+    /// a System.map of another build cannot name functions wrongly: Linux's `linux_banner`
+    /// must point at "Linux version" in the image. A table without that symbol (a sample
+    /// kernel) is not checked.
+    pub fn check_kernel(&self, image: &[u8]) -> Result<(), SymbolError> {
+        let Some(banner) = self.address_of("linux_banner") else { return Ok(()) };
+        let elf;
+        let elf_bytes = if crate::boot::bzimage::is_bzimage(image) {
+            elf = crate::boot::bzimage::BzImage::parse(image)
+                .and_then(|b| b.decompress())
+                .map_err(|e| SymbolError::BadElf(e.to_string()))?;
+            &elf[..]
+        } else {
+            image
+        };
+        const BANNER: &[u8] = b"Linux version ";
+        match bytes_at(elf_bytes, banner, BANNER.len()) {
+            Some(b) if b == BANNER => Ok(()),
+            Some(_) => Err(SymbolError::OtherKernel(format!(
+                "linux_banner is at {banner:#x} in them, but the kernel's \"Linux version\" string is not there \
+                 (a System.map of another build or version?)"
+            ))),
+            None => Err(SymbolError::OtherKernel(format!(
+                "linux_banner is at {banner:#x} in them, which is not in the kernel's loaded segments"
+            ))),
+        }
+    }
+
     /// Number of symbols.
     pub fn len(&self) -> usize {
         self.symbols.len()
@@ -213,6 +244,18 @@ impl SymbolTable {
     pub fn describe(&self, addr: u64) -> Option<String> {
         self.lookup(addr).map(|(n, off)| if off == 0 { n.to_string() } else { format!("{n}+{off:#x}") })
     }
+}
+
+/// `len` bytes of an ELF's loaded image at virtual address `addr`, if a segment holds them.
+fn bytes_at(elf: &[u8], addr: u64, len: usize) -> Option<&[u8]> {
+    use object::{Object, ObjectSegment};
+    let file = object::File::parse(elf).ok()?;
+    file.segments().find_map(|seg| {
+        let off = addr.checked_sub(seg.address())?;
+        let data = seg.data().ok()?;
+        let start = usize::try_from(off).ok()?;
+        data.get(start..start.checked_add(len)?)
+    })
 }
 
 /// x86-64 Linux links its per-CPU variables at offsets from 0 (`__per_cpu_start` = 0 up to
