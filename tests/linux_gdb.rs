@@ -16,17 +16,7 @@ fn reverse_stepi_and_reverse_continue_inside_linux() {
     }
     let k = linux_support::debian_kernel();
     let dir = common::tempdir();
-    let trace = dir.path().join("linux.ttvm");
-    let o = common::run(&[
-        "record",
-        k.bzimage.to_str().unwrap(),
-        "--max-steps",
-        "60000",
-        "-o",
-        trace.to_str().unwrap(),
-        "-q",
-    ]);
-    assert_eq!(o.status.code(), Some(74), "{}", common::text(&o));
+    let trace = linux_support::record_boot(&k, dir.path(), 60_000);
     let server = harness::serve(&trace, &[]);
     let out = harness::gdb_with(&server, &["set architecture i386:x86-64"], "linux_reverse.py", None);
     let fwd = marks(&out, "fwd");

@@ -86,6 +86,37 @@ fn find_vmlinuz(root: &Path) -> Option<PathBuf> {
     found.pop()
 }
 
+/// The .deb `apt-get download` left in `dir`.
+fn downloaded_deb(dir: &Path) -> Result<PathBuf, String> {
+    std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or_else(|| "apt-get download left no .deb".to_string())
+}
+
+/// Records the first `steps` steps of `k`'s boot into `dir/linux.ttvm` (the step limit
+/// ends the recording with status 74).
+pub fn record_boot(k: &DebianKernel, dir: &Path, steps: u64) -> PathBuf {
+    let trace = dir.join("linux.ttvm");
+    let o = Command::new(env!("CARGO_BIN_EXE_ttvm"))
+        .arg("record")
+        .arg(&k.bzimage)
+        .args(["--max-steps", &steps.to_string(), "-q", "-o"])
+        .arg(&trace)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("spawn ttvm");
+    assert_eq!(
+        o.status.code(),
+        Some(74),
+        "recording {steps} steps of Linux:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    trace
+}
+
 fn fetch() -> Result<DebianKernel, String> {
     let cache = cache_dir();
     // A previously unpacked kernel is used as is, so the tests run offline once fetched.
@@ -104,11 +135,7 @@ fn fetch() -> Result<DebianKernel, String> {
     let download = cache.join(format!("download-{}", std::process::id()));
     std::fs::create_dir_all(&download).map_err(|e| format!("{}: {e}", download.display()))?;
     run(Command::new("apt-get").args(["download", "-q", &package]).current_dir(&download))?;
-    let deb = std::fs::read_dir(&download)
-        .map_err(|e| e.to_string())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .ok_or("apt-get download left no .deb")?;
+    let deb = downloaded_deb(&download)?;
     let unpack = download.join("root");
     run(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpack))?;
     // Publish atomically: concurrent test binaries either see a whole tree or none.
@@ -271,11 +298,7 @@ fn fetch_debug(k: &DebianKernel) -> Result<DebugFiles, String> {
         run(Command::new("apt-get").args(["update", "-qq"]))?;
         run(Command::new("apt-get").args(["download", "-q", &package]).current_dir(&download))?;
     }
-    let deb = std::fs::read_dir(&download)
-        .map_err(|e| e.to_string())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .ok_or("apt-get download left no .deb")?;
+    let deb = downloaded_deb(&download)?;
     // Only /usr/lib/debug/boot (System.map, vmlinux): the modules' debug files are GBs.
     let unpack = download.join("files");
     std::fs::create_dir_all(&unpack).map_err(|e| format!("{}: {e}", unpack.display()))?;
