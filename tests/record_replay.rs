@@ -103,6 +103,9 @@ fn entropy_replays_its_own_nondeterministic_inputs() {
                 recorded.contains("cpuid: 1.ecx=0xc0000000 1.edx=0x78ba9ff 7.ebx=0x840000 80000001.edx=0x20100800"),
                 "the recorded guest must see the CPUID model:\n{recorded}"
             );
+            // Right after an IRETQ too, where single-step would otherwise run them natively.
+            assert!(recorded.contains("after iretq: rdtsc in order"), "{recorded}");
+            assert!(recorded.contains("after iretq: cpuid 1.ecx=0xc0000000 1.edx=0x78ba9ff\r\n"), "{recorded}");
             assert_eq!(verify(&trace), recorded, "the replay must reproduce this recording's RDRAND/RDTSC/input");
             outputs.push(recorded);
         }

@@ -57,6 +57,19 @@ impl StepEnv for ProbeEnv {
     }
 }
 
+/// An engine at reset on the stepprobe kernel.
+fn probe_engine(elf: &std::path::Path) -> Engine {
+    let machine = Machine::new(MachineConfig {
+        mem_size: 64 << 20,
+        kernel: std::fs::read(elf).unwrap(),
+        cmdline: String::new(),
+        rtc_base_unix_secs: 0,
+        initrd: Vec::new(),
+    })
+    .expect("machine");
+    Engine::new(machine)
+}
+
 #[test]
 fn single_step_semantics_match_design() {
     if !common::require_kvm("single_step_semantics_match_design") {
@@ -64,15 +77,7 @@ fn single_step_semantics_match_design() {
     }
     let elf = common::kernel_path("stepprobe");
     let sym = |s: &str| common::symbol(&elf, s);
-    let machine = Machine::new(MachineConfig {
-        mem_size: 64 << 20,
-        kernel: std::fs::read(&elf).unwrap(),
-        cmdline: String::new(),
-        rtc_base_unix_secs: 0,
-        initrd: Vec::new(),
-    })
-    .expect("machine");
-    let mut engine = Engine::new(machine);
+    let mut engine = probe_engine(&elf);
     let mut env = ProbeEnv { inject: None };
     let rip = |e: &Engine| e.machine.vm.vcpu().rip();
     let step = |e: &mut Engine, env: &mut ProbeEnv| {
@@ -114,9 +119,13 @@ fn single_step_semantics_match_design() {
     step(&mut engine, &mut env); // add [rsp], 2
     assert_eq!(rip(&engine), sym("probe_iretq"));
 
-    // IRETQ and the instruction after it run in one step.
+    // The host runs IRETQ and the instruction after it in one step (pinned by
+    // `measured_signature_is_the_reference_one`); the engine carries out a ring-0 IRETQ
+    // itself, so the instruction after it is a step of its own.
     step(&mut engine, &mut env);
-    assert_eq!(rip(&engine), sym("probe_after_ud2"), "iretq + the next instruction must be one step");
+    assert_eq!(rip(&engine), sym("probe_after_ud"), "the engine's IRETQ must be one step of its own");
+    step(&mut engine, &mut env);
+    assert_eq!(rip(&engine), sym("probe_after_ud2"));
     step(&mut engine, &mut env);
     assert_eq!(rip(&engine), sym("probe_sti"));
 
@@ -159,15 +168,7 @@ fn native_hlt_does_not_halt_under_single_step() {
     }
     let elf = common::kernel_path("stepprobe");
     let sym = |s: &str| common::symbol(&elf, s);
-    let machine = Machine::new(MachineConfig {
-        mem_size: 64 << 20,
-        kernel: std::fs::read(&elf).unwrap(),
-        cmdline: String::new(),
-        rtc_base_unix_secs: 0,
-        initrd: Vec::new(),
-    })
-    .expect("machine");
-    let mut engine = Engine::new(machine);
+    let mut engine = probe_engine(&elf);
     let mut env = ProbeEnv { inject: None };
     let hlt = sym("probe_hlt");
     let mut n = 0;
@@ -194,4 +195,27 @@ fn measured_signature_is_the_reference_one() {
     let measured = ttvm_replay::stepping::measure().expect("probe runs");
     assert_eq!(measured, ttvm_replay::stepping::REFERENCE_SIGNATURE);
     eprintln!("stepping probe took {:?}", started.elapsed());
+}
+
+/// Format-1 traces were recorded with the CPU running IRETQ merged with the instruction
+/// after it; their replay (`emulate_iret` off) must step it the same way.
+#[test]
+fn format_1_replay_lets_the_cpu_run_iretq() {
+    if !common::require_kvm("format_1_replay_lets_the_cpu_run_iretq") {
+        return;
+    }
+    let elf = common::kernel_path("stepprobe");
+    let sym = |s: &str| common::symbol(&elf, s);
+    let mut engine = probe_engine(&elf);
+    engine.emulate_iret = false;
+    let mut env = ProbeEnv { inject: None };
+    let iretq = sym("probe_iretq");
+    let mut n = 0;
+    while engine.machine.vm.vcpu().rip() != iretq {
+        assert_eq!(engine.step(&mut env).expect("step"), StepOutcome::Continue, "guest stopped before probe_iretq");
+        n += 1;
+        assert!(n < 5_000_000, "never reached probe_iretq");
+    }
+    engine.step(&mut env).expect("step");
+    assert_eq!(engine.machine.vm.vcpu().rip(), sym("probe_after_ud2"), "iretq + the next instruction as one step");
 }

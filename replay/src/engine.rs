@@ -16,7 +16,7 @@ use ttvm_vmm::machine::Machine;
 
 use crate::divergence::Divergence;
 use crate::events::StopKind;
-use ttvm_vmm::insn::{apply_emulated, classify, code_mode, fetch_at_rip, Special, MAX_INSN_LEN};
+use ttvm_vmm::insn::{apply_emulated, classify, code_mode, fetch_at_rip, CodeMode, Special, MAX_INSN_LEN};
 use ttvm_vmm::user_mode::user_mode_entry;
 
 /// IA32_TSC.
@@ -156,6 +156,24 @@ pub struct Engine {
     pub machine: Machine,
     state: EngineState,
     single_step_on: bool,
+    /// Whether the engine carries out ring-0 IRETQs itself (see `try_emulate_iretq`).
+    /// Traces of format 1 were recorded with the CPU running them, merged with the
+    /// instruction after: their replay must step them the same way.
+    pub emulate_iret: bool,
+}
+
+/// What IRETQ loads from the RFLAGS image (64-bit mode: everything architectural but VM).
+const IRET_RFLAGS: u64 = 0x3d_7fd5;
+/// RFLAGS bit 1 always reads as 1.
+const RFLAGS_FIXED: u64 = 1 << 1;
+const RFLAGS_TF: u64 = 1 << 8;
+/// IRET's opcode (IRETQ with REX.W).
+const IRET: u8 = 0xcf;
+
+/// Whether `addr` is a canonical 48-bit virtual address.
+fn is_canonical(addr: u64) -> bool {
+    let top = addr >> 47;
+    top == 0 || top == 0x1_ffff
 }
 
 impl Engine {
@@ -169,6 +187,7 @@ impl Engine {
                 window_open: false,
             },
             single_step_on: false,
+            emulate_iret: true,
         }
     }
 
@@ -219,8 +238,81 @@ impl Engine {
             if let Some(outcome) = self.try_emulate(env, regs, &sregs, &bytes[..n])? {
                 return Ok(outcome);
             }
+            if self.emulate_iret && self.try_emulate_iretq(&bytes[..n], regs, &sregs)? {
+                return Ok(StepOutcome::Continue);
+            }
         }
         self.run_one_step(env)
+    }
+
+    /// Carries out an IRETQ that returns within ring 0 to the same code and stack segments
+    /// (the return from every kernel-mode interrupt and exception). Single-step on these
+    /// hosts runs IRETQ together with what follows it, one instruction or more (RDRAND and
+    /// the instruction after it, measured), so an RDTSC, RDRAND or CPUID there would run
+    /// natively, unlogged, with the host's values. Done here, the next instruction is a
+    /// step of its own and is decoded first like any other. Anything unusual (another
+    /// CS or SS, TF set in the image, an unreadable frame) is left to the CPU.
+    fn try_emulate_iretq(&mut self, code: &[u8], mut regs: kvm_regs, sregs: &kvm_sregs) -> Result<bool, EngineError> {
+        if code_mode(sregs) != CodeMode::Long || !matches!(code, [rex, IRET, ..] if rex & 0xf8 == 0x48) {
+            return Ok(false);
+        }
+        let mut frame = [0u8; 40];
+        let space = ttvm_vmm::paging::AddressSpace::from_sregs(sregs);
+        if space.read_virt(self.machine.vm.ram(), regs.rsp, &mut frame).is_err() {
+            return Ok(false);
+        }
+        let word = |i: usize| u64::from_le_bytes(frame[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        let (rip, cs, rflags, rsp, ss) = (word(0), word(1), word(2), word(3), word(4));
+        let same_segments = cs == u64::from(sregs.cs.selector) && ss == u64::from(sregs.ss.selector);
+        if !same_segments || sregs.cs.dpl != 0 || rflags & RFLAGS_TF != 0 || !is_canonical(rip) {
+            return Ok(false);
+        }
+        regs.rip = rip;
+        regs.rsp = rsp;
+        regs.rflags = (rflags & IRET_RFLAGS) | RFLAGS_FIXED;
+        self.machine.vm.vcpu_mut().set_regs(&regs);
+        self.end_interrupt_shadow()?;
+        // The instruction IRETQ returns to runs before the next interrupt is taken, as it
+        // did when the host ran the two as one step: otherwise a guest whose handler takes
+        // longer than its timer period (realtime clock, ~13 µs a step) makes no progress.
+        self.state.window_open = false;
+        self.state.icount += 1;
+        Ok(true)
+    }
+
+    /// Writes the engine's results of value-producing `special` into `regs` (RIP is left
+    /// alone), from `inputs`, the registers it starts with. False for an instruction the
+    /// engine leaves to the CPU after all (RDMSR of another MSR) and for HLT.
+    fn supply<E: StepEnv>(
+        &mut self,
+        env: &mut E,
+        icount: u64,
+        special: Special,
+        inputs: &kvm_regs,
+        regs: &mut kvm_regs,
+    ) -> Result<bool, EngineError> {
+        let board = &mut self.machine.board;
+        let (value, aux) = match special {
+            Special::Rdtsc => (env.emulated_value(board, icount, Emulated::Rdtsc)?, 0),
+            Special::Rdtscp => {
+                let v = env.emulated_value(board, icount, Emulated::Rdtscp)?;
+                (v, self.machine.vm.vcpu().get_msr(MSR_TSC_AUX).map_err(|e| self.kvm_err(e))?)
+            }
+            Special::Rdrand { .. } => (env.emulated_value(board, icount, Emulated::Rdrand)?, 0),
+            Special::Rdseed { .. } => (env.emulated_value(board, icount, Emulated::Rdseed)?, 0),
+            Special::Rdmsr if inputs.rcx & 0xffff_ffff == MSR_TSC => {
+                (env.emulated_value(board, icount, Emulated::RdmsrTsc)?, 0)
+            }
+            Special::Cpuid => {
+                // The model, not the host: on PVM hosts KVM passes some host leaves through.
+                let [a, b, c, d] = self.machine.vm.cpuid().query(inputs.rax as u32, inputs.rcx as u32);
+                (regs.rax, regs.rbx, regs.rcx, regs.rdx) = (a.into(), b.into(), c.into(), d.into());
+                (0, 0)
+            }
+            Special::Rdmsr | Special::Hlt => return Ok(false),
+        };
+        apply_emulated(regs, special, 0, value, aux);
+        Ok(true)
     }
 
     /// Emulates the instruction at RIP if it is one of the special ones.
@@ -236,39 +328,21 @@ impl Engine {
         };
         let icount = self.state.icount;
         let mut outcome = StepOutcome::Continue;
-        let board = &mut self.machine.board;
-        let (value, aux) = match special {
-            Special::Rdtsc => (env.emulated_value(board, icount, Emulated::Rdtsc)?, 0),
-            Special::Rdtscp => {
-                let v = env.emulated_value(board, icount, Emulated::Rdtscp)?;
-                (v, self.machine.vm.vcpu().get_msr(MSR_TSC_AUX).map_err(|e| self.kvm_err(e))?)
+        if special == Special::Hlt {
+            if sregs.cs.dpl != 0 {
+                return Ok(None); // #GP, delivered by the CPU
             }
-            Special::Rdrand { .. } => (env.emulated_value(board, icount, Emulated::Rdrand)?, 0),
-            Special::Rdseed { .. } => (env.emulated_value(board, icount, Emulated::Rdseed)?, 0),
-            Special::Rdmsr => {
-                if regs.rcx & 0xffff_ffff != MSR_TSC {
-                    return Ok(None);
-                }
-                (env.emulated_value(board, icount, Emulated::RdmsrTsc)?, 0)
+            let enabled = regs.rflags & RFLAGS_IF != 0;
+            if let HaltOutcome::Stop(stop) = env.halt(&mut self.machine.board, icount, enabled)? {
+                outcome = StepOutcome::Stopped(stop);
             }
-            Special::Cpuid => {
-                // The model, not the host: on PVM hosts KVM passes some host leaves through.
-                let [a, b, c, d] = self.machine.vm.cpuid().query(regs.rax as u32, regs.rcx as u32);
-                (regs.rax, regs.rbx, regs.rcx, regs.rdx) = (a.into(), b.into(), c.into(), d.into());
-                (0, 0)
+        } else {
+            let inputs = regs;
+            if !self.supply(env, icount, special, &inputs, &mut regs)? {
+                return Ok(None);
             }
-            Special::Hlt => {
-                if sregs.cs.dpl != 0 {
-                    return Ok(None); // #GP, delivered by the CPU
-                }
-                let enabled = regs.rflags & RFLAGS_IF != 0;
-                if let HaltOutcome::Stop(stop) = env.halt(board, icount, enabled)? {
-                    outcome = StepOutcome::Stopped(stop);
-                }
-                (0, 0)
-            }
-        };
-        apply_emulated(&mut regs, special, len, value, aux);
+        }
+        regs.rip = regs.rip.wrapping_add(len as u64);
         self.machine.vm.vcpu_mut().set_regs(&regs);
         self.end_interrupt_shadow()?;
         self.state.window_open = regs.rflags & RFLAGS_IF != 0;

@@ -395,8 +395,10 @@ impl ReplaySession {
             return Err(ReplayError::Incompatible(problems.join("\n")));
         }
         let ram = RamTracker::full_restore(&mut machine.vm, &rec, 0)?;
+        let mut engine = Engine::new(machine);
+        engine.emulate_iret = rec.file.version >= crate::trace::IRET_EMULATED_SINCE;
         let mut s = Self {
-            engine: Engine::new(machine),
+            engine,
             env: Replayer {
                 rec: rec.clone(),
                 cursor: 0,

@@ -5,6 +5,12 @@
 //! receive interrupts (IER, MCR.OUT2, IRQ 4) and echoes serial input lines as
 //! `echo: <line>`, idling with `sti; hlt` while waiting. Exits 0.
 //!
+//! It also runs RDTSC, RDRAND and CPUID as the instruction right after an IRETQ (to
+//! ring 0): single-step on these hosts runs IRETQ and the next instruction as one step,
+//! where a recorder that only decodes the instruction at RIP would let them run natively
+//! with the host's values. It prints what they returned and panics when the TSC read
+//! after the IRETQ is out of order with its neighbours or CPUID differs from the plain one.
+//!
 //! Command line:
 //!   lines=N   number of input lines to echo before exiting (default 1)
 #![no_std]
@@ -42,6 +48,67 @@ fn rdseed() -> Option<u64> {
         }
     }
     None
+}
+
+/// The IRETQ frame for a return to the next label in ring 0 (SS, RSP, RFLAGS, CS, RIP),
+/// then IRETQ; the instruction after this prefix is the one that merges with it.
+macro_rules! iretq_to_next {
+    () => {
+        concat!(
+            "mov {t:e}, ss\n",
+            "push {t}\n",
+            "lea {t}, [rsp + 8]\n",
+            "push {t}\n",
+            "pushfq\n",
+            "mov {t:e}, cs\n",
+            "push {t}\n",
+            "lea {t}, [rip + 2f]\n",
+            "push {t}\n",
+            "iretq\n",
+            "2:\n",
+        )
+    };
+}
+
+fn rdtsc_after_iretq() -> u64 {
+    let (lo, hi): (u32, u32);
+    unsafe { asm!(iretq_to_next!(), "rdtsc", t = out(reg) _, out("eax") lo, out("edx") hi) };
+    (hi as u64) << 32 | lo as u64
+}
+
+fn rdrand_after_iretq() -> (u64, bool) {
+    let (v, ok): (u64, u8);
+    unsafe { asm!(iretq_to_next!(), "rdrand {v}", "setc {ok}", t = out(reg) _, v = out(reg) v, ok = out(reg_byte) ok) };
+    (v, ok != 0)
+}
+
+fn cpuid1_after_iretq() -> (u32, u32) {
+    let (c, d): (u32, u32);
+    // rbx is reserved by LLVM: saved in a scratch register around CPUID.
+    unsafe {
+        asm!("mov {b}, rbx", iretq_to_next!(), "cpuid", "mov rbx, {b}", t = out(reg) _, b = out(reg) _,
+             inout("eax") 1u32 => _, inout("ecx") 0u32 => c, out("edx") d)
+    };
+    (c, d)
+}
+
+/// The instructions whose values come from outside guest state, each right after an IRETQ.
+fn after_iretq(has_rdrand: bool) {
+    let before = cpu::rdtsc();
+    let merged = rdtsc_after_iretq();
+    let after = cpu::rdtsc();
+    let in_order = before <= merged && merged <= after && after - before < 1 << 24;
+    println!("after iretq: rdtsc {}: {:#x} <= {:#x} <= {:#x}", if in_order { "in order" } else { "OUT OF ORDER" }, before, merged, after);
+    if has_rdrand {
+        let (v, ok) = rdrand_after_iretq();
+        println!("after iretq: rdrand {:#018x} cf={}", v, ok as u8);
+    }
+    let (ecx1, edx1) = { let (_, _, c, d) = cpu::cpuid(1, 0); (c, d) };
+    let merged = cpuid1_after_iretq();
+    println!("after iretq: cpuid 1.ecx={:#x} 1.edx={:#x}", merged.0, merged.1);
+    if !in_order || merged != (ecx1, edx1) {
+        panic!("an instruction after IRETQ did not see what the plain one sees");
+    }
 }
 
 fn report(name: &str, supported: bool, f: fn() -> Option<u64>) {
@@ -128,6 +195,7 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     }
     report("rdrand", has_rdrand, rdrand);
     report("rdseed", has_rdseed, rdseed);
+    after_iretq(has_rdrand);
     let (y, mo, d, h, mi, s) = rtc();
     println!("rtc: {:04}-{:02}-{:02} {:02}:{:02}:{:02}", y, mo, d, h, mi, s);
 
