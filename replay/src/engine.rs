@@ -167,6 +167,7 @@ const IRET_RFLAGS: u64 = 0x3d_7fd5;
 /// RFLAGS bit 1 always reads as 1.
 const RFLAGS_FIXED: u64 = 1 << 1;
 const RFLAGS_TF: u64 = 1 << 8;
+const RFLAGS_NT: u64 = 1 << 14;
 /// IRET's opcode (IRETQ with REX.W).
 const IRET: u8 = 0xcf;
 
@@ -264,7 +265,9 @@ impl Engine {
         let word = |i: usize| u64::from_le_bytes(frame[i * 8..i * 8 + 8].try_into().unwrap_or_default());
         let (rip, cs, rflags, rsp, ss) = (word(0), word(1), word(2), word(3), word(4));
         let same_segments = cs == u64::from(sregs.cs.selector) && ss == u64::from(sregs.ss.selector);
-        if !same_segments || sregs.cs.dpl != 0 || rflags & RFLAGS_TF != 0 || !is_canonical(rip) {
+        // NT set makes a 64-bit IRET #GP; non-canonical targets fault: the CPU reports both.
+        let faults = regs.rflags & RFLAGS_NT != 0 || !is_canonical(rip) || !is_canonical(rsp);
+        if !same_segments || sregs.cs.dpl != 0 || rflags & RFLAGS_TF != 0 || faults {
             return Ok(false);
         }
         regs.rip = rip;
