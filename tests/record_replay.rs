@@ -249,3 +249,36 @@ fn until_failure_keeps_a_trace_that_replays_the_same_panic_every_time() {
     assert!(outputs[0].contains("PANIC: lost update"), "{}", outputs[0]);
     assert_eq!(outputs[0], outputs[1]);
 }
+
+/// `ttvm info --console` (and `--json`'s `console_lines`) gives each line of serial output
+/// with the icount of its first byte: replaying to that icount has not printed the line
+/// yet, one step more has.
+#[test]
+fn info_console_gives_the_icount_where_each_line_starts() {
+    if !require_kvm("info_console_gives_the_icount_where_each_line_starts") {
+        return;
+    }
+    let dir = common::tempdir();
+    let (trace, recorded) = record(dir.path(), "timer", "ticks=20", "icount", &[]);
+    let t = trace.to_str().unwrap();
+    let o = run(&["info", "--json", t]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let lines: Vec<(u64, String)> = v["console_lines"]
+        .as_array()
+        .expect("console_lines")
+        .iter()
+        .map(|l| (l["icount"].as_u64().unwrap(), l["text"].as_str().unwrap().to_string()))
+        .collect();
+    let texts: Vec<&str> = lines.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(texts, recorded.lines().map(|l| l.trim_end_matches('\r')).collect::<Vec<_>>());
+    assert!(lines.windows(2).all(|w| w[0].0 < w[1].0), "{lines:?}");
+    let (at, _) = lines.iter().find(|(_, t)| t == "tick 10").expect("tick 10");
+    let upto = |n: u64| String::from_utf8_lossy(&run(&["replay", t, "--to", &n.to_string()]).stdout).into_owned();
+    assert!(upto(*at).ends_with("ticks\r\n"), "{}", upto(*at));
+    assert!(upto(at + 1).ends_with("ticks\r\nt"), "{}", upto(at + 1));
+
+    let o = run(&["info", "--console", t]);
+    let listing = String::from_utf8_lossy(&o.stdout);
+    assert!(listing.contains(&format!("{at:>12} | tick 10\n")), "{listing}");
+}

@@ -225,6 +225,29 @@ impl Recording {
     }
 
     /// The serial output recorded up to (not including) step `icount`.
+    /// The serial output as lines (CR LF or LF ended; the last may be unfinished), each
+    /// with the icount of its first byte: where in the trace the guest printed it.
+    pub fn console_lines(&self) -> Vec<(u64, String)> {
+        let mut lines = Vec::new();
+        let mut current: Option<(u64, Vec<u8>)> = None;
+        for e in &self.events {
+            let crate::events::EventKind::SerialOut { byte } = e.kind else { continue };
+            let (_, text) = current.get_or_insert_with(|| (e.icount, Vec::new()));
+            if byte == b'\n' {
+                if let Some((at, mut text)) = current.take() {
+                    if text.last() == Some(&b'\r') {
+                        text.pop();
+                    }
+                    lines.push((at, String::from_utf8_lossy(&text).into_owned()));
+                }
+            } else {
+                text.push(byte);
+            }
+        }
+        lines.extend(current.map(|(at, text)| (at, String::from_utf8_lossy(&text).into_owned())));
+        lines
+    }
+
     pub fn serial_output_before(&self, icount: u64) -> Vec<u8> {
         self.events
             .iter()

@@ -18,6 +18,10 @@ pub struct InfoArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Every line of serial output with the icount of its first byte (where to `monitor
+    /// goto` to see the guest print it), instead of the last 20 lines.
+    #[arg(long)]
+    pub console: bool,
 }
 
 /// Appends a line to the report (printed at the end, so a closed pipe can't panic midway).
@@ -76,6 +80,7 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
             "event_counts": EventClass::ALL.iter().map(|c| (c.name(), counts.get(c).copied().unwrap_or(0))).collect::<std::collections::BTreeMap<_,_>>(),
             "checkpoints": checkpoints,
             "serial_output": serial_text,
+            "console_lines": rec.console_lines().iter().map(|(icount, text)| serde_json::json!({ "icount": icount, "text": text })).collect::<Vec<_>>(),
         });
         out!(report, "{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(0);
@@ -120,6 +125,19 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
     out!(report, "checkpoints: {} (every {} steps)", rec.checkpoints.len(), h.checkpoint_every);
     for c in &rec.checkpoints {
         out!(report, "  #{:<4} icount {:>12}  {:>6} dirty pages", c.index, c.engine.icount, c.blobs.len());
+    }
+    if args.console {
+        let lines = rec.console_lines();
+        out!(
+            report,
+            "serial output ({} bytes, {} lines, each at the icount of its first byte):",
+            serial.len(),
+            lines.len()
+        );
+        for (icount, text) in &lines {
+            out!(report, "  {icount:>12} | {text}");
+        }
+        return Ok(0);
     }
     let lines: Vec<&str> = serial_text.lines().collect();
     out!(
