@@ -283,41 +283,6 @@ impl Engine {
         Ok(true)
     }
 
-    /// Writes the engine's results of value-producing `special` into `regs` (RIP is left
-    /// alone), from `inputs`, the registers it starts with. False for an instruction the
-    /// engine leaves to the CPU after all (RDMSR of another MSR) and for HLT.
-    fn supply<E: StepEnv>(
-        &mut self,
-        env: &mut E,
-        icount: u64,
-        special: Special,
-        inputs: &kvm_regs,
-        regs: &mut kvm_regs,
-    ) -> Result<bool, EngineError> {
-        let board = &mut self.machine.board;
-        let (value, aux) = match special {
-            Special::Rdtsc => (env.emulated_value(board, icount, Emulated::Rdtsc)?, 0),
-            Special::Rdtscp => {
-                let v = env.emulated_value(board, icount, Emulated::Rdtscp)?;
-                (v, self.machine.vm.vcpu().get_msr(MSR_TSC_AUX).map_err(|e| self.kvm_err(e))?)
-            }
-            Special::Rdrand { .. } => (env.emulated_value(board, icount, Emulated::Rdrand)?, 0),
-            Special::Rdseed { .. } => (env.emulated_value(board, icount, Emulated::Rdseed)?, 0),
-            Special::Rdmsr if inputs.rcx & 0xffff_ffff == MSR_TSC => {
-                (env.emulated_value(board, icount, Emulated::RdmsrTsc)?, 0)
-            }
-            Special::Cpuid => {
-                // The model, not the host: on PVM hosts KVM passes some host leaves through.
-                let [a, b, c, d] = self.machine.vm.cpuid().query(inputs.rax as u32, inputs.rcx as u32);
-                (regs.rax, regs.rbx, regs.rcx, regs.rdx) = (a.into(), b.into(), c.into(), d.into());
-                (0, 0)
-            }
-            Special::Rdmsr | Special::Hlt => return Ok(false),
-        };
-        apply_emulated(regs, special, 0, value, aux);
-        Ok(true)
-    }
-
     /// Emulates the instruction at RIP if it is one of the special ones.
     fn try_emulate<E: StepEnv>(
         &mut self,
@@ -331,21 +296,39 @@ impl Engine {
         };
         let icount = self.state.icount;
         let mut outcome = StepOutcome::Continue;
-        if special == Special::Hlt {
-            if sregs.cs.dpl != 0 {
-                return Ok(None); // #GP, delivered by the CPU
+        let board = &mut self.machine.board;
+        let (value, aux) = match special {
+            Special::Rdtsc => (env.emulated_value(board, icount, Emulated::Rdtsc)?, 0),
+            Special::Rdtscp => {
+                let v = env.emulated_value(board, icount, Emulated::Rdtscp)?;
+                (v, self.machine.vm.vcpu().get_msr(MSR_TSC_AUX).map_err(|e| self.kvm_err(e))?)
             }
-            let enabled = regs.rflags & RFLAGS_IF != 0;
-            if let HaltOutcome::Stop(stop) = env.halt(&mut self.machine.board, icount, enabled)? {
-                outcome = StepOutcome::Stopped(stop);
+            Special::Rdrand { .. } => (env.emulated_value(board, icount, Emulated::Rdrand)?, 0),
+            Special::Rdseed { .. } => (env.emulated_value(board, icount, Emulated::Rdseed)?, 0),
+            Special::Rdmsr => {
+                if regs.rcx & 0xffff_ffff != MSR_TSC {
+                    return Ok(None);
+                }
+                (env.emulated_value(board, icount, Emulated::RdmsrTsc)?, 0)
             }
-        } else {
-            let inputs = regs;
-            if !self.supply(env, icount, special, &inputs, &mut regs)? {
-                return Ok(None);
+            Special::Cpuid => {
+                // The model, not the host: on PVM hosts KVM passes some host leaves through.
+                let [a, b, c, d] = self.machine.vm.cpuid().query(regs.rax as u32, regs.rcx as u32);
+                (regs.rax, regs.rbx, regs.rcx, regs.rdx) = (a.into(), b.into(), c.into(), d.into());
+                (0, 0)
             }
-        }
-        regs.rip = regs.rip.wrapping_add(len as u64);
+            Special::Hlt => {
+                if sregs.cs.dpl != 0 {
+                    return Ok(None); // #GP, delivered by the CPU
+                }
+                let enabled = regs.rflags & RFLAGS_IF != 0;
+                if let HaltOutcome::Stop(stop) = env.halt(board, icount, enabled)? {
+                    outcome = StepOutcome::Stopped(stop);
+                }
+                (0, 0)
+            }
+        };
+        apply_emulated(&mut regs, special, len, value, aux);
         self.machine.vm.vcpu_mut().set_regs(&regs);
         self.end_interrupt_shadow()?;
         self.state.window_open = regs.rflags & RFLAGS_IF != 0;

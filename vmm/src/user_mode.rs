@@ -139,22 +139,6 @@ fn complete_syscall(regs: &mut kvm_regs, sregs: &mut kvm_sregs, frame: &FaultFra
     sregs.ss = syscall_ss(star);
 }
 
-/// If `code`, the instruction at RIP, is an IRET (IRETQ, or IRETD), where it returns to:
-/// the (RIP, CS selector) words of its frame at RSP.
-pub fn iret_target(code: &[u8], regs: &kvm_regs, sregs: &kvm_sregs, ram: &GuestRam) -> Option<(u64, u64)> {
-    let (rex_w, rest) = match code.first() {
-        Some(&b) if b & 0xf0 == 0x40 => (b & 0x08 != 0, &code[1..]),
-        _ => (false, code),
-    };
-    if rest.first() != Some(&IRET) {
-        return None;
-    }
-    let width = if rex_w { 8 } else { 4 };
-    let mut frame = [0u8; 16];
-    AddressSpace::from_sregs(sregs).read_virt(ram, regs.rsp, &mut frame[..2 * width]).ok()?;
-    Some((le_word(&frame, width, 0), le_word(&frame, width, 1)))
-}
-
 /// If `code`, the instruction at RIP, returns from ring 0 to ring 3 (IRETQ or IRETD with a
 /// user CS in its frame, or SYSRET), the user-mode RIP it goes to. The exact engine stops
 /// there instead of stepping it (see the module comment).
@@ -166,11 +150,16 @@ pub fn user_mode_entry(code: &[u8], regs: &kvm_regs, sregs: &kvm_sregs, ram: &Gu
         Some(&b) if b & 0xf0 == 0x40 => (b & 0x08 != 0, &code[1..]),
         _ => (false, code),
     };
-    if let [SYSRET_0, SYSRET_1, ..] = rest {
-        return Some(if rex_w { regs.rcx } else { regs.rcx & 0xffff_ffff });
+    match rest {
+        [SYSRET_0, SYSRET_1, ..] => Some(if rex_w { regs.rcx } else { regs.rcx & 0xffff_ffff }),
+        [IRET, ..] => {
+            let width = if rex_w { 8 } else { 4 };
+            let mut frame = [0u8; 16];
+            AddressSpace::from_sregs(sregs).read_virt(ram, regs.rsp, &mut frame[..2 * width]).ok()?;
+            (le_word(&frame, width, 1) & 3 == 3).then_some(le_word(&frame, width, 0))
+        }
+        _ => None,
     }
-    let (rip, cs) = iret_target(code, regs, sregs, ram)?;
-    (cs & 3 == 3).then_some(rip)
 }
 
 /// The free engine's state for the #PF-handler breakpoint.
@@ -240,18 +229,12 @@ impl Vm {
     /// IDT covers vector 14 and is mapped. Read from guest memory, so it follows the guest's
     /// own IDT changes.
     pub fn page_fault_handler(&self, sregs: &kvm_sregs) -> Option<u64> {
-        self.interrupt_handler(sregs, PF_VECTOR as u8)
-    }
-
-    /// The handler address of `vector` in the guest's 64-bit IDT, if the gate is present.
-    pub fn interrupt_handler(&self, sregs: &kvm_sregs, vector: u8) -> Option<u64> {
-        let vector = u64::from(vector);
-        if u64::from(sregs.idt.limit) < (vector + 1) * IDT_GATE_SIZE - 1 {
+        if u64::from(sregs.idt.limit) < (PF_VECTOR + 1) * IDT_GATE_SIZE - 1 {
             return None;
         }
         let mut gate = [0u8; 16];
         let space = AddressSpace::from_sregs(sregs);
-        space.read_virt(self.ram(), sregs.idt.base + vector * IDT_GATE_SIZE, &mut gate).ok()?;
+        space.read_virt(self.ram(), sregs.idt.base + PF_VECTOR * IDT_GATE_SIZE, &mut gate).ok()?;
         let present = gate[5] & 0x80 != 0;
         let low = u64::from(u16::from_le_bytes([gate[0], gate[1]]));
         let mid = u64::from(u16::from_le_bytes([gate[6], gate[7]]));
