@@ -35,7 +35,7 @@ const AMD: VendorTraces = VendorTraces {
 };
 const INTEL: VendorTraces = VendorTraces {
     dir: "intel",
-    pinned: Pinned { memcorrupt_culprit: 0x44d0, threads_interleaving: (0x4b61a, 0x4b9c8, 0x4bf69) },
+    pinned: Pinned { memcorrupt_culprit: 0x44d0, threads_interleaving: (0x60a37, 0x60f7b, 0x612f4) },
 };
 
 fn vendor_traces() -> &'static VendorTraces {

@@ -105,6 +105,10 @@ fn entropy_replays_its_own_nondeterministic_inputs() {
             );
             // Right after an IRETQ too, where single-step would otherwise run them natively.
             assert!(recorded.contains("after iretq: rdtsc in order"), "{recorded}");
+            assert!(
+                recorded.contains("swapgs fwait nop: in order"),
+                "after the instructions that merge steps\n{recorded}"
+            );
             assert!(recorded.contains("after iretq: cpuid 1.ecx=0xc0000000 1.edx=0x78ba9ff\r\n"), "{recorded}");
             assert_eq!(verify(&trace), recorded, "the replay must reproduce this recording's RDRAND/RDTSC/input");
             outputs.push(recorded);

@@ -16,13 +16,17 @@ use ttvm_vmm::machine::Machine;
 
 use crate::divergence::Divergence;
 use crate::events::StopKind;
-use ttvm_vmm::insn::{apply_emulated, classify, code_mode, fetch_at_rip, CodeMode, Special, MAX_INSN_LEN};
+use ttvm_vmm::insn::{
+    apply_emulated, classify, classify_merging, code_mode, fetch_at_rip, CodeMode, Merging, Special, MAX_INSN_LEN,
+};
 use ttvm_vmm::user_mode::user_mode_entry;
 
 /// IA32_TSC.
 const MSR_TSC: u64 = 0x10;
 /// TSC_AUX (read for RDTSCP: guest state, not logged).
 const MSR_TSC_AUX: u32 = 0xc000_0103;
+/// IA32_KERNEL_GS_BASE, which SWAPGS exchanges with GS.base.
+const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
 const RFLAGS_IF: u64 = 1 << 9;
 
 /// Instructions whose value comes from the environment.
@@ -156,10 +160,11 @@ pub struct Engine {
     pub machine: Machine,
     state: EngineState,
     single_step_on: bool,
-    /// Whether the engine carries out ring-0 IRETQs itself (see `try_emulate_iretq`).
-    /// Traces of format 1 were recorded with the CPU running them, merged with the
-    /// instruction after: their replay must step them the same way.
-    pub emulate_iret: bool,
+    /// Whether every step is kept to one instruction where the host's single-step would run
+    /// two: the engine carries out ring-0 IRETQs and the [`Merging`] instructions itself,
+    /// and ends the step after an instruction it emulated for KVM. Traces of format 1 were
+    /// recorded with the host's merges: their replay must step the same way.
+    pub strict_steps: bool,
 }
 
 /// What IRETQ loads from the RFLAGS image (64-bit mode: everything architectural but VM).
@@ -188,7 +193,7 @@ impl Engine {
                 window_open: false,
             },
             single_step_on: false,
-            emulate_iret: true,
+            strict_steps: true,
         }
     }
 
@@ -239,8 +244,13 @@ impl Engine {
             if let Some(outcome) = self.try_emulate(env, regs, &sregs, &bytes[..n])? {
                 return Ok(outcome);
             }
-            if self.emulate_iret && self.try_emulate_iretq(&bytes[..n], regs, &sregs)? {
-                return Ok(StepOutcome::Continue);
+            if self.strict_steps {
+                if self.try_emulate_iretq(&bytes[..n], regs, &sregs)? {
+                    return Ok(StepOutcome::Continue);
+                }
+                if let Some(outcome) = self.try_emulate_merging(env, &bytes[..n], regs, &sregs)? {
+                    return Ok(outcome);
+                }
             }
         }
         self.run_one_step(env)
@@ -281,6 +291,47 @@ impl Engine {
         self.state.window_open = false;
         self.state.icount += 1;
         Ok(true)
+    }
+
+    /// Carries out a [`Merging`] instruction (fences, OUT imm8, SWAPGS) in ring 0, so that
+    /// the instruction after it is a step of its own. Elsewhere they are left to the CPU.
+    fn try_emulate_merging<E: StepEnv>(
+        &mut self,
+        env: &mut E,
+        code: &[u8],
+        mut regs: kvm_regs,
+        sregs: &kvm_sregs,
+    ) -> Result<Option<StepOutcome>, EngineError> {
+        let Some((merging, len)) = classify_merging(code, code_mode(sregs)) else {
+            return Ok(None);
+        };
+        if sregs.cs.dpl != 0 {
+            return Ok(None);
+        }
+        let icount = self.state.icount;
+        let mut stop = None;
+        match merging {
+            Merging::Fence => {}
+            Merging::OutImm8 { port, size } => {
+                let data = regs.rax.to_le_bytes();
+                stop = env.port_out(&mut self.machine.board, icount, port, &data[..size], regs.rip)?;
+            }
+            Merging::Swapgs => {
+                let kvm = |e: ttvm_vmm::vcpu::VcpuError| EngineError::Kvm { icount, message: e.to_string() };
+                let vcpu = self.machine.vm.vcpu_mut();
+                let kernel_gs = vcpu.get_msr(MSR_KERNEL_GS_BASE).map_err(kvm)?;
+                vcpu.set_msr(MSR_KERNEL_GS_BASE, sregs.gs.base).map_err(kvm)?;
+                let mut swapped = *sregs;
+                swapped.gs.base = kernel_gs;
+                vcpu.set_sregs(&swapped);
+            }
+        }
+        regs.rip = regs.rip.wrapping_add(len as u64);
+        self.machine.vm.vcpu_mut().set_regs(&regs);
+        self.end_interrupt_shadow()?;
+        self.state.window_open = regs.rflags & RFLAGS_IF != 0;
+        self.state.icount += 1;
+        Ok(Some(stop.map_or(StepOutcome::Continue, StepOutcome::Stopped)))
     }
 
     /// Emulates the instruction at RIP if it is one of the special ones.
@@ -355,6 +406,7 @@ impl Engine {
     fn run_one_step<E: StepEnv>(&mut self, env: &mut E) -> Result<StepOutcome, EngineError> {
         let icount = self.state.icount;
         let mut stop: Option<StopKind> = None;
+        let mut emulated_alone = false;
         let Machine { vm, board, .. } = &mut self.machine;
         loop {
             let rip = vm.vcpu().rip();
@@ -385,13 +437,18 @@ impl Engine {
                     let what = format!("{other:?}");
                     let failed_emulation = matches!(other, VcpuExit::InternalError);
                     // An instruction this host's KVM could not execute but ttvm can (INT3,
-                    // CLAC/STAC): the step goes on. INT3's #BP entry merges with the
-                    // handler's first instruction, like every exception under single-step.
-                    if failed_emulation
-                        && vm
-                            .emulate_failed_instruction()
-                            .map_err(|e| EngineError::Kvm { icount, message: e.to_string() })?
-                    {
+                    // CLAC/STAC, ...). With strict steps that ends the step, unless it raised
+                    // an exception: its delivery merges with the handler's first
+                    // instruction, like every exception under single-step. (Running on, as
+                    // format 1 did, ran the next instruction inside this step.)
+                    let kvm = |e: ttvm_vmm::vcpu::VcpuError| EngineError::Kvm { icount, message: e.to_string() };
+                    if failed_emulation && vm.emulate_failed_instruction().map_err(kvm)? {
+                        let events = vm.vcpu().vcpu_events().map_err(kvm)?;
+                        let exception = events.exception.injected != 0 || events.exception.pending != 0;
+                        if self.strict_steps && !exception {
+                            emulated_alone = true;
+                            break;
+                        }
                         continue;
                     }
                     let (regs, sregs) = (vm.vcpu().regs(), vm.vcpu().sregs());
@@ -410,8 +467,12 @@ impl Engine {
                 Err(e) => return Err(EngineError::Kvm { icount, message: format!("KVM_RUN: {e}") }),
             }
         }
-        let vcpu = self.machine.vm.vcpu_mut();
-        self.state.window_open = vcpu.interrupt_window_open();
+        if emulated_alone {
+            self.end_interrupt_shadow()?;
+            self.state.window_open = self.machine.vm.vcpu().regs().rflags & RFLAGS_IF != 0;
+        } else {
+            self.state.window_open = self.machine.vm.vcpu_mut().interrupt_window_open();
+        }
         self.state.icount += 1;
         Ok(match stop {
             Some(s) => StepOutcome::Stopped(s),

@@ -396,7 +396,7 @@ impl ReplaySession {
         }
         let ram = RamTracker::full_restore(&mut machine.vm, &rec, 0)?;
         let mut engine = Engine::new(machine);
-        engine.emulate_iret = rec.file.version >= crate::trace::IRET_EMULATED_SINCE;
+        engine.strict_steps = rec.file.version >= crate::trace::STRICT_STEPS_SINCE;
         let mut s = Self {
             engine,
             env: Replayer {

@@ -6,10 +6,11 @@
 //! `echo: <line>`, idling with `sti; hlt` while waiting. Exits 0.
 //!
 //! It also runs RDTSC, RDRAND and CPUID as the instruction right after an IRETQ (to
-//! ring 0): single-step on these hosts runs IRETQ and the next instruction as one step,
-//! where a recorder that only decodes the instruction at RIP would let them run natively
-//! with the host's values. It prints what they returned and panics when the TSC read
-//! after the IRETQ is out of order with its neighbours or CPUID differs from the plain one.
+//! ring 0), and RDTSC right after LFENCE, MFENCE, SFENCE, OUT imm8, SWAPGS and FWAIT:
+//! single-step on these hosts runs each of those together with the next instruction,
+//! where a recorder that only decodes the instruction at RIP would let it run natively
+//! with the host's values. It prints what they returned and panics when a TSC read is out
+//! of order with its neighbours or CPUID differs from the plain one.
 //!
 //! Command line:
 //!   lines=N   number of input lines to echo before exiting (default 1)
@@ -90,6 +91,46 @@ fn cpuid1_after_iretq() -> (u32, u32) {
              inout("eax") 1u32 => _, inout("ecx") 0u32 => c, out("edx") d)
     };
     (c, d)
+}
+
+/// RDTSC right after the `$insn` lines, checked against plain reads around it: whether it ran as a
+/// step of its own (true) or was merged into the previous step, natively, with the host's
+/// TSC (false, under a recorder that does not guard against it).
+macro_rules! tsc_in_order_after {
+    ($($insn:literal),+) => {{
+        let before = cpu::rdtsc();
+        let (lo, hi): (u32, u32);
+        unsafe { asm!($($insn),+, "rdtsc", out("eax") lo, out("edx") hi) };
+        let merged = (hi as u64) << 32 | lo as u64;
+        let after = cpu::rdtsc();
+        before <= merged && merged <= after && after - before < 1 << 24
+    }};
+}
+
+/// RDTSC after each instruction that these hosts' single-step runs together with the next
+/// one (and, for contrast, after `out dx` and `nop`, which it does not).
+fn tsc_after_merging_instructions() {
+    let checks = [
+        ("lfence", tsc_in_order_after!("lfence")),
+        ("mfence", tsc_in_order_after!("mfence")),
+        ("sfence", tsc_in_order_after!("sfence")),
+        ("out-imm8", tsc_in_order_after!("out 0x80, al")),
+        ("out-dx", tsc_in_order_after!("push rdx", "mov dx, 0x80", "out dx, al", "pop rdx")),
+        ("swapgs", tsc_in_order_after!("swapgs", "swapgs")),
+        ("fwait", tsc_in_order_after!("fwait")),
+        ("nop", tsc_in_order_after!("nop")),
+    ];
+    print!("rdtsc after");
+    for (name, _) in &checks {
+        print!(" {}", name);
+    }
+    match checks.iter().find(|(_, ok)| !ok) {
+        None => println!(": in order"),
+        Some((name, _)) => {
+            println!(": OUT OF ORDER after {}", name);
+            panic!("an RDTSC after {} did not see the guest's TSC", name);
+        }
+    }
 }
 
 /// The instructions whose values come from outside guest state, each right after an IRETQ.
@@ -195,6 +236,7 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     }
     report("rdrand", has_rdrand, rdrand);
     report("rdseed", has_rdseed, rdseed);
+    tsc_after_merging_instructions();
     after_iretq(has_rdrand);
     let (y, mo, d, h, mi, s) = rtc();
     println!("rtc: {:04}-{:02}-{:02} {:02}:{:02}:{:02}", y, mo, d, h, mi, s);

@@ -202,6 +202,48 @@ pub fn classify(bytes: &[u8], mode: CodeMode) -> Option<(Special, usize)> {
     }
 }
 
+/// An instruction after which these hosts' single-step also runs the next instruction
+/// before reporting the step (measured with the `entropy` kernel; IRETQ does the same). The
+/// exact engine carries them out itself, so that an RDTSC, RDRAND or CPUID after them is
+/// decoded and emulated like any other instead of running natively, unlogged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merging {
+    /// LFENCE, MFENCE or SFENCE: nothing to do on one vCPU whose every step completes.
+    Fence,
+    /// OUT imm8, AL/AX/EAX (`size` bytes); the DX form steps normally.
+    OutImm8 {
+        /// Port number.
+        port: u16,
+        /// 1, 2 or 4.
+        size: usize,
+    },
+    /// SWAPGS (64-bit mode).
+    Swapgs,
+}
+
+/// Decodes a [`Merging`] instruction at the start of `bytes`, with its length. Only the
+/// plain encodings: with other prefixes the instruction is left to the CPU.
+pub fn classify_merging(bytes: &[u8], mode: CodeMode) -> Option<(Merging, usize)> {
+    let (opsize, rest) = match bytes {
+        [0x66, rest @ ..] => (true, rest),
+        _ => (false, bytes),
+    };
+    let p = usize::from(opsize);
+    match rest {
+        [0x0f, 0xae, modrm, ..] if !opsize && *modrm >= 0xe8 => Some((Merging::Fence, 3)),
+        [0xe6, port, ..] => Some((Merging::OutImm8 { port: u16::from(*port), size: 1 }, p + 2)),
+        [0xe7, port, ..] => {
+            let size = match (mode, opsize) {
+                (CodeMode::Bits16, false) | (CodeMode::Long | CodeMode::Bits32, true) => 2,
+                _ => 4,
+            };
+            Some((Merging::OutImm8 { port: u16::from(*port), size }, p + 2))
+        }
+        [0x0f, 0x01, 0xf8, ..] if !opsize && mode == CodeMode::Long => Some((Merging::Swapgs, 3)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,5 +343,20 @@ mod tests {
             }
         }
         assert!(checked > 1000, "only {checked} encodings compared");
+    }
+
+    #[test]
+    fn merging_instructions() {
+        let long = CodeMode::Long;
+        assert_eq!(classify_merging(&[0x0f, 0xae, 0xe8], long), Some((Merging::Fence, 3)), "lfence");
+        assert_eq!(classify_merging(&[0x0f, 0xae, 0xf0], long), Some((Merging::Fence, 3)), "mfence");
+        assert_eq!(classify_merging(&[0x0f, 0xae, 0xf8], long), Some((Merging::Fence, 3)), "sfence");
+        assert_eq!(classify_merging(&[0x0f, 0xae, 0x38], long), None, "clflush [rax] is not a fence");
+        assert_eq!(classify_merging(&[0xe6, 0x80], long), Some((Merging::OutImm8 { port: 0x80, size: 1 }, 2)));
+        assert_eq!(classify_merging(&[0xe7, 0x42], long), Some((Merging::OutImm8 { port: 0x42, size: 4 }, 2)));
+        assert_eq!(classify_merging(&[0x66, 0xe7, 0x42], long), Some((Merging::OutImm8 { port: 0x42, size: 2 }, 3)));
+        assert_eq!(classify_merging(&[0xee], long), None, "out dx, al steps normally");
+        assert_eq!(classify_merging(&[0x0f, 0x01, 0xf8], long), Some((Merging::Swapgs, 3)));
+        assert_eq!(classify_merging(&[0x0f, 0x01, 0xf8], CodeMode::Bits32), None, "SWAPGS is #UD outside 64-bit mode");
     }
 }

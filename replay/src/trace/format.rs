@@ -25,12 +25,14 @@ use crate::clock::ClockMode;
 
 /// First 8 bytes of every trace (a PNG-style magic that also catches text-mode mangling).
 pub const MAGIC: [u8; 8] = *b"\x89TTVM\r\n\x1a";
-/// Current format version. 2: the engine carries out ring-0 IRETQs itself, one step each,
-/// where format 1 let single-step run them merged with the instruction after (which, if
-/// it was RDTSC, RDRAND or CPUID, then ran unlogged); format-1 traces replay the old way.
+/// Current format version. 2: strict steps (`Engine::strict_steps`): the engine carries
+/// out ring-0 IRETQs, fences, OUT imm8 and SWAPGS itself, one step each, and ends a step
+/// after an instruction it emulated for KVM, where format 1 let single-step run the next
+/// instruction in the same step (which, if it was RDTSC, RDRAND or CPUID, then ran
+/// unlogged); format-1 traces replay the old way.
 pub const FORMAT_VERSION: u32 = 2;
-/// The first format whose steps have ring-0 IRETQs carried out by the engine.
-pub const IRET_EMULATED_SINCE: u32 = 2;
+/// The first format recorded with strict steps.
+pub const STRICT_STEPS_SINCE: u32 = 2;
 /// Oldest format version this reader still reads.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
 /// Size of the fixed preamble.
