@@ -82,6 +82,13 @@ fn timer_at_a_known_icount_shows_rip_code_console_and_markers() {
     let lanes_x = 1 + 8;
     let col = ttvm_tui::app::Layout::column_of(W - 2 - 8, n, s.info.length) as usize;
     assert_eq!(axis.chars().nth(lanes_x + col), Some('▲'), "{axis}");
+
+    // A kernel path too long for the title gives way, so the icount and end stay whole.
+    s.info.title = format!("/{} · timer.ttvm", "very-long-directory/".repeat(10));
+    let lines = rows(&draw(&mut s, W, H));
+    assert!(lines[0].contains(&format!("icount {n} / {} ({pct:.2}%)", s.info.length)), "{}", lines[0]);
+    assert!(lines[0].contains("end: exit 0") && lines[0].contains("…"), "{}", lines[0]);
+    assert!(lines[0].contains("directory/ · timer.ttvm"), "the file names stay: {}", lines[0]);
 }
 
 #[test]

@@ -25,13 +25,19 @@ const DENSITY: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇'
 pub fn render(frame: &mut Frame<'_>, area: Rect, m: &Model<'_>) -> Rect {
     let (app, info) = (m.app, m.info);
     let pct = if info.length == 0 { 100.0 } else { app.cursor as f64 * 100.0 / info.length as f64 };
+    let position = format!("│ icount {} / {} ({pct:.2}%) ", app.cursor, info.length);
+    let end_label = format!(" end: {} ", info.end.label());
+    // The right-aligned end label would overwrite the tail of the left title, so a long
+    // kernel path gives way first and the icount always stays readable.
+    let fixed = " ttvm ".len() + position.chars().count() + end_label.chars().count() + 3;
+    let room = (area.width as usize).saturating_sub(fixed);
     let title = Line::from(vec![
         Span::styled(" ttvm ", style::label()),
-        Span::raw(format!("{} ", info.title)),
-        Span::styled(format!("│ icount {} / {} ({pct:.2}%) ", app.cursor, info.length), style::warning()),
+        Span::raw(format!("{} ", elide_left(&info.title, room.saturating_sub(1)))),
+        Span::styled(position, style::warning()),
     ]);
     let end = Line::from(Span::styled(
-        format!(" end: {} ", info.end.label()),
+        end_label,
         Style::default().fg(style::end_color(&info.end)).add_modifier(Modifier::BOLD),
     ))
     .right_aligned();
@@ -48,6 +54,20 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, m: &Model<'_>) -> Rect {
     let lanes = Rect { x: inner.x + LABEL_WIDTH, width: inner.width - LABEL_WIDTH, ..inner };
     draw_lanes(buf, lanes, m);
     Rect { height: LANES.len() as u16 - 1, ..lanes }
+}
+
+/// `text` cut to at most `room` characters by dropping its start (a path's least telling
+/// part), marked with an ellipsis.
+fn elide_left(text: &str, room: usize) -> String {
+    let n = text.chars().count();
+    if n <= room {
+        return text.to_string();
+    }
+    if room == 0 {
+        return String::new();
+    }
+    let tail: String = text.chars().skip(n - (room - 1)).collect();
+    format!("…{tail}")
 }
 
 fn legend(info: &TraceInfo) -> Line<'static> {
@@ -161,4 +181,20 @@ fn draw_cursor(buf: &mut Buffer, r: Rect, cursor: u64, len: u64) {
     let lx = if cx + 1 + lw <= r.x + r.width { cx + 1 } else { cx.saturating_sub(lw).max(r.x) };
     buf.set_string(lx, y, &label, style::warning());
     put(buf, cx, y, '▲', style::warning());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::elide_left;
+
+    #[test]
+    fn long_titles_lose_their_start_and_keep_the_file_names() {
+        let t = "/check/work/main/target/linux-cache/boot/vmlinuz-6.1.0-57-amd64 · linux.ttvm";
+        assert_eq!(elide_left(t, 200), t);
+        let short = elide_left(t, 30);
+        assert_eq!(short.chars().count(), 30);
+        assert!(short.starts_with('…') && short.ends_with("-amd64 · linux.ttvm"), "{short}");
+        assert_eq!(elide_left(t, 0), "");
+        assert_eq!(elide_left(t, 1), "…");
+    }
 }
