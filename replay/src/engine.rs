@@ -393,12 +393,14 @@ impl Engine {
         if self.state.window_open {
             return Ok(());
         }
+        let icount = self.state.icount;
+        let kvm = |e: ttvm_vmm::vcpu::VcpuError| EngineError::Kvm { icount, message: e.to_string() };
         let vcpu = self.machine.vm.vcpu_mut();
-        let mut ev = vcpu.vcpu_events().map_err(|e| EngineError::Kvm { icount: 0, message: e.to_string() })?;
+        let mut ev = vcpu.vcpu_events().map_err(kvm)?;
         if ev.interrupt.shadow != 0 {
             ev.interrupt.shadow = 0;
             ev.flags = kvm_bindings::KVM_VCPUEVENT_VALID_SHADOW;
-            vcpu.set_vcpu_events(&ev).map_err(|e| EngineError::Kvm { icount: 0, message: e.to_string() })?;
+            vcpu.set_vcpu_events(&ev).map_err(kvm)?;
         }
         Ok(())
     }
