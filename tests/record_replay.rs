@@ -162,6 +162,54 @@ fn replay_from_every_checkpoint_reaches_the_same_end() {
 }
 
 #[test]
+fn verify_to_checks_a_prefix_and_chains_with_from_checkpoint() {
+    if !require_kvm("verify_to_checks_a_prefix_and_chains_with_from_checkpoint") {
+        return;
+    }
+    let dir = common::tempdir();
+    let (trace, _) = record(dir.path(), "timer", "ticks=12", "icount", &["--checkpoint-every", "2000"]);
+    let t = trace.to_str().unwrap();
+    let o = run(&["info", "--json", t]);
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let at = |k: usize| info["checkpoints"][k]["icount"].as_u64().expect("checkpoint icount");
+    let n = info["checkpoints"].as_array().expect("checkpoints").len();
+    assert!(n >= 4, "{n} checkpoints");
+    let verify_to = |to: u64| run(&["replay", "--verify", "-q", "--to", &to.to_string(), t]);
+
+    // A prefix ending on a checkpoint compares the state there and names the command
+    // that checks the rest; together the two halves cover the whole history.
+    let mid = n / 2;
+    let o = verify_to(at(mid));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("so does the state at checkpoint {mid}")), "{err}");
+    assert!(err.contains(&format!("--from-checkpoint {mid}")), "{err}");
+    let o = run(&["replay", "--verify", "-q", "--from-checkpoint", &mid.to_string(), t]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("final state digest match"), "{}", text(&o));
+
+    // Off a checkpoint the report says the state itself was not compared, and which
+    // checkpoints are either side.
+    let o = verify_to(at(1) + 7);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("itself was not compared"), "{err}");
+    assert!(err.contains(&format!("checkpoints 1 and 2 are at icounts {} and {}", at(1), at(2))), "{err}");
+
+    // Ending right at and right after each console line's first byte: the output owed
+    // by then is exactly what the recording has before that icount.
+    let lines = info["console_lines"].as_array().expect("console_lines");
+    assert!(lines.len() >= 3, "{lines:?}");
+    for line in lines.iter().skip(1).take(2) {
+        let start = line["icount"].as_u64().expect("line icount");
+        for to in [start, start + 1] {
+            let o = verify_to(to);
+            assert_eq!(o.status.code(), Some(0), "--to {to}: {}", text(&o));
+        }
+    }
+}
+
+#[test]
 fn checkpoint_restore_is_byte_identical_to_the_live_state() {
     use ttvm_replay::clock::ClockMode;
     use ttvm_replay::record::{RecordOptions, RecordSession};

@@ -175,6 +175,14 @@ fn edited_logged_value_diverges_at_its_icount() {
         .and_then(|s| s.parse().ok())
         .expect("icount in report");
     assert!(icount >= at && icount <= at + 20, "diverged at {icount}, edited event at {at}: {err}");
+
+    // `--verify --to` checks a prefix: the history before the edit still verifies, and a
+    // prefix that takes in the edit does not.
+    let o = run(&["replay", "--verify", "-q", "--to", &at.to_string(), bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(&["replay", "--verify", "-q", "--to", &(icount + 1).to_string(), bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(75), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("diverged"), "{}", text(&o));
 }
 
 #[test]

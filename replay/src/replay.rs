@@ -147,6 +147,36 @@ impl Replayer {
         Ok(())
     }
 
+    /// Checks what a prefix of the history ending at `icount` can be checked against:
+    /// every driving event recorded before `icount` was done, and the serial output
+    /// recorded before it was produced, no more and no less.
+    fn check_prefix(&mut self, icount: u64, rip: u64) -> Result<(), EngineError> {
+        self.compare_output(icount, rip)?;
+        if let Some(e) = self.peek_driving() {
+            if e.icount < icount {
+                return Err(self.divergence(
+                    icount,
+                    rip,
+                    format!("the guest reached icount {icount} without doing this event"),
+                ));
+            }
+        }
+        // Serial bytes are logged right after the OUT that wrote them, so what compare_output
+        // read ahead (up to the next driving event) is all owed before `icount`.
+        let owed = self.expected_out.len();
+        if owed != 0 || !self.generated_out.is_empty() {
+            return Err(self.divergence(
+                icount,
+                rip,
+                format!(
+                    "serial output differs at icount {icount}: {owed} recorded bytes not produced, {} produced bytes not recorded",
+                    self.generated_out.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Resets the cursor to the first event of step `icount`.
     fn seek(&mut self, icount: u64, idle_ns: u64) {
         self.cursor = self.rec.first_event_at(icount);
@@ -554,29 +584,36 @@ impl ReplaySession {
         }
     }
 
+    fn check_prefix(&mut self, icount: u64, rip: u64) -> Result<(), ReplayError> {
+        self.env.check_prefix(icount, rip).map_err(|e| match e {
+            EngineError::Divergence(d) => ReplayError::Divergence(d),
+            e => ReplayError::Engine(e),
+        })
+    }
+
+    /// Checks a replayed prefix of the history at the current icount: the events and
+    /// serial output recorded before it, and the state against the checkpoint recorded
+    /// at it, if there is one. Returns that checkpoint's index.
+    pub fn verify_prefix_end(&mut self) -> Result<Option<usize>, ReplayError> {
+        let icount = self.engine.icount();
+        let rip = self.engine.machine.vm.vcpu().rip();
+        self.check_prefix(icount, rip)?;
+        let k = self.rec.checkpoints.partition_point(|c| c.engine.icount < icount);
+        match self.rec.checkpoints.get(k) {
+            Some(cp) if cp.engine.icount == icount && self.verify_checkpoints => {
+                self.verify_checkpoint(k)?;
+                Ok(Some(k))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Checks, at the end of a finalised recording, that the output and the final state
     /// digest match.
     pub fn verify_end(&mut self) -> Result<(), ReplayError> {
         let icount = self.engine.icount();
-        self.env.skip_info();
         let rip = self.engine.machine.vm.vcpu().rip();
-        if let Err(EngineError::Divergence(d)) = self.env.compare_output(icount, rip) {
-            return Err(ReplayError::Divergence(d));
-        }
-        if !self.env.expected_out.is_empty() || !self.env.generated_out.is_empty() {
-            return Err(ReplayError::Divergence(Box::new(Divergence {
-                icount,
-                expected: None,
-                actual: format!(
-                    "serial output differs at the end: {} recorded bytes not produced, {} produced bytes not recorded",
-                    self.env.expected_out.len(),
-                    self.env.generated_out.len()
-                ),
-                rip,
-                disassembly: String::new(),
-                recent: Vec::new(),
-            })));
-        }
+        self.check_prefix(icount, rip)?;
         if let Some(end) = self.rec.end.clone() {
             let state = self.engine.machine.vm.vcpu_mut().save_state()?;
             let digest = final_digest(register_digest(&state), ram_digest(self.engine.machine.vm.ram()));

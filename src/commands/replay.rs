@@ -16,14 +16,15 @@ use crate::exit_code::{self, Exit};
 pub struct ReplayArgs {
     /// The trace file.
     pub trace: PathBuf,
-    /// Replay the whole history and exit 0 only if every event, the serial output, every
-    /// checkpoint and the final state digest match the recording.
+    /// Exit 0 only if every event, the serial output, every checkpoint passed and the final
+    /// state digest match the recording. With --to, the range ends there: the events and
+    /// output before it, and the state at it if a checkpoint is recorded there, are checked.
     #[arg(long)]
     pub verify: bool,
     /// Start from this checkpoint instead of the boot image.
     #[arg(long, value_name = "K")]
     pub from_checkpoint: Option<usize>,
-    /// Stop at this icount.
+    /// Stop at this icount (with --verify: verify the history up to it).
     #[arg(long, value_name = "ICOUNT")]
     pub to: Option<u64>,
     /// Serve the trace to gdb on [ADDR:]PORT instead of replaying straight through.
@@ -72,6 +73,38 @@ pub fn session(path: &std::path::Path, rec: Rc<Recording>) -> Result<ReplaySessi
     ReplaySession::new(rec, &ttvm_replay::stepping::host_signature()).map_err(|e| replay_exit(path, e))
 }
 
+/// Replays `s` up to `target`. Returns whether the guest stopped before reaching it
+/// (a guest stops only in the recording's last step, so before `target` that means the
+/// replay went wrong).
+fn replay_to(path: &std::path::Path, s: &mut ReplaySession, target: u64) -> Result<bool, Exit> {
+    while s.icount() < target {
+        match s.step().map_err(|e| replay_exit(path, e))? {
+            ReplayStep::Stepped => {}
+            ReplayStep::Stopped(_) | ReplayStep::AtEnd => return Ok(s.icount() < target),
+        }
+    }
+    Ok(false)
+}
+
+fn stopped_before(path: &std::path::Path, icount: u64, target: u64, length: u64) -> Exit {
+    let goal = if target == length { format!("the end of history ({length})") } else { format!("icount {target}") };
+    Exit::new(exit_code::DIVERGENCE, format!("{}: replay stopped at icount {icount} before {goal}", path.display()))
+}
+
+/// Names the checkpoints either side of `icount`, so a user can pick a --to whose state
+/// is compared.
+fn checkpoints_around(rec: &Recording, icount: u64) -> String {
+    let after = rec.checkpoints.partition_point(|c| c.engine.icount <= icount);
+    let Some(before) = after.checked_sub(1) else {
+        return "the trace has no checkpoint before it".into();
+    };
+    let at = |k: usize| rec.checkpoints[k].engine.icount;
+    match rec.checkpoints.get(after) {
+        Some(c) => format!("checkpoints {before} and {after} are at icounts {} and {}", at(before), c.engine.icount),
+        None => format!("the last checkpoint, {before}, is at icount {}", at(before)),
+    }
+}
+
 /// Replays the whole of `rec` and checks every event, checkpoint, the output and the final
 /// digest. Returns the number of steps replayed and the seconds it took.
 pub fn verify_whole(path: &std::path::Path, rec: Rc<Recording>, echo: bool) -> Result<(u64, f64), Exit> {
@@ -80,22 +113,8 @@ pub fn verify_whole(path: &std::path::Path, rec: Rc<Recording>, echo: bool) -> R
         s.set_echo(Some(ConsoleOutput::Stdout));
     }
     let started = Instant::now();
-    while s.icount() < rec.length() {
-        match s.step().map_err(|e| replay_exit(path, e))? {
-            ReplayStep::Stepped => {}
-            ReplayStep::Stopped(_) | ReplayStep::AtEnd => break,
-        }
-    }
-    if s.icount() != rec.length() {
-        return Err(Exit::new(
-            exit_code::DIVERGENCE,
-            format!(
-                "{}: replay stopped at icount {} before the end of history ({})",
-                path.display(),
-                s.icount(),
-                rec.length()
-            ),
-        ));
+    if replay_to(path, &mut s, rec.length())? {
+        return Err(stopped_before(path, s.icount(), rec.length(), rec.length()));
     }
     s.verify_end().map_err(|e| replay_exit(path, e))?;
     Ok((rec.length(), started.elapsed().as_secs_f64()))
@@ -109,19 +128,6 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
     let rec = open_recording(&args.trace)?;
     if let Some(note) = &rec.file.recovery_note {
         eprintln!("ttvm: note: {note}");
-    }
-    if args.verify && args.from_checkpoint.is_none() && args.to.is_none() {
-        let (steps, secs) = verify_whole(&args.trace, rec.clone(), !args.quiet)?;
-        let what = if rec.end.is_some() {
-            "output and final state digest match"
-        } else {
-            "output matches (the trace was not finalised, so there is no final digest)"
-        };
-        eprintln!(
-            "ttvm: verified {steps} steps in {secs:.2} s ({:.3} M steps/s): every event, checkpoint, {what}",
-            steps as f64 / secs.max(1e-9) / 1e6
-        );
-        return Ok(0);
     }
     let mut s = session(&args.trace, rec.clone())?;
     if !args.quiet {
@@ -156,28 +162,20 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
         Some(t) => t,
         None => rec.length(),
     };
-    let started = Instant::now();
     let from = s.icount();
-    while s.icount() < target {
-        match s.step().map_err(|e| replay_exit(&args.trace, e))? {
-            ReplayStep::Stepped => {}
-            ReplayStep::Stopped(_) | ReplayStep::AtEnd => break,
-        }
-    }
+    let started = Instant::now();
+    let stopped_early = replay_to(&args.trace, &mut s, target)?;
     let steps = s.icount() - from;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
-    if args.verify {
-        if s.icount() != rec.length() {
-            return Err(Exit::new(
-                exit_code::DIVERGENCE,
-                format!(
-                    "{}: replay stopped at icount {} before the end of history ({})",
-                    args.trace.display(),
-                    s.icount(),
-                    rec.length()
-                ),
-            ));
-        }
+    let rate = steps as f64 / secs / 1e6;
+    if !args.verify {
+        eprintln!("ttvm: replayed {steps} steps to icount {} in {secs:.2} s", s.icount());
+        return Ok(0);
+    }
+    if stopped_early {
+        return Err(stopped_before(&args.trace, s.icount(), target, rec.length()));
+    }
+    if target == rec.length() {
         s.verify_end().map_err(|e| replay_exit(&args.trace, e))?;
         let what = if rec.end.is_some() {
             "output and final state digest match"
@@ -185,12 +183,22 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
             "output matches (the trace was not finalised, so there is no final digest)"
         };
         eprintln!(
-            "ttvm: verified {} steps from icount {from} in {secs:.2} s ({:.3} M steps/s): every event, checkpoint, {what}",
-            steps,
-            steps as f64 / secs / 1e6
+            "ttvm: verified {steps} steps from icount {from} in {secs:.2} s ({rate:.3} M steps/s): every event, checkpoint, {what}"
         );
-    } else {
-        eprintln!("ttvm: replayed {steps} steps to icount {} in {secs:.2} s", s.icount());
+        return Ok(0);
     }
+    let at_end = s.verify_prefix_end().map_err(|e| replay_exit(&args.trace, e))?;
+    let state = match at_end {
+        Some(k) => format!(
+            ", and so does the state at checkpoint {k}, recorded there (`--verify --from-checkpoint {k}` checks the rest)"
+        ),
+        None => format!(
+            "; the state at icount {target} itself was not compared: no checkpoint is recorded there ({})",
+            checkpoints_around(&rec, target)
+        ),
+    };
+    eprintln!(
+        "ttvm: verified {steps} steps from icount {from} to {target} in {secs:.2} s ({rate:.3} M steps/s): every event, checkpoint and output up to icount {target} match{state}"
+    );
     Ok(0)
 }
