@@ -183,6 +183,15 @@ fn edited_logged_value_diverges_at_its_icount() {
     let o = run(&["replay", "--verify", "-q", "--to", &(icount + 1).to_string(), bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(75), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("diverged"), "{}", text(&o));
+
+    // In pieces at once, the piece holding the edit fails the whole verify with its report.
+    let o = run(&["replay", "--verify", "--jobs", "3", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(75), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("piece from checkpoint") && err.contains("diverged"), "{}", text(&o));
+    let o = run(&["replay", "--verify", "--jobs", "3", same.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("in 3 pieces"), "{}", text(&o));
 }
 
 #[test]

@@ -27,6 +27,11 @@ pub struct ReplayArgs {
     /// Stop at this icount (with --verify: verify the history up to it).
     #[arg(long, value_name = "ICOUNT")]
     pub to: Option<u64>,
+    /// With --verify: check the whole trace as N pieces at once (one process each, cut at
+    /// checkpoints; each piece ends by comparing the state with the checkpoint the next
+    /// starts from).
+    #[arg(long, value_name = "N", requires = "verify", conflicts_with_all = ["from_checkpoint", "to", "gdb"])]
+    pub jobs: Option<usize>,
     /// Serve the trace to gdb on [ADDR:]PORT instead of replaying straight through.
     #[arg(long, value_name = "[ADDR:]PORT")]
     pub gdb: Option<String>,
@@ -128,6 +133,9 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
     let rec = open_recording(&args.trace)?;
     if let Some(note) = &rec.file.recovery_note {
         eprintln!("ttvm: note: {note}");
+    }
+    if let Some(jobs) = args.jobs.filter(|&n| n > 1) {
+        return crate::commands::verify_pieces::verify_in_pieces(&args.trace, &rec, jobs);
     }
     let mut s = session(&args.trace, rec.clone())?;
     if !args.quiet {
