@@ -96,6 +96,15 @@ fn stopped_before(path: &std::path::Path, icount: u64, target: u64, length: u64)
     Exit::new(exit_code::DIVERGENCE, format!("{}: replay stopped at icount {icount} before {goal}", path.display()))
 }
 
+/// What a verify that reached the end of `rec` compared there, for its report.
+pub fn end_checked(rec: &Recording) -> &'static str {
+    if rec.end.is_some() {
+        "output and final state digest match"
+    } else {
+        "output matches (the trace was not finalised, so there is no final digest)"
+    }
+}
+
 /// Names the checkpoints either side of `icount`, so a user can pick a --to whose state
 /// is compared.
 fn checkpoints_around(rec: &Recording, icount: u64) -> String {
@@ -185,13 +194,9 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
     }
     if target == rec.length() {
         s.verify_end().map_err(|e| replay_exit(&args.trace, e))?;
-        let what = if rec.end.is_some() {
-            "output and final state digest match"
-        } else {
-            "output matches (the trace was not finalised, so there is no final digest)"
-        };
         eprintln!(
-            "ttvm: verified {steps} steps from icount {from} in {secs:.2} s ({rate:.3} M steps/s): every event, checkpoint, {what}"
+            "ttvm: verified {steps} steps from icount {from} in {secs:.2} s ({rate:.3} M steps/s): every event, checkpoint, {}",
+            end_checked(&rec)
         );
         return Ok(0);
     }
