@@ -8,29 +8,31 @@ use std::collections::HashMap;
 
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
-use ttvm_vmm::devices::Board;
+use ttvm_vmm::devices::{Board, BoardState};
 use ttvm_vmm::memory::{GuestRam, PAGE_SIZE};
 use ttvm_vmm::vcpu::VcpuState;
 
 use crate::clock::EngineClock;
-use crate::engine::EngineState;
+use crate::persist::{EngineClockState, SavedEngineState, StateError};
 
 /// Pages per `Pages` chunk before it is flushed.
 pub const PAGES_PER_CHUNK: usize = 256;
 
-/// What a checkpoint chunk holds.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// What a checkpoint chunk holds. Made of state types only (see [`crate::persist`] and
+/// `ttvm_vmm::persist`), so its encoding does not follow the live structs; a change to it
+/// is a new version type plus a conversion chosen by the trace's format version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointRecord {
     /// Ordinal (0 = boot image).
     pub index: u32,
     /// Engine state (icount, interrupt window).
-    pub engine: EngineState,
+    pub engine: SavedEngineState,
     /// Clock state.
-    pub clock: EngineClock,
+    pub clock: EngineClockState,
     /// vCPU state.
     pub vcpu: VcpuState,
     /// Device state.
-    pub board: Board,
+    pub board: BoardState,
     /// Frame numbers dirtied since the previous checkpoint (serialised roaring bitmap).
     pub dirty: Vec<u8>,
     /// For each dirty frame in ascending order, the id of its content blob.
@@ -43,6 +45,16 @@ impl CheckpointRecord {
     /// Decodes the dirty-frame bitmap.
     pub fn dirty_pages(&self) -> std::io::Result<RoaringBitmap> {
         RoaringBitmap::deserialize_from(&self.dirty[..])
+    }
+
+    /// Refuses a checkpoint whose devices, vCPU or clock could never have been recorded,
+    /// by restoring them (to nothing): a trace that decodes but would restore to an
+    /// impossible machine is damaged.
+    pub fn validate(&self) -> Result<(), StateError> {
+        Board::from_state(&self.board)?;
+        self.vcpu.validate()?;
+        EngineClock::from_state(&self.clock)?;
+        Ok(())
     }
 }
 

@@ -41,8 +41,8 @@ impl std::fmt::Display for ClockMode {
     }
 }
 
-/// The engine's clock. Serialisable parts are saved in checkpoints.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// The engine's clock; checkpoints save it as a [`crate::persist::EngineClockState`].
+#[derive(Clone, Debug)]
 pub struct EngineClock {
     /// Mode.
     pub mode: ClockMode,
@@ -50,7 +50,7 @@ pub struct EngineClock {
     pub idle_ns: u64,
     /// Last value returned, to keep realtime monotonic across restores.
     pub last_ns: u64,
-    #[serde(skip)]
+    /// The host instant realtime mode counts from (not saved).
     origin: Option<Instant>,
     /// Host time already elapsed at `origin` (realtime mode).
     pub origin_ns: u64,

@@ -10,7 +10,6 @@
 
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use kvm_ioctls::VcpuExit;
-use serde::{Deserialize, Serialize};
 use ttvm_vmm::devices::Board;
 use ttvm_vmm::machine::Machine;
 
@@ -135,8 +134,8 @@ pub trait StepEnv {
     fn guest_stop(&mut self, board: &mut Board, icount: u64, stop: &StopKind) -> Result<(), EngineError>;
 }
 
-/// Engine state saved in checkpoints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The engine's position; checkpoints save it as a [`crate::persist::SavedEngineState`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EngineState {
     /// Steps executed since reset.
     pub icount: u64,

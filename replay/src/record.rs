@@ -467,11 +467,11 @@ impl RecordSession {
         let vcpu = self.engine.machine.vm.vcpu_mut().save_state()?;
         let record = CheckpointRecord {
             index: self.checkpoints,
-            engine: self.engine.state(),
-            clock: self.env.clock.clone(),
+            engine: self.engine.state().into(),
+            clock: self.env.clock.state(),
             register_digest: register_digest(&vcpu),
             vcpu,
-            board: self.engine.machine.board.clone(),
+            board: self.engine.machine.board.state(),
             dirty: dirty_bytes,
             blobs,
         };

@@ -157,6 +157,7 @@ impl Recording {
                 return Err(corrupted(c, "checkpoint icounts not increasing"));
             }
         }
+        cp.validate().map_err(|e| corrupted(c, format!("checkpoint {k} holds an impossible state: {e}")))?;
         let dirty = cp.dirty_pages().map_err(|e| corrupted(c, e.to_string()))?;
         if cp.blobs.iter().any(|&b| b as usize >= self.blob_location.len()) {
             return Err(corrupted(c, "references a page that is not stored before it"));

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use ttvm_vmm::console::ConsoleOutput;
-use ttvm_vmm::devices::Board;
+use ttvm_vmm::devices::{Board, BoardState};
 use ttvm_vmm::machine::{Machine, MachineError};
 
 use crate::checkpoint::{ram_digest, register_digest};
@@ -13,6 +13,7 @@ use crate::clock::{ClockMode, NS_PER_STEP};
 use crate::divergence::Divergence;
 use crate::engine::{Emulated, Engine, EngineError, HaltOutcome, StepEnv, StepOutcome};
 use crate::events::{Event, EventKind, StopKind};
+use crate::persist::{EngineClockState, SavedEngineState, StateError};
 use crate::ram::{PageOverlay, RamError, RamTracker};
 use crate::record::final_digest;
 use crate::recording::Recording;
@@ -41,6 +42,9 @@ pub enum ReplayError {
     /// vCPU state could not be restored or read.
     #[error(transparent)]
     Vcpu(#[from] ttvm_vmm::vcpu::VcpuError),
+    /// A checkpoint holds a state no machine could be in.
+    #[error("cannot restore the checkpoint: {0}")]
+    InvalidState(#[from] StateError),
     /// A position outside the recorded history was asked for.
     #[error("icount {requested} is past the end of the recorded history ({length} steps)")]
     PastEnd {
@@ -347,17 +351,18 @@ impl StepEnv for Replayer {
     }
 }
 
-/// An in-memory checkpoint made during replay (used by the timeline).
+/// An in-memory checkpoint made during replay (used by the timeline). It holds the same
+/// state types as a trace checkpoint and is restored through the same checks.
 #[derive(Clone, Debug)]
 pub struct MemoryCheckpoint {
     /// The persistent checkpoint RAM is based on.
     pub base: u32,
     /// Engine state.
-    pub engine: crate::engine::EngineState,
+    pub engine: SavedEngineState,
     /// vCPU state.
     pub vcpu: ttvm_vmm::vcpu::VcpuState,
     /// Device state.
-    pub board: Board,
+    pub board: BoardState,
     /// Pages differing from `base`.
     pub pages: PageOverlay,
     /// HLT time skipped so far (for the replay board's clock).
@@ -470,10 +475,11 @@ impl ReplaySession {
     /// Moves to persistent checkpoint `k` without replaying.
     pub fn restore_checkpoint(&mut self, k: usize) -> Result<(), ReplayError> {
         let cp = &self.rec.checkpoints[k];
+        let board = Board::from_state(&cp.board).map_err(StateError::from)?;
         self.last_restore_pages = self.ram.restore(&mut self.engine.machine.vm, &self.rec, k as u32, None)?;
         self.engine.machine.vm.vcpu_mut().restore_state(&cp.vcpu)?;
-        self.engine.machine.board = cp.board.clone();
-        self.engine.set_state(cp.engine);
+        self.engine.machine.board = board;
+        self.engine.set_state(cp.engine.into());
         self.env.seek(cp.engine.icount, idle_of(&cp.clock));
         // The checkpoint itself need not be verified: it was just loaded.
         self.next_checkpoint = k + 1;
@@ -485,9 +491,9 @@ impl ReplaySession {
         let pages = self.ram.capture_overlay(&self.engine.machine.vm)?;
         Ok(MemoryCheckpoint {
             base: self.ram.base(),
-            engine: self.engine.state(),
+            engine: self.engine.state().into(),
             vcpu: self.engine.machine.vm.vcpu_mut().save_state()?,
-            board: self.engine.machine.board.clone(),
+            board: self.engine.machine.board.state(),
             pages,
             idle_ns: self.env.idle_ns,
         })
@@ -495,10 +501,11 @@ impl ReplaySession {
 
     /// Moves to an in-memory checkpoint.
     pub fn restore_memory(&mut self, m: &MemoryCheckpoint) -> Result<(), ReplayError> {
+        let board = Board::from_state(&m.board).map_err(StateError::from)?;
         self.last_restore_pages = self.ram.restore(&mut self.engine.machine.vm, &self.rec, m.base, Some(&m.pages))?;
         self.engine.machine.vm.vcpu_mut().restore_state(&m.vcpu)?;
-        self.engine.machine.board = m.board.clone();
-        self.engine.set_state(m.engine);
+        self.engine.machine.board = board;
+        self.engine.set_state(m.engine.into());
         self.env.seek(m.engine.icount, m.idle_ns);
         self.next_checkpoint = self.rec.checkpoints.partition_point(|c| c.engine.icount <= m.engine.icount);
         Ok(())
@@ -640,7 +647,7 @@ impl ReplaySession {
     }
 }
 
-fn idle_of(clock: &crate::clock::EngineClock) -> u64 {
+fn idle_of(clock: &EngineClockState) -> u64 {
     match clock.mode {
         ClockMode::Icount => clock.idle_ns,
         ClockMode::Realtime => 0,

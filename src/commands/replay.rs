@@ -65,7 +65,9 @@ pub fn replay_exit(path: &std::path::Path, e: ReplayError) -> Exit {
     let code = match &e {
         ReplayError::Machine(m) => exit_code::for_machine_error(m),
         ReplayError::Incompatible(_) => exit_code::INCOMPATIBLE,
-        ReplayError::Ram(_) => exit_code::DAMAGED_TRACE,
+        ReplayError::Ram(_)
+        | ReplayError::InvalidState(_)
+        | ReplayError::Vcpu(ttvm_vmm::vcpu::VcpuError::InvalidState(_)) => exit_code::DAMAGED_TRACE,
         ReplayError::Divergence(_) => exit_code::DIVERGENCE,
         ReplayError::Engine(_) | ReplayError::Vcpu(_) => exit_code::KVM_INTERNAL,
         ReplayError::PastEnd { .. } => exit_code::BAD_INPUT,

@@ -20,6 +20,7 @@ pub mod machine;
 pub mod memory;
 pub mod operand;
 pub mod paging;
+pub mod persist;
 pub mod profile;
 pub mod regs_dump;
 pub mod snapshot;

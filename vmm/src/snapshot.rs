@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, HostClock};
-use crate::devices::Board;
+use crate::devices::{Board, BoardState};
 use crate::machine::Machine;
 use crate::memory::PAGE_SIZE;
 use crate::vcpu::{VcpuError, VcpuState};
@@ -38,7 +38,9 @@ const END_OF_PAGES: u32 = u32::MAX;
 /// A state record larger than this is not one this build wrote (the real one is ~10 KiB).
 const MAX_STATE_LEN: u64 = 16 << 20;
 
-/// Everything but RAM.
+/// Everything but RAM. Made of state types only (see [`crate::persist`]), so its encoding
+/// does not follow the live structs; a change to it is a new version type plus a
+/// conversion, as format 1's `MachineStateV1` is.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MachineState {
     /// Guest RAM size in bytes.
@@ -48,7 +50,7 @@ pub struct MachineState {
     /// Guest TSC when the snapshot was taken.
     pub tsc: u64,
     /// The devices.
-    pub board: Board,
+    pub board: BoardState,
     /// The free engine's device clock (ns since boot) when the snapshot was taken.
     pub clock_ns: u64,
     /// How many times slower than host time that clock ran ([`HostClock`]); a resumed run
@@ -62,7 +64,7 @@ struct MachineStateV1 {
     mem_size: u64,
     vcpu: VcpuState,
     tsc: u64,
-    board: Board,
+    board: BoardState,
     clock_ns: u64,
 }
 
@@ -119,7 +121,7 @@ pub fn save(machine: &mut Machine, clock: &HostClock, path: &Path) -> Result<(),
         mem_size: machine.vm.ram().size(),
         tsc: machine.vm.vcpu().get_msr(MSR_TSC)?,
         vcpu: machine.vm.vcpu_mut().save_state()?,
-        board: machine.board.clone(),
+        board: machine.board.state(),
         clock_ns: clock.now_ns(),
         clock_slowdown: clock.slowdown(),
     };
@@ -155,12 +157,16 @@ fn write_snapshot(mut out: impl Write, state: &MachineState, ram: &[u8]) -> std:
 pub fn load(path: &Path) -> Result<(Machine, HostClock), SnapshotError> {
     let file = File::open(path).map_err(|source| SnapshotError::Io { path: path.to_path_buf(), source })?;
     let (state, mut pages) = read_state(path, BufReader::new(file))?;
+    let damaged = |reason: String| SnapshotError::Damaged { path: path.to_path_buf(), reason };
+    // Refused before a VM is built: a state that decodes but no machine could be in.
+    let board = Board::from_state(&state.board).map_err(|e| damaged(format!("device state: {e}")))?;
+    state.vcpu.validate().map_err(|e| damaged(format!("vCPU state: {e}")))?;
     let mut vm = Vm::new(state.mem_size)?;
     read_pages(path, &mut pages, vm.ram_mut().as_mut_slice())?;
     vm.vcpu_mut().restore_state(&state.vcpu)?;
     vm.vcpu().set_msr(MSR_TSC, state.tsc)?;
     let clock = HostClock::resumed_at(state.clock_ns, state.clock_slowdown);
-    Ok((Machine { vm, board: state.board }, clock))
+    Ok((Machine { vm, board }, clock))
 }
 
 /// The header and the state record; the returned decoder is positioned at the pages.
@@ -230,7 +236,7 @@ mod tests {
     const RAM: usize = 64 * PAGE_SIZE;
 
     fn sample() -> (MachineState, Vec<u8>) {
-        let regs = kvm_bindings::kvm_regs { rip: 0xffff_ffff_8100_0000, ..Default::default() };
+        let regs = crate::vcpu::RegsState { rip: 0xffff_ffff_8100_0000, ..Default::default() };
         let state = MachineState {
             mem_size: RAM as u64,
             vcpu: VcpuState {
@@ -244,7 +250,7 @@ mod tests {
                 msrs: vec![(0xc000_0082, 0x1234)],
             },
             tsc: 0x1234_5678_9abc,
-            board: Board::new(1_700_000_000),
+            board: Board::new(1_700_000_000).state(),
             clock_ns: 42_000_000_000,
             clock_slowdown: 10,
         };
@@ -300,7 +306,7 @@ mod tests {
     #[test]
     fn format_1_files_load_with_the_clock_at_host_speed() {
         #[derive(Serialize)]
-        struct V1<'a>(u64, &'a VcpuState, u64, &'a Board, u64);
+        struct V1<'a>(u64, &'a VcpuState, u64, &'a BoardState, u64);
         let (state, ram) = sample();
         let v1 = V1(state.mem_size, &state.vcpu, state.tsc, &state.board, state.clock_ns);
         let mut file = Vec::new();
@@ -331,5 +337,23 @@ mod tests {
         assert!(err.to_string().contains("use a newer ttvm"), "{err}");
         let err = decode(b"TTVMTRACE and more bytes").unwrap_err();
         assert!(matches!(err, SnapshotError::NotASnapshot(_)), "{err}");
+    }
+
+    #[test]
+    fn a_state_no_machine_could_be_in_is_refused_before_a_vm_is_built() {
+        let (mut state, ram) = sample();
+        state.board.serial.rx = vec![0; 17];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("damaged.snap");
+        std::fs::write(&path, encode(&state, &ram)).unwrap();
+        let err = load(&path).map(|_| ()).unwrap_err();
+        assert!(matches!(err, SnapshotError::Damaged { .. }), "{err}");
+        assert!(err.to_string().contains("device state: UART receive FIFO holds 17 entries"), "{err}");
+
+        let (mut state, ram) = sample();
+        state.vcpu.mp_state.mp_state = 99;
+        std::fs::write(&path, encode(&state, &ram)).unwrap();
+        let err = load(&path).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("vCPU state: vCPU MP state is 99"), "{err}");
     }
 }

@@ -4,24 +4,52 @@
 use std::os::fd::AsRawFd;
 
 use kvm_bindings::{
-    kvm_debugregs, kvm_guest_debug, kvm_mp_state, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, CpuId,
-    Msrs, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP, KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS,
+    kvm_guest_debug, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xsave, CpuId, Msrs, KVM_GUESTDBG_ENABLE,
+    KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP, KVM_SYNC_X86_REGS, KVM_SYNC_X86_SREGS,
 };
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
-use serde::{Deserialize, Serialize};
 
-/// Errors from vCPU ioctls; `op` names the ioctl.
+mod debugregs_state;
+mod events_state;
+mod mp_state;
+mod regs_state;
+mod sregs_state;
+mod state;
+mod xcrs_state;
+
+pub use debugregs_state::DebugRegsState;
+pub use events_state::{ExceptionEventState, InterruptEventState, NmiEventState, SmiEventState, VcpuEventsState};
+pub use mp_state::MpState;
+pub use regs_state::RegsState;
+pub use sregs_state::{DtableState, SegmentState, SregsState};
+pub use state::{VcpuState, XSAVE_WORDS};
+pub use xcrs_state::{XcrState, XcrsState};
+
+use crate::persist::StateError;
+
+/// Errors from vCPU ioctls, and saved states refused before they reach KVM.
 #[derive(Debug, thiserror::Error)]
-#[error("vCPU {op} failed: {source}")]
-pub struct VcpuError {
-    /// The operation that failed.
-    pub op: &'static str,
-    /// The errno KVM returned.
-    pub source: kvm_ioctls::Error,
+pub enum VcpuError {
+    /// An ioctl failed; `op` names it.
+    #[error("vCPU {op} failed: {source}")]
+    Ioctl {
+        /// The operation that failed.
+        op: &'static str,
+        /// The errno KVM returned.
+        source: kvm_ioctls::Error,
+    },
+    /// A saved vCPU state that no vCPU could be in.
+    #[error("saved vCPU state refused: {0}")]
+    InvalidState(#[from] StateError),
 }
 
 fn err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VcpuError {
-    move |source| VcpuError { op, source }
+    move |source| VcpuError::Ioctl { op, source }
+}
+
+/// A failure building an ioctl argument (an MSR list KVM cannot take), as an EINVAL.
+fn invalid_argument(op: &'static str) -> VcpuError {
+    VcpuError::Ioctl { op, source: kvm_ioctls::Error::new(libc::EINVAL) }
 }
 
 /// MSRs a kernel uses that are not already part of `kvm_sregs`; saved in checkpoints when the
@@ -40,27 +68,6 @@ const STATE_MSRS: &[u32] = &[
     0xc000_0102, // KERNEL_GS_BASE
     0xc000_0103, // TSC_AUX
 ];
-
-/// Everything KVM holds for the vCPU, enough to resume it bit-for-bit elsewhere.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct VcpuState {
-    /// General registers, RIP, RFLAGS.
-    pub regs: kvm_regs,
-    /// Segments, descriptor tables, control registers, EFER, APIC base.
-    pub sregs: kvm_sregs,
-    /// x87/SSE/AVX state: the 4 KiB legacy-layout `kvm_xsave` region.
-    pub xsave: Vec<u32>,
-    /// Extended control registers (XCR0).
-    pub xcrs: kvm_xcrs,
-    /// DR0-3, DR6, DR7.
-    pub debugregs: kvm_debugregs,
-    /// Pending exceptions/interrupts/NMI, interrupt shadow.
-    pub events: kvm_vcpu_events,
-    /// Runnable / halted.
-    pub mp_state: kvm_mp_state,
-    /// (index, value) of [`STATE_MSRS`] known to this KVM.
-    pub msrs: Vec<(u32, u64)>,
-}
 
 /// What the debug-exit of a guest step reported.
 #[derive(Clone, Copy, Debug, Default)]
@@ -217,7 +224,7 @@ impl Vcpu {
         // which points at a live, correctly sized value; the fd is our vCPU fd.
         let ret = unsafe { libc::ioctl(self.fd.as_raw_fd(), KVM_INTERRUPT as _, &arg) };
         if ret < 0 {
-            return Err(VcpuError { op: "KVM_INTERRUPT", source: kvm_ioctls::Error::last() });
+            return Err(VcpuError::Ioctl { op: "KVM_INTERRUPT", source: kvm_ioctls::Error::last() });
         }
         Ok(())
     }
@@ -267,47 +274,49 @@ impl Vcpu {
                 .map(|&index| kvm_bindings::kvm_msr_entry { index, ..Default::default() })
                 .collect::<Vec<_>>(),
         )
-        .map_err(|_| VcpuError { op: "building the MSR list", source: kvm_ioctls::Error::new(libc::EINVAL) })?;
+        .map_err(|_| invalid_argument("building the MSR list"))?;
         let n = self.fd.get_msrs(&mut msrs).map_err(err("KVM_GET_MSRS"))?;
         Ok(VcpuState {
-            regs: self.fd.get_regs().map_err(err("KVM_GET_REGS"))?,
-            sregs: self.fd.get_sregs().map_err(err("KVM_GET_SREGS"))?,
+            regs: (&self.fd.get_regs().map_err(err("KVM_GET_REGS"))?).into(),
+            sregs: (&self.fd.get_sregs().map_err(err("KVM_GET_SREGS"))?).into(),
             xsave: self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?.region.to_vec(),
-            xcrs: self.fd.get_xcrs().map_err(err("KVM_GET_XCRS"))?,
-            debugregs: self.fd.get_debug_regs().map_err(err("KVM_GET_DEBUGREGS"))?,
-            events: self.fd.get_vcpu_events().map_err(err("KVM_GET_VCPU_EVENTS"))?,
-            mp_state: self.fd.get_mp_state().map_err(err("KVM_GET_MP_STATE"))?,
+            xcrs: (&self.fd.get_xcrs().map_err(err("KVM_GET_XCRS"))?).into(),
+            debugregs: (&self.fd.get_debug_regs().map_err(err("KVM_GET_DEBUGREGS"))?).into(),
+            events: (&self.fd.get_vcpu_events().map_err(err("KVM_GET_VCPU_EVENTS"))?).into(),
+            mp_state: (&self.fd.get_mp_state().map_err(err("KVM_GET_MP_STATE"))?).into(),
             msrs: msrs.as_slice()[..n].iter().map(|e| (e.index, e.data)).collect(),
         })
     }
 
-    /// Restores a state captured by [`Vcpu::save_state`].
+    /// Restores a state captured by [`Vcpu::save_state`], once [`VcpuState::validate`] has
+    /// accepted it.
     pub fn restore_state(&mut self, s: &VcpuState) -> Result<(), VcpuError> {
+        s.validate()?;
+        let regs = kvm_regs::from(&s.regs);
+        let sregs = kvm_sregs::from(&s.sregs);
         // Order follows KVM's requirements: sregs (mode) before regs and MSRs, events last.
         self.fd.get_kvm_run().kvm_dirty_regs = 0;
-        self.fd.set_mp_state(s.mp_state).map_err(err("KVM_SET_MP_STATE"))?;
-        self.fd.set_sregs(&s.sregs).map_err(err("KVM_SET_SREGS"))?;
-        self.fd.set_regs(&s.regs).map_err(err("KVM_SET_REGS"))?;
+        self.fd.set_mp_state((&s.mp_state).into()).map_err(err("KVM_SET_MP_STATE"))?;
+        self.fd.set_sregs(&sregs).map_err(err("KVM_SET_SREGS"))?;
+        self.fd.set_regs(&regs).map_err(err("KVM_SET_REGS"))?;
         let mut xsave = kvm_xsave::default();
-        let n = s.xsave.len().min(xsave.region.len());
-        xsave.region[..n].copy_from_slice(&s.xsave[..n]);
+        xsave.region.copy_from_slice(&s.xsave);
         // SAFETY: `xsave` is a complete 4 KiB kvm_xsave; KVM_SET_XSAVE reads exactly that
         // (no extra area: the CPUID model offers no dynamic XSAVE features).
         unsafe { self.fd.set_xsave(&xsave) }.map_err(err("KVM_SET_XSAVE"))?;
-        self.fd.set_xcrs(&s.xcrs).map_err(err("KVM_SET_XCRS"))?;
-        self.fd.set_debug_regs(&s.debugregs).map_err(err("KVM_SET_DEBUGREGS"))?;
+        self.fd.set_xcrs(&(&s.xcrs).into()).map_err(err("KVM_SET_XCRS"))?;
+        self.fd.set_debug_regs(&(&s.debugregs).into()).map_err(err("KVM_SET_DEBUGREGS"))?;
         let entries: Vec<_> = s
             .msrs
             .iter()
             .map(|&(index, data)| kvm_bindings::kvm_msr_entry { index, data, ..Default::default() })
             .collect();
-        let msrs = Msrs::from_entries(&entries)
-            .map_err(|_| VcpuError { op: "building the MSR list", source: kvm_ioctls::Error::new(libc::EINVAL) })?;
+        let msrs = Msrs::from_entries(&entries).map_err(|_| invalid_argument("building the MSR list"))?;
         self.fd.set_msrs(&msrs).map_err(err("KVM_SET_MSRS"))?;
-        self.fd.set_vcpu_events(&s.events).map_err(err("KVM_SET_VCPU_EVENTS"))?;
+        self.fd.set_vcpu_events(&(&s.events).into()).map_err(err("KVM_SET_VCPU_EVENTS"))?;
         let sync = self.fd.sync_regs_mut();
-        sync.regs = s.regs;
-        sync.sregs = s.sregs;
+        sync.regs = regs;
+        sync.sregs = sregs;
         Ok(())
     }
 
@@ -325,20 +334,20 @@ impl Vcpu {
     /// Writes one MSR through KVM.
     pub fn set_msr(&self, index: u32, data: u64) -> Result<(), VcpuError> {
         let msrs = Msrs::from_entries(&[kvm_bindings::kvm_msr_entry { index, data, ..Default::default() }])
-            .map_err(|_| VcpuError { op: "building the MSR list", source: kvm_ioctls::Error::new(libc::EINVAL) })?;
+            .map_err(|_| invalid_argument("building the MSR list"))?;
         match self.fd.set_msrs(&msrs).map_err(err("KVM_SET_MSRS"))? {
             1 => Ok(()),
-            _ => Err(VcpuError { op: "KVM_SET_MSRS", source: kvm_ioctls::Error::new(libc::EINVAL) }),
+            _ => Err(invalid_argument("KVM_SET_MSRS")),
         }
     }
 
     /// Reads one MSR through KVM.
     pub fn get_msr(&self, index: u32) -> Result<u64, VcpuError> {
         let mut msrs = Msrs::from_entries(&[kvm_bindings::kvm_msr_entry { index, ..Default::default() }])
-            .map_err(|_| VcpuError { op: "building the MSR list", source: kvm_ioctls::Error::new(libc::EINVAL) })?;
+            .map_err(|_| invalid_argument("building the MSR list"))?;
         let n = self.fd.get_msrs(&mut msrs).map_err(err("KVM_GET_MSRS"))?;
         if n != 1 {
-            return Err(VcpuError { op: "KVM_GET_MSRS", source: kvm_ioctls::Error::new(libc::EINVAL) });
+            return Err(invalid_argument("KVM_GET_MSRS"));
         }
         Ok(msrs.as_slice()[0].data)
     }

@@ -1,11 +1,22 @@
-//! TEMPORARY capture of the live structs' bincode encodings (before the State types).
+//! The saved-state encodings, byte for byte, without KVM.
+//!
+//! `tests/fixtures/*.hex` were captured (commit c5d125a) from the bincode encoding of the
+//! live structs as they were then serialised directly: `Board` with serde derives, and
+//! `VcpuState` holding kvm-bindings 0.14 structs with kvm-bindings' own serde. The state
+//! types must produce exactly those bytes forever, so every trace and snapshot written
+//! before them still decodes. Never regenerate a fixture from the state types: a test
+//! failing here means the encoding changed, which needs a new version type and a
+//! conversion instead (see `ttvm_vmm::persist`).
 
 use kvm_bindings::{
     kvm_debugregs, kvm_dtable, kvm_mp_state, kvm_regs, kvm_segment, kvm_sregs, kvm_vcpu_events, kvm_xcr, kvm_xcrs,
 };
-use ttvm_vmm::devices::Board;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use ttvm_vmm::devices::{Board, BoardState};
+use ttvm_vmm::persist::c_layout::{self, CLayout};
 use ttvm_vmm::snapshot::MachineState;
-use ttvm_vmm::vcpu::VcpuState;
+use ttvm_vmm::vcpu::{DebugRegsState, MpState, RegsState, SregsState, VcpuEventsState, VcpuState, XcrsState};
 
 const SEC: u64 = 1_000_000_000;
 
@@ -15,8 +26,7 @@ fn sample_board() -> Board {
     let mut b = Board::new(1_700_000_000);
     // PIC: Linux's remap, a mask, level-triggered IRQ10/11, IRQ3 and IRQ9 in service,
     // IRQ5 requested behind them, rotation and OCW3 state.
-    for (p, v) in [(0x20, 0x11), (0x21, 0x20), (0x21, 4), (0x21, 1), (0xa0, 0x11), (0xa1, 0x28), (0xa1, 2), (0xa1, 1)]
-    {
+    for (p, v) in [(0x20, 0x11), (0x21, 0x20), (0x21, 4), (0x21, 1), (0xa0, 0x11), (0xa1, 0x28), (0xa1, 2), (0xa1, 1)] {
         b.pio_write(p, &[v], 0);
     }
     b.pio_write(0x21, &[0x42], 0);
@@ -29,9 +39,9 @@ fn sample_board() -> Board {
     b.pic.set_irq_level(5, true);
     b.pio_write(0x20, &[0xc6], 0); // IRQ6 lowest priority
     b.pio_write(0xa0, &[0x0b], 0); // slave command port reads ISR
-    // PIT: channel 0 rate generator with a count staged for the next period, an unpolled
-    // edge and a half-read counter latch; channel 1 one-shot waiting for a trigger with
-    // half a new count written; channel 2 mode 0 stopped by its gate, status latched.
+                                   // PIT: channel 0 rate generator with a count staged for the next period, an unpolled
+                                   // edge and a half-read counter latch; channel 1 one-shot waiting for a trigger with
+                                   // half a new count written; channel 2 mode 0 stopped by its gate, status latched.
     b.pit.write(0x43, 0x34, 1_000);
     b.pit.write(0x40, 0xa9, 1_000);
     b.pit.write(0x40, 0x04, 1_000);
@@ -118,8 +128,8 @@ fn segment(base: u64, limit: u32, selector: u16, type_: u8, dpl: u8, l: u8) -> k
 
 /// kvm-bindings structs with a distinct value in every field, reserved bytes included.
 #[allow(clippy::type_complexity)]
-fn sample_kvm_vcpu() -> (kvm_regs, kvm_sregs, Vec<u32>, kvm_xcrs, kvm_debugregs, kvm_vcpu_events, kvm_mp_state, Vec<(u32, u64)>)
-{
+fn sample_kvm_vcpu(
+) -> (kvm_regs, kvm_sregs, Vec<u32>, kvm_xcrs, kvm_debugregs, kvm_vcpu_events, kvm_mp_state, Vec<(u32, u64)>) {
     let r = |i: u64| 0x0101_0101_0101_0101u64.wrapping_mul(i) ^ 0x8000_0000_0000_0000 | i;
     let regs = kvm_regs {
         rax: r(1),
@@ -206,13 +216,23 @@ fn sample_kvm_vcpu() -> (kvm_regs, kvm_sregs, Vec<u32>, kvm_xcrs, kvm_debugregs,
     events.exception_has_payload = 1;
     events.exception_payload = 0x7f00_dead_b000;
     let mp_state = kvm_mp_state { mp_state: 3 };
-    let msrs = vec![(0x174, 0x10), (0x277, 0x0007_0406_0007_0406), (0xc000_0082, 0xffff_ffff_8180_0000), (0xc000_0103, 0)];
+    let msrs =
+        vec![(0x174, 0x10), (0x277, 0x0007_0406_0007_0406), (0xc000_0082, 0xffff_ffff_8180_0000), (0xc000_0103, 0)];
     (regs, sregs, xsave, xcrs, debugregs, events, mp_state, msrs)
 }
 
 fn sample_vcpu() -> VcpuState {
     let (regs, sregs, xsave, xcrs, debugregs, events, mp_state, msrs) = sample_kvm_vcpu();
-    VcpuState { regs, sregs, xsave, xcrs, debugregs, events, mp_state, msrs }
+    VcpuState {
+        regs: (&regs).into(),
+        sregs: (&sregs).into(),
+        xsave,
+        xcrs: (&xcrs).into(),
+        debugregs: (&debugregs).into(),
+        events: (&events).into(),
+        mp_state: (&mp_state).into(),
+        msrs,
+    }
 }
 
 fn sample_machine_state() -> MachineState {
@@ -220,31 +240,106 @@ fn sample_machine_state() -> MachineState {
         mem_size: 256 << 20,
         vcpu: sample_vcpu(),
         tsc: 0x0000_1234_5678_9abc,
-        board: sample_board(),
+        board: sample_board().state(),
         clock_ns: 42 * SEC + 17,
         clock_slowdown: 10,
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::new();
-    for line in bytes.chunks(32) {
-        for b in line {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s.push('\n');
+/// The bytes of `tests/fixtures/NAME`, a hex dump.
+fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    digits.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap()).collect()
+}
+
+/// `value` encodes to the fixture's bytes and the fixture decodes to `value`.
+fn assert_golden<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: &T, name: &str) -> T {
+    let expected = fixture(name);
+    let encoded = bincode::serialize(value).unwrap();
+    if encoded != expected {
+        let at = encoded.iter().zip(&expected).position(|(a, b)| a != b).unwrap_or(encoded.len().min(expected.len()));
+        panic!(
+            "{name}: the encoding changed (first difference at byte {at}; {} bytes, fixture {}). Saved states \
+             must keep their encoding: make a new version type and a conversion instead.",
+            encoded.len(),
+            expected.len()
+        );
     }
-    s
+    let decoded: T = bincode::deserialize(&expected).unwrap();
+    assert_eq!(&decoded, value, "{name} decodes back");
+    decoded
 }
 
 #[test]
-fn capture() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    for (name, bytes) in [
-        ("board.hex", bincode::serialize(&sample_board()).unwrap()),
-        ("vcpu_state.hex", bincode::serialize(&sample_vcpu()).unwrap()),
-        ("machine_state.hex", bincode::serialize(&sample_machine_state()).unwrap()),
-    ] {
-        std::fs::write(dir.join(name), hex(&bytes)).unwrap();
+fn board_state_encodes_as_the_live_board_did() {
+    let board = sample_board();
+    let decoded: BoardState = assert_golden(&board.state(), "board.hex");
+    assert_eq!(Board::from_state(&decoded).unwrap(), board, "restored board");
+}
+
+#[test]
+fn vcpu_state_encodes_as_kvm_bindings_structs_did() {
+    let decoded = assert_golden(&sample_vcpu(), "vcpu_state.hex");
+    decoded.validate().unwrap();
+}
+
+#[test]
+fn machine_state_encodes_as_before() {
+    let decoded = assert_golden(&sample_machine_state(), "machine_state.hex");
+    assert_eq!(Board::from_state(&decoded.board).unwrap(), sample_board());
+}
+
+/// A state type and the kvm-bindings struct it stands for encode identically, for the
+/// sample value and for an image whose every byte differs (which pins each field's
+/// offset and width, padding included), and the C sizes agree.
+fn assert_same_as_kvm_bindings<S, K>(sample: &K)
+where
+    S: CLayout + Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + for<'a> From<&'a K>,
+    K: Serialize + for<'a> From<&'a S>,
+{
+    assert_eq!(S::SIZE, std::mem::size_of::<K>(), "{} size", S::C_NAME);
+    let state = S::from(sample);
+    assert_eq!(bincode::serialize(&state).unwrap(), bincode::serialize(sample).unwrap(), "{}", S::C_NAME);
+    let image: Vec<u8> = (0..S::SIZE).map(|i| (i * 7 + 1) as u8).collect();
+    let state: S = c_layout::from_bytes(&image).unwrap();
+    let kvm = K::from(&state);
+    let mut expected = (S::SIZE as u64).to_le_bytes().to_vec();
+    expected.extend_from_slice(&image);
+    assert_eq!(bincode::serialize(&kvm).unwrap(), expected, "{} through kvm-bindings", S::C_NAME);
+    assert_eq!(bincode::serialize(&state).unwrap(), expected, "{}", S::C_NAME);
+    assert_eq!(S::from(&kvm), state, "{} converts back", S::C_NAME);
+}
+
+#[test]
+fn vcpu_parts_encode_exactly_as_kvm_bindings_does() {
+    let (regs, sregs, _, xcrs, debugregs, events, mp_state, _) = sample_kvm_vcpu();
+    assert_same_as_kvm_bindings::<RegsState, kvm_regs>(&regs);
+    assert_same_as_kvm_bindings::<SregsState, kvm_sregs>(&sregs);
+    assert_same_as_kvm_bindings::<XcrsState, kvm_xcrs>(&xcrs);
+    assert_same_as_kvm_bindings::<DebugRegsState, kvm_debugregs>(&debugregs);
+    assert_same_as_kvm_bindings::<VcpuEventsState, kvm_vcpu_events>(&events);
+    assert_same_as_kvm_bindings::<MpState, kvm_mp_state>(&mp_state);
+}
+
+#[test]
+fn every_truncation_is_an_error_not_a_panic() {
+    let board = fixture("board.hex");
+    for len in 0..board.len() {
+        assert!(bincode::deserialize::<BoardState>(&board[..len]).is_err(), "board cut at {len} decoded");
     }
+    let vcpu = fixture("vcpu_state.hex");
+    for len in 0..vcpu.len() {
+        assert!(bincode::deserialize::<VcpuState>(&vcpu[..len]).is_err(), "vCPU state cut at {len} decoded");
+    }
+}
+
+#[test]
+fn a_c_image_of_the_wrong_size_is_refused() {
+    let mut bytes = fixture("vcpu_state.hex");
+    // The first field is the kvm_regs image: its length prefix claims 143 bytes.
+    bytes[0] = 143;
+    let err = bincode::deserialize::<VcpuState>(&bytes).unwrap_err().to_string();
+    assert!(err.contains("the 144-byte image of a kvm_regs"), "{err}");
 }

@@ -11,7 +11,9 @@
 
 use std::collections::VecDeque;
 
-use serde::{Deserialize, Serialize};
+mod state;
+
+pub use state::{I8042OutByte, I8042Pending, I8042Source, I8042State};
 
 /// Data port.
 pub const DATA_PORT: u16 = 0x60;
@@ -37,9 +39,12 @@ const CTR_AUXDIS: u8 = 0x20;
 /// Largest output backlog kept (the real controller has a one-byte buffer; the keyboard
 /// holds the rest of a multi-byte answer).
 const QUEUE_MAX: usize = 16;
+/// Keyboard commands followed by an argument byte: set LEDs, select scancode set, set
+/// typematic rate.
+const KEYBOARD_COMMANDS_WITH_ARGUMENT: [u8; 3] = [0xed, 0xf0, 0xf3];
 
 /// Who put a byte in the output buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Source {
     /// The controller itself or the keyboard (raises IRQ1).
     Keyboard,
@@ -47,7 +52,7 @@ enum Source {
     Aux,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct OutByte {
     value: u8,
     source: Source,
@@ -56,7 +61,7 @@ struct OutByte {
 }
 
 /// What the next byte written to port 0x60 means.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pending {
     /// A byte for the keyboard.
     Keyboard,
@@ -75,7 +80,7 @@ enum Pending {
 }
 
 /// The controller.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct I8042 {
     /// Controller command byte ("CTR").
     ctr: u8,
@@ -205,7 +210,7 @@ impl I8042 {
                 self.push(0x83, Source::Keyboard, false);
             }
             0xee => self.push(0xee, Source::Keyboard, false),
-            0xed | 0xf3 | 0xf0 => {
+            cmd if KEYBOARD_COMMANDS_WITH_ARGUMENT.contains(&cmd) => {
                 ack(self);
                 self.pending = Pending::KeyboardArg(cmd);
             }

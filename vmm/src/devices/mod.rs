@@ -4,6 +4,7 @@
 //! `now_ns` argument supplied by the engine's clock, so under the virtual clock the whole
 //! board is a deterministic function of the guest's port accesses and the instruction count.
 
+mod board_state;
 pub mod i8042;
 pub mod pci;
 pub mod pic;
@@ -13,8 +14,7 @@ pub mod serial;
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
-
+pub use self::board_state::BoardState;
 use self::i8042::I8042;
 use self::pci::PciConfig;
 use self::pic::Pic;
@@ -52,8 +52,8 @@ impl IoOutcome {
     }
 }
 
-/// All devices of the machine. Serialisable for checkpoints.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// All devices of the machine. Checkpoints and snapshots save it as a [`BoardState`].
+#[derive(Clone, Debug, PartialEq)]
 pub struct Board {
     /// The 8259A pair.
     pub pic: Pic,

@@ -5,7 +5,9 @@
 //! 0x80000000 and reading it back. Every configuration read returns all ones, which is
 //! what a bus without a device at that address returns, so Linux's bus scan finds nothing.
 
-use serde::{Deserialize, Serialize};
+mod state;
+
+pub use state::PciState;
 
 /// CONFIG_ADDRESS.
 pub const CONFIG_ADDRESS: u16 = 0xcf8;
@@ -13,9 +15,13 @@ pub const CONFIG_ADDRESS: u16 = 0xcf8;
 pub const CONFIG_DATA: u16 = 0xcfc;
 /// Reset control register (byte-wide, inside the CONFIG_ADDRESS dword).
 pub const RESET_CONTROL: u16 = 0xcf9;
+/// CONFIG_ADDRESS bits that exist: bits 1:0 and 30:24 are reserved and read as zero.
+const ADDRESS_BITS: u32 = 0x80ff_fffc;
+/// Reset control bits that are stored: 1..=3 (bit 2 also asks for the reset).
+const RESET_CONTROL_BITS: u8 = 0x0e;
 
 /// The host side of configuration space.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PciConfig {
     address: u32,
     reset_control: u8,
@@ -48,12 +54,11 @@ impl PciConfig {
     pub fn write(&mut self, port: u16, data: &[u8]) -> bool {
         match (port, data.len()) {
             (CONFIG_ADDRESS, 4) => {
-                // Bits 1:0 are reserved and read as zero; bits 30:24 are reserved too.
-                self.address = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) & 0x80ff_fffc;
+                self.address = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) & ADDRESS_BITS;
                 false
             }
             (RESET_CONTROL, 1) => {
-                self.reset_control = data[0] & 0x0e;
+                self.reset_control = data[0] & RESET_CONTROL_BITS;
                 data[0] & 0x04 != 0
             }
             // Configuration writes go nowhere; byte writes to 0xcfb (mechanism #2 probing)

@@ -45,7 +45,12 @@
 //! nothing counting, no IRQ0 deadline. ttvm boots without a BIOS, and a silent timer until the
 //! guest programs it is the least surprising state.
 
-use serde::{Deserialize, Serialize};
+mod state;
+
+pub use state::{
+    PitAccess, PitChannelState, PitCounterState, PitCountingState, PitIrq0State, PitLatchedCount, PitStagedReload,
+    PitState,
+};
 
 /// Input clock of the 8254 on a PC, in Hz.
 pub const PIT_HZ: u64 = 1_193_182;
@@ -75,7 +80,7 @@ fn ticks_to_ns_ceil(ticks: u64) -> u128 {
 }
 
 /// RW field of a control word: which bytes of the count a data-port access moves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Access {
     LowByte,
     HighByte,
@@ -101,7 +106,7 @@ impl Access {
 }
 
 /// A count to be loaded at a period boundary (modes 2 and 3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct StagedReload {
     reload: u32,
     /// Effective tick at which it replaces the current reload value.
@@ -112,7 +117,7 @@ struct StagedReload {
 ///
 /// "Effective ticks" are the ticks this counter has counted since its load: ticks while the
 /// gate stopped counting are not included.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Counter {
     /// Count the current cycle started from (1..=65536).
     reload: u32,
@@ -285,7 +290,7 @@ fn one_shot_edge(mode: u8, n: u64) -> u64 {
 }
 
 /// Whether a channel's counting element holds a count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CounterState {
     /// Control word written, no count yet.
     Unloaded,
@@ -295,7 +300,7 @@ enum CounterState {
 }
 
 /// A count latched by the counter-latch or read-back command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct LatchedCount {
     value: u16,
     /// Word access: the low byte has been read.
@@ -303,7 +308,7 @@ struct LatchedCount {
 }
 
 /// One of the three counters.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 struct Channel {
     /// 0..=5 (control-word modes 6 and 7 are aliases of 2 and 3).
     mode: u8,
@@ -542,7 +547,7 @@ impl Channel {
 }
 
 /// Edges of channel 0 counted but not yet reported by [`Pit::poll_irq0`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 struct Irq0Accounting {
     /// The poll point: time of the last poll.
     polled_ns: u64,
@@ -555,7 +560,7 @@ struct Irq0Accounting {
 }
 
 /// The 8254 PIT and port 0x61.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Pit {
     channels: [Channel; 3],
     /// Port 0x61 bits 0..=3 as last written (gate 2, speaker data, parity/IOCHK enables).
@@ -1112,11 +1117,5 @@ mod tests {
         assert_eq!(pit.poll_irq0(SEC), copy.poll_irq0(SEC));
         assert_eq!(pit.next_irq0_deadline(), copy.next_irq0_deadline());
         assert_eq!(pit, copy);
-    }
-
-    #[test]
-    fn state_is_serde() {
-        fn assert_serde<T: Serialize + for<'de> Deserialize<'de>>() {}
-        assert_serde::<Pit>();
     }
 }

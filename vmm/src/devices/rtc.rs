@@ -22,7 +22,9 @@
 //!   C's IRQF, PF and AF stay 0. The alarm registers (1, 3, 5) are plain CMOS RAM.
 //! * All other indices are 128 bytes of CMOS RAM: writes stored, reads returned.
 
-use serde::{Deserialize, Serialize};
+mod state;
+
+pub use state::{RtcState, RtcTime};
 
 /// Index port (bit 7 = NMI disable, ignored).
 pub const INDEX_PORT: u16 = 0x70;
@@ -61,7 +63,7 @@ const MAX_BASE_SECS: u64 = 1 << 40;
 
 /// A broken-down UTC date and time. Fields may be out of range while the guest edits a frozen
 /// clock; conversion to seconds normalises them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct CivilTime {
     year: i64,
     month: i64,
@@ -119,7 +121,7 @@ impl CivilTime {
 }
 
 /// The CMOS RTC.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Rtc {
     /// Selected register (port 0x70 with the NMI bit stripped).
     index: u8,
@@ -550,11 +552,5 @@ mod tests {
         }
         assert_eq!(snapshot(&mut rtc, 9 * SEC), snapshot(&mut copy, 9 * SEC));
         assert_eq!(rtc, copy);
-    }
-
-    #[test]
-    fn state_is_serde() {
-        fn assert_serde<T: Serialize + for<'de> Deserialize<'de>>() {}
-        assert_serde::<Rtc>();
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! Written from the datasheet rather than wrapping `vm_superio::Serial`: that crate raises
 //! interrupts through an edge callback instead of exposing a level, has no overrun, line-status
-//! interrupt, FIFO enable/clear or trigger levels, and its state struct is not serde, so a
-//! wrapper would have needed a mirror struct and still not met the rules below. This model is
-//! a plain value that derives serde and is tested register by register.
+//! interrupt, FIFO enable/clear or trigger levels, so a wrapper would not have met the rules
+//! below. This model is a plain value tested register by register; like vm-superio's
+//! `SerialState`, its saved form is a separate [`SerialState`] that `from_state` validates.
 //!
 //! Behaviour, chosen for determinism and for Linux's 8250 driver:
 //! * **Transmission is instantaneous**: a byte written to THR goes straight to the output
@@ -31,7 +31,9 @@
 
 use std::collections::VecDeque;
 
-use serde::{Deserialize, Serialize};
+mod state;
+
+pub use state::SerialState;
 
 /// Receive buffer capacity (a 16550A FIFO).
 pub const RX_FIFO_SIZE: usize = 16;
@@ -100,7 +102,7 @@ const EXTERNAL_MODEM_INPUTS: u8 = MSR_CTS | MSR_DSR | MSR_DCD;
 const RX_TRIGGER_LEVELS: [usize; 4] = [1, 4, 8, 14];
 
 /// A 16550A UART.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Serial {
     ier: u8,
     lcr: u8,
@@ -328,9 +330,9 @@ impl Serial {
         }
     }
 
-    /// Recompute MSR's input bits from MCR (loopback) or the line, latching deltas.
-    fn update_modem_inputs(&mut self) {
-        let new = if self.loopback() {
+    /// MSR's input bits for the current MCR: in loopback its outputs, otherwise the line.
+    fn modem_inputs_for_mcr(&self) -> u8 {
+        if self.loopback() {
             let mut inputs = 0;
             if self.mcr & MCR_RTS != 0 {
                 inputs |= MSR_CTS;
@@ -347,7 +349,12 @@ impl Serial {
             inputs
         } else {
             EXTERNAL_MODEM_INPUTS
-        };
+        }
+    }
+
+    /// Recompute MSR's input bits from MCR, latching deltas.
+    fn update_modem_inputs(&mut self) {
+        let new = self.modem_inputs_for_mcr();
         let changed = new ^ self.modem_inputs;
         if changed & MSR_CTS != 0 {
             self.modem_deltas |= MSR_DELTA_CTS;
@@ -703,11 +710,5 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(drained(&mut s), drained(&mut copy));
         assert_eq!(s, copy);
-    }
-
-    #[test]
-    fn state_is_serde() {
-        fn assert_serde<T: Serialize + for<'de> Deserialize<'de>>() {}
-        assert_serde::<Serial>();
     }
 }
