@@ -14,7 +14,7 @@ use crate::clock::{ClockMode, EngineClock, NS_PER_STEP};
 use crate::engine::{Emulated, Engine, EngineError, HaltOutcome, StepEnv, StepOutcome};
 use crate::event_log::EventLogWriter;
 use crate::events::{Event, EventKind, IoData, StopKind};
-use crate::trace::format::{kernel_hash, EndRecord};
+use crate::trace::format::{kernel_hash, EndRecord, HostRecord};
 use crate::trace::{ChunkKind, TraceHeader, TraceWriter};
 
 /// Default steps between checkpoints, chosen from the measurements in docs/PERFORMANCE.md
@@ -383,6 +383,10 @@ impl RecordSession {
             checkpoint_every: options.checkpoint_every,
             created_unix_secs: ttvm_vmm::clock::wall_clock_unix_secs(),
             machine: config,
+            host: Some(HostRecord {
+                cpu: ttvm_vmm::host_cpu::describe(),
+                undefined_flags: ttvm_vmm::host_cpu::undefined_flags_profile().to_string(),
+            }),
         };
         let writer = TraceWriter::create(path, &header)?;
         let mut s = Self {
@@ -561,6 +565,11 @@ impl RecordSession {
     /// Flushes everything and finalises the trace. Safe to call more than once.
     pub fn finish(&mut self, end: &RecordEnd) -> Result<RecordProgress, RecordError> {
         if !self.finished {
+            // A checkpoint at the last step (format 3): replay compares the final state
+            // with it field by field and page by page, so a mismatch names what differs.
+            if self.checkpoint_stats.last().is_none_or(|c| c.icount < self.engine.icount()) {
+                self.take_checkpoint()?;
+            }
             self.flush_events()?;
             let stop = match end {
                 RecordEnd::Guest(s) => Some(s.clone()),

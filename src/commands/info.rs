@@ -70,6 +70,9 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
             "cpuid_model": h.cpuid.name,
             "cpu_vendor": h.cpuid.vendor(),
             "stepping": h.stepping,
+            "recorded_on": h.host.as_ref().map(|host| host.cpu.clone()),
+            "undefined_flags": h.host.as_ref().map(|host| host.undefined_flags.clone()),
+            "step_rules": step_rules(rec.file.version),
             "rtc_base_unix_secs": h.machine.rtc_base_unix_secs,
             "steps": rec.length(),
             "finalised": rec.file.finalised,
@@ -108,6 +111,11 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
         h.cpuid.vendor(),
     );
     out!(report, "stepping:    {}", h.stepping);
+    out!(report, "step rules:  {}", step_rules(rec.file.version));
+    match &h.host {
+        Some(host) => out!(report, "recorded on: {} [{}]", host.cpu, host.undefined_flags),
+        None => out!(report, "recorded on: (not stored before format 3)"),
+    }
     out!(report, "length:      {} steps", rec.length());
     match end {
         Some(e) => out!(report, "end:         {}", e.reason),
@@ -151,4 +159,16 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
         out!(report, "  | {l}");
     }
     Ok(0)
+}
+
+/// The step rules a trace of format `version` replays with, for people.
+fn step_rules(version: u32) -> String {
+    let rules = ttvm_replay::engine::StepRules::for_format(version);
+    let mut parts = vec![if rules.strict_steps { "strict steps" } else { "host-merged steps" }];
+    parts.push(if rules.canonical_flags {
+        "canonical undefined flags (independent of the recording CPU)"
+    } else {
+        "the recording CPU's undefined flags (replays only on a CPU that leaves the same)"
+    });
+    parts.join(", ")
 }

@@ -155,7 +155,7 @@ fn write_snapshot(mut out: impl Write, state: &MachineState, ram: &[u8]) -> std:
 pub fn load(path: &Path) -> Result<(Machine, HostClock), SnapshotError> {
     let file = File::open(path).map_err(|source| SnapshotError::Io { path: path.to_path_buf(), source })?;
     let (state, mut pages) = read_state(path, BufReader::new(file))?;
-    let mut vm = Vm::new(state.mem_size)?;
+    let mut vm = Vm::new(state.mem_size, crate::cpuid::CpuVendor::Host)?;
     read_pages(path, &mut pages, vm.ram_mut().as_mut_slice())?;
     vm.vcpu_mut().restore_state(&state.vcpu)?;
     vm.vcpu().set_msr(MSR_TSC, state.tsc)?;

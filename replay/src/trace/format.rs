@@ -25,14 +25,20 @@ use crate::clock::ClockMode;
 
 /// First 8 bytes of every trace (a PNG-style magic that also catches text-mode mangling).
 pub const MAGIC: [u8; 8] = *b"\x89TTVM\r\n\x1a";
-/// Current format version. 2: strict steps (`Engine::strict_steps`): the engine carries
-/// out ring-0 IRETQs, fences, OUT imm8 and SWAPGS itself, one step each, and ends a step
-/// after an instruction it emulated for KVM, where format 1 let single-step run the next
-/// instruction in the same step (which, if it was RDTSC, RDRAND or CPUID, then ran
-/// unlogged); format-1 traces replay the old way.
-pub const FORMAT_VERSION: u32 = 2;
+/// Current format version (the step rules of each are `engine::StepRules::for_format`).
+/// 2: strict steps: the engine carries out ring-0 IRETQs, fences, OUT imm8 and SWAPGS
+/// itself, one step each, and ends a step after an instruction it emulated for KVM, where
+/// format 1 let single-step run the next instruction in the same step (which, if it was
+/// RDTSC, RDRAND or CPUID, then ran unlogged). 3: canonical flags: the arithmetic flags an
+/// instruction leaves undefined are cleared after it, so a trace no longer depends on the
+/// recording CPU's microarchitecture; the header names the recording host
+/// ([`HostRecord`]); a finalised recording ends with a checkpoint at its last step, so a
+/// final-state mismatch names what differs. Older traces replay with their own rules.
+pub const FORMAT_VERSION: u32 = 3;
 /// The first format recorded with strict steps.
 pub const STRICT_STEPS_SINCE: u32 = 2;
+/// The first format recorded with canonical undefined flags.
+pub const CANONICAL_FLAGS_SINCE: u32 = 3;
 /// Oldest format version this reader still reads.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
 /// Size of the fixed preamble.
@@ -126,6 +132,77 @@ pub struct TraceHeader {
     pub checkpoint_every: u64,
     /// Wall-clock time the recording started.
     pub created_unix_secs: u64,
+    /// The host that recorded the trace (format 3 on; `None` in older traces).
+    pub host: Option<HostRecord>,
+}
+
+/// The recording host, as measured when the recording started: for people reading the
+/// trace and for divergence reports. Replay's compatibility check does not use it (the
+/// CPUID table and stepping signature are what must match; canonical flags make the
+/// rest of the CPU irrelevant).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// "GenuineIntel family 6 model 167 stepping 1 (Intel(R) Xeon(R) Processor)".
+    pub cpu: String,
+    /// What this CPU leaves in undefined flags (`ttvm_vmm::flags_probe`).
+    pub undefined_flags: String,
+}
+
+/// The header of formats 1 and 2 (no [`HostRecord`]); frozen, never edited.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TraceHeaderV2 {
+    ttvm_version: String,
+    machine: MachineConfig,
+    kernel_name: String,
+    kernel_hash: String,
+    cpuid: CpuidModel,
+    stepping: String,
+    clock: ClockMode,
+    ns_per_step: u64,
+    checkpoint_every: u64,
+    created_unix_secs: u64,
+}
+
+impl From<TraceHeaderV2> for TraceHeader {
+    fn from(h: TraceHeaderV2) -> Self {
+        Self {
+            ttvm_version: h.ttvm_version,
+            machine: h.machine,
+            kernel_name: h.kernel_name,
+            kernel_hash: h.kernel_hash,
+            cpuid: h.cpuid,
+            stepping: h.stepping,
+            clock: h.clock,
+            ns_per_step: h.ns_per_step,
+            checkpoint_every: h.checkpoint_every,
+            created_unix_secs: h.created_unix_secs,
+            host: None,
+        }
+    }
+}
+
+/// Decodes the bincode header of a trace of format `version`.
+pub fn decode_header(version: u32, raw: &[u8]) -> Result<TraceHeader, bincode::Error> {
+    if version < HOST_RECORD_SINCE {
+        bincode::deserialize::<TraceHeaderV2>(raw).map(TraceHeader::from)
+    } else {
+        bincode::deserialize::<TraceHeader>(raw)
+    }
+}
+
+/// The first format whose header has a [`HostRecord`] and whose header checksum also
+/// covers the format version and header length (so an edited version is damage, not an
+/// older format).
+pub const HOST_RECORD_SINCE: u32 = 3;
+
+/// The preamble's header checksum for format `version`.
+pub fn header_checksum(version: u32, header_len: u32, header_bytes: &[u8]) -> u64 {
+    if version < HOST_RECORD_SINCE {
+        xxhash_rust::xxh3::xxh3_64(header_bytes)
+    } else {
+        let seed = u64::from(version) | (u64::from(header_len) << 32);
+        xxhash_rust::xxh3::xxh3_64_with_seed(header_bytes, seed)
+    }
 }
 
 /// How a recording ended (the `End` chunk).

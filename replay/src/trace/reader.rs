@@ -157,7 +157,7 @@ impl TraceFile {
             });
         }
         let header_bytes = &b[PREAMBLE_LEN..header_end];
-        if xxhash_rust::xxh3::xxh3_64(header_bytes) != header_sum {
+        if header_checksum(version, header_len as u32, header_bytes) != header_sum {
             return Err(TraceError::Corrupted {
                 offset: PREAMBLE_LEN as u64,
                 what: "the header".into(),
@@ -175,11 +175,15 @@ impl TraceFile {
         }
         let header_raw = lz4_flex::block::decompress(&header_bytes[4..], raw_len as usize)
             .map_err(|e| header_corrupted(format!("does not decompress: {e}")))?;
-        let header: TraceHeader = bincode::deserialize(&header_raw).map_err(|e| TraceError::Corrupted {
-            offset: PREAMBLE_LEN as u64,
-            what: "the header".into(),
-            reason: e.to_string(),
-        })?;
+        let header = decode_header(version, &header_raw).map_err(|e| header_corrupted(e.to_string()))?;
+        // The embedded kernel must be the one the header names: gdb and the replay both
+        // trust it.
+        if kernel_hash(&header.machine.kernel) != header.kernel_hash {
+            return Err(header_corrupted(format!(
+                "the embedded kernel image does not match the kernel hash {} the header records",
+                header.kernel_hash
+            )));
+        }
         let mut t = Self { map, version, header, chunks: Vec::new(), finalised: false, recovery_note: None };
         t.load_chunks(header_end as u64)?;
         Ok(t)

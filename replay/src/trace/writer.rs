@@ -28,8 +28,9 @@ impl TraceWriter {
         let mut pre = Vec::with_capacity(PREAMBLE_LEN + header_bytes.len());
         pre.extend_from_slice(&MAGIC);
         pre.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        pre.extend_from_slice(&(header_bytes.len() as u32).to_le_bytes());
-        pre.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&header_bytes).to_le_bytes());
+        let header_len = u32::try_from(header_bytes.len()).map_err(|_| std::io::Error::other("header too large"))?;
+        pre.extend_from_slice(&header_len.to_le_bytes());
+        pre.extend_from_slice(&header_checksum(FORMAT_VERSION, header_len, &header_bytes).to_le_bytes());
         pre.extend_from_slice(&header_bytes);
         file.write_all(&pre)?;
         Ok(Self { file, offset: pre.len() as u64, index: TraceIndex::default(), finished: false })
