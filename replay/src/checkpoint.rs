@@ -319,4 +319,54 @@ mod tests {
         assert!(idx.add_checkpoint(5, bm(&[]), &[]).is_err());
         assert!(idx.add_checkpoint(3, bm(&[100]), &[1]).is_err());
     }
+
+    fn vcpu() -> VcpuState {
+        VcpuState {
+            regs: Default::default(),
+            sregs: Default::default(),
+            xsave: vec![0; 1024],
+            xcrs: Default::default(),
+            debugregs: Default::default(),
+            events: Default::default(),
+            mp_state: Default::default(),
+            msrs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn register_differences_name_each_register_and_flag_bit() {
+        let a = vcpu();
+        let mut b = vcpu();
+        assert!(register_differences(&a, &b).is_empty());
+        b.regs.rflags = 0x2 | (1 << 7) | (1 << 11);
+        b.regs.r9 = 7;
+        b.sregs.cr3 = 0x1000;
+        b.xsave[6] = 0x1f80; // MXCSR at byte 24
+        let d = register_differences(&a, &b);
+        assert_eq!(
+            d,
+            [
+                "R9 0x0 vs recorded 0x7",
+                "RFLAGS 0x0 vs recorded 0x882 (differ in SF OF reserved bit 1)",
+                "CR3 0x0 vs recorded 0x1000",
+                "MXCSR 0x00000000 vs recorded 0x00001f80",
+            ]
+        );
+        assert_ne!(register_digest(&a), register_digest(&b));
+    }
+
+    #[test]
+    fn page_difference_shows_the_first_differing_bytes() {
+        let a = vec![0u8; PAGE_SIZE];
+        let mut b = a.clone();
+        assert_eq!(page_difference(3, &a, &b), None);
+        b[0x10] = 0xab;
+        b[0x11] = 0xcd;
+        let d = page_difference(3, &a, &b).unwrap();
+        assert_eq!(d, "guest-physical 0x3010: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 vs recorded ab cd 00 00 00 00 00 00 00 00 00 00 00 00 00 00");
+        // Near the end of the page the strings stop at the page.
+        let mut c = a.clone();
+        c[PAGE_SIZE - 2] = 1;
+        assert!(page_difference(0, &a, &c).unwrap().ends_with("vs recorded 01 00"));
+    }
 }

@@ -229,3 +229,75 @@ pub struct TraceIndex {
 pub fn kernel_hash(image: &[u8]) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(image))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ttvm_vmm::cpuid::NEUTRAL_VENDOR;
+
+    fn known_header() -> TraceHeader {
+        let mut machine = MachineConfig::new(b"\x7fELF known kernel".to_vec(), "ticks=3");
+        machine.rtc_base_unix_secs = 1_700_000_000;
+        machine.initrd = vec![1, 2, 3];
+        TraceHeader {
+            ttvm_version: "0.1.0".into(),
+            kernel_name: "known".into(),
+            kernel_hash: kernel_hash(&machine.kernel),
+            cpuid: CpuidModel::for_vendor(NEUTRAL_VENDOR),
+            stepping: "ttvm-step/1 probe".into(),
+            clock: ClockMode::Icount,
+            ns_per_step: 10,
+            checkpoint_every: 25_000,
+            created_unix_secs: 1_764_806_400,
+            machine,
+            host: Some(HostRecord { cpu: "GenuineIntel family 6 model 167".into(), undefined_flags: "flags/1".into() }),
+        }
+    }
+
+    /// The bytes of a known header are pinned: reordering or retyping a field (here, in
+    /// `MachineConfig` or in `CpuidModel`) breaks this test instead of users' traces. A
+    /// deliberate change is a new format version with its own frozen header type.
+    #[test]
+    fn the_format_3_header_encoding_is_pinned() {
+        let h = known_header();
+        let bytes = bincode::serialize(&h).unwrap();
+        // The field order: version string, machine (mem size, kernel, cmdline, RTC, initrd)…
+        assert_eq!(&bytes[..8], &5u64.to_le_bytes(), "ttvm_version's length comes first");
+        assert_eq!(&bytes[8..13], b"0.1.0");
+        assert_eq!(&bytes[13..21], &(128u64 << 20).to_le_bytes(), "then the machine's RAM size");
+        // …and the whole encoding.
+        assert_eq!(bytes.len(), 846, "encoded length");
+        assert_eq!(xxhash_rust::xxh3::xxh3_64(&bytes), 0x4199_4ee0_4e91_3bdf, "encoded bytes");
+        assert_eq!(decode_header(3, &bytes).unwrap(), h);
+    }
+
+    #[test]
+    fn format_2_headers_decode_without_a_host_record() {
+        let h = known_header();
+        let v2 = TraceHeaderV2 {
+            ttvm_version: h.ttvm_version.clone(),
+            machine: h.machine.clone(),
+            kernel_name: h.kernel_name.clone(),
+            kernel_hash: h.kernel_hash.clone(),
+            cpuid: h.cpuid.clone(),
+            stepping: h.stepping.clone(),
+            clock: h.clock,
+            ns_per_step: h.ns_per_step,
+            checkpoint_every: h.checkpoint_every,
+            created_unix_secs: h.created_unix_secs,
+        };
+        let bytes = bincode::serialize(&v2).unwrap();
+        let decoded = decode_header(2, &bytes).unwrap();
+        assert_eq!(decoded, TraceHeader { host: None, ..h.clone() });
+        // A format-3 reader of those bytes would run out of input: the version decides.
+        assert!(decode_header(3, &bytes).is_err());
+    }
+
+    #[test]
+    fn the_header_checksum_covers_the_version_from_format_3() {
+        let b = b"header bytes";
+        assert_eq!(header_checksum(2, 12, b), header_checksum(1, 12, b), "formats 1-2: the bytes alone");
+        assert_ne!(header_checksum(3, 12, b), header_checksum(4, 12, b));
+        assert_ne!(header_checksum(3, 12, b), header_checksum(3, 13, b));
+    }
+}
