@@ -236,19 +236,19 @@ fn checkpoint_restore_is_byte_identical_to_the_live_state() {
     // Capture the live state at each checkpoint boundary (a checkpoint is taken at the start
     // of the step at that icount, before it executes).
     let mut live = Vec::new();
+    let capture = |s: &mut RecordSession| {
+        let state = s.engine.machine.vm.vcpu_mut().save_state().unwrap();
+        (s.icount(), state, s.engine.machine.vm.ram().as_slice().to_vec(), s.engine.machine.board.clone())
+    };
     loop {
         if s.icount().is_multiple_of(every) {
-            let state = s.engine.machine.vm.vcpu_mut().save_state().unwrap();
-            live.push((
-                s.icount(),
-                state,
-                s.engine.machine.vm.ram().as_slice().to_vec(),
-                s.engine.machine.board.clone(),
-            ));
+            live.push(capture(&mut s));
         }
         match s.step().unwrap() {
             ttvm_replay::engine::StepOutcome::Continue => {}
             ttvm_replay::engine::StepOutcome::Stopped(stop) => {
+                // Format 3 also keeps a checkpoint at the last step.
+                live.push(capture(&mut s));
                 s.finish(&ttvm_replay::record::RecordEnd::Guest(stop)).unwrap();
                 break;
             }
