@@ -518,6 +518,19 @@ impl ReplaySession {
             } else {
                 format!("registers differ: {}", named.join(", "))
             });
+            let only_arithmetic_flags = state.regs.rflags != cp.vcpu.regs.rflags
+                && (state.regs.rflags ^ cp.vcpu.regs.rflags) & !ttvm_vmm::undefined_flags::ARITHMETIC == 0
+                && named.len() == 1;
+            if only_arithmetic_flags && !self.engine.rules.canonical_flags {
+                problems.push(format!(
+                    "only arithmetic flags differ, which this format-{} trace keeps as the recording CPU \
+                     left them where an instruction leaves them undefined: it replays only on a CPU that \
+                     leaves the same (this host: {}); traces of format {} and later do not depend on it",
+                    self.rec.file.version,
+                    ttvm_vmm::host_cpu::describe(),
+                    crate::trace::CANONICAL_FLAGS_SINCE
+                ));
+            }
         }
         let dirty = cp.dirty_pages().map_err(|e| {
             RamError::Trace(crate::trace::TraceError::Corrupted {
