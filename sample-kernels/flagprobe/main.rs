@@ -25,50 +25,8 @@ const SF: u64 = 1 << 7;
 const OF: u64 = 1 << 11;
 const ARITHMETIC: u64 = CF | PF | AF | ZF | SF | OF;
 
-/// Runs `$insn` with the arithmetic flags set to `$init` and rax, rcx, rdx loaded; returns
-/// RFLAGS right after it. Interrupts stay off (IF clear) so nothing lands in between.
-macro_rules! flags_after {
-    ($insn:literal, $init:expr, $a:expr, $b:expr, $d:expr) => {{
-        let flags: u64;
-        // SAFETY: register-only instruction; PUSHF/POPF use the stack.
-        unsafe {
-            asm!(
-                "push {init}",
-                "popfq",
-                $insn,
-                "pushfq",
-                "pop {flags}",
-                init = in(reg) $init | 0x2,
-                flags = lateout(reg) flags,
-                inout("rax") $a => _,
-                inout("rcx") $b => _,
-                inout("rdx") $d => _,
-            );
-        }
-        flags
-    }};
-}
-
-const OPERANDS: [(u64, u64); 5] =
-    [(3, 5), (u64::MAX, 1), (0x8000_0000_0000_0000, 2), (0x0123_4567_89ab_cdef, 0x11), (0, 7)];
-
-type Class = (&'static str, u64, fn(u64, u64, u64) -> u64);
-
-fn classes() -> [Class; 11] {
-    [
-        ("imul", SF | ZF | AF | PF, |i, a, b| flags_after!("imul rax, rcx", i, a, b, 0u64)),
-        ("mul", SF | ZF | AF | PF, |i, a, b| flags_after!("mul rcx", i, a, b, 0u64)),
-        ("div", ARITHMETIC, |i, a, b| flags_after!("div rcx", i, a, b | 1, 0u64)),
-        ("bsf", CF | OF | SF | AF | PF, |i, a, b| flags_after!("bsf rax, rcx", i, a, b.wrapping_sub(1) & a, 0u64)),
-        ("bsr", CF | OF | SF | AF | PF, |i, a, b| flags_after!("bsr rax, rcx", i, a, b ^ a, 0u64)),
-        ("bt", OF | SF | AF | PF, |i, a, b| flags_after!("bt rax, rcx", i, a, b, 0u64)),
-        ("shl", OF | AF, |i, a, b| flags_after!("shl rax, cl", i, a, (b % 7) + 2, 0u64)),
-        ("sar", OF | AF, |i, a, b| flags_after!("sar rax, cl", i, a, (b % 7) + 2, 0u64)),
-        ("rol", OF, |i, a, b| flags_after!("rol rax, cl", i, a, (b % 7) + 2, 0u64)),
-        ("shld", OF | AF, |i, a, b| flags_after!("shld rax, rdx, cl", i, a, (b % 7) + 2, b)),
-        ("and", AF, |i, a, b| flags_after!("and rax, rcx", i, a, b, 0u64)),
-    ]
-}
+// The classes and how each is run: the same table as the host-side probe in ttvm.
+include!("../../vmm/src/flag_probe_classes.rs");
 
 /// Names the flag bits in `bits`.
 fn print_bits(bits: u64) {

@@ -52,52 +52,7 @@ fn brand() -> Option<String> {
     Some(String::from_utf8_lossy(&b).trim_matches(['\0', ' ']).to_string())
 }
 
-/// Runs `$insn` (Intel syntax, operands rax and rcx, rdx as the high half or the second
-/// source) with RFLAGS's arithmetic flags set to `$init` first; returns RFLAGS after.
-macro_rules! flags_after {
-    ($insn:literal, $init:expr, $a:expr, $b:expr, $d:expr) => {{
-        let flags: u64;
-        // SAFETY: the instruction only touches the named registers and the flags; the
-        // stack is used for PUSHF/POPF only (no `nostack`), and DF/TF are never set.
-        unsafe {
-            asm!(
-                "push {init}",
-                "popfq",
-                $insn,
-                "pushfq",
-                "pop {flags}",
-                init = in(reg) $init | 0x202,
-                flags = lateout(reg) flags,
-                inout("rax") $a => _,
-                inout("rcx") $b => _,
-                inout("rdx") $d => _,
-            );
-        }
-        flags
-    }};
-}
-
-/// Operands the probe feeds every class: small, signed, overflowing, zero.
-const OPERANDS: [(u64, u64); 5] =
-    [(3, 5), (u64::MAX, 1), (0x8000_0000_0000_0000, 2), (0x0123_4567_89ab_cdef, 0x11), (0, 7)];
-
-/// One class: its name, the bits it leaves undefined, and how to run it.
-type Class = (&'static str, u64, fn(u64, u64, u64) -> u64);
-
-fn classes() -> [Class; 10] {
-    [
-        ("imul", SF | ZF | AF | PF, |i, a, b| flags_after!("imul rax, rcx", i, a, b, 0u64)),
-        ("mul", SF | ZF | AF | PF, |i, a, b| flags_after!("mul rcx", i, a, b, 0u64)),
-        ("div", ARITHMETIC, |i, a, b| flags_after!("div rcx", i, a, b | 1, 0u64)),
-        ("bsf", CF | OF | SF | AF | PF, |i, a, b| flags_after!("bsf rax, rcx", i, a, b.wrapping_sub(1) & a, 0u64)),
-        ("bsr", CF | OF | SF | AF | PF, |i, a, b| flags_after!("bsr rax, rcx", i, a, b ^ a, 0u64)),
-        ("bt", OF | SF | AF | PF, |i, a, b| flags_after!("bt rax, rcx", i, a, b, 0u64)),
-        ("shl", OF | AF, |i, a, b| flags_after!("shl rax, cl", i, a, (b % 7) + 2, 0u64)),
-        ("sar", OF | AF, |i, a, b| flags_after!("sar rax, cl", i, a, (b % 7) + 2, 0u64)),
-        ("shld", OF | AF, |i, a, b| flags_after!("shld rax, rdx, cl", i, a, (b % 7) + 2, b)),
-        ("and", AF, |i, a, b| flags_after!("and rax, rcx", i, a, b, 0u64)),
-    ]
-}
+include!("flag_probe_classes.rs");
 
 /// This host's undefined-flags profile: `class=hex` per class, the hex a digest of the
 /// undefined bits over every operand pair and both initial states. Two CPUs with the same
@@ -105,7 +60,7 @@ fn classes() -> [Class; 10] {
 pub fn undefined_flags_profile() -> &'static str {
     static PROFILE: OnceLock<String> = OnceLock::new();
     PROFILE.get_or_init(|| {
-        let mut parts = vec!["flags/1".to_string()];
+        let mut parts = vec!["flags/2".to_string()];
         for (name, mask, run) in classes() {
             let mut seen = Vec::new();
             for init in [ARITHMETIC, 0] {
@@ -120,16 +75,6 @@ pub fn undefined_flags_profile() -> &'static str {
     })
 }
 
-/// The classes whose part of two profiles differ ("imul, mul"), empty when they agree.
-pub fn profile_differences(a: &str, b: &str) -> Vec<String> {
-    let parts = |p: &str| p.split(' ').map(str::to_string).collect::<Vec<_>>();
-    let (pa, pb) = (parts(a), parts(b));
-    if pa.first() != pb.first() {
-        return vec![format!("probe version {} vs {}", pa[0], pb.first().map_or("none", String::as_str))];
-    }
-    pa.iter().zip(&pb).filter(|(x, y)| x != y).map(|(x, _)| x.split('=').next().unwrap_or(x).to_string()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,22 +82,13 @@ mod tests {
     #[test]
     fn the_probe_is_stable_and_well_formed() {
         let p = undefined_flags_profile();
-        assert!(p.starts_with("flags/1 imul="), "{p}");
-        assert_eq!(p.split(' ').count(), 11, "{p}");
+        assert!(p.starts_with("flags/2 imul="), "{p}");
+        assert_eq!(p.split(' ').count(), 12, "{p}");
         // Defined flags really are what the SDM says, so the asm ran what it claims:
         // imul 3*5 leaves CF = OF = 0; and of 3 & 5 = 1 clears CF and OF, ZF = 0.
         assert_eq!(flags_after!("imul rax, rcx", 0u64, 3u64, 5u64, 0u64) & (CF | OF), 0);
         assert_eq!(flags_after!("imul rax, rcx", 0u64, u64::MAX >> 1, 4u64, 0u64) & (CF | OF), CF | OF);
         assert_eq!(flags_after!("and rax, rcx", ARITHMETIC, 2u64, 1u64, 0u64) & (ZF | CF | OF), ZF);
-        assert_eq!(profile_differences(p, p), Vec::<String>::new());
-    }
-
-    #[test]
-    fn differences_name_the_class() {
-        let a = "flags/1 imul=0001 mul=0002 div=0003";
-        let b = "flags/1 imul=0009 mul=0002 div=0004";
-        assert_eq!(profile_differences(a, b), ["imul", "div"]);
-        assert_eq!(profile_differences(a, "flags/2 imul=0001"), ["probe version flags/1 vs flags/2"]);
     }
 
     #[test]

@@ -263,7 +263,7 @@ pub fn undefined_flags(code: &[u8], mode: CodeMode, rcx: u64) -> Option<Undefine
         0x08..=0x0b | 0x20..=0x23 | 0x30..=0x33 | 0x84 | 0x85 => found(AF, with_modrm(0)),
         0x0c | 0x24 | 0x34 | 0xa8 => found(AF, Some(op + 2)),
         0x0d | 0x25 | 0x35 | 0xa9 => found(AF, Some(op + 1 + imm_len(opsize))),
-        0x80 | 0x81 | 0x83 | 0x82 => {
+        0x80..=0x83 => {
             let opcode = code[op];
             if opcode == 0x82 && !legacy {
                 return None; // #UD in 64-bit mode
