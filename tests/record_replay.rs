@@ -334,3 +334,46 @@ fn info_console_gives_the_icount_where_each_line_starts() {
     let listing = String::from_utf8_lossy(&o.stdout);
     assert!(listing.contains(&format!("{at:>12} | tick 10\n")), "{listing}");
 }
+
+/// `--verify --piece K/N` checks the piece `--jobs N` would give its K-th process, so N CI
+/// jobs together verify the whole trace: each piece starts at a checkpoint and ends where
+/// the next starts, and the last ends with the final state.
+#[test]
+fn verify_piece_k_of_n_covers_the_trace_in_separate_runs() {
+    if !require_kvm("verify_piece_k_of_n_covers_the_trace_in_separate_runs") {
+        return;
+    }
+    let dir = common::tempdir();
+    let (trace, _) = record(dir.path(), "timer", "ticks=12", "icount", &["--checkpoint-every", "2000"]);
+    let t = trace.to_str().unwrap();
+    let mut covered = Vec::new();
+    for k in 1..=3 {
+        let spec = format!("{k}/3");
+        let o = run(&["replay", "--verify", "-q", "--piece", &spec, t]);
+        assert_eq!(o.status.code(), Some(0), "{spec}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        let line = err.lines().find(|l| l.contains(&format!("piece {spec}: from checkpoint"))).expect(&err).to_string();
+        // "piece K/3: from checkpoint C (icount A) to icount B" (or "to the end").
+        let from: u64 = line.split("(icount ").nth(1).and_then(|r| r.split(')').next()).unwrap().parse().unwrap();
+        let to =
+            line.rsplit("to icount ").next().filter(|_| !line.ends_with("the end")).map(|v| v.parse::<u64>().unwrap());
+        covered.push((from, to));
+        if k == 3 {
+            assert!(err.contains("final state digest match"), "the last piece checks the end: {err}");
+        } else {
+            assert!(err.contains("so does the state at checkpoint"), "a middle piece checks its end state: {err}");
+        }
+    }
+    assert_eq!(covered[0].0, 0, "{covered:?}");
+    assert_eq!(covered[0].1, Some(covered[1].0), "{covered:?}");
+    assert_eq!(covered[1].1, Some(covered[2].0), "{covered:?}");
+    assert_eq!(covered[2].1, None, "{covered:?}");
+    // More pieces than checkpoints: the extra ones say so and succeed; nonsense is refused.
+    let o = run(&["replay", "--verify", "-q", "--piece", "400/400", t]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("piece 400/400 is empty"), "{}", text(&o));
+    for bad in ["0/3", "4/3", "three"] {
+        let o = run(&["replay", "--verify", "--piece", bad, t]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
+    }
+}

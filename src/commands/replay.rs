@@ -32,6 +32,10 @@ pub struct ReplayArgs {
     /// starts from).
     #[arg(long, value_name = "N", requires = "verify", conflicts_with_all = ["from_checkpoint", "to", "gdb"])]
     pub jobs: Option<usize>,
+    /// With --verify: check only piece K of N, cut as --jobs N cuts the trace (for a CI
+    /// system's own parallel jobs: one runner per piece; all N passing verify the trace).
+    #[arg(long, value_name = "K/N", requires = "verify", conflicts_with_all = ["from_checkpoint", "to", "gdb", "jobs"])]
+    pub piece: Option<String>,
     /// Serve the trace to gdb on [ADDR:]PORT instead of replaying straight through.
     #[arg(long, value_name = "[ADDR:]PORT")]
     pub gdb: Option<String>,
@@ -146,11 +150,30 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
     if let Some(jobs) = args.jobs.filter(|&n| n > 1) {
         return crate::commands::verify_pieces::verify_in_pieces(&args.trace, &rec, jobs);
     }
+    let (mut from_checkpoint, mut to) = (args.from_checkpoint, args.to);
+    if let Some(spec) = &args.piece {
+        use crate::commands::verify_pieces::{parse_piece, piece_range};
+        let (k, n) = parse_piece(spec).map_err(|e| Exit::new(exit_code::BAD_INPUT, e))?;
+        let Some((checkpoint, end)) = piece_range(&rec, k, n) else {
+            eprintln!(
+                "ttvm: piece {k}/{n} is empty: this trace's {} checkpoints cut it into fewer than {k} pieces; \
+                 the other pieces cover it",
+                rec.checkpoints.len()
+            );
+            return Ok(0);
+        };
+        eprintln!(
+            "ttvm: piece {k}/{n}: from checkpoint {checkpoint} (icount {}) to {}",
+            rec.checkpoints[checkpoint].engine.icount,
+            end.map_or("the end".to_string(), |t| format!("icount {t}"))
+        );
+        (from_checkpoint, to) = (Some(checkpoint), end);
+    }
     let mut s = session(&args.trace, rec.clone())?;
     if !args.quiet {
         s.set_echo(Some(ConsoleOutput::Stdout));
     }
-    if let Some(k) = args.from_checkpoint {
+    if let Some(k) = from_checkpoint {
         if k >= rec.checkpoints.len() {
             return Err(Exit::new(
                 exit_code::BAD_INPUT,
@@ -163,7 +186,7 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
         }
         s.restore_checkpoint(k).map_err(|e| replay_exit(&args.trace, e))?;
     }
-    let target = match args.to {
+    let target = match to {
         Some(t) if t > rec.length() => {
             return Err(Exit::new(
                 exit_code::BAD_INPUT,
