@@ -444,16 +444,23 @@ impl Timeline {
 
     fn maybe_make_temp(&mut self, target: u64, start_at: u64) -> Result<(), TimelineError> {
         let x = self.icount();
-        if x == start_at
-            || !x.is_multiple_of(self.temp_spacing)
-            || target.saturating_sub(x) > TEMP_WINDOW * self.temp_spacing
-            || self.temps.contains_key(&x)
-        {
+        if x == start_at || target.saturating_sub(x) > TEMP_WINDOW * self.temp_spacing {
             return Ok(());
+        }
+        self.make_temp_here()?;
+        Ok(())
+    }
+
+    /// Leaves an in-memory checkpoint at the current position if it is on the spacing grid
+    /// and none is there yet (persistent or in memory). Returns whether it made one.
+    fn make_temp_here(&mut self) -> Result<bool, TimelineError> {
+        let x = self.icount();
+        if !x.is_multiple_of(self.temp_spacing) || self.temps.contains_key(&x) || self.at_frontier() {
+            return Ok(false);
         }
         let rec = &self.session.rec;
         if rec.checkpoints[rec.checkpoint_before(x)].engine.icount == x {
-            return Ok(());
+            return Ok(false);
         }
         let cp = self.session.capture()?;
         self.use_counter += 1;
@@ -461,7 +468,14 @@ impl Timeline {
         self.temps.insert(x, TempCheckpoint { cp, last_used: self.use_counter });
         self.stats.temp_checkpoints_made += 1;
         self.evict();
-        Ok(())
+        Ok(true)
+    }
+
+    /// Drops an in-memory checkpoint (one a forward run left and no longer needs).
+    fn drop_temp(&mut self, at: u64) {
+        if let Some(t) = self.temps.remove(&at) {
+            self.temp_bytes -= t.cp.bytes();
+        }
     }
 
     fn evict(&mut self) {
@@ -607,9 +621,21 @@ impl Timeline {
     // ----- running -----
 
     /// Runs forward until a breakpoint, a watchpoint, the end of history or an interrupt.
+    /// Leaves the last two in-memory checkpoints on the spacing grid behind wherever it
+    /// stops, so the first reverse step after it replays at most one spacing, like the
+    /// ones after it (rather than up to a whole persistent-checkpoint interval).
     pub fn run_forward(&mut self) -> Result<Stop, TimelineError> {
         let start = self.icount();
+        let mut trailing = std::collections::VecDeque::with_capacity(3);
         loop {
+            if self.icount() != start && self.make_temp_here()? {
+                trailing.push_back(self.icount());
+                if trailing.len() > 2 {
+                    if let Some(old) = trailing.pop_front() {
+                        self.drop_temp(old);
+                    }
+                }
+            }
             if self.icount() >= self.length() && !self.can_grow() {
                 return Ok(Stop::HistoryEnd);
             }

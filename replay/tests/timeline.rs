@@ -310,3 +310,42 @@ fn stores_ttvm_carries_out_reach_the_next_checkpoint() {
     assert_eq!(t2.seek(after_store).unwrap(), Stop::Done);
     assert_eq!(read_u32(&t2, addr), stored, "the checkpoint after the STMXCSR lost its store");
 }
+
+/// A forward run leaves in-memory checkpoints just behind where it stops, so the first
+/// reverse step after `continue` replays at most one spacing, like the ones after it, and
+/// not the whole persistent-checkpoint interval; and it keeps only two of them.
+#[test]
+fn a_forward_run_leaves_checkpoints_behind_its_stop() {
+    if !kvm_or_skip("a_forward_run_leaves_checkpoints_behind_its_stop") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // One persistent checkpoint interval covers the whole run.
+    let rec = record(dir.path(), KERNEL, CMDLINE, 1_000_000);
+    let mut t = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
+    t.set_temp_policy(1024, 64 << 20);
+    // Stop somewhere well inside the history, off the spacing grid: a breakpoint on the
+    // instruction at a position found by seeking there once.
+    let target = rec.length() * 3 / 4 + 77;
+    t.seek(target).unwrap();
+    let rip = t.machine().vm.vcpu().rip();
+    t.seek(0).unwrap();
+    t.set_temp_policy(1024, 0); // forget the seek's checkpoints
+    t.set_temp_policy(1024, 64 << 20);
+    t.add_breakpoint(rip);
+    let mut stop = t.run_forward().unwrap();
+    while t.icount() < target {
+        assert!(matches!(stop, Stop::Breakpoint { .. }), "{stop:?}");
+        stop = t.run_forward().unwrap();
+    }
+    assert_eq!(t.icount(), target, "{stop:?}");
+    let (kept, _) = t.temp_checkpoints();
+    assert!(kept <= 2 * 3, "at most two trailing checkpoints per forward run, got {kept}");
+    let behind = t.temp_checkpoint_positions().into_iter().filter(|&p| p <= target).max().unwrap();
+    assert!(target - behind < 1024, "one on the grid just behind the stop: {behind} vs {target}");
+    let before = t.stats().replayed_steps;
+    assert_eq!(t.step_backward().unwrap(), Stop::Done);
+    assert_eq!(t.icount(), target - 1);
+    let replayed = t.stats().replayed_steps - before;
+    assert!(replayed < 1024, "the first reverse-stepi replayed {replayed} steps");
+}
