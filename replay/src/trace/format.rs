@@ -9,7 +9,8 @@
 //! trailer := index_offset(u64) END_MAGIC(8)
 //! ```
 //! All integers are little-endian. `checksum` is XXH3-64 of the payload seeded with the
-//! chunk's kind, codec and lengths, so a flipped bit anywhere in a chunk is caught. Chunks are
+//! XXH3-64 of the chunk header's first 16 bytes (format 3; see [`chunk_checksum`]), so a
+//! flipped bit anywhere in a chunk is caught; `reserved` must be zero. Chunks are
 //! appended while recording and each is complete once written, so a recording killed at any
 //! moment leaves a readable prefix; the index and trailer are written last, and when they are
 //! missing the reader rebuilds the index by scanning.
@@ -102,11 +103,24 @@ pub const CODEC_RAW: u8 = 0;
 /// LZ4 block compression.
 pub const CODEC_LZ4: u8 = 1;
 
-/// Computes a chunk checksum.
-pub fn chunk_checksum(kind: u8, codec: u8, payload_len: u32, raw_len: u32, payload: &[u8]) -> u64 {
-    let seed = u64::from(kind) | (u64::from(codec) << 8) | (u64::from(payload_len) << 16) ^ (u64::from(raw_len) << 40);
+/// Computes the checksum of a chunk of format `version`: XXH3-64 of the payload, seeded
+/// from the first 16 bytes of the chunk header (magic, kind, codec, reserved, lengths).
+/// Formats 1 and 2 seeded it from the kind, codec and lengths only, which left the
+/// reserved bytes and the top bits of `raw_len` unguarded; from format 3 every header
+/// byte before the checksum is covered.
+pub fn chunk_checksum(version: u32, header: &[u8; 16], payload: &[u8]) -> u64 {
+    let u32_at = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+    let seed = if version < WHOLE_CHUNK_HEADER_SUM_SINCE {
+        let (kind, codec, payload_len, raw_len) = (header[4], header[5], u32_at(8), u32_at(12));
+        u64::from(kind) | (u64::from(codec) << 8) | (u64::from(payload_len) << 16) ^ (u64::from(raw_len) << 40)
+    } else {
+        xxhash_rust::xxh3::xxh3_64(header)
+    };
     xxhash_rust::xxh3::xxh3_64_with_seed(payload, seed)
 }
+
+/// The first format whose chunk checksums cover the whole chunk header.
+pub const WHOLE_CHUNK_HEADER_SUM_SINCE: u32 = 3;
 
 /// Everything needed to rebuild the recorded machine and judge whether this host can
 /// replay it.

@@ -221,7 +221,12 @@ impl TraceFile {
                 b.len() - start
             )));
         }
-        if chunk_checksum(kind_byte, codec, payload_len, raw_len, &b[start..end]) != sum {
+        let mut header = [0u8; 16];
+        header.copy_from_slice(&b[off..off + 16]);
+        if self.version >= WHOLE_CHUNK_HEADER_SUM_SINCE && (header[6] != 0 || header[7] != 0) {
+            return Err(corrupted(format!("reserved bytes {:02x}{:02x} are not zero", header[6], header[7])));
+        }
+        if chunk_checksum(self.version, &header, &b[start..end]) != sum {
             return Err(TraceError::Corrupted {
                 offset,
                 what: format!("{} chunk #{ordinal}", kind.name()),

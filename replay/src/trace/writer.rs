@@ -59,7 +59,9 @@ impl TraceWriter {
         buf.extend_from_slice(&[0, 0]);
         buf.extend_from_slice(&payload_len.to_le_bytes());
         buf.extend_from_slice(&raw_len.to_le_bytes());
-        buf.extend_from_slice(&chunk_checksum(kind as u8, codec, payload_len, raw_len, &payload).to_le_bytes());
+        let mut header = [0u8; 16];
+        header.copy_from_slice(&buf[..16]);
+        buf.extend_from_slice(&chunk_checksum(FORMAT_VERSION, &header, &payload).to_le_bytes());
         buf.extend_from_slice(&payload);
         self.file.write_all(&buf)?;
         let at = self.offset;
