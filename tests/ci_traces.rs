@@ -108,3 +108,28 @@ fn threads_lost_update_interleaving_is_found() {
     let pinned = THREADS_INTERLEAVING;
     assert_eq!((hex(&first[0]), hex(&lost[0][0]), hex(&stale[0])), pinned, "the stops moved\n{out}");
 }
+
+/// CI can pin a committed trace by the SHA-256 of the whole file (`ttvm info` prints it,
+/// as `sha256sum` would): `check --expect-sha256` refuses any other file before replaying.
+#[test]
+fn committed_traces_can_be_pinned_by_digest() {
+    if !require_kvm("committed_traces_can_be_pinned_by_digest") {
+        return;
+    }
+    let t = trace("timer.ttvm");
+    let t = t.to_str().unwrap();
+    let o = run(&["info", "--json", t]);
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let digest = info["sha256"].as_str().expect("sha256 in info").to_string();
+    assert_eq!(digest.len(), 64, "{digest}");
+    let o = run(&["check", t, "--expect-exit", "0", "--expect-sha256", &digest]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // One hex digit off: another file, refused without replaying.
+    let last = if digest.ends_with('0') { "1" } else { "0" };
+    let other = format!("{}{last}", &digest[..63]);
+    let o = run(&["check", t, "--expect-sha256", &other]);
+    assert_eq!(o.status.code(), Some(77), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not the trace that was pinned"), "{}", text(&o));
+    let o = run(&["check", t, "--expect-sha256", "xyz"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}

@@ -8,7 +8,7 @@ use ttvm_replay::events::EventClass;
 
 use crate::commands::record::human_bytes;
 use crate::commands::replay::open_recording;
-use crate::exit_code::Exit;
+use crate::exit_code::{self, Exit};
 
 /// Arguments of `ttvm info`.
 #[derive(Debug, Args)]
@@ -41,6 +41,8 @@ pub fn run(args: InfoArgs) -> Result<i32, Exit> {
 fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
     let rec = open_recording(&args.trace)?;
     let h = rec.header();
+    let sha256 = crate::commands::check::file_sha256(&args.trace)
+        .map_err(|e| Exit::new(exit_code::BAD_INPUT, format!("{}: {e}", args.trace.display())))?;
     let counts = rec.counts();
     let serial = rec.serial_output_before(u64::MAX);
     let serial_text = String::from_utf8_lossy(&serial).into_owned();
@@ -61,6 +63,7 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
             "ttvm_version": h.ttvm_version,
             "kernel": h.kernel_name,
             "kernel_hash": h.kernel_hash,
+            "sha256": sha256,
             "kernel_bytes": h.machine.kernel.len(),
             "cmdline": h.machine.cmdline,
             "mem_bytes": h.machine.mem_size,
@@ -96,6 +99,7 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
         rec.file.version,
         h.ttvm_version
     );
+    out!(report, "sha256:      {sha256}");
     out!(report, "kernel:      {} ({} bytes, xxh3 {})", h.kernel_name, h.machine.kernel.len(), h.kernel_hash);
     out!(report, "cmdline:     {:?}", h.machine.cmdline);
     // The step rate is guest time only under the icount clock; realtime guests read the host.
