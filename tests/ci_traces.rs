@@ -19,7 +19,7 @@ use harness::{gdb, mark, marks};
 /// (scripts/record-traces.sh) means updating these.
 const MEMCORRUPT_CULPRIT: u64 = 0x44d0;
 /// (the victim's read of COUNTER, the other thread's write it lost, the stale write).
-const THREADS_INTERLEAVING: (u64, u64, u64) = (0x6765d, 0x67b47, 0x67ef4);
+const THREADS_INTERLEAVING: (u64, u64, u64) = (0x26274, 0x267a3, 0x26bf7);
 
 fn trace(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/traces").join(name)

@@ -377,3 +377,45 @@ fn verify_piece_k_of_n_covers_the_trace_in_separate_runs() {
         assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
     }
 }
+
+/// Format 3 lists, for each interval between checkpoints, the code pages it executed (so
+/// runs can skip intervals no breakpoint can stop in). The lists are exactly the RIP pages
+/// a replay of each interval passes through.
+#[test]
+fn code_pages_per_interval_match_what_replay_executes() {
+    use std::collections::BTreeSet;
+    use ttvm_replay::recording::Recording;
+    use ttvm_replay::replay::{ReplaySession, ReplayStep};
+    if !require_kvm("code_pages_per_interval_match_what_replay_executes") {
+        return;
+    }
+    let dir = common::tempdir();
+    let (trace, _) = record(dir.path(), "timer", "ticks=12", "icount", &["--checkpoint-every", "3000"]);
+    let rec = std::rc::Rc::new(Recording::open(&trace).unwrap());
+    let n = rec.checkpoints.len();
+    assert!(n >= 4, "{n} checkpoints");
+    assert_eq!(rec.interval_code.len(), n - 1, "one list per interval (the last ends at the final checkpoint)");
+    let mut s = ReplaySession::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
+    let mut seen: Vec<BTreeSet<u64>> = vec![BTreeSet::new(); n - 1];
+    loop {
+        let q = s.icount();
+        let k = rec.checkpoints.partition_point(|c| c.engine.icount <= q) - 1;
+        if k < n - 1 {
+            seen[k].insert(s.engine.machine.vm.vcpu().rip() >> 12);
+        }
+        match s.step().unwrap() {
+            ReplayStep::Stepped => {}
+            ReplayStep::Stopped(_) | ReplayStep::AtEnd => break,
+        }
+    }
+    for (k, pages) in seen.iter().enumerate() {
+        let listed: BTreeSet<u64> = rec.interval_code[k].clone().expect("listed").into_iter().collect();
+        assert_eq!(&listed, pages, "interval {k}");
+        assert!(!pages.is_empty());
+    }
+    // The query: a page no interval executed cannot stop anything; a listed one can.
+    let some = *rec.interval_code[0].as_ref().unwrap().first().unwrap();
+    assert!(rec.interval_may_reach(0, [some << 12 | 0x123]));
+    assert!(!rec.interval_may_reach(0, [0xdead_0000_0000]));
+    assert!(rec.interval_may_reach(n + 5, [0xdead_0000_0000]), "unknown intervals may always stop");
+}

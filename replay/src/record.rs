@@ -14,7 +14,7 @@ use crate::clock::{ClockMode, EngineClock, NS_PER_STEP};
 use crate::engine::{Emulated, Engine, EngineError, HaltOutcome, StepEnv, StepOutcome};
 use crate::event_log::EventLogWriter;
 use crate::events::{Event, EventKind, IoData, StopKind};
-use crate::trace::format::{kernel_hash, EndRecord, HostRecord};
+use crate::trace::format::{kernel_hash, EndRecord, HostRecord, IntervalCode};
 use crate::trace::{ChunkKind, TraceHeader, TraceWriter};
 
 /// Default steps between checkpoints, chosen from the measurements in docs/PERFORMANCE.md
@@ -345,6 +345,31 @@ pub struct RecordSession {
     last_flush: Instant,
     finished: bool,
     checkpoint_stats: Vec<CheckpointStat>,
+    code: CodePageSet,
+}
+
+/// The code pages the current interval executed (the RIP page of every position since the
+/// last checkpoint); written as a `CodePages` chunk when the interval's checkpoint is taken.
+#[derive(Debug, Default)]
+struct CodePageSet {
+    pages: std::collections::BTreeSet<u64>,
+    /// The last page inserted: consecutive steps mostly stay on one page.
+    last: Option<u64>,
+}
+
+impl CodePageSet {
+    fn note(&mut self, rip: u64) {
+        let page = rip >> 12;
+        if self.last != Some(page) {
+            self.pages.insert(page);
+            self.last = Some(page);
+        }
+    }
+
+    fn take(&mut self, checkpoint: u32) -> IntervalCode {
+        self.last = None;
+        IntervalCode { checkpoint, pages: std::mem::take(&mut self.pages).into_iter().collect() }
+    }
 }
 
 /// What one checkpoint cost.
@@ -409,6 +434,7 @@ impl RecordSession {
             last_flush: Instant::now(),
             finished: false,
             checkpoint_stats: Vec::new(),
+            code: CodePageSet::default(),
         };
         s.take_checkpoint()?;
         Ok(s)
@@ -443,6 +469,11 @@ impl RecordSession {
 
     fn take_checkpoint(&mut self) -> Result<(), RecordError> {
         self.flush_events()?;
+        if self.checkpoints > 0 {
+            let code = self.code.take(self.checkpoints);
+            let raw = bincode::serialize(&code).map_err(std::io::Error::other)?;
+            self.writer.write_chunk(ChunkKind::CodePages, &raw, true)?;
+        }
         let started = Instant::now();
         let bytes_before = self.writer.len();
         let unique_before = self.pages.unique_pages();
@@ -508,6 +539,7 @@ impl RecordSession {
         {
             self.flush_events()?;
         }
+        self.code.note(self.engine.machine.vm.vcpu().rip());
         Ok(self.engine.step(&mut self.env)?)
     }
 

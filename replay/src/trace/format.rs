@@ -71,7 +71,12 @@ pub enum ChunkKind {
     End = 4,
     /// The index.
     Index = 5,
+    /// The code pages an interval between two checkpoints executed (format 3 on).
+    CodePages = 6,
 }
+
+/// Number of chunk kinds (the largest kind byte + 1).
+pub const CHUNK_KINDS: usize = 7;
 
 impl ChunkKind {
     /// Parses a kind byte.
@@ -82,6 +87,7 @@ impl ChunkKind {
             3 => Self::Checkpoint,
             4 => Self::End,
             5 => Self::Index,
+            6 => Self::CodePages,
             _ => return None,
         })
     }
@@ -94,6 +100,7 @@ impl ChunkKind {
             Self::Checkpoint => "checkpoint",
             Self::End => "end",
             Self::Index => "index",
+            Self::CodePages => "code pages",
         }
     }
 }
@@ -230,6 +237,18 @@ pub struct EndRecord {
     pub reason: String,
     /// Digest of the final vCPU registers and all of RAM.
     pub final_digest: u64,
+}
+
+/// The code an interval of the history executed (a `CodePages` chunk): the virtual page
+/// numbers (RIP >> 12) of every position from the previous checkpoint up to, not
+/// including, checkpoint `checkpoint`. A breakpoint on a page not listed cannot stop a run
+/// inside the interval, so runs skip it without replaying.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntervalCode {
+    /// The checkpoint that ends the interval (>= 1).
+    pub checkpoint: u32,
+    /// Sorted, without duplicates.
+    pub pages: Vec<u64>,
 }
 
 /// Where each chunk is, for readers.

@@ -5,7 +5,8 @@ pub mod reader;
 pub mod writer;
 
 pub use format::{
-    ChunkKind, EndRecord, HostRecord, TraceHeader, CANONICAL_FLAGS_SINCE, FORMAT_VERSION, STRICT_STEPS_SINCE,
+    ChunkKind, EndRecord, HostRecord, IntervalCode, TraceHeader, CANONICAL_FLAGS_SINCE, FORMAT_VERSION,
+    STRICT_STEPS_SINCE,
 };
 pub use reader::{ChunkRef, TraceError, TraceFile};
 pub use writer::TraceWriter;

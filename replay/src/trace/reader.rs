@@ -189,7 +189,7 @@ impl TraceFile {
         Ok(t)
     }
 
-    fn scan_chunk(&self, offset: u64, ordinals: &mut [u32; 6]) -> Result<ChunkScan, TraceError> {
+    fn scan_chunk(&self, offset: u64, ordinals: &mut [u32; CHUNK_KINDS]) -> Result<ChunkScan, TraceError> {
         let b = &self.map[..];
         let off = offset as usize;
         if off + CHUNK_HEADER_LEN > b.len() {
@@ -242,7 +242,7 @@ impl TraceFile {
 
     fn load_chunks(&mut self, first: u64) -> Result<(), TraceError> {
         let len = self.map.len() as u64;
-        let mut ordinals = [0u32; 6];
+        let mut ordinals = [0u32; CHUNK_KINDS];
         // Finalised: trailer -> index -> every listed chunk verified.
         if len >= first + TRAILER_LEN as u64 && self.map[len as usize - 8..] == END_MAGIC {
             let index_offset = u64_at(&self.map, len as usize - TRAILER_LEN);
@@ -253,7 +253,7 @@ impl TraceFile {
                     reason: format!("index offset {index_offset} out of range"),
                 });
             }
-            let mut idx_ord = [0u32; 6];
+            let mut idx_ord = [0u32; CHUNK_KINDS];
             let index_chunk = match self.scan_chunk(index_offset, &mut idx_ord)? {
                 ChunkScan::Ok(c, _) if c.kind == ChunkKind::Index => c,
                 ChunkScan::Ok(c, _) => {
