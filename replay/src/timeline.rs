@@ -134,6 +134,8 @@ pub struct TimelineStats {
     pub restores: u64,
     /// In-memory checkpoints made.
     pub temp_checkpoints_made: u64,
+    /// Checkpoint intervals a run skipped because nothing in them could stop it.
+    pub skipped_intervals: u64,
 }
 
 struct TempCheckpoint {
@@ -620,6 +622,20 @@ impl Timeline {
 
     // ----- running -----
 
+    /// Whether a run could stop anywhere in persistent-checkpoint interval `k`: false only
+    /// when no watchpoint is set and the trace's list of the code the interval executed has
+    /// none of the breakpoints' pages (format 3). Such intervals are skipped by running to or
+    /// from their checkpoints instead of replaying them.
+    fn interval_may_stop(&self, k: usize) -> bool {
+        !self.watchpoints.is_empty() || self.session.rec.interval_may_reach(k, self.breakpoints.iter().copied())
+    }
+
+    /// The persistent checkpoint after interval `k`, if the run can jump to it.
+    fn skippable_to(&self, k: usize) -> Option<usize> {
+        let next = k + 1;
+        (next < self.session.rec.checkpoints.len() && !self.interval_may_stop(k)).then_some(next)
+    }
+
     /// Runs forward until a breakpoint, a watchpoint, the end of history or an interrupt.
     /// Leaves the last two in-memory checkpoints on the spacing grid behind wherever it
     /// stops, so the first reverse step after it replays at most one spacing, like the
@@ -641,6 +657,20 @@ impl Timeline {
             }
             if (self.icount() - start) % INTERRUPT_CHECK_EVERY == INTERRUPT_CHECK_EVERY - 1 && self.interrupted() {
                 return Ok(Stop::Interrupted);
+            }
+            if !self.is_live() {
+                let k = self.session.rec.checkpoint_before(self.icount());
+                if let Some(next) = self.skippable_to(k) {
+                    // Nothing in the rest of this interval can stop the run.
+                    self.session.restore_checkpoint(next)?;
+                    self.stats.restores += 1;
+                    self.stats.skipped_intervals += 1;
+                    // The checkpoint's own position starts the next interval: it can stop.
+                    if self.breakpoints.contains(&self.rip()) {
+                        return Ok(Stop::Breakpoint { addr: self.rip() });
+                    }
+                    continue;
+                }
             }
             let (r, watch) = self.step_watching()?;
             if r == Stepped::AtEnd {
@@ -674,6 +704,13 @@ impl Timeline {
             if hi == 0 {
                 self.seek(0)?;
                 return Ok(Stop::HistoryStart);
+            }
+            let k = self.session.rec.checkpoint_before(hi - 1);
+            if !self.interval_may_stop(k) {
+                // Nothing in [checkpoint k, hi) can stop the run: go on below it unreplayed.
+                hi = self.session.rec.checkpoints[k].engine.icount;
+                self.stats.skipped_intervals += 1;
+                continue;
             }
             let start = self.best_start(hi - 1);
             self.go_to_start(start)?;

@@ -349,3 +349,59 @@ fn a_forward_run_leaves_checkpoints_behind_its_stop() {
     let replayed = t.stats().replayed_steps - before;
     assert!(replayed < 1024, "the first reverse-stepi replayed {replayed} steps");
 }
+
+/// Runs skip the checkpoint intervals whose code (listed in format-3 traces) cannot reach
+/// any breakpoint, and stop exactly where a step-by-step scan does.
+#[test]
+fn runs_skip_intervals_no_breakpoint_can_stop_in() {
+    if !kvm_or_skip("runs_skip_intervals_no_breakpoint_can_stop_in") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rec = record(dir.path(), "timer", "ticks=5", 1500);
+    assert!(rec.checkpoints.len() > 8, "{} checkpoints", rec.checkpoints.len());
+    let mut t = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
+    // Every position's RIP, by stepping.
+    let mut rips = Vec::new();
+    t.seek(0).unwrap();
+    while t.icount() < rec.length() {
+        rips.push(t.machine().vm.vcpu().rip());
+        if t.step_forward().unwrap() != Stop::Done {
+            break;
+        }
+    }
+    // A rarely executed instruction (from near the end) and a busy one (from the middle).
+    for addr in [rips[rips.len() - 3], rips[rips.len() / 2]] {
+        let hits: Vec<u64> = (1..rips.len() as u64).filter(|&q| rips[q as usize] == addr).collect();
+        t.add_breakpoint(addr);
+        t.seek(0).unwrap();
+        let skipped_before = t.stats().skipped_intervals;
+        let mut forward = Vec::new();
+        while let Stop::Breakpoint { .. } = t.run_forward().unwrap() {
+            forward.push(t.icount());
+        }
+        assert_eq!(forward, hits, "forward stops at {addr:#x}");
+        t.seek(rec.length()).unwrap();
+        let mut backward = Vec::new();
+        while let Stop::Breakpoint { .. } = t.run_backward().unwrap() {
+            backward.push(t.icount());
+        }
+        backward.reverse();
+        assert_eq!(
+            backward,
+            hits.iter().copied().filter(|&q| q < rec.length()).collect::<Vec<_>>(),
+            "backward stops at {addr:#x}"
+        );
+        let skipped = t.stats().skipped_intervals - skipped_before;
+        let intervals_with_hits: std::collections::BTreeSet<usize> =
+            hits.iter().map(|&q| rec.checkpoint_before(q)).collect();
+        if intervals_with_hits.len() * 2 < rec.checkpoints.len() {
+            assert!(
+                skipped > 0,
+                "{addr:#x} is hit in {} intervals, yet nothing was skipped",
+                intervals_with_hits.len()
+            );
+        }
+        t.remove_breakpoint(addr);
+    }
+}
