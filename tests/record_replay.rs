@@ -378,9 +378,9 @@ fn verify_piece_k_of_n_covers_the_trace_in_separate_runs() {
     }
 }
 
-/// Format 3 lists, for each interval between checkpoints, the code pages it executed (so
-/// runs can skip intervals no breakpoint can stop in). The lists are exactly the RIP pages
-/// a replay of each interval passes through.
+/// Format 3 lists, for each interval between checkpoints, the code it executed (64-byte
+/// lines, so runs can skip intervals no breakpoint can stop in). The lists are exactly the
+/// RIP lines a replay of each interval passes through.
 #[test]
 fn code_pages_per_interval_match_what_replay_executes() {
     use std::collections::BTreeSet;
@@ -401,21 +401,31 @@ fn code_pages_per_interval_match_what_replay_executes() {
         let q = s.icount();
         let k = rec.checkpoints.partition_point(|c| c.engine.icount <= q) - 1;
         if k < n - 1 {
-            seen[k].insert(s.engine.machine.vm.vcpu().rip() >> 12);
+            // The 64-byte line of each position's RIP.
+            seen[k].insert(s.engine.machine.vm.vcpu().rip() >> 6);
         }
         match s.step().unwrap() {
             ReplayStep::Stepped => {}
             ReplayStep::Stopped(_) | ReplayStep::AtEnd => break,
         }
     }
-    for (k, pages) in seen.iter().enumerate() {
-        let listed: BTreeSet<u64> = rec.interval_code[k].clone().expect("listed").into_iter().collect();
-        assert_eq!(&listed, pages, "interval {k}");
-        assert!(!pages.is_empty());
+    for (k, lines) in seen.iter().enumerate() {
+        let code = rec.interval_code[k].clone().expect("listed");
+        let listed: BTreeSet<u64> = code
+            .pages
+            .iter()
+            .flat_map(|&(page, bits)| (0..64).filter(move |b| bits & (1 << b) != 0).map(move |b| page << 6 | b))
+            .collect();
+        assert_eq!(&listed, lines, "interval {k}");
+        assert!(!lines.is_empty());
     }
-    // The query: a page no interval executed cannot stop anything; a listed one can.
-    let some = *rec.interval_code[0].as_ref().unwrap().first().unwrap();
-    assert!(rec.interval_may_reach(0, [some << 12 | 0x123]));
+    // The query: a line no interval executed cannot stop anything; a listed one can, at any
+    // byte of the line.
+    let line = *seen[0].iter().next().unwrap();
+    assert!(rec.interval_may_reach(0, [line << 6 | 0x3f]));
     assert!(!rec.interval_may_reach(0, [0xdead_0000_0000]));
+    if !seen[0].contains(&(line + 1)) {
+        assert!(!rec.interval_may_reach(0, [(line + 1) << 6]), "the next line is not listed");
+    }
     assert!(rec.interval_may_reach(n + 5, [0xdead_0000_0000]), "unknown intervals may always stop");
 }

@@ -348,26 +348,26 @@ pub struct RecordSession {
     code: CodePageSet,
 }
 
-/// The code pages the current interval executed (the RIP page of every position since the
-/// last checkpoint); written as a `CodePages` chunk when the interval's checkpoint is taken.
+/// The code the current interval executed (the RIP line of every position since the last
+/// checkpoint); written as a `CodePages` chunk when the interval's checkpoint is taken.
 #[derive(Debug, Default)]
 struct CodePageSet {
-    pages: std::collections::BTreeSet<u64>,
-    /// The last page inserted: consecutive steps mostly stay on one page.
-    last: Option<u64>,
+    pages: std::collections::BTreeMap<u64, u64>,
+    /// The last 64-byte line marked: consecutive steps mostly stay on one.
+    last_line: Option<u64>,
 }
 
 impl CodePageSet {
     fn note(&mut self, rip: u64) {
-        let page = rip >> 12;
-        if self.last != Some(page) {
-            self.pages.insert(page);
-            self.last = Some(page);
+        let line = rip >> 6;
+        if self.last_line != Some(line) {
+            *self.pages.entry(rip >> 12).or_default() |= 1 << (line & 63);
+            self.last_line = Some(line);
         }
     }
 
     fn take(&mut self, checkpoint: u32) -> IntervalCode {
-        self.last = None;
+        self.last_line = None;
         IntervalCode { checkpoint, pages: std::mem::take(&mut self.pages).into_iter().collect() }
     }
 }

@@ -28,9 +28,9 @@ pub struct Recording {
     pub pages: PageIndex,
     /// How the recording ended (None when it was not finalised).
     pub end: Option<EndRecord>,
-    /// For each checkpoint k >= 1, the code pages executed in the interval that ends at it
+    /// For each checkpoint k >= 1, the code executed in the interval that ends at it
     /// (index k - 1); `None` where the trace does not say (formats 1-2, a lost chunk).
-    pub interval_code: Vec<Option<Vec<u64>>>,
+    pub interval_code: Vec<Option<IntervalCode>>,
     /// Blob id -> (index into `page_chunks`, slot).
     blob_location: Vec<(u32, u32)>,
     page_chunks: Vec<ChunkRef>,
@@ -48,10 +48,10 @@ fn corrupted(c: &ChunkRef, reason: impl Into<String>) -> TraceError {
 impl Recording {
     /// Whether a run through the interval that starts at checkpoint `k` can stop at a
     /// breakpoint on one of `addresses`: false only when the trace lists the interval's code
-    /// and none of their pages is in it (unknown intervals may always stop).
+    /// and none of them is in it (unknown intervals may always stop).
     pub fn interval_may_reach(&self, k: usize, addresses: impl IntoIterator<Item = u64>) -> bool {
         match self.interval_code.get(k) {
-            Some(Some(pages)) => addresses.into_iter().any(|a| pages.binary_search(&(a >> 12)).is_ok()),
+            Some(Some(code)) => addresses.into_iter().any(|a| code.contains(a)),
             _ => true,
         }
     }
@@ -100,11 +100,12 @@ impl Recording {
                             ),
                         ));
                     }
-                    if code.pages.windows(2).any(|w| w[0] >= w[1]) {
-                        return Err(corrupted(c, "code pages are not sorted"));
+                    if code.pages.windows(2).any(|w| w[0].0 >= w[1].0) || code.pages.iter().any(|p| p.1 == 0) {
+                        return Err(corrupted(c, "code pages are not sorted, or a page has no line"));
                     }
-                    rec.interval_code.resize(code.checkpoint as usize, None);
-                    rec.interval_code[code.checkpoint as usize - 1] = Some(code.pages);
+                    let k = code.checkpoint as usize;
+                    rec.interval_code.resize(k, None);
+                    rec.interval_code[k - 1] = Some(code);
                 }
                 ChunkKind::Index => {}
             }

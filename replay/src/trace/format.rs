@@ -239,16 +239,26 @@ pub struct EndRecord {
     pub final_digest: u64,
 }
 
-/// The code an interval of the history executed (a `CodePages` chunk): the virtual page
-/// numbers (RIP >> 12) of every position from the previous checkpoint up to, not
-/// including, checkpoint `checkpoint`. A breakpoint on a page not listed cannot stop a run
-/// inside the interval, so runs skip it without replaying.
+/// The code an interval of the history executed (a `CodePages` chunk): for every virtual
+/// page (RIP >> 12) some position from the previous checkpoint up to, not including,
+/// checkpoint `checkpoint` was on, a bitmap of its 64-byte lines those positions' RIPs were
+/// in. A breakpoint whose line is not marked cannot stop a run inside the interval, so
+/// runs skip it without replaying. Lines rather than pages: small kernels keep their hot
+/// loops and their one-off code on the same few pages.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntervalCode {
     /// The checkpoint that ends the interval (>= 1).
     pub checkpoint: u32,
-    /// Sorted, without duplicates.
-    pub pages: Vec<u64>,
+    /// (page, bitmap of lines): sorted by page, no duplicates, no empty bitmap.
+    pub pages: Vec<(u64, u64)>,
+}
+
+impl IntervalCode {
+    /// Whether a position with this RIP is in the interval.
+    pub fn contains(&self, rip: u64) -> bool {
+        let line = 1u64 << ((rip >> 6) & 63);
+        self.pages.binary_search_by_key(&(rip >> 12), |&(p, _)| p).is_ok_and(|i| self.pages[i].1 & line != 0)
+    }
 }
 
 /// Where each chunk is, for readers.
