@@ -19,7 +19,7 @@ use harness::{gdb, mark, marks};
 /// (scripts/record-traces.sh) means updating these.
 const MEMCORRUPT_CULPRIT: u64 = 0x44d0;
 /// (the victim's read of COUNTER, the other thread's write it lost, the stale write).
-const THREADS_INTERLEAVING: (u64, u64, u64) = (0x5c299, 0x5c963, 0x5cb9d);
+const THREADS_INTERLEAVING: (u64, u64, u64) = (0x5571d, 0x55e17, 0x55ff0);
 
 fn trace(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/traces").join(name)

@@ -378,9 +378,9 @@ fn verify_piece_k_of_n_covers_the_trace_in_separate_runs() {
     }
 }
 
-/// Format 3 lists, for each interval between checkpoints, the code it executed (64-byte
-/// lines, so runs can skip intervals no breakpoint can stop in). The lists are exactly the
-/// RIP lines a replay of each interval passes through.
+/// Format 3 lists, for each interval between checkpoints, the code it executed (16-byte
+/// blocks, so runs can skip intervals no breakpoint can stop in). The lists are exactly the
+/// RIP blocks a replay of each interval passes through.
 #[test]
 fn code_pages_per_interval_match_what_replay_executes() {
     use std::collections::BTreeSet;
@@ -401,8 +401,8 @@ fn code_pages_per_interval_match_what_replay_executes() {
         let q = s.icount();
         let k = rec.checkpoints.partition_point(|c| c.engine.icount <= q) - 1;
         if k < n - 1 {
-            // The 64-byte line of each position's RIP.
-            seen[k].insert(s.engine.machine.vm.vcpu().rip() >> 6);
+            // The 16-byte block of each position's RIP.
+            seen[k].insert(s.engine.machine.vm.vcpu().rip() >> 4);
         }
         match s.step().unwrap() {
             ReplayStep::Stepped => {}
@@ -414,18 +414,20 @@ fn code_pages_per_interval_match_what_replay_executes() {
         let listed: BTreeSet<u64> = code
             .pages
             .iter()
-            .flat_map(|&(page, bits)| (0..64).filter(move |b| bits & (1 << b) != 0).map(move |b| page << 6 | b))
+            .flat_map(|&(page, bits)| {
+                (0..256u64).filter(move |b| bits[(b >> 6) as usize] & (1 << (b & 63)) != 0).map(move |b| page << 8 | b)
+            })
             .collect();
         assert_eq!(&listed, lines, "interval {k}");
         assert!(!lines.is_empty());
     }
-    // The query: a line no interval executed cannot stop anything; a listed one can, at any
-    // byte of the line.
-    let line = *seen[0].iter().next().unwrap();
-    assert!(rec.interval_may_reach(0, [line << 6 | 0x3f]));
+    // The query: a block no interval executed cannot stop anything; a listed one can, at
+    // any byte of the block.
+    let block = *seen[0].iter().next().unwrap();
+    assert!(rec.interval_may_reach(0, [block << 4 | 0xf]));
     assert!(!rec.interval_may_reach(0, [0xdead_0000_0000]));
-    if !seen[0].contains(&(line + 1)) {
-        assert!(!rec.interval_may_reach(0, [(line + 1) << 6]), "the next line is not listed");
+    if !seen[0].contains(&(block + 1)) {
+        assert!(!rec.interval_may_reach(0, [(block + 1) << 4]), "the next block is not listed");
     }
     assert!(rec.interval_may_reach(n + 5, [0xdead_0000_0000]), "unknown intervals may always stop");
 }

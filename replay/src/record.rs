@@ -14,7 +14,7 @@ use crate::clock::{ClockMode, EngineClock, NS_PER_STEP};
 use crate::engine::{Emulated, Engine, EngineError, HaltOutcome, StepEnv, StepOutcome};
 use crate::event_log::EventLogWriter;
 use crate::events::{Event, EventKind, IoData, StopKind};
-use crate::trace::format::{kernel_hash, EndRecord, HostRecord, IntervalCode};
+use crate::trace::format::{code_block, kernel_hash, EndRecord, HostRecord, IntervalCode};
 use crate::trace::{ChunkKind, TraceHeader, TraceWriter};
 
 /// Default steps between checkpoints, chosen from the measurements in docs/PERFORMANCE.md
@@ -348,26 +348,28 @@ pub struct RecordSession {
     code: CodePageSet,
 }
 
-/// The code the current interval executed (the RIP line of every position since the last
-/// checkpoint); written as a `CodePages` chunk when the interval's checkpoint is taken.
+/// The code the current interval executed (the 16-byte block of every position's RIP since
+/// the last checkpoint); written as a `CodePages` chunk when the interval's checkpoint is
+/// taken.
 #[derive(Debug, Default)]
 struct CodePageSet {
-    pages: std::collections::BTreeMap<u64, u64>,
-    /// The last 64-byte line marked: consecutive steps mostly stay on one.
-    last_line: Option<u64>,
+    pages: std::collections::BTreeMap<u64, [u64; 4]>,
+    /// The last block marked: consecutive steps mostly stay in one.
+    last_block: Option<u64>,
 }
 
 impl CodePageSet {
     fn note(&mut self, rip: u64) {
-        let line = rip >> 6;
-        if self.last_line != Some(line) {
-            *self.pages.entry(rip >> 12).or_default() |= 1 << (line & 63);
-            self.last_line = Some(line);
+        let block = rip >> 4;
+        if self.last_block != Some(block) {
+            let (word, bit) = code_block(rip);
+            self.pages.entry(rip >> 12).or_default()[word] |= bit;
+            self.last_block = Some(block);
         }
     }
 
     fn take(&mut self, checkpoint: u32) -> IntervalCode {
-        self.last_line = None;
+        self.last_block = None;
         IntervalCode { checkpoint, pages: std::mem::take(&mut self.pages).into_iter().collect() }
     }
 }

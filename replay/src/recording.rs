@@ -100,8 +100,8 @@ impl Recording {
                             ),
                         ));
                     }
-                    if code.pages.windows(2).any(|w| w[0].0 >= w[1].0) || code.pages.iter().any(|p| p.1 == 0) {
-                        return Err(corrupted(c, "code pages are not sorted, or a page has no line"));
+                    if code.pages.windows(2).any(|w| w[0].0 >= w[1].0) || code.pages.iter().any(|p| p.1 == [0; 4]) {
+                        return Err(corrupted(c, "code pages are not sorted, or a page has no block"));
                     }
                     let k = code.checkpoint as usize;
                     rec.interval_code.resize(k, None);

@@ -630,10 +630,14 @@ impl Timeline {
         !self.watchpoints.is_empty() || self.session.rec.interval_may_reach(k, self.breakpoints.iter().copied())
     }
 
-    /// The persistent checkpoint after interval `k`, if the run can jump to it.
+    /// The first persistent checkpoint after interval `k` from which the run can stop again
+    /// (or the last one), if interval `k` cannot stop it: one restore skips them all.
     fn skippable_to(&self, k: usize) -> Option<usize> {
-        let next = k + 1;
-        (next < self.session.rec.checkpoints.len() && !self.interval_may_stop(k)).then_some(next)
+        let last = self.session.rec.checkpoints.len() - 1;
+        if k >= last || self.interval_may_stop(k) {
+            return None;
+        }
+        Some((k + 1..last).find(|&j| self.interval_may_stop(j)).unwrap_or(last))
     }
 
     /// Runs forward until a breakpoint, a watchpoint, the end of history or an interrupt.

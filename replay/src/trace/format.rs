@@ -241,23 +241,30 @@ pub struct EndRecord {
 
 /// The code an interval of the history executed (a `CodePages` chunk): for every virtual
 /// page (RIP >> 12) some position from the previous checkpoint up to, not including,
-/// checkpoint `checkpoint` was on, a bitmap of its 64-byte lines those positions' RIPs were
-/// in. A breakpoint whose line is not marked cannot stop a run inside the interval, so
-/// runs skip it without replaying. Lines rather than pages: small kernels keep their hot
-/// loops and their one-off code on the same few pages.
+/// checkpoint `checkpoint` was on, a bitmap of its 16-byte blocks those positions' RIPs
+/// were in (256 bits). A breakpoint whose block is not marked cannot stop a run inside
+/// the interval, so runs skip it without replaying. Blocks rather than pages: small
+/// kernels keep their hot loops and their one-off code on the same few pages, and a
+/// 16-byte block holds only a few instructions.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntervalCode {
     /// The checkpoint that ends the interval (>= 1).
     pub checkpoint: u32,
-    /// (page, bitmap of lines): sorted by page, no duplicates, no empty bitmap.
-    pub pages: Vec<(u64, u64)>,
+    /// (page, bitmap of its 256 blocks): sorted by page, no duplicates, no empty bitmap.
+    pub pages: Vec<(u64, [u64; 4])>,
+}
+
+/// Where the block of `rip` is in its page's bitmap: (word, bit).
+pub fn code_block(rip: u64) -> (usize, u64) {
+    let block = (rip >> 4) & 0xff;
+    ((block >> 6) as usize, 1 << (block & 63))
 }
 
 impl IntervalCode {
     /// Whether a position with this RIP is in the interval.
     pub fn contains(&self, rip: u64) -> bool {
-        let line = 1u64 << ((rip >> 6) & 63);
-        self.pages.binary_search_by_key(&(rip >> 12), |&(p, _)| p).is_ok_and(|i| self.pages[i].1 & line != 0)
+        let (word, bit) = code_block(rip);
+        self.pages.binary_search_by_key(&(rip >> 12), |&(p, _)| p).is_ok_and(|i| self.pages[i].1[word] & bit != 0)
     }
 }
 
