@@ -74,11 +74,18 @@ pub struct Recorder {
     random: Vec<u64>,
     /// Serial output produced so far (kept for summaries and live debugging).
     pub serial: Vec<u8>,
+    /// Set by SIGINT/SIGTERM: the waits inside HLT give up on it, so a guest waiting for
+    /// input that never comes cannot keep a recording from stopping.
+    interrupt: Option<&'static AtomicBool>,
 }
 
 impl Recorder {
     fn log(&mut self, icount: u64, kind: EventKind) {
         self.log.push(&Event { icount, kind });
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt.is_some_and(|f| f.load(Ordering::Relaxed))
     }
 
     fn host_random(&mut self) -> u64 {
@@ -260,11 +267,17 @@ impl StepEnv for Recorder {
                         return Ok(HaltOutcome::Continue);
                     }
                     ClockMode::Realtime => {
+                        if self.interrupted() {
+                            return Err(EngineError::Interrupted);
+                        }
                         let wait = deadline.saturating_sub(now).min(1_000_000);
                         std::thread::sleep(Duration::from_nanos(wait.max(1_000)));
                     }
                 },
                 None if self.input.is_live() => {
+                    if self.interrupted() {
+                        return Err(EngineError::Interrupted);
+                    }
                     self.input.poll();
                     if self.input.pending().is_empty() {
                         std::thread::sleep(Duration::from_millis(5));
@@ -426,6 +439,7 @@ impl RecordSession {
                 out_buf: Vec::new(),
                 random: Vec::new(),
                 serial: Vec::new(),
+                interrupt: None,
             },
             writer,
             pages: PageStoreWriter::default(),
@@ -524,6 +538,13 @@ impl RecordSession {
         self.checkpoints += 1;
         self.next_checkpoint = self.engine.icount() + self.checkpoint_every;
         Ok(())
+    }
+
+    /// Lets the waits inside an emulated HLT (for live serial input, for realtime
+    /// deadlines) give up when `flag` is set (the CLI's SIGINT/SIGTERM flag); the step then
+    /// fails with `EngineError::Interrupted` and `run` ends as interrupted.
+    pub fn set_interrupt(&mut self, flag: &'static AtomicBool) {
+        self.env.interrupt = Some(flag);
     }
 
     /// Cost of every checkpoint taken so far (for benchmarks).

@@ -17,7 +17,8 @@ pub struct ReplayArgs {
     /// The trace file.
     pub trace: PathBuf,
     /// Exit 0 only if every event, the serial output, every checkpoint passed and the final
-    /// state digest match the recording. With --to, the range ends there: the events and
+    /// state digest match the recording (an unfinalised trace, whose end is unknown, exits
+    /// 76 after verifying what it holds). With --to, the range ends there: the events and
     /// output before it, and the state at it if a checkpoint is recorded there, are checked.
     #[arg(long)]
     pub verify: bool,
@@ -105,7 +106,19 @@ pub fn end_checked(rec: &Recording) -> &'static str {
     if rec.end.is_some() {
         "output and final state digest match"
     } else {
-        "output matches (the trace was not finalised, so there is no final digest)"
+        "output matches, but the trace was not finalised (a killed or truncated recording): \
+         how it ended and its final state cannot be checked (status 76)"
+    }
+}
+
+/// The status of a verify that reached the end of the history: 0 only when the trace is
+/// finalised, so its outcome and final state were compared too; an unfinalised trace
+/// verifies as far as it goes but is not called verified.
+pub fn whole_verify_status(rec: &Recording) -> i32 {
+    if rec.end.is_some() {
+        0
+    } else {
+        exit_code::DAMAGED_TRACE
     }
 }
 
@@ -221,7 +234,7 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
             "ttvm: verified {steps} steps from icount {from} in {secs:.2} s ({rate:.3} M steps/s): every event, checkpoint, {}",
             end_checked(&rec)
         );
-        return Ok(0);
+        return Ok(whole_verify_status(&rec));
     }
     let at_end = s.verify_prefix_end().map_err(|e| replay_exit(&args.trace, e))?;
     let state = match at_end {

@@ -169,7 +169,7 @@ pub fn verify_in_pieces(trace: &Path, rec: &Recording, jobs: usize) -> Result<i3
         started.elapsed().as_secs_f64(),
         crate::commands::replay::end_checked(rec)
     );
-    Ok(0)
+    Ok(crate::commands::replay::whole_verify_status(rec))
 }
 
 #[cfg(test)]

@@ -19,12 +19,17 @@ pub struct TraceWriter {
 }
 
 impl TraceWriter {
-    /// Creates (truncating) `path` and writes the preamble and header.
+    /// Creates (truncating) `path` and writes the preamble and header. The file stays
+    /// locked (flock, exclusive) while the writer lives: a second recording into the same
+    /// file fails at once with `ErrorKind::WouldBlock` instead of interleaving its chunks,
+    /// and the first is left untouched (the lock is taken before truncating).
     pub fn create(path: &Path, header: &TraceHeader) -> std::io::Result<Self> {
         let raw = bincode::serialize(header).map_err(std::io::Error::other)?;
         // The header carries the kernel image: compress it (LZ4, raw size first).
         let header_bytes = lz4_flex::block::compress_prepend_size(&raw);
-        let mut file = File::create(path)?;
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
+        lock_exclusive(&file, path)?;
+        file.set_len(0)?;
         let mut pre = Vec::with_capacity(PREAMBLE_LEN + header_bytes.len());
         pre.extend_from_slice(&MAGIC);
         pre.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -93,4 +98,21 @@ impl TraceWriter {
     pub fn is_finished(&self) -> bool {
         self.finished
     }
+}
+
+/// Takes an exclusive advisory lock on `file` without waiting.
+fn lock_exclusive(file: &File, path: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this function borrows; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            format!("{} is being written by another ttvm process (it holds the file's lock)", path.display()),
+        ));
+    }
+    Err(e)
 }
