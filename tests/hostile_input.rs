@@ -139,3 +139,28 @@ fn nonsense_recording_options_are_refused() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--checkpoint-every"), "{}", text(&o));
 }
+
+#[path = "gdb/harness.rs"]
+mod harness;
+
+/// A trace truncated underneath a running `replay --gdb` (re-recorded in place, say) does
+/// not crash the server: it read the history when it started, and keeps serving it.
+#[test]
+fn a_trace_truncated_under_the_gdb_server_does_not_crash_it() {
+    if !require_kvm("a_trace_truncated_under_the_gdb_server_does_not_crash_it") {
+        return;
+    }
+    let dir = common::tempdir();
+    let trace = dir.path().join("memcorrupt.ttvm");
+    std::fs::copy(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/traces/memcorrupt.ttvm"), &trace)
+        .expect("copy the committed trace");
+    let elf = dir.path().join("memcorrupt.elf");
+    let server = harness::serve(&trace, &["--write-kernel", elf.to_str().unwrap()]);
+    std::fs::OpenOptions::new().write(true).open(&trace).and_then(|f| f.set_len(1000)).expect("truncate");
+    let out = harness::gdb(&server, &[], "truncated.py");
+    let after = harness::mark(&out, "after");
+    let hex = |s: &str| u64::from_str_radix(s, 16).expect("hex");
+    let (at, length) = (hex(&after[0]), hex(&after[1]));
+    assert_eq!(at, length / 2 - 1, "{out}");
+    assert!(!server.stderr().contains("SIGBUS"), "{}", server.stderr());
+}

@@ -1,10 +1,10 @@
-//! Reading and validating trace files through a memory map.
+//! Reading and validating trace files. The file is read into memory once: a trace that is
+//! changed or truncated underneath a running replay (re-recorded in place, say) cannot
+//! fault the reader, as a memory map would (SIGBUS); the replay keeps the history it read.
 
 use std::borrow::Cow;
 use std::fs::File;
 use std::path::Path;
-
-use memmap2::Mmap;
 
 use super::format::*;
 
@@ -12,7 +12,7 @@ use super::format::*;
 /// the byte offset.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
-    /// The file cannot be opened or mapped.
+    /// The file cannot be opened or read.
     #[error("cannot read {path}: {source}")]
     Io {
         /// File path.
@@ -86,7 +86,7 @@ pub struct ChunkRef {
 /// An open, validated trace: every chunk's checksum has been verified.
 #[derive(Debug)]
 pub struct TraceFile {
-    map: Mmap,
+    map: Vec<u8>,
     /// Format version of the file.
     pub version: u32,
     /// The header.
@@ -120,15 +120,13 @@ impl TraceFile {
     /// Opens and validates `path`.
     pub fn open(path: &Path) -> Result<Self, TraceError> {
         let io = |source| TraceError::Io { path: path.display().to_string(), source };
-        let file = File::open(path).map_err(io)?;
-        // SAFETY: the map is read-only; if another process truncates the file while it is
-        // mapped, reads of the lost pages fault (SIGBUS). ttvm never modifies a trace it
-        // reads, and traces are not written in place once finished.
-        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let mut file = File::open(path).map_err(io)?;
+        let mut map = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut map).map_err(io)?;
         Self::from_map(map)
     }
 
-    fn from_map(map: Mmap) -> Result<Self, TraceError> {
+    fn from_map(map: Vec<u8>) -> Result<Self, TraceError> {
         let b = &map[..];
         if b.len() < MAGIC.len() || b[..MAGIC.len()] != MAGIC {
             return Err(TraceError::NotATrace("the file does not start with the ttvm trace magic".into()));
