@@ -164,3 +164,52 @@ fn a_trace_truncated_under_the_gdb_server_does_not_crash_it() {
     assert_eq!(at, length / 2 - 1, "{out}");
     assert!(!server.stderr().contains("SIGBUS"), "{}", server.stderr());
 }
+
+/// The gdb server outlives its connections: a port probe that connects and closes, then
+/// gdb's `disconnect` and a second `target remote`, each find it still serving, at the
+/// position the previous client left; `detach` ends it. A non-loopback address warns.
+#[test]
+fn the_gdb_server_serves_one_client_after_another() {
+    if !require_kvm("the_gdb_server_serves_one_client_after_another") {
+        return;
+    }
+    let trace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/traces/timer.ttvm");
+    let server = harness::serve(&trace, &[]);
+    // A port probe.
+    drop(std::net::TcpStream::connect(&server.addr).expect("probe connects"));
+    let start = Instant::now();
+    while !server.stderr().contains("waiting for the next one") {
+        assert!(start.elapsed() < Duration::from_secs(20), "no word of the closed probe: {}", server.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pre = format!("python server = {:?}", server.addr);
+    let out = harness::gdb(&server, &[&pre], "reconnect.py");
+    let hex = |s: &str| u64::from_str_radix(s, 16).expect("hex");
+    let first = hex(&harness::mark(&out, "first")[0]);
+    assert_eq!(first, 2, "{out}");
+    assert_eq!(hex(&harness::mark(&out, "second")[0]), first, "the second client starts where the first left\n{out}");
+    assert_eq!(hex(&harness::mark(&out, "stepped")[0]), first + 1, "{out}");
+    let (status, err) = server.wait(Duration::from_secs(30));
+    assert!(status.success() && err.contains("gdb detached"), "{err}");
+    assert_eq!(err.matches("gdb connected from 127.0.0.1").count(), 3, "{err}");
+
+    // Binding every interface works, with a warning that names the risk.
+    let mut child = common::ttvm()
+        .args(["replay", trace.to_str().unwrap(), "--gdb", "0.0.0.0:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut text = String::new();
+    while !text.contains("connect with") {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut err, &mut line).expect("read") > 0, "{text}");
+        text.push_str(&line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        text.contains("warning") && text.contains("not on loopback") && text.contains("read the guest's memory"),
+        "{text}"
+    );
+}

@@ -38,7 +38,7 @@ pub struct DebugArgs {
 pub fn run(args: DebugArgs) -> Result<i32, Exit> {
     let addr = ttvm_gdb::parse_listen_addr(&args.gdb).map_err(gdb_exit)?;
     // Bind before building the machine: a port in use is reported before anything runs.
-    let listener = ttvm_gdb::bind(addr).map_err(gdb_exit)?;
+    let listener = crate::commands::gdb_server::bind_gdb(addr)?;
     let (config, name) = args.machine.config()?;
     let symbols = args.symbols.load(Some(&config.kernel))?;
     let output = args.output.clone().unwrap_or_else(|| default_output(&args.machine.kernel));
