@@ -73,3 +73,23 @@ fn every_format_replays_where_it_can_and_is_refused_elsewhere() {
     // Formats 1, 2 and 3 of this host's vendor, whichever it is.
     assert_eq!(verified, 3, "fixtures verified on this {host} host");
 }
+
+/// The frozen `--save-state` snapshot of format 2 (tests/fixtures/timer-v2.snap, the
+/// `timer ticks=100000` kernel stopped by `--timeout` after 980 ticks) still checks without
+/// KVM and resumes where it stopped.
+#[test]
+fn the_snapshot_fixture_still_resumes() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timer-v2.snap");
+    let bytes = std::fs::read(&path).expect("fixture");
+    let state = ttvm_vmm::snapshot::check(&path, &bytes[..]).expect("format-2 snapshot reads");
+    assert_eq!((state.mem_size, state.clock_slowdown), (128 << 20, 1));
+    if !require_kvm("the_snapshot_fixture_still_resumes") {
+        return;
+    }
+    let o = run(&["resume", path.to_str().unwrap(), "--timeout", "1"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(73), "stopped by --timeout: {}", text(&o));
+    // The ticks go on from where the snapshot was taken, with no reboot.
+    assert!(!out.contains("ttvm-sample timer"), "{}", text(&o));
+    assert!(out.contains("tick 990"), "{}", text(&o));
+}

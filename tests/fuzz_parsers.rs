@@ -280,3 +280,23 @@ fn fuzz_monitor_commands() {
     }
     eprintln!("fuzz monitor commands: {n} command lines");
 }
+
+#[test]
+fn fuzz_snapshot_files() {
+    use ttvm_vmm::snapshot::check;
+    let seed = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timer-v2.snap"))
+        .expect("snapshot fixture");
+    let path = Path::new("fuzzed.snap");
+    let state = check(path, &seed[..]).expect("the fixture itself checks");
+    assert_eq!(state.mem_size, 128 << 20);
+    let mut rng = Rng(0x7474_766d_0006);
+    let (n, mut accepted) = (iterations(1000), 0);
+    for _ in 0..n {
+        let mut data = seed.clone();
+        mutate(&mut rng, &mut data);
+        if no_panic("snapshot", &data, || check(path, &data[..]).is_ok()) {
+            accepted += 1;
+        }
+    }
+    eprintln!("fuzz snapshots: {n} inputs, {accepted} accepted");
+}
