@@ -88,6 +88,36 @@ pub enum Stop {
     Interrupted,
 }
 
+/// A backward run in progress ([`Timeline::continue_backward`]): everything at or above
+/// `hi` has been scanned; the window below it may be partly scanned.
+#[derive(Clone, Debug)]
+pub struct ReverseRun {
+    from: u64,
+    hi: u64,
+    window: Option<Window>,
+}
+
+/// The part of a scan window done so far: from `lo` up to `at`, with the last stop seen.
+#[derive(Clone, Debug)]
+struct Window {
+    lo: u64,
+    at: u64,
+    last: Option<(u64, Stop)>,
+}
+
+impl ReverseRun {
+    /// A backward run from position `from`.
+    pub fn new(from: u64) -> Self {
+        Self { from, hi: from, window: None }
+    }
+
+    /// (where the run started, the boundary above which all is scanned, the start of the
+    /// window being scanned if one is): for a progress display.
+    pub fn progress(&self) -> (u64, u64, Option<u64>) {
+        (self.from, self.hi, self.window.as_ref().map(|w| w.lo))
+    }
+}
+
 /// Errors of timeline operations.
 #[derive(Debug, thiserror::Error)]
 pub enum TimelineError {
@@ -693,9 +723,25 @@ impl Timeline {
     }
 
     /// Runs backward to the most recent position before the current one where a
-    /// breakpoint or watchpoint stops, or to the start of history.
+    /// breakpoint or watchpoint stops, or to the start of history. Interrupted, it ends at
+    /// the boundary above which everything was scanned, so a later reverse run from there
+    /// skips nothing (gdb's Ctrl-C).
     pub fn run_backward(&mut self) -> Result<Stop, TimelineError> {
-        let mut hi = self.icount();
+        let mut run = ReverseRun::new(self.icount());
+        let stop = self.continue_backward(&mut run)?;
+        if stop == Stop::Interrupted {
+            self.seek(run.hi)?;
+        }
+        Ok(stop)
+    }
+
+    /// Works on a backward run until it stops at a breakpoint or watchpoint, reaches the
+    /// start of history, or the interrupt flag is raised. Interrupted, the run is paused
+    /// where it was (the position is inside the window being scanned): calling this again
+    /// with the same `run` goes on without rescanning anything, as a UI that works in time
+    /// slices needs. If the position was moved in between, the current window is scanned
+    /// again from its start.
+    pub fn continue_backward(&mut self, run: &mut ReverseRun) -> Result<Stop, TimelineError> {
         self.leave_frontier()?;
         if self.breakpoints.is_empty() && self.watchpoints.is_empty() {
             // Nothing can stop the run: no need to scan the history.
@@ -705,28 +751,36 @@ impl Timeline {
             return Ok(Stop::HistoryStart);
         }
         loop {
-            if hi == 0 {
-                self.seek(0)?;
-                return Ok(Stop::HistoryStart);
-            }
-            let k = self.session.rec.checkpoint_before(hi - 1);
-            if !self.interval_may_stop(k) {
-                // Nothing in [checkpoint k, hi) can stop the run: go on below it unreplayed.
-                hi = self.session.rec.checkpoints[k].engine.icount;
-                self.stats.skipped_intervals += 1;
-                continue;
-            }
-            let start = self.best_start(hi - 1);
-            self.go_to_start(start)?;
-            let lo = self.icount();
-            let mut last: Option<(u64, Stop)> = None;
+            let window = match run.window.take() {
+                Some(w) if self.icount() == w.at => w,
+                Some(_) | None => {
+                    if run.hi == 0 {
+                        self.seek(0)?;
+                        return Ok(Stop::HistoryStart);
+                    }
+                    let k = self.session.rec.checkpoint_before(run.hi - 1);
+                    if !self.interval_may_stop(k) {
+                        // Nothing in [checkpoint k, hi) can stop the run: go below it unreplayed.
+                        run.hi = self.session.rec.checkpoints[k].engine.icount;
+                        self.stats.skipped_intervals += 1;
+                        continue;
+                    }
+                    let start = self.best_start(run.hi - 1);
+                    self.go_to_start(start)?;
+                    Window { lo: self.icount(), at: self.icount(), last: None }
+                }
+            };
+            let Window { lo, at: resumed_at, mut last } = window;
+            let hi = run.hi;
             while self.icount() < hi {
                 let q = self.icount();
                 self.maybe_make_temp(hi, lo)?;
-                if (q - lo) % INTERRUPT_CHECK_EVERY == INTERRUPT_CHECK_EVERY - 1 && self.interrupted() {
-                    // Everything from `hi` on has been scanned; stopping there lets a
-                    // later reverse run resume without skipping [lo, hi).
-                    self.seek(hi)?;
+                // (Not where it resumed: a run paused there must make progress first.)
+                if q != resumed_at
+                    && (q - lo) % INTERRUPT_CHECK_EVERY == INTERRUPT_CHECK_EVERY - 1
+                    && self.interrupted()
+                {
+                    run.window = Some(Window { lo, at: q, last });
                     return Ok(Stop::Interrupted);
                 }
                 if self.breakpoints.contains(&self.rip()) {
@@ -744,7 +798,7 @@ impl Timeline {
                 self.seek(q)?;
                 return Ok(stop);
             }
-            hi = lo;
+            run.hi = lo;
         }
     }
 

@@ -405,3 +405,46 @@ fn runs_skip_intervals_no_breakpoint_can_stop_in() {
         t.remove_breakpoint(addr);
     }
 }
+
+/// A backward run paused by its interrupt flag again and again (a UI's time slices) stops
+/// exactly where an uninterrupted one does, without scanning anything twice.
+#[test]
+fn a_paused_backward_run_resumes_without_rescanning() {
+    use std::sync::atomic::Ordering;
+    use ttvm_replay::timeline::ReverseRun;
+    if !kvm_or_skip("a_paused_backward_run_resumes_without_rescanning") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rec = record(dir.path(), "timer", "ticks=5", 2000);
+    let mut t = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
+    // A breakpoint hit early only: the backward run from the end scans a long way.
+    t.seek(300).unwrap();
+    let addr = t.machine().vm.vcpu().rip();
+    t.add_breakpoint(addr);
+    // A watchpoint on code nothing writes keeps every interval scanned.
+    t.add_watchpoint(Watchpoint { addr: 0x10_0000, len: 8, kind: WatchKind::Write });
+
+    t.seek(rec.length()).unwrap();
+    let before = t.stats().replayed_steps;
+    let whole = t.run_backward().unwrap();
+    let (at, whole_steps) = (t.icount(), t.stats().replayed_steps - before);
+
+    t.seek(rec.length()).unwrap();
+    let flag = t.interrupt_handle();
+    let mut run = ReverseRun::new(t.icount());
+    let before = t.stats().replayed_steps;
+    let mut pauses = 0;
+    let stop = loop {
+        flag.store(true, Ordering::SeqCst); // the next interrupt check pauses the run
+        match t.continue_backward(&mut run).unwrap() {
+            Stop::Interrupted => pauses += 1,
+            stop => break stop,
+        }
+    };
+    let sliced_steps = t.stats().replayed_steps - before;
+    assert_eq!((stop, t.icount()), (whole, at), "after {pauses} pauses");
+    assert!(pauses >= 3, "the run was paused {pauses} times");
+    // Pausing costs nothing but the final seek to the stop, which both runs make.
+    assert!(sliced_steps <= whole_steps + 2048, "{sliced_steps} steps replayed sliced, {whole_steps} whole");
+}
