@@ -101,41 +101,31 @@ fn not_a_trace_and_newer_format_are_refused_by_name() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("format version 99 is newer"), "{}", text(&o));
 }
 
-/// Rewrites `src` into `dst` with `edit` applied to the events of every events chunk, keeping
-/// checksums valid, so only replay can notice.
+/// Rewrites `src` into `dst` with `edit` applied to the events of the first events chunk
+/// until it says it edited one, keeping checksums valid, so only replay can notice.
 fn rewrite_events(src: &Path, dst: &Path, mut edit: impl FnMut(&mut ttvm_replay::events::Event) -> bool) {
-    let t = TraceFile::open(src).unwrap();
-    let mut w = ttvm_replay::trace::TraceWriter::create(dst, &t.header).unwrap();
     let mut edited = false;
-    for c in &t.chunks {
-        let raw = t.payload(c).unwrap().into_owned();
-        let raw = if c.kind == ChunkKind::Events && !edited {
-            let base = u64::from_le_bytes(raw[0..8].try_into().unwrap());
-            let mut d = Decoder::new(&raw[20..], base);
-            let mut events = Vec::new();
-            while let Some(e) = d.next_event().unwrap() {
-                events.push(e);
-            }
-            let mut out = raw[..20].to_vec();
-            let mut prev = base;
-            for e in &mut events {
-                if !edited && edit(e) {
-                    edited = true;
-                }
-                encode(&mut out, e, prev);
-                prev = e.icount;
-            }
-            out
-        } else {
-            raw
-        };
-        if c.kind == ChunkKind::End {
-            let end: ttvm_replay::trace::EndRecord = bincode::deserialize(&raw).unwrap();
-            w.finish(&end).unwrap();
-        } else {
-            w.write_chunk(c.kind, &raw, true).unwrap();
+    common::rewrite_trace(src, dst, |kind, raw| {
+        if kind != ChunkKind::Events || edited {
+            return;
         }
-    }
+        let base = u64::from_le_bytes(raw[0..8].try_into().unwrap());
+        let mut d = Decoder::new(&raw[20..], base);
+        let mut events = Vec::new();
+        while let Some(e) = d.next_event().unwrap() {
+            events.push(e);
+        }
+        let mut out = raw[..20].to_vec();
+        let mut prev = base;
+        for e in &mut events {
+            if !edited && edit(e) {
+                edited = true;
+            }
+            encode(&mut out, e, prev);
+            prev = e.icount;
+        }
+        *raw = out;
+    });
     assert!(edited, "nothing to edit");
 }
 
