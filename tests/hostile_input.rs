@@ -213,3 +213,43 @@ fn the_gdb_server_serves_one_client_after_another() {
         "{text}"
     );
 }
+
+/// A forged trace is refused before anything trusts it: an embedded kernel that is not the
+/// one the header's hash names (consistently re-checksummed), and a format version edited
+/// in the preamble (format 3 covers it with the header checksum), are damage (76).
+#[test]
+fn forged_kernels_and_edited_versions_are_damage() {
+    use ttvm_replay::trace::TraceFile;
+    let dir = common::tempdir();
+    let good = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/traces/timer.ttvm");
+    let forged = dir.path().join("forged.ttvm");
+    let t = TraceFile::open(&good).expect("committed trace");
+    let mut header = t.header.clone();
+    let last = header.machine.kernel.len() - 1;
+    header.machine.kernel[last] ^= 0x01; // the header still names the original's hash
+    let mut w = ttvm_replay::trace::TraceWriter::create(&forged, &header).expect("create");
+    for c in &t.chunks {
+        let raw = t.payload(c).expect("payload").into_owned();
+        if c.kind == ttvm_replay::trace::ChunkKind::End {
+            w.finish(&bincode::deserialize(&raw).expect("end")).expect("finish");
+        } else {
+            w.write_chunk(c.kind, &raw, true).expect("chunk");
+        }
+    }
+    drop(w);
+    for cmd in [vec!["info"], vec!["replay", "--verify"], vec!["check", "--expect-exit", "0"]] {
+        let mut args = cmd.clone();
+        args.insert(1, forged.to_str().unwrap());
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(76), "{cmd:?}: {}", text(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("embedded kernel image does not match"), "{}", text(&o));
+    }
+    // Lowering the preamble's format version (3 -> 2) breaks the header checksum.
+    let mut bytes = std::fs::read(&good).expect("read");
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let edited = dir.path().join("edited.ttvm");
+    std::fs::write(&edited, &bytes).expect("write");
+    let o = run(&["replay", "--verify", edited.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(76), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("checksum mismatch"), "{}", text(&o));
+}
