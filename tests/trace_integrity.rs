@@ -72,7 +72,7 @@ fn truncation_is_reported_never_silent() {
     let o = run(&["replay", "--verify", "-q", cut.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("not finalised"), "truncation must be reported: {}", text(&o));
-    assert!(o.status.code() == Some(76) && err.contains("cannot be checked"), "{}", text(&o));
+    assert!(o.status.code() == Some(77) && err.contains("cannot be checked"), "{}", text(&o));
     let o = run(&["check", cut.to_str().unwrap(), "--expect-exit", "0"]);
     assert_eq!(o.status.code(), Some(77), "check must not pass a trace without an outcome: {}", text(&o));
     // Cut inside the header: unusable.
@@ -210,7 +210,7 @@ fn killed_recording_leaves_a_readable_verifiable_trace() {
     assert!(steps > 10_000, "the killed recording should have kept its progress, got {steps} steps");
     // Everything it holds verifies, but its end is unknown: not a clean verify.
     let o = run(&["replay", "--verify", "-q", p.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(76), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(77), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&format!("verified {steps} steps")) && err.contains("not finalised"), "{}", text(&o));
 }

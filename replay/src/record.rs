@@ -268,7 +268,10 @@ impl StepEnv for Recorder {
                     }
                     ClockMode::Realtime => {
                         if self.interrupted() {
-                            return Err(EngineError::Interrupted);
+                            // End the HLT as if woken (replay's HLT always continues):
+                            // the step completes with what it logged, and the record loop
+                            // stops before the next one.
+                            return Ok(HaltOutcome::Continue);
                         }
                         let wait = deadline.saturating_sub(now).min(1_000_000);
                         std::thread::sleep(Duration::from_nanos(wait.max(1_000)));
@@ -276,7 +279,7 @@ impl StepEnv for Recorder {
                 },
                 None if self.input.is_live() => {
                     if self.interrupted() {
-                        return Err(EngineError::Interrupted);
+                        return Ok(HaltOutcome::Continue); // as above
                     }
                     self.input.poll();
                     if self.input.pending().is_empty() {
@@ -541,8 +544,9 @@ impl RecordSession {
     }
 
     /// Lets the waits inside an emulated HLT (for live serial input, for realtime
-    /// deadlines) give up when `flag` is set (the CLI's SIGINT/SIGTERM flag); the step then
-    /// fails with `EngineError::Interrupted` and `run` ends as interrupted.
+    /// deadlines) give up when `flag` is set (the CLI's SIGINT/SIGTERM flag): the HLT ends
+    /// as if woken, so the step is whole, and `run`, which watches the same flag, ends as
+    /// interrupted before the next step.
     pub fn set_interrupt(&mut self, flag: &'static AtomicBool) {
         self.env.interrupt = Some(flag);
     }

@@ -18,7 +18,7 @@ pub struct ReplayArgs {
     pub trace: PathBuf,
     /// Exit 0 only if every event, the serial output, every checkpoint passed and the final
     /// state digest match the recording (an unfinalised trace, whose end is unknown, exits
-    /// 76 after verifying what it holds). With --to, the range ends there: the events and
+    /// 77 after verifying what it holds, as `ttvm check` does). With --to, the range ends there: the events and
     /// output before it, and the state at it if a checkpoint is recorded there, are checked.
     #[arg(long)]
     pub verify: bool,
@@ -107,7 +107,7 @@ pub fn end_checked(rec: &Recording) -> &'static str {
         "output and final state digest match"
     } else {
         "output matches, but the trace was not finalised (a killed or truncated recording): \
-         how it ended and its final state cannot be checked (status 76)"
+         how it ended and its final state cannot be checked (status 77, as `ttvm check`)"
     }
 }
 
@@ -118,7 +118,7 @@ pub fn whole_verify_status(rec: &Recording) -> i32 {
     if rec.end.is_some() {
         0
     } else {
-        exit_code::DAMAGED_TRACE
+        exit_code::CHECK_FAILED
     }
 }
 
