@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// Kernel directories, each with a `main.rs`.
-const KERNELS: &[&str] = &["hello", "timer", "threads", "entropy", "bench", "memcorrupt", "uaf", "stepprobe", "ring3"];
+const KERNELS: &[&str] =
+    &["hello", "timer", "threads", "entropy", "bench", "memcorrupt", "uaf", "stepprobe", "ring3", "flagprobe"];
 
 /// Flags shared by the support rlib and the kernels.
 const COMMON_FLAGS: &[&str] = &[
@@ -40,6 +41,8 @@ fn main() {
 
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=linker.ld");
+    // The flagprobe kernel shares its instruction table with ttvm's host-side probe.
+    println!("cargo:rerun-if-changed=../vmm/src/flag_probe_classes.rs");
     rerun_for_dir(&manifest, "support");
     for k in KERNELS {
         rerun_for_dir(&manifest, k);

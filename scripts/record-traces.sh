@@ -1,19 +1,15 @@
 #!/usr/bin/env bash
-# Re-records the bug traces committed under tests/traces/VENDOR/ (amd or intel: a trace
-# replays only on a host of the CPU vendor it was recorded on) and writes their provenance
-# to tests/traces/VENDOR/README.md. Run it on a host of each vendor after a trace-format
-# change (FORMAT_VERSION bump) and commit the result together with the new pinned stops in
-# tests/ci_traces.rs.
+# Re-records the bug traces committed under tests/traces/ and writes their provenance to
+# tests/traces/README.md. Since trace format 3 a trace does not depend on the recording
+# host's CPU (canonical undefined flags, vendor-neutral CPUID for sample kernels), so one
+# set serves AMD and Intel hosts alike. Run it after a trace-format change and commit the
+# result together with the new pinned stops in tests/ci_traces.rs. The frozen fixtures of
+# older formats under tests/traces/formats/ are never re-recorded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 TTVM=target/release/ttvm
-case "$(grep -m1 '^vendor_id' /proc/cpuinfo | cut -d: -f2 | xargs)" in
-    AuthenticAMD) VENDOR=amd ;;
-    GenuineIntel) VENDOR=intel ;;
-    *) echo "record-traces.sh: unknown CPU vendor" >&2; exit 2 ;;
-esac
-OUT=tests/traces/$VENDOR
+OUT=tests/traces
 mkdir -p "$OUT"
 
 # The flaky kernel, recorded until it fails (realtime clock: interrupt timing varies).
@@ -26,10 +22,15 @@ $TTVM record timer --cmdline ticks=20 -q -o "$OUT/timer.ttvm" --serial-in /dev/n
 {
     echo "# Committed traces"
     echo
-    echo "Recorded by \`scripts/record-traces.sh\` on an $VENDOR host; replayed and debugged by"
-    echo "\`tests/ci_traces.rs\` on hosts of the same vendor. A trace only replays on a host with the"
-    echo "same CPUID model and single-step semantics (see docs/ARCHITECTURE.md); after a"
-    echo "trace-format change, re-run the script on a host of each vendor."
+    echo "Bug traces that CI replays bit-for-bit (\`tests/ci_traces.rs\`), recorded by"
+    echo "\`scripts/record-traces.sh\`. They are trace format 3: the exact engine canonicalises the"
+    echo "flags instructions leave undefined and the sample kernels see a vendor-neutral CPU, so"
+    echo "the same files replay on AMD and Intel hosts of any generation whose KVM single-steps"
+    echo "with the reference semantics (docs/ARCHITECTURE.md, \"Portable traces\"). Re-run the"
+    echo "script after a trace-format change and update the pinned stops in tests/ci_traces.rs."
+    echo
+    echo "\`formats/\` holds frozen fixtures of the older formats (see formats/README.md), which"
+    echo "\`tests/format_fixtures.rs\` checks on every host."
     echo
     echo "| trace | kernel | clock | steps | outcome | ttvm | format | bytes |"
     echo "|---|---|---|---|---|---|---|---|"
@@ -44,6 +45,6 @@ print("| `%s` | %s `%s` | %s | %d | %s | %s | %d | %d |" % (
 PY
     done
     echo
-    echo "Recording host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r), KVM modules: $(ls /sys/module | grep -E '^kvm' | tr '\n' ' ')"
+    echo "Recording host: $($TTVM info --json "$OUT/timer.ttvm" | python3 -c 'import json,sys; print(json.load(sys.stdin)["recorded_on"])'), Linux $(uname -r), KVM modules: $(ls /sys/module | grep -E '^kvm' | tr '\n' ' ')"
 } > "$OUT/README.md"
 cat "$OUT/README.md"

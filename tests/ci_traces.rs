@@ -1,10 +1,10 @@
-//! The committed bug traces (tests/traces/VENDOR/, recorded by scripts/record-traces.sh)
-//! replay bit-for-bit, `ttvm check` confirms their recorded outcome, and gdb finds each bug's
-//! root cause at exactly the same place every time: these tests fail if any stop moves.
+//! The committed bug traces (tests/traces/, recorded by scripts/record-traces.sh) replay
+//! bit-for-bit, `ttvm check` confirms their recorded outcome, and gdb finds each bug's root
+//! cause at exactly the same place every time: these tests fail if any stop moves.
 //!
-//! A trace replays only on a host of the CPU vendor it was recorded on (the CPUID model
-//! keeps the host's vendor, whose undefined-flag behaviour the guest sees), so there is one
-//! set per vendor, each with its own pinned stops.
+//! Since trace format 3 one set serves every host, AMD and Intel: the exact engine
+//! canonicalises undefined flags and the sample kernels see a vendor-neutral CPU. The
+//! traces say where they were recorded (`ttvm info`: "recorded on").
 
 mod common;
 #[path = "gdb/harness.rs"]
@@ -15,45 +15,14 @@ use std::path::PathBuf;
 use common::{require_kvm, run, text};
 use harness::{gdb, mark, marks};
 
-/// The committed traces for this host's CPU vendor, and where their stops are pinned.
-struct VendorTraces {
-    dir: &'static str,
-    pinned: Pinned,
-}
-
-/// Pinned positions of the stops in one vendor's committed traces: re-recording the traces
+/// Pinned positions of the stops in the committed traces: re-recording the traces
 /// (scripts/record-traces.sh) means updating these.
-struct Pinned {
-    memcorrupt_culprit: u64,
-    /// (the victim's read of COUNTER, the other thread's write it lost, the stale write).
-    threads_interleaving: (u64, u64, u64),
-}
-
-const AMD: VendorTraces = VendorTraces {
-    dir: "amd",
-    pinned: Pinned { memcorrupt_culprit: 0x44d0, threads_interleaving: (0x430a8, 0x437bc, 0x43bc4) },
-};
-const INTEL: VendorTraces = VendorTraces {
-    dir: "intel",
-    pinned: Pinned { memcorrupt_culprit: 0x44d0, threads_interleaving: (0x60a37, 0x60f7b, 0x612f4) },
-};
-
-fn vendor_traces() -> &'static VendorTraces {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let vendor =
-        cpuinfo.lines().find_map(|l| l.strip_prefix("vendor_id")).map(|v| v.trim_start_matches([' ', '\t', ':']));
-    match vendor {
-        Some("AuthenticAMD") => &AMD,
-        Some("GenuineIntel") => &INTEL,
-        other => panic!(
-            "no committed traces for CPU vendor {other:?}: record them on this host with \
-             scripts/record-traces.sh and pin their stops in tests/ci_traces.rs"
-        ),
-    }
-}
+const MEMCORRUPT_CULPRIT: u64 = 0x44d0;
+/// (the victim's read of COUNTER, the other thread's write it lost, the stale write).
+const THREADS_INTERLEAVING: (u64, u64, u64) = (0x5571d, 0x55e17, 0x55ff0);
 
 fn trace(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/traces").join(vendor_traces().dir).join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/traces").join(name)
 }
 
 /// The line of a sample kernel's source that starts with `code`.
@@ -97,7 +66,7 @@ fn memcorrupt_culprit_is_found_by_watch_and_reverse_continue() {
     assert_eq!(end[0], end[1], "continue reaches the end of history\n{out}");
     let culprit = mark(&out, "culprit");
     let stray = source_line("memcorrupt/main.rs", "*slot = Event { seq, code };");
-    assert_eq!(culprit[0], format!("{:x}", vendor_traces().pinned.memcorrupt_culprit), "the stop moved\n{out}");
+    assert_eq!(culprit[0], format!("{MEMCORRUPT_CULPRIT:x}"), "the stop moved\n{out}");
     assert!(culprit[2].ends_with(&format!("memcorrupt/main.rs:{stray}")), "not the stray write\n{out}");
     assert!(culprit[3].contains("log_event"), "{out}");
     assert_eq!(mark(&out, "magic-before")[0], "c0f160005afe0001", "{out}");
@@ -136,6 +105,31 @@ fn threads_lost_update_interleaving_is_found() {
     let v = hex(&first[3]);
     assert_eq!(hex(&stale[3]), v + lost.len() as u64, "COUNTER before the stale write\n{out}");
     // Pinned: the stops must not move.
-    let pinned = vendor_traces().pinned.threads_interleaving;
+    let pinned = THREADS_INTERLEAVING;
     assert_eq!((hex(&first[0]), hex(&lost[0][0]), hex(&stale[0])), pinned, "the stops moved\n{out}");
+}
+
+/// CI can pin a committed trace by the SHA-256 of the whole file (`ttvm info` prints it,
+/// as `sha256sum` would): `check --expect-sha256` refuses any other file before replaying.
+#[test]
+fn committed_traces_can_be_pinned_by_digest() {
+    if !require_kvm("committed_traces_can_be_pinned_by_digest") {
+        return;
+    }
+    let t = trace("timer.ttvm");
+    let t = t.to_str().unwrap();
+    let o = run(&["info", "--json", t]);
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let digest = info["sha256"].as_str().expect("sha256 in info").to_string();
+    assert_eq!(digest.len(), 64, "{digest}");
+    let o = run(&["check", t, "--expect-exit", "0", "--expect-sha256", &digest]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // One hex digit off: another file, refused without replaying.
+    let last = if digest.ends_with('0') { "1" } else { "0" };
+    let other = format!("{}{last}", &digest[..63]);
+    let o = run(&["check", t, "--expect-sha256", &other]);
+    assert_eq!(o.status.code(), Some(77), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not the trace that was pinned"), "{}", text(&o));
+    let o = run(&["check", t, "--expect-sha256", "xyz"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }

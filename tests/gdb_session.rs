@@ -150,7 +150,11 @@ fn malformed_packets_get_errors_and_the_session_goes_on() {
     let step = c.reply();
     assert!(step.contains("$S05#") || step.contains("$T05"), "single step: {step}");
 
-    // Ctrl-C while running forward stops the run with SIGINT.
+    // Ctrl-C while running forward stops the run with SIGINT. A write watchpoint on code
+    // nothing writes keeps the run checking every step (with nothing set, `continue`
+    // jumps straight to the end of history).
+    c.send(&frame(b"Z2,100000,8"));
+    assert_eq!(c.reply(), format!("+{}", String::from_utf8_lossy(&frame(b"OK"))));
     c.send(&frame(b"vCont;c"));
     std::thread::sleep(Duration::from_millis(100));
     c.send(&[0x03]);

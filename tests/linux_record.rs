@@ -28,8 +28,8 @@ fn linux_boot_records_and_replays_bit_for_bit() {
     assert_eq!(o.status.code(), Some(0), "{info}");
     assert!(info.contains("console=ttyS0"), "the default Linux command line is in the header:\n{info}");
     assert!(
-        info.contains("checkpoints: 120"),
-        "the boot image and a checkpoint every 25000 steps before the limit:\n{info}"
+        info.contains("checkpoints: 121"),
+        "the boot image, a checkpoint every 25000 steps before the limit and one at the last step:\n{info}"
     );
 
     let o = common::run(&["replay", "--verify", "-q", trace.to_str().unwrap()]);

@@ -68,3 +68,43 @@ fn traces_from_another_cpu_or_stepping_semantics_are_refused() {
     let o = run(&["replay", "--verify", "-q", good.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+/// The flags instructions leave undefined are the CPU's own under `ttvm run` and cleared
+/// under `ttvm record` (format 3), so a recording does not depend on the CPU generation;
+/// and sample kernels see the vendor-neutral CPU.
+#[test]
+fn recordings_canonicalise_undefined_flags_and_hide_the_vendor() {
+    if !require_kvm("recordings_canonicalise_undefined_flags_and_hide_the_vendor") {
+        return;
+    }
+    let dir = common::tempdir();
+    let trace = dir.path().join("flagprobe.ttvm");
+    let o = run(&["record", "flagprobe", "--cmdline", "rounds=2", "-o", trace.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for class in ["imul", "mul", "div", "bsf", "bsr", "bt", "shl", "sar", "rol", "shld", "and"] {
+        assert!(out.contains(&format!("flags: {class} undefined=none")), "{class}: {}", text(&o));
+    }
+    assert!(out.contains("flags: canonical"), "{}", text(&o));
+    let o = run(&["replay", "--verify", "-q", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    let o = run(&["info", "--json", trace.to_str().unwrap()]);
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(info["cpu_vendor"], "ttvm-neutral");
+    assert_eq!(info["format_version"], 3);
+    let host = info["recorded_on"].as_str().expect("the recording host is named");
+    assert!(host.contains(" family ") && host.contains(" model "), "{host}");
+    assert!(info["undefined_flags"].as_str().unwrap_or("").starts_with("flags/2 imul="), "{info}");
+
+    // The free engine runs the same code natively: every class is reported, and the
+    // verdict is the host's (this host may or may not leave bits set).
+    let o = run(&["run", "flagprobe"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("flags: imul undefined=") && out.contains("flags: and undefined="), "{}", text(&o));
+    match o.status.code() {
+        Some(0) => assert!(out.contains("flags: canonical"), "{}", text(&o)),
+        Some(1) => assert!(out.contains("flags: host-specific "), "{}", text(&o)),
+        other => panic!("flagprobe under ttvm run exited {other:?}: {}", text(&o)),
+    }
+}

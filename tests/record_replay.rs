@@ -236,19 +236,19 @@ fn checkpoint_restore_is_byte_identical_to_the_live_state() {
     // Capture the live state at each checkpoint boundary (a checkpoint is taken at the start
     // of the step at that icount, before it executes).
     let mut live = Vec::new();
+    let capture = |s: &mut RecordSession| {
+        let state = s.engine.machine.vm.vcpu_mut().save_state().unwrap();
+        (s.icount(), state, s.engine.machine.vm.ram().as_slice().to_vec(), s.engine.machine.board.clone())
+    };
     loop {
         if s.icount().is_multiple_of(every) {
-            let state = s.engine.machine.vm.vcpu_mut().save_state().unwrap();
-            live.push((
-                s.icount(),
-                state,
-                s.engine.machine.vm.ram().as_slice().to_vec(),
-                s.engine.machine.board.clone(),
-            ));
+            live.push(capture(&mut s));
         }
         match s.step().unwrap() {
             ttvm_replay::engine::StepOutcome::Continue => {}
             ttvm_replay::engine::StepOutcome::Stopped(stop) => {
+                // Format 3 also keeps a checkpoint at the last step.
+                live.push(capture(&mut s));
                 s.finish(&ttvm_replay::record::RecordEnd::Guest(stop)).unwrap();
                 break;
             }
@@ -333,4 +333,101 @@ fn info_console_gives_the_icount_where_each_line_starts() {
     let o = run(&["info", "--console", t]);
     let listing = String::from_utf8_lossy(&o.stdout);
     assert!(listing.contains(&format!("{at:>12} | tick 10\n")), "{listing}");
+}
+
+/// `--verify --piece K/N` checks the piece `--jobs N` would give its K-th process, so N CI
+/// jobs together verify the whole trace: each piece starts at a checkpoint and ends where
+/// the next starts, and the last ends with the final state.
+#[test]
+fn verify_piece_k_of_n_covers_the_trace_in_separate_runs() {
+    if !require_kvm("verify_piece_k_of_n_covers_the_trace_in_separate_runs") {
+        return;
+    }
+    let dir = common::tempdir();
+    let (trace, _) = record(dir.path(), "timer", "ticks=12", "icount", &["--checkpoint-every", "2000"]);
+    let t = trace.to_str().unwrap();
+    let mut covered = Vec::new();
+    for k in 1..=3 {
+        let spec = format!("{k}/3");
+        let o = run(&["replay", "--verify", "-q", "--piece", &spec, t]);
+        assert_eq!(o.status.code(), Some(0), "{spec}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        let line = err.lines().find(|l| l.contains(&format!("piece {spec}: from checkpoint"))).expect(&err).to_string();
+        // "piece K/3: from checkpoint C (icount A) to icount B" (or "to the end").
+        let from: u64 = line.split("(icount ").nth(1).and_then(|r| r.split(')').next()).unwrap().parse().unwrap();
+        let to =
+            line.rsplit("to icount ").next().filter(|_| !line.ends_with("the end")).map(|v| v.parse::<u64>().unwrap());
+        covered.push((from, to));
+        if k == 3 {
+            assert!(err.contains("final state digest match"), "the last piece checks the end: {err}");
+        } else {
+            assert!(err.contains("so does the state at checkpoint"), "a middle piece checks its end state: {err}");
+        }
+    }
+    assert_eq!(covered[0].0, 0, "{covered:?}");
+    assert_eq!(covered[0].1, Some(covered[1].0), "{covered:?}");
+    assert_eq!(covered[1].1, Some(covered[2].0), "{covered:?}");
+    assert_eq!(covered[2].1, None, "{covered:?}");
+    // More pieces than checkpoints: the extra ones say so and succeed; nonsense is refused.
+    let o = run(&["replay", "--verify", "-q", "--piece", "400/400", t]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("piece 400/400 is empty"), "{}", text(&o));
+    for bad in ["0/3", "4/3", "three"] {
+        let o = run(&["replay", "--verify", "--piece", bad, t]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
+    }
+}
+
+/// Format 3 lists, for each interval between checkpoints, the code it executed (16-byte
+/// blocks, so runs can skip intervals no breakpoint can stop in). The lists are exactly the
+/// RIP blocks a replay of each interval passes through.
+#[test]
+fn code_pages_per_interval_match_what_replay_executes() {
+    use std::collections::BTreeSet;
+    use ttvm_replay::recording::Recording;
+    use ttvm_replay::replay::{ReplaySession, ReplayStep};
+    if !require_kvm("code_pages_per_interval_match_what_replay_executes") {
+        return;
+    }
+    let dir = common::tempdir();
+    let (trace, _) = record(dir.path(), "timer", "ticks=12", "icount", &["--checkpoint-every", "3000"]);
+    let rec = std::rc::Rc::new(Recording::open(&trace).unwrap());
+    let n = rec.checkpoints.len();
+    assert!(n >= 4, "{n} checkpoints");
+    assert_eq!(rec.interval_code.len(), n - 1, "one list per interval (the last ends at the final checkpoint)");
+    let mut s = ReplaySession::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
+    let mut seen: Vec<BTreeSet<u64>> = vec![BTreeSet::new(); n - 1];
+    loop {
+        let q = s.icount();
+        let k = rec.checkpoints.partition_point(|c| c.engine.icount <= q) - 1;
+        if k < n - 1 {
+            // The 16-byte block of each position's RIP.
+            seen[k].insert(s.engine.machine.vm.vcpu().rip() >> 4);
+        }
+        match s.step().unwrap() {
+            ReplayStep::Stepped => {}
+            ReplayStep::Stopped(_) | ReplayStep::AtEnd => break,
+        }
+    }
+    for (k, lines) in seen.iter().enumerate() {
+        let code = rec.interval_code[k].clone().expect("listed");
+        let listed: BTreeSet<u64> = code
+            .pages
+            .iter()
+            .flat_map(|&(page, bits)| {
+                (0..256u64).filter(move |b| bits[(b >> 6) as usize] & (1 << (b & 63)) != 0).map(move |b| page << 8 | b)
+            })
+            .collect();
+        assert_eq!(&listed, lines, "interval {k}");
+        assert!(!lines.is_empty());
+    }
+    // The query: a block no interval executed cannot stop anything; a listed one can, at
+    // any byte of the block.
+    let block = *seen[0].iter().next().unwrap();
+    assert!(rec.interval_may_reach(0, [block << 4 | 0xf]));
+    assert!(!rec.interval_may_reach(0, [0xdead_0000_0000]));
+    if !seen[0].contains(&(block + 1)) {
+        assert!(!rec.interval_may_reach(0, [(block + 1) << 4]), "the next block is not listed");
+    }
+    assert!(rec.interval_may_reach(n + 5, [0xdead_0000_0000]), "unknown intervals may always stop");
 }

@@ -198,7 +198,7 @@ fn measured_signature_is_the_reference_one() {
 }
 
 /// Format-1 traces were recorded with the CPU running IRETQ merged with the instruction
-/// after it; their replay (`strict_steps` off) must step it the same way.
+/// after it; their replay (`StepRules::strict_steps` off) must step it the same way.
 #[test]
 fn format_1_replay_lets_the_cpu_run_iretq() {
     if !common::require_kvm("format_1_replay_lets_the_cpu_run_iretq") {
@@ -207,7 +207,7 @@ fn format_1_replay_lets_the_cpu_run_iretq() {
     let elf = common::kernel_path("stepprobe");
     let sym = |s: &str| common::symbol(&elf, s);
     let mut engine = probe_engine(&elf);
-    engine.strict_steps = false;
+    engine.rules = ttvm_replay::engine::StepRules::for_format(1);
     let mut env = ProbeEnv { inject: None };
     let iretq = sym("probe_iretq");
     let mut n = 0;

@@ -52,8 +52,11 @@ pub use error::GdbError;
 pub use event_loop::ServeEnd;
 use ttvm_replay::timeline::Timeline;
 
-/// Waits for gdb to connect to `listener` and serves `timeline` to it until gdb detaches,
-/// kills the target or hangs up. The timeline keeps the position gdb left it at.
+/// Serves `timeline` to gdb on `listener`, one connection at a time, until gdb detaches or
+/// kills the target. A connection that closes without either (a port probe, gdb's
+/// `disconnect`, a crashed gdb) does not end the server: it says so and waits for the next
+/// one, as gdbserver's `--multi` and rr's replay server let gdb reconnect. The timeline
+/// keeps the position each gdb left it at.
 pub fn serve(timeline: &mut Timeline, listener: TcpListener) -> Result<ServeEnd, GdbError> {
     serve_with_symbols(timeline, listener, None)
 }
@@ -65,8 +68,21 @@ pub fn serve_with_symbols(
     listener: TcpListener,
     symbols: Option<ttvm_vmm::symbols::SymbolTable>,
 ) -> Result<ServeEnd, GdbError> {
-    let (stream, _peer) = listener.accept()?;
-    serve_connection(timeline, stream, symbols)
+    loop {
+        let (stream, peer) = listener.accept()?;
+        eprintln!("ttvm: gdb connected from {peer}");
+        match serve_connection(timeline, stream, symbols.clone())? {
+            ServeEnd::ConnectionClosed => {
+                let at = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                eprintln!(
+                    "ttvm: the connection from {peer} closed at icount {}; waiting for the next one on {at} \
+                     (Ctrl-C ends the server)",
+                    timeline.icount()
+                );
+            }
+            end => return Ok(end),
+        }
+    }
 }
 
 /// Serves `timeline` on an already accepted connection.

@@ -58,51 +58,119 @@ impl CheckpointRecord {
     }
 }
 
-/// Digest of the architectural registers that must match at a checkpoint.
-pub fn register_digest(s: &VcpuState) -> u64 {
+/// The architectural registers that must match at a checkpoint, by name.
+fn named_registers(s: &VcpuState) -> [(&'static str, u64); 30] {
     let r = &s.regs;
     let sr = &s.sregs;
-    let words = [
-        r.rax,
-        r.rbx,
-        r.rcx,
-        r.rdx,
-        r.rsi,
-        r.rdi,
-        r.rsp,
-        r.rbp,
-        r.r8,
-        r.r9,
-        r.r10,
-        r.r11,
-        r.r12,
-        r.r13,
-        r.r14,
-        r.r15,
-        r.rip,
-        r.rflags,
-        sr.cr0,
-        sr.cr2,
-        sr.cr3,
-        sr.cr4,
-        sr.efer,
-        sr.cs.base,
-        u64::from(sr.cs.selector),
-        sr.ss.base,
-        sr.fs.base,
-        sr.gs.base,
-        sr.gdt.base,
-        sr.idt.base,
-    ];
-    let mut bytes = Vec::with_capacity(words.len() * 8 + s.xsave.len() * 4);
-    for w in words {
+    [
+        ("RAX", r.rax),
+        ("RBX", r.rbx),
+        ("RCX", r.rcx),
+        ("RDX", r.rdx),
+        ("RSI", r.rsi),
+        ("RDI", r.rdi),
+        ("RSP", r.rsp),
+        ("RBP", r.rbp),
+        ("R8", r.r8),
+        ("R9", r.r9),
+        ("R10", r.r10),
+        ("R11", r.r11),
+        ("R12", r.r12),
+        ("R13", r.r13),
+        ("R14", r.r14),
+        ("R15", r.r15),
+        ("RIP", r.rip),
+        ("RFLAGS", r.rflags),
+        ("CR0", sr.cr0),
+        ("CR2", sr.cr2),
+        ("CR3", sr.cr3),
+        ("CR4", sr.cr4),
+        ("EFER", sr.efer),
+        ("CS.base", sr.cs.base),
+        ("CS", u64::from(sr.cs.selector)),
+        ("SS.base", sr.ss.base),
+        ("FS.base", sr.fs.base),
+        ("GS.base", sr.gs.base),
+        ("GDTR.base", sr.gdt.base),
+        ("IDTR.base", sr.idt.base),
+    ]
+}
+
+/// The legacy FXSAVE area (x87 + SSE) as bytes: 512 bytes.
+fn fxsave_bytes(s: &VcpuState) -> Vec<u8> {
+    s.xsave.iter().take(128).flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// The fields of the FXSAVE area: (name, first byte, length).
+const FXSAVE_FIELDS: [(&str, usize, usize); 8] = [
+    ("FCW", 0, 2),
+    ("FSW", 2, 2),
+    ("FTW", 4, 1),
+    ("FOP", 6, 2),
+    ("FIP", 8, 8),
+    ("FDP", 16, 8),
+    ("MXCSR", 24, 4),
+    ("MXCSR_MASK", 28, 4),
+];
+
+/// Digest of the architectural registers that must match at a checkpoint.
+pub fn register_digest(s: &VcpuState) -> u64 {
+    let mut bytes = Vec::with_capacity(30 * 8 + 512);
+    for (_, w) in named_registers(s) {
         bytes.extend_from_slice(&w.to_le_bytes());
     }
-    // The legacy FXSAVE area (x87 + SSE): 512 bytes.
-    for w in s.xsave.iter().take(128) {
-        bytes.extend_from_slice(&w.to_le_bytes());
-    }
+    bytes.extend_from_slice(&fxsave_bytes(s));
     xxhash_rust::xxh3::xxh3_64(&bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().rev().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every register covered by [`register_digest`] that differs between `actual` and
+/// `recorded`, as "NAME actual vs recorded" (RFLAGS also names the differing bits).
+pub fn register_differences(actual: &VcpuState, recorded: &VcpuState) -> Vec<String> {
+    let mut out = Vec::new();
+    for ((name, a), (_, b)) in named_registers(actual).into_iter().zip(named_registers(recorded)) {
+        if a == b {
+            continue;
+        }
+        if name == "RFLAGS" {
+            out.push(format!(
+                "RFLAGS {a:#x} vs recorded {b:#x} (differ in {})",
+                ttvm_vmm::undefined_flags::rflags_names(a ^ b)
+            ));
+        } else {
+            out.push(format!("{name} {a:#x} vs recorded {b:#x}"));
+        }
+    }
+    let (fa, fb) = (fxsave_bytes(actual), fxsave_bytes(recorded));
+    let mut fields: Vec<(String, usize, usize)> =
+        FXSAVE_FIELDS.iter().map(|&(n, at, len)| (n.to_string(), at, len)).collect();
+    fields.extend((0..8).map(|i| (format!("ST{i}"), 32 + 16 * i, 10)));
+    fields.extend((0..16).map(|i| (format!("XMM{i}"), 160 + 16 * i, 16)));
+    for (name, at, len) in fields {
+        let (a, b) = (fa.get(at..at + len), fb.get(at..at + len));
+        if a != b {
+            let show = |x: Option<&[u8]>| x.map_or_else(|| "(absent)".to_string(), |x| format!("0x{}", hex(x)));
+            out.push(format!("{name} {} vs recorded {}", show(a), show(b)));
+        }
+    }
+    out
+}
+
+/// The first difference between a replayed page and the recorded one, as "at GPA: actual
+/// bytes vs recorded bytes" (16 bytes from the first differing one, in memory order).
+pub fn page_difference(pfn: u32, actual: &[u8], recorded: &[u8]) -> Option<String> {
+    let first = actual.iter().zip(recorded).position(|(a, b)| a != b)?;
+    let end = (first + 16).min(actual.len()).min(recorded.len());
+    let bytes = |p: &[u8]| p[first..end].iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
+    Some(format!(
+        "guest-physical {:#x}: {} vs recorded {}",
+        (u64::from(pfn) << 12) + first as u64,
+        bytes(actual),
+        bytes(recorded)
+    ))
 }
 
 /// Digest of all of RAM.
@@ -262,5 +330,55 @@ mod tests {
         assert_eq!(idx.changed_between(1, 1), RoaringBitmap::new());
         assert!(idx.add_checkpoint(5, bm(&[]), &[]).is_err());
         assert!(idx.add_checkpoint(3, bm(&[100]), &[1]).is_err());
+    }
+
+    fn vcpu() -> VcpuState {
+        VcpuState {
+            regs: Default::default(),
+            sregs: Default::default(),
+            xsave: vec![0; 1024],
+            xcrs: Default::default(),
+            debugregs: Default::default(),
+            events: Default::default(),
+            mp_state: Default::default(),
+            msrs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn register_differences_name_each_register_and_flag_bit() {
+        let a = vcpu();
+        let mut b = vcpu();
+        assert!(register_differences(&a, &b).is_empty());
+        b.regs.rflags = 0x2 | (1 << 7) | (1 << 11);
+        b.regs.r9 = 7;
+        b.sregs.cr3 = 0x1000;
+        b.xsave[6] = 0x1f80; // MXCSR at byte 24
+        let d = register_differences(&a, &b);
+        assert_eq!(
+            d,
+            [
+                "R9 0x0 vs recorded 0x7",
+                "RFLAGS 0x0 vs recorded 0x882 (differ in SF OF reserved bit 1)",
+                "CR3 0x0 vs recorded 0x1000",
+                "MXCSR 0x00000000 vs recorded 0x00001f80",
+            ]
+        );
+        assert_ne!(register_digest(&a), register_digest(&b));
+    }
+
+    #[test]
+    fn page_difference_shows_the_first_differing_bytes() {
+        let a = vec![0u8; PAGE_SIZE];
+        let mut b = a.clone();
+        assert_eq!(page_difference(3, &a, &b), None);
+        b[0x10] = 0xab;
+        b[0x11] = 0xcd;
+        let d = page_difference(3, &a, &b).unwrap();
+        assert_eq!(d, "guest-physical 0x3010: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 vs recorded ab cd 00 00 00 00 00 00 00 00 00 00 00 00 00 00");
+        // Near the end of the page the strings stop at the page.
+        let mut c = a.clone();
+        c[PAGE_SIZE - 2] = 1;
+        assert!(page_difference(0, &a, &c).unwrap().ends_with("vs recorded 01 00"));
     }
 }

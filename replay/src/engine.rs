@@ -18,6 +18,7 @@ use crate::events::StopKind;
 use ttvm_vmm::insn::{
     apply_emulated, classify, classify_merging, code_mode, fetch_at_rip, CodeMode, Merging, Special, MAX_INSN_LEN,
 };
+use ttvm_vmm::undefined_flags::{undefined_flags, UndefinedFlags};
 use ttvm_vmm::user_mode::user_mode_entry;
 
 /// IA32_TSC.
@@ -159,11 +160,38 @@ pub struct Engine {
     pub machine: Machine,
     state: EngineState,
     single_step_on: bool,
-    /// Whether every step is kept to one instruction where the host's single-step would run
-    /// two: the engine carries out ring-0 IRETQs and the [`Merging`] instructions itself,
-    /// and ends the step after an instruction it emulated for KVM. Traces of format 1 were
-    /// recorded with the host's merges: their replay must step the same way.
+    /// How steps are taken: fixed by the trace format being recorded or replayed.
+    pub rules: StepRules,
+}
+
+/// The rules of a step that a trace format fixes: a trace replays with the rules it was
+/// recorded with, so each rule that changes icounts or guest-visible state is a format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepRules {
+    /// Every step is kept to one instruction where the host's single-step would run two:
+    /// the engine carries out ring-0 IRETQs and the [`Merging`] instructions itself, and
+    /// ends the step after an instruction it emulated for KVM (format 2 on). Format 1 was
+    /// recorded with the host's merges.
     pub strict_steps: bool,
+    /// The arithmetic flags an instruction leaves undefined are cleared after it (format 3
+    /// on), so the trace does not depend on what the recording CPU happened to write there
+    /// ([`ttvm_vmm::undefined_flags`]).
+    pub canonical_flags: bool,
+}
+
+impl StepRules {
+    /// The rules of trace format `version`.
+    pub fn for_format(version: u32) -> Self {
+        Self {
+            strict_steps: version >= crate::trace::STRICT_STEPS_SINCE,
+            canonical_flags: version >= crate::trace::CANONICAL_FLAGS_SINCE,
+        }
+    }
+
+    /// The rules new recordings use.
+    pub fn current() -> Self {
+        Self::for_format(crate::trace::FORMAT_VERSION)
+    }
 }
 
 /// What IRETQ loads from the RFLAGS image (64-bit mode: everything architectural but VM).
@@ -192,7 +220,7 @@ impl Engine {
                 window_open: false,
             },
             single_step_on: false,
-            strict_steps: true,
+            rules: StepRules::current(),
         }
     }
 
@@ -243,7 +271,7 @@ impl Engine {
             if let Some(outcome) = self.try_emulate(env, regs, &sregs, &bytes[..n])? {
                 return Ok(outcome);
             }
-            if self.strict_steps {
+            if self.rules.strict_steps {
                 if self.try_emulate_iretq(&bytes[..n], regs, &sregs)? {
                     return Ok(StepOutcome::Continue);
                 }
@@ -251,8 +279,26 @@ impl Engine {
                     return Ok(outcome);
                 }
             }
+            if self.rules.canonical_flags {
+                if let Some(undefined) = undefined_flags(&bytes[..n], code_mode(&sregs), regs.rcx) {
+                    let outcome = self.run_one_step(env)?;
+                    self.canonicalise_flags(regs.rip, undefined);
+                    return Ok(outcome);
+                }
+            }
         }
         self.run_one_step(env)
+    }
+
+    /// Clears the flags the instruction just stepped left undefined, if the step ended right
+    /// after it (it did not fault: then the handler's first instruction ran instead).
+    fn canonicalise_flags(&mut self, rip_before: u64, undefined: UndefinedFlags) {
+        let vcpu = self.machine.vm.vcpu_mut();
+        let mut regs = vcpu.regs();
+        if regs.rip == rip_before.wrapping_add(undefined.len as u64) && regs.rflags & undefined.mask != 0 {
+            regs.rflags &= !undefined.mask;
+            vcpu.set_regs(&regs);
+        }
     }
 
     /// Carries out an IRETQ that returns within ring 0 to the same code and stack segments
@@ -446,7 +492,7 @@ impl Engine {
                     if failed_emulation && vm.emulate_failed_instruction().map_err(kvm)? {
                         let events = vm.vcpu().vcpu_events().map_err(kvm)?;
                         let exception = events.exception.injected != 0 || events.exception.pending != 0;
-                        if self.strict_steps && !exception {
+                        if self.rules.strict_steps && !exception {
                             emulated_alone = true;
                             break;
                         }

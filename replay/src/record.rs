@@ -14,7 +14,7 @@ use crate::clock::{ClockMode, EngineClock, NS_PER_STEP};
 use crate::engine::{Emulated, Engine, EngineError, HaltOutcome, StepEnv, StepOutcome};
 use crate::event_log::EventLogWriter;
 use crate::events::{Event, EventKind, IoData, StopKind};
-use crate::trace::format::{kernel_hash, EndRecord};
+use crate::trace::format::{code_block, kernel_hash, EndRecord, HostRecord, IntervalCode};
 use crate::trace::{ChunkKind, TraceHeader, TraceWriter};
 
 /// Default steps between checkpoints, chosen from the measurements in docs/PERFORMANCE.md
@@ -74,11 +74,18 @@ pub struct Recorder {
     random: Vec<u64>,
     /// Serial output produced so far (kept for summaries and live debugging).
     pub serial: Vec<u8>,
+    /// Set by SIGINT/SIGTERM: the waits inside HLT give up on it, so a guest waiting for
+    /// input that never comes cannot keep a recording from stopping.
+    interrupt: Option<&'static AtomicBool>,
 }
 
 impl Recorder {
     fn log(&mut self, icount: u64, kind: EventKind) {
         self.log.push(&Event { icount, kind });
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt.is_some_and(|f| f.load(Ordering::Relaxed))
     }
 
     fn host_random(&mut self) -> u64 {
@@ -260,11 +267,20 @@ impl StepEnv for Recorder {
                         return Ok(HaltOutcome::Continue);
                     }
                     ClockMode::Realtime => {
+                        if self.interrupted() {
+                            // End the HLT as if woken (replay's HLT always continues):
+                            // the step completes with what it logged, and the record loop
+                            // stops before the next one.
+                            return Ok(HaltOutcome::Continue);
+                        }
                         let wait = deadline.saturating_sub(now).min(1_000_000);
                         std::thread::sleep(Duration::from_nanos(wait.max(1_000)));
                     }
                 },
                 None if self.input.is_live() => {
+                    if self.interrupted() {
+                        return Ok(HaltOutcome::Continue); // as above
+                    }
                     self.input.poll();
                     if self.input.pending().is_empty() {
                         std::thread::sleep(Duration::from_millis(5));
@@ -345,6 +361,33 @@ pub struct RecordSession {
     last_flush: Instant,
     finished: bool,
     checkpoint_stats: Vec<CheckpointStat>,
+    code: CodePageSet,
+}
+
+/// The code the current interval executed (the 16-byte block of every position's RIP since
+/// the last checkpoint); written as a `CodePages` chunk when the interval's checkpoint is
+/// taken.
+#[derive(Debug, Default)]
+struct CodePageSet {
+    pages: std::collections::BTreeMap<u64, [u64; 4]>,
+    /// The last block marked: consecutive steps mostly stay in one.
+    last_block: Option<u64>,
+}
+
+impl CodePageSet {
+    fn note(&mut self, rip: u64) {
+        let block = rip >> 4;
+        if self.last_block != Some(block) {
+            let (word, bit) = code_block(rip);
+            self.pages.entry(rip >> 12).or_default()[word] |= bit;
+            self.last_block = Some(block);
+        }
+    }
+
+    fn take(&mut self, checkpoint: u32) -> IntervalCode {
+        self.last_block = None;
+        IntervalCode { checkpoint, pages: std::mem::take(&mut self.pages).into_iter().collect() }
+    }
 }
 
 /// What one checkpoint cost.
@@ -383,6 +426,10 @@ impl RecordSession {
             checkpoint_every: options.checkpoint_every,
             created_unix_secs: ttvm_vmm::clock::wall_clock_unix_secs(),
             machine: config,
+            host: Some(HostRecord {
+                cpu: ttvm_vmm::host_cpu::describe(),
+                undefined_flags: ttvm_vmm::host_cpu::undefined_flags_profile().to_string(),
+            }),
         };
         let writer = TraceWriter::create(path, &header)?;
         let mut s = Self {
@@ -395,6 +442,7 @@ impl RecordSession {
                 out_buf: Vec::new(),
                 random: Vec::new(),
                 serial: Vec::new(),
+                interrupt: None,
             },
             writer,
             pages: PageStoreWriter::default(),
@@ -405,6 +453,7 @@ impl RecordSession {
             last_flush: Instant::now(),
             finished: false,
             checkpoint_stats: Vec::new(),
+            code: CodePageSet::default(),
         };
         s.take_checkpoint()?;
         Ok(s)
@@ -439,6 +488,11 @@ impl RecordSession {
 
     fn take_checkpoint(&mut self) -> Result<(), RecordError> {
         self.flush_events()?;
+        if self.checkpoints > 0 {
+            let code = self.code.take(self.checkpoints);
+            let raw = bincode::serialize(&code).map_err(std::io::Error::other)?;
+            self.writer.write_chunk(ChunkKind::CodePages, &raw, true)?;
+        }
         let started = Instant::now();
         let bytes_before = self.writer.len();
         let unique_before = self.pages.unique_pages();
@@ -489,6 +543,14 @@ impl RecordSession {
         Ok(())
     }
 
+    /// Lets the waits inside an emulated HLT (for live serial input, for realtime
+    /// deadlines) give up when `flag` is set (the CLI's SIGINT/SIGTERM flag): the HLT ends
+    /// as if woken, so the step is whole, and `run`, which watches the same flag, ends as
+    /// interrupted before the next step.
+    pub fn set_interrupt(&mut self, flag: &'static AtomicBool) {
+        self.env.interrupt = Some(flag);
+    }
+
     /// Cost of every checkpoint taken so far (for benchmarks).
     pub fn checkpoint_stats(&self) -> &[CheckpointStat] {
         &self.checkpoint_stats
@@ -504,6 +566,7 @@ impl RecordSession {
         {
             self.flush_events()?;
         }
+        self.code.note(self.engine.machine.vm.vcpu().rip());
         Ok(self.engine.step(&mut self.env)?)
     }
 
@@ -561,6 +624,11 @@ impl RecordSession {
     /// Flushes everything and finalises the trace. Safe to call more than once.
     pub fn finish(&mut self, end: &RecordEnd) -> Result<RecordProgress, RecordError> {
         if !self.finished {
+            // A checkpoint at the last step (format 3): replay compares the final state
+            // with it field by field and page by page, so a mismatch names what differs.
+            if self.checkpoint_stats.last().is_none_or(|c| c.icount < self.engine.icount()) {
+                self.take_checkpoint()?;
+            }
             self.flush_events()?;
             let stop = match end {
                 RecordEnd::Guest(s) => Some(s.clone()),

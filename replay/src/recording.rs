@@ -10,7 +10,7 @@ use ttvm_vmm::memory::PAGE_SIZE;
 use crate::checkpoint::{CheckpointRecord, PageIndex};
 use crate::event_log::EVENTS_HEADER_LEN;
 use crate::events::{Decoder, Event, EventClass};
-use crate::trace::format::EndRecord;
+use crate::trace::format::{EndRecord, IntervalCode};
 use crate::trace::{ChunkKind, ChunkRef, TraceError, TraceFile, TraceHeader};
 
 /// A decoded trace.
@@ -28,6 +28,9 @@ pub struct Recording {
     pub pages: PageIndex,
     /// How the recording ended (None when it was not finalised).
     pub end: Option<EndRecord>,
+    /// For each checkpoint k >= 1, the code executed in the interval that ends at it
+    /// (index k - 1); `None` where the trace does not say (formats 1-2, a lost chunk).
+    pub interval_code: Vec<Option<IntervalCode>>,
     /// Blob id -> (index into `page_chunks`, slot).
     blob_location: Vec<(u32, u32)>,
     page_chunks: Vec<ChunkRef>,
@@ -43,6 +46,16 @@ fn corrupted(c: &ChunkRef, reason: impl Into<String>) -> TraceError {
 }
 
 impl Recording {
+    /// Whether a run through the interval that starts at checkpoint `k` can stop at a
+    /// breakpoint on one of `addresses`: false only when the trace lists the interval's code
+    /// and none of them is in it (unknown intervals may always stop).
+    pub fn interval_may_reach(&self, k: usize, addresses: impl IntoIterator<Item = u64>) -> bool {
+        match self.interval_code.get(k) {
+            Some(Some(code)) => addresses.into_iter().any(|a| code.contains(a)),
+            _ => true,
+        }
+    }
+
     /// Opens, validates and decodes a trace.
     pub fn open(path: &Path) -> Result<Self, TraceError> {
         Self::from_file(TraceFile::open(path)?)
@@ -57,6 +70,7 @@ impl Recording {
             checkpoints: Vec::new(),
             pages: PageIndex::new(pages_total),
             end: None,
+            interval_code: Vec::new(),
             blob_location: Vec::new(),
             page_chunks: Vec::new(),
             page_cache: RefCell::new(HashMap::new()),
@@ -72,6 +86,26 @@ impl Recording {
                     let raw = rec.file.payload(c)?;
                     let end: EndRecord = bincode::deserialize(&raw).map_err(|e| corrupted(c, e.to_string()))?;
                     rec.end = Some(end);
+                }
+                ChunkKind::CodePages => {
+                    let raw = rec.file.payload(c)?;
+                    let code: IntervalCode = bincode::deserialize(&raw).map_err(|e| corrupted(c, e.to_string()))?;
+                    if code.checkpoint as usize != rec.checkpoints.len() || code.checkpoint == 0 {
+                        return Err(corrupted(
+                            c,
+                            format!(
+                                "code pages for checkpoint {} after {} checkpoints",
+                                code.checkpoint,
+                                rec.checkpoints.len()
+                            ),
+                        ));
+                    }
+                    if code.pages.windows(2).any(|w| w[0].0 >= w[1].0) || code.pages.iter().any(|p| p.1 == [0; 4]) {
+                        return Err(corrupted(c, "code pages are not sorted, or a page has no block"));
+                    }
+                    let k = code.checkpoint as usize;
+                    rec.interval_code.resize(k, None);
+                    rec.interval_code[k - 1] = Some(code);
                 }
                 ChunkKind::Index => {}
             }

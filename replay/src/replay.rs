@@ -8,10 +8,10 @@ use ttvm_vmm::console::ConsoleOutput;
 use ttvm_vmm::devices::{Board, BoardState};
 use ttvm_vmm::machine::{Machine, MachineError};
 
-use crate::checkpoint::{ram_digest, register_digest};
+use crate::checkpoint::{page_difference, ram_digest, register_differences, register_digest};
 use crate::clock::{ClockMode, NS_PER_STEP};
 use crate::divergence::Divergence;
-use crate::engine::{Emulated, Engine, EngineError, HaltOutcome, StepEnv, StepOutcome};
+use crate::engine::{Emulated, Engine, EngineError, HaltOutcome, StepEnv, StepOutcome, StepRules};
 use crate::events::{Event, EventKind, StopKind};
 use crate::persist::{EngineClockState, SavedEngineState, StateError};
 use crate::ram::{PageOverlay, RamError, RamTracker};
@@ -424,14 +424,15 @@ impl ReplaySession {
     /// Builds the machine for `rec` and positions it at checkpoint 0 (icount 0).
     /// `host_stepping` is this host's single-step signature.
     pub fn new(rec: Rc<Recording>, host_stepping: &str) -> Result<Self, ReplayError> {
-        let mut machine = Machine::new(rec.header().machine.clone())?;
+        let vendor = rec.header().cpuid.vendor_choice();
+        let mut machine = Machine::with_vendor(rec.header().machine.clone(), Some(vendor))?;
         let problems = compatibility_problems(&rec, machine.vm.cpuid(), host_stepping);
         if !problems.is_empty() {
             return Err(ReplayError::Incompatible(problems.join("\n")));
         }
         let ram = RamTracker::full_restore(&mut machine.vm, &rec, 0)?;
         let mut engine = Engine::new(machine);
-        engine.strict_steps = rec.file.version >= crate::trace::STRICT_STEPS_SINCE;
+        engine.rules = StepRules::for_format(rec.file.version);
         let mut s = Self {
             engine,
             env: Replayer {
@@ -517,11 +518,26 @@ impl ReplaySession {
         let state = self.engine.machine.vm.vcpu_mut().save_state()?;
         let mut problems = Vec::new();
         if register_digest(&state) != cp.register_digest {
-            let (a, b) = (&state.regs, &cp.vcpu.regs);
-            problems.push(format!(
-                "registers differ (RIP {:#x} vs recorded {:#x}, RSP {:#x} vs {:#x}, RAX {:#x} vs {:#x})",
-                a.rip, b.rip, a.rsp, b.rsp, a.rax, b.rax
-            ));
+            let named = register_differences(&state, &cp.vcpu);
+            problems.push(if named.is_empty() {
+                // The recorded state does not hash to its own digest: the trace is damaged.
+                "registers differ from the recorded digest, but equal the recorded state".to_string()
+            } else {
+                format!("registers differ: {}", named.join(", "))
+            });
+            let only_arithmetic_flags = state.regs.rflags != cp.vcpu.regs.rflags
+                && (state.regs.rflags ^ cp.vcpu.regs.rflags) & !ttvm_vmm::undefined_flags::ARITHMETIC == 0
+                && named.len() == 1;
+            if only_arithmetic_flags && !self.engine.rules.canonical_flags {
+                problems.push(format!(
+                    "only arithmetic flags differ, which this format-{} trace keeps as the recording CPU \
+                     left them where an instruction leaves them undefined: it replays only on a CPU that \
+                     leaves the same (this host: {}); traces of format {} and later do not depend on it",
+                    self.rec.file.version,
+                    ttvm_vmm::host_cpu::describe(),
+                    crate::trace::CANONICAL_FLAGS_SINCE
+                ));
+            }
         }
         let dirty = cp.dirty_pages().map_err(|e| {
             RamError::Trace(crate::trace::TraceError::Corrupted {
@@ -531,19 +547,20 @@ impl ReplaySession {
             })
         })?;
         let mut page = vec![0u8; ttvm_vmm::memory::PAGE_SIZE];
-        let mut bad_pages = Vec::new();
+        let mut bad_pages = 0usize;
+        let mut first_difference = None;
         for (pfn, &blob) in dirty.iter().zip(&cp.blobs) {
             self.rec.copy_page(blob, &mut page).map_err(RamError::Trace)?;
-            if self.engine.machine.vm.ram().page(pfn as usize) != &page[..] {
-                bad_pages.push(pfn);
+            let actual = self.engine.machine.vm.ram().page(pfn as usize);
+            if actual != &page[..] {
+                bad_pages += 1;
+                if first_difference.is_none() {
+                    first_difference = page_difference(pfn, actual, &page);
+                }
             }
         }
-        if !bad_pages.is_empty() {
-            problems.push(format!(
-                "{} RAM pages differ, first at guest-physical {:#x}",
-                bad_pages.len(),
-                u64::from(bad_pages[0]) << 12
-            ));
+        if let Some(first) = first_difference {
+            problems.push(format!("{bad_pages} RAM pages differ, the first at {first}"));
         }
         if problems.is_empty() {
             return Ok(());
@@ -616,29 +633,64 @@ impl ReplaySession {
     }
 
     /// Checks, at the end of a finalised recording, that the output and the final state
-    /// digest match.
+    /// match: the checkpoint recorded at the last step (format 3), which names any register
+    /// or page that differs, then the digest of the registers and all of RAM.
     pub fn verify_end(&mut self) -> Result<(), ReplayError> {
+        let final_checkpoint = self.verify_prefix_end()?;
         let icount = self.engine.icount();
         let rip = self.engine.machine.vm.vcpu().rip();
-        self.check_prefix(icount, rip)?;
-        if let Some(end) = self.rec.end.clone() {
-            let state = self.engine.machine.vm.vcpu_mut().save_state()?;
-            let digest = final_digest(register_digest(&state), ram_digest(self.engine.machine.vm.ram()));
-            if digest != end.final_digest {
-                return Err(ReplayError::Divergence(Box::new(Divergence {
-                    icount,
-                    expected: None,
-                    actual: format!(
-                        "final state digest {digest:#018x} differs from the recorded {:#018x}",
-                        end.final_digest
-                    ),
-                    rip,
-                    disassembly: String::new(),
-                    recent: Vec::new(),
-                })));
+        let Some(end) = self.rec.end.clone() else {
+            return Ok(());
+        };
+        let state = self.engine.machine.vm.vcpu_mut().save_state()?;
+        let digest = final_digest(register_digest(&state), ram_digest(self.engine.machine.vm.ram()));
+        if digest == end.final_digest {
+            return Ok(());
+        }
+        let what = match final_checkpoint {
+            // The registers and the pages dirtied since the last checkpoint matched it, so
+            // the difference is in RAM the recording did not write: compare all of it.
+            Some(k) => match self.first_ram_difference(k)? {
+                Some(first) => format!("RAM differs outside the pages the recording wrote, first at {first}"),
+                None => "the trace's final digest does not match its own final checkpoint (damaged trace)".into(),
+            },
+            None => format!(
+                "(format {} traces keep one digest of the registers and all of RAM together, and no final \
+                 checkpoint: from format 3 on this names what differs)",
+                self.rec.file.version
+            ),
+        };
+        Err(ReplayError::Divergence(Box::new(Divergence {
+            icount,
+            expected: None,
+            actual: format!(
+                "final state digest {digest:#018x} differs from the recorded {:#018x}: {what}",
+                end.final_digest
+            ),
+            rip,
+            disassembly: String::new(),
+            recent: Vec::new(),
+        })))
+    }
+
+    /// Compares all of RAM with the recorded image at checkpoint `k`: how many pages
+    /// differ and where the first difference is.
+    fn first_ram_difference(&self, k: usize) -> Result<Option<String>, ReplayError> {
+        let ram = self.engine.machine.vm.ram();
+        let mut recorded = vec![0u8; ttvm_vmm::memory::PAGE_SIZE];
+        let (mut count, mut first) = (0usize, None);
+        for pfn in 0..ram.pages() as u32 {
+            match self.rec.pages.version_at(pfn, k as u32) {
+                Some(blob) => self.rec.copy_page(blob, &mut recorded).map_err(RamError::Trace)?,
+                None => recorded.fill(0),
+            }
+            let actual = ram.page(pfn as usize);
+            if actual != &recorded[..] {
+                count += 1;
+                first = first.or_else(|| page_difference(pfn, actual, &recorded));
             }
         }
-        Ok(())
+        Ok(first.map(|f| format!("{f} ({count} pages differ)")))
     }
 
     /// The persistent checkpoint RAM is currently based on.

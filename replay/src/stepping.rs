@@ -77,7 +77,7 @@ fn idt_gate(handler: u64) -> [u8; 16] {
 
 /// Measures this host's semantics. Errors (no KVM) are returned as text.
 fn probe() -> Result<String, String> {
-    let mut vm = Vm::new(MIN_RAM).map_err(|e| e.to_string())?;
+    let mut vm = Vm::new(MIN_RAM, ttvm_vmm::cpuid::CpuVendor::Host).map_err(|e| e.to_string())?;
     {
         let ram = vm.ram_mut();
         let w = |ram: &mut ttvm_vmm::memory::GuestRam, a: u64, b: &[u8]| ram.write(a, b).map_err(|e| e.to_string());

@@ -88,6 +88,36 @@ pub enum Stop {
     Interrupted,
 }
 
+/// A backward run in progress ([`Timeline::continue_backward`]): everything at or above
+/// `hi` has been scanned; the window below it may be partly scanned.
+#[derive(Clone, Debug)]
+pub struct ReverseRun {
+    from: u64,
+    hi: u64,
+    window: Option<Window>,
+}
+
+/// The part of a scan window done so far: from `lo` up to `at`, with the last stop seen.
+#[derive(Clone, Debug)]
+struct Window {
+    lo: u64,
+    at: u64,
+    last: Option<(u64, Stop)>,
+}
+
+impl ReverseRun {
+    /// A backward run from position `from`.
+    pub fn new(from: u64) -> Self {
+        Self { from, hi: from, window: None }
+    }
+
+    /// (where the run started, the boundary above which all is scanned, the start of the
+    /// window being scanned if one is): for a progress display.
+    pub fn progress(&self) -> (u64, u64, Option<u64>) {
+        (self.from, self.hi, self.window.as_ref().map(|w| w.lo))
+    }
+}
+
 /// Errors of timeline operations.
 #[derive(Debug, thiserror::Error)]
 pub enum TimelineError {
@@ -134,6 +164,8 @@ pub struct TimelineStats {
     pub restores: u64,
     /// In-memory checkpoints made.
     pub temp_checkpoints_made: u64,
+    /// Checkpoint intervals a run skipped because nothing in them could stop it.
+    pub skipped_intervals: u64,
 }
 
 struct TempCheckpoint {
@@ -444,16 +476,23 @@ impl Timeline {
 
     fn maybe_make_temp(&mut self, target: u64, start_at: u64) -> Result<(), TimelineError> {
         let x = self.icount();
-        if x == start_at
-            || !x.is_multiple_of(self.temp_spacing)
-            || target.saturating_sub(x) > TEMP_WINDOW * self.temp_spacing
-            || self.temps.contains_key(&x)
-        {
+        if x == start_at || target.saturating_sub(x) > TEMP_WINDOW * self.temp_spacing {
             return Ok(());
+        }
+        self.make_temp_here()?;
+        Ok(())
+    }
+
+    /// Leaves an in-memory checkpoint at the current position if it is on the spacing grid
+    /// and none is there yet (persistent or in memory). Returns whether it made one.
+    fn make_temp_here(&mut self) -> Result<bool, TimelineError> {
+        let x = self.icount();
+        if !x.is_multiple_of(self.temp_spacing) || self.temps.contains_key(&x) || self.at_frontier() {
+            return Ok(false);
         }
         let rec = &self.session.rec;
         if rec.checkpoints[rec.checkpoint_before(x)].engine.icount == x {
-            return Ok(());
+            return Ok(false);
         }
         let cp = self.session.capture()?;
         self.use_counter += 1;
@@ -461,7 +500,14 @@ impl Timeline {
         self.temps.insert(x, TempCheckpoint { cp, last_used: self.use_counter });
         self.stats.temp_checkpoints_made += 1;
         self.evict();
-        Ok(())
+        Ok(true)
+    }
+
+    /// Drops an in-memory checkpoint (one a forward run left and no longer needs).
+    fn drop_temp(&mut self, at: u64) {
+        if let Some(t) = self.temps.remove(&at) {
+            self.temp_bytes -= t.cp.bytes();
+        }
     }
 
     fn evict(&mut self) {
@@ -606,15 +652,59 @@ impl Timeline {
 
     // ----- running -----
 
+    /// Whether a run could stop anywhere in persistent-checkpoint interval `k`: false only
+    /// when no watchpoint is set and the trace's list of the code the interval executed has
+    /// none of the breakpoints' pages (format 3). Such intervals are skipped by running to or
+    /// from their checkpoints instead of replaying them.
+    fn interval_may_stop(&self, k: usize) -> bool {
+        !self.watchpoints.is_empty() || self.session.rec.interval_may_reach(k, self.breakpoints.iter().copied())
+    }
+
+    /// The first persistent checkpoint after interval `k` from which the run can stop again
+    /// (or the last one), if interval `k` cannot stop it: one restore skips them all.
+    fn skippable_to(&self, k: usize) -> Option<usize> {
+        let last = self.session.rec.checkpoints.len() - 1;
+        if k >= last || self.interval_may_stop(k) {
+            return None;
+        }
+        Some((k + 1..last).find(|&j| self.interval_may_stop(j)).unwrap_or(last))
+    }
+
     /// Runs forward until a breakpoint, a watchpoint, the end of history or an interrupt.
+    /// Leaves the last two in-memory checkpoints on the spacing grid behind wherever it
+    /// stops, so the first reverse step after it replays at most one spacing, like the
+    /// ones after it (rather than up to a whole persistent-checkpoint interval).
     pub fn run_forward(&mut self) -> Result<Stop, TimelineError> {
         let start = self.icount();
+        let mut trailing = std::collections::VecDeque::with_capacity(3);
         loop {
+            if self.icount() != start && self.make_temp_here()? {
+                trailing.push_back(self.icount());
+                if trailing.len() > 2 {
+                    if let Some(old) = trailing.pop_front() {
+                        self.drop_temp(old);
+                    }
+                }
+            }
             if self.icount() >= self.length() && !self.can_grow() {
                 return Ok(Stop::HistoryEnd);
             }
             if (self.icount() - start) % INTERRUPT_CHECK_EVERY == INTERRUPT_CHECK_EVERY - 1 && self.interrupted() {
                 return Ok(Stop::Interrupted);
+            }
+            if !self.is_live() {
+                let k = self.session.rec.checkpoint_before(self.icount());
+                if let Some(next) = self.skippable_to(k) {
+                    // Nothing in the rest of this interval can stop the run.
+                    self.session.restore_checkpoint(next)?;
+                    self.stats.restores += 1;
+                    self.stats.skipped_intervals += 1;
+                    // The checkpoint's own position starts the next interval: it can stop.
+                    if self.breakpoints.contains(&self.rip()) {
+                        return Ok(Stop::Breakpoint { addr: self.rip() });
+                    }
+                    continue;
+                }
             }
             let (r, watch) = self.step_watching()?;
             if r == Stepped::AtEnd {
@@ -633,9 +723,25 @@ impl Timeline {
     }
 
     /// Runs backward to the most recent position before the current one where a
-    /// breakpoint or watchpoint stops, or to the start of history.
+    /// breakpoint or watchpoint stops, or to the start of history. Interrupted, it ends at
+    /// the boundary above which everything was scanned, so a later reverse run from there
+    /// skips nothing (gdb's Ctrl-C).
     pub fn run_backward(&mut self) -> Result<Stop, TimelineError> {
-        let mut hi = self.icount();
+        let mut run = ReverseRun::new(self.icount());
+        let stop = self.continue_backward(&mut run)?;
+        if stop == Stop::Interrupted {
+            self.seek(run.hi)?;
+        }
+        Ok(stop)
+    }
+
+    /// Works on a backward run until it stops at a breakpoint or watchpoint, reaches the
+    /// start of history, or the interrupt flag is raised. Interrupted, the run is paused
+    /// where it was (the position is inside the window being scanned): calling this again
+    /// with the same `run` goes on without rescanning anything, as a UI that works in time
+    /// slices needs. If the position was moved in between, the current window is scanned
+    /// again from its start.
+    pub fn continue_backward(&mut self, run: &mut ReverseRun) -> Result<Stop, TimelineError> {
         self.leave_frontier()?;
         if self.breakpoints.is_empty() && self.watchpoints.is_empty() {
             // Nothing can stop the run: no need to scan the history.
@@ -645,21 +751,36 @@ impl Timeline {
             return Ok(Stop::HistoryStart);
         }
         loop {
-            if hi == 0 {
-                self.seek(0)?;
-                return Ok(Stop::HistoryStart);
-            }
-            let start = self.best_start(hi - 1);
-            self.go_to_start(start)?;
-            let lo = self.icount();
-            let mut last: Option<(u64, Stop)> = None;
+            let window = match run.window.take() {
+                Some(w) if self.icount() == w.at => w,
+                Some(_) | None => {
+                    if run.hi == 0 {
+                        self.seek(0)?;
+                        return Ok(Stop::HistoryStart);
+                    }
+                    let k = self.session.rec.checkpoint_before(run.hi - 1);
+                    if !self.interval_may_stop(k) {
+                        // Nothing in [checkpoint k, hi) can stop the run: go below it unreplayed.
+                        run.hi = self.session.rec.checkpoints[k].engine.icount;
+                        self.stats.skipped_intervals += 1;
+                        continue;
+                    }
+                    let start = self.best_start(run.hi - 1);
+                    self.go_to_start(start)?;
+                    Window { lo: self.icount(), at: self.icount(), last: None }
+                }
+            };
+            let Window { lo, at: resumed_at, mut last } = window;
+            let hi = run.hi;
             while self.icount() < hi {
                 let q = self.icount();
                 self.maybe_make_temp(hi, lo)?;
-                if (q - lo) % INTERRUPT_CHECK_EVERY == INTERRUPT_CHECK_EVERY - 1 && self.interrupted() {
-                    // Everything from `hi` on has been scanned; stopping there lets a
-                    // later reverse run resume without skipping [lo, hi).
-                    self.seek(hi)?;
+                // (Not where it resumed: a run paused there must make progress first.)
+                if q != resumed_at
+                    && (q - lo) % INTERRUPT_CHECK_EVERY == INTERRUPT_CHECK_EVERY - 1
+                    && self.interrupted()
+                {
+                    run.window = Some(Window { lo, at: q, last });
                     return Ok(Stop::Interrupted);
                 }
                 if self.breakpoints.contains(&self.rip()) {
@@ -677,7 +798,7 @@ impl Timeline {
                 self.seek(q)?;
                 return Ok(stop);
             }
-            hi = lo;
+            run.hi = lo;
         }
     }
 

@@ -310,3 +310,141 @@ fn stores_ttvm_carries_out_reach_the_next_checkpoint() {
     assert_eq!(t2.seek(after_store).unwrap(), Stop::Done);
     assert_eq!(read_u32(&t2, addr), stored, "the checkpoint after the STMXCSR lost its store");
 }
+
+/// A forward run leaves in-memory checkpoints just behind where it stops, so the first
+/// reverse step after `continue` replays at most one spacing, like the ones after it, and
+/// not the whole persistent-checkpoint interval; and it keeps only two of them.
+#[test]
+fn a_forward_run_leaves_checkpoints_behind_its_stop() {
+    if !kvm_or_skip("a_forward_run_leaves_checkpoints_behind_its_stop") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // One persistent checkpoint interval covers the whole run.
+    let rec = record(dir.path(), KERNEL, CMDLINE, 1_000_000);
+    let mut t = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
+    t.set_temp_policy(1024, 64 << 20);
+    // Stop somewhere well inside the history, off the spacing grid: a breakpoint on the
+    // instruction at a position found by seeking there once.
+    let target = rec.length() * 3 / 4 + 77;
+    t.seek(target).unwrap();
+    let rip = t.machine().vm.vcpu().rip();
+    t.seek(0).unwrap();
+    t.set_temp_policy(1024, 0); // forget the seek's checkpoints
+    t.set_temp_policy(1024, 64 << 20);
+    t.add_breakpoint(rip);
+    let mut stop = t.run_forward().unwrap();
+    while t.icount() < target {
+        assert!(matches!(stop, Stop::Breakpoint { .. }), "{stop:?}");
+        stop = t.run_forward().unwrap();
+    }
+    assert_eq!(t.icount(), target, "{stop:?}");
+    let (kept, _) = t.temp_checkpoints();
+    assert!(kept <= 2 * 3, "at most two trailing checkpoints per forward run, got {kept}");
+    let behind = t.temp_checkpoint_positions().into_iter().filter(|&p| p <= target).max().unwrap();
+    assert!(target - behind < 1024, "one on the grid just behind the stop: {behind} vs {target}");
+    let before = t.stats().replayed_steps;
+    assert_eq!(t.step_backward().unwrap(), Stop::Done);
+    assert_eq!(t.icount(), target - 1);
+    let replayed = t.stats().replayed_steps - before;
+    assert!(replayed < 1024, "the first reverse-stepi replayed {replayed} steps");
+}
+
+/// Runs skip the checkpoint intervals whose code (listed in format-3 traces) cannot reach
+/// any breakpoint, and stop exactly where a step-by-step scan does.
+#[test]
+fn runs_skip_intervals_no_breakpoint_can_stop_in() {
+    if !kvm_or_skip("runs_skip_intervals_no_breakpoint_can_stop_in") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rec = record(dir.path(), "timer", "ticks=5", 1500);
+    assert!(rec.checkpoints.len() > 8, "{} checkpoints", rec.checkpoints.len());
+    let mut t = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
+    // Every position's RIP, by stepping.
+    let mut rips = Vec::new();
+    t.seek(0).unwrap();
+    while t.icount() < rec.length() {
+        rips.push(t.machine().vm.vcpu().rip());
+        if t.step_forward().unwrap() != Stop::Done {
+            break;
+        }
+    }
+    // A rarely executed instruction (from near the end) and a busy one (from the middle).
+    for addr in [rips[rips.len() - 3], rips[rips.len() / 2]] {
+        let hits: Vec<u64> = (1..rips.len() as u64).filter(|&q| rips[q as usize] == addr).collect();
+        t.add_breakpoint(addr);
+        t.seek(0).unwrap();
+        let skipped_before = t.stats().skipped_intervals;
+        let mut forward = Vec::new();
+        while let Stop::Breakpoint { .. } = t.run_forward().unwrap() {
+            forward.push(t.icount());
+        }
+        assert_eq!(forward, hits, "forward stops at {addr:#x}");
+        t.seek(rec.length()).unwrap();
+        let mut backward = Vec::new();
+        while let Stop::Breakpoint { .. } = t.run_backward().unwrap() {
+            backward.push(t.icount());
+        }
+        backward.reverse();
+        assert_eq!(
+            backward,
+            hits.iter().copied().filter(|&q| q < rec.length()).collect::<Vec<_>>(),
+            "backward stops at {addr:#x}"
+        );
+        let skipped = t.stats().skipped_intervals - skipped_before;
+        let intervals_with_hits: std::collections::BTreeSet<usize> =
+            hits.iter().map(|&q| rec.checkpoint_before(q)).collect();
+        if intervals_with_hits.len() * 2 < rec.checkpoints.len() {
+            assert!(
+                skipped > 0,
+                "{addr:#x} is hit in {} intervals, yet nothing was skipped",
+                intervals_with_hits.len()
+            );
+        }
+        t.remove_breakpoint(addr);
+    }
+}
+
+/// A backward run paused by its interrupt flag again and again (a UI's time slices) stops
+/// exactly where an uninterrupted one does, without scanning anything twice.
+#[test]
+fn a_paused_backward_run_resumes_without_rescanning() {
+    use std::sync::atomic::Ordering;
+    use ttvm_replay::timeline::ReverseRun;
+    if !kvm_or_skip("a_paused_backward_run_resumes_without_rescanning") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rec = record(dir.path(), "timer", "ticks=5", 2000);
+    let mut t = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
+    // A breakpoint hit early only: the backward run from the end scans a long way.
+    t.seek(300).unwrap();
+    let addr = t.machine().vm.vcpu().rip();
+    t.add_breakpoint(addr);
+    // A watchpoint on code nothing writes keeps every interval scanned.
+    t.add_watchpoint(Watchpoint { addr: 0x10_0000, len: 8, kind: WatchKind::Write });
+
+    t.seek(rec.length()).unwrap();
+    let before = t.stats().replayed_steps;
+    let whole = t.run_backward().unwrap();
+    let (at, whole_steps) = (t.icount(), t.stats().replayed_steps - before);
+
+    t.seek(rec.length()).unwrap();
+    let flag = t.interrupt_handle();
+    let mut run = ReverseRun::new(t.icount());
+    let before = t.stats().replayed_steps;
+    let mut pauses = 0;
+    let stop = loop {
+        flag.store(true, Ordering::SeqCst); // the next interrupt check pauses the run
+        match t.continue_backward(&mut run).unwrap() {
+            Stop::Interrupted => pauses += 1,
+            stop => break stop,
+        }
+    };
+    let sliced_steps = t.stats().replayed_steps - before;
+    assert_eq!((stop, t.icount()), (whole, at), "after {pauses} pauses");
+    assert!(pauses >= 3, "the run was paused {pauses} times");
+    // Pausing costs nothing but the final seek to the stop, which both runs make.
+    assert!(sliced_steps <= whole_steps + 2048, "{sliced_steps} steps replayed sliced, {whole_steps} whole");
+}

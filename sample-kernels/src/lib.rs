@@ -41,6 +41,10 @@ static KERNELS: &[SampleKernel] = &[
     ),
     kernel!("stepprobe", "fixed instruction sequence with exported labels to pin single-step semantics"),
     kernel!("ring3", "enters user mode and makes SYSCALLs the way Linux does (STAR, LSTAR, SYSRETQ)"),
+    kernel!(
+        "flagprobe",
+        "runs every instruction class with undefined flags and reports them: canonical (0) or host-specific (1)"
+    ),
 ];
 
 /// All sample kernels.

@@ -20,6 +20,19 @@ pub struct CheckArgs {
     /// The recorded serial output must match this regular expression.
     #[arg(long, value_name = "REGEX")]
     pub expect_output: Option<String>,
+    /// The whole trace file must have this SHA-256 (as `ttvm info` and `sha256sum` print
+    /// it): pins a committed trace, so CI checks exactly the file that was reviewed.
+    #[arg(long, value_name = "HEX")]
+    pub expect_sha256: Option<String>,
+}
+
+/// The SHA-256 of a whole file, in lowercase hex.
+pub fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut file = std::fs::File::open(path)?;
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 pub fn run(args: CheckArgs) -> Result<i32, Exit> {
@@ -30,6 +43,20 @@ pub fn run(args: CheckArgs) -> Result<i32, Exit> {
         })?),
         None => None,
     };
+    if let Some(want) = &args.expect_sha256 {
+        let want = want.trim().to_ascii_lowercase();
+        if want.len() != 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Exit::new(exit_code::BAD_INPUT, "--expect-sha256: expected 64 hex digits".to_string()));
+        }
+        let have = file_sha256(&args.trace)
+            .map_err(|e| Exit::new(exit_code::BAD_INPUT, format!("{}: {e}", args.trace.display())))?;
+        if have != want {
+            return Err(fail(
+                exit_code::CHECK_FAILED,
+                format!("the file's SHA-256 is {have}, not the pinned {want}: it is not the trace that was pinned"),
+            ));
+        }
+    }
     let rec = open_recording(&args.trace).map_err(|e| fail(e.code, e.message))?;
     let Some(end) = rec.end.clone() else {
         return Err(fail(exit_code::CHECK_FAILED, "the trace was not finalised, so its outcome is unknown".into()));

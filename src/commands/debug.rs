@@ -29,7 +29,7 @@ pub struct DebugArgs {
     #[arg(long, value_enum, default_value = "icount")]
     pub clock: ClockArg,
     /// Steps between checkpoints.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CHECKPOINT_EVERY)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CHECKPOINT_EVERY, value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_every: u64,
     #[command(flatten)]
     pub symbols: crate::options::SymbolArgs,
@@ -38,7 +38,7 @@ pub struct DebugArgs {
 pub fn run(args: DebugArgs) -> Result<i32, Exit> {
     let addr = ttvm_gdb::parse_listen_addr(&args.gdb).map_err(gdb_exit)?;
     // Bind before building the machine: a port in use is reported before anything runs.
-    let listener = ttvm_gdb::bind(addr).map_err(gdb_exit)?;
+    let listener = crate::commands::gdb_server::bind_gdb(addr)?;
     let (config, name) = args.machine.config()?;
     let symbols = args.symbols.load(Some(&config.kernel))?;
     let output = args.output.clone().unwrap_or_else(|| default_output(&args.machine.kernel));
@@ -51,12 +51,8 @@ pub fn run(args: DebugArgs) -> Result<i32, Exit> {
         kernel_name: name.clone(),
         stepping: stepping.clone(),
     };
-    let session = RecordSession::start(config, &output, options, console, input).map_err(|e| match e {
-        ttvm_replay::record::RecordError::Machine(m) => {
-            Exit::new(exit_code::for_machine_error(&m), format!("{name}: {m}"))
-        }
-        e => Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", output.display())),
-    })?;
+    let session = RecordSession::start(config, &output, options, console, input)
+        .map_err(|e| crate::commands::record::start_error_exit(&name, &output, e))?;
     let mut timeline = Timeline::live(session, &output, &stepping)
         .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", output.display())))?;
     let local = listener.local_addr().map_err(|e| Exit::new(exit_code::HOST_ERROR, e.to_string()))?;

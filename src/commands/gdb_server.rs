@@ -67,8 +67,21 @@ fn kernel_for_gdb(rec: &Recording, write_kernel: Option<&Path>) -> Result<Option
     Ok(ttvm_sample_kernels::get(&h.kernel_name).map(|k| PathBuf::from(k.path)).filter(|p| same(p)))
 }
 
-/// Serves `trace` to one gdb connection on `addr`. Exits 0 when gdb detaches, kills the
-/// target or disconnects.
+/// Binds the gdb port, warning when it is reachable from other machines.
+pub fn bind_gdb(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, Exit> {
+    let listener = ttvm_gdb::bind(addr).map_err(gdb_exit)?;
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "ttvm: warning: the gdb port {addr} is not on loopback: anyone who can reach it can read the \
+             guest's memory and registers (the remote protocol has no authentication); use 127.0.0.1 \
+             and an SSH tunnel to debug from another machine"
+        );
+    }
+    Ok(listener)
+}
+
+/// Serves `trace` to gdb on `addr`, one connection at a time. Exits 0 when gdb detaches or
+/// kills the target; a connection that just closes leaves the server waiting for the next.
 pub fn serve_replay(
     trace: &Path,
     addr: &str,
@@ -84,7 +97,7 @@ pub fn serve_replay(
     let bzimage = ttvm_vmm::boot::bzimage::is_bzimage(&rec.header().machine.kernel);
     let steps = rec.length();
     // Bind first: a busy port is reported before the slower machine set-up.
-    let listener = ttvm_gdb::bind(addr).map_err(gdb_exit)?;
+    let listener = bind_gdb(addr)?;
     let mut timeline =
         Timeline::new(rec, &ttvm_replay::stepping::host_signature()).map_err(|e| timeline_exit(trace, e))?;
     let local = listener.local_addr().map_err(|e| Exit::new(exit_code::HOST_ERROR, e.to_string()))?;

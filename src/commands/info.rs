@@ -8,7 +8,7 @@ use ttvm_replay::events::EventClass;
 
 use crate::commands::record::human_bytes;
 use crate::commands::replay::open_recording;
-use crate::exit_code::Exit;
+use crate::exit_code::{self, Exit};
 
 /// Arguments of `ttvm info`.
 #[derive(Debug, Args)]
@@ -41,6 +41,8 @@ pub fn run(args: InfoArgs) -> Result<i32, Exit> {
 fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
     let rec = open_recording(&args.trace)?;
     let h = rec.header();
+    let sha256 = crate::commands::check::file_sha256(&args.trace)
+        .map_err(|e| Exit::new(exit_code::BAD_INPUT, format!("{}: {e}", args.trace.display())))?;
     let counts = rec.counts();
     let serial = rec.serial_output_before(u64::MAX);
     let serial_text = String::from_utf8_lossy(&serial).into_owned();
@@ -61,6 +63,7 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
             "ttvm_version": h.ttvm_version,
             "kernel": h.kernel_name,
             "kernel_hash": h.kernel_hash,
+            "sha256": sha256,
             "kernel_bytes": h.machine.kernel.len(),
             "cmdline": h.machine.cmdline,
             "mem_bytes": h.machine.mem_size,
@@ -70,6 +73,9 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
             "cpuid_model": h.cpuid.name,
             "cpu_vendor": h.cpuid.vendor(),
             "stepping": h.stepping,
+            "recorded_on": h.host.as_ref().map(|host| host.cpu.clone()),
+            "undefined_flags": h.host.as_ref().map(|host| host.undefined_flags.clone()),
+            "step_rules": step_rules(rec.file.version),
             "rtc_base_unix_secs": h.machine.rtc_base_unix_secs,
             "steps": rec.length(),
             "finalised": rec.file.finalised,
@@ -93,6 +99,7 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
         rec.file.version,
         h.ttvm_version
     );
+    out!(report, "sha256:      {sha256}");
     out!(report, "kernel:      {} ({} bytes, xxh3 {})", h.kernel_name, h.machine.kernel.len(), h.kernel_hash);
     out!(report, "cmdline:     {:?}", h.machine.cmdline);
     // The step rate is guest time only under the icount clock; realtime guests read the host.
@@ -108,6 +115,11 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
         h.cpuid.vendor(),
     );
     out!(report, "stepping:    {}", h.stepping);
+    out!(report, "step rules:  {}", step_rules(rec.file.version));
+    match &h.host {
+        Some(host) => out!(report, "recorded on: {} [{}]", host.cpu, host.undefined_flags),
+        None => out!(report, "recorded on: (not stored before format 3)"),
+    }
     out!(report, "length:      {} steps", rec.length());
     match end {
         Some(e) => out!(report, "end:         {}", e.reason),
@@ -151,4 +163,16 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
         out!(report, "  | {l}");
     }
     Ok(0)
+}
+
+/// The step rules a trace of format `version` replays with, for people.
+fn step_rules(version: u32) -> String {
+    let rules = ttvm_replay::engine::StepRules::for_format(version);
+    let mut parts = vec![if rules.strict_steps { "strict steps" } else { "host-merged steps" }];
+    parts.push(if rules.canonical_flags {
+        "canonical undefined flags (independent of the recording CPU)"
+    } else {
+        "the recording CPU's undefined flags (replays only on a CPU that leaves the same)"
+    });
+    parts.join(", ")
 }

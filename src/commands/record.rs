@@ -41,7 +41,7 @@ pub struct RecordArgs {
     #[arg(long, value_enum)]
     pub clock: Option<ClockArg>,
     /// Steps between checkpoints.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CHECKPOINT_EVERY)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CHECKPOINT_EVERY, value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_every: u64,
     /// Stop recording after this many steps.
     #[arg(long, value_name = "N")]
@@ -74,6 +74,19 @@ pub fn default_output(kernel_name: &str) -> PathBuf {
     PathBuf::from(format!("{stem}.ttvm"))
 }
 
+/// Maps a failure to start a recording to its exit: a bad kernel or no KVM as for any
+/// machine; a trace file another ttvm is writing is bad input (like a port in use).
+pub fn start_error_exit(kernel_name: &str, output: &std::path::Path, e: ttvm_replay::record::RecordError) -> Exit {
+    use ttvm_replay::record::RecordError;
+    match e {
+        RecordError::Machine(m) => Exit::new(exit_code::for_machine_error(&m), format!("{kernel_name}: {m}")),
+        RecordError::Io(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            Exit::new(exit_code::BAD_INPUT, e.to_string())
+        }
+        e => Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", output.display())),
+    }
+}
+
 /// Records once into `output`.
 pub fn record_once(
     args: &RecordArgs,
@@ -92,12 +105,9 @@ pub fn record_once(
         stepping: ttvm_replay::stepping::host_signature(),
     };
     let stop = crate::signals::install_stop_flag();
-    let mut session = RecordSession::start(config, output, options, console, input).map_err(|e| match e {
-        ttvm_replay::record::RecordError::Machine(m) => {
-            Exit::new(exit_code::for_machine_error(&m), format!("{kernel_name}: {m}"))
-        }
-        e => Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", output.display())),
-    })?;
+    let mut session = RecordSession::start(config, output, options, console, input)
+        .map_err(|e| start_error_exit(&kernel_name, output, e))?;
+    session.set_interrupt(stop);
     let progress_line = |p: &RecordProgress| {
         let secs = p.elapsed.as_secs_f64().max(1e-9);
         eprint!(
@@ -119,8 +129,15 @@ pub fn record_once(
             // Keep what was recorded: finalise with the failure as the reason.
             let reason = RecordEnd::Interrupted;
             let _ = session.finish(&reason);
+            // Writing the trace failed (a full disk, a lost file system): the host's fault,
+            // not KVM's.
+            let host_io = matches!(
+                e,
+                ttvm_replay::record::RecordError::Io(_)
+                    | ttvm_replay::record::RecordError::Engine(ttvm_replay::engine::EngineError::Io(_))
+            );
             return Err(Exit::new(
-                exit_code::KVM_INTERNAL,
+                if host_io { exit_code::HOST_ERROR } else { exit_code::KVM_INTERNAL },
                 format!(
                     "recording failed at step {}: {e}; the trace up to there was kept in {}",
                     session.icount(),

@@ -17,7 +17,8 @@ pub struct ReplayArgs {
     /// The trace file.
     pub trace: PathBuf,
     /// Exit 0 only if every event, the serial output, every checkpoint passed and the final
-    /// state digest match the recording. With --to, the range ends there: the events and
+    /// state digest match the recording (an unfinalised trace, whose end is unknown, exits
+    /// 77 after verifying what it holds, as `ttvm check` does). With --to, the range ends there: the events and
     /// output before it, and the state at it if a checkpoint is recorded there, are checked.
     #[arg(long)]
     pub verify: bool,
@@ -32,6 +33,10 @@ pub struct ReplayArgs {
     /// starts from).
     #[arg(long, value_name = "N", requires = "verify", conflicts_with_all = ["from_checkpoint", "to", "gdb"])]
     pub jobs: Option<usize>,
+    /// With --verify: check only piece K of N, cut as --jobs N cuts the trace (for a CI
+    /// system's own parallel jobs: one runner per piece; all N passing verify the trace).
+    #[arg(long, value_name = "K/N", requires = "verify", conflicts_with_all = ["from_checkpoint", "to", "gdb", "jobs"])]
+    pub piece: Option<String>,
     /// Serve the trace to gdb on [ADDR:]PORT instead of replaying straight through.
     #[arg(long, value_name = "[ADDR:]PORT")]
     pub gdb: Option<String>,
@@ -103,7 +108,19 @@ pub fn end_checked(rec: &Recording) -> &'static str {
     if rec.end.is_some() {
         "output and final state digest match"
     } else {
-        "output matches (the trace was not finalised, so there is no final digest)"
+        "output matches, but the trace was not finalised (a killed or truncated recording): \
+         how it ended and its final state cannot be checked (status 77, as `ttvm check`)"
+    }
+}
+
+/// The status of a verify that reached the end of the history: 0 only when the trace is
+/// finalised, so its outcome and final state were compared too; an unfinalised trace
+/// verifies as far as it goes but is not called verified.
+pub fn whole_verify_status(rec: &Recording) -> i32 {
+    if rec.end.is_some() {
+        0
+    } else {
+        exit_code::CHECK_FAILED
     }
 }
 
@@ -148,11 +165,30 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
     if let Some(jobs) = args.jobs.filter(|&n| n > 1) {
         return crate::commands::verify_pieces::verify_in_pieces(&args.trace, &rec, jobs);
     }
+    let (mut from_checkpoint, mut to) = (args.from_checkpoint, args.to);
+    if let Some(spec) = &args.piece {
+        use crate::commands::verify_pieces::{parse_piece, piece_range};
+        let (k, n) = parse_piece(spec).map_err(|e| Exit::new(exit_code::BAD_INPUT, e))?;
+        let Some((checkpoint, end)) = piece_range(&rec, k, n) else {
+            eprintln!(
+                "ttvm: piece {k}/{n} is empty: this trace's {} checkpoints cut it into fewer than {k} pieces; \
+                 the other pieces cover it",
+                rec.checkpoints.len()
+            );
+            return Ok(0);
+        };
+        eprintln!(
+            "ttvm: piece {k}/{n}: from checkpoint {checkpoint} (icount {}) to {}",
+            rec.checkpoints[checkpoint].engine.icount,
+            end.map_or("the end".to_string(), |t| format!("icount {t}"))
+        );
+        (from_checkpoint, to) = (Some(checkpoint), end);
+    }
     let mut s = session(&args.trace, rec.clone())?;
     if !args.quiet {
         s.set_echo(Some(ConsoleOutput::Stdout));
     }
-    if let Some(k) = args.from_checkpoint {
+    if let Some(k) = from_checkpoint {
         if k >= rec.checkpoints.len() {
             return Err(Exit::new(
                 exit_code::BAD_INPUT,
@@ -165,7 +201,7 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
         }
         s.restore_checkpoint(k).map_err(|e| replay_exit(&args.trace, e))?;
     }
-    let target = match args.to {
+    let target = match to {
         Some(t) if t > rec.length() => {
             return Err(Exit::new(
                 exit_code::BAD_INPUT,
@@ -200,7 +236,7 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
             "ttvm: verified {steps} steps from icount {from} in {secs:.2} s ({rate:.3} M steps/s): every event, checkpoint, {}",
             end_checked(&rec)
         );
-        return Ok(0);
+        return Ok(whole_verify_status(&rec));
     }
     let at_end = s.verify_prefix_end().map_err(|e| replay_exit(&args.trace, e))?;
     let state = match at_end {

@@ -79,6 +79,27 @@ fn spawn(exe: &Path, trace: &Path, number: usize, piece: &Piece) -> Result<Runni
     Ok(Running { number, piece: piece.clone(), child, stderr })
 }
 
+/// The checkpoint to start from and the icount to stop at (None: the end) for piece `k`
+/// (1-based) of `n`, as `--jobs n` would cut it; `None` when the history splits into fewer
+/// than `k` pieces (too few checkpoints), so that piece has nothing to verify.
+pub fn piece_range(rec: &Recording, k: usize, n: usize) -> Option<(usize, Option<u64>)> {
+    let icounts: Vec<u64> = rec.checkpoints.iter().map(|c| c.engine.icount).collect();
+    let plan = pieces(&icounts, rec.length(), n.max(1));
+    let p = plan.get(k.checked_sub(1)?)?;
+    Some((p.checkpoint, (!p.last).then_some(p.to)))
+}
+
+/// Parses `K/N` (1 <= K <= N).
+pub fn parse_piece(spec: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("--piece {spec}: expected K/N with 1 <= K <= N, e.g. 2/4");
+    let (k, n) = spec.split_once('/').ok_or_else(bad)?;
+    let (k, n) = (k.trim().parse::<usize>().map_err(|_| bad())?, n.trim().parse::<usize>().map_err(|_| bad())?);
+    if k == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
+}
+
 /// Verifies `rec` in `jobs` pieces at once. Returns 0 only if every piece matches; the first
 /// piece that fails stops the others and its report (with its exit status) is the result.
 pub fn verify_in_pieces(trace: &Path, rec: &Recording, jobs: usize) -> Result<i32, Exit> {
@@ -148,12 +169,21 @@ pub fn verify_in_pieces(trace: &Path, rec: &Recording, jobs: usize) -> Result<i3
         started.elapsed().as_secs_f64(),
         crate::commands::replay::end_checked(rec)
     );
-    Ok(0)
+    Ok(crate::commands::replay::whole_verify_status(rec))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn piece_specs() {
+        assert_eq!(parse_piece("2/4"), Ok((2, 4)));
+        assert_eq!(parse_piece("1/1"), Ok((1, 1)));
+        for bad in ["0/3", "4/3", "3", "a/b", "/", "1/0", "-1/2"] {
+            assert!(parse_piece(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn pieces_cut_at_checkpoints_and_cover_the_history() {

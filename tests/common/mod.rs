@@ -61,3 +61,21 @@ pub fn symbol(elf: &Path, symbol: &str) -> u64 {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
+
+/// Copies the trace `src` to `dst` chunk by chunk, letting `edit` change each chunk's raw
+/// (decompressed) payload first; checksums are recomputed, so only replay can notice.
+pub fn rewrite_trace(src: &Path, dst: &Path, mut edit: impl FnMut(ttvm_replay::trace::ChunkKind, &mut Vec<u8>)) {
+    use ttvm_replay::trace::{ChunkKind, EndRecord, TraceFile, TraceWriter};
+    let t = TraceFile::open(src).expect("open the trace to rewrite");
+    let mut w = TraceWriter::create(dst, &t.header).expect("create the rewritten trace");
+    for c in &t.chunks {
+        let mut raw = t.payload(c).expect("chunk payload").into_owned();
+        edit(c.kind, &mut raw);
+        if c.kind == ChunkKind::End {
+            let end: EndRecord = bincode::deserialize(&raw).expect("end record");
+            w.finish(&end).expect("finish");
+        } else {
+            w.write_chunk(c.kind, &raw, true).expect("write chunk");
+        }
+    }
+}

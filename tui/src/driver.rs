@@ -6,15 +6,16 @@
 //! changed, and the screen at N is the same however N was reached (stepping back then forward
 //! redraws it identically). A single step forward needs nothing more than the step itself.
 //!
-//! Breakpoint runs are step loops over the timeline (`step_forward` and a RIP check), not
-//! `Timeline::run_forward/run_backward`: those cannot report progress, and an interrupted
-//! `run_backward` loses the part of the window it had scanned (see the report's API wishes).
-//! The stop rule is the timeline's: a breakpoint at A stops at position q when RIP(q) = A.
+//! Breakpoint runs are the timeline's own (`Timeline::run_forward`, and
+//! `Timeline::continue_backward` with a `ReverseRun` kept in the job): the time slicer
+//! raises the timeline's interrupt flag at the end of each slice, the run pauses, the screen
+//! is redrawn and the next slice resumes it. So the stop rules (and the skipping of
+//! intervals a breakpoint cannot be in) are exactly gdb's.
 
 use std::time::{Duration, Instant};
 
 use ttvm_replay::replay::ReplayError;
-use ttvm_replay::timeline::{Stop, Timeline, TimelineError};
+use ttvm_replay::timeline::{ReverseRun, Stop, Timeline, TimelineError};
 
 use crate::app::Action;
 use crate::parse::MemTarget;
@@ -24,8 +25,6 @@ use crate::view::{Regs, View};
 
 /// How long one slice of a long operation runs before the screen is redrawn.
 pub const SLICE: Duration = Duration::from_millis(40);
-/// Steps of a breakpoint run between looks at the clock.
-const CHECK_EVERY: u64 = 256;
 
 /// What the progress popup shows.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,7 +62,7 @@ pub enum Outcome {
 enum Job {
     Seek { target: u64, origin: u64, note: Option<String> },
     Forward { addr: u64, start: u64 },
-    Backward { addr: u64, from: u64, hi: u64, lo: u64, restored: bool, last: Option<u64> },
+    Backward { addr: u64, run: ReverseRun },
 }
 
 /// Owns the timeline and the view of the machine at the cursor.
@@ -120,14 +119,7 @@ impl Driver {
         self.job = match *action {
             Action::Seek(t) => Some(self.seek_job(t.min(info.length), None, info)),
             Action::RunForward(addr) => Some(Job::Forward { addr, start: cursor }),
-            Action::RunBackward(addr) => Some(Job::Backward {
-                addr,
-                from: cursor,
-                hi: cursor,
-                lo: checkpoint_before(info, cursor.saturating_sub(1)),
-                restored: false,
-                last: None,
-            }),
+            Action::RunBackward(addr) => Some(Job::Backward { addr, run: ReverseRun::new(cursor) }),
             _ => None,
         };
     }
@@ -155,11 +147,15 @@ impl Driver {
                 at,
                 fraction: frac(at.saturating_sub(*start), self.timeline.length().saturating_sub(*start)),
             },
-            Job::Backward { addr, from, hi, lo, .. } => Progress {
-                what: format!("running backward to breakpoint {addr:#x} (scanning {lo}..{hi})"),
-                at,
-                fraction: frac(from - hi + at.saturating_sub(*lo).min(hi - lo), *from),
-            },
+            Job::Backward { addr, run } => {
+                let (from, hi, lo) = run.progress();
+                let lo = lo.unwrap_or(hi);
+                Progress {
+                    what: format!("running backward to breakpoint {addr:#x} (scanning {lo}..{hi})"),
+                    at,
+                    fraction: frac(from - hi + at.saturating_sub(lo).min(hi - lo), from),
+                }
+            }
         })
     }
 
@@ -257,70 +253,58 @@ impl Driver {
         Ok(Some(self.arrive(Some(prev), note, env)))
     }
 
+    /// Makes `addr` the timeline's one breakpoint (the app has one at a time).
+    fn only_breakpoint(&mut self, addr: u64) {
+        for other in self.timeline.breakpoints().iter().copied().filter(|&a| a != addr).collect::<Vec<_>>() {
+            self.timeline.remove_breakpoint(other);
+        }
+        self.timeline.add_breakpoint(addr);
+    }
+
+    /// Runs `run` for what is left of the slice; the slicer pauses it.
+    fn sliced<T>(&mut self, deadline: Instant, run: impl FnOnce(&mut Timeline) -> T) -> T {
+        self.slicer.arm(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
+        let r = run(&mut self.timeline);
+        self.slicer.disarm();
+        r
+    }
+
     fn work_forward(&mut self, addr: u64, deadline: Instant, env: Env<'_>) -> Result<Option<Outcome>, TimelineError> {
-        let mut n = 0u64;
-        loop {
-            if self.timeline.icount() >= self.timeline.length() {
+        self.only_breakpoint(addr);
+        match self.sliced(deadline, |t| t.run_forward())? {
+            Stop::Interrupted => Ok(None),
+            Stop::Breakpoint { .. } => {
+                let q = self.timeline.icount();
+                let note = Some(format!("breakpoint {addr:#x} hit at icount {q}"));
+                self.job = Some(self.seek_job(q, note, env.info));
+                Ok(None)
+            }
+            _ => {
                 let note = format!("no hit of breakpoint {addr:#x} before the end of the history");
-                return Ok(Some(self.arrive(None, Some(note), env)));
-            }
-            let prev = Regs::of(self.timeline.machine());
-            self.timeline.step_forward()?;
-            if self.timeline.machine().vm.vcpu().rip() == addr {
-                let note = format!("breakpoint {addr:#x} hit at icount {}", self.timeline.icount());
-                return Ok(Some(self.arrive(Some(prev), Some(note), env)));
-            }
-            n += 1;
-            if n.is_multiple_of(CHECK_EVERY) && Instant::now() >= deadline {
-                return Ok(None);
+                Ok(Some(self.arrive(None, Some(note), env)))
             }
         }
     }
 
     fn work_backward(&mut self, deadline: Instant, env: Env<'_>) -> Result<Option<Outcome>, TimelineError> {
-        let Some(Job::Backward { addr, from, mut hi, mut lo, mut restored, mut last }) = self.job.clone() else {
+        let Some(Job::Backward { addr, mut run }) = self.job.clone() else {
             return Ok(None);
         };
-        let info = env.info;
-        if hi == 0 {
-            let note = Some(format!("no hit of breakpoint {addr:#x} before icount {from}: start of the history"));
-            self.job = Some(self.seek_job(0, note, info));
-            return Ok(None);
-        }
-        if !restored {
-            let budget = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-            if !self.sliced_seek(lo, budget)? {
-                return Ok(None);
+        self.only_breakpoint(addr);
+        let stop = self.sliced(deadline, |t| t.continue_backward(&mut run))?;
+        let from = run.progress().0;
+        self.job = Some(match stop {
+            Stop::Interrupted => Job::Backward { addr, run },
+            Stop::Breakpoint { .. } => {
+                let q = self.timeline.icount();
+                let note = Some(format!("breakpoint {addr:#x} hit at icount {q} (running backward)"));
+                self.seek_job(q, note, env.info)
             }
-            restored = true;
-        }
-        let mut n = 0u64;
-        let window_done = loop {
-            let q = self.timeline.icount();
-            if self.timeline.machine().vm.vcpu().rip() == addr {
-                last = Some(q);
+            _ => {
+                let note = Some(format!("no hit of breakpoint {addr:#x} before icount {from}: start of the history"));
+                self.seek_job(0, note, env.info)
             }
-            if q + 1 >= hi {
-                break true;
-            }
-            self.timeline.step_forward()?;
-            n += 1;
-            if n.is_multiple_of(CHECK_EVERY) && Instant::now() >= deadline {
-                break false;
-            }
-        };
-        if !window_done {
-            self.job = Some(Job::Backward { addr, from, hi, lo, restored, last });
-            return Ok(None);
-        }
-        if let Some(q) = last {
-            let note = Some(format!("breakpoint {addr:#x} hit at icount {q} (running backward)"));
-            self.job = Some(self.seek_job(q, note, info));
-            return Ok(None);
-        }
-        hi = lo;
-        lo = checkpoint_before(info, hi.saturating_sub(1));
-        self.job = Some(Job::Backward { addr, from, hi, lo, restored: false, last: None });
+        });
         Ok(None)
     }
 }

@@ -1,11 +1,14 @@
 //! The fixed CPUID model every guest sees.
 //!
-//! Everything but the vendor is fixed: feature bits come from a whitelist the host must
-//! support, and family/model/stepping, brand string, cache and address-size leaves are
-//! constants, so every host of a vendor that supports the whitelist presents the same CPU
-//! and traces move between them. The vendor is the host's, because instruction behaviour
-//! that is architecturally undefined (flags after BSF, MUL...) differs between vendors;
-//! the trace stores the whole table and replay refuses a host whose table differs.
+//! Everything is fixed: feature bits come from a whitelist the host must support, and
+//! family/model/stepping, brand string, cache and address-size leaves are constants. The
+//! vendor is one choice ([`CpuVendor`]): kernels other than Linux see a vendor-neutral CPU
+//! (`ttvm-neutral`), so one trace replays on AMD and Intel hosts alike; Linux sees the
+//! host's vendor, because it takes vendor-specific paths (errata MSRs, mitigations, the
+//! SYSCALL/SYSENTER rules of KVM's emulator follow the guest's vendor) that the host's KVM
+//! only accepts for its own vendor. The undefined flags that once made a trace depend on
+//! the vendor are canonicalised by the exact engine (`undefined_flags`). The trace stores
+//! the whole table and replay refuses a host whose table differs.
 //!
 //! KVM_SET_CPUID2 is not the whole story: on PVM hosts the guest's CPUID returns the host's
 //! feature leaves (1 ECX/EDX, 7, 0xD) whatever the table says, so the exact engine answers
@@ -27,6 +30,19 @@ use crate::kvm::KvmSystem;
 /// Name of the model; bump it when the whitelist or what the guest sees of it changes
 /// (v3: the exact engine answers CPUID from the table itself, see [`CpuidModel::query`]).
 pub const CPUID_MODEL_NAME: &str = "ttvm-x86-64-v3";
+
+/// The vendor string a guest sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuVendor {
+    /// The host's own (Linux guests).
+    Host,
+    /// `ttvm-neutral`: the same CPU on every host (every other kernel).
+    Neutral,
+}
+
+/// CPUID.0 EBX, EDX, ECX of the vendor-neutral model: "ttvm-neutral".
+pub const NEUTRAL_VENDOR: [u32; 3] =
+    [u32::from_le_bytes(*b"ttvm"), u32::from_le_bytes(*b"-neu"), u32::from_le_bytes(*b"tral")];
 
 /// Errors building the CPUID model.
 #[derive(Debug, thiserror::Error)]
@@ -122,14 +138,14 @@ fn feature_names(leaf: &str, missing: u32) -> String {
 }
 
 impl CpuidModel {
-    /// Builds the model for this host.
-    pub fn for_host(kvm: &KvmSystem) -> Result<Self, CpuidError> {
+    /// Builds the model for this host, with the vendor `vendor` chooses.
+    pub fn for_host(kvm: &KvmSystem, vendor: CpuVendor) -> Result<Self, CpuidError> {
         let supported = kvm.kvm().get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(CpuidError::Supported)?;
-        Self::from_supported(supported.as_slice())
+        Self::from_supported(supported.as_slice(), vendor)
     }
 
     /// Builds the model from a host's supported-CPUID list (separate for testing).
-    pub fn from_supported(host: &[kvm_cpuid_entry2]) -> Result<Self, CpuidError> {
+    pub fn from_supported(host: &[kvm_cpuid_entry2], vendor: CpuVendor) -> Result<Self, CpuidError> {
         let find = |f: u32, i: u32| host.iter().find(|e| e.function == f && e.index == i).copied();
         let zero = kvm_cpuid_entry2::default();
         let mut missing = Vec::new();
@@ -151,8 +167,18 @@ impl CpuidModel {
         if !missing.is_empty() {
             return Err(CpuidError::MissingFeatures(missing.join(", ")));
         }
-        let vendor = [l0.ebx, l0.edx, l0.ecx];
-        Ok(Self::for_vendor(vendor))
+        Ok(Self::for_vendor(match vendor {
+            CpuVendor::Host => [l0.ebx, l0.edx, l0.ecx],
+            CpuVendor::Neutral => NEUTRAL_VENDOR,
+        }))
+    }
+
+    /// Which vendor choice made this table (a recorded table: replay builds the same).
+    pub fn vendor_choice(&self) -> CpuVendor {
+        match self.leaf(0, 0) {
+            Some(l) if [l.ebx, l.edx, l.ecx] == NEUTRAL_VENDOR => CpuVendor::Neutral,
+            _ => CpuVendor::Host,
+        }
     }
 
     /// The model for a CPU of `vendor` (CPUID.0 EBX, EDX, ECX). Everything but the vendor
@@ -166,7 +192,7 @@ impl CpuidModel {
         // Family/model/stepping: a fixed identity keeps family-specific guest code paths the
         // same on every host. AMD: family 1Ah model 02h, as the reference hosts (Linux's
         // family 17h errata paths write MSRs these hosts' KVM refuses and hang the boot).
-        // Intel: family 6 model 8Fh (not exercised on the reference hosts).
+        // Intel and the neutral vendor: family 6 model 8Fh.
         let signature = if amd { 0x00b0_0f21 } else { 0x0008_06f8 };
         push(0, 0, false, [MAX_BASIC_LEAF, vendor[0], vendor[2], vendor[1]]);
         // EBX: CLFLUSH line 8 qwords, one logical CPU, APIC id 0.
@@ -298,7 +324,7 @@ mod tests {
 
     #[test]
     fn hides_paravirt_x2apic_and_apic() {
-        let m = CpuidModel::from_supported(&rich_host()).unwrap();
+        let m = CpuidModel::from_supported(&rich_host(), CpuVendor::Host).unwrap();
         assert!(m.leaves.iter().all(|l| l.function < 0x4000_0000 || l.function >= 0x8000_0000));
         let l1 = m.leaf(1, 0).unwrap();
         assert_eq!(l1.ecx & (1 << 21), 0, "x2apic must be hidden");
@@ -316,11 +342,11 @@ mod tests {
 
     #[test]
     fn identity_is_fixed_across_hosts_of_a_vendor() {
-        let a = CpuidModel::from_supported(&rich_host()).unwrap();
+        let a = CpuidModel::from_supported(&rich_host(), CpuVendor::Host).unwrap();
         let mut other = rich_host();
         other[1].eax = 0x00a2_0f12; // another family/model/stepping
         other[8].eax = 0x3934; // 52-bit physical addresses
-        let b = CpuidModel::from_supported(&other).unwrap();
+        let b = CpuidModel::from_supported(&other, CpuVendor::Host).unwrap();
         assert!(a.differences(&b).is_empty(), "{:?}", a.differences(&b));
         assert_eq!(a.leaf(0x8000_0008, 0).unwrap().eax, 0x3028);
         assert_eq!(a.leaf(1, 0).unwrap().eax, 0x00b0_0f21, "AMD family 1Ah model 02h");
@@ -328,10 +354,10 @@ mod tests {
 
     #[test]
     fn same_features_on_hosts_with_different_extras() {
-        let a = CpuidModel::from_supported(&rich_host()).unwrap();
+        let a = CpuidModel::from_supported(&rich_host(), CpuVendor::Host).unwrap();
         let mut other = rich_host();
         other[2] = entry(7, 0, [0, L7_EBX | (1 << 16), 0, 0]); // host with AVX-512F only extra
-        let b = CpuidModel::from_supported(&other).unwrap();
+        let b = CpuidModel::from_supported(&other, CpuVendor::Host).unwrap();
         assert!(a.differences(&b).is_empty());
     }
 
@@ -339,16 +365,16 @@ mod tests {
     fn reports_missing_features_by_name() {
         let mut host = rich_host();
         host[1] = entry(1, 0, [0, 0, 0, L1_EDX & !(1 << 26)]); // no SSE2
-        let e = CpuidModel::from_supported(&host).unwrap_err().to_string();
+        let e = CpuidModel::from_supported(&host, CpuVendor::Host).unwrap_err().to_string();
         assert!(e.contains("CPUID.1:EDX bit 26"), "{e}");
     }
 
     #[test]
     fn differences_name_the_leaf() {
-        let a = CpuidModel::from_supported(&rich_host()).unwrap();
+        let a = CpuidModel::from_supported(&rich_host(), CpuVendor::Host).unwrap();
         let mut host = rich_host();
         host[0] = entry(0, 0, [0x10, 0x756e_6547, 0x6c65_746e, 0x4965_6e69]);
-        let b = CpuidModel::from_supported(&host).unwrap();
+        let b = CpuidModel::from_supported(&host, CpuVendor::Host).unwrap();
         let d = a.differences(&b);
         assert!(d[0].starts_with("leaf 0x0.0"), "{d:?}");
         assert!(
@@ -357,5 +383,22 @@ mod tests {
                 .any(|p| l.starts_with(p))),
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn the_neutral_model_is_the_same_on_every_vendor() {
+        let amd = CpuidModel::from_supported(&rich_host(), CpuVendor::Neutral).unwrap();
+        let mut intel = rich_host();
+        intel[0] = entry(0, 0, [0x10, 0x756e_6547, 0x6c65_746e, 0x4965_6e69]);
+        intel[1].eax = 0x000a_06a6;
+        let intel = CpuidModel::from_supported(&intel, CpuVendor::Neutral).unwrap();
+        assert!(amd.differences(&intel).is_empty(), "{:?}", amd.differences(&intel));
+        assert_eq!(amd.vendor(), "ttvm-neutral");
+        assert_eq!(amd.vendor_choice(), CpuVendor::Neutral);
+        assert_eq!(CpuidModel::from_supported(&rich_host(), CpuVendor::Host).unwrap().vendor_choice(), CpuVendor::Host);
+        // The neutral model still requires the whitelist of the host.
+        let mut poor = rich_host();
+        poor[1] = entry(1, 0, [0, 0, 0, L1_EDX & !(1 << 26)]);
+        assert!(CpuidModel::from_supported(&poor, CpuVendor::Neutral).is_err());
     }
 }

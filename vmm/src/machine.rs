@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::boot::{self, BootError};
+use crate::cpuid::CpuVendor;
 use crate::devices::Board;
 use crate::regs_dump::format_registers;
 use crate::vm::{Vm, VmError};
@@ -86,6 +87,17 @@ impl std::fmt::Display for GuestStop {
     }
 }
 
+/// The CPUID vendor a new recording or run shows its kernel: Linux sees the host's (it
+/// takes vendor-specific paths that the host's KVM only accepts for its own vendor), every
+/// other kernel the vendor-neutral CPU, so its traces replay on AMD and Intel hosts alike.
+pub fn default_vendor(is_linux: bool) -> CpuVendor {
+    if is_linux {
+        CpuVendor::Host
+    } else {
+        CpuVendor::Neutral
+    }
+}
+
 /// The machine.
 #[derive(Debug)]
 pub struct Machine {
@@ -96,12 +108,19 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// Creates the VM, loads the kernel and puts the vCPU at the kernel's entry.
+    /// Creates the VM, loads the kernel and puts the vCPU at the kernel's entry. The CPU's
+    /// vendor is [`default_vendor`]'s choice for this kernel.
     pub fn new(config: MachineConfig) -> Result<Self, MachineError> {
+        Self::with_vendor(config, None)
+    }
+
+    /// Like [`Machine::new`], with the CPUID vendor given (replay: the recorded one).
+    pub fn with_vendor(config: MachineConfig, vendor: Option<CpuVendor>) -> Result<Self, MachineError> {
         // Validate (and unpack a bzImage) before touching KVM so a bad file is reported as
         // such even on a machine without KVM.
         let kernel = boot::prepare(&config.kernel)?;
-        let mut vm = Vm::new(config.mem_size)?;
+        let vendor = vendor.unwrap_or_else(|| default_vendor(kernel.is_linux()));
+        let mut vm = Vm::new(config.mem_size, vendor)?;
         let base_sregs = vm.vcpu().sregs();
         let boot = boot::load_prepared(vm.ram_mut(), &kernel, &config.cmdline, &config.initrd, base_sregs)?;
         drop(kernel);

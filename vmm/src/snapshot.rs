@@ -157,16 +157,22 @@ fn write_snapshot(mut out: impl Write, state: &MachineState, ram: &[u8]) -> std:
 pub fn load(path: &Path) -> Result<(Machine, HostClock), SnapshotError> {
     let file = File::open(path).map_err(|source| SnapshotError::Io { path: path.to_path_buf(), source })?;
     let (state, mut pages) = read_state(path, BufReader::new(file))?;
-    let damaged = |reason: String| SnapshotError::Damaged { path: path.to_path_buf(), reason };
     // Refused before a VM is built: a state that decodes but no machine could be in.
-    let board = Board::from_state(&state.board).map_err(|e| damaged(format!("device state: {e}")))?;
-    state.vcpu.validate().map_err(|e| damaged(format!("vCPU state: {e}")))?;
-    let mut vm = Vm::new(state.mem_size)?;
+    let board = restorable_board(path, &state)?;
+    let mut vm = Vm::new(state.mem_size, crate::cpuid::CpuVendor::Host)?;
     read_pages(path, &mut pages, vm.ram_mut().as_mut_slice())?;
     vm.vcpu_mut().restore_state(&state.vcpu)?;
     vm.vcpu().set_msr(MSR_TSC, state.tsc)?;
     let clock = HostClock::resumed_at(state.clock_ns, state.clock_slowdown);
     Ok((Machine { vm, board }, clock))
+}
+
+/// The live board of `state`, once its devices and vCPU have passed their checks: a state
+/// that decodes but that no machine could be in is a damaged snapshot.
+fn restorable_board(path: &Path, state: &MachineState) -> Result<Board, SnapshotError> {
+    let damaged = |reason: String| SnapshotError::Damaged { path: path.to_path_buf(), reason };
+    state.vcpu.validate().map_err(|e| damaged(format!("vCPU state: {e}")))?;
+    Board::from_state(&state.board).map_err(|e| damaged(format!("device state: {e}")))
 }
 
 /// The header and the state record; the returned decoder is positioned at the pages.
@@ -203,9 +209,21 @@ fn read_state<R: Read>(
 /// The RAM pages into `ram` (zeroed), then the end of the frame, whose checksum the decoder
 /// verifies only when it is read.
 fn read_pages(path: &Path, z: &mut impl Read, ram: &mut [u8]) -> Result<(), SnapshotError> {
-    let damaged = |reason: String| SnapshotError::Damaged { path: path.to_path_buf(), reason };
     let pages = ram.len() / PAGE_SIZE;
+    read_pages_into(path, z, pages, |pfn, page| ram[pfn * PAGE_SIZE..(pfn + 1) * PAGE_SIZE].copy_from_slice(page))
+}
+
+/// Reads the page list of a RAM of `pages` pages, handing each page to `store`, then the
+/// end of the frame.
+fn read_pages_into(
+    path: &Path,
+    z: &mut impl Read,
+    pages: usize,
+    mut store: impl FnMut(usize, &[u8]),
+) -> Result<(), SnapshotError> {
+    let damaged = |reason: String| SnapshotError::Damaged { path: path.to_path_buf(), reason };
     let mut previous: Option<usize> = None;
+    let mut page = vec![0u8; PAGE_SIZE];
     loop {
         let mut pfn = [0u8; 4];
         z.read_exact(&mut pfn).map_err(|e| damaged(format!("page list: {e}")))?;
@@ -217,8 +235,8 @@ fn read_pages(path: &Path, z: &mut impl Read, ram: &mut [u8]) -> Result<(), Snap
         if pfn >= pages || previous.is_some_and(|p| pfn <= p) {
             return Err(damaged(format!("page {pfn:#x} out of order or beyond {pages} pages of RAM")));
         }
-        z.read_exact(&mut ram[pfn * PAGE_SIZE..(pfn + 1) * PAGE_SIZE])
-            .map_err(|e| damaged(format!("page {pfn:#x}: {e}")))?;
+        z.read_exact(&mut page).map_err(|e| damaged(format!("page {pfn:#x}: {e}")))?;
+        store(pfn, &page);
         previous = Some(pfn);
     }
     let mut rest = Vec::new();
@@ -227,6 +245,18 @@ fn read_pages(path: &Path, z: &mut impl Read, ram: &mut [u8]) -> Result<(), Snap
         return Err(damaged(format!("{} unexpected bytes after the pages", rest.len())));
     }
     Ok(())
+}
+
+/// Reads and checks a whole snapshot from `input` without building a machine (no KVM):
+/// the header, the state record (refused as [`load`] would refuse it), every page's place
+/// and the frame's checksum; `path` names it in errors. Returns the state. For checking a
+/// file before use, and for fuzzing the reader.
+pub fn check(path: &Path, input: impl Read) -> Result<MachineState, SnapshotError> {
+    let (state, mut pages) = read_state(path, input)?;
+    restorable_board(path, &state)?;
+    let count = usize::try_from(state.mem_size / PAGE_SIZE as u64).unwrap_or(usize::MAX);
+    read_pages_into(path, &mut pages, count, |_, _| {})?;
+    Ok(state)
 }
 
 #[cfg(test)]
@@ -355,5 +385,7 @@ mod tests {
         std::fs::write(&path, encode(&state, &ram)).unwrap();
         let err = load(&path).map(|_| ()).unwrap_err();
         assert!(err.to_string().contains("vCPU state: vCPU MP state is 99"), "{err}");
+        let err = check(&path, &encode(&state, &ram)[..]).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("vCPU state: vCPU MP state is 99"), "check refuses it too: {err}");
     }
 }

@@ -5,7 +5,7 @@ use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES};
 use kvm_ioctls::VmFd;
 use std::sync::Mutex;
 
-use crate::cpuid::{CpuidError, CpuidModel};
+use crate::cpuid::{CpuVendor, CpuidError, CpuidModel};
 use crate::kvm::{KvmError, KvmSystem};
 use crate::memory::{GuestRam, MemoryError, PAGE_SIZE};
 use crate::vcpu::{Vcpu, VcpuError};
@@ -50,8 +50,9 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Creates a VM with `mem_size` bytes of RAM and one vCPU at reset.
-    pub fn new(mem_size: u64) -> Result<Self, VmError> {
+    /// Creates a VM with `mem_size` bytes of RAM and one vCPU at reset, whose CPUID shows
+    /// `vendor`.
+    pub fn new(mem_size: u64, vendor: CpuVendor) -> Result<Self, VmError> {
         let kvm = KvmSystem::open()?;
         let ram = GuestRam::new(mem_size)?;
         let vm = kvm.kvm().create_vm().map_err(|source| VmError::Ioctl { op: "KVM_CREATE_VM", source })?;
@@ -69,7 +70,7 @@ impl Vm {
         // Required on Intel for real-mode emulation; placed in the top of the 32-bit space,
         // outside RAM. Harmless elsewhere, so a failure is not fatal.
         let _ = vm.set_tss_address(0xfffb_d000);
-        let cpuid = CpuidModel::for_host(&kvm)?;
+        let cpuid = CpuidModel::for_host(&kvm, vendor)?;
         let kvm_cpuid = cpuid.to_kvm()?;
         let msr_list =
             kvm.kvm().get_msr_index_list().map_err(|source| VmError::Ioctl { op: "KVM_GET_MSR_INDEX_LIST", source })?;

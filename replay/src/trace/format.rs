@@ -9,7 +9,8 @@
 //! trailer := index_offset(u64) END_MAGIC(8)
 //! ```
 //! All integers are little-endian. `checksum` is XXH3-64 of the payload seeded with the
-//! chunk's kind, codec and lengths, so a flipped bit anywhere in a chunk is caught. Chunks are
+//! XXH3-64 of the chunk header's first 16 bytes (format 3; see [`chunk_checksum`]), so a
+//! flipped bit anywhere in a chunk is caught; `reserved` must be zero. Chunks are
 //! appended while recording and each is complete once written, so a recording killed at any
 //! moment leaves a readable prefix; the index and trailer are written last, and when they are
 //! missing the reader rebuilds the index by scanning.
@@ -25,14 +26,20 @@ use crate::clock::ClockMode;
 
 /// First 8 bytes of every trace (a PNG-style magic that also catches text-mode mangling).
 pub const MAGIC: [u8; 8] = *b"\x89TTVM\r\n\x1a";
-/// Current format version. 2: strict steps (`Engine::strict_steps`): the engine carries
-/// out ring-0 IRETQs, fences, OUT imm8 and SWAPGS itself, one step each, and ends a step
-/// after an instruction it emulated for KVM, where format 1 let single-step run the next
-/// instruction in the same step (which, if it was RDTSC, RDRAND or CPUID, then ran
-/// unlogged); format-1 traces replay the old way.
-pub const FORMAT_VERSION: u32 = 2;
+/// Current format version (the step rules of each are `engine::StepRules::for_format`).
+/// 2: strict steps: the engine carries out ring-0 IRETQs, fences, OUT imm8 and SWAPGS
+/// itself, one step each, and ends a step after an instruction it emulated for KVM, where
+/// format 1 let single-step run the next instruction in the same step (which, if it was
+/// RDTSC, RDRAND or CPUID, then ran unlogged). 3: canonical flags: the arithmetic flags an
+/// instruction leaves undefined are cleared after it, so a trace no longer depends on the
+/// recording CPU's microarchitecture; the header names the recording host
+/// ([`HostRecord`]); a finalised recording ends with a checkpoint at its last step, so a
+/// final-state mismatch names what differs. Older traces replay with their own rules.
+pub const FORMAT_VERSION: u32 = 3;
 /// The first format recorded with strict steps.
 pub const STRICT_STEPS_SINCE: u32 = 2;
+/// The first format recorded with canonical undefined flags.
+pub const CANONICAL_FLAGS_SINCE: u32 = 3;
 /// Oldest format version this reader still reads.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
 /// Size of the fixed preamble.
@@ -64,7 +71,12 @@ pub enum ChunkKind {
     End = 4,
     /// The index.
     Index = 5,
+    /// The code pages an interval between two checkpoints executed (format 3 on).
+    CodePages = 6,
 }
+
+/// Number of chunk kinds (the largest kind byte + 1).
+pub const CHUNK_KINDS: usize = 7;
 
 impl ChunkKind {
     /// Parses a kind byte.
@@ -75,6 +87,7 @@ impl ChunkKind {
             3 => Self::Checkpoint,
             4 => Self::End,
             5 => Self::Index,
+            6 => Self::CodePages,
             _ => return None,
         })
     }
@@ -87,6 +100,7 @@ impl ChunkKind {
             Self::Checkpoint => "checkpoint",
             Self::End => "end",
             Self::Index => "index",
+            Self::CodePages => "code pages",
         }
     }
 }
@@ -96,11 +110,24 @@ pub const CODEC_RAW: u8 = 0;
 /// LZ4 block compression.
 pub const CODEC_LZ4: u8 = 1;
 
-/// Computes a chunk checksum.
-pub fn chunk_checksum(kind: u8, codec: u8, payload_len: u32, raw_len: u32, payload: &[u8]) -> u64 {
-    let seed = u64::from(kind) | (u64::from(codec) << 8) | (u64::from(payload_len) << 16) ^ (u64::from(raw_len) << 40);
+/// Computes the checksum of a chunk of format `version`: XXH3-64 of the payload, seeded
+/// from the first 16 bytes of the chunk header (magic, kind, codec, reserved, lengths).
+/// Formats 1 and 2 seeded it from the kind, codec and lengths only, which left the
+/// reserved bytes and the top bits of `raw_len` unguarded; from format 3 every header
+/// byte before the checksum is covered.
+pub fn chunk_checksum(version: u32, header: &[u8; 16], payload: &[u8]) -> u64 {
+    let u32_at = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+    let seed = if version < WHOLE_CHUNK_HEADER_SUM_SINCE {
+        let (kind, codec, payload_len, raw_len) = (header[4], header[5], u32_at(8), u32_at(12));
+        u64::from(kind) | (u64::from(codec) << 8) | (u64::from(payload_len) << 16) ^ (u64::from(raw_len) << 40)
+    } else {
+        xxhash_rust::xxh3::xxh3_64(header)
+    };
     xxhash_rust::xxh3::xxh3_64_with_seed(payload, seed)
 }
+
+/// The first format whose chunk checksums cover the whole chunk header.
+pub const WHOLE_CHUNK_HEADER_SUM_SINCE: u32 = 3;
 
 /// Everything needed to rebuild the recorded machine and judge whether this host can
 /// replay it.
@@ -126,6 +153,77 @@ pub struct TraceHeader {
     pub checkpoint_every: u64,
     /// Wall-clock time the recording started.
     pub created_unix_secs: u64,
+    /// The host that recorded the trace (format 3 on; `None` in older traces).
+    pub host: Option<HostRecord>,
+}
+
+/// The recording host, as measured when the recording started: for people reading the
+/// trace and for divergence reports. Replay's compatibility check does not use it (the
+/// CPUID table and stepping signature are what must match; canonical flags make the
+/// rest of the CPU irrelevant).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// "GenuineIntel family 6 model 167 stepping 1 (Intel(R) Xeon(R) Processor)".
+    pub cpu: String,
+    /// What this CPU leaves in undefined flags (`ttvm_vmm::flags_probe`).
+    pub undefined_flags: String,
+}
+
+/// The header of formats 1 and 2 (no [`HostRecord`]); frozen, never edited.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TraceHeaderV2 {
+    ttvm_version: String,
+    machine: MachineConfig,
+    kernel_name: String,
+    kernel_hash: String,
+    cpuid: CpuidModel,
+    stepping: String,
+    clock: ClockMode,
+    ns_per_step: u64,
+    checkpoint_every: u64,
+    created_unix_secs: u64,
+}
+
+impl From<TraceHeaderV2> for TraceHeader {
+    fn from(h: TraceHeaderV2) -> Self {
+        Self {
+            ttvm_version: h.ttvm_version,
+            machine: h.machine,
+            kernel_name: h.kernel_name,
+            kernel_hash: h.kernel_hash,
+            cpuid: h.cpuid,
+            stepping: h.stepping,
+            clock: h.clock,
+            ns_per_step: h.ns_per_step,
+            checkpoint_every: h.checkpoint_every,
+            created_unix_secs: h.created_unix_secs,
+            host: None,
+        }
+    }
+}
+
+/// Decodes the bincode header of a trace of format `version`.
+pub fn decode_header(version: u32, raw: &[u8]) -> Result<TraceHeader, bincode::Error> {
+    if version < HOST_RECORD_SINCE {
+        bincode::deserialize::<TraceHeaderV2>(raw).map(TraceHeader::from)
+    } else {
+        bincode::deserialize::<TraceHeader>(raw)
+    }
+}
+
+/// The first format whose header has a [`HostRecord`] and whose header checksum also
+/// covers the format version and header length (so an edited version is damage, not an
+/// older format).
+pub const HOST_RECORD_SINCE: u32 = 3;
+
+/// The preamble's header checksum for format `version`.
+pub fn header_checksum(version: u32, header_len: u32, header_bytes: &[u8]) -> u64 {
+    if version < HOST_RECORD_SINCE {
+        xxhash_rust::xxh3::xxh3_64(header_bytes)
+    } else {
+        let seed = u64::from(version) | (u64::from(header_len) << 32);
+        xxhash_rust::xxh3::xxh3_64_with_seed(header_bytes, seed)
+    }
 }
 
 /// How a recording ended (the `End` chunk).
@@ -141,6 +239,35 @@ pub struct EndRecord {
     pub final_digest: u64,
 }
 
+/// The code an interval of the history executed (a `CodePages` chunk): for every virtual
+/// page (RIP >> 12) some position from the previous checkpoint up to, not including,
+/// checkpoint `checkpoint` was on, a bitmap of its 16-byte blocks those positions' RIPs
+/// were in (256 bits). A breakpoint whose block is not marked cannot stop a run inside
+/// the interval, so runs skip it without replaying. Blocks rather than pages: small
+/// kernels keep their hot loops and their one-off code on the same few pages, and a
+/// 16-byte block holds only a few instructions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntervalCode {
+    /// The checkpoint that ends the interval (>= 1).
+    pub checkpoint: u32,
+    /// (page, bitmap of its 256 blocks): sorted by page, no duplicates, no empty bitmap.
+    pub pages: Vec<(u64, [u64; 4])>,
+}
+
+/// Where the block of `rip` is in its page's bitmap: (word, bit).
+pub fn code_block(rip: u64) -> (usize, u64) {
+    let block = (rip >> 4) & 0xff;
+    ((block >> 6) as usize, 1 << (block & 63))
+}
+
+impl IntervalCode {
+    /// Whether a position with this RIP is in the interval.
+    pub fn contains(&self, rip: u64) -> bool {
+        let (word, bit) = code_block(rip);
+        self.pages.binary_search_by_key(&(rip >> 12), |&(p, _)| p).is_ok_and(|i| self.pages[i].1[word] & bit != 0)
+    }
+}
+
 /// Where each chunk is, for readers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraceIndex {
@@ -151,4 +278,76 @@ pub struct TraceIndex {
 /// Computes the kernel hash stored in headers.
 pub fn kernel_hash(image: &[u8]) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(image))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ttvm_vmm::cpuid::NEUTRAL_VENDOR;
+
+    fn known_header() -> TraceHeader {
+        let mut machine = MachineConfig::new(b"\x7fELF known kernel".to_vec(), "ticks=3");
+        machine.rtc_base_unix_secs = 1_700_000_000;
+        machine.initrd = vec![1, 2, 3];
+        TraceHeader {
+            ttvm_version: "0.1.0".into(),
+            kernel_name: "known".into(),
+            kernel_hash: kernel_hash(&machine.kernel),
+            cpuid: CpuidModel::for_vendor(NEUTRAL_VENDOR),
+            stepping: "ttvm-step/1 probe".into(),
+            clock: ClockMode::Icount,
+            ns_per_step: 10,
+            checkpoint_every: 25_000,
+            created_unix_secs: 1_764_806_400,
+            machine,
+            host: Some(HostRecord { cpu: "GenuineIntel family 6 model 167".into(), undefined_flags: "flags/1".into() }),
+        }
+    }
+
+    /// The bytes of a known header are pinned: reordering or retyping a field (here, in
+    /// `MachineConfig` or in `CpuidModel`) breaks this test instead of users' traces. A
+    /// deliberate change is a new format version with its own frozen header type.
+    #[test]
+    fn the_format_3_header_encoding_is_pinned() {
+        let h = known_header();
+        let bytes = bincode::serialize(&h).unwrap();
+        // The field order: version string, machine (mem size, kernel, cmdline, RTC, initrd)…
+        assert_eq!(&bytes[..8], &5u64.to_le_bytes(), "ttvm_version's length comes first");
+        assert_eq!(&bytes[8..13], b"0.1.0");
+        assert_eq!(&bytes[13..21], &(128u64 << 20).to_le_bytes(), "then the machine's RAM size");
+        // …and the whole encoding.
+        assert_eq!(bytes.len(), 846, "encoded length");
+        assert_eq!(xxhash_rust::xxh3::xxh3_64(&bytes), 0x4199_4ee0_4e91_3bdf, "encoded bytes");
+        assert_eq!(decode_header(3, &bytes).unwrap(), h);
+    }
+
+    #[test]
+    fn format_2_headers_decode_without_a_host_record() {
+        let h = known_header();
+        let v2 = TraceHeaderV2 {
+            ttvm_version: h.ttvm_version.clone(),
+            machine: h.machine.clone(),
+            kernel_name: h.kernel_name.clone(),
+            kernel_hash: h.kernel_hash.clone(),
+            cpuid: h.cpuid.clone(),
+            stepping: h.stepping.clone(),
+            clock: h.clock,
+            ns_per_step: h.ns_per_step,
+            checkpoint_every: h.checkpoint_every,
+            created_unix_secs: h.created_unix_secs,
+        };
+        let bytes = bincode::serialize(&v2).unwrap();
+        let decoded = decode_header(2, &bytes).unwrap();
+        assert_eq!(decoded, TraceHeader { host: None, ..h.clone() });
+        // A format-3 reader of those bytes would run out of input: the version decides.
+        assert!(decode_header(3, &bytes).is_err());
+    }
+
+    #[test]
+    fn the_header_checksum_covers_the_version_from_format_3() {
+        let b = b"header bytes";
+        assert_eq!(header_checksum(2, 12, b), header_checksum(1, 12, b), "formats 1-2: the bytes alone");
+        assert_ne!(header_checksum(3, 12, b), header_checksum(4, 12, b));
+        assert_ne!(header_checksum(3, 12, b), header_checksum(3, 13, b));
+    }
 }

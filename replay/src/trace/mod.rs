@@ -4,6 +4,9 @@ pub mod format;
 pub mod reader;
 pub mod writer;
 
-pub use format::{ChunkKind, EndRecord, TraceHeader, FORMAT_VERSION, STRICT_STEPS_SINCE};
+pub use format::{
+    ChunkKind, EndRecord, HostRecord, IntervalCode, TraceHeader, CANONICAL_FLAGS_SINCE, FORMAT_VERSION,
+    STRICT_STEPS_SINCE,
+};
 pub use reader::{ChunkRef, TraceError, TraceFile};
 pub use writer::TraceWriter;

@@ -1,10 +1,10 @@
-//! Reading and validating trace files through a memory map.
+//! Reading and validating trace files. The file is read into memory once: a trace that is
+//! changed or truncated underneath a running replay (re-recorded in place, say) cannot
+//! fault the reader, as a memory map would (SIGBUS); the replay keeps the history it read.
 
 use std::borrow::Cow;
 use std::fs::File;
 use std::path::Path;
-
-use memmap2::Mmap;
 
 use super::format::*;
 
@@ -12,7 +12,7 @@ use super::format::*;
 /// the byte offset.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
-    /// The file cannot be opened or mapped.
+    /// The file cannot be opened or read.
     #[error("cannot read {path}: {source}")]
     Io {
         /// File path.
@@ -86,7 +86,7 @@ pub struct ChunkRef {
 /// An open, validated trace: every chunk's checksum has been verified.
 #[derive(Debug)]
 pub struct TraceFile {
-    map: Mmap,
+    map: Vec<u8>,
     /// Format version of the file.
     pub version: u32,
     /// The header.
@@ -120,15 +120,13 @@ impl TraceFile {
     /// Opens and validates `path`.
     pub fn open(path: &Path) -> Result<Self, TraceError> {
         let io = |source| TraceError::Io { path: path.display().to_string(), source };
-        let file = File::open(path).map_err(io)?;
-        // SAFETY: the map is read-only; if another process truncates the file while it is
-        // mapped, reads of the lost pages fault (SIGBUS). ttvm never modifies a trace it
-        // reads, and traces are not written in place once finished.
-        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let mut file = File::open(path).map_err(io)?;
+        let mut map = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut map).map_err(io)?;
         Self::from_map(map)
     }
 
-    fn from_map(map: Mmap) -> Result<Self, TraceError> {
+    fn from_map(map: Vec<u8>) -> Result<Self, TraceError> {
         let b = &map[..];
         if b.len() < MAGIC.len() || b[..MAGIC.len()] != MAGIC {
             return Err(TraceError::NotATrace("the file does not start with the ttvm trace magic".into()));
@@ -157,7 +155,7 @@ impl TraceFile {
             });
         }
         let header_bytes = &b[PREAMBLE_LEN..header_end];
-        if xxhash_rust::xxh3::xxh3_64(header_bytes) != header_sum {
+        if header_checksum(version, header_len as u32, header_bytes) != header_sum {
             return Err(TraceError::Corrupted {
                 offset: PREAMBLE_LEN as u64,
                 what: "the header".into(),
@@ -175,17 +173,21 @@ impl TraceFile {
         }
         let header_raw = lz4_flex::block::decompress(&header_bytes[4..], raw_len as usize)
             .map_err(|e| header_corrupted(format!("does not decompress: {e}")))?;
-        let header: TraceHeader = bincode::deserialize(&header_raw).map_err(|e| TraceError::Corrupted {
-            offset: PREAMBLE_LEN as u64,
-            what: "the header".into(),
-            reason: e.to_string(),
-        })?;
+        let header = decode_header(version, &header_raw).map_err(|e| header_corrupted(e.to_string()))?;
+        // The embedded kernel must be the one the header names: gdb and the replay both
+        // trust it.
+        if kernel_hash(&header.machine.kernel) != header.kernel_hash {
+            return Err(header_corrupted(format!(
+                "the embedded kernel image does not match the kernel hash {} the header records",
+                header.kernel_hash
+            )));
+        }
         let mut t = Self { map, version, header, chunks: Vec::new(), finalised: false, recovery_note: None };
         t.load_chunks(header_end as u64)?;
         Ok(t)
     }
 
-    fn scan_chunk(&self, offset: u64, ordinals: &mut [u32; 6]) -> Result<ChunkScan, TraceError> {
+    fn scan_chunk(&self, offset: u64, ordinals: &mut [u32; CHUNK_KINDS]) -> Result<ChunkScan, TraceError> {
         let b = &self.map[..];
         let off = offset as usize;
         if off + CHUNK_HEADER_LEN > b.len() {
@@ -217,7 +219,12 @@ impl TraceFile {
                 b.len() - start
             )));
         }
-        if chunk_checksum(kind_byte, codec, payload_len, raw_len, &b[start..end]) != sum {
+        let mut header = [0u8; 16];
+        header.copy_from_slice(&b[off..off + 16]);
+        if self.version >= WHOLE_CHUNK_HEADER_SUM_SINCE && (header[6] != 0 || header[7] != 0) {
+            return Err(corrupted(format!("reserved bytes {:02x}{:02x} are not zero", header[6], header[7])));
+        }
+        if chunk_checksum(self.version, &header, &b[start..end]) != sum {
             return Err(TraceError::Corrupted {
                 offset,
                 what: format!("{} chunk #{ordinal}", kind.name()),
@@ -233,7 +240,7 @@ impl TraceFile {
 
     fn load_chunks(&mut self, first: u64) -> Result<(), TraceError> {
         let len = self.map.len() as u64;
-        let mut ordinals = [0u32; 6];
+        let mut ordinals = [0u32; CHUNK_KINDS];
         // Finalised: trailer -> index -> every listed chunk verified.
         if len >= first + TRAILER_LEN as u64 && self.map[len as usize - 8..] == END_MAGIC {
             let index_offset = u64_at(&self.map, len as usize - TRAILER_LEN);
@@ -244,7 +251,7 @@ impl TraceFile {
                     reason: format!("index offset {index_offset} out of range"),
                 });
             }
-            let mut idx_ord = [0u32; 6];
+            let mut idx_ord = [0u32; CHUNK_KINDS];
             let index_chunk = match self.scan_chunk(index_offset, &mut idx_ord)? {
                 ChunkScan::Ok(c, _) if c.kind == ChunkKind::Index => c,
                 ChunkScan::Ok(c, _) => {

@@ -19,17 +19,23 @@ pub struct TraceWriter {
 }
 
 impl TraceWriter {
-    /// Creates (truncating) `path` and writes the preamble and header.
+    /// Creates (truncating) `path` and writes the preamble and header. The file stays
+    /// locked (flock, exclusive) while the writer lives: a second recording into the same
+    /// file fails at once with `ErrorKind::WouldBlock` instead of interleaving its chunks,
+    /// and the first is left untouched (the lock is taken before truncating).
     pub fn create(path: &Path, header: &TraceHeader) -> std::io::Result<Self> {
         let raw = bincode::serialize(header).map_err(std::io::Error::other)?;
         // The header carries the kernel image: compress it (LZ4, raw size first).
         let header_bytes = lz4_flex::block::compress_prepend_size(&raw);
-        let mut file = File::create(path)?;
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
+        lock_exclusive(&file, path)?;
+        file.set_len(0)?;
         let mut pre = Vec::with_capacity(PREAMBLE_LEN + header_bytes.len());
         pre.extend_from_slice(&MAGIC);
         pre.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        pre.extend_from_slice(&(header_bytes.len() as u32).to_le_bytes());
-        pre.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&header_bytes).to_le_bytes());
+        let header_len = u32::try_from(header_bytes.len()).map_err(|_| std::io::Error::other("header too large"))?;
+        pre.extend_from_slice(&header_len.to_le_bytes());
+        pre.extend_from_slice(&header_checksum(FORMAT_VERSION, header_len, &header_bytes).to_le_bytes());
         pre.extend_from_slice(&header_bytes);
         file.write_all(&pre)?;
         Ok(Self { file, offset: pre.len() as u64, index: TraceIndex::default(), finished: false })
@@ -58,7 +64,9 @@ impl TraceWriter {
         buf.extend_from_slice(&[0, 0]);
         buf.extend_from_slice(&payload_len.to_le_bytes());
         buf.extend_from_slice(&raw_len.to_le_bytes());
-        buf.extend_from_slice(&chunk_checksum(kind as u8, codec, payload_len, raw_len, &payload).to_le_bytes());
+        let mut header = [0u8; 16];
+        header.copy_from_slice(&buf[..16]);
+        buf.extend_from_slice(&chunk_checksum(FORMAT_VERSION, &header, &payload).to_le_bytes());
         buf.extend_from_slice(&payload);
         self.file.write_all(&buf)?;
         let at = self.offset;
@@ -90,4 +98,21 @@ impl TraceWriter {
     pub fn is_finished(&self) -> bool {
         self.finished
     }
+}
+
+/// Takes an exclusive advisory lock on `file` without waiting.
+fn lock_exclusive(file: &File, path: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this function borrows; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            format!("{} is being written by another ttvm process (it holds the file's lock)", path.display()),
+        ));
+    }
+    Err(e)
 }
