@@ -144,3 +144,23 @@ fn the_end_of_history_names_what_differs() {
     let o = run(&["replay", "--verify", "-q", good.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+#[test]
+fn a_checkpoint_clock_in_another_mode_than_the_header_is_damage() {
+    if !require_kvm("a_checkpoint_clock_in_another_mode_than_the_header_is_damage") {
+        return;
+    }
+    let dir = common::tempdir();
+    let good = record(dir.path());
+    let edited = dir.path().join("realtime-clock.ttvm");
+    // A realtime clock state that is valid on its own (no idle time, origin below last).
+    edit_checkpoint(&good, &edited, 1, |cp| {
+        cp.clock.mode = ttvm_replay::clock::ClockMode::Realtime;
+        cp.clock.idle_ns = 0;
+        cp.clock.origin_ns = 0;
+    });
+    let o = run(&["replay", "--verify", edited.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(76), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("checkpoint 1's clock is in Realtime mode but the header says Icount"), "{err}");
+}

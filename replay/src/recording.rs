@@ -192,6 +192,17 @@ impl Recording {
             }
         }
         cp.validate().map_err(|e| corrupted(c, format!("checkpoint {k} holds an impossible state: {e}")))?;
+        // A checkpoint's clock runs in the mode the header says the whole recording ran in;
+        // restoring one in another mode would replay with a different notion of time.
+        if cp.clock.mode != self.file.header.clock {
+            return Err(corrupted(
+                c,
+                format!(
+                    "checkpoint {k}'s clock is in {:?} mode but the header says {:?}",
+                    cp.clock.mode, self.file.header.clock
+                ),
+            ));
+        }
         let dirty = cp.dirty_pages().map_err(|e| corrupted(c, e.to_string()))?;
         if cp.blobs.iter().any(|&b| b as usize >= self.blob_location.len()) {
             return Err(corrupted(c, "references a page that is not stored before it"));
