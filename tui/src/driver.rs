@@ -6,26 +6,25 @@
 //! changed, and the screen at N is the same however N was reached (stepping back then forward
 //! redraws it identically). A single step forward needs nothing more than the step itself.
 //!
-//! Breakpoint runs are step loops over the timeline (`step_forward` and a RIP check), not
-//! `Timeline::run_forward/run_backward`: those cannot report progress, and an interrupted
-//! `run_backward` loses the part of the window it had scanned (see the report's API wishes).
-//! The stop rule is the timeline's: a breakpoint at A stops at position q when RIP(q) = A.
+//! Runs to breakpoints and watchpoints are the timeline's own runs (the ones gdb's continue
+//! and reverse-continue use, so both stop at the same places): the job holds the
+//! [`Run`] and continues it for one slice at a time, the slicer pausing it; once it stops at
+//! q, the driver moves to q through q-1 like any other move.
 
 use std::time::{Duration, Instant};
 
 use ttvm_replay::replay::ReplayError;
-use ttvm_replay::timeline::{Stop, Timeline, TimelineError};
+use ttvm_replay::timeline::{Direction, Run, Stop, Timeline, TimelineError};
 
 use crate::app::Action;
 use crate::parse::MemTarget;
+use crate::stops::{StopList, StopTarget};
 use crate::symbols::Symbols;
 use crate::trace_info::TraceInfo;
 use crate::view::{Regs, View};
 
 /// How long one slice of a long operation runs before the screen is redrawn.
 pub const SLICE: Duration = Duration::from_millis(40);
-/// Steps of a breakpoint run between looks at the clock.
-const CHECK_EVERY: u64 = 256;
 
 /// What the progress popup shows.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,8 +61,7 @@ pub enum Outcome {
 #[derive(Clone, Debug)]
 enum Job {
     Seek { target: u64, origin: u64, note: Option<String> },
-    Forward { addr: u64, start: u64 },
-    Backward { addr: u64, from: u64, hi: u64, lo: u64, restored: bool, last: Option<u64> },
+    Run(Run),
 }
 
 /// Owns the timeline and the view of the machine at the cursor.
@@ -84,6 +82,8 @@ pub struct Env<'a> {
     pub symbols: &'a Symbols,
     /// The memory pane's target.
     pub mem: &'a MemTarget,
+    /// The breakpoints and watchpoints, to name the one a run stopped at.
+    pub stops: &'a StopList,
 }
 
 fn checkpoint_before(info: &TraceInfo, icount: u64) -> u64 {
@@ -116,20 +116,25 @@ impl Driver {
 
     /// Starts carrying out `action` (other actions are not the driver's).
     pub fn start(&mut self, action: &Action, info: &TraceInfo) {
-        let cursor = self.timeline.icount();
         self.job = match *action {
             Action::Seek(t) => Some(self.seek_job(t.min(info.length), None, info)),
-            Action::RunForward(addr) => Some(Job::Forward { addr, start: cursor }),
-            Action::RunBackward(addr) => Some(Job::Backward {
-                addr,
-                from: cursor,
-                hi: cursor,
-                lo: checkpoint_before(info, cursor.saturating_sub(1)),
-                restored: false,
-                last: None,
-            }),
+            Action::Run(direction) => Some(Job::Run(self.timeline.start_run(direction))),
             _ => None,
         };
+    }
+
+    /// Adds a breakpoint or watchpoint to the timeline (or removes it), where runs look.
+    pub fn set_stop(&mut self, target: StopTarget, on: bool) {
+        match (target, on) {
+            (StopTarget::Breakpoint(a), true) => self.timeline.add_breakpoint(a),
+            (StopTarget::Breakpoint(a), false) => {
+                self.timeline.remove_breakpoint(a);
+            }
+            (StopTarget::Watchpoint(w), true) => self.timeline.add_watchpoint(w),
+            (StopTarget::Watchpoint(w), false) => {
+                self.timeline.remove_watchpoint(w);
+            }
+        }
     }
 
     fn seek_job(&self, target: u64, note: Option<String>, info: &TraceInfo) -> Job {
@@ -150,16 +155,18 @@ impl Driver {
                 at,
                 fraction: frac(at.saturating_sub(*origin), target.saturating_sub(*origin)),
             },
-            Job::Forward { addr, start } => Progress {
-                what: format!("running forward to breakpoint {addr:#x}"),
-                at,
-                fraction: frac(at.saturating_sub(*start), self.timeline.length().saturating_sub(*start)),
-            },
-            Job::Backward { addr, from, hi, lo, .. } => Progress {
-                what: format!("running backward to breakpoint {addr:#x} (scanning {lo}..{hi})"),
-                at,
-                fraction: frac(from - hi + at.saturating_sub(*lo).min(hi - lo), *from),
-            },
+            Job::Run(run) => {
+                let p = self.timeline.run_progress(run);
+                let what = match (p.direction, p.window, p.arriving) {
+                    (_, _, Some(q)) => format!("moving to the stop found at icount {q}"),
+                    (Direction::Forward, ..) => "running forward to the next breakpoint or watchpoint".to_string(),
+                    (Direction::Backward, Some((lo, hi)), None) => {
+                        format!("running backward to the previous breakpoint or watchpoint (scanning {lo}..{hi})")
+                    }
+                    (Direction::Backward, None, None) => "running backward".to_string(),
+                };
+                Progress { what, at: p.at, fraction: p.fraction() }
+            }
         })
     }
 
@@ -181,19 +188,16 @@ impl Driver {
     pub fn work(&mut self, budget: Duration, env: Env<'_>) -> Option<Outcome> {
         let deadline = Instant::now() + budget;
         loop {
-            let job = self.job.clone()?;
+            let job = self.job.take()?;
+            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
             let r = match job {
-                Job::Seek { target, note, .. } => self.work_seek(target, note, budget, env),
-                Job::Forward { addr, .. } => self.work_forward(addr, deadline, env),
-                Job::Backward { .. } => self.work_backward(deadline, env),
+                Job::Seek { target, origin, note } => self.work_seek(target, origin, note, left, env),
+                Job::Run(run) => self.work_run(run, left, env),
             };
             match r {
                 Err(e) => return Some(self.fail(e, env)),
-                Ok(Some(outcome)) => {
-                    self.job = None;
-                    return Some(outcome);
-                }
-                // Another phase may start right away (a backward run becoming a seek).
+                Ok(Some(outcome)) => return Some(outcome),
+                // Another phase may start right away (a run that stopped becoming a seek).
                 Ok(None) if Instant::now() < deadline && self.job.is_some() => continue,
                 Ok(None) => return None,
             }
@@ -238,9 +242,11 @@ impl Driver {
         Ok(r? == Stop::Done)
     }
 
+    /// Works on a seek for one slice; puts the job back if the slice ended first.
     fn work_seek(
         &mut self,
         target: u64,
+        origin: u64,
         note: Option<String>,
         budget: Duration,
         env: Env<'_>,
@@ -250,6 +256,7 @@ impl Driver {
             return Ok(Some(self.arrive(None, note, env)));
         }
         if !self.sliced_seek(target - 1, budget)? {
+            self.job = Some(Job::Seek { target, origin, note });
             return Ok(None);
         }
         let prev = Regs::of(self.timeline.machine());
@@ -257,70 +264,44 @@ impl Driver {
         Ok(Some(self.arrive(Some(prev), note, env)))
     }
 
-    fn work_forward(&mut self, addr: u64, deadline: Instant, env: Env<'_>) -> Result<Option<Outcome>, TimelineError> {
-        let mut n = 0u64;
-        loop {
-            if self.timeline.icount() >= self.timeline.length() {
-                let note = format!("no hit of breakpoint {addr:#x} before the end of the history");
-                return Ok(Some(self.arrive(None, Some(note), env)));
-            }
-            let prev = Regs::of(self.timeline.machine());
-            self.timeline.step_forward()?;
-            if self.timeline.machine().vm.vcpu().rip() == addr {
-                let note = format!("breakpoint {addr:#x} hit at icount {}", self.timeline.icount());
-                return Ok(Some(self.arrive(Some(prev), Some(note), env)));
-            }
-            n += 1;
-            if n.is_multiple_of(CHECK_EVERY) && Instant::now() >= deadline {
+    /// Continues a run for one slice. Once it stops at q, the move to q becomes a seek job
+    /// (through q-1, so the registers the last step changed are highlighted).
+    fn work_run(&mut self, mut run: Run, budget: Duration, env: Env<'_>) -> Result<Option<Outcome>, TimelineError> {
+        self.slicer.arm(budget);
+        let stop = self.timeline.continue_run(&mut run);
+        self.slicer.disarm();
+        let stop = stop?;
+        let at = self.timeline.icount();
+        let backward = run.direction() == Direction::Backward;
+        let note = match &stop {
+            Stop::Interrupted => {
+                self.job = Some(Job::Run(run));
                 return Ok(None);
             }
-        }
-    }
-
-    fn work_backward(&mut self, deadline: Instant, env: Env<'_>) -> Result<Option<Outcome>, TimelineError> {
-        let Some(Job::Backward { addr, from, mut hi, mut lo, mut restored, mut last }) = self.job.clone() else {
-            return Ok(None);
+            Stop::Breakpoint { .. } | Stop::Watchpoint { .. } => {
+                let what = env.stops.find(&stop).map_or_else(|| describe(&stop), |p| p.describe());
+                let way = if backward { " (running backward)" } else { "" };
+                format!("{what} hit at icount {at}{way}")
+            }
+            Stop::HistoryStart => {
+                format!("no breakpoint or watchpoint hit before icount {}: start of the history", run.origin())
+            }
+            Stop::HistoryEnd => "no breakpoint or watchpoint hit before the end of the history".to_string(),
+            Stop::Done => format!("stopped at icount {at}"),
         };
-        let info = env.info;
-        if hi == 0 {
-            let note = Some(format!("no hit of breakpoint {addr:#x} before icount {from}: start of the history"));
-            self.job = Some(self.seek_job(0, note, info));
-            return Ok(None);
+        if at == 0 {
+            return Ok(Some(self.arrive(None, Some(note), env)));
         }
-        if !restored {
-            let budget = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-            if !self.sliced_seek(lo, budget)? {
-                return Ok(None);
-            }
-            restored = true;
-        }
-        let mut n = 0u64;
-        let window_done = loop {
-            let q = self.timeline.icount();
-            if self.timeline.machine().vm.vcpu().rip() == addr {
-                last = Some(q);
-            }
-            if q + 1 >= hi {
-                break true;
-            }
-            self.timeline.step_forward()?;
-            n += 1;
-            if n.is_multiple_of(CHECK_EVERY) && Instant::now() >= deadline {
-                break false;
-            }
-        };
-        if !window_done {
-            self.job = Some(Job::Backward { addr, from, hi, lo, restored, last });
-            return Ok(None);
-        }
-        if let Some(q) = last {
-            let note = Some(format!("breakpoint {addr:#x} hit at icount {q} (running backward)"));
-            self.job = Some(self.seek_job(q, note, info));
-            return Ok(None);
-        }
-        hi = lo;
-        lo = checkpoint_before(info, hi.saturating_sub(1));
-        self.job = Some(Job::Backward { addr, from, hi, lo, restored: false, last: None });
+        self.job = Some(self.seek_job(at, Some(note), env.info));
         Ok(None)
+    }
+}
+
+/// A stop the user's list does not name (it always should).
+fn describe(stop: &Stop) -> String {
+    match stop {
+        Stop::Breakpoint { addr } => format!("breakpoint {addr:#x}"),
+        Stop::Watchpoint { watch } => format!("watchpoint {watch}"),
+        other => format!("{other:?}"),
     }
 }
