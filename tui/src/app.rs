@@ -80,10 +80,8 @@ impl PromptKind {
     pub fn label(self) -> &'static str {
         match self {
             PromptKind::Goto => "go to icount (1234, 0x4d2, 50%, +1000, -5k)",
-            PromptKind::Breakpoint => "add a breakpoint at (address or symbol, e.g. kmain, 0x100150; empty deletes all breakpoints)",
-            PromptKind::Watch => {
-                "watch [write|read|access] ADDRESS [LEN] (e.g. TICKS, read 0x1000 4; write, 8 bytes by default; empty deletes all watchpoints)"
-            }
+            PromptKind::Breakpoint => "add a breakpoint at (address or symbol; empty deletes all breakpoints)",
+            PromptKind::Watch => "watch [read|access] ADDRESS [LEN] (default write, 8 bytes; empty deletes all)",
             PromptKind::Delete => "delete breakpoints/watchpoints (their numbers, e.g. 1 3; or all)",
             PromptKind::Search => "search serial output",
             PromptKind::Memory => "memory at (register, address or symbol, e.g. rsp, 0x1000, COUNTER, rbp-0x20)",
