@@ -407,6 +407,9 @@ fn drive(
         }
         assert!(!matches!(how, Driving::Uninterrupted), "nothing raised the flag");
         pauses += 1;
+        // Every call gets on with the run: a run that rescanned what it had scanned before
+        // would never end.
+        assert!(pauses <= rec.length(), "{how:?}: {pauses} pauses and the run is still going");
         let progress = t.run_progress(&run);
         assert_eq!((progress.direction, progress.from, progress.at), (direction, origin, t.icount()));
         if let Driving::FlagAndMoves(n) = how {

@@ -166,7 +166,8 @@ impl Timeline {
     /// (`Stop::Interrupted`). A paused run continues exactly where it was when this is
     /// called again with it. If someone else moved the position in between, the run first
     /// goes back to where it was; if the breakpoints or watchpoints changed, it starts again
-    /// from its origin, so what it returns is always the next stop from there.
+    /// from its origin, so what it returns is always the next stop from there. An error ends
+    /// the run.
     pub fn continue_run(&mut self, run: &mut Run) -> Result<Stop, TimelineError> {
         if run.generation != self.stops.generation {
             run.generation = self.stops.generation;
