@@ -12,9 +12,8 @@ use ttvm_replay::timeline::{WatchKind, Watchpoint};
 
 use crate::target::{BpKinds, TtvmTarget};
 
-/// Longest watched range. Every watched byte is read before and after each step, so
-/// watching megabytes would make runs crawl; gdb is told the watchpoint cannot be set.
-pub const MAX_WATCH_LEN: u64 = 64 * 1024;
+/// Longest watched range (the timeline's rule); gdb is told longer watchpoints cannot be set.
+pub use ttvm_replay::timeline::MAX_WATCH_LEN;
 
 fn from_gdb_kind(k: GdbWatchKind) -> WatchKind {
     match k {
@@ -42,11 +41,7 @@ impl TtvmTarget<'_> {
     }
 
     fn watchpoint(addr: u64, len: u64, kind: GdbWatchKind) -> Option<Watchpoint> {
-        (len > 0 && len <= MAX_WATCH_LEN && addr.checked_add(len).is_some()).then_some(Watchpoint {
-            addr,
-            len,
-            kind: from_gdb_kind(kind),
-        })
+        Watchpoint::new(addr, len, from_gdb_kind(kind)).ok()
     }
 }
 

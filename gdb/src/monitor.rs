@@ -6,6 +6,7 @@
 //! every problem is printed as a line starting with `error:` and the session goes on.
 
 use gdbstub::target::ext::monitor_cmd::{outputln, ConsoleOutput, MonitorCmd};
+use ttvm_replay::timeline::{WatchKind, Watchpoint};
 
 use crate::error::GdbError;
 use crate::target::TtvmTarget;
@@ -134,7 +135,8 @@ pub fn parse(text: &str) -> Result<Command, String> {
                 [a, l] => (parse_number(a)?, parse_number(l)?),
                 _ => return Err("usage: monitor last-write ADDR [LEN]".into()),
             };
-            if len == 0 || len > crate::breakpoints::MAX_WATCH_LEN || addr.checked_add(len).is_none() {
+            // The timeline's rule for which ranges can be watched.
+            if Watchpoint::new(addr, len, WatchKind::Write).is_err() {
                 return Err(format!(
                     "LEN must be 1..={} and the range must not wrap",
                     crate::breakpoints::MAX_WATCH_LEN

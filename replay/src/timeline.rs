@@ -15,19 +15,27 @@
 //!   the step (position q+1, as hardware watchpoints do); running backward stops before it
 //!   (position q, "on the instruction that wrote", as gdb expects of reverse execution).
 //! - at the same position a watchpoint is reported in preference to a breakpoint.
+//!
+//! This module seeks and steps; `stops.rs` holds the breakpoints and watchpoints and decides
+//! whether a step triggers one; `run.rs` holds the runs to them, which can be paused and
+//! resumed, and which gdb and the UI both use, so they stop at the same places.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod run;
+mod skip;
+mod stops;
+
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use ttvm_vmm::insn::fetch_at_rip;
 use ttvm_vmm::machine::Machine;
-use ttvm_vmm::paging::AddressSpace;
 
+pub use self::run::{Direction, Run, RunProgress};
+use self::stops::StopPoints;
+pub use self::stops::{WatchKind, WatchRangeError, Watchpoint, MAX_WATCH_LEN};
 use crate::engine::StepOutcome;
 use crate::events::StopKind;
-use crate::mem_access::AccessDecoder;
 use crate::record::{RecordError, RecordSession};
 use crate::recording::Recording;
 use crate::replay::{MemoryCheckpoint, ReplayError, ReplaySession, ReplayStep};
@@ -42,28 +50,6 @@ pub const DEFAULT_TEMP_BUDGET: usize = 256 << 20;
 const TEMP_WINDOW: u64 = 64;
 /// How often long runs look at the interrupt flag.
 const INTERRUPT_CHECK_EVERY: u64 = 1024;
-
-/// Kinds of watchpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum WatchKind {
-    /// Stops when the watched bytes change.
-    Write,
-    /// Stops when an instruction reads them.
-    Read,
-    /// Stops on reads and changes.
-    Access,
-}
-
-/// A watched range of guest-virtual memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Watchpoint {
-    /// Start (guest-virtual).
-    pub addr: u64,
-    /// Length in bytes.
-    pub len: u64,
-    /// Kind.
-    pub kind: WatchKind,
-}
 
 /// Why a timeline operation stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,36 +72,6 @@ pub enum Stop {
     HistoryEnd,
     /// The interrupt flag was raised (Ctrl-C in gdb, Esc in the UI).
     Interrupted,
-}
-
-/// A backward run in progress ([`Timeline::continue_backward`]): everything at or above
-/// `hi` has been scanned; the window below it may be partly scanned.
-#[derive(Clone, Debug)]
-pub struct ReverseRun {
-    from: u64,
-    hi: u64,
-    window: Option<Window>,
-}
-
-/// The part of a scan window done so far: from `lo` up to `at`, with the last stop seen.
-#[derive(Clone, Debug)]
-struct Window {
-    lo: u64,
-    at: u64,
-    last: Option<(u64, Stop)>,
-}
-
-impl ReverseRun {
-    /// A backward run from position `from`.
-    pub fn new(from: u64) -> Self {
-        Self { from, hi: from, window: None }
-    }
-
-    /// (where the run started, the boundary above which all is scanned, the start of the
-    /// window being scanned if one is): for a progress display.
-    pub fn progress(&self) -> (u64, u64, Option<u64>) {
-        (self.from, self.hi, self.window.as_ref().map(|w| w.lo))
-    }
 }
 
 /// Errors of timeline operations.
@@ -164,7 +120,7 @@ pub struct TimelineStats {
     pub restores: u64,
     /// In-memory checkpoints made.
     pub temp_checkpoints_made: u64,
-    /// Checkpoint intervals a run skipped because nothing in them could stop it.
+    /// Checkpoint intervals a run passed over because nothing in them could stop it.
     pub skipped_intervals: u64,
 }
 
@@ -190,10 +146,8 @@ pub struct Timeline {
     temp_budget: usize,
     temp_spacing: u64,
     use_counter: u64,
-    breakpoints: BTreeSet<u64>,
-    watchpoints: Vec<Watchpoint>,
+    stops: StopPoints,
     interrupt: Arc<AtomicBool>,
-    access: Option<AccessDecoder>,
     stats: TimelineStats,
 }
 
@@ -202,8 +156,8 @@ impl std::fmt::Debug for Timeline {
         f.debug_struct("Timeline")
             .field("icount", &self.icount())
             .field("temps", &self.temps.len())
-            .field("breakpoints", &self.breakpoints)
-            .field("watchpoints", &self.watchpoints)
+            .field("breakpoints", &self.stops.breakpoints)
+            .field("watchpoints", &self.stops.watchpoints)
             .finish()
     }
 }
@@ -225,10 +179,8 @@ impl Timeline {
             temp_budget: DEFAULT_TEMP_BUDGET,
             temp_spacing: DEFAULT_TEMP_SPACING,
             use_counter: 0,
-            breakpoints: BTreeSet::new(),
-            watchpoints: Vec::new(),
+            stops: StopPoints::default(),
             interrupt: Arc::new(AtomicBool::new(false)),
-            access: None,
             stats: TimelineStats::default(),
         }
     }
@@ -345,51 +297,8 @@ impl Timeline {
         self.temps.keys().copied().collect()
     }
 
-    /// Adds a breakpoint at guest-virtual `addr`.
-    pub fn add_breakpoint(&mut self, addr: u64) {
-        self.breakpoints.insert(addr);
-    }
-
-    /// Removes a breakpoint; returns whether it existed.
-    pub fn remove_breakpoint(&mut self, addr: u64) -> bool {
-        self.breakpoints.remove(&addr)
-    }
-
-    /// Adds a watchpoint.
-    pub fn add_watchpoint(&mut self, w: Watchpoint) {
-        if w.kind != WatchKind::Write && self.access.is_none() {
-            self.access = AccessDecoder::new();
-        }
-        self.watchpoints.push(w);
-    }
-
-    /// Removes a watchpoint; returns whether it existed.
-    pub fn remove_watchpoint(&mut self, w: Watchpoint) -> bool {
-        match self.watchpoints.iter().position(|x| *x == w) {
-            Some(i) => {
-                self.watchpoints.remove(i);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Current breakpoints.
-    pub fn breakpoints(&self) -> &BTreeSet<u64> {
-        &self.breakpoints
-    }
-
-    /// Current watchpoints.
-    pub fn watchpoints(&self) -> &[Watchpoint] {
-        &self.watchpoints
-    }
-
     fn interrupted(&self) -> bool {
         self.interrupt.swap(false, Ordering::SeqCst)
-    }
-
-    fn rip(&self) -> u64 {
-        self.machine().vm.vcpu().rip()
     }
 
     /// Leaves the frontier for a replayed position.
@@ -592,225 +501,16 @@ impl Timeline {
         self.seek(p - 1)
     }
 
-    // ----- watchpoints -----
-
-    fn read_virt(&self, addr: u64, len: u64) -> Option<Vec<u8>> {
-        let m = self.machine();
-        let space = AddressSpace::from_sregs(&m.vm.vcpu().sregs());
-        let mut buf = vec![0u8; len as usize];
-        space.read_virt(m.vm.ram(), addr, &mut buf).ok().map(|_| buf)
-    }
-
-    fn watched_values(&self) -> Vec<Option<Vec<u8>>> {
-        self.watchpoints
-            .iter()
-            .map(|w| if w.kind == WatchKind::Read { None } else { self.read_virt(w.addr, w.len) })
-            .collect()
-    }
-
-    fn accesses_at_rip(&self) -> Vec<crate::mem_access::Access> {
-        let Some(dec) = &self.access else { return Vec::new() };
-        let m = self.machine();
-        let (regs, sregs) = (m.vm.vcpu().regs(), m.vm.vcpu().sregs());
-        let (bytes, n) = fetch_at_rip(m.vm.ram(), &regs, &sregs);
-        dec.accesses(&bytes[..n], &regs, &sregs)
-    }
-
-    /// Steps once and reports the first watchpoint the step triggered.
-    fn step_watching(&mut self) -> Result<(Stepped, Option<Watchpoint>), TimelineError> {
-        if self.watchpoints.is_empty() {
-            return Ok((self.step_once()?, None));
-        }
-        let before = self.watched_values();
-        let accesses = if self.watchpoints.iter().any(|w| w.kind != WatchKind::Write) {
-            self.accesses_at_rip()
-        } else {
-            Vec::new()
-        };
-        let r = self.step_once()?;
-        if r == Stepped::AtEnd {
-            return Ok((r, None));
-        }
-        let after = self.watched_values();
-        for (i, w) in self.watchpoints.iter().enumerate() {
-            let changed = w.kind != WatchKind::Read && before[i] != after[i];
-            let touched = accesses.iter().any(|a| {
-                let overlaps = a.addr < w.addr.wrapping_add(w.len) && w.addr < a.addr.wrapping_add(a.size);
-                overlaps
-                    && match w.kind {
-                        WatchKind::Read => a.read,
-                        WatchKind::Access => true,
-                        WatchKind::Write => false,
-                    }
-            });
-            if changed || touched {
-                return Ok((r, Some(*w)));
-            }
-        }
-        Ok((r, None))
-    }
-
-    // ----- running -----
-
-    /// Whether a run could stop anywhere in persistent-checkpoint interval `k`: false only
-    /// when no watchpoint is set and the trace's list of the code the interval executed has
-    /// none of the breakpoints' pages (format 3). Such intervals are skipped by running to or
-    /// from their checkpoints instead of replaying them.
-    fn interval_may_stop(&self, k: usize) -> bool {
-        !self.watchpoints.is_empty() || self.session.rec.interval_may_reach(k, self.breakpoints.iter().copied())
-    }
-
-    /// The first persistent checkpoint after interval `k` from which the run can stop again
-    /// (or the last one), if interval `k` cannot stop it: one restore skips them all.
-    fn skippable_to(&self, k: usize) -> Option<usize> {
-        let last = self.session.rec.checkpoints.len() - 1;
-        if k >= last || self.interval_may_stop(k) {
-            return None;
-        }
-        Some((k + 1..last).find(|&j| self.interval_may_stop(j)).unwrap_or(last))
-    }
-
-    /// Runs forward until a breakpoint, a watchpoint, the end of history or an interrupt.
-    /// Leaves the last two in-memory checkpoints on the spacing grid behind wherever it
-    /// stops, so the first reverse step after it replays at most one spacing, like the
-    /// ones after it (rather than up to a whole persistent-checkpoint interval).
-    pub fn run_forward(&mut self) -> Result<Stop, TimelineError> {
-        let start = self.icount();
-        let mut trailing = std::collections::VecDeque::with_capacity(3);
-        loop {
-            if self.icount() != start && self.make_temp_here()? {
-                trailing.push_back(self.icount());
-                if trailing.len() > 2 {
-                    if let Some(old) = trailing.pop_front() {
-                        self.drop_temp(old);
-                    }
-                }
-            }
-            if self.icount() >= self.length() && !self.can_grow() {
-                return Ok(Stop::HistoryEnd);
-            }
-            if (self.icount() - start) % INTERRUPT_CHECK_EVERY == INTERRUPT_CHECK_EVERY - 1 && self.interrupted() {
-                return Ok(Stop::Interrupted);
-            }
-            if !self.is_live() {
-                let k = self.session.rec.checkpoint_before(self.icount());
-                if let Some(next) = self.skippable_to(k) {
-                    // Nothing in the rest of this interval can stop the run.
-                    self.session.restore_checkpoint(next)?;
-                    self.stats.restores += 1;
-                    self.stats.skipped_intervals += 1;
-                    // The checkpoint's own position starts the next interval: it can stop.
-                    if self.breakpoints.contains(&self.rip()) {
-                        return Ok(Stop::Breakpoint { addr: self.rip() });
-                    }
-                    continue;
-                }
-            }
-            let (r, watch) = self.step_watching()?;
-            if r == Stepped::AtEnd {
-                return Ok(Stop::HistoryEnd);
-            }
-            if let Some(watch) = watch {
-                return Ok(Stop::Watchpoint { watch });
-            }
-            if r == Stepped::GuestStopped {
-                return Ok(Stop::HistoryEnd);
-            }
-            if self.breakpoints.contains(&self.rip()) {
-                return Ok(Stop::Breakpoint { addr: self.rip() });
-            }
-        }
-    }
-
-    /// Runs backward to the most recent position before the current one where a
-    /// breakpoint or watchpoint stops, or to the start of history. Interrupted, it ends at
-    /// the boundary above which everything was scanned, so a later reverse run from there
-    /// skips nothing (gdb's Ctrl-C).
-    pub fn run_backward(&mut self) -> Result<Stop, TimelineError> {
-        let mut run = ReverseRun::new(self.icount());
-        let stop = self.continue_backward(&mut run)?;
-        if stop == Stop::Interrupted {
-            self.seek(run.hi)?;
-        }
-        Ok(stop)
-    }
-
-    /// Works on a backward run until it stops at a breakpoint or watchpoint, reaches the
-    /// start of history, or the interrupt flag is raised. Interrupted, the run is paused
-    /// where it was (the position is inside the window being scanned): calling this again
-    /// with the same `run` goes on without rescanning anything, as a UI that works in time
-    /// slices needs. If the position was moved in between, the current window is scanned
-    /// again from its start.
-    pub fn continue_backward(&mut self, run: &mut ReverseRun) -> Result<Stop, TimelineError> {
-        self.leave_frontier()?;
-        if self.breakpoints.is_empty() && self.watchpoints.is_empty() {
-            // Nothing can stop the run: no need to scan the history.
-            if self.seek(0)? == Stop::Interrupted {
-                return Ok(Stop::Interrupted);
-            }
-            return Ok(Stop::HistoryStart);
-        }
-        loop {
-            let window = match run.window.take() {
-                Some(w) if self.icount() == w.at => w,
-                Some(_) | None => {
-                    if run.hi == 0 {
-                        self.seek(0)?;
-                        return Ok(Stop::HistoryStart);
-                    }
-                    let k = self.session.rec.checkpoint_before(run.hi - 1);
-                    if !self.interval_may_stop(k) {
-                        // Nothing in [checkpoint k, hi) can stop the run: go below it unreplayed.
-                        run.hi = self.session.rec.checkpoints[k].engine.icount;
-                        self.stats.skipped_intervals += 1;
-                        continue;
-                    }
-                    let start = self.best_start(run.hi - 1);
-                    self.go_to_start(start)?;
-                    Window { lo: self.icount(), at: self.icount(), last: None }
-                }
-            };
-            let Window { lo, at: resumed_at, mut last } = window;
-            let hi = run.hi;
-            while self.icount() < hi {
-                let q = self.icount();
-                self.maybe_make_temp(hi, lo)?;
-                // (Not where it resumed: a run paused there must make progress first.)
-                if q != resumed_at
-                    && (q - lo) % INTERRUPT_CHECK_EVERY == INTERRUPT_CHECK_EVERY - 1
-                    && self.interrupted()
-                {
-                    run.window = Some(Window { lo, at: q, last });
-                    return Ok(Stop::Interrupted);
-                }
-                if self.breakpoints.contains(&self.rip()) {
-                    last = Some((q, Stop::Breakpoint { addr: self.rip() }));
-                }
-                let (r, watch) = self.step_watching()?;
-                if let Some(watch) = watch {
-                    last = Some((q, Stop::Watchpoint { watch }));
-                }
-                if r != Stepped::Yes {
-                    break;
-                }
-            }
-            if let Some((q, stop)) = last {
-                self.seek(q)?;
-                return Ok(stop);
-            }
-            run.hi = lo;
-        }
-    }
-
     /// "Who wrote this?": moves to the most recent step before the current position that
     /// changed any byte of `[addr, addr+len)`, and returns its icount; None (and position 0)
     /// when nothing in the history changed it.
     pub fn last_write(&mut self, addr: u64, len: u64) -> Result<Option<u64>, TimelineError> {
-        let saved_bp = std::mem::take(&mut self.breakpoints);
-        let saved_wp = std::mem::replace(&mut self.watchpoints, vec![Watchpoint { addr, len, kind: WatchKind::Write }]);
+        let saved_bp = std::mem::take(&mut self.stops.breakpoints);
+        let saved_wp =
+            std::mem::replace(&mut self.stops.watchpoints, vec![Watchpoint { addr, len, kind: WatchKind::Write }]);
         let r = self.run_backward();
-        self.breakpoints = saved_bp;
-        self.watchpoints = saved_wp;
+        self.stops.breakpoints = saved_bp;
+        self.stops.watchpoints = saved_wp;
         Ok(match r? {
             Stop::Watchpoint { .. } => Some(self.icount()),
             _ => None,

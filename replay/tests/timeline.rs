@@ -6,7 +6,7 @@ use std::rc::Rc;
 use ttvm_replay::clock::ClockMode;
 use ttvm_replay::record::{RecordEnd, RecordOptions, RecordSession};
 use ttvm_replay::recording::Recording;
-use ttvm_replay::timeline::{Stop, Timeline, WatchKind, Watchpoint};
+use ttvm_replay::timeline::{Direction, Stop, Timeline, WatchKind, Watchpoint};
 use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
 use ttvm_vmm::machine::MachineConfig;
 
@@ -406,45 +406,260 @@ fn runs_skip_intervals_no_breakpoint_can_stop_in() {
     }
 }
 
-/// A backward run paused by its interrupt flag again and again (a UI's time slices) stops
-/// exactly where an uninterrupted one does, without scanning anything twice.
+/// How a run is driven to its end in the pause tests.
+#[derive(Clone, Copy, Debug)]
+enum Driving {
+    /// One call.
+    Uninterrupted,
+    /// A pause every `n` steps of the run (its step budget).
+    Budget(u64),
+    /// The interrupt flag raised before every call, as gdb's Ctrl-C or the UI's slicer does.
+    Flag,
+    /// The flag raised before every call, and the position moved to 0 by someone else after
+    /// every `n`-th pause.
+    FlagAndMoves(u64),
+}
+
+/// What a driven run ended with.
+#[derive(Debug)]
+struct Driven {
+    stop: Stop,
+    at: u64,
+    /// Steps replayed by the run alone (not the seek to its origin).
+    replayed: u64,
+    pauses: u64,
+    moves: u64,
+    temps: Vec<u64>,
+}
+
+/// Opens a fresh timeline on `rec` with in-memory checkpoints every `spacing` steps, lets
+/// `setup` set its stop points, seeks to `origin` and drives a run in `direction` from there.
+fn drive(
+    rec: &Rc<Recording>,
+    spacing: u64,
+    setup: &dyn Fn(&mut Timeline),
+    origin: u64,
+    direction: Direction,
+    how: Driving,
+) -> Driven {
+    let mut t = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
+    t.set_temp_policy(spacing, 256 << 20);
+    setup(&mut t);
+    assert_eq!(t.seek(origin).unwrap(), Stop::Done);
+    let before = t.stats().replayed_steps;
+    let flag = t.interrupt_handle();
+    let mut run = t.start_run(direction);
+    if let Driving::Budget(n) = how {
+        run.set_step_budget(Some(n));
+    }
+    let (mut pauses, mut moves) = (0, 0);
+    let stop = loop {
+        if !matches!(how, Driving::Uninterrupted | Driving::Budget(_)) {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let stop = t.continue_run(&mut run).unwrap();
+        if stop != Stop::Interrupted {
+            break stop;
+        }
+        assert!(!matches!(how, Driving::Uninterrupted), "nothing raised the flag");
+        pauses += 1;
+        // Every call gets on with the run: a run that rescanned what it had scanned before
+        // would never end.
+        assert!(pauses <= rec.length(), "{how:?}: {pauses} pauses and the run is still going");
+        let progress = t.run_progress(&run);
+        assert_eq!((progress.direction, progress.from, progress.at), (direction, origin, t.icount()));
+        if let Driving::FlagAndMoves(n) = how {
+            if pauses % n == 0 {
+                // Position 0 is a persistent checkpoint: moving there replays nothing.
+                assert_eq!(t.seek(0).unwrap(), Stop::Done);
+                moves += 1;
+            }
+        }
+    };
+    flag.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(run.is_finished());
+    assert_eq!(t.continue_run(&mut run).unwrap(), stop, "a finished run reports its stop again");
+    Driven {
+        stop,
+        at: t.icount(),
+        replayed: t.stats().replayed_steps - before,
+        pauses,
+        moves,
+        temps: t.temp_checkpoint_positions(),
+    }
+}
+
+/// Drives the same run every way and checks each ends where the uninterrupted one does,
+/// replaying no more than it (and, after a move, at most one persistent-checkpoint interval
+/// more per move: the way back to where the run was).
+fn pauses_change_nothing(
+    rec: &Rc<Recording>,
+    setup: &dyn Fn(&mut Timeline),
+    origin: u64,
+    direction: Direction,
+    interval: u64,
+) -> Driven {
+    // No in-memory checkpoints on the way: a run's windows are then the persistent
+    // checkpoint intervals, long enough for the flag (looked at every 1024 steps) to pause it.
+    let spacing = if direction == Direction::Backward { 1 << 40 } else { 1000 };
+    let whole = drive(rec, spacing, setup, origin, direction, Driving::Uninterrupted);
+    assert_eq!(whole.pauses, 0);
+    for how in [Driving::Budget(97), Driving::Flag, Driving::FlagAndMoves(2)] {
+        let paused = drive(rec, spacing, setup, origin, direction, how);
+        assert_eq!((&paused.stop, paused.at), (&whole.stop, whole.at), "{how:?} stopped elsewhere");
+        // The flag is looked at every 1024 steps of a call, the budget after 97.
+        let expected = if matches!(how, Driving::Budget(_)) { whole.replayed / 97 / 2 } else { 2 };
+        assert!(paused.pauses >= expected, "{how:?} paused only {} times in {} steps", paused.pauses, whole.replayed);
+        match how {
+            Driving::FlagAndMoves(_) => {
+                assert!(paused.moves >= 1, "{paused:?}");
+                let bound = whole.replayed + paused.moves * interval;
+                assert!(paused.replayed <= bound, "{how:?}: replayed {} > {bound}", paused.replayed);
+            }
+            _ => {
+                assert_eq!(paused.replayed, whole.replayed, "{how:?} replayed a different number of steps");
+                if direction == Direction::Forward {
+                    assert_eq!(paused.temps, whole.temps, "{how:?} left other checkpoints behind its stop");
+                }
+            }
+        }
+    }
+    whole
+}
+
+/// The RIP at position `at`.
+fn rip_at(rec: &Rc<Recording>, at: u64) -> u64 {
+    let mut t = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
+    assert_eq!(t.seek(at).unwrap(), Stop::Done);
+    t.machine().vm.vcpu().rip()
+}
+
+/// The first step at or after `from` that pushes a new value, and the slot it writes.
+fn stack_write_after(rec: &Rc<Recording>, from: u64) -> (u64, u64) {
+    let mut t = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
+    t.seek(from).unwrap();
+    loop {
+        let q = t.icount();
+        assert!(q < rec.length(), "no stack write after {from}");
+        let before_rsp = t.machine().vm.vcpu().regs().rsp;
+        let old = read_u32(&t, before_rsp - 8);
+        t.step_forward().unwrap();
+        let rsp = t.machine().vm.vcpu().regs().rsp;
+        if rsp == before_rsp - 8 && read_u32(&t, rsp) != old {
+            return (q, rsp);
+        }
+    }
+}
+
+/// A write watchpoint on the kernel's first code bytes, which nothing writes: it never
+/// stops a run, but keeps runs from skipping intervals, so they scan every step (what the
+/// pause tests need to have something to pause).
+fn scan_everything(t: &mut Timeline) {
+    t.add_watchpoint(Watchpoint::new(0x10_0000, 8, WatchKind::Write).unwrap());
+}
+
+/// The boot code's instruction at position 10, which runs only then: a backward run to it
+/// from the end scans the whole history.
+const EARLY: u64 = 10;
+
+/// A backward run paused many times (by its step budget, by the interrupt flag, and with
+/// the position moved by someone else in between) stops exactly where an uninterrupted one
+/// does, and scans nothing twice.
 #[test]
-fn a_paused_backward_run_resumes_without_rescanning() {
-    use std::sync::atomic::Ordering;
-    use ttvm_replay::timeline::ReverseRun;
-    if !kvm_or_skip("a_paused_backward_run_resumes_without_rescanning") {
+fn paused_backward_runs_stop_where_uninterrupted_ones_do() {
+    if !kvm_or_skip("paused_backward_runs_stop_where_uninterrupted_ones_do") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let rec = record(dir.path(), "timer", "ticks=5", 2000);
-    let mut t = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
-    // A breakpoint hit early only: the backward run from the end scans a long way.
-    t.seek(300).unwrap();
-    let addr = t.machine().vm.vcpu().rip();
-    t.add_breakpoint(addr);
-    // A watchpoint on code nothing writes keeps every interval scanned.
-    t.add_watchpoint(Watchpoint { addr: 0x10_0000, len: 8, kind: WatchKind::Write });
-
-    t.seek(rec.length()).unwrap();
-    let before = t.stats().replayed_steps;
-    let whole = t.run_backward().unwrap();
-    let (at, whole_steps) = (t.icount(), t.stats().replayed_steps - before);
-
-    t.seek(rec.length()).unwrap();
-    let flag = t.interrupt_handle();
-    let mut run = ReverseRun::new(t.icount());
-    let before = t.stats().replayed_steps;
-    let mut pauses = 0;
-    let stop = loop {
-        flag.store(true, Ordering::SeqCst); // the next interrupt check pauses the run
-        match t.continue_backward(&mut run).unwrap() {
-            Stop::Interrupted => pauses += 1,
-            stop => break stop,
-        }
+    let rec = record(dir.path(), KERNEL, CMDLINE, 2_000);
+    let len = rec.length();
+    let entry = rip_at(&rec, EARLY);
+    let setup = |t: &mut Timeline| {
+        scan_everything(t);
+        t.add_breakpoint(entry);
     };
-    let sliced_steps = t.stats().replayed_steps - before;
-    assert_eq!((stop, t.icount()), (whole, at), "after {pauses} pauses");
-    assert!(pauses >= 3, "the run was paused {pauses} times");
-    // Pausing costs nothing but the final seek to the stop, which both runs make.
-    assert!(sliced_steps <= whole_steps + 2048, "{sliced_steps} steps replayed sliced, {whole_steps} whole");
+    let whole = pauses_change_nothing(&rec, &setup, len, Direction::Backward, 2_000);
+    assert_eq!((&whole.stop, whole.at), (&Stop::Breakpoint { addr: entry }, EARLY));
+    assert!(whole.replayed >= len, "the whole history scanned: {whole:?}");
+
+    // A watchpoint on a stack slot a push changes after 3/4 of the history, and a
+    // breakpoint that cannot be reached: the latest change of the slot wins.
+    let (writer, slot) = stack_write_after(&rec, len * 3 / 4);
+    let w = Watchpoint::new(slot, 8, WatchKind::Write).unwrap();
+    let setup = |t: &mut Timeline| {
+        t.add_watchpoint(w);
+        t.add_breakpoint(0xdead_0000);
+    };
+    let whole = pauses_change_nothing(&rec, &setup, len, Direction::Backward, 2_000);
+    assert_eq!(whole.stop, Stop::Watchpoint { watch: w });
+    assert!(whole.at >= writer, "{whole:?} before the write at {writer}");
+
+    // Nothing to stop at: straight to the start, without scanning.
+    let whole = drive(&rec, 1 << 40, &|_| {}, len, Direction::Backward, Driving::Budget(10));
+    assert_eq!((whole.stop, whole.at), (Stop::HistoryStart, 0));
+}
+
+/// A forward run paused many times ends where an uninterrupted one does, replays the same
+/// steps, and leaves the same in-memory checkpoints behind its stop.
+#[test]
+fn paused_forward_runs_stop_where_uninterrupted_ones_do() {
+    if !kvm_or_skip("paused_forward_runs_stop_where_uninterrupted_ones_do") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rec = record(dir.path(), KERNEL, CMDLINE, 2_000);
+    let len = rec.length();
+    let mut t = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
+    t.seek(len * 3 / 4).unwrap();
+    let late = t.machine().vm.vcpu().rip();
+    let setup = |t: &mut Timeline| {
+        scan_everything(t);
+        t.add_breakpoint(late);
+    };
+    let whole = pauses_change_nothing(&rec, &setup, len / 2, Direction::Forward, 2_000);
+    assert_eq!(whole.stop, Stop::Breakpoint { addr: late });
+    assert!(whole.at > len / 2 && whole.at <= len * 3 / 4, "{whole:?}");
+    assert!(!whole.temps.is_empty(), "a forward run leaves checkpoints behind its stop");
+    // Nothing that fires: to the end.
+    let whole = pauses_change_nothing(&rec, &scan_everything, 0, Direction::Forward, 2_000);
+    assert_eq!((whole.stop, whole.at), (Stop::HistoryEnd, len));
+    // Nothing set at all: no interval can stop the run, which restores the last checkpoint.
+    let whole = drive(&rec, 1000, &|_| {}, 0, Direction::Forward, Driving::Uninterrupted);
+    assert_eq!((whole.stop, whole.at), (Stop::HistoryEnd, len));
+    assert!(whole.replayed < 2_000, "replayed {} steps to reach the end", whole.replayed);
+}
+
+/// gdb's reverse-continue, interrupted, ends at the bottom of what it scanned, where no
+/// stop lies above; reverse-continuing from there finds the stop an uninterrupted run finds.
+#[test]
+fn an_interrupted_run_backward_ends_where_nothing_above_was_skipped() {
+    if !kvm_or_skip("an_interrupted_run_backward_ends_where_nothing_above_was_skipped") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rec = record(dir.path(), KERNEL, CMDLINE, 2_000);
+    let entry = rip_at(&rec, EARLY);
+    // Start 500 steps above a checkpoint in the middle: the first window is those 500 steps,
+    // and the flag (looked at every 1024 steps) pauses the run in the second.
+    let checkpoints: Vec<u64> = rec.checkpoints.iter().map(|c| c.engine.icount).collect();
+    let boundary = checkpoints[checkpoints.len() / 2];
+    let origin = boundary + 500;
+    assert!(checkpoints.iter().all(|&c| c <= boundary || c >= origin) && boundary >= 4_000, "{checkpoints:?}");
+    let mut reference = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
+    scan_everything(&mut reference);
+    reference.add_breakpoint(entry);
+    reference.seek(origin).unwrap();
+    assert_eq!(reference.run_backward().unwrap(), Stop::Breakpoint { addr: entry });
+    assert_eq!(reference.icount(), EARLY);
+
+    let mut t = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
+    t.set_temp_policy(1 << 40, 256 << 20);
+    scan_everything(&mut t);
+    t.add_breakpoint(entry);
+    t.seek(origin).unwrap();
+    t.interrupt_handle().store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(t.run_backward().unwrap(), Stop::Interrupted);
+    assert_eq!(t.icount(), boundary, "not at the bottom of the part scanned");
+    assert_eq!(t.run_backward().unwrap(), Stop::Breakpoint { addr: entry });
+    assert_eq!(t.icount(), reference.icount());
 }

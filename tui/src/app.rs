@@ -8,8 +8,10 @@ use std::collections::BTreeSet;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::layout::{Position, Rect};
 use ttvm_replay::events::EventClass;
+use ttvm_replay::timeline::Direction;
 
-use crate::parse::{parse_address, parse_icount, parse_mem_target, MemTarget};
+use crate::parse::{parse_address, parse_icount, parse_ids, parse_mem_target, parse_watch, MemTarget};
+use crate::stops::{StopList, StopPoint, StopPointKind, StopTarget};
 use crate::symbols::Symbols;
 use crate::trace_info::TraceInfo;
 
@@ -63,6 +65,10 @@ pub enum PromptKind {
     Goto,
     /// `b`: a breakpoint address or symbol.
     Breakpoint,
+    /// `w`: a watchpoint: kind, address or symbol, length.
+    Watch,
+    /// `d`: the breakpoints and watchpoints to delete.
+    Delete,
     /// `/`: text to find in the serial output.
     Search,
     /// `a`: what the memory pane shows.
@@ -74,7 +80,9 @@ impl PromptKind {
     pub fn label(self) -> &'static str {
         match self {
             PromptKind::Goto => "go to icount (1234, 0x4d2, 50%, +1000, -5k)",
-            PromptKind::Breakpoint => "breakpoint at (address or symbol; empty clears)",
+            PromptKind::Breakpoint => "add a breakpoint at (address or symbol; empty deletes all breakpoints)",
+            PromptKind::Watch => "watch [read|access] ADDRESS [LEN] (default write, 8 bytes; empty deletes all)",
+            PromptKind::Delete => "delete breakpoints/watchpoints (their numbers, e.g. 1 3; or all)",
             PromptKind::Search => "search serial output",
             PromptKind::Memory => "memory at (register, address or symbol, e.g. rsp, 0x1000, COUNTER, rbp-0x20)",
         }
@@ -106,10 +114,13 @@ pub enum Action {
     Quit,
     /// Move to this position.
     Seek(u64),
-    /// Run forward to the next position whose RIP is this address.
-    RunForward(u64),
-    /// Run backward to the previous position whose RIP is this address.
-    RunBackward(u64),
+    /// Run to the next (forward) or previous (backward) stop of any breakpoint or
+    /// watchpoint.
+    Run(Direction),
+    /// Add a breakpoint or watchpoint to the timeline.
+    AddStop(StopTarget),
+    /// Remove these breakpoints and watchpoints from the timeline.
+    RemoveStops(Vec<StopTarget>),
     /// Stop the operation in progress where it is.
     Cancel,
     /// The memory pane's address changed: read memory again.
@@ -182,8 +193,8 @@ pub struct App {
     pub mode: Mode,
     /// Bookmarked positions.
     pub bookmarks: BTreeSet<u64>,
-    /// The breakpoint `c`/`C` run to, and how it was typed.
-    pub breakpoint: Option<(u64, String)>,
+    /// The breakpoints and watchpoints `c`/`C` run to, numbered, with how they were typed.
+    pub stops: StopList,
     /// The event class `{`/`}` move between.
     pub kind: EventClass,
     /// The event selected in the event pane (an index into the trace's events).
@@ -230,7 +241,7 @@ impl App {
             focus: Focus::Disasm,
             mode: Mode::Normal,
             bookmarks: BTreeSet::new(),
-            breakpoint: None,
+            stops: StopList::default(),
             kind,
             event_sel: None,
             console_scroll: 0,
@@ -334,12 +345,14 @@ impl App {
             }
             KeyCode::Char('g') => self.open_prompt(PromptKind::Goto),
             KeyCode::Char('b') => self.open_prompt(PromptKind::Breakpoint),
+            KeyCode::Char('w') => self.open_prompt(PromptKind::Watch),
+            KeyCode::Char('d') => self.open_prompt(PromptKind::Delete),
             KeyCode::Char('/') => self.open_prompt(PromptKind::Search),
             KeyCode::Char('a') => self.open_prompt(PromptKind::Memory),
             KeyCode::Char('G') | KeyCode::End => self.seek(self.length),
             KeyCode::Char('0') | KeyCode::Home => self.seek(0),
-            KeyCode::Char('c') => self.run(true),
-            KeyCode::Char('C') => self.run(false),
+            KeyCode::Char('c') => self.run(Direction::Forward),
+            KeyCode::Char('C') => self.run(Direction::Backward),
             KeyCode::Char('m') => {
                 self.toggle_bookmark();
                 Action::None
@@ -413,19 +426,24 @@ impl App {
                 Ok(t) => self.seek(t),
                 Err(e) => self.say(e),
             },
-            PromptKind::Breakpoint => {
-                if text.is_empty() {
-                    self.breakpoint = None;
-                    return self.say("breakpoint cleared".into());
+            PromptKind::Breakpoint if text.is_empty() => self.remove_all(StopPointKind::Breakpoints),
+            PromptKind::Breakpoint => match parse_address(text, ctx.symbols) {
+                Ok(a) => self.add_stop(StopTarget::Breakpoint(a), text),
+                Err(e) => self.say(e),
+            },
+            PromptKind::Watch if text.is_empty() => self.remove_all(StopPointKind::Watchpoints),
+            PromptKind::Watch => match parse_watch(text, ctx.symbols) {
+                Ok((w, typed)) => self.add_stop(StopTarget::Watchpoint(w), &typed),
+                Err(e) => self.say(e),
+            },
+            PromptKind::Delete => match parse_ids(text) {
+                Ok(Some(ids)) => self.delete(&ids),
+                Ok(None) => {
+                    let gone = self.stops.remove_all(None);
+                    self.removed(gone)
                 }
-                match parse_address(text, ctx.symbols) {
-                    Ok(a) => {
-                        self.breakpoint = Some((a, text.to_string()));
-                        self.say(format!("breakpoint at {a:#x} ({text}): c runs forward to it, C backward"))
-                    }
-                    Err(e) => self.say(e),
-                }
-            }
+                Err(e) => self.say(e),
+            },
             PromptKind::Search => {
                 if text.is_empty() {
                     return Action::None;
@@ -517,16 +535,47 @@ impl App {
         }
     }
 
-    fn run(&mut self, forward: bool) -> Action {
-        let Some((addr, _)) = self.breakpoint else {
-            return self.say("no breakpoint: set one with b".into());
-        };
-        self.status = None;
-        if forward {
-            Action::RunForward(addr)
-        } else {
-            Action::RunBackward(addr)
+    fn run(&mut self, direction: Direction) -> Action {
+        if self.stops.is_empty() {
+            return self.say("no breakpoint or watchpoint: b sets a breakpoint, w a watchpoint".into());
         }
+        self.status = None;
+        Action::Run(direction)
+    }
+
+    fn add_stop(&mut self, target: StopTarget, text: &str) -> Action {
+        match self.stops.add(target, text) {
+            Ok(p) => {
+                self.status = Some(format!("{} set: c runs forward to the next stop, C backward", p.describe()));
+                Action::AddStop(target)
+            }
+            Err(e) => self.say(e),
+        }
+    }
+
+    fn remove_all(&mut self, kind: StopPointKind) -> Action {
+        let gone = self.stops.remove_all(Some(kind));
+        self.removed(gone)
+    }
+
+    fn delete(&mut self, ids: &[u32]) -> Action {
+        if let Some(missing) = ids.iter().find(|&&id| !self.stops.iter().any(|p| p.id == id)) {
+            return self.say(format!("no breakpoint or watchpoint numbered {missing}"));
+        }
+        let gone = ids.iter().filter_map(|&id| self.stops.remove(id)).collect();
+        self.removed(gone)
+    }
+
+    fn removed(&mut self, gone: Vec<StopPoint>) -> Action {
+        self.status = Some(match gone.as_slice() {
+            [] => "nothing to delete".into(),
+            [one] => format!("deleted {}", one.describe()),
+            many => format!("deleted {} breakpoints and watchpoints", many.len()),
+        });
+        if gone.is_empty() {
+            return Action::None;
+        }
+        Action::RemoveStops(gone.into_iter().map(|p| p.target).collect())
     }
 
     fn cycle_kind(&mut self, info: &TraceInfo) {

@@ -6,19 +6,19 @@
 //! changed, and the screen at N is the same however N was reached (stepping back then forward
 //! redraws it identically). A single step forward needs nothing more than the step itself.
 //!
-//! Breakpoint runs are the timeline's own (`Timeline::run_forward`, and
-//! `Timeline::continue_backward` with a `ReverseRun` kept in the job): the time slicer
-//! raises the timeline's interrupt flag at the end of each slice, the run pauses, the screen
-//! is redrawn and the next slice resumes it. So the stop rules (and the skipping of
-//! intervals a breakpoint cannot be in) are exactly gdb's.
+//! Runs to breakpoints and watchpoints are the timeline's own runs (the ones gdb's continue
+//! and reverse-continue use, so both stop at the same places): the job holds the
+//! [`Run`] and continues it for one slice at a time, the slicer pausing it; once it stops at
+//! q, the driver moves to q through q-1 like any other move.
 
 use std::time::{Duration, Instant};
 
 use ttvm_replay::replay::ReplayError;
-use ttvm_replay::timeline::{ReverseRun, Stop, Timeline, TimelineError};
+use ttvm_replay::timeline::{Direction, Run, Stop, Timeline, TimelineError};
 
 use crate::app::Action;
 use crate::parse::MemTarget;
+use crate::stops::{StopList, StopTarget};
 use crate::symbols::Symbols;
 use crate::trace_info::TraceInfo;
 use crate::view::{Regs, View};
@@ -61,8 +61,7 @@ pub enum Outcome {
 #[derive(Clone, Debug)]
 enum Job {
     Seek { target: u64, origin: u64, note: Option<String> },
-    Forward { addr: u64, start: u64 },
-    Backward { addr: u64, run: ReverseRun },
+    Run(Run),
 }
 
 /// Owns the timeline and the view of the machine at the cursor.
@@ -83,6 +82,8 @@ pub struct Env<'a> {
     pub symbols: &'a Symbols,
     /// The memory pane's target.
     pub mem: &'a MemTarget,
+    /// The breakpoints and watchpoints, to name the one a run stopped at.
+    pub stops: &'a StopList,
 }
 
 fn checkpoint_before(info: &TraceInfo, icount: u64) -> u64 {
@@ -115,13 +116,25 @@ impl Driver {
 
     /// Starts carrying out `action` (other actions are not the driver's).
     pub fn start(&mut self, action: &Action, info: &TraceInfo) {
-        let cursor = self.timeline.icount();
         self.job = match *action {
             Action::Seek(t) => Some(self.seek_job(t.min(info.length), None, info)),
-            Action::RunForward(addr) => Some(Job::Forward { addr, start: cursor }),
-            Action::RunBackward(addr) => Some(Job::Backward { addr, run: ReverseRun::new(cursor) }),
+            Action::Run(direction) => Some(Job::Run(self.timeline.start_run(direction))),
             _ => None,
         };
+    }
+
+    /// Adds a breakpoint or watchpoint to the timeline (or removes it), where runs look.
+    pub fn set_stop(&mut self, target: StopTarget, on: bool) {
+        match (target, on) {
+            (StopTarget::Breakpoint(a), true) => self.timeline.add_breakpoint(a),
+            (StopTarget::Breakpoint(a), false) => {
+                self.timeline.remove_breakpoint(a);
+            }
+            (StopTarget::Watchpoint(w), true) => self.timeline.add_watchpoint(w),
+            (StopTarget::Watchpoint(w), false) => {
+                self.timeline.remove_watchpoint(w);
+            }
+        }
     }
 
     fn seek_job(&self, target: u64, note: Option<String>, info: &TraceInfo) -> Job {
@@ -142,19 +155,17 @@ impl Driver {
                 at,
                 fraction: frac(at.saturating_sub(*origin), target.saturating_sub(*origin)),
             },
-            Job::Forward { addr, start } => Progress {
-                what: format!("running forward to breakpoint {addr:#x}"),
-                at,
-                fraction: frac(at.saturating_sub(*start), self.timeline.length().saturating_sub(*start)),
-            },
-            Job::Backward { addr, run } => {
-                let (from, hi, lo) = run.progress();
-                let lo = lo.unwrap_or(hi);
-                Progress {
-                    what: format!("running backward to breakpoint {addr:#x} (scanning {lo}..{hi})"),
-                    at,
-                    fraction: frac(from - hi + at.saturating_sub(lo).min(hi - lo), from),
-                }
+            Job::Run(run) => {
+                let p = self.timeline.run_progress(run);
+                let what = match (p.direction, p.window, p.arriving) {
+                    (_, _, Some(q)) => format!("moving to the stop found at icount {q}"),
+                    (Direction::Forward, ..) => "running forward to the next breakpoint or watchpoint".to_string(),
+                    (Direction::Backward, Some((lo, hi)), None) => {
+                        format!("running backward to the previous breakpoint or watchpoint (scanning {lo}..{hi})")
+                    }
+                    (Direction::Backward, None, None) => "running backward".to_string(),
+                };
+                Progress { what, at: p.at, fraction: p.fraction() }
             }
         })
     }
@@ -177,19 +188,16 @@ impl Driver {
     pub fn work(&mut self, budget: Duration, env: Env<'_>) -> Option<Outcome> {
         let deadline = Instant::now() + budget;
         loop {
-            let job = self.job.clone()?;
+            let job = self.job.take()?;
+            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
             let r = match job {
-                Job::Seek { target, note, .. } => self.work_seek(target, note, budget, env),
-                Job::Forward { addr, .. } => self.work_forward(addr, deadline, env),
-                Job::Backward { .. } => self.work_backward(deadline, env),
+                Job::Seek { target, origin, note } => self.work_seek(target, origin, note, left, env),
+                Job::Run(run) => self.work_run(run, left, env),
             };
             match r {
                 Err(e) => return Some(self.fail(e, env)),
-                Ok(Some(outcome)) => {
-                    self.job = None;
-                    return Some(outcome);
-                }
-                // Another phase may start right away (a backward run becoming a seek).
+                Ok(Some(outcome)) => return Some(outcome),
+                // Another phase may start right away (a run that stopped becoming a seek).
                 Ok(None) if Instant::now() < deadline && self.job.is_some() => continue,
                 Ok(None) => return None,
             }
@@ -234,9 +242,11 @@ impl Driver {
         Ok(r? == Stop::Done)
     }
 
+    /// Works on a seek for one slice; puts the job back if the slice ended first.
     fn work_seek(
         &mut self,
         target: u64,
+        origin: u64,
         note: Option<String>,
         budget: Duration,
         env: Env<'_>,
@@ -246,6 +256,7 @@ impl Driver {
             return Ok(Some(self.arrive(None, note, env)));
         }
         if !self.sliced_seek(target - 1, budget)? {
+            self.job = Some(Job::Seek { target, origin, note });
             return Ok(None);
         }
         let prev = Regs::of(self.timeline.machine());
@@ -253,58 +264,44 @@ impl Driver {
         Ok(Some(self.arrive(Some(prev), note, env)))
     }
 
-    /// Makes `addr` the timeline's one breakpoint (the app has one at a time).
-    fn only_breakpoint(&mut self, addr: u64) {
-        for other in self.timeline.breakpoints().iter().copied().filter(|&a| a != addr).collect::<Vec<_>>() {
-            self.timeline.remove_breakpoint(other);
-        }
-        self.timeline.add_breakpoint(addr);
-    }
-
-    /// Runs `run` for what is left of the slice; the slicer pauses it.
-    fn sliced<T>(&mut self, deadline: Instant, run: impl FnOnce(&mut Timeline) -> T) -> T {
-        self.slicer.arm(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
-        let r = run(&mut self.timeline);
+    /// Continues a run for one slice. Once it stops at q, the move to q becomes a seek job
+    /// (through q-1, so the registers the last step changed are highlighted).
+    fn work_run(&mut self, mut run: Run, budget: Duration, env: Env<'_>) -> Result<Option<Outcome>, TimelineError> {
+        self.slicer.arm(budget);
+        let stop = self.timeline.continue_run(&mut run);
         self.slicer.disarm();
-        r
-    }
-
-    fn work_forward(&mut self, addr: u64, deadline: Instant, env: Env<'_>) -> Result<Option<Outcome>, TimelineError> {
-        self.only_breakpoint(addr);
-        match self.sliced(deadline, |t| t.run_forward())? {
-            Stop::Interrupted => Ok(None),
-            Stop::Breakpoint { .. } => {
-                let q = self.timeline.icount();
-                let note = Some(format!("breakpoint {addr:#x} hit at icount {q}"));
-                self.job = Some(self.seek_job(q, note, env.info));
-                Ok(None)
+        let stop = stop?;
+        let at = self.timeline.icount();
+        let backward = run.direction() == Direction::Backward;
+        let note = match &stop {
+            Stop::Interrupted => {
+                self.job = Some(Job::Run(run));
+                return Ok(None);
             }
-            _ => {
-                let note = format!("no hit of breakpoint {addr:#x} before the end of the history");
-                Ok(Some(self.arrive(None, Some(note), env)))
+            Stop::Breakpoint { .. } | Stop::Watchpoint { .. } => {
+                let what = env.stops.find(&stop).map_or_else(|| describe(&stop), |p| p.describe());
+                let way = if backward { " (running backward)" } else { "" };
+                format!("{what} hit at icount {at}{way}")
             }
-        }
-    }
-
-    fn work_backward(&mut self, deadline: Instant, env: Env<'_>) -> Result<Option<Outcome>, TimelineError> {
-        let Some(Job::Backward { addr, mut run }) = self.job.clone() else {
-            return Ok(None);
+            Stop::HistoryStart => {
+                format!("no breakpoint or watchpoint hit before icount {}: start of the history", run.origin())
+            }
+            Stop::HistoryEnd => "no breakpoint or watchpoint hit before the end of the history".to_string(),
+            Stop::Done => format!("stopped at icount {at}"),
         };
-        self.only_breakpoint(addr);
-        let stop = self.sliced(deadline, |t| t.continue_backward(&mut run))?;
-        let from = run.progress().0;
-        self.job = Some(match stop {
-            Stop::Interrupted => Job::Backward { addr, run },
-            Stop::Breakpoint { .. } => {
-                let q = self.timeline.icount();
-                let note = Some(format!("breakpoint {addr:#x} hit at icount {q} (running backward)"));
-                self.seek_job(q, note, env.info)
-            }
-            _ => {
-                let note = Some(format!("no hit of breakpoint {addr:#x} before icount {from}: start of the history"));
-                self.seek_job(0, note, env.info)
-            }
-        });
+        if at == 0 {
+            return Ok(Some(self.arrive(None, Some(note), env)));
+        }
+        self.job = Some(self.seek_job(at, Some(note), env.info));
         Ok(None)
+    }
+}
+
+/// A stop the user's list does not name (it always should).
+fn describe(stop: &Stop) -> String {
+    match stop {
+        Stop::Breakpoint { addr } => format!("breakpoint {addr:#x}"),
+        Stop::Watchpoint { watch } => format!("watchpoint {watch}"),
+        other => format!("{other:?}"),
     }
 }

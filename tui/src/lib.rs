@@ -5,8 +5,9 @@
 //! Structure (ratatui's app/ui/event split, so all of it but the terminal is testable):
 //! - [`app`]: pure UI state; keys and mouse events become [`app::Action`]s.
 //! - [`driver`]: carries actions out on the replay [`Timeline`](ttvm_replay::timeline::Timeline)
-//!   (the same one gdb uses), in time slices ([`slicer`]) so long seeks show progress and
-//!   Esc cancels them.
+//!   (the same one gdb uses), in time slices ([`slicer`]) so long seeks and runs show
+//!   progress and Esc cancels them. Runs to breakpoints and watchpoints are the timeline's
+//!   own resumable runs; [`stops`] is the numbered list of them the screen shows.
 //! - [`view`]: what the panes show of the machine, read once per move.
 //! - [`ui`]: one widget per pane; [`event`]: the loop, generic over the backend;
 //!   [`terminal`]: full-screen mode and its restoration on exit, panic and signals.
@@ -21,6 +22,7 @@ pub mod event;
 pub mod parse;
 pub mod session;
 pub mod slicer;
+pub mod stops;
 pub mod symbols;
 pub mod terminal;
 pub mod trace_info;

@@ -2,6 +2,7 @@
 //! messages for the status bar.
 
 use kvm_bindings::kvm_regs;
+use ttvm_replay::timeline::{WatchKind, Watchpoint};
 
 use crate::symbols::Symbols;
 
@@ -244,6 +245,57 @@ pub fn parse_mem_target(text: &str, symbols: &Symbols) -> Result<MemTarget, Stri
     Ok(MemTarget { reg: None, offset: a, text: t.to_string() })
 }
 
+/// Bytes a watchpoint covers when no length is typed: a machine word.
+pub const DEFAULT_WATCH_LEN: u64 = 8;
+
+fn watch_kind(word: &str) -> Option<WatchKind> {
+    match word.to_ascii_lowercase().as_str() {
+        "write" | "w" => Some(WatchKind::Write),
+        "read" | "r" => Some(WatchKind::Read),
+        "access" | "a" | "rw" => Some(WatchKind::Access),
+        _ => None,
+    }
+}
+
+/// Parses a `w` prompt: `[write|read|access] ADDRESS [LEN]` (also `w`, `r`, `a`), where
+/// ADDRESS is what [`parse_address`] reads; a write watchpoint of
+/// [`DEFAULT_WATCH_LEN`] bytes unless said otherwise. Returns the watchpoint and how its
+/// address was typed.
+pub fn parse_watch(text: &str, symbols: &Symbols) -> Result<(Watchpoint, String), String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let (kind, rest) = match words.as_slice() {
+        [first, rest @ ..] if !rest.is_empty() && watch_kind(first).is_some() => (watch_kind(first), rest),
+        all => (None, all),
+    };
+    let usage = || format!("\"{text}\": type [write|read|access] ADDRESS [LEN], e.g. TICKS, read 0x1000 4");
+    let (target, len) = match rest {
+        [target] => (*target, DEFAULT_WATCH_LEN),
+        [target, len] => (*target, parse_number(len).ok_or_else(|| format!("\"{len}\" is not a length in bytes"))?),
+        _ => return Err(usage()),
+    };
+    let addr = parse_address(target, symbols)?;
+    let w = Watchpoint::new(addr, len, kind.unwrap_or(WatchKind::Write)).map_err(|e| e.to_string())?;
+    Ok((w, target.to_string()))
+}
+
+/// Parses a `d` prompt: breakpoint/watchpoint numbers separated by spaces or commas, or
+/// `all` (None).
+pub fn parse_ids(text: &str) -> Result<Option<Vec<u32>>, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("all") || t == "*" {
+        return Ok(None);
+    }
+    let ids: Result<Vec<u32>, String> = t
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse().map_err(|_| format!("\"{w}\" is not a breakpoint or watchpoint number")))
+        .collect();
+    match ids? {
+        v if v.is_empty() => Err("type the numbers to delete (1 3), or all".into()),
+        v => Ok(Some(v)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +325,22 @@ mod tests {
         assert_eq!((m.reg, m.offset), (Some(Reg::Rbp), 8u64.wrapping_neg()));
         let m = parse_mem_target("0xb8000", &s).unwrap_or_default();
         assert_eq!((m.reg, m.offset), (None, 0xb8000));
+    }
+
+    #[test]
+    fn watchpoints_and_numbers() {
+        let s = Symbols::empty();
+        let w = |addr, len, kind| Ok((Watchpoint { addr, len, kind }, format!("{addr:#x}")));
+        assert_eq!(parse_watch("0x1000", &s), w(0x1000, 8, WatchKind::Write));
+        assert_eq!(parse_watch("read 0x1000 4", &s), w(0x1000, 4, WatchKind::Read));
+        assert_eq!(parse_watch("a 0x1000 0x10", &s), w(0x1000, 16, WatchKind::Access));
+        assert_eq!(parse_watch("  write   0x1000  ", &s), w(0x1000, 8, WatchKind::Write));
+        assert!(parse_watch("0x1000 0", &s).is_err_and(|e| e.contains("at least one byte")));
+        assert!(parse_watch("read 0x1000 4 5", &s).is_err_and(|e| e.contains("ADDRESS [LEN]")));
+        assert!(parse_watch("read", &s).is_err(), "a lone kind is read as an address");
+        assert!(parse_watch("0x1000 four", &s).is_err_and(|e| e.contains("not a length")));
+        assert_eq!(parse_ids("1 3,4"), Ok(Some(vec![1, 3, 4])));
+        assert_eq!(parse_ids("all"), Ok(None));
+        assert!(parse_ids("").is_err() && parse_ids("kmain").is_err());
     }
 }

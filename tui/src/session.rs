@@ -69,7 +69,7 @@ impl Session {
     /// Wires up already-opened parts.
     pub fn from_parts(info: TraceInfo, symbols: Symbols, timeline: Timeline) -> Self {
         let app = App::new(&info);
-        let driver = Driver::new(timeline, Env { info: &info, symbols: &symbols, mem: &app.mem });
+        let driver = Driver::new(timeline, Self::env_of(&app, &info, &symbols));
         Self { app, info, symbols, driver }
     }
 
@@ -94,15 +94,19 @@ impl Session {
             Action::None => {}
             Action::Quit => return Flow::Quit,
             Action::Cancel => {
-                let env = Env { info: &self.info, symbols: &self.symbols, mem: &self.app.mem };
-                let o = self.driver.cancel(env);
+                let o = self.driver.cancel(Self::env_of(&self.app, &self.info, &self.symbols));
                 self.report(o);
             }
             Action::RefreshMemory => {
-                let env = Env { info: &self.info, symbols: &self.symbols, mem: &self.app.mem };
-                self.driver.refresh_memory(env);
+                self.driver.refresh_memory(Self::env_of(&self.app, &self.info, &self.symbols));
             }
-            Action::Seek(_) | Action::RunForward(_) | Action::RunBackward(_) => {
+            Action::AddStop(target) => self.driver.set_stop(target, true),
+            Action::RemoveStops(targets) => {
+                for t in targets {
+                    self.driver.set_stop(t, false);
+                }
+            }
+            Action::Seek(_) | Action::Run(_) => {
                 self.app.error = None;
                 self.driver.start(&action, &self.info);
                 self.app.started();
@@ -123,18 +127,21 @@ impl Session {
         self.driver.busy()
     }
 
+    /// What the driver needs to read the machine once a move ends.
+    fn env_of<'a>(app: &'a App, info: &'a TraceInfo, symbols: &'a Symbols) -> Env<'a> {
+        Env { info, symbols, mem: &app.mem, stops: &app.stops }
+    }
+
     /// Works on the operation in progress for about `budget`.
     pub fn work(&mut self, budget: Duration) {
-        let env = Env { info: &self.info, symbols: &self.symbols, mem: &self.app.mem };
-        if let Some(o) = self.driver.work(budget, env) {
+        if let Some(o) = self.driver.work(budget, Self::env_of(&self.app, &self.info, &self.symbols)) {
             self.report(o);
         }
     }
 
     /// Runs the operation in progress to its end.
     pub fn finish(&mut self) {
-        let env = Env { info: &self.info, symbols: &self.symbols, mem: &self.app.mem };
-        if let Some(o) = self.driver.finish(env) {
+        if let Some(o) = self.driver.finish(Self::env_of(&self.app, &self.info, &self.symbols)) {
             self.report(o);
         }
     }

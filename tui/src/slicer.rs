@@ -1,8 +1,9 @@
 //! Time slices for long timeline operations. The timeline is not `Send` (it holds `Rc`s) and
-//! lives on the UI thread, so a long `seek` would freeze the screen. It does, however, stop
-//! promptly with `Stop::Interrupted` when its interrupt flag is raised, and a later `seek` to
-//! the same target carries on from where it stopped. This thread raises the flag when a slice
-//! is over; the UI redraws, reads keys, and seeks again (or not, if Esc was pressed).
+//! lives on the UI thread, so a long seek or run would freeze the screen. It does, however,
+//! stop promptly with `Stop::Interrupted` when its interrupt flag is raised, and carries on
+//! from where it stopped: a later `seek` to the same target, or `continue_run` with the same
+//! run. This thread raises the flag when a slice is over; the UI redraws, reads keys, and
+//! carries on (or not, if Esc was pressed).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};

@@ -5,8 +5,10 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::layout::Rect;
 use ttvm_replay::events::{Event, EventClass, EventKind, IoData, StopKind};
+use ttvm_replay::timeline::{Direction, WatchKind, Watchpoint};
 use ttvm_tui::app::{Action, App, Ctx, Focus, Layout, Mode, PromptKind};
 use ttvm_tui::parse::Reg;
+use ttvm_tui::stops::StopTarget;
 use ttvm_tui::symbols::Symbols;
 use ttvm_tui::trace_info::{EndState, TraceInfo};
 
@@ -89,6 +91,11 @@ impl T {
         let ctx = Ctx { info: &self.info, symbols: &self.symbols };
         self.app.on_mouse(MouseEvent { kind, column: x, row: y, modifiers: KeyModifiers::NONE }, ctx)
     }
+}
+
+/// The stop points as listed: number, target, how it was typed.
+fn listed(t: &T) -> Vec<(u32, StopTarget, String)> {
+    t.app.stops.iter().map(|p| (p.id, p.target, p.text.clone())).collect()
 }
 
 #[test]
@@ -198,29 +205,70 @@ fn capital_g_end_and_zero_home() {
 }
 
 #[test]
-fn b_sets_the_breakpoint_by_symbol_or_address_and_c_runs_to_it() {
+fn b_adds_breakpoints_by_symbol_or_address_and_c_runs_to_them() {
     let mut t = T::at(0);
     assert_eq!(t.ch('c'), Action::None);
     assert!(t.app.status.as_deref().unwrap_or("").contains("no breakpoint"));
     assert_eq!(t.ch('C'), Action::None);
     let kmain = t.symbols.resolve("kmain").expect("kmain");
-    assert_eq!(t.typed('b', "kmain"), Action::None);
-    assert_eq!(t.app.breakpoint, Some((kmain, "kmain".into())));
-    assert_eq!(t.ch('c'), Action::RunForward(kmain));
-    assert_eq!(t.ch('C'), Action::RunBackward(kmain));
-    // Demangled Rust names, by their last component when unique.
+    assert_eq!(t.typed('b', "kmain"), Action::AddStop(StopTarget::Breakpoint(kmain)));
+    assert_eq!(listed(&t), vec![(1, StopTarget::Breakpoint(kmain), "kmain".to_string())]);
+    assert_eq!(t.ch('c'), Action::Run(Direction::Forward));
+    assert_eq!(t.ch('C'), Action::Run(Direction::Backward));
+    // Demangled Rust names, by their last component when unique; each `b` adds one more.
     let tick = t.symbols.resolve("timer::on_tick").expect("on_tick");
-    t.typed('b', "on_tick");
-    assert_eq!(t.app.breakpoint.as_ref().map(|b| b.0), Some(tick));
-    t.typed('b', "kmain+0x10");
-    assert_eq!(t.app.breakpoint.as_ref().map(|b| b.0), Some(kmain + 0x10));
-    t.typed('b', "0x100150");
-    assert_eq!(t.app.breakpoint.as_ref().map(|b| b.0), Some(0x100150));
-    t.typed('b', "no_such_function");
-    assert_eq!(t.app.breakpoint.as_ref().map(|b| b.0), Some(0x100150), "a bad name keeps the old breakpoint");
+    assert_eq!(t.typed('b', "on_tick"), Action::AddStop(StopTarget::Breakpoint(tick)));
+    assert_eq!(t.typed('b', "kmain+0x10"), Action::AddStop(StopTarget::Breakpoint(kmain + 0x10)));
+    assert_eq!(t.typed('b', "0x100150"), Action::AddStop(StopTarget::Breakpoint(0x100150)));
+    let addrs = |t: &T| listed(t).into_iter().map(|(id, target, _)| (id, target)).collect::<Vec<_>>();
+    let all = vec![
+        (1, StopTarget::Breakpoint(kmain)),
+        (2, StopTarget::Breakpoint(tick)),
+        (3, StopTarget::Breakpoint(kmain + 0x10)),
+        (4, StopTarget::Breakpoint(0x100150)),
+    ];
+    assert_eq!(addrs(&t), all);
+    assert_eq!(t.typed('b', "no_such_function"), Action::None);
+    assert_eq!(addrs(&t), all, "a bad name changes nothing");
     assert!(t.app.status.as_deref().unwrap_or("").contains("neither"));
-    t.typed('b', "");
-    assert_eq!(t.app.breakpoint, None, "empty clears");
+    assert_eq!(t.typed('b', "0x100150"), Action::None);
+    assert!(t.app.status.as_deref().unwrap_or("").contains("already set: breakpoint 4"), "{:?}", t.app.status);
+    let targets = all.iter().map(|&(_, target)| target).collect();
+    assert_eq!(t.typed('b', ""), Action::RemoveStops(targets), "empty clears");
+    assert!(t.app.stops.is_empty());
+    assert_eq!(t.ch('c'), Action::None);
+}
+
+#[test]
+fn w_adds_watchpoints_and_d_deletes_them_by_number() {
+    let mut t = T::at(0);
+    let ticks = t.symbols.resolve("TICKS").expect("TICKS");
+    let watch = |addr, len, kind| StopTarget::Watchpoint(Watchpoint { addr, len, kind });
+    assert_eq!(t.typed('w', "TICKS"), Action::AddStop(watch(ticks, 8, WatchKind::Write)));
+    assert_eq!(t.typed('w', "read TICKS 4"), Action::AddStop(watch(ticks, 4, WatchKind::Read)));
+    assert!(t.app.status.as_deref().unwrap_or("").contains("watchpoint 2 read TICKS"), "{:?}", t.app.status);
+    assert_eq!(t.typed('w', "access 0x2000 16"), Action::AddStop(watch(0x2000, 16, WatchKind::Access)));
+    let kmain = t.symbols.resolve("kmain").expect("kmain");
+    assert_eq!(t.typed('b', "kmain"), Action::AddStop(StopTarget::Breakpoint(kmain)));
+    assert_eq!(t.typed('w', "0x1000 0"), Action::None);
+    assert!(t.app.status.as_deref().unwrap_or("").contains("at least one byte"), "{:?}", t.app.status);
+    assert_eq!(t.app.stops.len(), 4);
+    // By number, as listed.
+    assert_eq!(t.typed('d', "2"), Action::RemoveStops(vec![watch(ticks, 4, WatchKind::Read)]));
+    assert!(t.app.status.as_deref().unwrap_or("").contains("deleted watchpoint 2"), "{:?}", t.app.status);
+    assert_eq!(t.typed('d', "9"), Action::None);
+    assert!(t.app.status.as_deref().unwrap_or("").contains("numbered 9"));
+    assert_eq!(t.typed('d', "kmain"), Action::None, "numbers only");
+    // An empty `w` deletes the watchpoints and keeps the breakpoints.
+    let watches = vec![watch(ticks, 8, WatchKind::Write), watch(0x2000, 16, WatchKind::Access)];
+    assert_eq!(t.typed('w', ""), Action::RemoveStops(watches));
+    assert_eq!(listed(&t), vec![(4, StopTarget::Breakpoint(kmain), "kmain".to_string())]);
+    assert_eq!(t.ch('C'), Action::Run(Direction::Backward));
+    assert_eq!(t.typed('d', "all"), Action::RemoveStops(vec![StopTarget::Breakpoint(kmain)]));
+    assert_eq!(t.ch('c'), Action::None);
+    // Numbers are not reused.
+    t.typed('w', "TICKS");
+    assert_eq!(listed(&t).first().map(|p| p.0), Some(5));
 }
 
 #[test]

@@ -14,7 +14,7 @@ use ratatui::style::Color;
 use ratatui::Terminal;
 use ttvm_replay::events::{EventKind, IoData};
 use ttvm_replay::recording::Recording;
-use ttvm_replay::timeline::{Stop, Timeline};
+use ttvm_replay::timeline::{Stop, Timeline, WatchKind, Watchpoint};
 use ttvm_tui::event::{run_loop, LoopEnd, ScriptedInput};
 use ttvm_tui::Session;
 
@@ -187,6 +187,131 @@ fn breakpoint_runs_stop_where_the_gdb_timeline_stops() {
     s.press(key(KeyCode::Char('C')));
     assert_eq!(s.app.cursor, 0);
     assert!(s.app.status.as_deref().unwrap_or("").contains("start of the history"), "{:?}", s.app.status);
+}
+
+/// What stopped the reference timeline, named as the UI names it.
+fn named(stop: &Stop, on_tick: u64, kmain: u64) -> &'static str {
+    match stop {
+        Stop::Breakpoint { addr } if *addr == on_tick => "breakpoint 1 on_tick",
+        Stop::Breakpoint { addr } if *addr == kmain => "breakpoint 2 kmain",
+        Stop::Watchpoint { watch } if watch.kind == WatchKind::Write => "watchpoint 3 write TICKS",
+        Stop::Watchpoint { .. } => "watchpoint 4 read TICKS",
+        other => panic!("unexpected stop {other:?}"),
+    }
+}
+
+#[test]
+fn several_breakpoints_and_watchpoints_stop_where_the_gdb_timeline_stops() {
+    if !require_kvm("several_breakpoints_and_watchpoints_stop_where_the_gdb_timeline_stops") {
+        return;
+    }
+    let path = timer_trace();
+    let mut s = Session::open(&path, None).expect("open");
+    let on_tick = s.symbols.resolve("timer::on_tick").expect("on_tick");
+    let kmain = s.symbols.resolve("kmain").expect("kmain");
+    let ticks = s.symbols.resolve("TICKS").expect("TICKS");
+    prompt(&mut s, 'b', "on_tick");
+    prompt(&mut s, 'b', "kmain");
+    prompt(&mut s, 'w', "TICKS");
+    let write = Watchpoint { addr: ticks, len: 8, kind: WatchKind::Write };
+    // The UI's list is the timeline's set.
+    let tl_ui = s.driver.timeline();
+    assert_eq!(tl_ui.breakpoints(), &std::collections::BTreeSet::from([kmain, on_tick]));
+    assert_eq!(tl_ui.watchpoints(), &[write]);
+    let screen = text(&draw(&mut s, W, H));
+    assert!(screen.contains("stops:") && screen.contains(&format!("1 ● on_tick {on_tick:#x}")), "{screen}");
+    assert!(screen.contains(&format!("3 ◆ write TICKS {ticks:#x}+8")), "{screen}");
+
+    // gdb's timeline with the same stops: c and C stop where continue and reverse-continue do.
+    let mut tl = timeline(&path);
+    tl.add_breakpoint(on_tick);
+    tl.add_breakpoint(kmain);
+    tl.add_watchpoint(write);
+    let mut kinds = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let stop = tl.run_forward().expect("run");
+        s.press(key(KeyCode::Char('c')));
+        assert_eq!(s.app.cursor, tl.icount(), "c stopped elsewhere than continue ({stop:?})");
+        let note = s.app.status.clone().unwrap_or_default();
+        let name = named(&stop, on_tick, kmain);
+        assert!(note.contains(name) && note.contains(&format!("hit at icount {}", tl.icount())), "{note} vs {stop:?}");
+        kinds.insert(name);
+    }
+    assert_eq!(kinds.len(), 3, "both breakpoints and the watchpoint stopped a run: {kinds:?}");
+    for _ in 0..3 {
+        let stop = tl.run_backward().expect("run back");
+        s.press(key(KeyCode::Char('C')));
+        assert_eq!(s.app.cursor, tl.icount(), "C stopped elsewhere than reverse-continue ({stop:?})");
+        let note = s.app.status.clone().unwrap_or_default();
+        assert!(note.contains(named(&stop, on_tick, kmain)) && note.contains("running backward"), "{note}");
+    }
+
+    // Without the breakpoints, a read watchpoint: kmain's loop reads TICKS.
+    prompt(&mut s, 'd', "1 2");
+    prompt(&mut s, 'w', "read TICKS");
+    let read = Watchpoint { kind: WatchKind::Read, ..write };
+    assert!(s.driver.timeline().breakpoints().is_empty());
+    assert_eq!(s.driver.timeline().watchpoints(), &[write, read]);
+    tl.remove_breakpoint(on_tick);
+    tl.remove_breakpoint(kmain);
+    tl.add_watchpoint(read);
+    let mut reads = 0;
+    for _ in 0..4 {
+        let stop = tl.run_forward().expect("run");
+        s.press(key(KeyCode::Char('c')));
+        assert_eq!(s.app.cursor, tl.icount(), "{stop:?}");
+        let note = s.app.status.clone().unwrap_or_default();
+        assert!(note.contains(named(&stop, on_tick, kmain)), "{note} vs {stop:?}");
+        reads += usize::from(stop == Stop::Watchpoint { watch: read });
+    }
+    assert!(reads > 0, "the read watchpoint never stopped a run");
+    let screen = text(&draw(&mut s, W, H));
+    assert!(screen.contains("4 ◆ read TICKS") && !screen.contains("1 ● on_tick"), "{screen}");
+
+    // All deleted: nothing to run to, in the UI as in the timeline.
+    prompt(&mut s, 'd', "all");
+    assert!(s.driver.timeline().watchpoints().is_empty() && s.driver.timeline().breakpoints().is_empty());
+    let at = s.app.cursor;
+    s.press(key(KeyCode::Char('c')));
+    assert_eq!(s.app.cursor, at);
+    assert!(!text(&draw(&mut s, W, H)).contains("stops:"));
+}
+
+/// A long backward run shows its progress, runs in slices, and ends where an uninterrupted
+/// reverse-continue ends.
+#[test]
+fn a_sliced_backward_run_shows_progress_and_stops_where_gdb_does() {
+    if !require_kvm("a_sliced_backward_run_shows_progress_and_stops_where_gdb_does") {
+        return;
+    }
+    let path = timer_trace();
+    let mut s = Session::open(&path, None).expect("open");
+    let kmain = s.symbols.resolve("kmain").expect("kmain");
+    prompt(&mut s, 'b', "kmain");
+    s.press(key(KeyCode::Char('G')));
+    let len = s.info.length;
+    assert_eq!(s.app.cursor, len);
+    s.key(key(KeyCode::Char('C')));
+    let mut slices = 0;
+    while s.busy() {
+        s.work(Duration::from_millis(1));
+        slices += 1;
+        if slices == 1 {
+            assert!(s.busy(), "a 1 ms slice cannot scan {len} steps");
+            let p = s.progress().expect("progress");
+            assert!(p.what.contains("running backward") && p.fraction > 0.0 && p.fraction < 1.0, "{p:?}");
+            let screen = text(&draw(&mut s, W, H));
+            assert!(screen.contains("Esc cancels") && screen.contains("running backward"), "{screen}");
+        }
+    }
+    assert!(slices > 2, "{slices} slices");
+    let mut tl = timeline(&path);
+    tl.add_breakpoint(kmain);
+    tl.seek(len).expect("seek");
+    assert_eq!(tl.run_backward().expect("run back"), Stop::Breakpoint { addr: kmain });
+    assert_eq!(s.app.cursor, tl.icount());
+    assert_eq!(s.driver.view().regs.regs.rip, kmain);
+    assert!(s.app.status.as_deref().unwrap_or("").contains("breakpoint 1 kmain"), "{:?}", s.app.status);
 }
 
 #[test]

@@ -23,7 +23,6 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, m: &Model<'_>, focused: bool) {
     }
     let block = pane_block(title, focused);
     let inner = block.inner(area);
-    let bp = m.app.breakpoint.as_ref().map(|b| b.0);
     let mut lines: Vec<Line<'static>> = Vec::new();
     let mut current_row = 0;
     for (i, l) in code.lines.iter().enumerate() {
@@ -37,7 +36,7 @@ pub fn render(frame: &mut Frame<'_>, area: Rect, m: &Model<'_>, focused: bool) {
         if Some(i) == code.current {
             current_row = lines.len();
         }
-        let mark = match (Some(i) == code.current, Some(l.addr) == bp) {
+        let mark = match (Some(i) == code.current, m.app.stops.has_breakpoint(l.addr)) {
             (true, _) => "▶",
             (false, true) => "●",
             _ => " ",

@@ -19,8 +19,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("k", "select the next event kind (also: select an event in the Events pane)"),
     ("g", "go to an icount (1234, 0x4d2, 50%, +1000, -5k)"),
     ("0 / G  (Home / End)", "start / end of the history"),
-    ("b", "set the breakpoint (address or symbol; empty clears)"),
-    ("c / C", "run forward / backward to the breakpoint"),
+    ("b", "add a breakpoint: address or symbol (empty: delete all)"),
+    ("w", "add a watchpoint: [read|access] ADDRESS [LEN] (default write)"),
+    ("d", "delete breakpoints / watchpoints by number (1 3, or all)"),
+    ("c / C", "run forward / backward to the breakpoints and watchpoints"),
     ("m", "toggle a bookmark at the cursor"),
     ("' / \"", "jump to the next / previous bookmark"),
     ("/", "search the serial output; jump to when the line was printed"),
@@ -35,15 +37,12 @@ pub const KEYS: &[(&str, &str)] = &[
 ];
 
 /// The line above the key bar: the latest message first (it is what the user just asked
-/// about), then where RIP is and the breakpoint.
+/// about), then where RIP is.
 pub fn status_line(frame: &mut Frame<'_>, area: Rect, m: &Model<'_>) {
     let code = &m.view.code;
     let mut spans = Vec::new();
     if let Some(s) = &m.app.status {
         spans.push(Span::styled(format!(" {s} │"), style::warning()));
-    }
-    if let Some((a, text)) = &m.app.breakpoint {
-        spans.push(Span::styled(format!(" ● {text} ({a:#x}) │"), Style::default().fg(Color::Red)));
     }
     spans.push(Span::styled(format!(" rip {:#x}", m.view.regs.regs.rip), style::label()));
     if let Some(f) = &code.function {
@@ -79,7 +78,7 @@ pub fn key_bar(frame: &mut Frame<'_>, area: Rect, app: &App) {
                 ("{}", "kind"),
                 ("g", "goto"),
                 ("0/G", "start/end"),
-                ("b", "bp"),
+                ("b/w", "break/watch"),
                 ("c/C", "run"),
                 ("m/'", "mark"),
                 ("/", "search"),

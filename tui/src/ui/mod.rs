@@ -8,6 +8,7 @@ mod help;
 mod memory;
 mod popup;
 mod registers;
+mod stops;
 pub mod style;
 mod timeline;
 
@@ -62,6 +63,7 @@ pub fn render(frame: &mut Frame<'_>, m: &Model<'_>) -> Layout {
             Constraint::Length(TIMELINE_HEIGHT),
             Constraint::Min(8),
             Constraint::Percentage(32),
+            Constraint::Length(stops::height(&m.app.stops)),
             Constraint::Length(1),
             Constraint::Length(1),
         ])
@@ -83,8 +85,9 @@ pub fn render(frame: &mut Frame<'_>, m: &Model<'_>) -> Layout {
     events::render(frame, middle[2], m, focus == Focus::Events);
     console::render(frame, bottom[0], m, focus == Focus::Console);
     memory::render(frame, bottom[1], m, focus == Focus::Memory);
-    help::status_line(frame, rows[3], m);
-    help::key_bar(frame, rows[4], m.app);
+    stops::render(frame, rows[3], &m.app.stops);
+    help::status_line(frame, rows[4], m);
+    help::key_bar(frame, rows[5], m.app);
 
     let body = Rect { height: rows[1].height + rows[2].height, ..rows[1] };
     if let Some(p) = &m.progress {

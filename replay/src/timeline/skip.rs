@@ -1,0 +1,28 @@
+//! Which checkpoint intervals a run can pass over without replaying them.
+//!
+//! Format-3 traces list the code each interval between two persistent checkpoints executed
+//! (`Recording::interval_may_reach`). With only breakpoints set, an interval in which none
+//! of their code ran cannot stop a run, so a backward run moves below it and a forward run
+//! restores the first checkpoint from which it can stop again. A watchpoint disables this:
+//! which pages an interval writes is known, but not whether a write lands in the range
+//! before the run gets there.
+
+use super::Timeline;
+
+impl Timeline {
+    /// Whether a run could stop anywhere in persistent-checkpoint interval `k`.
+    pub(super) fn interval_may_stop(&self, k: usize) -> bool {
+        !self.stops.watchpoints.is_empty()
+            || self.session.rec.interval_may_reach(k, self.stops.breakpoints.iter().copied())
+    }
+
+    /// If interval `k` cannot stop a run, the first persistent checkpoint after it from
+    /// which the run can stop again (or the last one): one restore skips them all.
+    pub(super) fn skippable_to(&self, k: usize) -> Option<usize> {
+        let last = self.session.rec.checkpoints.len().checked_sub(1)?;
+        if k >= last || self.interval_may_stop(k) {
+            return None;
+        }
+        Some((k + 1..last).find(|&j| self.interval_may_stop(j)).unwrap_or(last))
+    }
+}
