@@ -2,6 +2,8 @@
 //! status through unchanged; ttvm's own outcomes use the codes below, chosen away from the
 //! small numbers guests typically use.
 
+use ttvm_vmm::error_kind::{Classify, ErrorKind};
+
 /// Host-side failure not covered below (I/O error writing a file, ...).
 pub const HOST_ERROR: i32 = 1;
 /// Bad input: unusable kernel file, bad arguments, a file that is not a trace or snapshot.
@@ -53,25 +55,61 @@ impl std::fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
-/// Maps a machine-construction error to its exit status.
-pub fn for_machine_error(e: &ttvm_vmm::machine::MachineError) -> i32 {
-    use ttvm_vmm::machine::MachineError;
-    use ttvm_vmm::vm::VmError;
-    match e {
-        MachineError::Boot(_) => BAD_INPUT,
-        MachineError::Vm(VmError::Kvm(_)) => NO_KVM,
-        MachineError::Vm(VmError::Memory(ttvm_vmm::memory::MemoryError::BadSize { .. })) => BAD_INPUT,
-        MachineError::Vm(_) => HOST_ERROR,
+/// The one table from a failure's kind to ttvm's exit status.
+pub fn for_kind(kind: ErrorKind) -> i32 {
+    match kind {
+        ErrorKind::BadInput => BAD_INPUT,
+        ErrorKind::NoKvm => NO_KVM,
+        ErrorKind::Damaged => DAMAGED_TRACE,
+        ErrorKind::IncompatibleHost => INCOMPATIBLE,
+        ErrorKind::Divergence => DIVERGENCE,
+        ErrorKind::KvmInternal => KVM_INTERNAL,
+        ErrorKind::Interrupted => INTERRUPTED,
+        ErrorKind::Host => HOST_ERROR,
     }
 }
 
-/// Maps how the guest stopped to the exit status.
-pub fn for_guest_stop(stop: &ttvm_vmm::machine::GuestStop) -> i32 {
-    use ttvm_vmm::machine::GuestStop;
+impl Exit {
+    /// The exit for library error `e`, its message prefixed with `context` (a file, a
+    /// kernel name) when that is not empty.
+    pub fn of(context: impl std::fmt::Display, e: &(impl Classify + std::fmt::Display)) -> Self {
+        let context = context.to_string();
+        let message = if context.is_empty() { e.to_string() } else { format!("{context}: {e}") };
+        Self::new(for_kind(e.kind()), message)
+    }
+}
+
+/// Maps how the guest stopped to the exit status: a guest's own exit status passes
+/// through (its low 8 bits, as a process's would).
+pub fn for_guest_stop(stop: &ttvm_vmm::stop::GuestStop) -> i32 {
+    use ttvm_vmm::stop::GuestStop;
     match stop {
         GuestStop::DebugExit(code) => (*code & 0xff) as i32,
-        GuestStop::TripleFault { .. } => TRIPLE_FAULT,
-        GuestStop::HaltedInterruptsOff { .. } => HALTED,
-        GuestStop::InternalError { .. } => KVM_INTERNAL,
+        GuestStop::TripleFault => TRIPLE_FAULT,
+        GuestStop::Halted => HALTED,
+        GuestStop::InternalError(_) => KVM_INTERNAL,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The statuses scripts depend on (README "Exit statuses"): pinned per kind.
+    #[test]
+    fn every_kind_has_its_documented_status() {
+        let table = [
+            (ErrorKind::BadInput, 2),
+            (ErrorKind::NoKvm, 3),
+            (ErrorKind::KvmInternal, 70),
+            (ErrorKind::Divergence, 75),
+            (ErrorKind::Damaged, 76),
+            (ErrorKind::IncompatibleHost, 78),
+            (ErrorKind::Interrupted, 130),
+            (ErrorKind::Host, 1),
+        ];
+        for (kind, status) in table {
+            assert_eq!(for_kind(kind), status, "{kind:?}");
+        }
     }
 }

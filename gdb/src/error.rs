@@ -38,3 +38,12 @@ pub enum GdbError {
     #[error("gdb protocol: {0}")]
     Protocol(String),
 }
+
+impl ttvm_vmm::error_kind::Classify for GdbError {
+    fn kind(&self) -> ttvm_vmm::error_kind::ErrorKind {
+        match self {
+            Self::BadAddress { .. } | Self::PortInUse { .. } => ttvm_vmm::error_kind::ErrorKind::BadInput,
+            Self::Bind { .. } | Self::Io(_) | Self::Protocol(_) => ttvm_vmm::error_kind::ErrorKind::Host,
+        }
+    }
+}

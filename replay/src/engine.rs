@@ -527,3 +527,14 @@ impl Engine {
         })
     }
 }
+
+impl ttvm_vmm::error_kind::Classify for EngineError {
+    fn kind(&self) -> ttvm_vmm::error_kind::ErrorKind {
+        match self {
+            Self::Divergence(_) => ttvm_vmm::error_kind::ErrorKind::Divergence,
+            Self::UserMode { .. } | Self::Kvm { .. } => ttvm_vmm::error_kind::ErrorKind::KvmInternal,
+            Self::Io(_) => ttvm_vmm::error_kind::ErrorKind::Host,
+            Self::Interrupted => ttvm_vmm::error_kind::ErrorKind::Interrupted,
+        }
+    }
+}

@@ -63,18 +63,9 @@ impl std::fmt::Debug for IoData {
     }
 }
 
-/// How the guest stopped, as logged at the end of a recording.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StopKind {
-    /// Debug-exit port write with this status.
-    DebugExit(u32),
-    /// Triple fault.
-    TripleFault,
-    /// HLT with interrupts disabled, or with nothing left that could wake the CPU.
-    Halted,
-    /// KVM internal error.
-    InternalError(String),
-}
+/// How the guest stopped, as logged at the end of a recording: the vmm's one stop enum,
+/// under the name the trace format has always given it.
+pub use ttvm_vmm::stop::GuestStop as StopKind;
 
 /// One logged event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

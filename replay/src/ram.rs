@@ -146,3 +146,13 @@ impl RamTracker {
         Ok(written)
     }
 }
+
+/// Guest RAM is rebuilt from the trace's pages: failing to is the trace's fault.
+impl ttvm_vmm::error_kind::Classify for RamError {
+    fn kind(&self) -> ttvm_vmm::error_kind::ErrorKind {
+        match self {
+            Self::Trace(_) => ttvm_vmm::error_kind::ErrorKind::Damaged,
+            Self::Vm(e) => ttvm_vmm::error_kind::Classify::kind(e),
+        }
+    }
+}

@@ -659,3 +659,17 @@ pub fn final_digest(registers: u64, ram: u64) -> u64 {
     b[8..].copy_from_slice(&ram.to_le_bytes());
     xxhash_rust::xxh3::xxh3_64(&b)
 }
+
+impl ttvm_vmm::error_kind::Classify for RecordError {
+    fn kind(&self) -> ttvm_vmm::error_kind::ErrorKind {
+        match self {
+            Self::Machine(e) => ttvm_vmm::error_kind::Classify::kind(e),
+            Self::Engine(e) => ttvm_vmm::error_kind::Classify::kind(e),
+            // The trace file is locked by another ttvm writing it: like a port in use.
+            Self::Io(e) if e.kind() == std::io::ErrorKind::WouldBlock => ttvm_vmm::error_kind::ErrorKind::BadInput,
+            Self::Io(_) => ttvm_vmm::error_kind::ErrorKind::Host,
+            Self::Vcpu(e) => ttvm_vmm::error_kind::Classify::kind(e),
+            Self::Vm(e) => ttvm_vmm::error_kind::Classify::kind(e),
+        }
+    }
+}

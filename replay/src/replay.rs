@@ -705,3 +705,18 @@ fn idle_of(clock: &EngineClockState) -> u64 {
         ClockMode::Realtime => 0,
     }
 }
+
+impl ttvm_vmm::error_kind::Classify for ReplayError {
+    fn kind(&self) -> ttvm_vmm::error_kind::ErrorKind {
+        match self {
+            Self::Machine(e) => ttvm_vmm::error_kind::Classify::kind(e),
+            Self::Incompatible(_) => ttvm_vmm::error_kind::ErrorKind::IncompatibleHost,
+            Self::Ram(e) => ttvm_vmm::error_kind::Classify::kind(e),
+            Self::Divergence(_) => ttvm_vmm::error_kind::ErrorKind::Divergence,
+            Self::Engine(e) => ttvm_vmm::error_kind::Classify::kind(e),
+            Self::Vcpu(e) => ttvm_vmm::error_kind::Classify::kind(e),
+            Self::InvalidState(e) => ttvm_vmm::error_kind::Classify::kind(e),
+            Self::PastEnd { .. } => ttvm_vmm::error_kind::ErrorKind::BadInput,
+        }
+    }
+}

@@ -517,3 +517,13 @@ impl Timeline {
         })
     }
 }
+
+impl ttvm_vmm::error_kind::Classify for TimelineError {
+    fn kind(&self) -> ttvm_vmm::error_kind::ErrorKind {
+        match self {
+            Self::Replay(e) => ttvm_vmm::error_kind::Classify::kind(e),
+            Self::Record(e) => ttvm_vmm::error_kind::Classify::kind(e),
+            Self::Trace(e) => ttvm_vmm::error_kind::Classify::kind(e),
+        }
+    }
+}

@@ -9,7 +9,6 @@ use ttvm_replay::record::{RecordEnd, RecordOptions, RecordSession, DEFAULT_CHECK
 use ttvm_replay::timeline::Timeline;
 use ttvm_vmm::console::ConsoleOutput;
 
-use crate::commands::gdb_server::gdb_exit;
 use crate::commands::record::{default_output, ClockArg};
 use crate::exit_code::{self, Exit};
 use crate::options::MachineArgs;
@@ -36,7 +35,7 @@ pub struct DebugArgs {
 }
 
 pub fn run(args: DebugArgs) -> Result<i32, Exit> {
-    let addr = ttvm_gdb::parse_listen_addr(&args.gdb).map_err(gdb_exit)?;
+    let addr = ttvm_gdb::parse_listen_addr(&args.gdb).map_err(|e| Exit::of("", &e))?;
     // Bind before building the machine: a port in use is reported before anything runs.
     let listener = crate::commands::gdb_server::bind_gdb(addr)?;
     let (config, name) = args.machine.config()?;
@@ -85,6 +84,6 @@ pub fn run(args: DebugArgs) -> Result<i32, Exit> {
         progress.steps,
         output.display()
     );
-    served.map_err(gdb_exit)?;
+    served.map_err(|e| Exit::of("", &e))?;
     Ok(0)
 }

@@ -3,28 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use ttvm_gdb::{GdbError, ServeEnd};
+use ttvm_gdb::ServeEnd;
 use ttvm_replay::recording::Recording;
-use ttvm_replay::timeline::{Timeline, TimelineError};
+use ttvm_replay::timeline::Timeline;
 
-use crate::commands::replay::{open_recording, replay_exit, trace_exit};
+use crate::commands::replay::open_recording;
 use crate::exit_code::{self, Exit};
-
-pub fn gdb_exit(e: GdbError) -> Exit {
-    let code = match e {
-        GdbError::BadAddress { .. } | GdbError::PortInUse { .. } => exit_code::BAD_INPUT,
-        _ => exit_code::HOST_ERROR,
-    };
-    Exit::new(code, e.to_string())
-}
-
-fn timeline_exit(trace: &Path, e: TimelineError) -> Exit {
-    match e {
-        TimelineError::Replay(e) => replay_exit(trace, e),
-        TimelineError::Trace(e) => trace_exit(trace, e),
-        e => Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", trace.display())),
-    }
-}
 
 /// What to tell a user about a Linux bzImage, which gdb cannot load.
 pub const BZIMAGE_GDB_NOTE: &str = "the kernel is a bzImage, which gdb cannot load: give gdb the matching vmlinux \
@@ -69,7 +53,7 @@ fn kernel_for_gdb(rec: &Recording, write_kernel: Option<&Path>) -> Result<Option
 
 /// Binds the gdb port, warning when it is reachable from other machines.
 pub fn bind_gdb(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, Exit> {
-    let listener = ttvm_gdb::bind(addr).map_err(gdb_exit)?;
+    let listener = ttvm_gdb::bind(addr).map_err(|e| Exit::of("", &e))?;
     if !addr.ip().is_loopback() {
         eprintln!(
             "ttvm: warning: the gdb port {addr} is not on loopback: anyone who can reach it can read the \
@@ -88,7 +72,7 @@ pub fn serve_replay(
     write_kernel: Option<&Path>,
     symbols: Option<ttvm_vmm::symbols::SymbolTable>,
 ) -> Result<i32, Exit> {
-    let addr = ttvm_gdb::parse_listen_addr(addr).map_err(gdb_exit)?;
+    let addr = ttvm_gdb::parse_listen_addr(addr).map_err(|e| Exit::of("", &e))?;
     let rec = open_recording(trace)?;
     if let Some(note) = &rec.file.recovery_note {
         eprintln!("ttvm: note: {note}");
@@ -99,7 +83,7 @@ pub fn serve_replay(
     // Bind first: a busy port is reported before the slower machine set-up.
     let listener = bind_gdb(addr)?;
     let mut timeline =
-        Timeline::new(rec, &ttvm_replay::stepping::host_signature()).map_err(|e| timeline_exit(trace, e))?;
+        Timeline::new(rec, &ttvm_replay::stepping::host_signature()).map_err(|e| Exit::of(trace.display(), &e))?;
     let local = listener.local_addr().map_err(|e| Exit::new(exit_code::HOST_ERROR, e.to_string()))?;
     let kernel_arg = match &kernel {
         Some(p) => p.display().to_string(),
@@ -116,7 +100,7 @@ pub fn serve_replay(
         "ttvm: serving {} ({steps} steps) to gdb on {local} — connect with: gdb {kernel_arg} -ex 'target remote {local}'",
         trace.display()
     );
-    let end = ttvm_gdb::serve_with_symbols(&mut timeline, listener, symbols).map_err(gdb_exit)?;
+    let end = ttvm_gdb::serve_with_symbols(&mut timeline, listener, symbols).map_err(|e| Exit::of("", &e))?;
     let how = match end {
         ServeEnd::Detached => "gdb detached",
         ServeEnd::Killed => "gdb killed the session",

@@ -74,16 +74,12 @@ pub fn default_output(kernel_name: &str) -> PathBuf {
     PathBuf::from(format!("{stem}.ttvm"))
 }
 
-/// Maps a failure to start a recording to its exit: a bad kernel or no KVM as for any
-/// machine; a trace file another ttvm is writing is bad input (like a port in use).
+/// Maps a failure to start a recording to its exit, naming the kernel when the machine
+/// could not be built and the trace file otherwise.
 pub fn start_error_exit(kernel_name: &str, output: &std::path::Path, e: ttvm_replay::record::RecordError) -> Exit {
-    use ttvm_replay::record::RecordError;
     match e {
-        RecordError::Machine(m) => Exit::new(exit_code::for_machine_error(&m), format!("{kernel_name}: {m}")),
-        RecordError::Io(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            Exit::new(exit_code::BAD_INPUT, e.to_string())
-        }
-        e => Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", output.display())),
+        ttvm_replay::record::RecordError::Machine(_) => Exit::of(kernel_name, &e),
+        _ => Exit::of(output.display(), &e),
     }
 }
 
@@ -129,15 +125,9 @@ pub fn record_once(
             // Keep what was recorded: finalise with the failure as the reason.
             let reason = RecordEnd::Interrupted;
             let _ = session.finish(&reason);
-            // Writing the trace failed (a full disk, a lost file system): the host's fault,
-            // not KVM's.
-            let host_io = matches!(
-                e,
-                ttvm_replay::record::RecordError::Io(_)
-                    | ttvm_replay::record::RecordError::Engine(ttvm_replay::engine::EngineError::Io(_))
-            );
+            // A full disk is the host's fault, a failed KVM_RUN KVM's: the error's kind says.
             return Err(Exit::new(
-                if host_io { exit_code::HOST_ERROR } else { exit_code::KVM_INTERNAL },
+                exit_code::for_kind(ttvm_vmm::error_kind::Classify::kind(&e)),
                 format!(
                     "recording failed at step {}: {e}; the trace up to there was kept in {}",
                     session.icount(),
@@ -150,10 +140,7 @@ pub fn record_once(
         .finish(&end)
         .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("finalising {}: {e}", output.display())))?;
     let exit_status = match &end {
-        RecordEnd::Guest(ttvm_replay::events::StopKind::DebugExit(c)) => (*c & 0xff) as i32,
-        RecordEnd::Guest(ttvm_replay::events::StopKind::TripleFault) => exit_code::TRIPLE_FAULT,
-        RecordEnd::Guest(ttvm_replay::events::StopKind::Halted) => exit_code::HALTED,
-        RecordEnd::Guest(ttvm_replay::events::StopKind::InternalError(_)) => exit_code::KVM_INTERNAL,
+        RecordEnd::Guest(stop) => exit_code::for_guest_stop(stop),
         RecordEnd::StepLimit => exit_code::STEP_LIMIT,
         RecordEnd::Interrupted => exit_code::INTERRUPTED,
         RecordEnd::UserMode { .. } => exit_code::STEP_LIMIT,

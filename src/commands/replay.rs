@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::Args;
 use ttvm_replay::recording::Recording;
-use ttvm_replay::replay::{ReplayError, ReplaySession, ReplayStep};
+use ttvm_replay::replay::{ReplaySession, ReplayStep};
 use ttvm_vmm::console::ConsoleOutput;
 
 use crate::exit_code::{self, Exit};
@@ -52,37 +52,12 @@ pub struct ReplayArgs {
 
 /// Opens a trace, mapping errors to exit statuses.
 pub fn open_recording(path: &std::path::Path) -> Result<Rc<Recording>, Exit> {
-    Recording::open(path).map(Rc::new).map_err(|e| trace_exit(path, e))
-}
-
-/// Maps a trace error to an exit.
-pub fn trace_exit(path: &std::path::Path, e: ttvm_replay::trace::TraceError) -> Exit {
-    use ttvm_replay::trace::TraceError;
-    let code = match e {
-        TraceError::Io { .. } | TraceError::NotATrace(_) => exit_code::BAD_INPUT,
-        _ => exit_code::DAMAGED_TRACE,
-    };
-    Exit::new(code, format!("{}: {e}", path.display()))
-}
-
-/// Maps a replay error to an exit.
-pub fn replay_exit(path: &std::path::Path, e: ReplayError) -> Exit {
-    let code = match &e {
-        ReplayError::Machine(m) => exit_code::for_machine_error(m),
-        ReplayError::Incompatible(_) => exit_code::INCOMPATIBLE,
-        ReplayError::Ram(_)
-        | ReplayError::InvalidState(_)
-        | ReplayError::Vcpu(ttvm_vmm::vcpu::VcpuError::InvalidState(_)) => exit_code::DAMAGED_TRACE,
-        ReplayError::Divergence(_) => exit_code::DIVERGENCE,
-        ReplayError::Engine(_) | ReplayError::Vcpu(_) => exit_code::KVM_INTERNAL,
-        ReplayError::PastEnd { .. } => exit_code::BAD_INPUT,
-    };
-    Exit::new(code, format!("{}: {e}", path.display()))
+    Recording::open(path).map(Rc::new).map_err(|e| Exit::of(path.display(), &e))
 }
 
 /// Builds a replay session for `rec`.
 pub fn session(path: &std::path::Path, rec: Rc<Recording>) -> Result<ReplaySession, Exit> {
-    ReplaySession::new(rec, &ttvm_replay::stepping::host_signature()).map_err(|e| replay_exit(path, e))
+    ReplaySession::new(rec, &ttvm_replay::stepping::host_signature()).map_err(|e| Exit::of(path.display(), &e))
 }
 
 /// Replays `s` up to `target`. Returns whether the guest stopped before reaching it
@@ -90,7 +65,7 @@ pub fn session(path: &std::path::Path, rec: Rc<Recording>) -> Result<ReplaySessi
 /// replay went wrong).
 fn replay_to(path: &std::path::Path, s: &mut ReplaySession, target: u64) -> Result<bool, Exit> {
     while s.icount() < target {
-        match s.step().map_err(|e| replay_exit(path, e))? {
+        match s.step().map_err(|e| Exit::of(path.display(), &e))? {
             ReplayStep::Stepped => {}
             ReplayStep::Stopped(_) | ReplayStep::AtEnd => return Ok(s.icount() < target),
         }
@@ -149,7 +124,7 @@ pub fn verify_whole(path: &std::path::Path, rec: Rc<Recording>, echo: bool) -> R
     if replay_to(path, &mut s, rec.length())? {
         return Err(stopped_before(path, s.icount(), rec.length(), rec.length()));
     }
-    s.verify_end().map_err(|e| replay_exit(path, e))?;
+    s.verify_end().map_err(|e| Exit::of(path.display(), &e))?;
     Ok((rec.length(), started.elapsed().as_secs_f64()))
 }
 
@@ -199,7 +174,7 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
                 ),
             ));
         }
-        s.restore_checkpoint(k).map_err(|e| replay_exit(&args.trace, e))?;
+        s.restore_checkpoint(k).map_err(|e| Exit::of(&args.trace.display(), &e))?;
     }
     let target = match to {
         Some(t) if t > rec.length() => {
@@ -231,14 +206,14 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
         return Err(stopped_before(&args.trace, s.icount(), target, rec.length()));
     }
     if target == rec.length() {
-        s.verify_end().map_err(|e| replay_exit(&args.trace, e))?;
+        s.verify_end().map_err(|e| Exit::of(&args.trace.display(), &e))?;
         eprintln!(
             "ttvm: verified {steps} steps from icount {from} in {secs:.2} s ({rate:.3} M steps/s): every event, checkpoint, {}",
             end_checked(&rec)
         );
         return Ok(whole_verify_status(&rec));
     }
-    let at_end = s.verify_prefix_end().map_err(|e| replay_exit(&args.trace, e))?;
+    let at_end = s.verify_prefix_end().map_err(|e| Exit::of(&args.trace.display(), &e))?;
     let state = match at_end {
         Some(k) => format!(
             ", and so does the state at checkpoint {k}, recorded there (`--verify --from-checkpoint {k}` checks the rest)"

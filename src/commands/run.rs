@@ -10,7 +10,7 @@ use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
 use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
 use ttvm_vmm::machine::Machine;
 use ttvm_vmm::profile::ProfileWriter;
-use ttvm_vmm::snapshot::{self, SnapshotError};
+use ttvm_vmm::snapshot;
 
 use crate::exit_code::{self, Exit};
 use crate::options::{MachineArgs, SerialArgs, SymbolArgs};
@@ -75,8 +75,7 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
     let is_linux = ttvm_vmm::boot::looks_like_linux(&config.kernel);
     let slowdown = args.slowdown.unwrap_or(if is_linux { LINUX_SLOWDOWN } else { 1 });
     let symbols = args.free.symbols.load(Some(&config.kernel))?;
-    let machine =
-        Machine::new(config).map_err(|e| Exit::new(exit_code::for_machine_error(&e), format!("{name}: {e}")))?;
+    let machine = Machine::new(config).map_err(|e| Exit::of(&name, &e))?;
     let output = args.machine.serial.output(ConsoleOutput::Stdout)?;
     let input = args.machine.serial.input()?;
     drive(machine, HostClock::new(slowdown), output, input, &args.free, symbols)
@@ -89,7 +88,7 @@ const LINUX_SLOWDOWN: u32 = 10;
 pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
     // A snapshot holds RAM, not the kernel image, so the symbols cannot be checked against it.
     let symbols = args.free.symbols.load(None)?;
-    let (machine, mut clock) = snapshot::load(&args.snapshot).map_err(|e| snapshot_exit(&e))?;
+    let (machine, mut clock) = snapshot::load(&args.snapshot).map_err(|e| Exit::of("", &e))?;
     if let Some(n) = args.slowdown {
         clock = HostClock::resumed_at(clock.now_ns(), n);
     }
@@ -106,16 +105,6 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
     let output = args.serial.output(ConsoleOutput::Stdout)?;
     let input = args.serial.input()?;
     drive(machine, clock, output, input, &args.free, symbols)
-}
-
-fn snapshot_exit(e: &SnapshotError) -> Exit {
-    let code = match e {
-        SnapshotError::Io { .. } | SnapshotError::NotASnapshot(_) => exit_code::BAD_INPUT,
-        SnapshotError::Damaged { .. } | SnapshotError::NewerFormat { .. } => exit_code::DAMAGED_TRACE,
-        SnapshotError::Vm(ttvm_vmm::vm::VmError::Kvm(_)) => exit_code::NO_KVM,
-        SnapshotError::Vm(_) | SnapshotError::Vcpu(_) => exit_code::HOST_ERROR,
-    };
-    Exit::new(code, e.to_string())
 }
 
 /// Runs `machine` with the free engine until the guest stops, the timeout expires or the
@@ -158,9 +147,11 @@ fn drive(
     }
     let end = end.map_err(|e| Exit::new(exit_code::KVM_INTERNAL, e.to_string()))?;
     let code = match &end {
-        FreeRunEnd::Guest(stop) => {
-            if !matches!(stop, ttvm_vmm::machine::GuestStop::DebugExit(_)) {
-                eprintln!("ttvm: {stop}");
+        FreeRunEnd::Guest { stop, detail } => {
+            match stop {
+                ttvm_vmm::stop::GuestStop::DebugExit(_) => {}
+                ttvm_vmm::stop::GuestStop::Halted => eprintln!("ttvm: {stop} ({detail})"),
+                _ => eprintln!("ttvm: {stop}\n{detail}"),
             }
             exit_code::for_guest_stop(stop)
         }
@@ -178,10 +169,10 @@ fn drive(
         }
     };
     if let Some(path) = &args.save_state {
-        if matches!(end, FreeRunEnd::Guest(_)) {
+        if matches!(end, FreeRunEnd::Guest { .. }) {
             eprintln!("ttvm: the guest stopped by itself; no snapshot written to {}", path.display());
         } else {
-            snapshot::save(&mut machine, &options.clock, path).map_err(|e| snapshot_exit(&e))?;
+            snapshot::save(&mut machine, &options.clock, path).map_err(|e| Exit::of("", &e))?;
             eprintln!(
                 "ttvm: machine state saved to {}; continue with `ttvm resume {}`",
                 path.display(),

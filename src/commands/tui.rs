@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use ttvm_tui::{TuiError, TuiExit};
 
-use crate::commands::replay::{replay_exit, trace_exit};
-use crate::exit_code::{self, Exit};
+use crate::exit_code::Exit;
 use crate::options::SymbolArgs;
 
 /// Arguments of `ttvm tui`.
@@ -24,9 +23,7 @@ pub fn run(args: TuiArgs) -> Result<i32, Exit> {
         Ok(TuiExit::Quit) => Ok(0),
         // The usual shell convention for "stopped by signal N"; the terminal was restored.
         Ok(TuiExit::Signal(sig)) => Ok(128 + sig),
-        Err(TuiError::Trace(e)) => Err(trace_exit(&args.trace, e)),
-        Err(TuiError::Replay(e)) => Err(replay_exit(&args.trace, e)),
-        Err(e @ TuiError::NotATerminal) => Err(Exit::new(exit_code::BAD_INPUT, e.to_string())),
-        Err(e) => Err(Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", args.trace.display()))),
+        Err(e @ TuiError::NotATerminal) => Err(Exit::of("", &e)),
+        Err(e) => Err(Exit::of(args.trace.display(), &e)),
     }
 }

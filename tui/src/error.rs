@@ -37,3 +37,15 @@ impl From<TimelineError> for TuiError {
         }
     }
 }
+
+impl ttvm_vmm::error_kind::Classify for TuiError {
+    fn kind(&self) -> ttvm_vmm::error_kind::ErrorKind {
+        match self {
+            Self::Trace(e) => ttvm_vmm::error_kind::Classify::kind(e),
+            Self::Replay(e) => ttvm_vmm::error_kind::Classify::kind(e),
+            Self::Timeline(e) => ttvm_vmm::error_kind::Classify::kind(e),
+            Self::NotATerminal => ttvm_vmm::error_kind::ErrorKind::BadInput,
+            Self::Terminal(_) => ttvm_vmm::error_kind::ErrorKind::Host,
+        }
+    }
+}

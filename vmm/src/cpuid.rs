@@ -299,6 +299,12 @@ impl CpuidModel {
     }
 }
 
+impl crate::error_kind::Classify for CpuidError {
+    fn kind(&self) -> crate::error_kind::ErrorKind {
+        crate::error_kind::ErrorKind::Host
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,9 @@ use crate::console::{ConsoleInput, ConsoleOutput};
 use crate::disasm::describe_at_rip;
 use crate::insn::{apply_emulated, classify, code_mode, fetch_at_rip, Special};
 use crate::kick::Kicker;
-use crate::machine::{GuestStop, Machine};
+use crate::machine::Machine;
 use crate::profile::ProfileWriter;
+use crate::stop::GuestStop;
 use crate::user_mode::{PageFaultTrap, SyscallTrap};
 
 /// Longest the loop sleeps in KVM_RUN or HLT without looking at input and the timeout.
@@ -21,8 +22,13 @@ const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// Why a free run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FreeRunEnd {
-    /// The guest stopped.
-    Guest(GuestStop),
+    /// The guest stopped; `detail` says where (a register dump, or the RIP).
+    Guest {
+        /// Why.
+        stop: GuestStop,
+        /// Where, for the user.
+        detail: String,
+    },
     /// `--timeout` expired.
     Timeout,
     /// The stop flag was set (Ctrl-C).
@@ -161,7 +167,7 @@ pub fn run_free(
                     eprintln!("ttvm: the guest reset the machine (port {port:#x}); a reset ends the run with status 0");
                 }
                 if let Some(code) = outcome.exit_code {
-                    return Ok(FreeRunEnd::Guest(GuestStop::DebugExit(code)));
+                    return Ok(FreeRunEnd::Guest { stop: GuestStop::DebugExit(code), detail: String::new() });
                 }
             }
             Ok(VcpuExit::MmioRead(addr, data)) => {
@@ -181,7 +187,8 @@ pub fn run_free(
                 let vcpu = machine.vm.vcpu_mut();
                 let if_set = vcpu.regs().rflags & (1 << 9) != 0;
                 if !if_set {
-                    return Ok(FreeRunEnd::Guest(GuestStop::HaltedInterruptsOff { rip: vcpu.rip() }));
+                    let detail = format!("at RIP {:#x}", vcpu.rip());
+                    return Ok(FreeRunEnd::Guest { stop: GuestStop::Halted, detail });
                 }
                 wait_while_halted(machine, input, &clock, options, started);
             }
@@ -189,29 +196,28 @@ pub fn run_free(
             Ok(VcpuExit::Debug(_)) => {
                 if syscall_trap.on_debug_exit(&mut machine.vm)? == PageFaultTrap::NotOurs {
                     let reason = format!("unexpected debug exit at RIP {}", show_rip(options, rip));
-                    return Ok(FreeRunEnd::Guest(GuestStop::InternalError {
-                        reason,
-                        registers: machine.register_dump(),
-                    }));
+                    let detail = machine.register_dump();
+                    return Ok(FreeRunEnd::Guest { stop: GuestStop::InternalError(reason), detail });
                 }
             }
             Ok(VcpuExit::Shutdown) => {
-                return Ok(FreeRunEnd::Guest(GuestStop::TripleFault { registers: machine.register_dump() }));
+                return Ok(FreeRunEnd::Guest { stop: GuestStop::TripleFault, detail: machine.register_dump() });
             }
             Ok(VcpuExit::InternalError) => {
                 if let Some(stop) = emulate_or_report(machine, options)? {
-                    return Ok(FreeRunEnd::Guest(stop));
+                    return Ok(FreeRunEnd::Guest { stop, detail: machine.register_dump() });
                 }
             }
             Ok(VcpuExit::FailEntry(reason, _)) => {
-                return Ok(FreeRunEnd::Guest(GuestStop::InternalError {
-                    reason: format!("KVM_EXIT_FAIL_ENTRY (hardware reason {reason:#x})"),
-                    registers: machine.register_dump(),
-                }));
+                let stop = GuestStop::InternalError(format!("KVM_EXIT_FAIL_ENTRY (hardware reason {reason:#x})"));
+                return Ok(FreeRunEnd::Guest { stop, detail: machine.register_dump() });
             }
             Ok(other) => {
                 let reason = format!("unexpected exit {other:?}");
-                return Ok(FreeRunEnd::Guest(GuestStop::InternalError { reason, registers: machine.register_dump() }));
+                return Ok(FreeRunEnd::Guest {
+                    stop: GuestStop::InternalError(reason),
+                    detail: machine.register_dump(),
+                });
             }
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 machine.vm.vcpu_mut().set_immediate_exit(false);
@@ -239,15 +245,12 @@ fn emulate_or_report(machine: &mut Machine, options: &FreeRunOptions) -> Result<
         Some(s @ (Special::Rdtscp | Special::Rdrand { .. } | Special::Rdseed { .. }, _)) => s,
         _ => {
             let what = describe_at_rip(machine.vm.ram(), &regs, &sregs);
-            return Ok(Some(GuestStop::InternalError {
-                reason: format!(
-                    "KVM_EXIT_INTERNAL_ERROR: KVM could not execute `{what}` at RIP {} \
-                     (on hosts whose KVM emulates ring-0 code, such as PVM, most SSE and all \
-                     AVX instructions are not implemented: build the kernel without SSE)",
-                    show_rip(options, regs.rip)
-                ),
-                registers: machine.register_dump(),
-            }));
+            return Ok(Some(GuestStop::InternalError(format!(
+                "KVM_EXIT_INTERNAL_ERROR: KVM could not execute `{what}` at RIP {} \
+                 (on hosts whose KVM emulates ring-0 code, such as PVM, most SSE and all \
+                 AVX instructions are not implemented: build the kernel without SSE)",
+                show_rip(options, regs.rip)
+            ))));
         }
     };
     let (value, aux) = match special {
@@ -330,5 +333,15 @@ fn wait_while_halted(
             // forever, which the user ends with Ctrl-C or --timeout.
         }
         std::thread::sleep(next_wake(machine, now, clock).min(Duration::from_millis(1)).max(Duration::from_micros(50)));
+    }
+}
+
+impl crate::error_kind::Classify for FreeRunError {
+    fn kind(&self) -> crate::error_kind::ErrorKind {
+        match self {
+            Self::Run(_) => crate::error_kind::ErrorKind::KvmInternal,
+            Self::Vcpu(e) => crate::error_kind::Classify::kind(e),
+            Self::Signal(_) => crate::error_kind::ErrorKind::Host,
+        }
     }
 }

@@ -89,3 +89,9 @@ impl KvmSystem {
         &self.path
     }
 }
+
+impl crate::error_kind::Classify for KvmError {
+    fn kind(&self) -> crate::error_kind::ErrorKind {
+        crate::error_kind::ErrorKind::NoKvm
+    }
+}

@@ -46,47 +46,6 @@ pub enum MachineError {
     Boot(#[from] BootError),
 }
 
-/// Why the guest stopped on its own.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum GuestStop {
-    /// The guest wrote its exit status to the debug-exit port.
-    DebugExit(u32),
-    /// The CPU shut down (triple fault).
-    TripleFault {
-        /// Register dump at the shutdown.
-        registers: String,
-    },
-    /// HLT with interrupts disabled: nothing can wake the CPU.
-    HaltedInterruptsOff {
-        /// Guest RIP after the HLT.
-        rip: u64,
-    },
-    /// KVM could not continue (internal error, failed entry, unexpected exit).
-    InternalError {
-        /// What KVM reported.
-        reason: String,
-        /// Register dump.
-        registers: String,
-    },
-}
-
-impl std::fmt::Display for GuestStop {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::DebugExit(code) => write!(f, "guest exited with status {code} (debug-exit port)"),
-            Self::TripleFault { registers } => {
-                write!(f, "guest triple fault (CPU shutdown)\n{registers}")
-            }
-            Self::HaltedInterruptsOff { rip } => {
-                write!(f, "guest halted with interrupts disabled at RIP {rip:#x}; nothing can wake it")
-            }
-            Self::InternalError { reason, registers } => {
-                write!(f, "KVM internal error: {reason}\n{registers}")
-            }
-        }
-    }
-}
-
 /// The CPUID vendor a new recording or run shows its kernel: Linux sees the host's (it
 /// takes vendor-specific paths that the host's KVM only accepts for its own vendor), every
 /// other kernel the vendor-neutral CPU, so its traces replay on AMD and Intel hosts alike.
@@ -133,5 +92,14 @@ impl Machine {
     /// Register dump of the current vCPU state.
     pub fn register_dump(&self) -> String {
         format_registers(&self.vm.vcpu().regs(), &self.vm.vcpu().sregs())
+    }
+}
+
+impl crate::error_kind::Classify for MachineError {
+    fn kind(&self) -> crate::error_kind::ErrorKind {
+        match self {
+            Self::Vm(e) => crate::error_kind::Classify::kind(e),
+            Self::Boot(e) => crate::error_kind::Classify::kind(e),
+        }
     }
 }

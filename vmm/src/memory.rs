@@ -143,6 +143,15 @@ pub struct VmMemoryView<'a> {
     _borrow: std::marker::PhantomData<&'a mut GuestRam>,
 }
 
+impl crate::error_kind::Classify for MemoryError {
+    fn kind(&self) -> crate::error_kind::ErrorKind {
+        match self {
+            Self::BadSize { .. } => crate::error_kind::ErrorKind::BadInput,
+            Self::Map { .. } | Self::OutOfRange { .. } => crate::error_kind::ErrorKind::Host,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -259,6 +259,17 @@ pub fn check(path: &Path, input: impl Read) -> Result<MachineState, SnapshotErro
     Ok(state)
 }
 
+impl crate::error_kind::Classify for SnapshotError {
+    fn kind(&self) -> crate::error_kind::ErrorKind {
+        match self {
+            Self::Io { .. } | Self::NotASnapshot(_) => crate::error_kind::ErrorKind::BadInput,
+            Self::Damaged { .. } | Self::NewerFormat { .. } => crate::error_kind::ErrorKind::Damaged,
+            Self::Vcpu(e) => crate::error_kind::Classify::kind(e),
+            Self::Vm(e) => crate::error_kind::Classify::kind(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

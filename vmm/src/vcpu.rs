@@ -424,3 +424,12 @@ fn fxsave_bytes(region: &[u32]) -> [u8; 512] {
     }
     image
 }
+
+impl crate::error_kind::Classify for VcpuError {
+    fn kind(&self) -> crate::error_kind::ErrorKind {
+        match self {
+            Self::Ioctl { .. } => crate::error_kind::ErrorKind::KvmInternal,
+            Self::InvalidState(e) => crate::error_kind::Classify::kind(e),
+        }
+    }
+}

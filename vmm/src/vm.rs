@@ -144,3 +144,15 @@ impl Vm {
         Ok(pages)
     }
 }
+
+impl crate::error_kind::Classify for VmError {
+    fn kind(&self) -> crate::error_kind::ErrorKind {
+        match self {
+            Self::Kvm(e) => crate::error_kind::Classify::kind(e),
+            Self::Memory(e) => crate::error_kind::Classify::kind(e),
+            Self::Cpuid(e) => crate::error_kind::Classify::kind(e),
+            Self::Vcpu(e) => crate::error_kind::Classify::kind(e),
+            Self::Ioctl { .. } => crate::error_kind::ErrorKind::KvmInternal,
+        }
+    }
+}

@@ -15,3 +15,9 @@ pub enum StateError {
         reason: &'static str,
     },
 }
+
+impl ttvm_vmm::error_kind::Classify for StateError {
+    fn kind(&self) -> ttvm_vmm::error_kind::ErrorKind {
+        ttvm_vmm::error_kind::ErrorKind::Damaged
+    }
+}

@@ -351,3 +351,14 @@ impl TraceFile {
         self.map.len() as u64
     }
 }
+
+impl ttvm_vmm::error_kind::Classify for TraceError {
+    fn kind(&self) -> ttvm_vmm::error_kind::ErrorKind {
+        match self {
+            Self::Io { .. } | Self::NotATrace(_) => ttvm_vmm::error_kind::ErrorKind::BadInput,
+            Self::NewerVersion { .. } | Self::TooOld { .. } | Self::Truncated { .. } | Self::Corrupted { .. } => {
+                ttvm_vmm::error_kind::ErrorKind::Damaged
+            }
+        }
+    }
+}

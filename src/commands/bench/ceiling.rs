@@ -60,7 +60,7 @@ fn kvm_failure(what: &str, e: impl std::fmt::Display) -> Exit {
 /// Runs the bare single-step loop for the length of `rec`.
 pub fn run(rec: &Recording) -> Result<CeilingRun, Exit> {
     let mut machine = Machine::with_vendor(rec.header().machine.clone(), Some(rec.header().cpuid.vendor_choice()))
-        .map_err(|e| Exit::new(exit_code::for_machine_error(&e), format!("ceiling loop: {e}")))?;
+        .map_err(|e| Exit::of("ceiling loop", &e))?;
     let mut input = inputs(rec);
     let target = rec.length();
     let vcpu = machine.vm.vcpu_mut();

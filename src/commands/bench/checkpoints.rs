@@ -11,7 +11,7 @@ use ttvm_replay::replay::{ReplaySession, ReplayStep};
 
 use super::stats::{median, robust_fit, Rng, RobustFit};
 use super::ttvm_runs::CheckpointSample;
-use crate::commands::replay::{open_recording, replay_exit};
+use crate::commands::replay::open_recording;
 use crate::exit_code::Exit;
 
 const MIB_PAGES: f64 = 256.0;
@@ -102,27 +102,27 @@ pub struct RestoreSeries {
 pub fn restore_series(path: &Path, n: usize, max_steps: u64) -> Result<RestoreSeries, Exit> {
     let rec = open_recording(path)?;
     let t = Instant::now();
-    let mut s =
-        ReplaySession::new(rec.clone(), &ttvm_replay::stepping::host_signature()).map_err(|e| replay_exit(path, e))?;
+    let mut s = ReplaySession::new(rec.clone(), &ttvm_replay::stepping::host_signature())
+        .map_err(|e| Exit::of(path.display(), &e))?;
     let session_build_ms = t.elapsed().as_secs_f64() * 1e3;
     let count = rec.checkpoints.len();
     // Warm-up: decompress every page chunk once (the trace's chunk cache), so the series
     // measures rewriting RAM rather than first-touch decompression.
     for k in 0..count {
-        s.restore_checkpoint(k).map_err(|e| replay_exit(path, e))?;
+        s.restore_checkpoint(k).map_err(|e| Exit::of(path.display(), &e))?;
     }
     let mut rng = Rng::new(0x0072_6573_746f_7265);
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         for _ in 0..rng.below(max_steps + 1) {
-            match s.step().map_err(|e| replay_exit(path, e))? {
+            match s.step().map_err(|e| Exit::of(path.display(), &e))? {
                 ReplayStep::Stepped => {}
                 ReplayStep::Stopped(_) | ReplayStep::AtEnd => break,
             }
         }
         let k = rng.below(count as u64) as usize;
         let t = Instant::now();
-        s.restore_checkpoint(k).map_err(|e| replay_exit(path, e))?;
+        s.restore_checkpoint(k).map_err(|e| Exit::of(path.display(), &e))?;
         samples.push((s.last_restore_pages, t.elapsed().as_secs_f64() * 1e6));
     }
     let us: Vec<f64> = samples.iter().map(|x| x.1).collect();

@@ -15,8 +15,7 @@ use ttvm_replay::replay::{ReplaySession, ReplayStep};
 use ttvm_replay::timeline::{Stop, Timeline, TimelineError, DEFAULT_TEMP_BUDGET, DEFAULT_TEMP_SPACING};
 
 use super::stats::{Latency, Rng};
-use crate::commands::replay::{replay_exit, trace_exit};
-use crate::exit_code::{self, Exit};
+use crate::exit_code::Exit;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -90,14 +89,6 @@ pub struct TimelineLatency {
     pub goto: Latency,
     /// Steps replayed per random seek, on average.
     pub goto_mean_replayed_steps: f64,
-}
-
-fn tl_exit(path: &Path, e: TimelineError) -> Exit {
-    match e {
-        TimelineError::Replay(e) => replay_exit(path, e),
-        TimelineError::Trace(e) => trace_exit(path, e),
-        e => Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", path.display())),
-    }
 }
 
 fn ms_since(t: Instant) -> f64 {
@@ -197,20 +188,20 @@ fn reverse_continue(
     from: u64,
     requested_span: u64,
 ) -> Result<Option<ReverseContinue>, Exit> {
-    let pass = forward_pass(rec, from, requested_span).map_err(|e| replay_exit(path, e))?;
+    let pass = forward_pass(rec, from, requested_span).map_err(|e| Exit::of(path.display(), &e))?;
     let Some((addr, expected_at)) = pass.address_near(from.saturating_sub(requested_span)) else {
         return Ok(None);
     };
     let forward_secs = pass.secs_at(from) - pass.secs_at(expected_at);
     drop(pass);
-    tl.seek(from).map_err(|e| tl_exit(path, e))?;
+    tl.seek(from).map_err(|e| Exit::of(path.display(), &e))?;
     drop_temps(tl);
     tl.add_breakpoint(addr);
     let t = Instant::now();
     let stop = tl.run_backward();
     let backward_secs = t.elapsed().as_secs_f64();
     tl.remove_breakpoint(addr);
-    let stop = stop.map_err(|e| tl_exit(path, e))?;
+    let stop = stop.map_err(|e| Exit::of(path.display(), &e))?;
     let stopped_at = tl.icount();
     Ok(Some(ReverseContinue {
         from,
@@ -229,18 +220,19 @@ fn reverse_continue(
 /// Runs the plan on the trace at `path`.
 pub fn measure(path: &Path, plan: &Plan, mut progress: impl FnMut(&str)) -> Result<TimelineLatency, Exit> {
     let rec = crate::commands::replay::open_recording(path)?;
-    let mut tl = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature()).map_err(|e| tl_exit(path, e))?;
-    let kmain = kmain_icount(&mut tl, &rec.header().machine.kernel).map_err(|e| tl_exit(path, e))?;
+    let mut tl = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature())
+        .map_err(|e| Exit::of(path.display(), &e))?;
+    let kmain = kmain_icount(&mut tl, &rec.header().machine.kernel).map_err(|e| Exit::of(path.display(), &e))?;
     let mut positions = Vec::new();
     for &p in plan.positions.iter().filter(|&&p| p > 0 && p <= rec.length()) {
         progress(&format!("reverse-stepi at icount {p}"));
         let t = Instant::now();
-        tl.seek(p).map_err(|e| tl_exit(path, e))?;
+        tl.seek(p).map_err(|e| Exit::of(path.display(), &e))?;
         let seek_ms = ms_since(t);
-        let warm = reverse_stepis(&mut tl, plan.rsi_count).map_err(|e| tl_exit(path, e))?;
+        let warm = reverse_stepis(&mut tl, plan.rsi_count).map_err(|e| Exit::of(path.display(), &e))?;
         drop_temps(&mut tl);
-        arrive_cold(&mut tl, p).map_err(|e| tl_exit(path, e))?;
-        let cold = reverse_stepis(&mut tl, plan.rsi_count).map_err(|e| tl_exit(path, e))?;
+        arrive_cold(&mut tl, p).map_err(|e| Exit::of(path.display(), &e))?;
+        let cold = reverse_stepis(&mut tl, plan.rsi_count).map_err(|e| Exit::of(path.display(), &e))?;
         positions.push(PositionLatency { icount: p, seek_ms, warm, cold });
     }
     let mut rcs = Vec::new();
@@ -258,7 +250,7 @@ pub fn measure(path: &Path, plan: &Plan, mut progress: impl FnMut(&str)) -> Resu
     for _ in 0..plan.gotos {
         let target = rng.below(rec.length());
         let t = Instant::now();
-        tl.seek(target).map_err(|e| tl_exit(path, e))?;
+        tl.seek(target).map_err(|e| Exit::of(path.display(), &e))?;
         samples.push(ms_since(t));
     }
     let replayed = tl.stats().replayed_steps - before;

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use ttvm_replay::clock::ClockMode;
-use ttvm_replay::record::{RecordEnd, RecordError, RecordOptions, RecordSession, DEFAULT_CHECKPOINT_EVERY};
+use ttvm_replay::record::{RecordEnd, RecordOptions, RecordSession, DEFAULT_CHECKPOINT_EVERY};
 use ttvm_replay::trace::{ChunkKind, TraceFile};
 use ttvm_vmm::clock::HostClock;
 use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
 use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
 use ttvm_vmm::machine::{Machine, MachineConfig};
 
-use crate::commands::replay::{open_recording, trace_exit, verify_whole};
+use crate::commands::replay::{open_recording, verify_whole};
 use crate::exit_code::{self, Exit};
 
 /// Longest a free run may take before it counts as a failure.
@@ -90,7 +90,7 @@ pub struct TraceComposition {
 
 impl TraceComposition {
     fn of(path: &Path) -> Result<Self, Exit> {
-        let f = TraceFile::open(path).map_err(|e| trace_exit(path, e))?;
+        let f = TraceFile::open(path).map_err(|e| Exit::of(path.display(), &e))?;
         let total = f.file_len();
         let header = f.chunks.first().map_or(total, |c| c.offset);
         let boot_end = f
@@ -126,13 +126,6 @@ pub struct RecordRun {
     pub checkpoints: Vec<CheckpointSample>,
 }
 
-fn record_exit(e: RecordError) -> Exit {
-    match e {
-        RecordError::Machine(m) => Exit::new(exit_code::for_machine_error(&m), format!("recording: {m}")),
-        e => Exit::new(exit_code::KVM_INTERNAL, format!("recording: {e}")),
-    }
-}
-
 /// Records `guest` into `path` with the exact engine and the icount clock.
 pub fn record(guest: &Guest, path: &Path) -> Result<RecordRun, Exit> {
     let options = RecordOptions {
@@ -144,12 +137,12 @@ pub fn record(guest: &Guest, path: &Path) -> Result<RecordRun, Exit> {
     let started = Instant::now();
     let mut session =
         RecordSession::start(guest.config()?, path, options, ConsoleOutput::Discard, ConsoleInput::none())
-            .map_err(record_exit)?;
+            .map_err(|e| Exit::of("recording", &e))?;
     let never = AtomicBool::new(false);
     let loop_start = Instant::now();
-    let end = session.run(None, &never, 0, |_| {}).map_err(record_exit)?;
+    let end = session.run(None, &never, 0, |_| {}).map_err(|e| Exit::of("recording", &e))?;
     let loop_secs = loop_start.elapsed().as_secs_f64();
-    let progress = session.finish(&end).map_err(record_exit)?;
+    let progress = session.finish(&end).map_err(|e| Exit::of("recording", &e))?;
     let total_secs = started.elapsed().as_secs_f64();
     if !matches!(end, RecordEnd::Guest(_)) {
         return Err(Exit::new(
@@ -212,8 +205,7 @@ pub struct FreeRun {
 /// Runs `guest` with the free engine (plain KVM_RUN, host clock).
 pub fn free_run(guest: &Guest) -> Result<FreeRun, Exit> {
     let started = Instant::now();
-    let mut machine = Machine::new(guest.config()?)
-        .map_err(|e| Exit::new(exit_code::for_machine_error(&e), format!("ttvm run: {e}")))?;
+    let mut machine = Machine::new(guest.config()?).map_err(|e| Exit::of("ttvm run", &e))?;
     let options =
         FreeRunOptions { timeout: Some(FREE_RUN_TIMEOUT), symbols: None, stop: None, clock: HostClock::new(1) };
     let run_start = Instant::now();
@@ -221,7 +213,7 @@ pub fn free_run(guest: &Guest) -> Result<FreeRun, Exit> {
         .map_err(|e| Exit::new(exit_code::KVM_INTERNAL, format!("ttvm run: {e}")))?;
     let secs = run_start.elapsed().as_secs_f64();
     let end = match end {
-        FreeRunEnd::Guest(stop) => stop.to_string(),
+        FreeRunEnd::Guest { stop, .. } => stop.to_string(),
         FreeRunEnd::Timeout | FreeRunEnd::Interrupted => {
             return Err(Exit::new(exit_code::TIMEOUT, format!("ttvm run {}: timeout", guest.kernel)));
         }

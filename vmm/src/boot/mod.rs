@@ -187,3 +187,10 @@ pub fn load_prepared(
     };
     linux::load_64bit(ram, &kernel.elf, summary.entry, setup_header, cmdline, initrd, base_sregs)
 }
+
+/// Every boot failure is the kernel's or its arguments' fault.
+impl crate::error_kind::Classify for BootError {
+    fn kind(&self) -> crate::error_kind::ErrorKind {
+        crate::error_kind::ErrorKind::BadInput
+    }
+}

@@ -55,3 +55,10 @@ pub enum StateError {
         reason: &'static str,
     },
 }
+
+/// Saved state that contradicts itself can only come from a damaged file.
+impl crate::error_kind::Classify for StateError {
+    fn kind(&self) -> crate::error_kind::ErrorKind {
+        crate::error_kind::ErrorKind::Damaged
+    }
+}
