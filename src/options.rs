@@ -12,10 +12,10 @@ use crate::exit_code::{Exit, BAD_INPUT, HOST_ERROR};
 #[derive(Debug, Args, Clone)]
 pub struct MachineArgs {
     /// Kernel image (ELF with a PVH entry), or the name of a bundled sample kernel
-    /// (`ttvm kernels` lists them).
-    pub kernel: String,
+    /// (`ttvm kernels` lists them). `ttvm record --from SNAPSHOT` takes none.
+    pub kernel: Option<String>,
     /// Guest RAM size, e.g. 128M, 1G (default 128M).
-    #[arg(long, default_value = "128M")]
+    #[arg(long, default_value = DEFAULT_MEM_ARG)]
     pub mem: String,
     /// Kernel command line (default for a Linux kernel: `ttvm_vmm::boot::linux::DEFAULT_CMDLINE`,
     /// see docs/LINUX.md; empty for other kernels).
@@ -29,9 +29,22 @@ pub struct MachineArgs {
 }
 
 impl MachineArgs {
+    /// The KERNEL argument, which every command but `record --from` needs.
+    pub fn kernel_name(&self) -> Result<&str, Exit> {
+        self.kernel.as_deref().ok_or_else(|| {
+            Exit::new(BAD_INPUT, "a KERNEL is needed (a file or a sample's name; `ttvm kernels` lists them)")
+        })
+    }
+
+    /// Whether any argument describes a new machine (what `record --from` must not get:
+    /// the snapshot's machine is already built).
+    pub fn describes_a_machine(&self) -> bool {
+        self.kernel.is_some() || self.cmdline.is_some() || self.initrd.is_some() || self.mem != DEFAULT_MEM_ARG
+    }
+
     /// The machine configuration these arguments describe, and the kernel's display name.
     pub fn config(&self) -> Result<(ttvm_vmm::machine::MachineConfig, String), Exit> {
-        let kernel = crate::kernel_arg::resolve(&self.kernel)?;
+        let kernel = crate::kernel_arg::resolve(self.kernel_name()?)?;
         let initrd = match &self.initrd {
             Some(p) => std::fs::read(p).map_err(|e| Exit::new(BAD_INPUT, format!("--initrd {}: {e}", p.display())))?,
             None => Vec::new(),
@@ -47,6 +60,9 @@ impl MachineArgs {
         Ok((config, kernel.name))
     }
 }
+
+/// `--mem` when not given.
+const DEFAULT_MEM_ARG: &str = "128M";
 
 /// Where the guest's serial port reads from and writes to.
 #[derive(Debug, Args, Clone, Default)]

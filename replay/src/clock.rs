@@ -81,6 +81,18 @@ impl EngineClock {
 
     /// HLT: skip guest time forward to `deadline_ns` (icount mode). In realtime mode the
     /// caller sleeps instead.
+    /// A clock whose time starts at `ns` instead of 0: a recording that starts from a
+    /// machine that already ran (a booted snapshot) keeps its device time going. In icount
+    /// mode the offset is idle time, so it is saved and restored with every checkpoint.
+    pub fn starting_at(mode: ClockMode, ns: u64) -> Self {
+        let mut clock = Self::new(mode);
+        clock.last_ns = ns;
+        if mode == ClockMode::Icount {
+            clock.idle_ns = ns;
+        }
+        clock
+    }
+
     pub fn idle_until(&mut self, icount: u64, deadline_ns: u64) {
         if self.mode == ClockMode::Icount {
             let now = self.now_ns(icount);
@@ -109,6 +121,16 @@ mod tests {
         assert_eq!(c.now_ns(101), 5_000 + NS_PER_STEP);
         c.idle_until(101, 10); // deadline in the past: no change
         assert_eq!(c.now_ns(101), 5_000 + NS_PER_STEP);
+    }
+
+    #[test]
+    fn a_clock_started_late_goes_on_from_there() {
+        let mut c = EngineClock::starting_at(ClockMode::Icount, 7_000);
+        assert_eq!(c.now_ns(0), 7_000);
+        assert_eq!(c.now_ns(10), 7_000 + 10 * NS_PER_STEP);
+        let mut r = EngineClock::starting_at(ClockMode::Realtime, 7_000);
+        assert!(r.now_ns(0) >= 7_000);
+        assert_eq!(r.idle_ns, 0, "realtime mode never skips idle time");
     }
 
     #[test]

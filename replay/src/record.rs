@@ -415,6 +415,21 @@ impl RecordSession {
         input: ConsoleInput,
     ) -> Result<Self, RecordError> {
         let machine = Machine::new(config.clone())?;
+        Self::start_from(machine, config, 0, path, options, output, input)
+    }
+
+    /// Starts recording `machine`, which was built from `config` and may already have run
+    /// (a `ttvm run --save-state` snapshot): its state becomes the trace's checkpoint 0, so
+    /// the trace stays self-contained, and device time goes on from `start_ns`.
+    pub fn start_from(
+        machine: Machine,
+        config: MachineConfig,
+        start_ns: u64,
+        path: &Path,
+        options: RecordOptions,
+        output: ConsoleOutput,
+        input: ConsoleInput,
+    ) -> Result<Self, RecordError> {
         let header = TraceHeader {
             ttvm_version: env!("CARGO_PKG_VERSION").to_string(),
             kernel_name: options.kernel_name.clone(),
@@ -435,7 +450,7 @@ impl RecordSession {
         let mut s = Self {
             engine: Engine::new(machine),
             env: Recorder {
-                clock: EngineClock::new(options.clock),
+                clock: EngineClock::starting_at(options.clock, start_ns),
                 log: EventLogWriter::default(),
                 output,
                 input,

@@ -40,7 +40,10 @@ pub fn run(args: DebugArgs) -> Result<i32, Exit> {
     let listener = crate::commands::gdb_server::bind_gdb(addr)?;
     let (config, name) = args.machine.config()?;
     let symbols = args.symbols.load(Some(&config.kernel))?;
-    let output = args.output.clone().unwrap_or_else(|| default_output(&args.machine.kernel));
+    let output = match &args.output {
+        Some(o) => o.clone(),
+        None => default_output(args.machine.kernel_name()?),
+    };
     let console = args.machine.serial.output(ConsoleOutput::Stdout)?;
     let input = args.machine.serial.input()?;
     let stepping = ttvm_replay::stepping::host_signature();
@@ -56,10 +59,11 @@ pub fn run(args: DebugArgs) -> Result<i32, Exit> {
         .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", output.display())))?;
     let local = listener.local_addr().map_err(|e| Exit::new(exit_code::HOST_ERROR, e.to_string()))?;
     let bzimage = ttvm_vmm::boot::bzimage::is_bzimage(&timeline.recording().header().machine.kernel);
-    let elf = match ttvm_sample_kernels::get(&args.machine.kernel) {
-        Some(k) if !std::path::Path::new(&args.machine.kernel).exists() => k.path.to_string(),
+    let kernel = args.machine.kernel_name()?;
+    let elf = match ttvm_sample_kernels::get(kernel) {
+        Some(k) if !std::path::Path::new(kernel).exists() => k.path.to_string(),
         _ if bzimage => "VMLINUX".to_string(),
-        _ => args.machine.kernel.clone(),
+        _ => kernel.to_string(),
     };
     if bzimage {
         eprintln!("ttvm: {}", crate::commands::gdb_server::BZIMAGE_GDB_NOTE);

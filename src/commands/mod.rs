@@ -9,5 +9,6 @@ pub mod kernels;
 pub mod record;
 pub mod replay;
 pub mod run;
+pub mod run_then_record;
 pub mod tui;
 pub mod verify_pieces;

@@ -43,6 +43,11 @@ pub struct RecordArgs {
     /// Steps between checkpoints.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CHECKPOINT_EVERY, value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_every: u64,
+    /// Record from a machine `ttvm run --save-state` saved (booted at free-run speed)
+    /// instead of booting KERNEL: the snapshot's state becomes the trace's first checkpoint,
+    /// so the trace stays self-contained, and device time goes on from the snapshot's.
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub from: Option<PathBuf>,
     /// Stop recording after this many steps.
     #[arg(long, value_name = "N")]
     pub max_steps: Option<u64>,
@@ -90,19 +95,28 @@ pub fn record_once(
     clock: ClockMode,
     show_progress: bool,
 ) -> Result<Recorded, Exit> {
-    let (config, kernel_name) = args.machine.config()?;
     let console =
         args.machine.serial.output(if args.quiet { ConsoleOutput::Discard } else { ConsoleOutput::Stdout })?;
     let input = args.machine.serial.input()?;
     let options = RecordOptions {
         clock,
         checkpoint_every: args.checkpoint_every,
-        kernel_name: kernel_name.clone(),
+        kernel_name: String::new(),
         stepping: ttvm_replay::stepping::host_signature(),
     };
+    let session = start_session(args, output, options, console, input)?;
+    record_to_end(session, output, args.max_steps, show_progress)
+}
+
+/// Records `session` until the guest stops, `max_steps` or Ctrl-C, then finalises the trace
+/// at `output` (also when recording fails: what was recorded is kept).
+pub fn record_to_end(
+    mut session: RecordSession,
+    output: &std::path::Path,
+    max_steps: Option<u64>,
+    show_progress: bool,
+) -> Result<Recorded, Exit> {
     let stop = crate::signals::install_stop_flag();
-    let mut session = RecordSession::start(config, output, options, console, input)
-        .map_err(|e| start_error_exit(&kernel_name, output, e))?;
     session.set_interrupt(stop);
     let progress_line = |p: &RecordProgress| {
         let secs = p.elapsed.as_secs_f64().max(1e-9);
@@ -115,7 +129,7 @@ pub fn record_once(
             p.trace_bytes as f64 / (1 << 20) as f64
         );
     };
-    let result = session.run(args.max_steps, stop, if show_progress { 200_000 } else { 0 }, progress_line);
+    let result = session.run(max_steps, stop, if show_progress { 200_000 } else { 0 }, progress_line);
     if show_progress {
         eprint!("\r\x1b[K");
     }
@@ -175,8 +189,60 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// Starts the recording: a fresh boot of KERNEL, or the machine saved in `--from`.
+fn start_session(
+    args: &RecordArgs,
+    output: &std::path::Path,
+    mut options: RecordOptions,
+    console: ConsoleOutput,
+    input: ttvm_vmm::console::ConsoleInput,
+) -> Result<RecordSession, Exit> {
+    let Some(from) = &args.from else {
+        let (config, kernel_name) = args.machine.config()?;
+        options.kernel_name = kernel_name.clone();
+        return RecordSession::start(config, output, options, console, input)
+            .map_err(|e| start_error_exit(&kernel_name, output, e));
+    };
+    if args.machine.describes_a_machine() {
+        return Err(Exit::new(
+            exit_code::BAD_INPUT,
+            "--from records the machine saved in the snapshot: give no KERNEL, --mem, --cmdline or --initrd",
+        ));
+    }
+    let loaded = ttvm_vmm::snapshot::load(from).map_err(|e| Exit::of("", &e))?;
+    let Some(origin) = loaded.origin else {
+        return Err(Exit::new(
+            exit_code::BAD_INPUT,
+            format!(
+                "{}: this snapshot (an older format) does not hold the kernel it booted, which a trace must embed; \
+                 save it again with this ttvm (`ttvm run KERNEL --save-state FILE`)",
+                from.display()
+            ),
+        ));
+    };
+    // Device time goes on from the snapshot's; the recorded TSC (derived from it) must not
+    // go back behind the value the guest last read, so time starts at whichever is later.
+    let tsc_ns = crate::commands::run_then_record::tsc_as_ns(loaded.tsc);
+    let start_ns = ttvm_vmm::clock::Clock::now_ns(&loaded.clock).max(tsc_ns);
+    options.kernel_name = origin.kernel_name.clone();
+    let name = format!("{} (snapshot {})", origin.kernel_name, from.display());
+    RecordSession::start_from(loaded.machine, origin.machine, start_ns, output, options, console, input)
+        .map_err(|e| start_error_exit(&name, output, e))
+}
+
+/// The name a recording's default trace file is made from: the kernel's, or the snapshot's.
+fn recording_name(args: &RecordArgs) -> Result<String, Exit> {
+    match &args.from {
+        Some(snapshot) => Ok(snapshot.to_string_lossy().into_owned()),
+        None => args.machine.kernel_name().map(str::to_string),
+    }
+}
+
 pub fn run(args: RecordArgs) -> Result<i32, Exit> {
-    let output = args.output.clone().unwrap_or_else(|| default_output(&args.machine.kernel));
+    let output = match &args.output {
+        Some(o) => o.clone(),
+        None => default_output(&recording_name(&args)?),
+    };
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
     if args.until_failure {
         return until_failure(&args, &output, show_progress);
@@ -218,6 +284,6 @@ fn until_failure(args: &RecordArgs, output: &std::path::Path, show_progress: boo
     let _ = std::fs::remove_file(&scratch);
     Err(Exit::new(
         exit_code::CHECK_FAILED,
-        format!("no failure in {} runs of {} ({clock} clock); nothing kept", args.runs, args.machine.kernel),
+        format!("no failure in {} runs of {} ({clock} clock); nothing kept", args.runs, recording_name(args)?),
     ))
 }

@@ -174,7 +174,7 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
                 ),
             ));
         }
-        s.restore_checkpoint(k).map_err(|e| Exit::of(&args.trace.display(), &e))?;
+        s.restore_checkpoint(k).map_err(|e| Exit::of(args.trace.display(), &e))?;
     }
     let target = match to {
         Some(t) if t > rec.length() => {
@@ -206,14 +206,14 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
         return Err(stopped_before(&args.trace, s.icount(), target, rec.length()));
     }
     if target == rec.length() {
-        s.verify_end().map_err(|e| Exit::of(&args.trace.display(), &e))?;
+        s.verify_end().map_err(|e| Exit::of(args.trace.display(), &e))?;
         eprintln!(
             "ttvm: verified {steps} steps from icount {from} in {secs:.2} s ({rate:.3} M steps/s): every event, checkpoint, {}",
             end_checked(&rec)
         );
         return Ok(whole_verify_status(&rec));
     }
-    let at_end = s.verify_prefix_end().map_err(|e| Exit::of(&args.trace.display(), &e))?;
+    let at_end = s.verify_prefix_end().map_err(|e| Exit::of(args.trace.display(), &e))?;
     let state = match at_end {
         Some(k) => format!(
             ", and so does the state at checkpoint {k}, recorded there (`--verify --from-checkpoint {k}` checks the rest)"

@@ -7,10 +7,11 @@ use std::time::Duration;
 use clap::Args;
 use ttvm_vmm::clock::{Clock, HostClock};
 use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
+use ttvm_vmm::cpuid::CpuVendor;
 use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
 use ttvm_vmm::machine::Machine;
 use ttvm_vmm::profile::ProfileWriter;
-use ttvm_vmm::snapshot;
+use ttvm_vmm::snapshot::{self, SnapshotOrigin};
 
 use crate::exit_code::{self, Exit};
 use crate::options::{MachineArgs, SerialArgs, SymbolArgs};
@@ -26,8 +27,26 @@ pub struct RunArgs {
     /// A snapshot keeps it; `resume` continues at the same rate.
     #[arg(long, value_name = "N", value_parser = slowdown_range())]
     pub slowdown: Option<u32>,
+    /// Boot at free-run speed, then record with the exact engine into `-o TRACE` from the
+    /// moment a line of the guest's serial output matches REGEX (boot once, record only the
+    /// bug). The trace starts there and is self-contained; --timeout bounds the free part.
+    #[arg(long, value_name = "REGEX", requires = "output", conflicts_with_all = ["save_state", "profile"])]
+    pub record_from_output: Option<String>,
+    /// The trace --record-from-output writes.
+    #[arg(short, long, value_name = "TRACE", requires = "record_from_output")]
+    pub output: Option<PathBuf>,
     #[command(flatten)]
     pub free: FreeRunArgs,
+}
+
+/// A booted machine about to run freely, with its device clock and the kernel's symbols.
+pub struct FreeStart {
+    /// The machine.
+    pub machine: Machine,
+    /// Its device clock.
+    pub clock: HostClock,
+    /// Kernel symbols for messages.
+    pub symbols: Option<ttvm_vmm::symbols::SymbolTable>,
 }
 
 /// Arguments of `ttvm resume`.
@@ -70,15 +89,37 @@ pub struct FreeRunArgs {
     pub save_state: Option<PathBuf>,
 }
 
+impl FreeRunArgs {
+    /// `--timeout` as a duration, refused unless a positive number of seconds.
+    pub fn timeout(&self) -> Result<Option<Duration>, Exit> {
+        match self.timeout {
+            Some(t) if t.is_finite() && t > 0.0 => Ok(Some(Duration::from_secs_f64(t))),
+            Some(t) => {
+                Err(Exit::new(exit_code::BAD_INPUT, format!("--timeout {t}: must be a positive number of seconds")))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
 pub fn run(args: RunArgs) -> Result<i32, Exit> {
     let (config, name) = args.machine.config()?;
     let is_linux = ttvm_vmm::boot::looks_like_linux(&config.kernel);
     let slowdown = args.slowdown.unwrap_or(if is_linux { LINUX_SLOWDOWN } else { 1 });
     let symbols = args.free.symbols.load(Some(&config.kernel))?;
-    let machine = Machine::new(config).map_err(|e| Exit::of(&name, &e))?;
+    let machine = Machine::new(config.clone()).map_err(|e| Exit::of(&name, &e))?;
+    let origin = SnapshotOrigin {
+        kernel_name: name,
+        machine: config,
+        neutral_vendor: machine.vm.cpuid().vendor_choice() == CpuVendor::Neutral,
+    };
+    if let (Some(pattern), Some(trace)) = (&args.record_from_output, &args.output) {
+        let free = FreeStart { machine, clock: HostClock::new(slowdown), symbols };
+        return crate::commands::run_then_record::run_then_record(free, origin, pattern, trace, &args);
+    }
     let output = args.machine.serial.output(ConsoleOutput::Stdout)?;
     let input = args.machine.serial.input()?;
-    drive(machine, HostClock::new(slowdown), output, input, &args.free, symbols)
+    drive(machine, HostClock::new(slowdown), Some(origin), output, input, &args.free, symbols)
 }
 
 /// `--slowdown` for a Linux kernel when not given: its 250 Hz tick costs about 4 ms of
@@ -88,7 +129,8 @@ const LINUX_SLOWDOWN: u32 = 10;
 pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
     // A snapshot holds RAM, not the kernel image, so the symbols cannot be checked against it.
     let symbols = args.free.symbols.load(None)?;
-    let (machine, mut clock) = snapshot::load(&args.snapshot).map_err(|e| Exit::of("", &e))?;
+    let loaded = snapshot::load(&args.snapshot).map_err(|e| Exit::of("", &e))?;
+    let (machine, mut clock, origin) = (loaded.machine, loaded.clock, loaded.origin);
     if let Some(n) = args.slowdown {
         clock = HostClock::resumed_at(clock.now_ns(), n);
     }
@@ -104,7 +146,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
     );
     let output = args.serial.output(ConsoleOutput::Stdout)?;
     let input = args.serial.input()?;
-    drive(machine, clock, output, input, &args.free, symbols)
+    drive(machine, clock, origin, output, input, &args.free, symbols)
 }
 
 /// Runs `machine` with the free engine until the guest stops, the timeout expires or the
@@ -112,18 +154,13 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
 fn drive(
     mut machine: Machine,
     clock: HostClock,
+    origin: Option<SnapshotOrigin>,
     mut output: ConsoleOutput,
     mut input: ConsoleInput,
     args: &FreeRunArgs,
     symbols: Option<ttvm_vmm::symbols::SymbolTable>,
 ) -> Result<i32, Exit> {
-    let timeout = match args.timeout {
-        Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
-        Some(t) => {
-            return Err(Exit::new(exit_code::BAD_INPUT, format!("--timeout {t}: must be a positive number of seconds")))
-        }
-        None => None,
-    };
+    let timeout = args.timeout()?;
     if let Some(p) = &args.save_state {
         check_writable(p)?;
     }
@@ -145,7 +182,7 @@ fn drive(
             .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("--profile {}: {e}", path.display())))?;
         eprintln!("ttvm: profile of {samples} samples written to {}", path.display());
     }
-    let end = end.map_err(|e| Exit::new(exit_code::KVM_INTERNAL, e.to_string()))?;
+    let end = end.map_err(|e| Exit::of("", &e))?;
     let code = match &end {
         FreeRunEnd::Guest { stop, detail } => {
             match stop {
@@ -172,7 +209,7 @@ fn drive(
         if matches!(end, FreeRunEnd::Guest { .. }) {
             eprintln!("ttvm: the guest stopped by itself; no snapshot written to {}", path.display());
         } else {
-            snapshot::save(&mut machine, &options.clock, path).map_err(|e| Exit::of("", &e))?;
+            snapshot::save(&mut machine, &options.clock, origin.as_ref(), path).map_err(|e| Exit::of("", &e))?;
             eprintln!(
                 "ttvm: machine state saved to {}; continue with `ttvm resume {}`",
                 path.display(),

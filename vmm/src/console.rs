@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Where guest serial output is written.
 #[derive(Debug)]
@@ -17,7 +18,75 @@ pub enum ConsoleOutput {
     Discard,
     /// Kept in memory (tests).
     Buffer(Vec<u8>),
+    /// Another output, with every complete line shown to a matcher first (`ttvm run
+    /// --record-from-output`).
+    Watched(Box<WatchedOutput>),
 }
+
+/// Decides whether a line of output is the one looked for.
+type LineMatcher = Box<dyn FnMut(&[u8]) -> bool + Send>;
+
+/// Output that also looks for a line: once a complete line satisfies the matcher, `flag`
+/// is raised (the free engine's stop flag, so the run stops right after the write that
+/// ended the line) and [`WatchedOutput::matched`] says so.
+pub struct WatchedOutput {
+    inner: ConsoleOutput,
+    matcher: LineMatcher,
+    flag: &'static AtomicBool,
+    line: Vec<u8>,
+    matched: bool,
+}
+
+impl std::fmt::Debug for WatchedOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchedOutput").field("inner", &self.inner).field("matched", &self.matched).finish()
+    }
+}
+
+impl WatchedOutput {
+    /// Writes to `inner`, raising `flag` after the first line `matcher` accepts (the line
+    /// without its end, `\r` and `\n` removed).
+    pub fn new(
+        inner: ConsoleOutput,
+        matcher: impl FnMut(&[u8]) -> bool + Send + 'static,
+        flag: &'static AtomicBool,
+    ) -> Self {
+        Self { inner, matcher: Box::new(matcher), flag, line: Vec::new(), matched: false }
+    }
+
+    /// Whether a line matched.
+    pub fn matched(&self) -> bool {
+        self.matched
+    }
+
+    /// The output it wrote to.
+    pub fn into_inner(self) -> ConsoleOutput {
+        self.inner
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.inner.write(bytes);
+        if self.matched {
+            return;
+        }
+        for &b in bytes {
+            if b == b'\n' {
+                let line = std::mem::take(&mut self.line);
+                if (self.matcher)(line.strip_suffix(b"\r").unwrap_or(&line)) {
+                    self.matched = true;
+                    self.flag.store(true, Ordering::SeqCst);
+                    return;
+                }
+            } else if self.line.len() < MAX_WATCHED_LINE {
+                self.line.push(b);
+            }
+        }
+    }
+}
+
+/// Longest line prefix a [`WatchedOutput`] keeps (a guest printing without newlines must
+/// not grow it without bound).
+const MAX_WATCHED_LINE: usize = 4096;
 
 impl ConsoleOutput {
     /// Creates (truncating) `path` as the output.
@@ -42,6 +111,7 @@ impl ConsoleOutput {
             }
             Self::Discard => {}
             Self::Buffer(b) => b.extend_from_slice(bytes),
+            Self::Watched(w) => w.write(bytes),
         }
     }
 }
@@ -132,5 +202,27 @@ impl ConsoleInput {
     /// Whether input may arrive later from a live source (terminal or pipe).
     pub fn is_live(&self) -> bool {
         self.source.is_some() && !self.eof
+    }
+}
+
+#[cfg(test)]
+mod watched_tests {
+    use super::*;
+
+    #[test]
+    fn a_watched_output_raises_its_flag_after_the_first_matching_line() {
+        static FLAG: AtomicBool = AtomicBool::new(false);
+        let mut out = ConsoleOutput::Watched(Box::new(WatchedOutput::new(
+            ConsoleOutput::Buffer(Vec::new()),
+            |line: &[u8]| line == b"ready",
+            &FLAG,
+        )));
+        out.write(b"not ready\r\nrea");
+        assert!(!FLAG.load(Ordering::SeqCst));
+        out.write(b"dy\r\nmore\n");
+        assert!(FLAG.load(Ordering::SeqCst));
+        let ConsoleOutput::Watched(w) = out else { unreachable!() };
+        assert!(w.matched());
+        assert!(matches!(&w.inner, ConsoleOutput::Buffer(b) if b == b"not ready\r\nready\r\nmore\n"));
     }
 }

@@ -9,9 +9,15 @@
 //! and the guest TSC is set back to its saved value, so the guest sees no jump in either.
 //! Format 1 (before the slowdown existed) still loads, as slowdown 1.
 //!
+//! From format 3 a snapshot also says where the machine came from ([`SnapshotOrigin`]:
+//! the kernel image, command line, RAM size and CPUID vendor it booted with), so
+//! `ttvm record --from SNAPSHOT` can write a self-contained trace that starts there.
+//! Formats 1 and 2 load without it.
+//!
 //! File layout: the magic `TTVMSNAP`, a little-endian u32 format version, then one LZ4
 //! frame with a content checksum holding the bincode-encoded [`MachineState`] (u64 length
-//! first) and the non-zero RAM pages as (u32 frame number, 4 KiB) pairs in ascending
+//! first), from format 3 the bincode-encoded `Option<SnapshotOrigin>` (u64 length first),
+//! and the non-zero RAM pages as (u32 frame number, 4 KiB) pairs in ascending
 //! order, ended by `u32::MAX`. Truncation and corruption fail the checksum or the decoding.
 
 use std::fs::File;
@@ -21,8 +27,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, HostClock};
+use crate::cpuid::CpuVendor;
 use crate::devices::{Board, BoardState};
-use crate::machine::Machine;
+use crate::machine::{Machine, MachineConfig};
 use crate::memory::PAGE_SIZE;
 use crate::vcpu::{VcpuError, VcpuState};
 use crate::vm::{Vm, VmError};
@@ -30,13 +37,18 @@ use crate::vm::{Vm, VmError};
 /// First bytes of every snapshot file.
 pub const MAGIC: &[u8; 8] = b"TTVMSNAP";
 /// The format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+/// The first format whose snapshots hold their [`SnapshotOrigin`].
+const ORIGIN_SINCE: u32 = 3;
 /// IA32_TIME_STAMP_COUNTER: not part of [`VcpuState`] (recordings virtualise time), but a
 /// resumed free run must not see the TSC jump back to the restart's value.
 const MSR_TSC: u32 = 0x10;
 const END_OF_PAGES: u32 = u32::MAX;
 /// A state record larger than this is not one this build wrote (the real one is ~10 KiB).
 const MAX_STATE_LEN: u64 = 16 << 20;
+/// An origin record larger than this is not one this build wrote (it holds the kernel and
+/// initrd, which the loader caps well below this).
+const MAX_ORIGIN_LEN: u64 = 1 << 30;
 
 /// Everything but RAM. Made of state types only (see [`crate::persist`]), so its encoding
 /// does not follow the live structs; a change to it is a new version type plus a
@@ -56,6 +68,41 @@ pub struct MachineState {
     /// How many times slower than host time that clock ran ([`HostClock`]); a resumed run
     /// keeps it, since the guest calibrated its timers against it.
     pub clock_slowdown: u32,
+}
+
+/// What a snapshot's machine booted from: enough to build the same machine again (a trace
+/// header's [`MachineConfig`]) and to name it. Its encoding is frozen like the state types'.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotOrigin {
+    /// The kernel's display name (a sample kernel's name or the file given).
+    pub kernel_name: String,
+    /// The configuration the machine was built from (kernel image, command line, RAM).
+    pub machine: MachineConfig,
+    /// Whether the guest saw the vendor-neutral CPU (else the host's vendor).
+    pub neutral_vendor: bool,
+}
+
+impl SnapshotOrigin {
+    /// The CPUID vendor the machine showed its guest.
+    pub fn vendor(&self) -> CpuVendor {
+        if self.neutral_vendor {
+            CpuVendor::Neutral
+        } else {
+            CpuVendor::Host
+        }
+    }
+}
+
+/// A loaded snapshot: the machine, its device clock, and (format 3 on) where it came from.
+pub struct LoadedSnapshot {
+    /// The machine, RAM, vCPU, TSC and devices restored.
+    pub machine: Machine,
+    /// Its device clock, continuing from the saved reading.
+    pub clock: HostClock,
+    /// The guest TSC when the snapshot was taken.
+    pub tsc: u64,
+    /// What it booted from; `None` for formats 1 and 2.
+    pub origin: Option<SnapshotOrigin>,
 }
 
 /// Format 1: no slowdown (the clock ran at host speed).
@@ -116,10 +163,15 @@ pub enum SnapshotError {
 /// Writes `machine` to `path` (through a temporary file renamed into place, so an
 /// interrupted save never leaves a half-written snapshot under the final name), with the
 /// device clock's reading and slowdown.
-pub fn save(machine: &mut Machine, clock: &HostClock, path: &Path) -> Result<(), SnapshotError> {
+pub fn save(
+    machine: &mut Machine,
+    clock: &HostClock,
+    origin: Option<&SnapshotOrigin>,
+    path: &Path,
+) -> Result<(), SnapshotError> {
     let state = MachineState {
         mem_size: machine.vm.ram().size(),
-        tsc: machine.vm.vcpu().get_msr(MSR_TSC)?,
+        tsc: guest_tsc(machine)?,
         vcpu: machine.vm.vcpu_mut().save_state()?,
         board: machine.board.state(),
         clock_ns: clock.now_ns(),
@@ -128,16 +180,24 @@ pub fn save(machine: &mut Machine, clock: &HostClock, path: &Path) -> Result<(),
     let tmp = path.with_extension("partial");
     let io = |source| SnapshotError::Io { path: tmp.clone(), source };
     let file = File::create(&tmp).map_err(io)?;
-    write_snapshot(BufWriter::new(file), &state, machine.vm.ram().as_slice()).map_err(io)?;
+    write_snapshot(BufWriter::new(file), &state, origin, machine.vm.ram().as_slice()).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(|source| SnapshotError::Io { path: path.to_path_buf(), source })
 }
 
-fn write_snapshot(mut out: impl Write, state: &MachineState, ram: &[u8]) -> std::io::Result<()> {
+fn write_snapshot(
+    mut out: impl Write,
+    state: &MachineState,
+    origin: Option<&SnapshotOrigin>,
+    ram: &[u8],
+) -> std::io::Result<()> {
     out.write_all(MAGIC)?;
     out.write_all(&FORMAT_VERSION.to_le_bytes())?;
     let info = lz4_flex::frame::FrameInfo::new().content_checksum(true);
     let mut z = lz4_flex::frame::FrameEncoder::with_frame_info(info, out);
     let encoded = bincode::serialize(state).map_err(std::io::Error::other)?;
+    z.write_all(&(encoded.len() as u64).to_le_bytes())?;
+    z.write_all(&encoded)?;
+    let encoded = bincode::serialize(&origin).map_err(std::io::Error::other)?;
     z.write_all(&(encoded.len() as u64).to_le_bytes())?;
     z.write_all(&encoded)?;
     for (pfn, page) in ram.chunks_exact(PAGE_SIZE).enumerate() {
@@ -151,20 +211,30 @@ fn write_snapshot(mut out: impl Write, state: &MachineState, ram: &[u8]) -> std:
     out.flush()
 }
 
-/// Reads a snapshot and builds the machine it describes: a fresh VM with the saved RAM,
-/// vCPU, TSC and devices. Returns the machine and its device clock, continuing from the
-/// saved reading at the saved slowdown.
-pub fn load(path: &Path) -> Result<(Machine, HostClock), SnapshotError> {
+/// The guest's TSC now: what a recording that starts from this machine must not go back
+/// behind.
+pub fn guest_tsc(machine: &Machine) -> Result<u64, VcpuError> {
+    machine.vm.vcpu().get_msr(MSR_TSC)
+}
+
+/// Reads a snapshot and builds the machine it describes: a fresh VM (showing the vendor
+/// the guest booted with, the host's for formats that did not record it) with the saved
+/// RAM, vCPU, TSC and devices, and its device clock continuing from the saved reading at
+/// the saved slowdown.
+pub fn load(path: &Path) -> Result<LoadedSnapshot, SnapshotError> {
     let file = File::open(path).map_err(|source| SnapshotError::Io { path: path.to_path_buf(), source })?;
-    let (state, mut pages) = read_state(path, BufReader::new(file))?;
+    let (state, origin, mut pages) = read_state(path, BufReader::new(file))?;
     // Refused before a VM is built: a state that decodes but no machine could be in.
     let board = restorable_board(path, &state)?;
-    let mut vm = Vm::new(state.mem_size, crate::cpuid::CpuVendor::Host)?;
+    let vendor = origin.as_ref().map_or(crate::cpuid::CpuVendor::Host, SnapshotOrigin::vendor);
+    let mut vm = Vm::new(state.mem_size, vendor)?;
     read_pages(path, &mut pages, vm.ram_mut().as_mut_slice())?;
     vm.vcpu_mut().restore_state(&state.vcpu)?;
     vm.vcpu().set_msr(MSR_TSC, state.tsc)?;
+    // RAM written by ttvm is not guest history: dirty tracking starts here.
+    vm.take_dirty_pages()?;
     let clock = HostClock::resumed_at(state.clock_ns, state.clock_slowdown);
-    Ok((Machine { vm, board }, clock))
+    Ok(LoadedSnapshot { machine: Machine { vm, board }, clock, tsc: state.tsc, origin })
 }
 
 /// The live board of `state`, once its devices and vCPU have passed their checks: a state
@@ -175,11 +245,13 @@ fn restorable_board(path: &Path, state: &MachineState) -> Result<Board, Snapshot
     Board::from_state(&state.board).map_err(|e| damaged(format!("device state: {e}")))
 }
 
-/// The header and the state record; the returned decoder is positioned at the pages.
+/// The header, the state record and (format 3 on) the origin; the returned decoder is
+/// positioned at the pages.
+#[allow(clippy::type_complexity)]
 fn read_state<R: Read>(
     path: &Path,
     mut input: R,
-) -> Result<(MachineState, lz4_flex::frame::FrameDecoder<R>), SnapshotError> {
+) -> Result<(MachineState, Option<SnapshotOrigin>, lz4_flex::frame::FrameDecoder<R>), SnapshotError> {
     let damaged = |reason: String| SnapshotError::Damaged { path: path.to_path_buf(), reason };
     let mut header = [0u8; 12];
     if input.read_exact(&mut header).is_err() || &header[..8] != MAGIC {
@@ -203,7 +275,20 @@ fn read_state<R: Read>(
         _ => bincode::deserialize::<MachineState>(&encoded),
     }
     .map_err(|e| damaged(format!("state: {e}")))?;
-    Ok((state, z))
+    let origin = if version >= ORIGIN_SINCE {
+        let mut len = [0u8; 8];
+        z.read_exact(&mut len).map_err(|e| damaged(format!("origin length: {e}")))?;
+        let len = u64::from_le_bytes(len);
+        if len > MAX_ORIGIN_LEN {
+            return Err(damaged(format!("origin record of {len} bytes")));
+        }
+        let mut encoded = vec![0u8; len as usize];
+        z.read_exact(&mut encoded).map_err(|e| damaged(format!("origin: {e}")))?;
+        bincode::deserialize::<Option<SnapshotOrigin>>(&encoded).map_err(|e| damaged(format!("origin: {e}")))?
+    } else {
+        None
+    };
+    Ok((state, origin, z))
 }
 
 /// The RAM pages into `ram` (zeroed), then the end of the frame, whose checksum the decoder
@@ -252,7 +337,7 @@ fn read_pages_into(
 /// and the frame's checksum; `path` names it in errors. Returns the state. For checking a
 /// file before use, and for fuzzing the reader.
 pub fn check(path: &Path, input: impl Read) -> Result<MachineState, SnapshotError> {
-    let (state, mut pages) = read_state(path, input)?;
+    let (state, _origin, mut pages) = read_state(path, input)?;
     restorable_board(path, &state)?;
     let count = usize::try_from(state.mem_size / PAGE_SIZE as u64).unwrap_or(usize::MAX);
     read_pages_into(path, &mut pages, count, |_, _| {})?;
@@ -301,27 +386,62 @@ mod tests {
         (state, ram)
     }
 
+    fn sample_origin() -> SnapshotOrigin {
+        SnapshotOrigin {
+            kernel_name: "timer".into(),
+            machine: MachineConfig::new(vec![0x7f, b'E', b'L', b'F', 2], "ticks=5"),
+            neutral_vendor: true,
+        }
+    }
+
     fn encode(state: &MachineState, ram: &[u8]) -> Vec<u8> {
         let mut file = Vec::new();
-        write_snapshot(&mut file, state, ram).unwrap();
+        write_snapshot(&mut file, state, Some(&sample_origin()), ram).unwrap();
         file
     }
 
-    fn decode(file: &[u8]) -> Result<(MachineState, Vec<u8>), SnapshotError> {
+    fn decode_with_origin(file: &[u8]) -> Result<(MachineState, Option<SnapshotOrigin>, Vec<u8>), SnapshotError> {
         let path = Path::new("test.snap");
-        let (state, mut z) = read_state(path, file)?;
+        let (state, origin, mut z) = read_state(path, file)?;
         let mut ram = vec![0u8; state.mem_size as usize];
         read_pages(path, &mut z, &mut ram)?;
-        Ok((state, ram))
+        Ok((state, origin, ram))
+    }
+
+    fn decode(file: &[u8]) -> Result<(MachineState, Vec<u8>), SnapshotError> {
+        decode_with_origin(file).map(|(state, _, ram)| (state, ram))
     }
 
     #[test]
-    fn round_trips_state_and_ram() {
+    fn round_trips_state_origin_and_ram() {
         let (state, ram) = sample();
         let file = encode(&state, &ram);
         assert!(file.len() < 2 * PAGE_SIZE, "zero pages are left out: {} bytes", file.len());
-        let (back, back_ram) = decode(&file).unwrap();
+        let (back, origin, back_ram) = decode_with_origin(&file).unwrap();
         assert_eq!(back, state);
+        assert_eq!(origin, Some(sample_origin()));
+        assert!(back_ram == ram);
+    }
+
+    /// Format 2 (no origin record) still loads, without an origin.
+    #[test]
+    fn format_2_files_load_without_an_origin() {
+        let (state, ram) = sample();
+        let mut file = Vec::new();
+        file.extend_from_slice(MAGIC);
+        file.extend_from_slice(&2u32.to_le_bytes());
+        let mut z = lz4_flex::frame::FrameEncoder::new(&mut file);
+        let encoded = bincode::serialize(&state).unwrap();
+        z.write_all(&(encoded.len() as u64).to_le_bytes()).unwrap();
+        z.write_all(&encoded).unwrap();
+        for (pfn, page) in ram.chunks_exact(PAGE_SIZE).enumerate().filter(|(_, p)| p.iter().any(|&b| b != 0)) {
+            z.write_all(&(pfn as u32).to_le_bytes()).unwrap();
+            z.write_all(page).unwrap();
+        }
+        z.write_all(&END_OF_PAGES.to_le_bytes()).unwrap();
+        z.finish().unwrap();
+        let (back, origin, back_ram) = decode_with_origin(&file).unwrap();
+        assert_eq!((back, origin), (state, None));
         assert!(back_ram == ram);
     }
 

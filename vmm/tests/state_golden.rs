@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use ttvm_vmm::devices::{Board, BoardState};
 use ttvm_vmm::persist::c_layout::{self, CLayout};
-use ttvm_vmm::snapshot::MachineState;
+use ttvm_vmm::snapshot::{MachineState, SnapshotOrigin};
 use ttvm_vmm::vcpu::{DebugRegsState, MpState, RegsState, SregsState, VcpuEventsState, VcpuState, XcrsState};
 
 const SEC: u64 = 1_000_000_000;
@@ -342,4 +342,20 @@ fn a_c_image_of_the_wrong_size_is_refused() {
     bytes[0] = 143;
     let err = bincode::deserialize::<VcpuState>(&bytes).unwrap_err().to_string();
     assert!(err.contains("the 144-byte image of a kvm_regs"), "{err}");
+}
+
+#[test]
+fn snapshot_origin_encoding_is_pinned() {
+    let origin = SnapshotOrigin {
+        kernel_name: "timer".into(),
+        machine: ttvm_vmm::machine::MachineConfig {
+            mem_size: 128 << 20,
+            kernel: vec![0x7f, b'E', b'L', b'F', 2],
+            cmdline: "ticks=5".into(),
+            rtc_base_unix_secs: 1_700_000_000,
+            initrd: vec![1, 2],
+        },
+        neutral_vendor: true,
+    };
+    assert_golden(&origin, "snapshot_origin.hex");
 }

@@ -1,0 +1,103 @@
+//! `ttvm run KERNEL --record-from-output REGEX -o TRACE`: boot with the free engine, then
+//! record with the exact engine from the moment the guest prints a matching line.
+//!
+//! The free run's console output is watched line by line; the line that matches raises the
+//! free engine's stop flag, so the run stops right after the port write that ended it. The
+//! machine as it is then becomes the trace's checkpoint 0 (`RecordSession::start_from`), the
+//! same hand-over as `ttvm record --from SNAPSHOT` without the file in between.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use ttvm_replay::clock::ClockMode;
+use ttvm_replay::record::{RecordOptions, RecordSession, DEFAULT_CHECKPOINT_EVERY};
+use ttvm_vmm::clock::Clock;
+use ttvm_vmm::console::{ConsoleOutput, WatchedOutput};
+use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
+use ttvm_vmm::snapshot::{self, SnapshotOrigin};
+
+use crate::commands::record::{record_to_end, start_error_exit, summary};
+use crate::commands::run::{FreeStart, RunArgs};
+use crate::exit_code::{self, Exit};
+
+/// Runs `free` until a line of its output matches `pattern`, then records it into `trace`.
+pub fn run_then_record(
+    free: FreeStart,
+    origin: SnapshotOrigin,
+    pattern: &str,
+    trace: &Path,
+    args: &RunArgs,
+) -> Result<i32, Exit> {
+    let regex = regex::Regex::new(pattern).map_err(|e| {
+        Exit::new(exit_code::BAD_INPUT, format!("--record-from-output: invalid regular expression: {e}"))
+    })?;
+    let stop = crate::signals::install_stop_flag();
+    let watched = WatchedOutput::new(
+        args.machine.serial.output(ConsoleOutput::Stdout)?,
+        move |line: &[u8]| regex.is_match(&String::from_utf8_lossy(line)),
+        stop,
+    );
+    let mut output = ConsoleOutput::Watched(Box::new(watched));
+    let mut input = args.machine.serial.input()?;
+    let FreeStart { mut machine, clock, symbols } = free;
+    let options = FreeRunOptions { timeout: args.free.timeout()?, symbols, stop: Some(stop), clock };
+    let end = run_free(&mut machine, &mut output, &mut input, &options, None).map_err(|e| Exit::of("", &e))?;
+    let ConsoleOutput::Watched(watched) = output else {
+        return Err(Exit::new(exit_code::HOST_ERROR, "the watched console output was replaced"));
+    };
+    let nothing = "nothing was recorded";
+    match end {
+        FreeRunEnd::Interrupted if watched.matched() => {}
+        FreeRunEnd::Interrupted => {
+            eprintln!("ttvm: interrupted before the output matched {pattern:?}; {nothing}");
+            return Ok(exit_code::INTERRUPTED);
+        }
+        FreeRunEnd::Timeout => {
+            return Err(Exit::new(
+                exit_code::TIMEOUT,
+                format!("timeout before the output matched {pattern:?}; {nothing}"),
+            ))
+        }
+        FreeRunEnd::Guest { stop, .. } => {
+            return Err(Exit::new(
+                exit_code::CHECK_FAILED,
+                format!("the guest stopped ({stop}) before its output matched {pattern:?}; {nothing}"),
+            ))
+        }
+    }
+    // The flag was raised by the match, not by the user: the recording watches it for Ctrl-C.
+    stop.store(false, Ordering::SeqCst);
+    let tsc = snapshot::guest_tsc(&machine).map_err(|e| Exit::of("", &e))?;
+    let start_ns = options.clock.now_ns().max(tsc_as_ns(tsc));
+    eprintln!(
+        "ttvm: the output matched {pattern:?} at {:.3} s of device time; recording from here into {}",
+        start_ns as f64 / 1e9,
+        trace.display()
+    );
+    let record_options = RecordOptions {
+        clock: ClockMode::Icount,
+        checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
+        kernel_name: origin.kernel_name.clone(),
+        stepping: ttvm_replay::stepping::host_signature(),
+    };
+    let session = RecordSession::start_from(
+        machine,
+        origin.machine,
+        start_ns,
+        trace,
+        record_options,
+        watched.into_inner(),
+        input,
+    )
+    .map_err(|e| start_error_exit(&origin.kernel_name, trace, e))?;
+    let r = record_to_end(session, trace, None, std::io::stderr().is_terminal())?;
+    eprintln!("{}", summary(trace, &r));
+    Ok(r.exit_status)
+}
+
+/// A guest TSC value as device time: the recorded TSC is derived from device time at
+/// `TSC_HZ`, so a recording that starts at this time or later never shows the TSC going back.
+pub fn tsc_as_ns(tsc: u64) -> u64 {
+    (u128::from(tsc) * 1_000_000_000 / u128::from(ttvm_replay::clock::TSC_HZ)) as u64
+}
