@@ -12,6 +12,7 @@ pub mod divergence;
 pub mod engine;
 pub mod event_log;
 pub mod events;
+pub mod free_interval;
 pub mod mem_access;
 pub mod persist;
 pub mod ram;

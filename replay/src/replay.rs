@@ -384,13 +384,17 @@ pub struct ReplaySession {
     /// The recording.
     pub rec: Rc<Recording>,
     env: Replayer,
-    ram: RamTracker,
+    pub(crate) ram: RamTracker,
     /// Next persistent checkpoint to verify when its icount is reached.
     next_checkpoint: usize,
     /// Whether passing a checkpoint compares the state with it.
     pub verify_checkpoints: bool,
     /// RAM pages the last restore rewrote (for benchmarks: restore cost follows it).
     pub last_restore_pages: usize,
+    /// Intervals whose free run did not match: they are single-stepped.
+    pub(crate) free_failed: std::collections::HashSet<usize>,
+    /// What free runs of intervals did.
+    pub free_stats: crate::free_interval::FreeIntervalStats,
 }
 
 /// Checks that this host can replay `rec` faithfully: same CPUID model and stepping
@@ -449,6 +453,8 @@ impl ReplaySession {
             next_checkpoint: 0,
             verify_checkpoints: true,
             last_restore_pages: 0,
+            free_failed: Default::default(),
+            free_stats: Default::default(),
         };
         s.restore_checkpoint(0)?;
         Ok(s)
@@ -577,12 +583,9 @@ impl ReplaySession {
         })))
     }
 
-    /// Replays one step.
-    pub fn step(&mut self) -> Result<ReplayStep, ReplayError> {
-        let icount = self.engine.icount();
-        if icount >= self.rec.length() {
-            return Ok(ReplayStep::AtEnd);
-        }
+    /// Passes the persistent checkpoints up to `icount`, comparing the state with the one
+    /// at `icount` (if verifying).
+    pub(crate) fn verify_due_checkpoints(&mut self, icount: u64) -> Result<(), ReplayError> {
         while let Some(cp) = self.rec.checkpoints.get(self.next_checkpoint) {
             if cp.engine.icount > icount {
                 break;
@@ -592,6 +595,16 @@ impl ReplaySession {
             }
             self.next_checkpoint += 1;
         }
+        Ok(())
+    }
+
+    /// Replays one step.
+    pub fn step(&mut self) -> Result<ReplayStep, ReplayError> {
+        let icount = self.engine.icount();
+        if icount >= self.rec.length() {
+            return Ok(ReplayStep::AtEnd);
+        }
+        self.verify_due_checkpoints(icount)?;
         match self.engine.step(&mut self.env) {
             Ok(StepOutcome::Continue) => Ok(ReplayStep::Stepped),
             Ok(StepOutcome::Stopped(s)) => Ok(ReplayStep::Stopped(s)),

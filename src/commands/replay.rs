@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use clap::Args;
+use ttvm_replay::free_interval::FreeInterval;
 use ttvm_replay::recording::Recording;
 use ttvm_replay::replay::{ReplaySession, ReplayStep};
 use ttvm_vmm::console::ConsoleOutput;
@@ -48,6 +49,10 @@ pub struct ReplayArgs {
     /// Don't echo the guest's serial output.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Single-step every interval: do not run the intervals without events at free-run
+    /// speed (each is otherwise run natively and checked against the checkpoint ending it).
+    #[arg(long)]
+    pub step_all: bool,
 }
 
 /// Opens a trace, mapping errors to exit statuses.
@@ -63,14 +68,36 @@ pub fn session(path: &std::path::Path, rec: Rc<Recording>) -> Result<ReplaySessi
 /// Replays `s` up to `target`. Returns whether the guest stopped before reaching it
 /// (a guest stops only in the recording's last step, so before `target` that means the
 /// replay went wrong).
-fn replay_to(path: &std::path::Path, s: &mut ReplaySession, target: u64) -> Result<bool, Exit> {
+/// Intervals without events run at free-run speed and are verified against the checkpoint
+/// that ends them (`ReplaySession::try_free_interval`) unless `step_all`.
+fn replay_to(path: &std::path::Path, s: &mut ReplaySession, target: u64, step_all: bool) -> Result<bool, Exit> {
     while s.icount() < target {
+        if !step_all && s.try_free_interval(target).map_err(|e| Exit::of(path.display(), &e))? == FreeInterval::Verified
+        {
+            continue;
+        }
         match s.step().map_err(|e| Exit::of(path.display(), &e))? {
             ReplayStep::Stepped => {}
             ReplayStep::Stopped(_) | ReplayStep::AtEnd => return Ok(s.icount() < target),
         }
     }
     Ok(false)
+}
+
+/// Says how much of a replay ran at free-run speed.
+fn free_run_note(s: &ReplaySession) {
+    let f = s.free_stats;
+    if f.tried > 0 {
+        eprintln!(
+            "ttvm: {} of {} intervals without events ran at free-run speed and matched their end checkpoint \
+             ({} steps in {:.2} s, {} breakpoint exits); the rest were single-stepped",
+            f.verified,
+            f.tried,
+            f.steps,
+            f.time.as_secs_f64(),
+            f.breakpoint_hits
+        );
+    }
 }
 
 fn stopped_before(path: &std::path::Path, icount: u64, target: u64, length: u64) -> Exit {
@@ -121,7 +148,7 @@ pub fn verify_whole(path: &std::path::Path, rec: Rc<Recording>, echo: bool) -> R
         s.set_echo(Some(ConsoleOutput::Stdout));
     }
     let started = Instant::now();
-    if replay_to(path, &mut s, rec.length())? {
+    if replay_to(path, &mut s, rec.length(), false)? {
         return Err(stopped_before(path, s.icount(), rec.length(), rec.length()));
     }
     s.verify_end().map_err(|e| Exit::of(path.display(), &e))?;
@@ -194,7 +221,8 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
     };
     let from = s.icount();
     let started = Instant::now();
-    let stopped_early = replay_to(&args.trace, &mut s, target)?;
+    let stopped_early = replay_to(&args.trace, &mut s, target, args.step_all)?;
+    free_run_note(&s);
     let steps = s.icount() - from;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let rate = steps as f64 / secs / 1e6;

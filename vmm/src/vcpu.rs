@@ -202,6 +202,17 @@ impl Vcpu {
         self.single_step
     }
 
+    /// Sets single-step and the hardware breakpoints together, with one KVM_SET_GUEST_DEBUG
+    /// (stepping over a breakpoint switches both, twice per hit).
+    pub fn set_debug(&mut self, single_step: bool, bps: [Option<u64>; 4]) -> Result<(), VcpuError> {
+        if self.single_step != single_step || self.hw_breakpoints != bps {
+            self.single_step = single_step;
+            self.hw_breakpoints = bps;
+            self.apply_guest_debug()?;
+        }
+        Ok(())
+    }
+
     /// Sets the host-owned hardware instruction breakpoints (invisible to the guest).
     pub fn set_hw_breakpoints(&mut self, bps: [Option<u64>; 4]) -> Result<(), VcpuError> {
         if self.hw_breakpoints != bps {

@@ -1,0 +1,208 @@
+//! Verifying a checkpoint interval at free-run speed (issue 23).
+//!
+//! Between two persistent checkpoints in which the recording logged no event (no port or
+//! MMIO access, no interrupt, no RDTSC/RDRAND, no serial byte) nothing entered the guest
+//! from outside: what it did is a function of the state at the first checkpoint alone. So
+//! `replay --verify` need not single-step it. It runs the interval with plain KVM_RUN and a
+//! hardware breakpoint on the RIP the next checkpoint recorded; at every hit whose
+//! registers equal the recorded ones it compares the whole state (every register through
+//! the register digest, every RAM page either run dirtied with the recorded version) and,
+//! if all of it matches, the interval is verified and the replay goes on from the next
+//! checkpoint. A machine in exactly the recorded state is indistinguishable from the
+//! recording's, whatever the number of steps it took to get there, so nothing after it can
+//! differ.
+//!
+//! Anything else falls back to single-stepping the interval from its first checkpoint,
+//! exactly as before: an exit the recording would have logged (I/O, HLT, an instruction
+//! the host cannot execute), a step-over that does not come back as a debug exit, or no
+//! match within a budget of breakpoint exits (the native run took a path the recording did not: CPUID
+//! values that ttvm's model answers differently from the host, undefined flags the exact
+//! engine canonicalises, single-step merges the engine avoids). A fallback costs the time
+//! spent trying; a pass costs a fraction of stepping. What still single-steps, always:
+//! intervals with events, and the stretch of every interval after the last hit it could
+//! not match.
+
+use std::time::{Duration, Instant};
+
+use kvm_ioctls::VcpuExit;
+use ttvm_vmm::kick::Kicker;
+use ttvm_vmm::memory::PAGE_SIZE;
+use ttvm_vmm::vcpu::RegsState;
+
+use crate::checkpoint::register_digest;
+use crate::replay::{ReplayError, ReplaySession};
+
+/// What free runs of intervals did in a replay (for its report and the benchmarks).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FreeIntervalStats {
+    /// Intervals tried.
+    pub tried: u64,
+    /// Intervals verified at free-run speed.
+    pub verified: u64,
+    /// Steps those intervals hold.
+    pub steps: u64,
+    /// Time spent in free runs, the ones that fell back included.
+    pub time: Duration,
+    /// Exits at the breakpoint on an end checkpoint's RIP (each costs an exit and a step).
+    pub breakpoint_hits: u64,
+}
+
+/// What trying to run an interval freely came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreeInterval {
+    /// Not tried: the position is not at a checkpoint, the interval has events, it ends
+    /// past the limit, or an earlier try of it failed.
+    NotEligible,
+    /// Ran and matched the next checkpoint; the replay is there now.
+    Verified,
+    /// Ran and did not match (see the module comment); the replay is back at the
+    /// interval's first checkpoint and must single-step it.
+    FellBack,
+}
+
+/// Breakpoint exits a free run of an interval of `steps` steps may take before it is given
+/// up: each costs an exit and a step over the breakpoint, a few steps' worth, so past this
+/// many single-stepping is as cheap. A count, not a time, so whether an interval passes
+/// does not depend on how loaded the host is.
+fn hit_budget(steps: u64) -> u64 {
+    (steps / 3).max(64)
+}
+
+/// Wall-clock bound for a guest that neither hits the breakpoint nor exits (it took a
+/// path the recording did not and spins): only a safety net, far above any real run.
+fn time_limit(steps: u64) -> Duration {
+    Duration::from_secs(1) + Duration::from_micros(steps.saturating_mul(50))
+}
+
+impl ReplaySession {
+    /// If the position is a persistent checkpoint `k` and the interval to checkpoint `k+1`
+    /// (which must not lie past `limit`) holds no event, runs it freely and verifies the
+    /// state reached against checkpoint `k+1`.
+    pub fn try_free_interval(&mut self, limit: u64) -> Result<FreeInterval, ReplayError> {
+        let icount = self.engine.icount();
+        let k = self.rec.checkpoint_before(icount);
+        let Some(next) = self.rec.checkpoints.get(k + 1) else { return Ok(FreeInterval::NotEligible) };
+        let end = next.engine.icount;
+        if self.rec.checkpoints[k].engine.icount != icount
+            || end > limit
+            || !self.verify_checkpoints
+            || self.free_failed.contains(&k)
+            || self.rec.events.get(self.rec.first_event_at(icount)).is_some_and(|e| e.icount < end)
+        {
+            return Ok(FreeInterval::NotEligible);
+        }
+        // The checkpoint the interval starts at is checked as stepping would.
+        self.verify_due_checkpoints(icount)?;
+        let started = Instant::now();
+        let matched = self.run_until_state_of(k + 1, end - icount);
+        let cleanup = self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4]);
+        self.free_stats.tried += 1;
+        self.free_stats.time += started.elapsed();
+        cleanup?;
+        if matched? {
+            self.free_stats.verified += 1;
+            self.free_stats.steps += end - icount;
+            // Registers, devices, clock and log position of the next checkpoint: the same
+            // state (just compared), with the bookkeeping a restore does.
+            self.restore_checkpoint(k + 1)?;
+            return Ok(FreeInterval::Verified);
+        }
+        self.free_failed.insert(k);
+        self.restore_checkpoint(k)?;
+        Ok(FreeInterval::FellBack)
+    }
+
+    /// Runs freely with a breakpoint on checkpoint `target`'s RIP until the whole state
+    /// equals it (true), or an exit, the budget or a failed step-over ends the try (false).
+    fn run_until_state_of(&mut self, target: usize, steps: u64) -> Result<bool, ReplayError> {
+        let want = self.rec.checkpoints[target].vcpu.regs;
+        let vcpu = self.engine.machine.vm.vcpu_mut();
+        vcpu.set_debug(false, [Some(want.rip), None, None, None])?;
+        let immediate_exit: *mut u8 = &mut vcpu.kvm_run().immediate_exit;
+        // SAFETY: the kvm_run page lives as long as the vCPU, which outlives this function;
+        // the kicker (and its SIGALRM handler's use of the pointer) is dropped before return.
+        let kicker = unsafe { Kicker::install(immediate_exit) }.map_err(|e| self.kvm_error(e.to_string()))?;
+        kicker.arm(time_limit(steps));
+        let mut hits = 0u64;
+        loop {
+            if hits > hit_budget(steps) {
+                return Ok(false);
+            }
+            match self.engine.machine.vm.vcpu_mut().run() {
+                Ok(VcpuExit::Debug(_)) => hits += 1,
+                Ok(_) => {
+                    self.settle_exit()?;
+                    return Ok(false);
+                }
+                // The kick: the guest ran past the time limit without a breakpoint exit.
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    self.engine.machine.vm.vcpu_mut().set_immediate_exit(false);
+                    return Ok(false);
+                }
+                Err(e) => return Err(self.kvm_error(format!("KVM_RUN in a free interval: {e}"))),
+            }
+            self.free_stats.breakpoint_hits += 1;
+            if RegsState::from(&self.engine.machine.vm.vcpu().regs()) == want && self.state_equals(target)? {
+                return Ok(true);
+            }
+            if !self.step_over_breakpoint(want.rip)? {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn kvm_error(&self, message: String) -> ReplayError {
+        ReplayError::Engine(crate::engine::EngineError::Kvm { icount: self.engine.icount(), message })
+    }
+
+    /// Executes the instruction at the breakpoint by one single step (a hardware breakpoint
+    /// fires again on resume until its instruction has run); false if that step exits any
+    /// other way than a debug exit.
+    fn step_over_breakpoint(&mut self, rip: u64) -> Result<bool, ReplayError> {
+        let vcpu = self.engine.machine.vm.vcpu_mut();
+        vcpu.set_debug(true, [None; 4])?;
+        let stepped = matches!(vcpu.run(), Ok(VcpuExit::Debug(_)));
+        if !stepped {
+            self.settle_exit()?;
+            return Ok(false);
+        }
+        self.engine.machine.vm.vcpu_mut().set_debug(false, [Some(rip), None, None, None])?;
+        Ok(stepped)
+    }
+
+    /// Lets KVM finish the exit it just reported (an I/O or MMIO access waits for the next
+    /// KVM_RUN to complete) without running the guest, so the restore that follows is not
+    /// undone by it.
+    fn settle_exit(&mut self) -> Result<(), ReplayError> {
+        let vcpu = self.engine.machine.vm.vcpu_mut();
+        vcpu.set_immediate_exit(true);
+        let _ = vcpu.run();
+        vcpu.set_immediate_exit(false);
+        Ok(())
+    }
+
+    /// Whether the machine is exactly in checkpoint `k`'s recorded state: every register
+    /// (the digest) and every RAM page written since the replay's base checkpoint, or
+    /// recorded as written, equal to the recorded version at `k`.
+    fn state_equals(&mut self, k: usize) -> Result<bool, ReplayError> {
+        let cp = &self.rec.checkpoints[k];
+        let state = self.engine.machine.vm.vcpu_mut().save_state()?;
+        if register_digest(&state) != cp.register_digest || state.regs != cp.vcpu.regs {
+            return Ok(false);
+        }
+        self.ram.collect_dirty(&self.engine.machine.vm)?;
+        let mut pages = self.ram.differing().clone();
+        pages |= self.rec.pages.changed_between(self.ram.base(), k as u32);
+        let mut page = vec![0u8; PAGE_SIZE];
+        for pfn in &pages {
+            match self.rec.pages.version_at(pfn, k as u32) {
+                Some(blob) => self.rec.copy_page(blob, &mut page).map_err(crate::ram::RamError::Trace)?,
+                None => page.fill(0),
+            }
+            if self.engine.machine.vm.ram().page(pfn as usize) != &page[..] {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,94 @@
+//! `replay --verify` runs the checkpoint intervals without events at free-run speed and
+//! checks the state reached against the checkpoint that ends each (issue 23): it still
+//! verifies everything, finds the same divergences, and `--step-all` single-steps instead.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{require_kvm, rewrite_trace, run, text};
+use ttvm_replay::checkpoint::{register_digest, CheckpointRecord};
+use ttvm_replay::trace::ChunkKind;
+
+/// Records the `bench` kernel (compute between a few prints: most intervals hold no event)
+/// with a checkpoint every 10 000 steps.
+fn record(dir: &Path) -> PathBuf {
+    let t = dir.join("bench.ttvm");
+    let o = run(&[
+        "record",
+        "bench",
+        "--cmdline",
+        "size=16 rounds=2",
+        "--checkpoint-every",
+        "10000",
+        "-q",
+        "-o",
+        t.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    t
+}
+
+/// How many intervals the verify says ran freely, and of how many tried.
+fn free_intervals(stderr: &str) -> Option<(u64, u64)> {
+    let line = stderr.lines().find(|l| l.contains("intervals without events ran at free-run speed"))?;
+    let mut words = line.trim_start_matches("ttvm: ").split_whitespace();
+    let verified = words.next()?.parse().ok()?;
+    let tried = words.nth(1)?.parse().ok()?;
+    Some((verified, tried))
+}
+
+#[test]
+fn intervals_without_events_verify_at_free_run_speed() {
+    if !require_kvm("intervals_without_events_verify_at_free_run_speed") {
+        return;
+    }
+    let dir = common::tempdir();
+    let trace = record(dir.path());
+    let o = run(&["replay", "--verify", "-q", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let (verified, tried) = free_intervals(&err).unwrap_or_else(|| panic!("no free-run note: {err}"));
+    assert!(verified > 0 && verified <= tried, "{err}");
+    assert!(err.contains("final state digest match"), "{err}");
+
+    let o = run(&["replay", "--verify", "-q", "--step-all", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(free_intervals(&String::from_utf8_lossy(&o.stderr)), None, "--step-all steps everything");
+}
+
+/// A recorded state the native run cannot reach is not taken for a match: the interval is
+/// single-stepped again and the divergence named as always.
+#[test]
+fn a_checkpoint_no_run_reaches_is_still_a_divergence() {
+    if !require_kvm("a_checkpoint_no_run_reaches_is_still_a_divergence") {
+        return;
+    }
+    let dir = common::tempdir();
+    let good = record(dir.path());
+    let o = run(&["replay", "--verify", "-q", good.to_str().unwrap()]);
+    let (verified, _) = free_intervals(&String::from_utf8_lossy(&o.stderr)).expect("free intervals");
+    assert!(verified >= 3, "{}", text(&o));
+    // Edit a late checkpoint: the ones before it still verify freely.
+    let edited = dir.path().join("edited.ttvm");
+    let mut k_edited = None;
+    let mut seen = 0;
+    rewrite_trace(&good, &edited, |kind, raw| {
+        if kind != ChunkKind::Checkpoint {
+            return;
+        }
+        seen += 1;
+        let mut cp: CheckpointRecord = bincode::deserialize(raw).unwrap();
+        if seen == 18 {
+            cp.vcpu.regs.rbx ^= 1 << 40;
+            cp.register_digest = register_digest(&cp.vcpu);
+            *raw = bincode::serialize(&cp).unwrap();
+            k_edited = Some(cp.index);
+        }
+    });
+    let k = k_edited.expect("the trace has 18 checkpoints");
+    let o = run(&["replay", "--verify", "-q", edited.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(75), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("state at checkpoint {k} does not match")) && err.contains("RBX"), "{err}");
+}
