@@ -92,3 +92,44 @@ fn a_checkpoint_no_run_reaches_is_still_a_divergence() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&format!("state at checkpoint {k} does not match")) && err.contains("RBX"), "{err}");
 }
+
+/// Every interval of a new trace has a landmark inside it; one that a free run cannot stop
+/// at as recorded (its hit count edited) costs that interval its free run, never the
+/// verify its answer.
+#[test]
+fn landmarks_lead_to_the_recorded_step_and_a_wrong_one_only_costs_speed() {
+    use ttvm_replay::trace::IntervalLandmark;
+    if !require_kvm("landmarks_lead_to_the_recorded_step_and_a_wrong_one_only_costs_speed") {
+        return;
+    }
+    let dir = common::tempdir();
+    let good = record(dir.path());
+    let rec = ttvm_replay::recording::Recording::open(&good).unwrap();
+    assert_eq!(rec.interval_landmarks.len(), rec.checkpoints.len() - 1, "one per interval");
+    for (k, l) in rec.interval_landmarks.iter().enumerate() {
+        let l = l.unwrap_or_else(|| panic!("interval {k} has no landmark"));
+        let (start, end) = (rec.checkpoints[k].engine.icount, rec.checkpoints[k + 1].engine.icount);
+        assert!(l.icount >= start && l.icount < end && l.hits >= 1, "interval {k}: {l:?}");
+    }
+    let o = run(&["replay", "--verify", "-q", good.to_str().unwrap()]);
+    let (verified, tried) = free_intervals(&String::from_utf8_lossy(&o.stderr)).expect("free intervals");
+
+    let edited = dir.path().join("wrong-landmark.ttvm");
+    let mut edits = 0;
+    rewrite_trace(&good, &edited, |kind, raw| {
+        if kind != ChunkKind::Landmark {
+            return;
+        }
+        let mut l: IntervalLandmark = bincode::deserialize(raw).unwrap();
+        // Every landmark one hit late: each run stops one loop iteration (or more) off.
+        l.hits += 1;
+        *raw = bincode::serialize(&l).unwrap();
+        edits += 1;
+    });
+    assert!(edits > 0);
+    let o = run(&["replay", "--verify", "-q", edited.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "a wrong landmark is no divergence: {}", text(&o));
+    let (verified_edited, tried_edited) = free_intervals(&String::from_utf8_lossy(&o.stderr)).expect("free intervals");
+    assert_eq!(tried_edited, tried);
+    assert!(verified_edited < verified, "{verified_edited} of {tried} still matched after the edit");
+}

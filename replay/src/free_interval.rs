@@ -31,6 +31,7 @@ use ttvm_vmm::vcpu::RegsState;
 
 use crate::checkpoint::register_digest;
 use crate::replay::{ReplayError, ReplaySession};
+use crate::trace::IntervalLandmark;
 
 /// What free runs of intervals did in a replay (for its report and the benchmarks).
 #[derive(Clone, Copy, Debug, Default)]
@@ -94,7 +95,10 @@ impl ReplaySession {
         // The checkpoint the interval starts at is checked as stepping would.
         self.verify_due_checkpoints(icount)?;
         let started = Instant::now();
-        let matched = self.run_until_state_of(k + 1, end - icount);
+        let matched = match self.rec.interval_landmarks.get(k).copied().flatten() {
+            Some(landmark) => self.run_to_landmark(landmark, k + 1),
+            None => self.run_until_state_of(k + 1, end - icount),
+        };
         let cleanup = self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4]);
         self.free_stats.tried += 1;
         self.free_stats.time += started.elapsed();
@@ -149,6 +153,56 @@ impl ReplaySession {
                 return Ok(false);
             }
         }
+    }
+
+    /// Runs freely with a breakpoint on the landmark's address until its `hits`-th hit,
+    /// which is the landmark's step if the run follows the recording, single-steps from
+    /// there to checkpoint `target` (nothing happens in between that the engine would log),
+    /// and compares the state there. False if any of that does not go as recorded.
+    fn run_to_landmark(&mut self, landmark: IntervalLandmark, target: usize) -> Result<bool, ReplayError> {
+        let end = self.rec.checkpoints[target].engine.icount;
+        let vcpu = self.engine.machine.vm.vcpu_mut();
+        vcpu.set_debug(false, [Some(landmark.rip), None, None, None])?;
+        let immediate_exit: *mut u8 = &mut vcpu.kvm_run().immediate_exit;
+        // SAFETY: as in `run_until_state_of`.
+        let kicker = unsafe { Kicker::install(immediate_exit) }.map_err(|e| self.kvm_error(e.to_string()))?;
+        kicker.arm(time_limit(end - self.engine.icount()));
+        let mut hits = 0u64;
+        loop {
+            match self.engine.machine.vm.vcpu_mut().run() {
+                Ok(VcpuExit::Debug(_)) => hits += 1,
+                Ok(_) => {
+                    self.settle_exit()?;
+                    return Ok(false);
+                }
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    self.engine.machine.vm.vcpu_mut().set_immediate_exit(false);
+                    return Ok(false);
+                }
+                Err(e) => return Err(self.kvm_error(format!("KVM_RUN in a free interval: {e}"))),
+            }
+            self.free_stats.breakpoint_hits += 1;
+            if hits == landmark.hits {
+                break;
+            }
+            if !self.step_over_breakpoint(landmark.rip)? {
+                return Ok(false);
+            }
+        }
+        drop(kicker);
+        // At the landmark's step: the engine single-steps the rest of the interval.
+        self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4])?;
+        let window_open = self.engine.machine.vm.vcpu().regs().rflags & (1 << 9) != 0;
+        self.engine.set_state(crate::engine::EngineState { icount: landmark.icount, window_open });
+        while self.engine.icount() < end {
+            match self.engine.step(&mut self.env) {
+                Ok(crate::engine::StepOutcome::Continue) => {}
+                // A stop, an event or anything else the recording did not have here: the
+                // interval is stepped from its start instead, which reports it properly.
+                Ok(_) | Err(_) => return Ok(false),
+            }
+        }
+        self.state_equals(target)
     }
 
     fn kvm_error(&self, message: String) -> ReplayError {

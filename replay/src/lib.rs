@@ -13,6 +13,7 @@ pub mod engine;
 pub mod event_log;
 pub mod events;
 pub mod free_interval;
+pub mod landmark;
 pub mod mem_access;
 pub mod persist;
 pub mod ram;

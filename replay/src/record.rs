@@ -362,6 +362,7 @@ pub struct RecordSession {
     finished: bool,
     checkpoint_stats: Vec<CheckpointStat>,
     code: CodePageSet,
+    landmarks: crate::landmark::LandmarkCounter,
 }
 
 /// The code the current interval executed (the 16-byte block of every position's RIP since
@@ -469,6 +470,7 @@ impl RecordSession {
             finished: false,
             checkpoint_stats: Vec::new(),
             code: CodePageSet::default(),
+            landmarks: Default::default(),
         };
         s.take_checkpoint()?;
         Ok(s)
@@ -507,6 +509,10 @@ impl RecordSession {
             let code = self.code.take(self.checkpoints);
             let raw = bincode::serialize(&code).map_err(std::io::Error::other)?;
             self.writer.write_chunk(ChunkKind::CodePages, &raw, true)?;
+            if let Some(landmark) = self.landmarks.take(self.checkpoints, self.engine.icount()) {
+                let raw = bincode::serialize(&landmark).map_err(std::io::Error::other)?;
+                self.writer.write_chunk(ChunkKind::Landmark, &raw, true)?;
+            }
         }
         let started = Instant::now();
         let bytes_before = self.writer.len();
@@ -581,7 +587,9 @@ impl RecordSession {
         {
             self.flush_events()?;
         }
-        self.code.note(self.engine.machine.vm.vcpu().rip());
+        let rip = self.engine.machine.vm.vcpu().rip();
+        self.code.note(rip);
+        self.landmarks.note(rip, icount);
         Ok(self.engine.step(&mut self.env)?)
     }
 

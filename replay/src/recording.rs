@@ -11,7 +11,7 @@ use crate::checkpoint::{CheckpointRecord, PageIndex};
 use crate::event_log::EVENTS_HEADER_LEN;
 use crate::events::{Decoder, Event, EventClass};
 use crate::trace::format::{EndRecord, IntervalCode};
-use crate::trace::{ChunkKind, ChunkRef, TraceError, TraceFile, TraceHeader};
+use crate::trace::{ChunkKind, ChunkRef, IntervalLandmark, TraceError, TraceFile, TraceHeader};
 
 /// A decoded trace.
 #[derive(Debug)]
@@ -31,6 +31,9 @@ pub struct Recording {
     /// For each checkpoint k >= 1, the code executed in the interval that ends at it
     /// (index k - 1); `None` where the trace does not say (formats 1-2, a lost chunk).
     pub interval_code: Vec<Option<IntervalCode>>,
+    /// For each interval (by the checkpoint that starts it), its landmark, if the trace
+    /// has one (format 4 on).
+    pub interval_landmarks: Vec<Option<IntervalLandmark>>,
     /// Blob id -> (index into `page_chunks`, slot).
     blob_location: Vec<(u32, u32)>,
     page_chunks: Vec<ChunkRef>,
@@ -71,6 +74,7 @@ impl Recording {
             pages: PageIndex::new(pages_total),
             end: None,
             interval_code: Vec::new(),
+            interval_landmarks: Vec::new(),
             blob_location: Vec::new(),
             page_chunks: Vec::new(),
             page_cache: RefCell::new(HashMap::new()),
@@ -107,6 +111,7 @@ impl Recording {
                     rec.interval_code.resize(k, None);
                     rec.interval_code[k - 1] = Some(code);
                 }
+                ChunkKind::Landmark => rec.load_landmark(c)?,
                 ChunkKind::Index => {}
             }
         }
@@ -115,6 +120,18 @@ impl Recording {
                 offset: rec.file.file_len(),
                 what: "the trace has no checkpoint (the boot image is missing)".into(),
             });
+        }
+        for (k, l) in rec.interval_landmarks.iter().enumerate() {
+            let end = rec.checkpoints.get(k + 1).map(|c| c.engine.icount);
+            if let (Some(l), Some(end)) = (l, end) {
+                if l.icount >= end {
+                    return Err(TraceError::Corrupted {
+                        offset: 0,
+                        what: format!("the landmark of checkpoint {}", k + 1),
+                        reason: format!("its step {} is not before the checkpoint's ({end})", l.icount),
+                    });
+                }
+            }
         }
         if let Some(end) = &rec.end {
             if end.final_icount != rec.events_end {
@@ -176,6 +193,29 @@ impl Recording {
         for slot in 0..count {
             self.blob_location.push((chunk_no, slot));
         }
+        Ok(())
+    }
+
+    /// A landmark comes right after the checkpoint that ends its interval (and that
+    /// interval's code list); its step lies in the interval.
+    fn load_landmark(&mut self, c: &ChunkRef) -> Result<(), TraceError> {
+        let raw = self.file.payload(c)?;
+        let l: IntervalLandmark = bincode::deserialize(&raw).map_err(|e| corrupted(c, e.to_string()))?;
+        let k = l.checkpoint as usize;
+        if k == 0 || k != self.checkpoints.len() {
+            return Err(corrupted(
+                c,
+                format!("landmark of checkpoint {k} after {} checkpoints", self.checkpoints.len()),
+            ));
+        }
+        // (The checkpoint ending the interval comes later in the file: `from_file` checks
+        // the other end once it is read.)
+        let start = self.checkpoints[k - 1].engine.icount;
+        if l.icount < start || l.hits == 0 || l.hits > l.icount - start + 1 {
+            return Err(corrupted(c, format!("landmark step {} ({} hits) outside its interval", l.icount, l.hits)));
+        }
+        self.interval_landmarks.resize(k, None);
+        self.interval_landmarks[k - 1] = Some(l);
         Ok(())
     }
 

@@ -383,7 +383,7 @@ pub struct ReplaySession {
     pub engine: Engine,
     /// The recording.
     pub rec: Rc<Recording>,
-    env: Replayer,
+    pub(crate) env: Replayer,
     pub(crate) ram: RamTracker,
     /// Next persistent checkpoint to verify when its icount is reached.
     next_checkpoint: usize,

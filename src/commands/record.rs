@@ -104,6 +104,8 @@ pub fn record_once(
         kernel_name: String::new(),
         stepping: ttvm_replay::stepping::host_signature(),
     };
+    // Before the trace file exists: a Ctrl-C as soon as it does must finalise it, not kill us.
+    crate::signals::install_stop_flag();
     let session = start_session(args, output, options, console, input)?;
     record_to_end(session, output, args.max_steps, show_progress)
 }

@@ -34,8 +34,13 @@ pub const MAGIC: [u8; 8] = *b"\x89TTVM\r\n\x1a";
 /// instruction leaves undefined are cleared after it, so a trace no longer depends on the
 /// recording CPU's microarchitecture; the header names the recording host
 /// ([`HostRecord`]); a finalised recording ends with a checkpoint at its last step, so a
-/// final-state mismatch names what differs. Older traces replay with their own rules.
-pub const FORMAT_VERSION: u32 = 3;
+/// final-state mismatch names what differs. 4: landmarks: every checkpoint interval names
+/// a step a free run can stop at exactly ([`IntervalLandmark`], `Landmark` chunks), so
+/// `replay --verify` runs intervals without events natively. Older traces replay with their
+/// own rules.
+pub const FORMAT_VERSION: u32 = 4;
+/// The first format whose intervals have landmarks.
+pub const LANDMARKS_SINCE: u32 = 4;
 /// The first format recorded with strict steps.
 pub const STRICT_STEPS_SINCE: u32 = 2;
 /// The first format recorded with canonical undefined flags.
@@ -73,10 +78,12 @@ pub enum ChunkKind {
     Index = 5,
     /// The code pages an interval between two checkpoints executed (format 3 on).
     CodePages = 6,
+    /// An interval's landmark (format 4 on).
+    Landmark = 7,
 }
 
 /// Number of chunk kinds (the largest kind byte + 1).
-pub const CHUNK_KINDS: usize = 7;
+pub const CHUNK_KINDS: usize = 8;
 
 impl ChunkKind {
     /// Parses a kind byte.
@@ -88,6 +95,7 @@ impl ChunkKind {
             4 => Self::End,
             5 => Self::Index,
             6 => Self::CodePages,
+            7 => Self::Landmark,
             _ => return None,
         })
     }
@@ -101,6 +109,7 @@ impl ChunkKind {
             Self::End => "end",
             Self::Index => "index",
             Self::CodePages => "code pages",
+            Self::Landmark => "landmark",
         }
     }
 }
@@ -252,6 +261,24 @@ pub struct IntervalCode {
     pub checkpoint: u32,
     /// (page, bitmap of its 256 blocks): sorted by page, no duplicates, no empty bitmap.
     pub pages: Vec<(u64, [u64; 4])>,
+}
+
+/// A step of an interval that a free run can find without counting instructions (a
+/// `Landmark` chunk, format 4 on): the `hits`-th time, counted from the interval's first
+/// step, that a step starts at `rip` is the step at `icount`. A hardware breakpoint on
+/// `rip` that counts its hits stops a native run exactly there; the recorder picks, of the
+/// addresses the interval executed, the one whose hits plus the steps after its last hit
+/// cost a replay least.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntervalLandmark {
+    /// The checkpoint that ends the interval (>= 1).
+    pub checkpoint: u32,
+    /// The instruction's address.
+    pub rip: u64,
+    /// How many steps of the interval started there, up to and including `icount`'s.
+    pub hits: u64,
+    /// The step of the last of them.
+    pub icount: u64,
 }
 
 /// Where the block of `rip` is in its page's bitmap: (word, bit).
