@@ -13,10 +13,12 @@ pub struct KernelImage {
     pub bytes: Vec<u8>,
 }
 
-/// Reads `arg` as a file if it exists, otherwise looks it up among the bundled samples.
+/// Reads `arg` as a file if it exists, otherwise looks it up among the bundled samples. A
+/// directory of a sample's name is not a kernel (the source tree has a `bench/`): the
+/// sample is meant.
 pub fn resolve(arg: &str) -> Result<KernelImage, Exit> {
     let path = Path::new(arg);
-    if path.exists() {
+    if path.exists() && !(path.is_dir() && ttvm_sample_kernels::get(arg).is_some()) {
         let bytes = std::fs::read(path).map_err(|e| Exit::new(BAD_INPUT, format!("cannot read kernel {arg}: {e}")))?;
         return Ok(KernelImage { name: arg.to_string(), bytes });
     }

@@ -1,10 +1,6 @@
 //! `ttvm`: a time-travelling virtual machine monitor for KVM.
 
-mod commands;
-mod exit_code;
-mod kernel_arg;
-mod options;
-mod signals;
+use ttvm::commands;
 
 use clap::{Parser, Subcommand};
 
@@ -37,8 +33,14 @@ enum Command {
     Kernels(commands::kernels::KernelsArgs),
     /// Open a trace in the terminal UI.
     Tui(commands::tui::TuiArgs),
-    /// Measure ttvm against the single-step ceiling and QEMU record/replay.
-    Bench(commands::bench::BenchArgs),
+    /// Measure ttvm against the single-step ceiling and QEMU record/replay (runs the
+    /// separately built `ttvm-bench` harness with these arguments; `--help` lists them).
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Arguments for ttvm-bench.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() {
@@ -53,7 +55,7 @@ fn main() {
         Command::Check(a) => commands::check::run(a),
         Command::Kernels(a) => commands::kernels::run(a),
         Command::Tui(a) => commands::tui::run(a),
-        Command::Bench(a) => commands::bench::run(a),
+        Command::Bench { args } => commands::bench::run(&args),
     };
     let code = match result {
         Ok(code) => code,

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use common::{require_kvm, run, text};
-use ttvm_replay::events::{encode, Decoder, EventKind, IoData};
+use ttvm_replay::events::{EventKind, IoData};
 use ttvm_replay::trace::{ChunkKind, TraceFile};
 
 fn record_hello(dir: &Path) -> std::path::PathBuf {
@@ -101,34 +101,6 @@ fn not_a_trace_and_newer_format_are_refused_by_name() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("format version 99 is newer"), "{}", text(&o));
 }
 
-/// Rewrites `src` into `dst` with `edit` applied to the events of the first events chunk
-/// until it says it edited one, keeping checksums valid, so only replay can notice.
-fn rewrite_events(src: &Path, dst: &Path, mut edit: impl FnMut(&mut ttvm_replay::events::Event) -> bool) {
-    let mut edited = false;
-    common::rewrite_trace(src, dst, |kind, raw| {
-        if kind != ChunkKind::Events || edited {
-            return;
-        }
-        let base = u64::from_le_bytes(raw[0..8].try_into().unwrap());
-        let mut d = Decoder::new(&raw[20..], base);
-        let mut events = Vec::new();
-        while let Some(e) = d.next_event().unwrap() {
-            events.push(e);
-        }
-        let mut out = raw[..20].to_vec();
-        let mut prev = base;
-        for e in &mut events {
-            if !edited && edit(e) {
-                edited = true;
-            }
-            encode(&mut out, e, prev);
-            prev = e.icount;
-        }
-        *raw = out;
-    });
-    assert!(edited, "nothing to edit");
-}
-
 #[test]
 fn edited_logged_value_diverges_at_its_icount() {
     if !require_kvm("edited_logged_value_diverges_at_its_icount") {
@@ -140,7 +112,7 @@ fn edited_logged_value_diverges_at_its_icount() {
     // The guest polls the UART's line status register before each byte; claim the
     // transmitter is busy (bit 5 clear) the first time.
     let mut at = 0;
-    rewrite_events(&p, &bad, |e| match &mut e.kind {
+    common::rewrite_events(&p, &bad, |e| match &mut e.kind {
         EventKind::PortIn { port: 0x3fd, data } => {
             *data = IoData::from_slice(&[0x00]);
             at = e.icount;
@@ -150,7 +122,7 @@ fn edited_logged_value_diverges_at_its_icount() {
     });
     // The untouched copy still verifies (the rewrite itself is faithful).
     let same = dir.path().join("same.ttvm");
-    rewrite_events(&p, &same, |_| true);
+    common::rewrite_events(&p, &same, |_| true);
     let o = run(&["replay", "--verify", "-q", same.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let o = run(&["replay", "--verify", "-q", bad.to_str().unwrap()]);

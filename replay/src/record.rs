@@ -588,9 +588,14 @@ impl RecordSession {
             self.flush_events()?;
         }
         let rip = self.engine.machine.vm.vcpu().rip();
-        self.code.note(rip);
-        self.landmarks.note(rip, icount);
-        Ok(self.engine.step(&mut self.env)?)
+        let outcome = self.engine.step(&mut self.env)?;
+        // Only a step that ran is part of the interval (the engine refuses some, e.g. one
+        // into user mode on hosts that cannot step it, and the recording ends there).
+        if self.engine.icount() > icount {
+            self.code.note(rip);
+            self.landmarks.note(rip, icount);
+        }
+        Ok(outcome)
     }
 
     /// Records until the guest stops, `max_steps` is reached or `interrupt` is set.

@@ -14,16 +14,7 @@ use ttvm_vmm::machine::MachineConfig;
 const KERNEL: &str = "hello";
 const CMDLINE: &str = "";
 
-fn kvm_or_skip(test: &str) -> bool {
-    if std::env::var("TTVM_SKIP_KVM").is_ok_and(|v| v == "1") {
-        eprintln!("########## SKIPPED {test}: TTVM_SKIP_KVM=1 is set; this KVM test did not run ##########");
-        return false;
-    }
-    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
-        panic!("{test} needs /dev/kvm ({e}); set TTVM_SKIP_KVM=1 to skip KVM tests explicitly");
-    }
-    true
-}
+use ttvm_test_support::require_kvm as kvm_or_skip;
 
 fn record(dir: &std::path::Path, kernel: &str, cmdline: &str, checkpoint_every: u64) -> Rc<Recording> {
     record_until(dir, kernel, cmdline, checkpoint_every, None)
@@ -37,33 +28,10 @@ fn record_until(
     checkpoint_every: u64,
     max_steps: Option<u64>,
 ) -> Rc<Recording> {
-    let path = dir.join(format!("{kernel}.ttvm"));
-    let k = ttvm_sample_kernels::get(kernel).unwrap();
-    let mut s = RecordSession::start(
-        MachineConfig {
-            mem_size: 64 << 20,
-            kernel: k.elf.to_vec(),
-            cmdline: cmdline.into(),
-            rtc_base_unix_secs: 1_700_000_000,
-            initrd: Vec::new(),
-        },
-        &path,
-        RecordOptions {
-            clock: ClockMode::Icount,
-            checkpoint_every,
-            kernel_name: kernel.into(),
-            stepping: ttvm_replay::stepping::host_signature(),
-        },
-        ConsoleOutput::Discard,
-        ConsoleInput::none(),
-    )
-    .unwrap();
-    let flag = std::sync::atomic::AtomicBool::new(false);
-    let end = s.run(max_steps, &flag, 0, |_| {}).unwrap();
+    let (path, end) = ttvm_test_support::record_sample(dir, kernel, cmdline, checkpoint_every, 64 << 20, max_steps);
     let expected =
         if max_steps.is_some() { matches!(end, RecordEnd::StepLimit) } else { matches!(end, RecordEnd::Guest(_)) };
     assert!(expected, "{end:?}");
-    s.finish(&end).unwrap();
     Rc::new(Recording::open(&path).unwrap())
 }
 

@@ -61,7 +61,7 @@ pub fn run(args: DebugArgs) -> Result<i32, Exit> {
     let bzimage = ttvm_vmm::boot::bzimage::is_bzimage(&timeline.recording().header().machine.kernel);
     let kernel = args.machine.kernel_name()?;
     let elf = match ttvm_sample_kernels::get(kernel) {
-        Some(k) if !std::path::Path::new(kernel).exists() => k.path.to_string(),
+        Some(k) if !std::path::Path::new(kernel).is_file() => k.path.to_string(),
         _ if bzimage => "VMLINUX".to_string(),
         _ => kernel.to_string(),
     };

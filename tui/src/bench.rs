@@ -3,8 +3,8 @@
 //! single steps and whole-trace jumps. Drawn into a `TestBackend` of a typical terminal size,
 //! so the numbers exclude only the terminal's own write of the changed cells.
 //!
-//! Run with `cargo run --release -p ttvm-tui --example tui_bench -- TRACE`; callable from a
-//! future `ttvm bench` as [`measure`].
+//! The benchmark harness (`ttvm-bench`, run by `scripts/bench.sh`) calls [`measure`] and
+//! computes the statistics.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,42 +16,18 @@ use ratatui::Terminal;
 use crate::error::TuiError;
 use crate::session::Session;
 
-/// Summary of repeated timings.
+/// The samples of one timed interaction (statistics are the harness's: `ttvm-bench`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Stats {
+pub struct Samples {
     /// What was timed.
     pub what: String,
-    /// Samples.
-    pub n: usize,
-    /// Fastest.
-    pub min: Duration,
-    /// Median.
-    pub median: Duration,
-    /// Slowest.
-    pub max: Duration,
+    /// Each time it took.
+    pub times: Vec<Duration>,
 }
 
-impl Stats {
-    fn of(what: &str, mut v: Vec<Duration>) -> Self {
-        v.sort();
-        let n = v.len();
-        let at = |k: usize| v.get(k).copied().unwrap_or_default();
-        Self { what: what.into(), n, min: at(0), median: at(n / 2), max: at(n.saturating_sub(1)) }
-    }
-}
-
-impl std::fmt::Display for Stats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        write!(
-            f,
-            "{:<44} n={:<4} min {:>9.3} ms  median {:>9.3} ms  max {:>9.3} ms",
-            self.what,
-            self.n,
-            ms(self.min),
-            ms(self.median),
-            ms(self.max)
-        )
+impl Samples {
+    fn of(what: &str, times: Vec<Duration>) -> Self {
+        Self { what: what.into(), times }
     }
 }
 
@@ -62,18 +38,8 @@ pub struct Report {
     pub length: u64,
     /// Terminal size used.
     pub size: (u16, u16),
-    /// One line per measurement.
-    pub stats: Vec<Stats>,
-}
-
-impl std::fmt::Display for Report {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "trace: {} steps; terminal {}x{}", self.length, self.size.0, self.size.1)?;
-        for s in &self.stats {
-            writeln!(f, "{s}")?;
-        }
-        Ok(())
-    }
+    /// One entry per interaction.
+    pub samples: Vec<Samples>,
 }
 
 fn key(code: KeyCode) -> KeyEvent {
@@ -107,7 +73,7 @@ pub fn measure(path: &Path, size: (u16, u16), reps: usize) -> Result<Report, Tui
     let k = cps.partition_point(|&c| c <= length / 2);
     let (lo, hi) = (cps.get(k.saturating_sub(1)).copied().unwrap_or(0), cps.get(k).copied().unwrap_or(length));
     let mid = (lo + hi) / 2;
-    let mut stats = Vec::new();
+    let mut samples = Vec::new();
     let goto = |t: u64| -> Vec<KeyEvent> {
         let mut v = vec![key(KeyCode::Char('g'))];
         v.extend(t.to_string().chars().map(|c| key(KeyCode::Char(c))));
@@ -116,8 +82,11 @@ pub fn measure(path: &Path, size: (u16, u16), reps: usize) -> Result<Report, Tui
     };
 
     // Cold jumps first: nothing cached yet.
-    stats.push(Stats::of("jump start -> end (G), cold", vec![latency(&mut term, &mut s, &[key(KeyCode::Char('G'))])?]));
-    stats.push(Stats::of("jump end -> middle (g), cold", vec![latency(&mut term, &mut s, &goto(mid))?]));
+    samples.push(Samples::of(
+        "jump start -> end (G), cold",
+        vec![latency(&mut term, &mut s, &[key(KeyCode::Char('G'))])?],
+    ));
+    samples.push(Samples::of("jump end -> middle (g), cold", vec![latency(&mut term, &mut s, &goto(mid))?]));
 
     let mut frames = Vec::new();
     for _ in 0..reps.max(1) * 4 {
@@ -127,7 +96,7 @@ pub fn measure(path: &Path, size: (u16, u16), reps: usize) -> Result<Report, Tui
         draw(&mut term, &mut s)?;
         frames.push(t.elapsed());
     }
-    stats.push(Stats::of("frame render (full redraw)", frames));
+    samples.push(Samples::of("frame render (full redraw)", frames));
 
     let mut fwd = Vec::new();
     let mut back = Vec::new();
@@ -137,14 +106,14 @@ pub fn measure(path: &Path, size: (u16, u16), reps: usize) -> Result<Report, Tui
     for _ in 0..reps {
         back.push(latency(&mut term, &mut s, &[key(KeyCode::Left)])?);
     }
-    stats.push(Stats::of("step forward (→)", fwd));
-    stats.push(Stats::of("step back (←)", back));
+    samples.push(Samples::of("step forward (→)", fwd));
+    samples.push(Samples::of("step back (←)", back));
 
     let mut big = Vec::new();
     for _ in 0..reps.min(10) {
         big.push(latency(&mut term, &mut s, &[KeyEvent::new(KeyCode::Left, KeyModifiers::SHIFT)])?);
     }
-    stats.push(Stats::of("1000 steps back (Shift+←)", big));
+    samples.push(Samples::of("1000 steps back (Shift+←)", big));
 
     let (mut to_end, mut to_start, mut to_mid) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..reps.min(5) {
@@ -152,8 +121,8 @@ pub fn measure(path: &Path, size: (u16, u16), reps: usize) -> Result<Report, Tui
         to_start.push(latency(&mut term, &mut s, &[key(KeyCode::Char('0'))])?);
         to_mid.push(latency(&mut term, &mut s, &goto(mid))?);
     }
-    stats.push(Stats::of("jump to end (G), warm", to_end));
-    stats.push(Stats::of("jump end -> start (0), warm", to_start));
-    stats.push(Stats::of("jump start -> middle (g), warm", to_mid));
-    Ok(Report { length, size, stats })
+    samples.push(Samples::of("jump to end (G), warm", to_end));
+    samples.push(Samples::of("jump end -> start (0), warm", to_start));
+    samples.push(Samples::of("jump start -> middle (g), warm", to_mid));
+    Ok(Report { length, size, samples })
 }

@@ -2,12 +2,12 @@
 
 use serde::Serialize;
 
-use super::checkpoints::{RestoreSeries, TakeSummary};
-use super::host::Host;
-use super::qemu::Qemu;
-use super::reverse::ReverseResult;
-use super::tui_latency::TuiResult;
-use super::workloads::WorkloadResult;
+use crate::checkpoints::{RestoreSeries, TakeSummary};
+use crate::host::Host;
+use crate::qemu::Qemu;
+use crate::reverse::ReverseResult;
+use crate::tui_latency::TuiResult;
+use crate::workloads::WorkloadResult;
 
 /// Version of the JSON layout.
 pub const SCHEMA: u32 = 1;

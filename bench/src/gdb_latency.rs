@@ -18,8 +18,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::json;
 
-use super::gdb_session::{self, SessionOutput, Stub};
-use super::stats::Latency;
+use crate::gdb_session::{self, SessionOutput, Stub};
+use crate::stats::Latency;
 
 /// Silence after which a ttvm session counts as hung (a 10 M-step reverse-continue replays
 /// for minutes on a loaded host).

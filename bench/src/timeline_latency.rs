@@ -14,8 +14,8 @@ use ttvm_replay::recording::Recording;
 use ttvm_replay::replay::{ReplaySession, ReplayStep};
 use ttvm_replay::timeline::{Stop, Timeline, TimelineError, DEFAULT_TEMP_BUDGET, DEFAULT_TEMP_SPACING};
 
-use super::stats::{Latency, Rng};
-use crate::exit_code::Exit;
+use crate::stats::{Latency, Rng};
+use ttvm::exit_code::Exit;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -219,7 +219,7 @@ fn reverse_continue(
 
 /// Runs the plan on the trace at `path`.
 pub fn measure(path: &Path, plan: &Plan, mut progress: impl FnMut(&str)) -> Result<TimelineLatency, Exit> {
-    let rec = crate::commands::replay::open_recording(path)?;
+    let rec = ttvm::commands::replay::open_recording(path)?;
     let mut tl = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature())
         .map_err(|e| Exit::of(path.display(), &e))?;
     let kmain = kmain_icount(&mut tl, &rec.header().machine.kernel).map_err(|e| Exit::of(path.display(), &e))?;

@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 
-use super::gdb_latency::GdbLatency;
-use super::report::BenchReport;
+use crate::gdb_latency::GdbLatency;
+use crate::report::BenchReport;
 
 /// A table: a header row and data rows.
 struct Table {

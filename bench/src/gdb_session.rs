@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::qemu::{kill, Boot, Qemu, RrFiles};
+use crate::qemu::{kill, Boot, Qemu, RrFiles};
 
 /// The script gdb runs.
 const SCRIPT: &str = include_str!("gdb_latency.py");
@@ -79,7 +79,8 @@ pub fn gdb_version() -> Result<String, String> {
 
 /// Starts `ttvm replay TRACE --gdb 127.0.0.1:0` and returns it with the address it prints.
 fn start_ttvm(trace: &Path) -> Result<(Child, String), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the ttvm binary: {e}"))?;
+    // The product binary, which cargo builds next to this harness.
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the ttvm binary: {e}"))?.with_file_name("ttvm");
     let mut child = Command::new(exe)
         .arg("replay")
         .arg(trace)

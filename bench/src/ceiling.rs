@@ -14,7 +14,7 @@ use ttvm_replay::events::EventKind;
 use ttvm_replay::recording::Recording;
 use ttvm_vmm::machine::Machine;
 
-use crate::exit_code::{self, Exit};
+use ttvm::exit_code::{self, Exit};
 
 /// The debug-exit port (32-bit write of the status).
 const DEBUG_EXIT_PORT: u16 = 0xf4;

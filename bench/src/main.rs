@@ -1,4 +1,4 @@
-//! `ttvm bench`: measures ttvm against the machine's single-step ceiling and against QEMU's
+//! `ttvm-bench` (also `ttvm bench`, which runs it): measures ttvm against the machine's single-step ceiling and against QEMU's
 //! record/replay on the same sample kernels, in one invocation, and writes the results to
 //! `bench-results/` (JSON) and docs/PERFORMANCE.md (tables). Medians of `--runs` runs;
 //! every ratio is taken within one run (the machine is noisy), then the median.
@@ -30,10 +30,10 @@ mod workloads;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::Args;
+use clap::{Args, Parser};
 
-use crate::exit_code::{self, Exit};
 use report::{BenchReport, RestoreResult};
+use ttvm::exit_code::{self, Exit};
 use ttvm_runs::Guest;
 
 /// Checkpoint restore against RAM size: filling a 1 MiB buffer dirties ~16 new pages per
@@ -171,6 +171,27 @@ fn say(msg: &str) {
     eprintln!("ttvm bench: {msg}");
 }
 
+/// The harness's command line: `ttvm bench`'s arguments.
+#[derive(Debug, Parser)]
+#[command(name = "ttvm-bench", about = "Measure ttvm against the single-step ceiling and QEMU record/replay")]
+struct Cli {
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+fn main() {
+    let code = match run(Cli::parse().args) {
+        Ok(code) => code,
+        Err(e) => {
+            if !e.message.is_empty() {
+                eprintln!("ttvm-bench: {}", e.message);
+            }
+            e.code
+        }
+    };
+    std::process::exit(code);
+}
+
 pub fn run(args: BenchArgs) -> Result<i32, Exit> {
     if args.runs == 0 {
         return Err(Exit::new(exit_code::BAD_INPUT, "--runs must be at least 1"));
@@ -299,7 +320,7 @@ fn reverse_part(
     let (kernel, cmdline, path, steps) = if args.quick {
         let mut best: Option<(workloads::Def, PathBuf, u64)> = None;
         for (d, p) in traces {
-            let len = crate::commands::replay::open_recording(p)?.length();
+            let len = ttvm::commands::replay::open_recording(p)?.length();
             if best.as_ref().is_none_or(|b| len < b.2) {
                 best = Some((*d, p.clone(), len));
             }

@@ -2,7 +2,7 @@
 //! results file with the expected shape. Timings are never asserted (benchmarks are not
 //! tests); only that the figures exist and are positive.
 
-mod common;
+use ttvm_test_support as common;
 
 use serde_json::Value;
 

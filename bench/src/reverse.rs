@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::gdb_latency::{self, GdbLatency};
-use super::gdb_session::Stub;
-use super::qemu::{Boot, Mode, Qemu, RrFiles};
-use super::stats::Rng;
-use super::timeline_latency::{self, TimelineLatency};
-use crate::exit_code::{self, Exit};
+use crate::gdb_latency::{self, GdbLatency};
+use crate::gdb_session::Stub;
+use crate::qemu::{Boot, Mode, Qemu, RrFiles};
+use crate::stats::Rng;
+use crate::timeline_latency::{self, TimelineLatency};
+use ttvm::exit_code::{self, Exit};
 
 /// Longest QEMU may take to record the long trace.
 const QEMU_RECORD_TIMEOUT: Duration = Duration::from_secs(600);

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::ceiling::{self, CeilingRun};
-use super::checkpoints::{take_summary, TakeSummary};
-use super::qemu::{Boot, Mode, Qemu, QemuRun, RrFiles};
-use super::stats::median;
-use super::ttvm_runs::{self, FreeRun, Guest, RecordRun, ReplayRun, TraceComposition};
-use crate::commands::replay::open_recording;
-use crate::exit_code::Exit;
+use crate::ceiling::{self, CeilingRun};
+use crate::checkpoints::{take_summary, TakeSummary};
+use crate::qemu::{Boot, Mode, Qemu, QemuRun, RrFiles};
+use crate::stats::median;
+use crate::ttvm_runs::{self, FreeRun, Guest, RecordRun, ReplayRun, TraceComposition};
+use ttvm::commands::replay::open_recording;
+use ttvm::exit_code::Exit;
 
 /// Longest a QEMU boot may take.
 const QEMU_TIMEOUT: Duration = Duration::from_secs(300);
@@ -173,7 +173,7 @@ pub fn measure(
     let trace = workdir.join(format!("{}.ttvm", def.name));
     let elf = workdir.join(format!("{}.elf", def.kernel));
     std::fs::write(&elf, guest.elf()?)
-        .map_err(|e| Exit::new(crate::exit_code::HOST_ERROR, format!("{}: {e}", elf.display())))?;
+        .map_err(|e| Exit::new(ttvm::exit_code::HOST_ERROR, format!("{}: {e}", elf.display())))?;
     let serial = workdir.join(format!("{}-qemu-serial.txt", def.name));
     let log = workdir.join(format!("{}-qemu.rr", def.name));
     let boot = Boot { kernel: &elf, cmdline: def.cmdline, serial: &serial };

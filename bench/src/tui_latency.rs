@@ -1,11 +1,14 @@
 //! The terminal UI on the long trace: frame render time and keypress-to-screen latency
-//! (`ttvm_tui::bench`, drawn into a TestBackend of a typical terminal size).
+//! (`ttvm_tui::bench` takes the samples, drawn into a TestBackend of a typical terminal
+//! size; the statistics are [`crate::stats`]'s, as for every other measurement).
 
 use std::path::Path;
 
 use serde::Serialize;
 
-use crate::exit_code::{self, Exit};
+use crate::stats::{max, median};
+
+use ttvm::exit_code::{self, Exit};
 
 /// Terminal size measured: a common full-screen terminal.
 const SIZE: (u16, u16) = (160, 48);
@@ -40,16 +43,20 @@ pub struct TuiResult {
 pub fn measure(trace: &Path, reps: usize) -> Result<TuiResult, Exit> {
     let r = ttvm_tui::bench::measure(trace, SIZE, reps)
         .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("tui measurement on {}: {e}", trace.display())))?;
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     let stats = r
-        .stats
+        .samples
         .iter()
-        .map(|s| TuiStat {
-            what: s.what.clone(),
-            n: s.n,
-            min_ms: ms(s.min),
-            median_ms: ms(s.median),
-            max_ms: ms(s.max),
+        .map(|s| {
+            let ms: Vec<f64> = s.times.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+            let mut sorted = ms.clone();
+            sorted.sort_by(f64::total_cmp);
+            TuiStat {
+                what: s.what.clone(),
+                n: ms.len(),
+                min_ms: sorted.first().copied().unwrap_or_default(),
+                median_ms: median(&ms),
+                max_ms: max(&ms),
+            }
         })
         .collect();
     Ok(TuiResult { trace_steps: r.length, size: r.size, stats })

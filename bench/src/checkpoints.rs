@@ -9,10 +9,10 @@ use std::time::Instant;
 use serde::Serialize;
 use ttvm_replay::replay::{ReplaySession, ReplayStep};
 
-use super::stats::{median, robust_fit, Rng, RobustFit};
-use super::ttvm_runs::CheckpointSample;
-use crate::commands::replay::open_recording;
-use crate::exit_code::Exit;
+use crate::stats::{median, robust_fit, Rng, RobustFit};
+use crate::ttvm_runs::CheckpointSample;
+use ttvm::commands::replay::open_recording;
+use ttvm::exit_code::Exit;
 
 const MIB_PAGES: f64 = 256.0;
 /// A "large" checkpoint (a quarter MiB dirtied), where the fixed cost matters less.

@@ -15,8 +15,8 @@ use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
 use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
 use ttvm_vmm::machine::{Machine, MachineConfig};
 
-use crate::commands::replay::{open_recording, verify_whole};
-use crate::exit_code::{self, Exit};
+use ttvm::commands::replay::{open_recording, verify_whole};
+use ttvm::exit_code::{self, Exit};
 
 /// Longest a free run may take before it counts as a failure.
 const FREE_RUN_TIMEOUT: Duration = Duration::from_secs(600);
