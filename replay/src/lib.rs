@@ -8,6 +8,7 @@
 
 pub mod checkpoint;
 pub mod clock;
+pub mod disk;
 pub mod divergence;
 pub mod engine;
 pub mod event_log;

@@ -80,6 +80,7 @@ pub fn start_error_exit(kernel_name: &str, output: &std::path::Path, e: ttvm_rep
     use ttvm_replay::record::RecordError;
     match e {
         RecordError::Machine(m) => Exit::new(exit_code::for_machine_error(&m), format!("{kernel_name}: {m}")),
+        RecordError::Disk(e) => Exit::new(exit_code::BAD_INPUT, format!("--disk: {e}")),
         RecordError::Io(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
             Exit::new(exit_code::BAD_INPUT, e.to_string())
         }
@@ -105,8 +106,9 @@ pub fn record_once(
         stepping: ttvm_replay::stepping::host_signature(),
     };
     let stop = crate::signals::install_stop_flag();
-    let mut session = RecordSession::start(config, output, options, console, input)
-        .map_err(|e| start_error_exit(&kernel_name, output, e))?;
+    let mut session =
+        RecordSession::start_with_disk(config, output, options, console, input, args.machine.disk.as_deref())
+            .map_err(|e| start_error_exit(&kernel_name, output, e))?;
     session.set_interrupt(stop);
     let progress_line = |p: &RecordProgress| {
         let secs = p.elapsed.as_secs_f64().max(1e-9);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use ttvm_vmm::clock::{Clock, HostClock};
 use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
+use ttvm_vmm::disk::{DiskBackend, FileDisk};
 use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
 use ttvm_vmm::machine::Machine;
 use ttvm_vmm::profile::ProfileWriter;
@@ -37,6 +38,9 @@ pub struct ResumeArgs {
     pub snapshot: PathBuf,
     #[command(flatten)]
     pub serial: SerialArgs,
+    /// The disk image the snapshot's machine had (`run --disk`), read and written in place.
+    #[arg(long, value_name = "FILE")]
+    pub disk: Option<PathBuf>,
     /// Device time N times slower than host time from here on, instead of the rate the
     /// snapshot was running at (a guest that calibrated its timers against the old rate
     /// sees its clocks drift).
@@ -75,11 +79,20 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
     let is_linux = ttvm_vmm::boot::looks_like_linux(&config.kernel);
     let slowdown = args.slowdown.unwrap_or(if is_linux { LINUX_SLOWDOWN } else { 1 });
     let symbols = args.free.symbols.load(Some(&config.kernel))?;
-    let machine =
+    let disk = open_disk(args.machine.disk.as_deref())?;
+    let mut machine =
         Machine::new(config).map_err(|e| Exit::new(exit_code::for_machine_error(&e), format!("{name}: {e}")))?;
+    if let Some(d) = &disk {
+        machine.board.attach_disk(d.capacity());
+    }
     let output = args.machine.serial.output(ConsoleOutput::Stdout)?;
     let input = args.machine.serial.input()?;
-    drive(machine, HostClock::new(slowdown), output, input, &args.free, symbols)
+    drive(machine, disk, HostClock::new(slowdown), output, input, &args.free, symbols)
+}
+
+/// `--disk FILE` for a free run: the image, read and written in place.
+fn open_disk(path: Option<&Path>) -> Result<Option<FileDisk>, Exit> {
+    path.map(|p| FileDisk::open(p).map_err(|e| Exit::new(exit_code::BAD_INPUT, format!("--disk: {e}")))).transpose()
 }
 
 /// `--slowdown` for a Linux kernel when not given: its 250 Hz tick costs about 4 ms of
@@ -105,7 +118,23 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
     );
     let output = args.serial.output(ConsoleOutput::Stdout)?;
     let input = args.serial.input()?;
-    drive(machine, clock, output, input, &args.free, symbols)
+    let disk = open_disk(args.disk.as_deref())?;
+    match (&disk, machine.board.virtio_blk.as_ref()) {
+        (Some(d), Some(blk)) if d.capacity() != blk.capacity() => {
+            return Err(Exit::new(
+                exit_code::BAD_INPUT,
+                format!("--disk: the snapshot's disk has {} sectors, the image {}", blk.capacity(), d.capacity()),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(Exit::new(exit_code::BAD_INPUT, "the snapshot has a disk: give its image with --disk FILE"))
+        }
+        (Some(_), None) => {
+            return Err(Exit::new(exit_code::BAD_INPUT, "--disk: the snapshot's machine has no disk"));
+        }
+        _ => {}
+    }
+    drive(machine, disk, clock, output, input, &args.free, symbols)
 }
 
 fn snapshot_exit(e: &SnapshotError) -> Exit {
@@ -122,6 +151,7 @@ fn snapshot_exit(e: &SnapshotError) -> Exit {
 /// user presses Ctrl-C, then writes the profile and the snapshot that were asked for.
 fn drive(
     mut machine: Machine,
+    mut disk: Option<FileDisk>,
     clock: HostClock,
     mut output: ConsoleOutput,
     mut input: ConsoleInput,
@@ -149,7 +179,8 @@ fn drive(
         ),
         None => None,
     };
-    let end = run_free(&mut machine, &mut output, &mut input, &options, profile.as_mut());
+    let backend = disk.as_mut().map(|d| d as &mut dyn DiskBackend);
+    let end = run_free(&mut machine, backend, &mut output, &mut input, &options, profile.as_mut());
     if let (Some(profile), Some(path)) = (profile, &args.profile) {
         let samples = profile
             .finish()
