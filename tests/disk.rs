@@ -224,3 +224,47 @@ fn a_missing_or_empty_image_is_bad_input() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("at least one 512-byte sector"), "{}", text(&o));
 }
+
+#[test]
+fn a_snapshot_keeps_the_disk_device_and_resume_needs_its_image() {
+    if !require_kvm("a_snapshot_keeps_the_disk_device_and_resume_needs_its_image") {
+        return;
+    }
+    let dir = common::tempdir();
+    let (img, before) = make_image(dir.path());
+    let reference = dir.path().join("reference.img");
+    std::fs::write(&reference, &before).unwrap();
+    // Long enough (about 4 s) that a 0.5 s timeout stops it in the middle.
+    let ops: String = (1..=30).map(|i| format!("write={}:32 read=0:64 ", i % 32)).collect();
+    let snap = dir.path().join("s.snap");
+    let o = run(&[
+        "run",
+        "disk",
+        "--disk",
+        img.to_str().unwrap(),
+        "--cmdline",
+        &ops,
+        "--timeout",
+        "0.5",
+        "--save-state",
+        snap.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(73), "the run must be cut by its timeout: {}", text(&o));
+    let first = String::from_utf8_lossy(&o.stdout).into_owned();
+    let o = run(&["resume", snap.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the snapshot has a disk: give its image with --disk FILE"));
+    let o = run(&["resume", snap.to_str().unwrap(), "--disk", img.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let rest = String::from_utf8_lossy(&o.stdout).into_owned();
+    // The two halves print what one uninterrupted run prints, and leave the same image.
+    let o = run(&["run", "disk", "--disk", reference.to_str().unwrap(), "--cmdline", &ops]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let ops_lines = |s: &str| -> Vec<String> {
+        s.lines().filter(|l| l.starts_with("disk: read") || l.starts_with("disk: wrote")).map(str::to_owned).collect()
+    };
+    let mut halves = ops_lines(&first);
+    halves.extend(ops_lines(&rest));
+    assert_eq!(halves, ops_lines(&String::from_utf8_lossy(&o.stdout)));
+    assert!(std::fs::read(&img).unwrap() == std::fs::read(&reference).unwrap(), "same image");
+}
