@@ -131,8 +131,8 @@ fn record_never_modifies_the_image_and_replay_needs_none() {
     let write_at = a.iter().find(|(_, k)| matches!(k, EventKind::DiskWrite { .. })).unwrap().0;
     let at = |icount: u64, base: Option<&Path>| -> Vec<u8> {
         let out = dir.path().join(format!("at-{icount}.img"));
-        let mut args =
-            vec!["disk", t, "--at", &*Box::leak(icount.to_string().into_boxed_str()), "-o", out.to_str().unwrap()];
+        let n = icount.to_string();
+        let mut args = vec!["disk", t, "--at", &n, "-o", out.to_str().unwrap()];
         if let Some(b) = base {
             args.extend(["--base", b.to_str().unwrap()]);
         }
