@@ -52,7 +52,8 @@ fn every_framing_bit_flip_is_noticed() {
 
     // Framing: preamble + header, every chunk header (index included), the trailer.
     let header_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
-    let mut ranges = vec![0..PREAMBLE_LEN + header_len];
+    let mut ranges = Vec::new();
+    ranges.push(0..PREAMBLE_LEN + header_len);
     let index_offset = u64::from_le_bytes(bytes[bytes.len() - TRAILER_LEN..bytes.len() - 8].try_into().unwrap());
     for off in t.chunks.iter().map(|c| c.offset).chain([index_offset]) {
         ranges.push(off as usize..off as usize + CHUNK_HEADER_LEN);
