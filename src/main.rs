@@ -25,6 +25,8 @@ enum Command {
     Replay(commands::replay::ReplayArgs),
     /// Record live with gdb attached: go back through what was recorded, continue into new territory.
     Debug(commands::debug::DebugArgs),
+    /// The recorded disk: as it was at any step (--at), every write to a sector (--history).
+    Disk(commands::disk::DiskArgs),
     /// Show what a trace holds.
     Info(commands::info::InfoArgs),
     /// For CI: verify a trace replays bit-for-bit and that it recorded the expected outcome.
@@ -51,6 +53,7 @@ fn main() {
         Command::Record(a) => commands::record::run(a),
         Command::Replay(a) => commands::replay::run(a),
         Command::Debug(a) => commands::debug::run(a),
+        Command::Disk(a) => commands::disk::run(a),
         Command::Info(a) => commands::info::run(a),
         Command::Check(a) => commands::check::run(a),
         Command::Kernels(a) => commands::kernels::run(a),

@@ -26,6 +26,11 @@ pub struct MachineArgs {
     /// Initial ramdisk for a Linux kernel.
     #[arg(long, value_name = "FILE")]
     pub initrd: Option<PathBuf>,
+    /// A raw disk image the guest sees as a virtio-blk disk (legacy virtio-pci, PCI 00:01.0,
+    /// IRQ 11). `run` writes the guest's writes to it; `record` and `debug` never modify it:
+    /// the trace holds every block the guest read and every write.
+    #[arg(long, value_name = "FILE")]
+    pub disk: Option<PathBuf>,
 }
 
 impl MachineArgs {

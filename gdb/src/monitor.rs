@@ -27,6 +27,8 @@ ttvm monitor commands (positions are icounts: steps since reset):
   monitor last-write ADDR [LEN] go back to the last instruction that changed
                                 [ADDR, ADDR+LEN) (LEN default 8): who wrote this?
   monitor serial                the guest's serial output up to now
+  monitor disk-history SECTOR   every recorded write to a disk sector: the icount it
+                                completed and the icount the guest queued it at
 Numbers are decimal or 0x-hex. After goto and last-write, refresh gdb's view with
   maintenance flush register-cache
 (gdb caches registers and does not know the position moved).";
@@ -71,6 +73,11 @@ pub enum Command {
     },
     /// `serial`
     Serial,
+    /// `disk-history SECTOR`
+    DiskHistory {
+        /// The sector.
+        sector: u64,
+    },
 }
 
 /// Parses a number: decimal, or hex with `0x`; `_` separators allowed.
@@ -148,6 +155,10 @@ pub fn parse(text: &str) -> Result<Command, String> {
             no_more(args, "serial")?;
             Command::Serial
         }
+        "disk-history" | "disk_history" => {
+            let [sector] = args else { return Err("usage: monitor disk-history SECTOR".into()) };
+            Command::DiskHistory { sector: parse_number(sector)? }
+        }
         other => return Err(format!("unknown command {other:?}; `monitor help` lists them")),
     };
     Ok(cmd)
@@ -190,6 +201,7 @@ mod tests {
         assert_eq!(parse("checkpoints"), Ok(Command::Checkpoints));
         assert_eq!(parse("info"), Ok(Command::Info));
         assert_eq!(parse("serial"), Ok(Command::Serial));
+        assert_eq!(parse("disk-history 0x10"), Ok(Command::DiskHistory { sector: 16 }));
     }
 
     #[test]
@@ -210,6 +222,9 @@ mod tests {
             "when now",
             "frobnicate",
             "goto -",
+            "disk-history",
+            "disk-history x",
+            "disk-history 1 2",
         ] {
             let e = parse(bad).expect_err(bad);
             assert!(!e.is_empty(), "{bad}");

@@ -26,6 +26,7 @@ impl TtvmTarget<'_> {
             Command::Info => self.info(),
             Command::LastWrite { addr, len } => self.last_write(addr, len),
             Command::Serial => self.serial(),
+            Command::DiskHistory { sector } => self.disk_history(sector),
         }
     }
 
@@ -226,6 +227,31 @@ impl TtvmTarget<'_> {
             (true, _) => format!("no serial output before icount {}", self.tl.icount()),
             (false, 0) => text,
             (false, n) => format!("[... {n} earlier bytes]\n{text}"),
+        }
+    }
+
+    /// Every recorded write to `sector` (`goto` the queued icount to see the code that
+    /// issued it).
+    fn disk_history(&self, sector: u64) -> String {
+        let rec = self.tl.recording();
+        match ttvm_replay::disk_history::sector_history(rec, sector) {
+            Err(e) => format!("error: {e}"),
+            Ok(writes) if writes.is_empty() => format!("sector {sector}: never written in this trace"),
+            Ok(writes) => {
+                let mut out = format!("sector {sector}: {} write(s)\n", writes.len());
+                for w in writes {
+                    let queued = w.notified_at.map_or("queue notify not in the trace".to_string(), |n| {
+                        format!("queued at icount {n} (monitor goto {n})")
+                    });
+                    out += &format!(
+                        "  icount {:>12}  sectors {}..{}  {queued}\n",
+                        w.completed_at,
+                        w.sector,
+                        w.sector + w.sectors - 1
+                    );
+                }
+                out
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
+use ttvm_vmm::devices::virtio_blk::VirtioBlkState;
 use ttvm_vmm::devices::{Board, BoardState};
 use ttvm_vmm::memory::{GuestRam, PAGE_SIZE};
 use ttvm_vmm::vcpu::VcpuState;
@@ -39,9 +40,72 @@ pub struct CheckpointRecord {
     pub blobs: Vec<u32>,
     /// Digest of the vCPU registers at this point (see [`register_digest`]).
     pub register_digest: u64,
+    /// The virtio-blk device, if the machine has a disk (format 4 on).
+    pub disk: Option<VirtioBlkState>,
+}
+
+/// A checkpoint of formats 1–3 (no disk); frozen, never edited.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointRecordV3 {
+    index: u32,
+    engine: SavedEngineState,
+    clock: EngineClockState,
+    vcpu: VcpuState,
+    board: BoardState,
+    dirty: Vec<u8>,
+    blobs: Vec<u32>,
+    register_digest: u64,
+}
+
+impl From<CheckpointRecordV3> for CheckpointRecord {
+    fn from(c: CheckpointRecordV3) -> Self {
+        Self {
+            index: c.index,
+            engine: c.engine,
+            clock: c.clock,
+            vcpu: c.vcpu,
+            board: c.board,
+            dirty: c.dirty,
+            blobs: c.blobs,
+            register_digest: c.register_digest,
+            disk: None,
+        }
+    }
+}
+
+impl From<CheckpointRecord> for CheckpointRecordV3 {
+    /// The format-3 encoding of a checkpoint without a disk (tests pin it).
+    fn from(c: CheckpointRecord) -> Self {
+        Self {
+            index: c.index,
+            engine: c.engine,
+            clock: c.clock,
+            vcpu: c.vcpu,
+            board: c.board,
+            dirty: c.dirty,
+            blobs: c.blobs,
+            register_digest: c.register_digest,
+        }
+    }
+}
+
+/// Decodes a checkpoint chunk of trace format `version`.
+pub fn decode_checkpoint(version: u32, raw: &[u8]) -> Result<CheckpointRecord, bincode::Error> {
+    if version < crate::trace::format::DISK_SINCE {
+        bincode::deserialize::<CheckpointRecordV3>(raw).map(CheckpointRecord::from)
+    } else {
+        bincode::deserialize::<CheckpointRecord>(raw)
+    }
 }
 
 impl CheckpointRecord {
+    /// The board with its disk, as this checkpoint holds them.
+    pub fn restore_board(&self) -> Result<Board, StateError> {
+        let mut board = Board::from_state(&self.board)?;
+        board.restore_disk(self.disk.as_ref())?;
+        Ok(board)
+    }
+
     /// Decodes the dirty-frame bitmap.
     pub fn dirty_pages(&self) -> std::io::Result<RoaringBitmap> {
         RoaringBitmap::deserialize_from(&self.dirty[..])
@@ -51,7 +115,7 @@ impl CheckpointRecord {
     /// by restoring them (to nothing): a trace that decodes but would restore to an
     /// impossible machine is damaged.
     pub fn validate(&self) -> Result<(), StateError> {
-        Board::from_state(&self.board)?;
+        self.restore_board()?;
         self.vcpu.validate()?;
         EngineClock::from_state(&self.clock)?;
         Ok(())

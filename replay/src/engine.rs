@@ -88,6 +88,13 @@ pub enum EngineError {
 
 /// Where guest I/O and nondeterministic values come from and go to.
 pub trait StepEnv {
+    /// Start of step `icount`, before interrupts: device work that writes guest RAM (the
+    /// disk's completions). Recording does what is due and logs it; replay does what the
+    /// log says happened here.
+    fn devices_at_boundary(&mut self, machine: &mut Machine, icount: u64) -> Result<(), EngineError> {
+        let _ = (machine, icount);
+        Ok(())
+    }
     /// Start of step `icount`: returns the vector of an external interrupt to inject now.
     /// `window_open` says whether the guest can take one.
     fn at_boundary(&mut self, board: &mut Board, icount: u64, window_open: bool) -> Result<Option<u8>, EngineError>;
@@ -260,6 +267,7 @@ impl Engine {
         if sregs.cs.dpl == 3 {
             return Err(EngineError::UserMode { icount, rip: regs.rip });
         }
+        env.devices_at_boundary(&mut self.machine, icount)?;
         let inject = env.at_boundary(&mut self.machine.board, icount, self.state.window_open)?;
         if let Some(vector) = inject {
             self.machine.vm.vcpu().inject_interrupt(vector).map_err(|e| self.kvm_err(e))?;

@@ -99,6 +99,18 @@ pub enum EventKind {
     Unmodelled { mmio: bool, addr: u64, rip: u64 },
     /// The guest stopped during this step.
     Stop(StopKind),
+    /// A 4 KiB disk block as the image held it when the recording started, logged the
+    /// first time the guest read a sector of it that it had not written (format 4 on).
+    /// Informational for the event cursor: replay takes every such block up front, as the
+    /// trace's copy of the image (`Recording::disk_base`).
+    DiskBlock { block: u64, data: Vec<u8> },
+    /// The disk completed a read of `sectors` sectors from `sector` (format 4 on).
+    DiskRead { sector: u64, sectors: u32 },
+    /// The disk completed a write of `data` (whole sectors) from `sector` (format 4 on).
+    DiskWrite { sector: u64, data: Vec<u8> },
+    /// The disk finished `requests` requests at this step boundary and raised its
+    /// interrupt; the `DiskRead`/`DiskWrite` events before it are what they did.
+    DiskDone { requests: u32 },
 }
 
 /// An event and the step it belongs to.
@@ -129,11 +141,13 @@ pub enum EventClass {
     Unmodelled,
     /// The end of the run.
     Stop,
+    /// Disk requests and the disk blocks the trace holds.
+    Disk,
 }
 
 impl EventClass {
     /// All classes, in display order.
-    pub const ALL: [EventClass; 8] = [
+    pub const ALL: [EventClass; 9] = [
         EventClass::Interrupt,
         EventClass::Io,
         EventClass::Time,
@@ -142,6 +156,7 @@ impl EventClass {
         EventClass::SerialIn,
         EventClass::Unmodelled,
         EventClass::Stop,
+        EventClass::Disk,
     ];
 
     /// Short name.
@@ -155,6 +170,7 @@ impl EventClass {
             EventClass::SerialIn => "serial-in",
             EventClass::Unmodelled => "unmodelled",
             EventClass::Stop => "stop",
+            EventClass::Disk => "disk",
         }
     }
 }
@@ -174,13 +190,23 @@ impl EventKind {
             EventKind::SerialIn { .. } => EventClass::SerialIn,
             EventKind::Unmodelled { .. } => EventClass::Unmodelled,
             EventKind::Stop(_) => EventClass::Stop,
+            EventKind::DiskBlock { .. }
+            | EventKind::DiskRead { .. }
+            | EventKind::DiskWrite { .. }
+            | EventKind::DiskDone { .. } => EventClass::Disk,
         }
     }
 
     /// Whether replay consumes this event to feed the guest or check it (as opposed to
     /// informational events kept for people and tools).
     pub fn drives_replay(&self) -> bool {
-        !matches!(self, EventKind::SerialOut { .. } | EventKind::SerialIn { .. } | EventKind::Unmodelled { .. })
+        !matches!(
+            self,
+            EventKind::SerialOut { .. }
+                | EventKind::SerialIn { .. }
+                | EventKind::Unmodelled { .. }
+                | EventKind::DiskBlock { .. }
+        )
     }
 
     /// One-line description.
@@ -207,6 +233,12 @@ impl EventKind {
                 StopKind::Halted => "halted with nothing to wake it".to_string(),
                 StopKind::InternalError(e) => format!("KVM internal error: {e}"),
             },
+            EventKind::DiskBlock { block, .. } => {
+                format!("disk block {block} (sectors {}..) as the image held it", block * 8)
+            }
+            EventKind::DiskRead { sector, sectors } => format!("disk read  sector {sector} +{sectors}"),
+            EventKind::DiskWrite { sector, data } => format!("disk write sector {sector} +{}", data.len() / 512),
+            EventKind::DiskDone { requests } => format!("disk completed {requests} request(s)"),
         }
     }
 }
@@ -245,6 +277,10 @@ mod tag {
     pub const SERIAL_IN: u8 = 12;
     pub const UNMODELLED: u8 = 13;
     pub const STOP: u8 = 14;
+    pub const DISK_BLOCK: u8 = 15;
+    pub const DISK_READ: u8 = 16;
+    pub const DISK_WRITE: u8 = 17;
+    pub const DISK_DONE: u8 = 18;
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -340,6 +376,27 @@ pub fn encode(out: &mut Vec<u8>, e: &Event, prev_icount: u64) {
                 }
             }
         }
+        EventKind::DiskBlock { block, data } => {
+            out.push(tag::DISK_BLOCK);
+            put_varint(out, *block);
+            put_varint(out, data.len() as u64);
+            out.extend_from_slice(data);
+        }
+        EventKind::DiskRead { sector, sectors } => {
+            out.push(tag::DISK_READ);
+            put_varint(out, *sector);
+            put_varint(out, u64::from(*sectors));
+        }
+        EventKind::DiskWrite { sector, data } => {
+            out.push(tag::DISK_WRITE);
+            put_varint(out, *sector);
+            put_varint(out, data.len() as u64);
+            out.extend_from_slice(data);
+        }
+        EventKind::DiskDone { requests } => {
+            out.push(tag::DISK_DONE);
+            put_varint(out, u64::from(*requests));
+        }
     }
 }
 
@@ -404,6 +461,16 @@ impl<'a> Decoder<'a> {
         Ok(IoData::from_slice(self.bytes(n as usize)?))
     }
 
+    /// Disk data: whole sectors, at most 4 MiB (a request's limit).
+    fn sectors(&mut self) -> Result<Vec<u8>, DecodeError> {
+        let at = self.pos;
+        let n = self.varint()?;
+        if n > 4 << 20 || n % 512 != 0 {
+            return Err(DecodeError::Invalid(at));
+        }
+        Ok(self.bytes(n as usize)?.to_vec())
+    }
+
     /// Whether the whole buffer has been decoded.
     pub fn at_end(&self) -> bool {
         self.pos >= self.buf.len()
@@ -448,6 +515,23 @@ impl<'a> Decoder<'a> {
                 }
                 _ => return Err(DecodeError::Invalid(tag_at)),
             }),
+            tag::DISK_BLOCK => {
+                let block = self.varint()?;
+                let data = self.sectors()?;
+                if data.len() != ttvm_vmm::disk::BLOCK_SIZE {
+                    return Err(DecodeError::Invalid(tag_at));
+                }
+                EventKind::DiskBlock { block, data }
+            }
+            tag::DISK_READ => {
+                let sector = self.varint()?;
+                let sectors = u32::try_from(self.varint()?).map_err(|_| DecodeError::Invalid(tag_at))?;
+                EventKind::DiskRead { sector, sectors }
+            }
+            tag::DISK_WRITE => EventKind::DiskWrite { sector: self.varint()?, data: self.sectors()? },
+            tag::DISK_DONE => EventKind::DiskDone {
+                requests: u32::try_from(self.varint()?).map_err(|_| DecodeError::Invalid(tag_at))?,
+            },
             t => return Err(DecodeError::UnknownTag { tag: t, offset: tag_at }),
         };
         self.prev_icount = icount;
@@ -476,6 +560,10 @@ mod tests {
             e(15, EventKind::SerialOut { byte: b'x' }),
             e(16, EventKind::SerialIn { byte: b'\n' }),
             e(17, EventKind::Unmodelled { mmio: false, addr: 0x2f8, rip: 0x10_0000 }),
+            e(18, EventKind::DiskBlock { block: 3, data: vec![7; 4096] }),
+            e(18, EventKind::DiskRead { sector: 24, sectors: 2 }),
+            e(18, EventKind::DiskWrite { sector: 1 << 33, data: vec![9; 1024] }),
+            e(18, EventKind::DiskDone { requests: 2 }),
             e(1 << 40, EventKind::Stop(StopKind::InternalError("oops".into()))),
         ]
     }

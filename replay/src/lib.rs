@@ -8,6 +8,8 @@
 
 pub mod checkpoint;
 pub mod clock;
+pub mod disk;
+pub mod disk_history;
 pub mod divergence;
 pub mod engine;
 pub mod event_log;

@@ -7,14 +7,16 @@ use std::time::{Duration, Instant};
 
 use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
 use ttvm_vmm::devices::Board;
+use ttvm_vmm::disk::CowDisk;
 use ttvm_vmm::machine::{Machine, MachineConfig, MachineError};
 
 use crate::checkpoint::{ram_digest, register_digest, CheckpointRecord, PageStoreWriter};
 use crate::clock::{ClockMode, EngineClock, NS_PER_STEP};
+use crate::disk::DiskRecorder;
 use crate::engine::{Emulated, Engine, EngineError, HaltOutcome, StepEnv, StepOutcome};
 use crate::event_log::EventLogWriter;
 use crate::events::{Event, EventKind, IoData, StopKind};
-use crate::trace::format::{code_block, kernel_hash, EndRecord, HostRecord, IntervalCode};
+use crate::trace::format::{code_block, kernel_hash, DiskRecord, EndRecord, HostRecord, IntervalCode};
 use crate::trace::{ChunkKind, TraceHeader, TraceWriter};
 
 /// Default steps between checkpoints, chosen from the measurements in docs/PERFORMANCE.md
@@ -48,6 +50,9 @@ pub enum RecordError {
     /// Reading the dirty log failed.
     #[error(transparent)]
     Vm(#[from] ttvm_vmm::vm::VmError),
+    /// The disk image could not be opened.
+    #[error(transparent)]
+    Disk(#[from] ttvm_vmm::disk::DiskError),
 }
 
 /// Recording options.
@@ -77,6 +82,8 @@ pub struct Recorder {
     /// Set by SIGINT/SIGTERM: the waits inside HLT give up on it, so a guest waiting for
     /// input that never comes cannot keep a recording from stopping.
     interrupt: Option<&'static AtomicBool>,
+    /// The disk (`--disk`): the image behind copy-on-write, and what the trace holds of it.
+    disk: Option<DiskRecorder>,
 }
 
 impl Recorder {
@@ -148,6 +155,24 @@ impl Recorder {
 }
 
 impl StepEnv for Recorder {
+    fn devices_at_boundary(&mut self, machine: &mut Machine, icount: u64) -> Result<(), EngineError> {
+        let Some(disk) = self.disk.as_mut() else { return Ok(()) };
+        if !machine.board.disk_due(self.clock.now_ns(icount)) {
+            return Ok(());
+        }
+        let done = machine.complete_disk(disk.backend()).map_err(|e| EngineError::Io(std::io::Error::other(e)))?;
+        // Reading the image failed: what the guest got is not reproducible, so the
+        // recording stops here as for any host I/O failure.
+        if let Some(e) = done.errors.first() {
+            return Err(EngineError::Io(std::io::Error::other(e.to_string())));
+        }
+        let events = disk.events_for(&done).map_err(|e| EngineError::Io(std::io::Error::other(e.to_string())))?;
+        for kind in events {
+            self.log(icount, kind);
+        }
+        Ok(())
+    }
+
     fn at_boundary(&mut self, board: &mut Board, icount: u64, window_open: bool) -> Result<Option<u8>, EngineError> {
         let now = self.clock.now_ns(icount);
         board.advance(now);
@@ -255,7 +280,7 @@ impl StepEnv for Recorder {
             let now = self.clock.now_ns(icount);
             board.advance(now);
             self.feed_input(board, icount);
-            if board.interrupt_pending() {
+            if board.interrupt_pending() || board.disk_due(now) {
                 return Ok(HaltOutcome::Continue);
             }
             match board.next_deadline() {
@@ -391,6 +416,18 @@ impl CodePageSet {
     }
 }
 
+/// Where a recording goes and how: the trace file, the options, the serial console.
+pub struct RecordTo<'a> {
+    /// The trace file to create.
+    pub path: &'a Path,
+    /// Clock, checkpoint interval, kernel name, stepping signature.
+    pub options: RecordOptions,
+    /// Where guest serial output goes (besides the trace).
+    pub output: ConsoleOutput,
+    /// Where guest serial input comes from.
+    pub input: ConsoleInput,
+}
+
 /// What one checkpoint cost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckpointStat {
@@ -415,22 +452,44 @@ impl RecordSession {
         output: ConsoleOutput,
         input: ConsoleInput,
     ) -> Result<Self, RecordError> {
-        let machine = Machine::new(config.clone())?;
-        Self::start_from(machine, config, 0, path, options, output, input)
+        Self::start_with_disk(config, path, options, output, input, None)
     }
 
-    /// Starts recording `machine`, which was built from `config` and may already have run
-    /// (a `ttvm run --save-state` snapshot): its state becomes the trace's checkpoint 0, so
-    /// the trace stays self-contained, and device time goes on from `start_ns`.
-    pub fn start_from(
-        machine: Machine,
+    /// [`RecordSession::start`] with a virtio-blk disk over the raw image `disk`, which the
+    /// recording only reads: the guest's writes go to the trace.
+    pub fn start_with_disk(
         config: MachineConfig,
-        start_ns: u64,
         path: &Path,
         options: RecordOptions,
         output: ConsoleOutput,
         input: ConsoleInput,
+        disk: Option<&Path>,
     ) -> Result<Self, RecordError> {
+        let cow = disk.map(CowDisk::open).transpose()?;
+        let mut machine = Machine::new(config.clone())?;
+        if let Some(c) = &cow {
+            machine.board.attach_disk(c.capacity());
+        }
+        Self::start_from(machine, config, 0, disk.zip(cow), RecordTo { path, options, output, input })
+    }
+
+    /// Starts recording `machine`, which was built from `config` and may already have run
+    /// (a `ttvm run --save-state` snapshot): its state becomes the trace's checkpoint 0, so
+    /// the trace stays self-contained, and device time goes on from `start_ns`. `disk` is
+    /// the image behind the machine's disk, if it has one.
+    pub fn start_from(
+        machine: Machine,
+        config: MachineConfig,
+        start_ns: u64,
+        disk: Option<(&Path, CowDisk)>,
+        to: RecordTo<'_>,
+    ) -> Result<Self, RecordError> {
+        let RecordTo { path, options, output, input } = to;
+        let disk_record = disk.as_ref().map(|(p, c)| DiskRecord {
+            capacity_sectors: c.capacity(),
+            image_name: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        });
+        let cow = disk.map(|(_, c)| c);
         let header = TraceHeader {
             ttvm_version: env!("CARGO_PKG_VERSION").to_string(),
             kernel_name: options.kernel_name.clone(),
@@ -446,6 +505,7 @@ impl RecordSession {
                 cpu: ttvm_vmm::host_cpu::describe(),
                 undefined_flags: ttvm_vmm::host_cpu::undefined_flags_profile().to_string(),
             }),
+            disk: disk_record,
         };
         let writer = TraceWriter::create(path, &header)?;
         let mut s = Self {
@@ -459,6 +519,7 @@ impl RecordSession {
                 random: Vec::new(),
                 serial: Vec::new(),
                 interrupt: None,
+                disk: cow.map(DiskRecorder::new),
             },
             writer,
             pages: PageStoreWriter::default(),
@@ -549,6 +610,7 @@ impl RecordSession {
             board: self.engine.machine.board.state(),
             dirty: dirty_bytes,
             blobs,
+            disk: self.engine.machine.board.disk_state(),
         };
         let raw = bincode::serialize(&record).map_err(std::io::Error::other)?;
         self.writer.write_chunk(ChunkKind::Checkpoint, &raw, true)?;
@@ -698,6 +760,7 @@ impl ttvm_vmm::error_kind::Classify for RecordError {
             Self::Io(_) => ttvm_vmm::error_kind::ErrorKind::Host,
             Self::Vcpu(e) => ttvm_vmm::error_kind::Classify::kind(e),
             Self::Vm(e) => ttvm_vmm::error_kind::Classify::kind(e),
+            Self::Disk(e) => ttvm_vmm::error_kind::Classify::kind(e),
         }
     }
 }

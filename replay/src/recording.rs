@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use ttvm_vmm::memory::PAGE_SIZE;
 
-use crate::checkpoint::{CheckpointRecord, PageIndex};
+use crate::checkpoint::{decode_checkpoint, CheckpointRecord, PageIndex};
 use crate::event_log::EVENTS_HEADER_LEN;
 use crate::events::{Decoder, Event, EventClass};
 use crate::trace::format::{EndRecord, IntervalCode};
@@ -221,7 +221,7 @@ impl Recording {
 
     fn load_checkpoint(&mut self, c: &ChunkRef) -> Result<(), TraceError> {
         let raw = self.file.payload(c)?;
-        let cp: CheckpointRecord = bincode::deserialize(&raw).map_err(|e| corrupted(c, e.to_string()))?;
+        let cp = decode_checkpoint(self.file.version, &raw).map_err(|e| corrupted(c, e.to_string()))?;
         let k = self.checkpoints.len() as u32;
         if cp.index != k {
             return Err(corrupted(c, format!("checkpoint {} where {k} was expected", cp.index)));

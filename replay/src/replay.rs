@@ -5,11 +5,13 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use ttvm_vmm::console::ConsoleOutput;
+use ttvm_vmm::devices::virtio_blk::{DiskOpKind, VirtioBlkState};
 use ttvm_vmm::devices::{Board, BoardState};
 use ttvm_vmm::machine::{Machine, MachineError};
 
 use crate::checkpoint::{page_difference, ram_digest, register_differences, register_digest};
 use crate::clock::{ClockMode, NS_PER_STEP};
+use crate::disk::TraceDisk;
 use crate::divergence::Divergence;
 use crate::engine::{Emulated, Engine, EngineError, HaltOutcome, StepEnv, StepOutcome, StepRules};
 use crate::events::{Event, EventKind, StopKind};
@@ -77,6 +79,8 @@ pub struct Replayer {
     idle_ns: u64,
     /// Where regenerated serial output is echoed (None: nowhere).
     pub echo: Option<ConsoleOutput>,
+    /// The disk as the trace holds it, if the recording had one.
+    disk: Option<TraceDisk>,
 }
 
 impl Replayer {
@@ -183,6 +187,9 @@ impl Replayer {
 
     /// Resets the cursor to the first event of step `icount`.
     fn seek(&mut self, icount: u64, idle_ns: u64) {
+        if let Some(disk) = &mut self.disk {
+            disk.rewind(icount);
+        }
         self.cursor = self.rec.first_event_at(icount);
         self.expected_out.clear();
         self.generated_out.clear();
@@ -191,6 +198,54 @@ impl Replayer {
 }
 
 impl StepEnv for Replayer {
+    /// Completes disk requests where the recording did (its `DiskDone`), reading the trace's
+    /// disk, and checks each access against the log.
+    fn devices_at_boundary(&mut self, machine: &mut Machine, icount: u64) -> Result<(), EngineError> {
+        self.skip_info();
+        let disk_here = matches!(
+            self.rec.events.get(self.cursor),
+            Some(Event { icount: i, kind: EventKind::DiskRead { .. } | EventKind::DiskWrite { .. } | EventKind::DiskDone { .. } })
+                if *i == icount
+        );
+        if !disk_here {
+            return Ok(());
+        }
+        let Some(disk) = self.disk.as_mut() else {
+            return Err(self.divergence(icount, 0, "a disk completion, but the trace's machine has no disk".into()));
+        };
+        let done = machine.complete_disk(disk).map_err(|e| EngineError::Io(std::io::Error::other(e)))?;
+        if let Some(e) = done.errors.first() {
+            return Err(self.divergence(icount, 0, format!("the guest's disk request cannot be replayed: {e}")));
+        }
+        for op in &done.ops {
+            let sectors = (op.data.len() / 512) as u32;
+            let what = || match op.kind {
+                DiskOpKind::Read => EventKind::DiskRead { sector: op.sector, sectors }.describe(),
+                DiskOpKind::Write => format!(
+                    "disk write sector {} +{sectors} (data digest {:#018x})",
+                    op.sector,
+                    xxhash_rust::xxh3::xxh3_64(&op.data)
+                ),
+            };
+            self.take(icount, 0, what, |k| match (op.kind, k) {
+                (DiskOpKind::Read, EventKind::DiskRead { sector, sectors: n }) => {
+                    (*sector == op.sector && *n == sectors).then_some(())
+                }
+                (DiskOpKind::Write, EventKind::DiskWrite { sector, data }) => {
+                    (*sector == op.sector && *data == op.data).then_some(())
+                }
+                _ => None,
+            })?;
+        }
+        let requests = done.requests;
+        self.take(
+            icount,
+            0,
+            || EventKind::DiskDone { requests }.describe(),
+            |k| matches!(k, EventKind::DiskDone { requests: r } if *r == requests).then_some(()),
+        )
+    }
+
     fn at_boundary(&mut self, _board: &mut Board, icount: u64, window_open: bool) -> Result<Option<u8>, EngineError> {
         self.skip_info();
         match self.rec.events.get(self.cursor) {
@@ -363,6 +418,8 @@ pub struct MemoryCheckpoint {
     pub vcpu: ttvm_vmm::vcpu::VcpuState,
     /// Device state.
     pub board: BoardState,
+    /// The disk device, if any.
+    pub disk: Option<VirtioBlkState>,
     /// Pages differing from `base`.
     pub pages: PageOverlay,
     /// HLT time skipped so far (for the replay board's clock).
@@ -447,6 +504,7 @@ impl ReplaySession {
                 out_buf: Vec::new(),
                 idle_ns: 0,
                 echo: None,
+                disk: rec.header().disk.as_ref().map(|_| TraceDisk::new(rec.clone())),
             },
             rec,
             ram,
@@ -465,6 +523,9 @@ impl ReplaySession {
     /// because traces only grow.
     pub fn set_recording(&mut self, rec: Rc<Recording>) {
         // Events are only appended, so the cursor stays valid.
+        if let Some(disk) = &mut self.env.disk {
+            disk.set_recording(rec.clone());
+        }
         self.env.rec = rec.clone();
         self.rec = rec;
     }
@@ -482,7 +543,7 @@ impl ReplaySession {
     /// Moves to persistent checkpoint `k` without replaying.
     pub fn restore_checkpoint(&mut self, k: usize) -> Result<(), ReplayError> {
         let cp = &self.rec.checkpoints[k];
-        let board = Board::from_state(&cp.board).map_err(StateError::from)?;
+        let board = cp.restore_board()?;
         self.last_restore_pages = self.ram.restore(&mut self.engine.machine.vm, &self.rec, k as u32, None)?;
         self.engine.machine.vm.vcpu_mut().restore_state(&cp.vcpu)?;
         self.engine.machine.board = board;
@@ -501,6 +562,7 @@ impl ReplaySession {
             engine: self.engine.state().into(),
             vcpu: self.engine.machine.vm.vcpu_mut().save_state()?,
             board: self.engine.machine.board.state(),
+            disk: self.engine.machine.board.disk_state(),
             pages,
             idle_ns: self.env.idle_ns,
         })
@@ -508,7 +570,8 @@ impl ReplaySession {
 
     /// Moves to an in-memory checkpoint.
     pub fn restore_memory(&mut self, m: &MemoryCheckpoint) -> Result<(), ReplayError> {
-        let board = Board::from_state(&m.board).map_err(StateError::from)?;
+        let mut board = Board::from_state(&m.board).map_err(StateError::from)?;
+        board.restore_disk(m.disk.as_ref()).map_err(StateError::from)?;
         self.last_restore_pages = self.ram.restore(&mut self.engine.machine.vm, &self.rec, m.base, Some(&m.pages))?;
         self.engine.machine.vm.vcpu_mut().restore_state(&m.vcpu)?;
         self.engine.machine.board = board;

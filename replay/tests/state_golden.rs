@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use ttvm_replay::checkpoint::CheckpointRecord;
+use ttvm_replay::checkpoint::{decode_checkpoint, CheckpointRecord, CheckpointRecordV3};
 use ttvm_replay::clock::{ClockMode, EngineClock};
 use ttvm_replay::engine::EngineState;
 use ttvm_replay::persist::{EngineClockState, SavedEngineState};
@@ -66,6 +66,7 @@ fn checkpoint_record() -> CheckpointRecord {
         dirty: dirty_bytes,
         blobs: vec![10, 11, 12, 40],
         register_digest: 0x0123_4567_89ab_cdef,
+        disk: None,
     }
 }
 
@@ -110,8 +111,14 @@ fn engine_clock_encodes_as_before() {
 
 #[test]
 fn checkpoint_record_encodes_as_before() {
-    let decoded = assert_golden(&checkpoint_record(), "checkpoint_record.hex");
-    decoded.validate().unwrap();
+    // The fixture is a checkpoint of formats 1-3, which format 4 reads as one without a disk.
+    let decoded = assert_golden(&CheckpointRecordV3::from(checkpoint_record()), "checkpoint_record.hex");
+    CheckpointRecord::from(decoded).validate().unwrap();
+    let v4 = bincode::serialize(&checkpoint_record()).unwrap();
+    let v3 = fixture("checkpoint_record.hex");
+    assert_eq!(&v4[..v3.len()], &v3[..], "format 4 appends the disk to format 3's checkpoint");
+    assert_eq!(&v4[v3.len()..], &[0], "no disk");
+    assert_eq!(decode_checkpoint(4, &v4).unwrap(), checkpoint_record());
 }
 
 /// Every committed trace (the bug traces and the frozen per-format fixtures), with its
@@ -142,14 +149,18 @@ fn committed_traces_checkpoints_encode_again_to_the_same_bytes() {
     let traces = committed_traces();
     let versions: std::collections::BTreeSet<u32> = traces.iter().map(|(_, v)| *v).collect();
     assert!(versions.is_superset(&[1, 2, 3].into()), "formats 1, 2 and 3 are all committed: {versions:?}");
-    for (path, _) in &traces {
+    for (path, version) in &traces {
         let file = TraceFile::open(path).unwrap();
         let mut checkpoints = 0;
         for c in file.chunks.iter().filter(|c| c.kind == ChunkKind::Checkpoint) {
             let raw = file.payload(c).unwrap();
-            let cp: CheckpointRecord = bincode::deserialize(&raw).unwrap();
+            let cp = decode_checkpoint(*version, &raw).unwrap();
             cp.validate().unwrap_or_else(|e| panic!("{} checkpoint {}: {e}", path.display(), cp.index));
-            let again = bincode::serialize(&cp).unwrap();
+            let again = if *version < 4 {
+                bincode::serialize(&CheckpointRecordV3::from(cp.clone())).unwrap()
+            } else {
+                bincode::serialize(&cp).unwrap()
+            };
             assert!(again[..] == raw[..], "{} checkpoint {} encodes differently", path.display(), cp.index);
             checkpoints += 1;
         }
@@ -177,11 +188,12 @@ fn a_checkpoint_whose_state_is_impossible_is_reported_as_damage() {
             }
             ChunkKind::Checkpoint => {
                 checkpoints += 1;
+                // The copy is written in the current format.
+                let mut cp = decode_checkpoint(file.version, &raw).unwrap();
                 if checkpoints == 1 {
-                    let mut cp: CheckpointRecord = bincode::deserialize(&raw).unwrap();
                     cp.board.pic.master.highest_priority_line = 9;
-                    raw = bincode::serialize(&cp).unwrap();
                 }
+                raw = bincode::serialize(&cp).unwrap();
             }
             _ => {}
         }

@@ -24,6 +24,7 @@ fn write_small_trace(path: &Path) {
         created_unix_secs: 0,
         machine,
         host: Some(HostRecord { cpu: "cpu".into(), undefined_flags: "flags/2".into() }),
+        disk: None,
     };
     let mut w = TraceWriter::create(path, &header).unwrap();
     w.write_chunk(ChunkKind::Events, &[7u8; 40], true).unwrap();

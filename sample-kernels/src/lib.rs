@@ -45,6 +45,10 @@ static KERNELS: &[SampleKernel] = &[
         "flagprobe",
         "runs every instruction class with undefined flags and reports them: canonical (0) or host-specific (1)"
     ),
+    kernel!(
+        "disk",
+        "finds the virtio-blk disk by a PCI scan and does read=S:N / write=S:N operations in order (ttvm run --disk)"
+    ),
 ];
 
 /// All sample kernels.

@@ -20,6 +20,12 @@ pub unsafe fn inb(port: u16) -> u8 {
     v
 }
 #[inline(always)]
+pub unsafe fn inw(port: u16) -> u16 {
+    let v: u16;
+    asm!("in ax, dx", out("ax") v, in("dx") port, options(nomem, nostack, preserves_flags));
+    v
+}
+#[inline(always)]
 pub unsafe fn inl(port: u16) -> u32 {
     let v: u32;
     asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags));

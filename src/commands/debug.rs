@@ -53,8 +53,9 @@ pub fn run(args: DebugArgs) -> Result<i32, Exit> {
         kernel_name: name.clone(),
         stepping: stepping.clone(),
     };
-    let session = RecordSession::start(config, &output, options, console, input)
-        .map_err(|e| crate::commands::record::start_error_exit(&name, &output, e))?;
+    let session =
+        RecordSession::start_with_disk(config, &output, options, console, input, args.machine.disk.as_deref())
+            .map_err(|e| crate::commands::record::start_error_exit(&name, &output, e))?;
     let mut timeline = Timeline::live(session, &output, &stepping)
         .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", output.display())))?;
     let local = listener.local_addr().map_err(|e| Exit::new(exit_code::HOST_ERROR, e.to_string()))?;

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod check;
 pub mod debug;
+pub mod disk;
 pub mod gdb_server;
 pub mod info;
 pub mod kernels;

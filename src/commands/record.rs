@@ -5,8 +5,11 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use ttvm_replay::clock::ClockMode;
-use ttvm_replay::record::{RecordEnd, RecordOptions, RecordProgress, RecordSession, DEFAULT_CHECKPOINT_EVERY};
+use ttvm_replay::record::{
+    RecordEnd, RecordOptions, RecordProgress, RecordSession, RecordTo, DEFAULT_CHECKPOINT_EVERY,
+};
 use ttvm_vmm::console::ConsoleOutput;
+use ttvm_vmm::disk::CowDisk;
 
 use crate::exit_code::{self, Exit};
 use crate::options::MachineArgs;
@@ -84,6 +87,7 @@ pub fn default_output(kernel_name: &str) -> PathBuf {
 pub fn start_error_exit(kernel_name: &str, output: &std::path::Path, e: ttvm_replay::record::RecordError) -> Exit {
     match e {
         ttvm_replay::record::RecordError::Machine(_) => Exit::of(kernel_name, &e),
+        ttvm_replay::record::RecordError::Disk(_) => Exit::of("--disk", &e),
         _ => Exit::of(output.display(), &e),
     }
 }
@@ -202,7 +206,7 @@ fn start_session(
     let Some(from) = &args.from else {
         let (config, kernel_name) = args.machine.config()?;
         options.kernel_name = kernel_name.clone();
-        return RecordSession::start(config, output, options, console, input)
+        return RecordSession::start_with_disk(config, output, options, console, input, args.machine.disk.as_deref())
             .map_err(|e| start_error_exit(&kernel_name, output, e));
     };
     if args.machine.describes_a_machine() {
@@ -228,8 +232,17 @@ fn start_session(
     let start_ns = ttvm_vmm::clock::Clock::now_ns(&loaded.clock).max(tsc_ns);
     options.kernel_name = origin.kernel_name.clone();
     let name = format!("{} (snapshot {})", origin.kernel_name, from.display());
-    RecordSession::start_from(loaded.machine, origin.machine, start_ns, output, options, console, input)
+    let disk = open_cow_disk(args.machine.disk.as_deref())?;
+    crate::commands::run::check_snapshot_disk(&loaded.machine, disk.as_ref().map(|(_, d)| d.capacity()))?;
+    let to = RecordTo { path: output, options, output: console, input };
+    RecordSession::start_from(loaded.machine, origin.machine, start_ns, disk, to)
         .map_err(|e| start_error_exit(&name, output, e))
+}
+
+/// `--disk FILE` for a recording that starts from a running machine: the image behind
+/// copy-on-write (a recording never modifies it).
+pub fn open_cow_disk(path: Option<&std::path::Path>) -> Result<Option<(&std::path::Path, CowDisk)>, Exit> {
+    path.map(|p| CowDisk::open(p).map(|d| (p, d)).map_err(|e| Exit::of("--disk", &e))).transpose()
 }
 
 /// The name a recording's default trace file is made from: the kernel's, or the snapshot's.

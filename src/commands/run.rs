@@ -8,6 +8,7 @@ use clap::Args;
 use ttvm_vmm::clock::{Clock, HostClock};
 use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
 use ttvm_vmm::cpuid::CpuVendor;
+use ttvm_vmm::disk::{DiskBackend, FileDisk};
 use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
 use ttvm_vmm::machine::Machine;
 use ttvm_vmm::profile::ProfileWriter;
@@ -39,12 +40,17 @@ pub struct RunArgs {
     pub free: FreeRunArgs,
 }
 
-/// A booted machine about to run freely, with its device clock and the kernel's symbols.
+/// A booted machine about to run freely: its disk image (written in place), its device
+/// clock, what it booted from (for its snapshots) and the kernel's symbols.
 pub struct FreeStart {
     /// The machine.
     pub machine: Machine,
+    /// The image behind its disk, if it has one.
+    pub disk: Option<FileDisk>,
     /// Its device clock.
     pub clock: HostClock,
+    /// What it booted from; `None` for a machine resumed from an older snapshot.
+    pub origin: Option<SnapshotOrigin>,
     /// Kernel symbols for messages.
     pub symbols: Option<ttvm_vmm::symbols::SymbolTable>,
 }
@@ -56,6 +62,9 @@ pub struct ResumeArgs {
     pub snapshot: PathBuf,
     #[command(flatten)]
     pub serial: SerialArgs,
+    /// The disk image the snapshot's machine had (`run --disk`), read and written in place.
+    #[arg(long, value_name = "FILE")]
+    pub disk: Option<PathBuf>,
     /// Device time N times slower than host time from here on, instead of the rate the
     /// snapshot was running at (a guest that calibrated its timers against the old rate
     /// sees its clocks drift).
@@ -107,19 +116,44 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
     let is_linux = ttvm_vmm::boot::looks_like_linux(&config.kernel);
     let slowdown = args.slowdown.unwrap_or(if is_linux { LINUX_SLOWDOWN } else { 1 });
     let symbols = args.free.symbols.load(Some(&config.kernel))?;
-    let machine = Machine::new(config.clone()).map_err(|e| Exit::of(&name, &e))?;
+    let disk = open_disk(args.machine.disk.as_deref())?;
+    let mut machine = Machine::new(config.clone()).map_err(|e| Exit::of(&name, &e))?;
+    if let Some(d) = &disk {
+        machine.board.attach_disk(d.capacity());
+    }
     let origin = SnapshotOrigin {
         kernel_name: name,
         machine: config,
         neutral_vendor: machine.vm.cpuid().vendor_choice() == CpuVendor::Neutral,
     };
+    let free = FreeStart { machine, disk, clock: HostClock::new(slowdown), origin: Some(origin), symbols };
     if let (Some(pattern), Some(trace)) = (&args.record_from_output, &args.output) {
-        let free = FreeStart { machine, clock: HostClock::new(slowdown), symbols };
-        return crate::commands::run_then_record::run_then_record(free, origin, pattern, trace, &args);
+        return crate::commands::run_then_record::run_then_record(free, pattern, trace, &args);
     }
     let output = args.machine.serial.output(ConsoleOutput::Stdout)?;
     let input = args.machine.serial.input()?;
-    drive(machine, HostClock::new(slowdown), Some(origin), output, input, &args.free, symbols)
+    drive(free, output, input, &args.free)
+}
+
+/// `--disk FILE` for a free run: the image, read and written in place.
+fn open_disk(path: Option<&Path>) -> Result<Option<FileDisk>, Exit> {
+    path.map(|p| FileDisk::open(p).map_err(|e| Exit::of("--disk", &e))).transpose()
+}
+
+/// Whether the disk image given for a saved machine (`resume`, `record --from`) fits it:
+/// a machine with a disk needs its image, one without takes none, and the sizes agree.
+pub fn check_snapshot_disk(machine: &Machine, image_sectors: Option<u64>) -> Result<(), Exit> {
+    match (image_sectors, machine.board.virtio_blk.as_ref()) {
+        (Some(image), Some(blk)) if image != blk.capacity() => Err(Exit::new(
+            exit_code::BAD_INPUT,
+            format!("--disk: the snapshot's disk has {} sectors, the image {image}", blk.capacity()),
+        )),
+        (None, Some(_)) => {
+            Err(Exit::new(exit_code::BAD_INPUT, "the snapshot has a disk: give its image with --disk FILE"))
+        }
+        (Some(_), None) => Err(Exit::new(exit_code::BAD_INPUT, "--disk: the snapshot's machine has no disk")),
+        _ => Ok(()),
+    }
 }
 
 /// `--slowdown` for a Linux kernel when not given: its 250 Hz tick costs about 4 ms of
@@ -146,20 +180,15 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
     );
     let output = args.serial.output(ConsoleOutput::Stdout)?;
     let input = args.serial.input()?;
-    drive(machine, clock, origin, output, input, &args.free, symbols)
+    let disk = open_disk(args.disk.as_deref())?;
+    check_snapshot_disk(&machine, disk.as_ref().map(|d| d.capacity()))?;
+    drive(FreeStart { machine, disk, clock, origin, symbols }, output, input, &args.free)
 }
 
 /// Runs `machine` with the free engine until the guest stops, the timeout expires or the
 /// user presses Ctrl-C, then writes the profile and the snapshot that were asked for.
-fn drive(
-    mut machine: Machine,
-    clock: HostClock,
-    origin: Option<SnapshotOrigin>,
-    mut output: ConsoleOutput,
-    mut input: ConsoleInput,
-    args: &FreeRunArgs,
-    symbols: Option<ttvm_vmm::symbols::SymbolTable>,
-) -> Result<i32, Exit> {
+fn drive(free: FreeStart, mut output: ConsoleOutput, mut input: ConsoleInput, args: &FreeRunArgs) -> Result<i32, Exit> {
+    let FreeStart { mut machine, mut disk, clock, origin, symbols } = free;
     let timeout = args.timeout()?;
     if let Some(p) = &args.save_state {
         check_writable(p)?;
@@ -175,7 +204,8 @@ fn drive(
         ),
         None => None,
     };
-    let end = run_free(&mut machine, &mut output, &mut input, &options, profile.as_mut());
+    let backend = disk.as_mut().map(|d| d as &mut dyn DiskBackend);
+    let end = run_free(&mut machine, backend, &mut output, &mut input, &options, profile.as_mut());
     if let (Some(profile), Some(path)) = (profile, &args.profile) {
         let samples = profile
             .finish()

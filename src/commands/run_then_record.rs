@@ -11,24 +11,19 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use ttvm_replay::clock::ClockMode;
-use ttvm_replay::record::{RecordOptions, RecordSession, DEFAULT_CHECKPOINT_EVERY};
+use ttvm_replay::record::{RecordOptions, RecordSession, RecordTo, DEFAULT_CHECKPOINT_EVERY};
 use ttvm_vmm::clock::Clock;
 use ttvm_vmm::console::{ConsoleOutput, WatchedOutput};
+use ttvm_vmm::disk::DiskBackend;
 use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
-use ttvm_vmm::snapshot::{self, SnapshotOrigin};
+use ttvm_vmm::snapshot;
 
-use crate::commands::record::{record_to_end, start_error_exit, summary};
+use crate::commands::record::{open_cow_disk, record_to_end, start_error_exit, summary};
 use crate::commands::run::{FreeStart, RunArgs};
 use crate::exit_code::{self, Exit};
 
 /// Runs `free` until a line of its output matches `pattern`, then records it into `trace`.
-pub fn run_then_record(
-    free: FreeStart,
-    origin: SnapshotOrigin,
-    pattern: &str,
-    trace: &Path,
-    args: &RunArgs,
-) -> Result<i32, Exit> {
+pub fn run_then_record(free: FreeStart, pattern: &str, trace: &Path, args: &RunArgs) -> Result<i32, Exit> {
     let regex = regex::Regex::new(pattern).map_err(|e| {
         Exit::new(exit_code::BAD_INPUT, format!("--record-from-output: invalid regular expression: {e}"))
     })?;
@@ -40,9 +35,13 @@ pub fn run_then_record(
     );
     let mut output = ConsoleOutput::Watched(Box::new(watched));
     let mut input = args.machine.serial.input()?;
-    let FreeStart { mut machine, clock, symbols } = free;
+    let FreeStart { mut machine, mut disk, clock, origin, symbols } = free;
+    let origin = origin.ok_or_else(|| Exit::new(exit_code::HOST_ERROR, "a booted machine without its origin"))?;
     let options = FreeRunOptions { timeout: args.free.timeout()?, symbols, stop: Some(stop), clock };
-    let end = run_free(&mut machine, &mut output, &mut input, &options, None).map_err(|e| Exit::of("", &e))?;
+    let backend = disk.as_mut().map(|d| d as &mut dyn DiskBackend);
+    let end = run_free(&mut machine, backend, &mut output, &mut input, &options, None).map_err(|e| Exit::of("", &e))?;
+    // The free run wrote its disk in place; from here the recording only reads the image.
+    drop(disk);
     let ConsoleOutput::Watched(watched) = output else {
         return Err(Exit::new(exit_code::HOST_ERROR, "the watched console output was replaced"));
     };
@@ -81,16 +80,10 @@ pub fn run_then_record(
         kernel_name: origin.kernel_name.clone(),
         stepping: ttvm_replay::stepping::host_signature(),
     };
-    let session = RecordSession::start_from(
-        machine,
-        origin.machine,
-        start_ns,
-        trace,
-        record_options,
-        watched.into_inner(),
-        input,
-    )
-    .map_err(|e| start_error_exit(&origin.kernel_name, trace, e))?;
+    let disk = open_cow_disk(args.machine.disk.as_deref())?;
+    let to = RecordTo { path: trace, options: record_options, output: watched.into_inner(), input };
+    let session = RecordSession::start_from(machine, origin.machine, start_ns, disk, to)
+        .map_err(|e| start_error_exit(&origin.kernel_name, trace, e))?;
     let r = record_to_end(session, trace, None, std::io::stderr().is_terminal())?;
     eprintln!("{}", summary(trace, &r));
     Ok(r.exit_status)

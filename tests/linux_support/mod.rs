@@ -150,7 +150,12 @@ fn fetch() -> Result<DebianKernel, String> {
 
 /// Compiles `init.c` into a static, libc-free x86-64 executable at `out`.
 pub fn build_init(out: &Path) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/linux_support/init.c");
+    build_init_from("init.c", out);
+}
+
+/// Compiles `tests/linux_support/SOURCE` into a static, libc-free x86-64 executable.
+pub fn build_init_from(source: &str, out: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/linux_support").join(source);
     let result = Command::new("cc")
         .args(["-static", "-nostdlib", "-O2", "-fno-pie", "-no-pie", "-fno-stack-protector"])
         .args(["-fno-asynchronous-unwind-tables", "-Wl,--build-id=none", "-o"])
@@ -175,6 +180,33 @@ pub fn build_initramfs(dir: &Path) -> PathBuf {
     w.char_device("dev/console", 0o600, 5, 1);
     w.file("init", 0o755, &init_bytes);
     let path = dir.join("initramfs.cpio");
+    std::fs::write(&path, w.finish()).expect("write the initramfs");
+    path
+}
+
+/// An initramfs whose /init (`disk_init.c`) loads Debian's virtio modules (from the
+/// kernel package in `modules_dir`, `lib/modules/VERSION/kernel`) and reads and writes
+/// /dev/vda.
+pub fn build_disk_initramfs(dir: &Path, modules_dir: &Path) -> PathBuf {
+    let init = dir.join("disk-init");
+    build_init_from("disk_init.c", &init);
+    let mut w = cpio::Writer::new();
+    w.directory("dev", 0o755);
+    w.char_device("dev/console", 0o600, 5, 1);
+    w.directory("m", 0o755);
+    for (name, rel) in [
+        ("virtio.ko", "drivers/virtio/virtio.ko"),
+        ("virtio_ring.ko", "drivers/virtio/virtio_ring.ko"),
+        ("virtio_pci_legacy_dev.ko", "drivers/virtio/virtio_pci_legacy_dev.ko"),
+        ("virtio_pci_modern_dev.ko", "drivers/virtio/virtio_pci_modern_dev.ko"),
+        ("virtio_pci.ko", "drivers/virtio/virtio_pci.ko"),
+        ("virtio_blk.ko", "drivers/block/virtio_blk.ko"),
+    ] {
+        let data = std::fs::read(modules_dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        w.file(&format!("m/{name}"), 0o644, &data);
+    }
+    w.file("init", 0o755, &std::fs::read(&init).expect("read the built init"));
+    let path = dir.join("disk-initramfs.cpio");
     std::fs::write(&path, w.finish()).expect("write the initramfs");
     path
 }

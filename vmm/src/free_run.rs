@@ -9,6 +9,7 @@ use kvm_ioctls::VcpuExit;
 use crate::clock::{Clock, HostClock};
 use crate::console::{ConsoleInput, ConsoleOutput};
 use crate::disasm::describe_at_rip;
+use crate::disk::DiskBackend;
 use crate::insn::{apply_emulated, classify, code_mode, fetch_at_rip, Special};
 use crate::kick::Kicker;
 use crate::machine::Machine;
@@ -80,9 +81,11 @@ fn show_rip(options: &FreeRunOptions, rip: u64) -> String {
 
 /// Runs `machine` until the guest stops or the timeout expires. Guest serial output goes
 /// to `output`; `input` feeds the UART. Unmodelled device accesses are reported once each
-/// on stderr. With `profile`, the guest RIP is sampled into it.
+/// on stderr. With `profile`, the guest RIP is sampled into it. `disk` is where the
+/// virtio-blk disk's sectors live, if the machine has one.
 pub fn run_free(
     machine: &mut Machine,
+    mut disk: Option<&mut dyn DiskBackend>,
     output: &mut ConsoleOutput,
     input: &mut ConsoleInput,
     options: &FreeRunOptions,
@@ -116,6 +119,7 @@ pub fn run_free(
         }
         let now = clock.now_ns();
         machine.board.advance(now);
+        complete_disk(machine, &mut disk, now);
         feed_input(machine, input);
         let vcpu = machine.vm.vcpu_mut();
         if machine.board.interrupt_pending() {
@@ -280,6 +284,23 @@ fn host_random() -> u64 {
     }
 }
 
+/// Completes the disk's requests once their deadline has passed. A failed image access is
+/// the guest's I/O error (the request's status says so) and is reported here.
+fn complete_disk(machine: &mut Machine, disk: &mut Option<&mut dyn DiskBackend>, now: u64) {
+    let Some(disk) = disk.as_deref_mut() else { return };
+    if !machine.board.disk_due(now) {
+        return;
+    }
+    match machine.complete_disk(disk) {
+        Ok(done) => {
+            for e in &done.errors {
+                eprintln!("ttvm: disk: {e}; the guest sees an I/O error");
+            }
+        }
+        Err(e) => eprintln!("ttvm: disk: {e}"),
+    }
+}
+
 fn feed_input(machine: &mut Machine, input: &mut ConsoleInput) {
     input.poll();
     if input.pending().is_empty() || machine.board.serial_input_space() == 0 {
@@ -315,7 +336,7 @@ fn wait_while_halted(
         let now = clock.now_ns();
         machine.board.advance(now);
         feed_input(machine, input);
-        if machine.board.interrupt_pending() {
+        if machine.board.interrupt_pending() || machine.board.disk_due(now) {
             return;
         }
         if let Some(t) = options.timeout {

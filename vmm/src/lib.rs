@@ -10,6 +10,7 @@ pub mod console;
 pub mod cpuid;
 pub mod devices;
 pub mod disasm;
+pub mod disk;
 pub mod emulate;
 pub mod error_kind;
 pub mod free_run;

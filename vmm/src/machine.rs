@@ -89,6 +89,30 @@ impl Machine {
         Ok(Self { vm, board: Board::new(config.rtc_base_unix_secs) })
     }
 
+    /// Completes the disk's notified requests against `backend` (the caller decides when:
+    /// [`Board::disk_due`]) and notes every page the device wrote as dirty, since KVM's
+    /// dirty log does not see device writes.
+    pub fn complete_disk(
+        &mut self,
+        backend: &mut dyn crate::disk::DiskBackend,
+    ) -> Result<crate::devices::virtio_blk::Completion, crate::memory::MemoryError> {
+        let Machine { vm, board } = self;
+        let view = vm.ram_mut().vm_memory()?;
+        let done = board.complete_disk(&view.mem, backend);
+        drop(view);
+        let pages = vm.ram().pages() as u64;
+        for &(addr, len) in &done.written {
+            if len == 0 {
+                continue;
+            }
+            let last = addr.saturating_add(len - 1) >> 12;
+            for pfn in (addr >> 12)..=last.min(pages.saturating_sub(1)) {
+                vm.note_emulated_write(pfn as u32);
+            }
+        }
+        Ok(done)
+    }
+
     /// Register dump of the current vCPU state.
     pub fn register_dump(&self) -> String {
         format_registers(&self.vm.vcpu().regs(), &self.vm.vcpu().sregs())

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, HostClock};
 use crate::cpuid::CpuVendor;
+use crate::devices::virtio_blk::VirtioBlkState;
 use crate::devices::{Board, BoardState};
 use crate::machine::{Machine, MachineConfig};
 use crate::memory::PAGE_SIZE;
@@ -38,7 +39,7 @@ use crate::vm::{Vm, VmError};
 pub const MAGIC: &[u8; 8] = b"TTVMSNAP";
 /// The format this build writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 3;
-/// The first format whose snapshots hold their [`SnapshotOrigin`].
+/// The first format whose snapshots hold their [`SnapshotOrigin`] (and a disk's state).
 const ORIGIN_SINCE: u32 = 3;
 /// IA32_TIME_STAMP_COUNTER: not part of [`VcpuState`] (recordings virtualise time), but a
 /// resumed free run must not see the TSC jump back to the restart's value.
@@ -68,6 +69,32 @@ pub struct MachineState {
     /// How many times slower than host time that clock ran ([`HostClock`]); a resumed run
     /// keeps it, since the guest calibrated its timers against it.
     pub clock_slowdown: u32,
+    /// The virtio-blk device, if the machine has a disk (format 3 on).
+    pub disk: Option<VirtioBlkState>,
+}
+
+/// Format 2: no disk; frozen, never edited.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MachineStateV2 {
+    /// Guest RAM size in bytes.
+    pub mem_size: u64,
+    /// The vCPU.
+    pub vcpu: VcpuState,
+    /// Guest TSC.
+    pub tsc: u64,
+    /// The devices.
+    pub board: BoardState,
+    /// Device clock reading.
+    pub clock_ns: u64,
+    /// Device clock slowdown.
+    pub clock_slowdown: u32,
+}
+
+impl From<MachineStateV2> for MachineState {
+    fn from(v2: MachineStateV2) -> Self {
+        let MachineStateV2 { mem_size, vcpu, tsc, board, clock_ns, clock_slowdown } = v2;
+        Self { mem_size, vcpu, tsc, board, clock_ns, clock_slowdown, disk: None }
+    }
 }
 
 /// What a snapshot's machine booted from: enough to build the same machine again (a trace
@@ -118,7 +145,7 @@ struct MachineStateV1 {
 impl From<MachineStateV1> for MachineState {
     fn from(v1: MachineStateV1) -> Self {
         let MachineStateV1 { mem_size, vcpu, tsc, board, clock_ns } = v1;
-        Self { mem_size, vcpu, tsc, board, clock_ns, clock_slowdown: 1 }
+        Self { mem_size, vcpu, tsc, board, clock_ns, clock_slowdown: 1, disk: None }
     }
 }
 
@@ -176,6 +203,7 @@ pub fn save(
         board: machine.board.state(),
         clock_ns: clock.now_ns(),
         clock_slowdown: clock.slowdown(),
+        disk: machine.board.disk_state(),
     };
     let tmp = path.with_extension("partial");
     let io = |source| SnapshotError::Io { path: tmp.clone(), source };
@@ -242,7 +270,9 @@ pub fn load(path: &Path) -> Result<LoadedSnapshot, SnapshotError> {
 fn restorable_board(path: &Path, state: &MachineState) -> Result<Board, SnapshotError> {
     let damaged = |reason: String| SnapshotError::Damaged { path: path.to_path_buf(), reason };
     state.vcpu.validate().map_err(|e| damaged(format!("vCPU state: {e}")))?;
-    Board::from_state(&state.board).map_err(|e| damaged(format!("device state: {e}")))
+    let mut board = Board::from_state(&state.board).map_err(|e| damaged(format!("device state: {e}")))?;
+    board.restore_disk(state.disk.as_ref()).map_err(|e| damaged(format!("disk state: {e}")))?;
+    Ok(board)
 }
 
 /// The header, the state record and (format 3 on) the origin; the returned decoder is
@@ -272,6 +302,7 @@ fn read_state<R: Read>(
     z.read_exact(&mut encoded).map_err(|e| damaged(format!("state: {e}")))?;
     let state = match version {
         1 => bincode::deserialize::<MachineStateV1>(&encoded).map(MachineState::from),
+        2 => bincode::deserialize::<MachineStateV2>(&encoded).map(MachineState::from),
         _ => bincode::deserialize::<MachineState>(&encoded),
     }
     .map_err(|e| damaged(format!("state: {e}")))?;
@@ -379,6 +410,7 @@ mod tests {
             board: Board::new(1_700_000_000).state(),
             clock_ns: 42_000_000_000,
             clock_slowdown: 10,
+            disk: Some(crate::devices::virtio_blk::VirtioBlk::new(2048).state()),
         };
         let mut ram = vec![0u8; RAM];
         ram[3 * PAGE_SIZE + 17] = 0xaa;
@@ -484,7 +516,7 @@ mod tests {
         z.write_all(&END_OF_PAGES.to_le_bytes()).unwrap();
         z.finish().unwrap();
         let (back, back_ram) = decode(&file).unwrap();
-        assert_eq!(back, MachineState { clock_slowdown: 1, ..state });
+        assert_eq!(back, MachineState { clock_slowdown: 1, disk: None, ..state });
         assert!(back_ram == ram);
     }
 

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use ttvm_vmm::devices::{Board, BoardState};
 use ttvm_vmm::persist::c_layout::{self, CLayout};
-use ttvm_vmm::snapshot::{MachineState, SnapshotOrigin};
+use ttvm_vmm::snapshot::{MachineState, MachineStateV2, SnapshotOrigin};
 use ttvm_vmm::vcpu::{DebugRegsState, MpState, RegsState, SregsState, VcpuEventsState, VcpuState, XcrsState};
 
 const SEC: u64 = 1_000_000_000;
@@ -235,8 +235,8 @@ fn sample_vcpu() -> VcpuState {
     }
 }
 
-fn sample_machine_state() -> MachineState {
-    MachineState {
+fn sample_machine_state() -> MachineStateV2 {
+    MachineStateV2 {
         mem_size: 256 << 20,
         vcpu: sample_vcpu(),
         tsc: 0x0000_1234_5678_9abc,
@@ -287,8 +287,14 @@ fn vcpu_state_encodes_as_kvm_bindings_structs_did() {
 
 #[test]
 fn machine_state_encodes_as_before() {
+    // The fixture is snapshot format 2's record; format 3 appends the disk.
     let decoded = assert_golden(&sample_machine_state(), "machine_state.hex");
     assert_eq!(Board::from_state(&decoded.board).unwrap(), sample_board());
+    let v3 = MachineState::from(decoded);
+    assert_eq!(v3.disk, None);
+    let bytes = bincode::serialize(&v3).unwrap();
+    let v2 = fixture("machine_state.hex");
+    assert_eq!((&bytes[..v2.len()], &bytes[v2.len()..]), (&v2[..], &[0u8][..]));
 }
 
 /// A state type and the kvm-bindings struct it stands for encode identically, for the

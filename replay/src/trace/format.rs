@@ -34,13 +34,17 @@ pub const MAGIC: [u8; 8] = *b"\x89TTVM\r\n\x1a";
 /// instruction leaves undefined are cleared after it, so a trace no longer depends on the
 /// recording CPU's microarchitecture; the header names the recording host
 /// ([`HostRecord`]); a finalised recording ends with a checkpoint at its last step, so a
-/// final-state mismatch names what differs. 4: landmarks: every checkpoint interval names
-/// a step a free run can stop at exactly ([`IntervalLandmark`], `Landmark` chunks), so
-/// `replay --verify` runs intervals without events natively. Older traces replay with their
-/// own rules.
+/// final-state mismatch names what differs. 4: landmarks and disks: every checkpoint
+/// interval names a step a free run can stop at exactly ([`IntervalLandmark`], `Landmark`
+/// chunks), so `replay --verify` runs intervals without events natively; the header may
+/// describe a virtio-blk disk ([`DiskRecord`]), checkpoints hold its device state, and the
+/// event stream holds its history (`DiskBlock`, `DiskRead`, `DiskWrite`, `DiskDone`). Older
+/// traces replay with their own rules.
 pub const FORMAT_VERSION: u32 = 4;
 /// The first format whose intervals have landmarks.
 pub const LANDMARKS_SINCE: u32 = 4;
+/// The first format that can hold a disk.
+pub const DISK_SINCE: u32 = 4;
 /// The first format recorded with strict steps.
 pub const STRICT_STEPS_SINCE: u32 = 2;
 /// The first format recorded with canonical undefined flags.
@@ -164,6 +168,53 @@ pub struct TraceHeader {
     pub created_unix_secs: u64,
     /// The host that recorded the trace (format 3 on; `None` in older traces).
     pub host: Option<HostRecord>,
+    /// The virtio-blk disk the guest had (format 4 on; `None`: no disk).
+    pub disk: Option<DiskRecord>,
+}
+
+/// The disk a recording's guest had. Its contents are not here: the trace's events hold
+/// every block the guest read and every write, which is all replay needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskRecord {
+    /// Capacity in 512-byte sectors.
+    pub capacity_sectors: u64,
+    /// The image's file name when it was recorded (for people).
+    pub image_name: String,
+}
+
+/// The header of format 3 (no [`DiskRecord`]); frozen, never edited.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TraceHeaderV3 {
+    ttvm_version: String,
+    machine: MachineConfig,
+    kernel_name: String,
+    kernel_hash: String,
+    cpuid: CpuidModel,
+    stepping: String,
+    clock: ClockMode,
+    ns_per_step: u64,
+    checkpoint_every: u64,
+    created_unix_secs: u64,
+    host: Option<HostRecord>,
+}
+
+impl From<TraceHeaderV3> for TraceHeader {
+    fn from(h: TraceHeaderV3) -> Self {
+        Self {
+            ttvm_version: h.ttvm_version,
+            machine: h.machine,
+            kernel_name: h.kernel_name,
+            kernel_hash: h.kernel_hash,
+            cpuid: h.cpuid,
+            stepping: h.stepping,
+            clock: h.clock,
+            ns_per_step: h.ns_per_step,
+            checkpoint_every: h.checkpoint_every,
+            created_unix_secs: h.created_unix_secs,
+            host: h.host,
+            disk: None,
+        }
+    }
 }
 
 /// The recording host, as measured when the recording started: for people reading the
@@ -207,6 +258,7 @@ impl From<TraceHeaderV2> for TraceHeader {
             checkpoint_every: h.checkpoint_every,
             created_unix_secs: h.created_unix_secs,
             host: None,
+            disk: None,
         }
     }
 }
@@ -215,6 +267,8 @@ impl From<TraceHeaderV2> for TraceHeader {
 pub fn decode_header(version: u32, raw: &[u8]) -> Result<TraceHeader, bincode::Error> {
     if version < HOST_RECORD_SINCE {
         bincode::deserialize::<TraceHeaderV2>(raw).map(TraceHeader::from)
+    } else if version < DISK_SINCE {
+        bincode::deserialize::<TraceHeaderV3>(raw).map(TraceHeader::from)
     } else {
         bincode::deserialize::<TraceHeader>(raw)
     }
@@ -328,6 +382,23 @@ mod tests {
             created_unix_secs: 1_764_806_400,
             machine,
             host: Some(HostRecord { cpu: "GenuineIntel family 6 model 167".into(), undefined_flags: "flags/1".into() }),
+            disk: None,
+        }
+    }
+
+    fn as_v3(h: &TraceHeader) -> TraceHeaderV3 {
+        TraceHeaderV3 {
+            ttvm_version: h.ttvm_version.clone(),
+            machine: h.machine.clone(),
+            kernel_name: h.kernel_name.clone(),
+            kernel_hash: h.kernel_hash.clone(),
+            cpuid: h.cpuid.clone(),
+            stepping: h.stepping.clone(),
+            clock: h.clock,
+            ns_per_step: h.ns_per_step,
+            checkpoint_every: h.checkpoint_every,
+            created_unix_secs: h.created_unix_secs,
+            host: h.host.clone(),
         }
     }
 
@@ -337,7 +408,7 @@ mod tests {
     #[test]
     fn the_format_3_header_encoding_is_pinned() {
         let h = known_header();
-        let bytes = bincode::serialize(&h).unwrap();
+        let bytes = bincode::serialize(&as_v3(&h)).unwrap();
         // The field order: version string, machine (mem size, kernel, cmdline, RTC, initrd)…
         assert_eq!(&bytes[..8], &5u64.to_le_bytes(), "ttvm_version's length comes first");
         assert_eq!(&bytes[8..13], b"0.1.0");
@@ -346,6 +417,19 @@ mod tests {
         assert_eq!(bytes.len(), 846, "encoded length");
         assert_eq!(xxhash_rust::xxh3::xxh3_64(&bytes), 0x4199_4ee0_4e91_3bdf, "encoded bytes");
         assert_eq!(decode_header(3, &bytes).unwrap(), h);
+    }
+
+    /// Format 4 is format 3's header plus the disk, appended.
+    #[test]
+    fn the_format_4_header_appends_the_disk() {
+        let mut h = known_header();
+        h.disk = Some(DiskRecord { capacity_sectors: 2048, image_name: "d.img".into() });
+        let bytes = bincode::serialize(&h).unwrap();
+        let v3 = bincode::serialize(&as_v3(&h)).unwrap();
+        assert_eq!(&bytes[..v3.len()], &v3[..]);
+        assert_eq!(&bytes[v3.len()..v3.len() + 9], &[1, 0, 8, 0, 0, 0, 0, 0, 0], "Some, then the capacity");
+        assert_eq!(decode_header(4, &bytes).unwrap(), h);
+        assert!(decode_header(4, &v3).is_err(), "the version decides");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub fn class_color(c: EventClass) -> Color {
         EventClass::SerialIn => Color::LightGreen,
         EventClass::Unmodelled => Color::LightRed,
         EventClass::Stop => Color::Red,
+        EventClass::Disk => Color::LightBlue,
     }
 }
 

@@ -65,6 +65,7 @@ impl Board {
             rtc: Rtc::from_state(&state.rtc)?,
             pci: PciConfig::from_state(&state.pci)?,
             i8042: I8042::from_state(&state.i8042)?,
+            virtio_blk: None,
             unmodelled_ports: state.unmodelled_ports.clone(),
             unmodelled_mmio: state.unmodelled_mmio.clone(),
         })

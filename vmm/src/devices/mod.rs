@@ -11,6 +11,7 @@ pub mod pic;
 pub mod pit;
 pub mod rtc;
 pub mod serial;
+pub mod virtio_blk;
 
 use std::collections::BTreeSet;
 
@@ -21,6 +22,7 @@ use self::pic::Pic;
 use self::pit::Pit;
 use self::rtc::Rtc;
 use self::serial::Serial;
+use self::virtio_blk::VirtioBlk;
 
 /// COM1 base port.
 pub const COM1_BASE: u16 = 0x3f8;
@@ -67,6 +69,10 @@ pub struct Board {
     pub pci: PciConfig,
     /// The keyboard controller.
     pub i8042: I8042,
+    /// The virtio-blk disk (`--disk`), with the PCI host bridge that makes Linux accept the
+    /// bus. Without it bus 0 is empty, as it always was. Saved apart from [`BoardState`]
+    /// (frozen before disks existed): [`Board::disk_state`].
+    pub virtio_blk: Option<VirtioBlk>,
     unmodelled_ports: BTreeSet<u16>,
     unmodelled_mmio: BTreeSet<u64>,
 }
@@ -81,6 +87,7 @@ impl Board {
             rtc: Rtc::new(rtc_base_unix_secs),
             pci: PciConfig::new(),
             i8042: I8042::new(),
+            virtio_blk: None,
             unmodelled_ports: BTreeSet::new(),
             unmodelled_mmio: BTreeSet::new(),
         }
@@ -94,7 +101,15 @@ impl Board {
             return outcome;
         }
         if PciConfig::claims(port) {
-            self.pci.read(port, data);
+            match self.pci.data_target(port) {
+                Some(t) => self.pci_config_read(t, data),
+                None => self.pci.read(port, data),
+            }
+            return outcome;
+        }
+        if let Some(blk) = self.virtio_blk.as_mut().filter(|b| b.claims(port)) {
+            blk.io_read(port, data);
+            self.update_disk_irq();
             return outcome;
         }
         // Wider accesses to byte-wide devices touch consecutive ports, as on the ISA bus.
@@ -135,7 +150,16 @@ impl Board {
             return outcome;
         }
         if PciConfig::claims(port) {
+            if let Some(t) = self.pci.data_target(port) {
+                self.pci_config_write(t, data);
+                return outcome;
+            }
             return if self.pci.write(port, data) { IoOutcome::reset() } else { outcome };
+        }
+        if let Some(blk) = self.virtio_blk.as_mut().filter(|b| b.claims(port)) {
+            blk.io_write(port, data, now_ns);
+            self.update_disk_irq();
+            return outcome;
         }
         for (i, &byte) in data.iter().enumerate() {
             let p = port.wrapping_add(i as u16);
@@ -178,6 +202,68 @@ impl Board {
         IoOutcome { first_unmodelled: self.unmodelled_mmio.insert(addr & !0xfff), ..IoOutcome::default() }
     }
 
+    /// A configuration read: the host bridge (00:00.0) and virtio-blk (00:01.0) exist only
+    /// with a disk attached; every other slot floats high.
+    fn pci_config_read(&self, t: pci::ConfigTarget, data: &mut [u8]) {
+        match (&self.virtio_blk, t.device, t.function) {
+            (Some(_), 0, 0) => pci::host_bridge::read(t.register, data),
+            (Some(blk), virtio_blk::PCI_DEVICE, 0) => blk.config_read(t.register, data),
+            _ => data.fill(0xff),
+        }
+    }
+
+    fn pci_config_write(&mut self, t: pci::ConfigTarget, data: &[u8]) {
+        if let (Some(blk), virtio_blk::PCI_DEVICE, 0) = (self.virtio_blk.as_mut(), t.device, t.function) {
+            blk.config_write(t.register, data);
+            self.update_disk_irq();
+        }
+    }
+
+    fn update_disk_irq(&mut self) {
+        if let Some(level) = self.virtio_blk.as_ref().map(VirtioBlk::irq_level) {
+            self.pic.set_irq_level(virtio_blk::DISK_IRQ, level);
+        }
+    }
+
+    /// Attaches a virtio-blk disk of `capacity` sectors (at reset).
+    pub fn attach_disk(&mut self, capacity: u64) {
+        self.virtio_blk = Some(VirtioBlk::new(capacity));
+    }
+
+    /// Whether the disk has notified requests due at `now_ns`.
+    pub fn disk_due(&self, now_ns: u64) -> bool {
+        self.virtio_blk.as_ref().is_some_and(|b| b.due(now_ns))
+    }
+
+    /// Completes the disk's notified requests (see [`VirtioBlk::complete`]) and raises its
+    /// interrupt.
+    pub fn complete_disk(
+        &mut self,
+        mem: &vm_memory::GuestMemoryMmap,
+        backend: &mut dyn crate::disk::DiskBackend,
+    ) -> virtio_blk::Completion {
+        let done = match self.virtio_blk.as_mut() {
+            Some(blk) => blk.complete(mem, backend),
+            None => virtio_blk::Completion::default(),
+        };
+        self.update_disk_irq();
+        done
+    }
+
+    /// The disk's saved state, if a disk is attached.
+    pub fn disk_state(&self) -> Option<virtio_blk::VirtioBlkState> {
+        self.virtio_blk.as_ref().map(VirtioBlk::state)
+    }
+
+    /// Puts the disk back as `state` left it (`None`: no disk).
+    pub fn restore_disk(
+        &mut self,
+        state: Option<&virtio_blk::VirtioBlkState>,
+    ) -> Result<(), crate::persist::StateError> {
+        self.virtio_blk = state.map(VirtioBlk::from_state).transpose()?;
+        Ok(())
+    }
+
     fn update_i8042_irqs(&mut self) {
         let (kbd, aux) = (self.i8042.kbd_irq(), self.i8042.aux_irq());
         self.pic.set_irq_level(i8042::KBD_IRQ, kbd);
@@ -201,7 +287,11 @@ impl Board {
 
     /// The next virtual time at which a device will raise an interrupt on its own.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.pit.next_irq0_deadline()
+        let disk = self.virtio_blk.as_ref().and_then(VirtioBlk::deadline);
+        match (self.pit.next_irq0_deadline(), disk) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether the PIC asserts INTR.

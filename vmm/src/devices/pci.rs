@@ -1,13 +1,27 @@
-//! PCI configuration mechanism #1 (ports 0xcf8–0xcff) on a machine with no PCI devices,
-//! plus the reset control register at 0xcf9.
+//! PCI configuration mechanism #1 (ports 0xcf8–0xcff) plus the reset control register at
+//! 0xcf9.
 //!
 //! CONFIG_ADDRESS (0xcf8) is a real latch: Linux detects mechanism #1 by writing
-//! 0x80000000 and reading it back. Every configuration read returns all ones, which is
-//! what a bus without a device at that address returns, so Linux's bus scan finds nothing.
+//! 0x80000000 and reading it back. This type only decodes configuration cycles
+//! ([`PciConfig::data_target`]); the board answers them from the devices on bus 0 (a host
+//! bridge and virtio-blk when a disk is attached, nothing otherwise). A cycle no device
+//! claims reads all ones, which is what an empty slot returns.
 
+pub mod host_bridge;
 mod state;
 
 pub use state::PciState;
+
+/// Where a configuration data access goes: bus 0 only (ttvm has no bridges).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigTarget {
+    /// Device number (0..=31).
+    pub device: u8,
+    /// Function number (0..=7).
+    pub function: u8,
+    /// Byte offset in the 256-byte configuration space.
+    pub register: u8,
+}
 
 /// CONFIG_ADDRESS.
 pub const CONFIG_ADDRESS: u16 = 0xcf8;
@@ -36,6 +50,23 @@ impl PciConfig {
     /// Whether `port` belongs to this device.
     pub fn claims(port: u16) -> bool {
         (CONFIG_ADDRESS..=CONFIG_DATA + 3).contains(&port)
+    }
+
+    /// The configuration-space byte a data-port access addresses, if CONFIG_ADDRESS is
+    /// enabled (bit 31) and names bus 0. Byte lanes follow the port: 0xcfe reads register
+    /// offset + 2.
+    pub fn data_target(&self, port: u16) -> Option<ConfigTarget> {
+        if !(CONFIG_DATA..=CONFIG_DATA + 3).contains(&port) || self.address & 0x8000_0000 == 0 {
+            return None;
+        }
+        if (self.address >> 16) & 0xff != 0 {
+            return None;
+        }
+        Some(ConfigTarget {
+            device: ((self.address >> 11) & 0x1f) as u8,
+            function: ((self.address >> 8) & 0x7) as u8,
+            register: (self.address & 0xfc) as u8 + (port - CONFIG_DATA) as u8,
+        })
     }
 
     /// `in` from `port` (`data.len()` bytes).
@@ -100,5 +131,17 @@ mod tests {
         assert!(!p.write(RESET_CONTROL, &[0x02]));
         assert!(p.write(RESET_CONTROL, &[0x06]));
         assert!(PciConfig::claims(0xcff) && !PciConfig::claims(0xd00) && !PciConfig::claims(0xcf7));
+    }
+
+    #[test]
+    fn data_accesses_decode_device_function_and_byte_lane() {
+        let mut p = PciConfig::new();
+        assert_eq!(p.data_target(CONFIG_DATA), None, "disabled address");
+        // Bus 0, device 1, function 0, register 0x3c.
+        p.write(CONFIG_ADDRESS, &(0x8000_0000u32 | (1 << 11) | 0x3c).to_le_bytes());
+        assert_eq!(p.data_target(CONFIG_DATA + 1), Some(ConfigTarget { device: 1, function: 0, register: 0x3d }));
+        assert_eq!(p.data_target(CONFIG_ADDRESS), None);
+        p.write(CONFIG_ADDRESS, &(0x8001_0000u32).to_le_bytes());
+        assert_eq!(p.data_target(CONFIG_DATA), None, "bus 1 does not exist");
     }
 }

@@ -1,0 +1,331 @@
+//! virtio-blk on legacy ("transitional") virtio-pci: PCI device 00:01.0, 1af4:1001, with
+//! its registers in an I/O-port BAR (so every register access is a port access both
+//! engines already log) and its interrupt on INTx, wired to 8259 line [`DISK_IRQ`].
+//!
+//! Deterministic completion: a queue notify does not touch the disk. It arms a deadline
+//! [`COMPLETION_LATENCY_NS`] of device time later (device time is derived from icount in
+//! recordings, like the PIT's); when the engine reaches it, [`VirtioBlk::complete`] takes
+//! every request in the available ring at that moment, does them against a
+//! [`DiskBackend`], fills the used ring and raises the interrupt. So when data lands in
+//! guest RAM depends only on the guest, never on host I/O timing.
+//!
+//! The virtqueue itself is rust-vmm's `virtio-queue`; the device keeps only what a legacy
+//! queue is made of (its page frame and ring positions) and builds the `Queue` from that
+//! for each completion, so the device stays a plain value that can be saved and compared.
+
+mod request;
+mod state;
+
+use virtio_bindings::virtio_blk::{VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_SEG_MAX};
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+pub use self::request::{DiskOp, DiskOpKind};
+pub use self::state::VirtioBlkState;
+use crate::disk::{DiskBackend, DiskError, SECTOR_SIZE};
+
+/// 8259 line of the device's INTx (free on ttvm's board; also QEMU's first PCI IRQ).
+pub const DISK_IRQ: u8 = 11;
+/// Where BAR0 starts at reset (firmware would put it there; Linux keeps assigned BARs).
+pub const DEFAULT_BAR0: u16 = 0xc000;
+/// Size of the I/O BAR: 20 bytes of legacy registers and the device configuration.
+pub const BAR0_SIZE: u16 = 0x40;
+/// Entries in the one request queue.
+pub const QUEUE_SIZE: u16 = 128;
+/// Device time from a notify to the completion of what the queue holds then.
+pub const COMPLETION_LATENCY_NS: u64 = 20_000;
+/// PCI device number on bus 0.
+pub const PCI_DEVICE: u8 = 1;
+
+/// Legacy register offsets in BAR0 (`include/uapi/linux/virtio_pci.h`).
+mod reg {
+    pub const HOST_FEATURES: u16 = 0;
+    pub const GUEST_FEATURES: u16 = 4;
+    pub const QUEUE_PFN: u16 = 8;
+    pub const QUEUE_NUM: u16 = 12;
+    pub const QUEUE_SEL: u16 = 14;
+    pub const QUEUE_NOTIFY: u16 = 16;
+    pub const STATUS: u16 = 18;
+    pub const ISR: u16 = 19;
+    pub const CONFIG: u16 = 20;
+}
+
+/// Features offered: one data segment per descriptor up to `seg_max`, and the block size.
+const HOST_FEATURES: u32 = (1 << VIRTIO_BLK_F_SEG_MAX) | (1 << VIRTIO_BLK_F_BLK_SIZE);
+/// PCI command bits the device implements: I/O space, bus master, INTx disable.
+const COMMAND_BITS: u16 = 0x0001 | 0x0004 | 0x0400;
+/// Legacy queues are page-aligned: the PFN is the ring's address >> 12.
+const PFN_SHIFT: u32 = 12;
+
+/// What a completion did, for the engine to log or check.
+#[derive(Debug, Default)]
+pub struct Completion {
+    /// Requests completed (used-ring entries written).
+    pub requests: u32,
+    /// The disk accesses, in the order the device did them.
+    pub ops: Vec<DiskOp>,
+    /// Guest-physical ranges the device wrote (data, status bytes, the used ring), so the
+    /// caller can mark their pages dirty: KVM's dirty log does not see them.
+    pub written: Vec<(u64, u64)>,
+    /// Backend failures (each also failed its request with an I/O error status).
+    pub errors: Vec<DiskError>,
+}
+
+/// The virtio-blk device and its PCI function.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtioBlk {
+    capacity: u64,
+    command: u16,
+    bar0: u32,
+    interrupt_line: u8,
+    driver_features: u32,
+    queue_select: u16,
+    queue_pfn: u32,
+    next_avail: u16,
+    next_used: u16,
+    status: u8,
+    isr: u8,
+    due_ns: Option<u64>,
+}
+
+impl VirtioBlk {
+    /// A device at reset over a disk of `capacity` sectors, its BAR at [`DEFAULT_BAR0`].
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            capacity,
+            command: 0,
+            bar0: u32::from(DEFAULT_BAR0),
+            interrupt_line: DISK_IRQ,
+            driver_features: 0,
+            queue_select: 0,
+            queue_pfn: 0,
+            next_avail: 0,
+            next_used: 0,
+            status: 0,
+            isr: 0,
+            due_ns: None,
+        }
+    }
+
+    /// Capacity in sectors.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The I/O ports BAR0 decodes now, if I/O decoding is on.
+    fn io_base(&self) -> Option<u16> {
+        let base = self.bar0 & !u32::from(BAR0_SIZE - 1);
+        let fits = base != 0 && base + u32::from(BAR0_SIZE) <= 0x1_0000;
+        (self.command & 1 != 0 && fits).then_some(base as u16)
+    }
+
+    /// Whether `port` is one of the device's registers.
+    pub fn claims(&self, port: u16) -> bool {
+        self.io_base().is_some_and(|b| (b..b + BAR0_SIZE).contains(&port))
+    }
+
+    /// The INTx level (ISR bit 0 or 1 set, INTx not disabled).
+    pub fn irq_level(&self) -> bool {
+        self.isr != 0 && self.command & 0x0400 == 0
+    }
+
+    /// When a notified queue completes, if one is pending.
+    pub fn deadline(&self) -> Option<u64> {
+        self.due_ns
+    }
+
+    /// Whether a completion is due at `now_ns`.
+    pub fn due(&self, now_ns: u64) -> bool {
+        self.due_ns.is_some_and(|d| now_ns >= d)
+    }
+
+    fn reset(&mut self) {
+        self.driver_features = 0;
+        self.queue_select = 0;
+        self.queue_pfn = 0;
+        self.next_avail = 0;
+        self.next_used = 0;
+        self.status = 0;
+        self.isr = 0;
+        self.due_ns = None;
+    }
+
+    // ---- PCI configuration space ----
+
+    fn config_byte(&self, register: u8) -> u8 {
+        let word = |v: u16, i: u8| v.to_le_bytes()[usize::from(i & 1)];
+        let dword = |v: u32, i: u8| v.to_le_bytes()[usize::from(i & 3)];
+        match register {
+            0x00..=0x01 => word(0x1af4, register),
+            0x02..=0x03 => word(0x1001, register),
+            0x04..=0x05 => word(self.command, register),
+            0x06..=0x07 => 0, // status: no capability list
+            0x08 => 0,        // revision 0: legacy virtio ABI (Linux refuses others)
+            0x09 => 0,
+            0x0a => 0x00, // SCSI storage controller, as QEMU's virtio-blk
+            0x0b => 0x01,
+            0x0e => 0, // header type 0, single function
+            0x10..=0x13 => dword(self.bar0 | 1, register),
+            0x2c..=0x2d => word(0x1af4, register), // subsystem vendor
+            0x2e..=0x2f => word(2, register),      // subsystem id = virtio type (block)
+            0x3c => self.interrupt_line,
+            0x3d => 1, // INTA#
+            _ => 0,
+        }
+    }
+
+    /// Reads `data.len()` bytes of configuration space at `register`.
+    pub fn config_read(&self, register: u8, data: &mut [u8]) {
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = self.config_byte(register.wrapping_add(i as u8));
+        }
+    }
+
+    /// Writes configuration space: the command register, BAR0 (sized by writing all ones,
+    /// as Linux does) and the interrupt line; everything else is read-only.
+    pub fn config_write(&mut self, register: u8, data: &[u8]) {
+        for (i, &b) in data.iter().enumerate() {
+            let r = register.wrapping_add(i as u8);
+            match r {
+                0x04 => self.command = (self.command & 0xff00) | u16::from(b) & COMMAND_BITS,
+                0x05 => self.command = (self.command & 0x00ff) | (u16::from(b) << 8) & COMMAND_BITS,
+                0x10..=0x13 => {
+                    let shift = 8 * u32::from(r - 0x10);
+                    let v = (self.bar0 & !(0xff << shift)) | (u32::from(b) << shift);
+                    self.bar0 = v & !u32::from(BAR0_SIZE - 1);
+                }
+                0x3c => self.interrupt_line = b,
+                _ => {}
+            }
+        }
+    }
+
+    // ---- legacy virtio registers (BAR0) ----
+
+    fn device_config(&self) -> [u8; 24] {
+        let mut c = [0u8; 24];
+        c[0..8].copy_from_slice(&self.capacity.to_le_bytes());
+        // size_max (8..12) not offered; seg_max: a request may use every descriptor but the
+        // header and status.
+        c[12..16].copy_from_slice(&u32::from(QUEUE_SIZE - 2).to_le_bytes());
+        // geometry (16..20) not offered; blk_size.
+        c[20..24].copy_from_slice(&(SECTOR_SIZE as u32).to_le_bytes());
+        c
+    }
+
+    fn register_bytes(&self, offset: u16) -> u8 {
+        let dword = |v: u32, base: u16| v.to_le_bytes()[usize::from(offset - base)];
+        let word = |v: u16, base: u16| v.to_le_bytes()[usize::from(offset - base)];
+        match offset {
+            reg::HOST_FEATURES..=3 => dword(HOST_FEATURES, reg::HOST_FEATURES),
+            reg::GUEST_FEATURES..=7 => dword(self.driver_features, reg::GUEST_FEATURES),
+            reg::QUEUE_PFN..=11 => dword(if self.queue_select == 0 { self.queue_pfn } else { 0 }, reg::QUEUE_PFN),
+            reg::QUEUE_NUM..=13 => word(if self.queue_select == 0 { QUEUE_SIZE } else { 0 }, reg::QUEUE_NUM),
+            reg::QUEUE_SEL..=15 => word(self.queue_select, reg::QUEUE_SEL),
+            reg::QUEUE_NOTIFY..=17 => 0,
+            reg::STATUS => self.status,
+            reg::ISR => self.isr,
+            _ => self.device_config().get(usize::from(offset - reg::CONFIG)).copied().unwrap_or(0),
+        }
+    }
+
+    /// `in` from a BAR0 port. Reading the ISR clears it (and so lowers INTx).
+    pub fn io_read(&mut self, port: u16, data: &mut [u8]) {
+        let Some(base) = self.io_base() else {
+            data.fill(0xff);
+            return;
+        };
+        let offset = port - base;
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = self.register_bytes(offset + i as u16);
+        }
+        if (offset..offset + data.len() as u16).contains(&reg::ISR) {
+            self.isr = 0;
+        }
+    }
+
+    /// `out` to a BAR0 port at device time `now_ns`.
+    pub fn io_write(&mut self, port: u16, data: &[u8], now_ns: u64) {
+        let Some(base) = self.io_base() else { return };
+        let offset = port - base;
+        let mut v = [0u8; 4];
+        let n = data.len().min(4);
+        v[..n].copy_from_slice(&data[..n]);
+        let value = u32::from_le_bytes(v);
+        match offset {
+            reg::GUEST_FEATURES => self.driver_features = value & HOST_FEATURES,
+            reg::QUEUE_PFN if self.queue_select == 0 => {
+                // A PFN of 0 releases the queue (Linux's del_vq); the ring starts over.
+                self.queue_pfn = value;
+                self.next_avail = 0;
+                self.next_used = 0;
+            }
+            reg::QUEUE_SEL => self.queue_select = value as u16,
+            reg::QUEUE_NOTIFY if value as u16 == 0 && self.queue_pfn != 0 && self.due_ns.is_none() => {
+                self.due_ns = Some(now_ns.saturating_add(COMPLETION_LATENCY_NS));
+            }
+            reg::STATUS => {
+                if data[0] == 0 {
+                    self.reset();
+                } else {
+                    self.status = data[0];
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The legacy ring layout of the queue at `pfn` (`vring_init` with 4 KiB alignment).
+    fn ring_addresses(pfn: u32) -> (u64, u64, u64) {
+        let desc = u64::from(pfn) << PFN_SHIFT;
+        let avail = desc + 16 * u64::from(QUEUE_SIZE);
+        let used = (avail + 6 + 2 * u64::from(QUEUE_SIZE) + 4095) & !4095;
+        (desc, avail, used)
+    }
+
+    fn queue(&self) -> Option<Queue> {
+        let (desc, avail, used) = Self::ring_addresses(self.queue_pfn);
+        let mut q = Queue::new(QUEUE_SIZE).ok()?;
+        q.try_set_desc_table_address(GuestAddress(desc)).ok()?;
+        q.try_set_avail_ring_address(GuestAddress(avail)).ok()?;
+        q.try_set_used_ring_address(GuestAddress(used)).ok()?;
+        q.set_next_avail(self.next_avail);
+        q.set_next_used(self.next_used);
+        q.set_ready(true);
+        Some(q)
+    }
+
+    /// Completes every request in the available ring (the deadline has passed): reads and
+    /// writes `backend`, fills the used ring and sets ISR bit 0. A ring the driver has not
+    /// set up, or one that points outside RAM, completes nothing.
+    pub fn complete(&mut self, mem: &GuestMemoryMmap, backend: &mut dyn DiskBackend) -> Completion {
+        self.due_ns = None;
+        let mut done = Completion::default();
+        if self.queue_pfn == 0 || self.status & 4 == 0 {
+            return done;
+        }
+        let Some(mut queue) = self.queue() else { return done };
+        if !queue.is_valid(mem) {
+            return done;
+        }
+        while let Some(chain) = queue.pop_descriptor_chain(mem) {
+            let head = chain.head_index();
+            let used_len = request::process(chain, mem, self.capacity, backend, &mut done);
+            // A used ring outside RAM was refused by is_valid; nothing else can fail here.
+            if queue.add_used(mem, head, used_len).is_ok() {
+                done.requests += 1;
+            }
+        }
+        let (_, _, used) = Self::ring_addresses(self.queue_pfn);
+        done.written.push((used, 6 + 8 * u64::from(QUEUE_SIZE)));
+        self.next_avail = queue.next_avail();
+        self.next_used = queue.next_used();
+        if done.requests > 0 {
+            self.isr |= 1;
+        }
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests;
