@@ -9,7 +9,8 @@
 //!
 //! - `ring3: first user fetch ...`: the fetch fault from ring 3, which the kernel fixes by
 //!   mapping the page before the fetch is retried (Linux maps a program's text this way).
-//! - The user code spins a little (with the flag `tick`, the PIT interrupts it at 1 kHz),
+//! - The user code spins a little (`spin=N` iterations, 50 000 000 by default; with the flag
+//!   `tick`, the PIT interrupts it at 1 kHz),
 //!   then makes two SYSCALLs. The entry stub SWAPGSes like Linux's. `ring3: syscall 1 ...`
 //!   reports the CS/SS the stub ran with and the user RIP/RFLAGS it found in RCX/R11, then
 //!   the GS bases after SWAPGS; SYSRETQ returns 7.
@@ -167,6 +168,7 @@ global_asm!(
     .global ring3_user_start
     .global ring3_user_end
 ring3_user_start:
+    // The count is patched in from `spin=` (the immediate is the instruction's bytes 1-4).
     mov ecx, 50000000
 1:  dec ecx
     jnz 1b
@@ -312,6 +314,22 @@ fn on_fault(f: &mut TrapFrame) {
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
 
+/// Iterations of the user-mode spin loop before the first SYSCALL (`spin=N`): long enough
+/// by default for the PIT to interrupt it under `tick`; tests that record every user
+/// instruction pass a small count.
+const DEFAULT_SPIN: u64 = 50_000_000;
+
+/// The loop counts ECX down to zero, so a count must fit 32 bits and be at least 1.
+fn spin_count(n: u64) -> u32 {
+    match u32::try_from(n) {
+        Ok(n) if n > 0 => n,
+        _ => {
+            println!("ring3: spin={} is out of range (1..=4294967295)", n);
+            k::exit(2)
+        }
+    }
+}
+
 const RFLAGS_IF: u64 = 1 << 9;
 
 fn on_tick(f: &mut TrapFrame) {
@@ -328,6 +346,7 @@ fn on_tick(f: &mut TrapFrame) {
 #[no_mangle]
 extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     let cmdline = k::init(info, "ring3");
+    let spin = spin_count(cmdline.u64("spin", DEFAULT_SPIN));
     if cmdline.flag("tick") {
         idt::set_handler(k::pic::irq_vector(k::pit::IRQ), on_tick);
         k::pit::start_periodic(1000);
@@ -343,6 +362,9 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
         let start = &raw const ring3_user_start;
         let len = &raw const ring3_user_end as usize - start as usize;
         core::ptr::copy_nonoverlapping(start, user as *mut u8, len);
+        // `mov ecx, imm32` is B9 followed by the count.
+        debug_assert_eq!(*(user as *const u8), 0xb9);
+        core::ptr::write_unaligned((user + 1) as *mut u32, spin);
     }
     map_pages(user);
     move_page_fault_gate_high();
