@@ -11,11 +11,11 @@ use ttvm_vmm::machine::{Machine, MachineConfig, MachineError};
 
 use crate::checkpoint::{ram_digest, register_digest, CheckpointRecord, PageStoreWriter};
 use crate::clock::{ClockMode, EngineClock, NS_PER_STEP};
-use crate::engine::{Emulated, Engine, EngineError, HaltOutcome, StepEnv, StepOutcome};
+use crate::engine::{Emulated, Engine, EngineError, HaltOutcome, StepEnv, StepOutcome, StepRules};
 use crate::event_log::EventLogWriter;
 use crate::events::{Event, EventKind, IoData, StopKind};
 use crate::trace::format::{code_block, kernel_hash, EndRecord, HostRecord, IntervalCode};
-use crate::trace::{ChunkKind, TraceHeader, TraceWriter};
+use crate::trace::{ChunkKind, TraceHeader, TraceWriter, FORMAT_VERSION};
 
 /// Default steps between checkpoints, chosen from the measurements in docs/PERFORMANCE.md
 /// ("Checkpoint policy"): the first reverse step after arriving somewhere replays up to one
@@ -326,6 +326,8 @@ pub enum RecordEnd {
     UserMode {
         /// Where.
         rip: u64,
+        /// Why it could not be recorded, when this host can step ring 3 but not this entry.
+        why: Option<&'static str>,
     },
     /// A live debugging session ended (gdb detached) before the guest stopped.
     Detached,
@@ -338,8 +340,11 @@ impl RecordEnd {
             RecordEnd::Guest(s) => EventKind::Stop(s.clone()).describe(),
             RecordEnd::StepLimit => "step limit reached".into(),
             RecordEnd::Interrupted => "interrupted by the user".into(),
-            RecordEnd::UserMode { rip } => {
+            RecordEnd::UserMode { rip, why: None } => {
                 format!("guest entered user mode at RIP {rip:#x}; ring 3 cannot be single-stepped on this host")
+            }
+            RecordEnd::UserMode { rip, why: Some(why) } => {
+                format!("guest entered user mode at RIP {rip:#x} in a way ttvm cannot record: {why}")
             }
             RecordEnd::Detached => "the debugger detached".into(),
         }
@@ -432,8 +437,10 @@ impl RecordSession {
             }),
         };
         let writer = TraceWriter::create(path, &header)?;
+        let mut engine = Engine::new(machine);
+        engine.rules = StepRules::for_trace(FORMAT_VERSION, &options.stepping);
         let mut s = Self {
-            engine: Engine::new(machine),
+            engine,
             env: Recorder {
                 clock: EngineClock::new(options.clock),
                 log: EventLogWriter::default(),
@@ -589,7 +596,12 @@ impl RecordSession {
             match self.step() {
                 Ok(StepOutcome::Continue) => {}
                 Ok(StepOutcome::Stopped(s)) => return Ok(RecordEnd::Guest(s)),
-                Err(RecordError::Engine(EngineError::UserMode { rip, .. })) => return Ok(RecordEnd::UserMode { rip }),
+                Err(RecordError::Engine(EngineError::UserMode { rip, .. })) => {
+                    return Ok(RecordEnd::UserMode { rip, why: None })
+                }
+                Err(RecordError::Engine(EngineError::UserModeUnsupported { rip, why, .. })) => {
+                    return Ok(RecordEnd::UserMode { rip, why: Some(why) })
+                }
                 Err(RecordError::Engine(EngineError::Interrupted)) => return Ok(RecordEnd::Interrupted),
                 Err(e) => return Err(e),
             }
