@@ -425,7 +425,7 @@ impl RecordSession {
             kernel_name: options.kernel_name.clone(),
             kernel_hash: kernel_hash(&config.kernel),
             cpuid: machine.vm.cpuid().clone(),
-            stepping: options.stepping.clone(),
+            stepping: crate::stepping::for_kernel(&options.stepping, &config.kernel),
             clock: options.clock,
             ns_per_step: NS_PER_STEP,
             checkpoint_every: options.checkpoint_every,
@@ -438,7 +438,7 @@ impl RecordSession {
         };
         let writer = TraceWriter::create(path, &header)?;
         let mut engine = Engine::new(machine);
-        engine.rules = StepRules::for_trace(FORMAT_VERSION, &options.stepping);
+        engine.rules = StepRules::for_trace(FORMAT_VERSION, &header.stepping);
         let mut s = Self {
             engine,
             env: Recorder {
