@@ -136,6 +136,31 @@ fn recording_steps_user_mode_to_the_guest_exit() {
     }
 }
 
+/// Timer interrupts that arrive while user code runs are injected at recorded user-mode
+/// icounts (the PIT at 20 kHz is a tick every 5 000 steps of icount time, the spin 6 000
+/// user steps), with IF set in their frames (`ring3` exits 4 otherwise), and replay at the
+/// same icounts.
+#[test]
+fn interrupts_in_user_mode_are_recorded_and_replayed() {
+    if !require_kvm("interrupts_in_user_mode_are_recorded_and_replayed") {
+        return;
+    }
+    let dir = common::tempdir();
+    let trace = dir.path().join("ring3-tick.ttvm");
+    let o = run(&["record", "ring3", "--cmdline", "tick hz=20000 spin=3000", "-o", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_ring3_lines(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let user_ticks: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ring3: ticks so far: "))
+        .and_then(|rest| rest.split('(').nth(1)?.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no tick count: {}", text(&o)));
+    assert!(user_ticks >= 1, "no tick interrupted user code: {}", text(&o));
+    let o = run(&["replay", "--verify", "-q", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
 #[test]
 fn every_subcommand_has_help() {
     for sub in ["run", "resume", "record", "replay", "info", "check", "kernels"] {

@@ -10,7 +10,7 @@
 //! - `ring3: first user fetch ...`: the fetch fault from ring 3, which the kernel fixes by
 //!   mapping the page before the fetch is retried (Linux maps a program's text this way).
 //! - The user code spins a little (`spin=N` iterations, 50 000 000 by default; with the flag
-//!   `tick`, the PIT interrupts it at 1 kHz),
+//!   `tick`, the PIT interrupts it at 1 kHz, or `hz=N`),
 //!   then makes two SYSCALLs. The entry stub SWAPGSes like Linux's. `ring3: syscall 1 ...`
 //!   reports the CS/SS the stub ran with and the user RIP/RFLAGS it found in RCX/R11, then
 //!   the GS bases after SWAPGS; SYSRETQ returns 7.
@@ -243,7 +243,11 @@ extern "C" fn ring3_syscall_dispatch(nr: u64, arg: u64, cs: u64, ss: u64, rcx: u
         2 => {
             println!("ring3: syscall 2: user code got {} back from sysret", arg);
             if TICKS.load(Ordering::SeqCst) > 0 {
-                println!("ring3: ticks so far: {}", TICKS.load(Ordering::SeqCst));
+                println!(
+                    "ring3: ticks so far: {} ({} in user mode)",
+                    TICKS.load(Ordering::SeqCst),
+                    USER_TICKS.load(Ordering::SeqCst)
+                );
             }
             0
         }
@@ -313,6 +317,8 @@ fn on_fault(f: &mut TrapFrame) {
 }
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
+/// Ticks that interrupted user code.
+static USER_TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// Iterations of the user-mode spin loop before the first SYSCALL (`spin=N`): long enough
 /// by default for the PIT to interrupt it under `tick`; tests that record every user
@@ -340,6 +346,9 @@ fn on_tick(f: &mut TrapFrame) {
         k::exit(4)
     }
     TICKS.fetch_add(1, Ordering::SeqCst);
+    if f.cs & 3 == 3 {
+        USER_TICKS.fetch_add(1, Ordering::SeqCst);
+    }
     k::pic::eoi(k::pit::IRQ);
 }
 
@@ -349,7 +358,7 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     let spin = spin_count(cmdline.u64("spin", DEFAULT_SPIN));
     if cmdline.flag("tick") {
         idt::set_handler(k::pic::irq_vector(k::pit::IRQ), on_tick);
-        k::pit::start_periodic(1000);
+        k::pit::start_periodic(u32::try_from(cmdline.u64("hz", 1000)).unwrap_or(u32::MAX));
         k::pic::unmask(k::pit::IRQ);
     }
     for vector in [1u8, 6, 13, 14] {
