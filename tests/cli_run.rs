@@ -136,6 +136,39 @@ fn recording_steps_user_mode_to_the_guest_exit() {
     }
 }
 
+/// RDTSC in user mode is emulated and logged like in ring 0: the value is the icount
+/// clock's (1 GHz of guest time, 10 ns a step, so below ten times the trace's length),
+/// the same in two recordings, and replay gives it back; natively it would be the host's
+/// TSC (`ttvm run` shows one).
+#[test]
+fn user_mode_rdtsc_is_emulated_and_logged() {
+    if !require_kvm("user_mode_rdtsc_is_emulated_and_logged") {
+        return;
+    }
+    let dir = common::tempdir();
+    let read = |name: &str| {
+        let trace = dir.path().join(name);
+        let o = run(&["record", "ring3", "--cmdline", "rdtsc", "-o", trace.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let value = out
+            .lines()
+            .find_map(|l| l.strip_prefix("ring3: user-mode rdtsc read 0x"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("no rdtsc line: {}", text(&o)));
+        (trace, value)
+    };
+    let (trace, first) = read("a.ttvm");
+    let (_, second) = read("b.ttvm");
+    assert_eq!(first, second, "the value comes from the icount clock");
+    let o = run(&["info", "--json", trace.to_str().unwrap()]);
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let steps = info["steps"].as_u64().unwrap_or_else(|| panic!("no steps in {info}"));
+    assert!(first > 0 && first < 10 * steps, "{first:#x} is not guest time within {steps} steps");
+    let o = run(&["replay", "--verify", "-q", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
 /// Timer interrupts that arrive while user code runs are injected at recorded user-mode
 /// icounts (the PIT at 20 kHz is a tick every 5 000 steps of icount time, the spin 6 000
 /// user steps), with IF set in their frames (`ring3` exits 4 otherwise), and replay at the

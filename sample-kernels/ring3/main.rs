@@ -16,6 +16,8 @@
 //!   the GS bases after SWAPGS; SYSRETQ returns 7.
 //! - `ring3: syscall 2 ...` reports the value user code got back (and the tick count); user
 //!   code then reads a kernel page, and the kernel reports that page fault and exits 0.
+//! - With the flag `rdtsc`, user mode starts with an RDTSC instead and hands its value to
+//!   system call 3, which prints `ring3: user-mode rdtsc read 0x…` and exits 0.
 //! - Any other fault prints the exception, its CS:RIP and RCX/R11 and exits 3.
 //! - A timer tick whose frame has IF clear (delivered when the CPU would have held it back)
 //!   prints where it arrived and exits 4.
@@ -180,6 +182,17 @@ ring3_user_start:
     syscall
     mov rax, [KERNEL_PROBE]
     ud2
+    // With the flag `rdtsc` user mode starts here instead: a user-mode RDTSC, its value
+    // handed to system call 3.
+    .global ring3_user_rdtsc
+ring3_user_rdtsc:
+    rdtsc
+    shl rdx, 32
+    or rax, rdx
+    mov rdi, rax
+    mov eax, 3
+    syscall
+    ud2
 ring3_user_end:
 
     .section .text.ring3_entry, "ax", @progbits
@@ -216,6 +229,7 @@ ring3_syscall_stack_top:
 extern "C" {
     static ring3_user_start: u8;
     static ring3_user_end: u8;
+    static ring3_user_rdtsc: u8;
     static ring3_syscall_entry: u8;
 }
 
@@ -250,6 +264,10 @@ extern "C" fn ring3_syscall_dispatch(nr: u64, arg: u64, cs: u64, ss: u64, rcx: u
                 );
             }
             0
+        }
+        3 => {
+            println!("ring3: user-mode rdtsc read {:#x}", arg);
+            k::exit(0)
         }
         _ => {
             println!("ring3: unknown syscall {}", nr);
@@ -289,7 +307,7 @@ static USER_BASE: AtomicU64 = AtomicU64::new(0);
 fn on_fault(f: &mut TrapFrame) {
     let cr2 = if f.vector == 14 { cpu::read_cr2() } else { 0 };
     let user = USER_BASE.load(Ordering::SeqCst);
-    if f.vector == 14 && f.cs & 3 == 3 && cr2 == user && f.rip == user {
+    if f.vector == 14 && f.cs & 3 == 3 && cr2 & !(TWO_MIB as u64 - 1) == user && f.rip == cr2 {
         println!("ring3: first user fetch at {:#x} faulted (error {:#x}); page opened to user mode", cr2, f.error_code);
         // SAFETY: USER_PDE points into the identity-mapped boot page directory.
         unsafe {
@@ -387,6 +405,11 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     wrmsr(MSR_KERNEL_GS_BASE, KERNEL_GS_BASE);
     println!("ring3: star={:#x} lstar={:#x} efer={:#x}", rdmsr(MSR_STAR), rdmsr(MSR_LSTAR), rdmsr(MSR_EFER));
     let user_rsp = user + TWO_MIB as u64 - 64;
+    let user_entry = if cmdline.flag("rdtsc") {
+        user + (&raw const ring3_user_rdtsc as u64 - &raw const ring3_user_start as u64)
+    } else {
+        user
+    };
     // SAFETY: IRETQ to ring 3 at the user page, with the user stack at its top. IF is set as
     // Linux sets it for user mode (PVM hosts force it on in ring 3 anyway); only the PIT
     // interrupts the user code, and only with `tick`.
@@ -402,7 +425,7 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
             rsp = in(reg) user_rsp,
             rflags = in(reg) 0x202u64,
             cs = in(reg) USER_CS as u64,
-            rip = in(reg) user,
+            rip = in(reg) user_entry,
             options(noreturn),
         );
     }
