@@ -7,6 +7,8 @@
 //! Step semantics on the reference hosts (pinned by tests): one exit per instruction; an
 //! exception or injected interrupt is delivered and the handler's first instruction runs in
 //! the same step; IRETQ and the next instruction run in one step; HLT is emulated here.
+//! Ring 3 does not single-step there; `user_steps` makes each user instruction a step
+//! through the guest's #DB instead.
 
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use kvm_ioctls::VcpuExit;
