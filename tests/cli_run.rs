@@ -62,14 +62,30 @@ fn completing_a_syscall_delivers_no_interrupt_twice() {
     }
 }
 
+/// The `ring3` kernel's lines, the same under both engines and QEMU
+/// (sample-kernels/tests/qemu_boot.rs).
+const RING3_LINES: [&str; 5] = [
+    "ring3: first user fetch at 0x200000 faulted (error 0x14); page opened to user mode",
+    "ring3: syscall 1 (arg 0x1234) entered with cs=0x10 ss=0x18, user rip=0x200015 rflags=0x246",
+    "ring3: after swapgs gs.base=0x22220000 kernel_gs_base=0x11110000",
+    "ring3: syscall 2: user code got 7 back from sysret",
+    "ring3: user read of kernel page 0x100000 faulted (error 0x5) at 0x33:0x20001e",
+];
+
+fn assert_ring3_lines(o: &std::process::Output) {
+    let out = String::from_utf8_lossy(&o.stdout);
+    for line in RING3_LINES {
+        assert!(out.lines().any(|l| l == line), "missing `{line}`:\n{}", text(o));
+    }
+}
+
 /// SYSCALL from ring 3 the way Linux makes it (STAR/LSTAR/SFMASK, entry through a high-half
 /// alias, SWAPGS): the host leaves it half done in ring 3 and the free engine completes it,
 /// so the entry stub runs with the kernel CS/SS from STAR, the user RIP/RFLAGS in RCX/R11
 /// and the kernel's GS base after SWAPGS, and SYSRETQ brings the return value back; page
 /// faults from ring 3 (a not-present first fetch that the kernel fixes and retries, and a
 /// read of a kernel page) still reach the guest's handler, with the PIT interrupting the
-/// user code. QEMU prints the same lines (sample-kernels/tests/qemu_boot.rs). The exact engine stops before the IRETQ into ring 3, says why and
-/// where, and what it recorded replays.
+/// user code.
 #[test]
 fn user_mode_system_calls_reach_the_kernel() {
     if !require_kvm("user_mode_system_calls_reach_the_kernel") {
@@ -79,27 +95,101 @@ fn user_mode_system_calls_reach_the_kernel() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("ring3: ticks so far: "), "the PIT interrupted user mode too: {}", text(&o));
-    let expected = [
-        "ring3: first user fetch at 0x200000 faulted (error 0x14); page opened to user mode",
-        "ring3: syscall 1 (arg 0x1234) entered with cs=0x10 ss=0x18, user rip=0x200015 rflags=0x246",
-        "ring3: after swapgs gs.base=0x22220000 kernel_gs_base=0x11110000",
-        "ring3: syscall 2: user code got 7 back from sysret",
-        "ring3: user read of kernel page 0x100000 faulted (error 0x5) at 0x33:0x20001e",
-    ];
-    for line in expected {
-        assert!(out.lines().any(|l| l == line), "missing `{line}`:\n{}", text(&o));
-    }
+    assert_ring3_lines(&o);
+}
 
+/// The exact engine steps ring 3 too (engine/user_steps.rs): `ttvm record ring3` runs the
+/// user code, its SYSCALLs, SYSRETQ and page faults to the guest's own exit (status 0), with
+/// the same lines as the free engine, every user instruction a step; the trace records how
+/// ring 3 was stepped and `replay --verify` reproduces it. Spins of a few hundred iterations
+/// keep it to a second or two (each user step costs a #DB round trip through the host).
+#[test]
+fn recording_steps_user_mode_to_the_guest_exit() {
+    if !require_kvm("recording_steps_user_mode_to_the_guest_exit") {
+        return;
+    }
     let dir = common::tempdir();
-    let trace = dir.path().join("ring3.ttvm");
-    let o = run(&["record", "ring3", "-o", trace.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(74), "{}", text(&o));
-    assert!(
-        text(&o).contains("guest entered user mode at RIP 0x200000; ring 3 cannot be single-stepped"),
-        "{}",
-        text(&o)
-    );
-    assert!(!String::from_utf8_lossy(&o.stdout).contains("syscall 1"), "no user code ran: {}", text(&o));
+    let short = dir.path().join("ring3-short.ttvm");
+    let long = dir.path().join("ring3-long.ttvm");
+    let o = run(&["record", "ring3", "--cmdline", "spin=100", "-o", short.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_ring3_lines(&o);
+    let o = run(&["record", "ring3", "--cmdline", "spin=300", "-o", long.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_ring3_lines(&o);
+
+    // Each loop iteration is two user instructions (DEC, JNZ), each a step of its own; the
+    // counts have as many digits, so the kernel parses them in as many steps.
+    let steps = |path: &std::path::Path| {
+        let o = run(&["info", "--json", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        info["steps"].as_u64().unwrap_or_else(|| panic!("no steps in {info}"))
+    };
+    assert_eq!(steps(&long) - steps(&short), 400, "one step per user instruction");
+
+    let o = run(&["info", long.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ring3=db-trap"), "the header says how: {}", text(&o));
+    for trace in [&short, &long] {
+        let o = run(&["replay", "--verify", "-q", trace.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    }
+}
+
+/// RDTSC in user mode is emulated and logged like in ring 0: the value is the icount
+/// clock's (1 GHz of guest time, 10 ns a step, so below ten times the trace's length),
+/// the same in two recordings, and replay gives it back; natively it would be the host's
+/// TSC (`ttvm run` shows one).
+#[test]
+fn user_mode_rdtsc_is_emulated_and_logged() {
+    if !require_kvm("user_mode_rdtsc_is_emulated_and_logged") {
+        return;
+    }
+    let dir = common::tempdir();
+    let read = |name: &str| {
+        let trace = dir.path().join(name);
+        let o = run(&["record", "ring3", "--cmdline", "rdtsc", "-o", trace.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let value = out
+            .lines()
+            .find_map(|l| l.strip_prefix("ring3: user-mode rdtsc read 0x"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("no rdtsc line: {}", text(&o)));
+        (trace, value)
+    };
+    let (trace, first) = read("a.ttvm");
+    let (_, second) = read("b.ttvm");
+    assert_eq!(first, second, "the value comes from the icount clock");
+    let o = run(&["info", "--json", trace.to_str().unwrap()]);
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let steps = info["steps"].as_u64().unwrap_or_else(|| panic!("no steps in {info}"));
+    assert!(first > 0 && first < 10 * steps, "{first:#x} is not guest time within {steps} steps");
+    let o = run(&["replay", "--verify", "-q", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// Timer interrupts that arrive while user code runs are injected at recorded user-mode
+/// icounts (the PIT at 20 kHz is a tick every 5 000 steps of icount time, the spin 6 000
+/// user steps), with IF set in their frames (`ring3` exits 4 otherwise), and replay at the
+/// same icounts.
+#[test]
+fn interrupts_in_user_mode_are_recorded_and_replayed() {
+    if !require_kvm("interrupts_in_user_mode_are_recorded_and_replayed") {
+        return;
+    }
+    let dir = common::tempdir();
+    let trace = dir.path().join("ring3-tick.ttvm");
+    let o = run(&["record", "ring3", "--cmdline", "tick hz=20000 spin=3000", "-o", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_ring3_lines(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let user_ticks: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ring3: ticks so far: "))
+        .and_then(|rest| rest.split('(').nth(1)?.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no tick count: {}", text(&o)));
+    assert!(user_ticks >= 1, "no tick interrupted user code: {}", text(&o));
     let o = run(&["replay", "--verify", "-q", trace.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }

@@ -7,6 +7,8 @@
 //! Step semantics on the reference hosts (pinned by tests): one exit per instruction; an
 //! exception or injected interrupt is delivered and the handler's first instruction runs in
 //! the same step; IRETQ and the next instruction run in one step; HLT is emulated here.
+//! Ring 3 does not single-step there; `user_steps` makes each user instruction a step
+//! through the guest's #DB instead.
 
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use kvm_ioctls::VcpuExit;
@@ -21,6 +23,8 @@ use ttvm_vmm::insn::{
 use ttvm_vmm::undefined_flags::{undefined_flags, UndefinedFlags};
 use ttvm_vmm::user_mode::user_mode_entry;
 
+mod user_steps;
+
 /// IA32_TSC.
 const MSR_TSC: u64 = 0x10;
 /// TSC_AUX (read for RDTSCP: guest state, not logged).
@@ -28,6 +32,8 @@ const MSR_TSC_AUX: u32 = 0xc000_0103;
 /// IA32_KERNEL_GS_BASE, which SWAPGS exchanges with GS.base.
 const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
 const RFLAGS_IF: u64 = 1 << 9;
+/// CR4.TSD: RDTSC is privileged.
+const CR4_TSD: u64 = 1 << 2;
 
 /// Instructions whose value comes from the environment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +75,16 @@ pub enum EngineError {
         icount: u64,
         /// RIP.
         rip: u64,
+    },
+    /// Ring 3 in a form the engine does not step (see `engine/user_steps.rs`).
+    #[error("the guest entered user mode at icount {icount}, RIP {rip:#x}, in a way ttvm cannot record: {why}")]
+    UserModeUnsupported {
+        /// Step count.
+        icount: u64,
+        /// RIP of the instruction.
+        rip: u64,
+        /// What is not supported.
+        why: &'static str,
     },
     /// KVM_RUN or another vCPU ioctl failed.
     #[error("KVM failed at icount {icount}: {message}")]
@@ -169,6 +185,26 @@ pub struct Engine {
     single_step_on: bool,
     /// How steps are taken: fixed by the trace format being recorded or replayed.
     pub rules: StepRules,
+    /// The guest's debug registers while ring 3 is stepped through its #DB (DR6 is put
+    /// back after every step); dropped at every ring-0 step and restore.
+    user_debugregs: Option<kvm_bindings::kvm_debugregs>,
+    /// DR6 as the last step's debug exit reported it (which host breakpoint fired).
+    last_exit_dr6: u64,
+}
+
+/// How the engine steps ring-3 code: the host's stepping signature decides
+/// ([`crate::stepping`]), and a trace replays with what it was recorded with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ring3Steps {
+    /// Recording stops before user mode (traces whose signature does not say how ring 3 is
+    /// stepped: they never stepped it).
+    Refused,
+    /// Single-step exits in ring 3 as in ring 0 (hosts whose KVM steps ring 3 itself).
+    KvmExits,
+    /// Ring 3 runs natively and the guest takes the #DB (PVM hosts): the engine sets TF for
+    /// each user instruction and catches the #DB at the guest's handler with a hardware
+    /// breakpoint, dropping the frame (`engine/user_steps.rs`).
+    DebugTrap,
 }
 
 /// The rules of a step that a trace format fixes: a trace replays with the rules it was
@@ -184,20 +220,29 @@ pub struct StepRules {
     /// on), so the trace does not depend on what the recording CPU happened to write there
     /// ([`ttvm_vmm::undefined_flags`]).
     pub canonical_flags: bool,
+    /// How ring 3 is stepped.
+    pub ring3: Ring3Steps,
 }
 
 impl StepRules {
-    /// The rules of trace format `version`.
+    /// The rules of trace format `version`, without ring 3 (see [`StepRules::for_trace`]).
     pub fn for_format(version: u32) -> Self {
         Self {
             strict_steps: version >= crate::trace::STRICT_STEPS_SINCE,
             canonical_flags: version >= crate::trace::CANONICAL_FLAGS_SINCE,
+            ring3: Ring3Steps::Refused,
         }
     }
 
-    /// The rules new recordings use.
+    /// The rules of a trace of format `version` recorded with stepping signature
+    /// `stepping`: the signature says how ring 3 was stepped, if it was.
+    pub fn for_trace(version: u32, stepping: &str) -> Self {
+        Self { ring3: crate::stepping::ring3_steps(stepping), ..Self::for_format(version) }
+    }
+
+    /// The rules new recordings use on this host.
     pub fn current() -> Self {
-        Self::for_format(crate::trace::FORMAT_VERSION)
+        Self::for_trace(crate::trace::FORMAT_VERSION, &crate::stepping::host_signature())
     }
 }
 
@@ -227,7 +272,9 @@ impl Engine {
                 window_open: false,
             },
             single_step_on: false,
-            rules: StepRules::current(),
+            rules: StepRules::for_format(crate::trace::FORMAT_VERSION),
+            user_debugregs: None,
+            last_exit_dr6: 0,
         }
     }
 
@@ -244,6 +291,7 @@ impl Engine {
     /// Restores state from a checkpoint (with the vCPU and RAM restored separately).
     pub fn set_state(&mut self, state: EngineState) {
         self.state = state;
+        self.user_debugregs = None;
     }
 
     fn kvm_err(&self, e: impl std::fmt::Display) -> EngineError {
@@ -264,19 +312,38 @@ impl Engine {
         let icount = self.state.icount;
         let sregs = self.machine.vm.vcpu().sregs();
         let regs = self.machine.vm.vcpu().regs();
-        if sregs.cs.dpl == 3 {
+        let user = sregs.cs.dpl == 3;
+        if user && self.rules.ring3 == Ring3Steps::Refused {
             return Err(EngineError::UserMode { icount, rip: regs.rip });
         }
         env.devices_at_boundary(&mut self.machine, icount)?;
+        if !user {
+            // Breakpoints only serve ring-3 steps (set there, and left armed between them:
+            // each change is an ioctl). In ring 0 they would stop the guest's own handlers.
+            self.user_debugregs = None;
+            self.machine.vm.vcpu_mut().set_hw_breakpoints([None; 4]).map_err(|e| self.kvm_err(e))?;
+        }
         let inject = env.at_boundary(&mut self.machine.board, icount, self.state.window_open)?;
         if let Some(vector) = inject {
             self.machine.vm.vcpu().inject_interrupt(vector).map_err(|e| self.kvm_err(e))?;
         } else {
             let (bytes, n) = self.fetch_instruction(&regs, &sregs);
             if let Some(user_rip) = user_mode_entry(&bytes[..n], &regs, &sregs, self.machine.vm.ram()) {
-                return Err(EngineError::UserMode { icount, rip: user_rip });
+                if self.rules.ring3 == Ring3Steps::Refused {
+                    return Err(EngineError::UserMode { icount, rip: user_rip });
+                }
+                return self.return_to_user(&bytes[..n], regs, &sregs);
             }
             if let Some(outcome) = self.try_emulate(env, regs, &sregs, &bytes[..n])? {
+                return Ok(outcome);
+            }
+            if user && self.rules.ring3 == Ring3Steps::DebugTrap {
+                let outcome = self.step_user(env, regs, &sregs, &bytes[..n])?;
+                if self.rules.canonical_flags {
+                    if let Some(undefined) = undefined_flags(&bytes[..n], code_mode(&sregs), regs.rcx) {
+                        self.canonicalise_flags(regs.rip, undefined);
+                    }
+                }
                 return Ok(outcome);
             }
             if self.rules.strict_steps {
@@ -401,6 +468,10 @@ impl Engine {
         let icount = self.state.icount;
         let mut outcome = StepOutcome::Continue;
         let board = &mut self.machine.board;
+        // CR4.TSD: RDTSC and RDTSCP outside ring 0 raise #GP, which the CPU delivers.
+        if matches!(special, Special::Rdtsc | Special::Rdtscp) && sregs.cs.dpl != 0 && sregs.cr4 & CR4_TSD != 0 {
+            return Ok(None);
+        }
         let (value, aux) = match special {
             Special::Rdtsc => (env.emulated_value(board, icount, Emulated::Rdtsc)?, 0),
             Special::Rdtscp => {
@@ -410,7 +481,7 @@ impl Engine {
             Special::Rdrand { .. } => (env.emulated_value(board, icount, Emulated::Rdrand)?, 0),
             Special::Rdseed { .. } => (env.emulated_value(board, icount, Emulated::Rdseed)?, 0),
             Special::Rdmsr => {
-                if regs.rcx & 0xffff_ffff != MSR_TSC {
+                if regs.rcx & 0xffff_ffff != MSR_TSC || sregs.cs.dpl != 0 {
                     return Ok(None);
                 }
                 (env.emulated_value(board, icount, Emulated::RdmsrTsc)?, 0)
@@ -467,7 +538,10 @@ impl Engine {
             let rip = vm.vcpu().rip();
             let exit = vm.vcpu_mut().run();
             match exit {
-                Ok(VcpuExit::Debug(_)) => break,
+                Ok(VcpuExit::Debug(info)) => {
+                    self.last_exit_dr6 = info.dr6;
+                    break;
+                }
                 Ok(VcpuExit::IoIn(port, data)) => env.port_in(board, icount, port, data, rip)?,
                 Ok(VcpuExit::IoOut(port, data)) => {
                     if let Some(s) = env.port_out(board, icount, port, data, rip)? {
@@ -540,7 +614,9 @@ impl ttvm_vmm::error_kind::Classify for EngineError {
     fn kind(&self) -> ttvm_vmm::error_kind::ErrorKind {
         match self {
             Self::Divergence(_) => ttvm_vmm::error_kind::ErrorKind::Divergence,
-            Self::UserMode { .. } | Self::Kvm { .. } => ttvm_vmm::error_kind::ErrorKind::KvmInternal,
+            Self::UserMode { .. } | Self::UserModeUnsupported { .. } | Self::Kvm { .. } => {
+                ttvm_vmm::error_kind::ErrorKind::KvmInternal
+            }
             Self::Io(_) => ttvm_vmm::error_kind::ErrorKind::Host,
             Self::Interrupted => ttvm_vmm::error_kind::ErrorKind::Interrupted,
         }

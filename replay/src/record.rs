@@ -13,11 +13,11 @@ use ttvm_vmm::machine::{Machine, MachineConfig, MachineError};
 use crate::checkpoint::{ram_digest, register_digest, CheckpointRecord, PageStoreWriter};
 use crate::clock::{ClockMode, EngineClock, NS_PER_STEP};
 use crate::disk::DiskRecorder;
-use crate::engine::{Emulated, Engine, EngineError, HaltOutcome, StepEnv, StepOutcome};
+use crate::engine::{Emulated, Engine, EngineError, HaltOutcome, StepEnv, StepOutcome, StepRules};
 use crate::event_log::EventLogWriter;
 use crate::events::{Event, EventKind, IoData, StopKind};
 use crate::trace::format::{code_block, kernel_hash, DiskRecord, EndRecord, HostRecord, IntervalCode};
-use crate::trace::{ChunkKind, TraceHeader, TraceWriter};
+use crate::trace::{ChunkKind, TraceHeader, TraceWriter, FORMAT_VERSION};
 
 /// Default steps between checkpoints, chosen from the measurements in docs/PERFORMANCE.md
 /// ("Checkpoint policy"): the first reverse step after arriving somewhere replays up to one
@@ -351,6 +351,8 @@ pub enum RecordEnd {
     UserMode {
         /// Where.
         rip: u64,
+        /// Why it could not be recorded, when this host can step ring 3 but not this entry.
+        why: Option<&'static str>,
     },
     /// A live debugging session ended (gdb detached) before the guest stopped.
     Detached,
@@ -363,8 +365,11 @@ impl RecordEnd {
             RecordEnd::Guest(s) => EventKind::Stop(s.clone()).describe(),
             RecordEnd::StepLimit => "step limit reached".into(),
             RecordEnd::Interrupted => "interrupted by the user".into(),
-            RecordEnd::UserMode { rip } => {
+            RecordEnd::UserMode { rip, why: None } => {
                 format!("guest entered user mode at RIP {rip:#x}; ring 3 cannot be single-stepped on this host")
+            }
+            RecordEnd::UserMode { rip, why: Some(why) } => {
+                format!("guest entered user mode at RIP {rip:#x} in a way ttvm cannot record: {why}")
             }
             RecordEnd::Detached => "the debugger detached".into(),
         }
@@ -495,7 +500,7 @@ impl RecordSession {
             kernel_name: options.kernel_name.clone(),
             kernel_hash: kernel_hash(&config.kernel),
             cpuid: machine.vm.cpuid().clone(),
-            stepping: options.stepping.clone(),
+            stepping: crate::stepping::for_kernel(&options.stepping, &config.kernel),
             clock: options.clock,
             ns_per_step: NS_PER_STEP,
             checkpoint_every: options.checkpoint_every,
@@ -508,8 +513,10 @@ impl RecordSession {
             disk: disk_record,
         };
         let writer = TraceWriter::create(path, &header)?;
+        let mut engine = Engine::new(machine);
+        engine.rules = StepRules::for_trace(FORMAT_VERSION, &header.stepping);
         let mut s = Self {
-            engine: Engine::new(machine),
+            engine,
             env: Recorder {
                 clock: EngineClock::starting_at(options.clock, start_ns),
                 log: EventLogWriter::default(),
@@ -679,7 +686,12 @@ impl RecordSession {
             match self.step() {
                 Ok(StepOutcome::Continue) => {}
                 Ok(StepOutcome::Stopped(s)) => return Ok(RecordEnd::Guest(s)),
-                Err(RecordError::Engine(EngineError::UserMode { rip, .. })) => return Ok(RecordEnd::UserMode { rip }),
+                Err(RecordError::Engine(EngineError::UserMode { rip, .. })) => {
+                    return Ok(RecordEnd::UserMode { rip, why: None })
+                }
+                Err(RecordError::Engine(EngineError::UserModeUnsupported { rip, why, .. })) => {
+                    return Ok(RecordEnd::UserMode { rip, why: Some(why) })
+                }
                 Err(RecordError::Engine(EngineError::Interrupted)) => return Ok(RecordEnd::Interrupted),
                 Err(e) => return Err(e),
             }

@@ -472,7 +472,7 @@ pub fn compatibility_problems(
             diffs.join("; ")
         ));
     }
-    if h.stepping != host_stepping {
+    if !crate::stepping::compatible(&h.stepping, host_stepping) {
         out.push(format!(
             "the single-step semantics differ: recorded with \"{}\", this host gives \"{host_stepping}\"",
             h.stepping
@@ -493,7 +493,7 @@ impl ReplaySession {
         }
         let ram = RamTracker::full_restore(&mut machine.vm, &rec, 0)?;
         let mut engine = Engine::new(machine);
-        engine.rules = StepRules::for_format(rec.file.version);
+        engine.rules = StepRules::for_trace(rec.file.version, &rec.header().stepping);
         let mut s = Self {
             engine,
             env: Replayer {

@@ -16,13 +16,49 @@ use ttvm_vmm::boot::linux::flat_segment;
 use ttvm_vmm::memory::MIN_RAM;
 use ttvm_vmm::vm::Vm;
 
+use crate::engine::Ring3Steps;
+
+mod ring3;
+
 /// Version of the probe below; part of the signature.
 const PROBE_VERSION: u32 = 1;
 
 /// The semantics DESIGN.md documents for the reference hosts (and the engine relies on for
-/// its icount definition); `tests/stepping_semantics.rs` pins them with a full kernel.
+/// its icount definition); `tests/stepping_semantics.rs` pins them with a full kernel. The
+/// last field says how ring 3 is stepped (`stepping/ring3.rs`); signatures from before it
+/// existed lack it (their recordings stopped before user mode).
 pub const REFERENCE_SIGNATURE: &str =
-    "ttvm-step/1 exception-merges-handler=yes irq-merges-handler=yes iretq-merges-next=yes tf-visible=no hlt-halts=no";
+    "ttvm-step/1 exception-merges-handler=yes irq-merges-handler=yes iretq-merges-next=yes tf-visible=no hlt-halts=no ring3=db-trap";
+
+/// Where the ring-3 field starts in a signature.
+const RING3_FIELD: &str = " ring3=";
+
+/// How a trace recorded with `signature` steps ring 3.
+pub fn ring3_steps(signature: &str) -> Ring3Steps {
+    match signature.split(RING3_FIELD).nth(1) {
+        Some("db-trap") => Ring3Steps::DebugTrap,
+        Some("kvm") => Ring3Steps::KvmExits,
+        _ => Ring3Steps::Refused,
+    }
+}
+
+/// The signature a recording of `kernel` on a host with signature `host` is made with.
+/// Linux's user mode is not stepped yet (its #DB entry on an IST stack, KPTI's page-table
+/// switch and its user programs' length are untried), so a Linux recording stops before
+/// user mode as before, and its signature says so by lacking the ring-3 field.
+pub fn for_kernel(host: &str, kernel: &[u8]) -> String {
+    match host.split_once(RING3_FIELD) {
+        Some((before, _)) if ttvm_vmm::boot::looks_like_linux(kernel) => before.to_string(),
+        _ => host.to_string(),
+    }
+}
+
+/// Whether a trace recorded with signature `recorded` replays faithfully on a host with
+/// signature `host`: the same, or a signature from before ring 3 was measured (whose
+/// recording never stepped ring 3) equal to the host's without its ring-3 field.
+pub fn compatible(recorded: &str, host: &str) -> bool {
+    recorded == host || (!recorded.contains(RING3_FIELD) && host.split(RING3_FIELD).next() == Some(recorded))
+}
 
 // Guest layout (guest-physical = guest-virtual, identity mapped).
 const CODE: u64 = 0x1000;
@@ -151,12 +187,13 @@ fn probe() -> Result<String, String> {
     let (_, after_irq) = step(vcpu)?;
     let irq_merges = after_irq == IRQ_HANDLER + 1;
     Ok(format!(
-        "ttvm-step/{PROBE_VERSION} exception-merges-handler={} irq-merges-handler={} iretq-merges-next={} tf-visible={} hlt-halts={}",
+        "ttvm-step/{PROBE_VERSION} exception-merges-handler={} irq-merges-handler={} iretq-merges-next={} tf-visible={} hlt-halts={}{RING3_FIELD}{}",
         yes(exception_merges),
         yes(irq_merges),
         yes(iret_merges),
         yes(tf_visible),
-        yes(hlt_halts)
+        yes(hlt_halts),
+        ring3::probe()?
     ))
 }
 
@@ -170,4 +207,40 @@ pub fn host_signature() -> String {
 /// Measures the signature without caching (tests).
 pub fn measure() -> Result<String, String> {
     probe()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str =
+        "ttvm-step/1 exception-merges-handler=yes irq-merges-handler=yes iretq-merges-next=yes tf-visible=no hlt-halts=no";
+
+    #[test]
+    fn signatures_without_ring3_replay_on_hosts_that_measure_it() {
+        assert!(compatible(OLD, REFERENCE_SIGNATURE), "old traces never stepped ring 3");
+        assert!(compatible(REFERENCE_SIGNATURE, REFERENCE_SIGNATURE));
+        assert!(!compatible(REFERENCE_SIGNATURE, OLD), "a trace with user steps needs a host that measured them");
+        let kvm = REFERENCE_SIGNATURE.replace("ring3=db-trap", "ring3=kvm");
+        assert!(!compatible(REFERENCE_SIGNATURE, &kvm), "user steps taken another way");
+        assert!(!compatible(&OLD.replace("hlt-halts=no", "hlt-halts=yes"), REFERENCE_SIGNATURE));
+    }
+
+    #[test]
+    fn linux_recordings_leave_ring3_out() {
+        let other = b"\x7fELF not parseable, so not Linux";
+        assert_eq!(for_kernel(REFERENCE_SIGNATURE, other), REFERENCE_SIGNATURE);
+        let mut bzimage = vec![0u8; 0x400];
+        bzimage[0x202..0x206].copy_from_slice(b"HdrS");
+        assert_eq!(for_kernel(REFERENCE_SIGNATURE, &bzimage), OLD, "a Linux recording stops before user mode");
+        assert_eq!(for_kernel(OLD, &bzimage), OLD);
+    }
+
+    #[test]
+    fn the_ring3_field_picks_the_method() {
+        assert_eq!(ring3_steps(REFERENCE_SIGNATURE), Ring3Steps::DebugTrap);
+        assert_eq!(ring3_steps(&REFERENCE_SIGNATURE.replace("db-trap", "kvm")), Ring3Steps::KvmExits);
+        assert_eq!(ring3_steps(&REFERENCE_SIGNATURE.replace("db-trap", "none")), Ring3Steps::Refused);
+        assert_eq!(ring3_steps(OLD), Ring3Steps::Refused);
+    }
 }

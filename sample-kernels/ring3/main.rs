@@ -9,12 +9,15 @@
 //!
 //! - `ring3: first user fetch ...`: the fetch fault from ring 3, which the kernel fixes by
 //!   mapping the page before the fetch is retried (Linux maps a program's text this way).
-//! - The user code spins a little (with the flag `tick`, the PIT interrupts it at 1 kHz),
+//! - The user code spins a little (`spin=N` iterations, 50 000 000 by default; with the flag
+//!   `tick`, the PIT interrupts it at 1 kHz, or `hz=N`),
 //!   then makes two SYSCALLs. The entry stub SWAPGSes like Linux's. `ring3: syscall 1 ...`
 //!   reports the CS/SS the stub ran with and the user RIP/RFLAGS it found in RCX/R11, then
 //!   the GS bases after SWAPGS; SYSRETQ returns 7.
 //! - `ring3: syscall 2 ...` reports the value user code got back (and the tick count); user
 //!   code then reads a kernel page, and the kernel reports that page fault and exits 0.
+//! - With the flag `rdtsc`, user mode starts with an RDTSC instead and hands its value to
+//!   system call 3, which prints `ring3: user-mode rdtsc read 0x…` and exits 0.
 //! - Any other fault prints the exception, its CS:RIP and RCX/R11 and exits 3.
 //! - A timer tick whose frame has IF clear (delivered when the CPU would have held it back)
 //!   prints where it arrived and exits 4.
@@ -167,6 +170,7 @@ global_asm!(
     .global ring3_user_start
     .global ring3_user_end
 ring3_user_start:
+    // The count is patched in from `spin=` (the immediate is the instruction's bytes 1-4).
     mov ecx, 50000000
 1:  dec ecx
     jnz 1b
@@ -177,6 +181,17 @@ ring3_user_start:
     mov eax, 2
     syscall
     mov rax, [KERNEL_PROBE]
+    ud2
+    // With the flag `rdtsc` user mode starts here instead: a user-mode RDTSC, its value
+    // handed to system call 3.
+    .global ring3_user_rdtsc
+ring3_user_rdtsc:
+    rdtsc
+    shl rdx, 32
+    or rax, rdx
+    mov rdi, rax
+    mov eax, 3
+    syscall
     ud2
 ring3_user_end:
 
@@ -214,6 +229,7 @@ ring3_syscall_stack_top:
 extern "C" {
     static ring3_user_start: u8;
     static ring3_user_end: u8;
+    static ring3_user_rdtsc: u8;
     static ring3_syscall_entry: u8;
 }
 
@@ -241,9 +257,17 @@ extern "C" fn ring3_syscall_dispatch(nr: u64, arg: u64, cs: u64, ss: u64, rcx: u
         2 => {
             println!("ring3: syscall 2: user code got {} back from sysret", arg);
             if TICKS.load(Ordering::SeqCst) > 0 {
-                println!("ring3: ticks so far: {}", TICKS.load(Ordering::SeqCst));
+                println!(
+                    "ring3: ticks so far: {} ({} in user mode)",
+                    TICKS.load(Ordering::SeqCst),
+                    USER_TICKS.load(Ordering::SeqCst)
+                );
             }
             0
+        }
+        3 => {
+            println!("ring3: user-mode rdtsc read {:#x}", arg);
+            k::exit(0)
         }
         _ => {
             println!("ring3: unknown syscall {}", nr);
@@ -283,7 +307,7 @@ static USER_BASE: AtomicU64 = AtomicU64::new(0);
 fn on_fault(f: &mut TrapFrame) {
     let cr2 = if f.vector == 14 { cpu::read_cr2() } else { 0 };
     let user = USER_BASE.load(Ordering::SeqCst);
-    if f.vector == 14 && f.cs & 3 == 3 && cr2 == user && f.rip == user {
+    if f.vector == 14 && f.cs & 3 == 3 && cr2 & !(TWO_MIB as u64 - 1) == user && f.rip == cr2 {
         println!("ring3: first user fetch at {:#x} faulted (error {:#x}); page opened to user mode", cr2, f.error_code);
         // SAFETY: USER_PDE points into the identity-mapped boot page directory.
         unsafe {
@@ -311,6 +335,24 @@ fn on_fault(f: &mut TrapFrame) {
 }
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
+/// Ticks that interrupted user code.
+static USER_TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// Iterations of the user-mode spin loop before the first SYSCALL (`spin=N`): long enough
+/// by default for the PIT to interrupt it under `tick`; tests that record every user
+/// instruction pass a small count.
+const DEFAULT_SPIN: u64 = 50_000_000;
+
+/// The loop counts ECX down to zero, so a count must fit 32 bits and be at least 1.
+fn spin_count(n: u64) -> u32 {
+    match u32::try_from(n) {
+        Ok(n) if n > 0 => n,
+        _ => {
+            println!("ring3: spin={} is out of range (1..=4294967295)", n);
+            k::exit(2)
+        }
+    }
+}
 
 const RFLAGS_IF: u64 = 1 << 9;
 
@@ -322,15 +364,19 @@ fn on_tick(f: &mut TrapFrame) {
         k::exit(4)
     }
     TICKS.fetch_add(1, Ordering::SeqCst);
+    if f.cs & 3 == 3 {
+        USER_TICKS.fetch_add(1, Ordering::SeqCst);
+    }
     k::pic::eoi(k::pit::IRQ);
 }
 
 #[no_mangle]
 extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     let cmdline = k::init(info, "ring3");
+    let spin = spin_count(cmdline.u64("spin", DEFAULT_SPIN));
     if cmdline.flag("tick") {
         idt::set_handler(k::pic::irq_vector(k::pit::IRQ), on_tick);
-        k::pit::start_periodic(1000);
+        k::pit::start_periodic(u32::try_from(cmdline.u64("hz", 1000)).unwrap_or(u32::MAX));
         k::pic::unmask(k::pit::IRQ);
     }
     for vector in [1u8, 6, 13, 14] {
@@ -343,6 +389,9 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
         let start = &raw const ring3_user_start;
         let len = &raw const ring3_user_end as usize - start as usize;
         core::ptr::copy_nonoverlapping(start, user as *mut u8, len);
+        // `mov ecx, imm32` is B9 followed by the count.
+        debug_assert_eq!(*(user as *const u8), 0xb9);
+        core::ptr::write_unaligned((user + 1) as *mut u32, spin);
     }
     map_pages(user);
     move_page_fault_gate_high();
@@ -356,6 +405,11 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     wrmsr(MSR_KERNEL_GS_BASE, KERNEL_GS_BASE);
     println!("ring3: star={:#x} lstar={:#x} efer={:#x}", rdmsr(MSR_STAR), rdmsr(MSR_LSTAR), rdmsr(MSR_EFER));
     let user_rsp = user + TWO_MIB as u64 - 64;
+    let user_entry = if cmdline.flag("rdtsc") {
+        user + (&raw const ring3_user_rdtsc as u64 - &raw const ring3_user_start as u64)
+    } else {
+        user
+    };
     // SAFETY: IRETQ to ring 3 at the user page, with the user stack at its top. IF is set as
     // Linux sets it for user mode (PVM hosts force it on in ring 3 anyway); only the PIT
     // interrupts the user code, and only with `tick`.
@@ -371,7 +425,7 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
             rsp = in(reg) user_rsp,
             rflags = in(reg) 0x202u64,
             cs = in(reg) USER_CS as u64,
-            rip = in(reg) user,
+            rip = in(reg) user_entry,
             options(noreturn),
         );
     }

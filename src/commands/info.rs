@@ -75,7 +75,7 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
             "stepping": h.stepping,
             "recorded_on": h.host.as_ref().map(|host| host.cpu.clone()),
             "undefined_flags": h.host.as_ref().map(|host| host.undefined_flags.clone()),
-            "step_rules": step_rules(rec.file.version),
+            "step_rules": step_rules(rec.file.version, &h.stepping),
             "rtc_base_unix_secs": h.machine.rtc_base_unix_secs,
             "steps": rec.length(),
             "finalised": rec.file.finalised,
@@ -115,7 +115,7 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
         h.cpuid.vendor(),
     );
     out!(report, "stepping:    {}", h.stepping);
-    out!(report, "step rules:  {}", step_rules(rec.file.version));
+    out!(report, "step rules:  {}", step_rules(rec.file.version, &h.stepping));
     match &h.host {
         Some(host) => out!(report, "recorded on: {} [{}]", host.cpu, host.undefined_flags),
         None => out!(report, "recorded on: (not stored before format 3)"),
@@ -165,14 +165,21 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
     Ok(0)
 }
 
-/// The step rules a trace of format `version` replays with, for people.
-fn step_rules(version: u32) -> String {
-    let rules = ttvm_replay::engine::StepRules::for_format(version);
+/// The step rules a trace of format `version` recorded with stepping signature `stepping`
+/// replays with, for people.
+fn step_rules(version: u32, stepping: &str) -> String {
+    use ttvm_replay::engine::Ring3Steps;
+    let rules = ttvm_replay::engine::StepRules::for_trace(version, stepping);
     let mut parts = vec![if rules.strict_steps { "strict steps" } else { "host-merged steps" }];
     parts.push(if rules.canonical_flags {
         "canonical undefined flags (independent of the recording CPU)"
     } else {
         "the recording CPU's undefined flags (replays only on a CPU that leaves the same)"
+    });
+    parts.push(match rules.ring3 {
+        Ring3Steps::Refused => "no user mode (recording stops before ring 3)",
+        Ring3Steps::KvmExits => "user mode single-stepped by KVM",
+        Ring3Steps::DebugTrap => "user mode stepped through the guest's #DB",
     });
     parts.join(", ")
 }

@@ -25,8 +25,9 @@
 //! exits. Left different from hardware: CR2 holds LSTAR afterwards, and the
 //! 48 bytes of the dropped frame stay written below the entry stack's top.
 //!
-//! Only the free-running engine needs this: recordings stop before user mode (ring 3
-//! cannot be single-stepped on these hosts).
+//! The exact engine completes the SYSCALL in the same way when it steps ring 3
+//! (`replay/src/engine/user_steps.rs`), and restores CR2 and the dropped frame's bytes
+//! there, so a recorded SYSCALL leaves exactly what the CPU's would.
 
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 
@@ -35,8 +36,10 @@ use crate::paging::AddressSpace;
 use crate::vcpu::VcpuError;
 use crate::vm::Vm;
 
-const MSR_STAR: u32 = 0xc000_0081;
-const MSR_LSTAR: u32 = 0xc000_0082;
+/// IA32_STAR: SYSCALL's and SYSRET's selectors.
+pub const MSR_STAR: u32 = 0xc000_0081;
+/// IA32_LSTAR: the 64-bit SYSCALL entry.
+pub const MSR_LSTAR: u32 = 0xc000_0082;
 const PF_VECTOR: u64 = 14;
 const IRET: u8 = 0xcf;
 const SYSRET_0: u8 = 0x0f;
@@ -66,22 +69,28 @@ pub enum PageFaultTrap {
 
 /// The exception frame the CPU pushes for a fault with an error code, lowest address first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct FaultFrame {
-    error_code: u64,
-    rip: u64,
-    cs: u64,
-    rflags: u64,
-    rsp: u64,
+pub struct FaultFrame {
+    /// The error code.
+    pub error_code: u64,
+    /// The faulting RIP.
+    pub rip: u64,
+    /// CS at the fault.
+    pub cs: u64,
+    /// RFLAGS at the fault.
+    pub rflags: u64,
+    /// RSP at the fault.
+    pub rsp: u64,
 }
 
 impl FaultFrame {
-    fn parse(bytes: &[u8; 40]) -> Self {
+    /// The frame from its 40 bytes.
+    pub fn parse(bytes: &[u8; 40]) -> Self {
         let word = |i| le_word(bytes, 8, i);
         Self { error_code: word(0), rip: word(1), cs: word(2), rflags: word(3), rsp: word(4) }
     }
 
     /// Whether this fault is the fetch at LSTAR, in ring 3, that a SYSCALL left behind.
-    fn is_stranded_syscall(&self, cr2: u64, lstar: u64) -> bool {
+    pub fn is_stranded_syscall(&self, cr2: u64, lstar: u64) -> bool {
         self.cs & 3 == 3
             && self.error_code & (PF_USER | PF_FETCH) == PF_USER | PF_FETCH
             && self.rip == lstar
@@ -131,7 +140,7 @@ fn syscall_ss(star: u64) -> kvm_segment {
 }
 
 /// Finishes the SYSCALL the host left in ring 3, given the state at the #PF handler.
-fn complete_syscall(regs: &mut kvm_regs, sregs: &mut kvm_sregs, frame: &FaultFrame, star: u64, lstar: u64) {
+pub fn complete_syscall(regs: &mut kvm_regs, sregs: &mut kvm_sregs, frame: &FaultFrame, star: u64, lstar: u64) {
     regs.rip = lstar;
     regs.rsp = frame.rsp;
     regs.rflags = frame.rflags & !RFLAGS_RF;

@@ -395,6 +395,16 @@ impl Vcpu {
         Ok(fxsave_bytes(&self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?.region))
     }
 
+    /// The guest's debug registers (KVM_GET_DEBUGREGS).
+    pub fn debug_regs(&self) -> Result<kvm_bindings::kvm_debugregs, VcpuError> {
+        self.fd.get_debug_regs().map_err(err("KVM_GET_DEBUGREGS"))
+    }
+
+    /// Sets the guest's debug registers (KVM_SET_DEBUGREGS).
+    pub fn set_debug_regs(&self, regs: &kvm_bindings::kvm_debugregs) -> Result<(), VcpuError> {
+        self.fd.set_debug_regs(regs).map_err(err("KVM_SET_DEBUGREGS"))
+    }
+
     /// Pending events and interrupt shadow (KVM_GET_VCPU_EVENTS).
     pub fn vcpu_events(&self) -> Result<kvm_vcpu_events, VcpuError> {
         self.fd.get_vcpu_events().map_err(err("KVM_GET_VCPU_EVENTS"))

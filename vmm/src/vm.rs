@@ -84,6 +84,21 @@ impl Vm {
         self.emulated_writes.lock().unwrap_or_else(|e| e.into_inner()).push(pfn);
     }
 
+    /// Writes guest-virtual memory on the guest's behalf (through the page tables of
+    /// `sregs`) and notes the pages for the next checkpoint.
+    pub fn write_guest_virt(&mut self, sregs: &kvm_bindings::kvm_sregs, vaddr: u64, data: &[u8]) -> bool {
+        let space = crate::paging::AddressSpace::from_sregs(sregs);
+        if space.write_virt(&mut self.ram, vaddr, data).is_err() {
+            return false;
+        }
+        for addr in [vaddr, vaddr.wrapping_add(data.len().saturating_sub(1) as u64)] {
+            if let Ok(phys) = space.translate(&self.ram, addr) {
+                self.note_emulated_write((phys >> 12) as u32);
+            }
+        }
+        true
+    }
+
     /// Guest RAM.
     pub fn ram(&self) -> &GuestRam {
         &self.ram
