@@ -125,6 +125,12 @@ fn record_never_modifies_the_image_and_replay_needs_none() {
     let info = run(&["info", t]);
     let info = String::from_utf8_lossy(&info.stdout);
     assert!(info.contains("format version 4") && info.contains("disk "), "{info}");
+    assert!(
+        info.contains(
+            "disk:        virtio-blk over disk.img, 64 sectors (32 KiB); the trace holds 2 blocks read and 1 writes"
+        ),
+        "{info}"
+    );
 
     // The disk at any instant, from the trace alone: before the write completed it is the
     // image (the blocks the guest read; the rest zero), after it the image with the write.
