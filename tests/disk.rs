@@ -81,7 +81,19 @@ fn record_never_modifies_the_image_and_replay_needs_none() {
     let (img, before) = make_image(dir.path());
     let traces: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("disk{i}.ttvm"))).collect();
     for t in &traces {
-        let o = run(&["record", "disk", "--disk", img.to_str().unwrap(), "--cmdline", OPS, "-o", t.to_str().unwrap()]);
+        // Checkpoints close together, so one falls between the write and the read after it.
+        let o = run(&[
+            "record",
+            "disk",
+            "--disk",
+            img.to_str().unwrap(),
+            "--cmdline",
+            OPS,
+            "--checkpoint-every",
+            "500",
+            "-o",
+            t.to_str().unwrap(),
+        ]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         assert_lines(&String::from_utf8_lossy(&o.stdout), &before);
         assert!(std::fs::read(&img).unwrap() == before, "record left the image as it was");
@@ -125,10 +137,27 @@ fn record_never_modifies_the_image_and_replay_needs_none() {
     let info = run(&["info", t]);
     let info = String::from_utf8_lossy(&info.stdout);
     assert!(info.contains("format version 4") && info.contains("disk "), "{info}");
+    assert!(
+        info.contains(
+            "disk:        virtio-blk over disk.img, 64 sectors (32 KiB); the trace holds 2 blocks read and 1 writes"
+        ),
+        "{info}"
+    );
 
     // The disk at any instant, from the trace alone: before the write completed it is the
     // image (the blocks the guest read; the rest zero), after it the image with the write.
     let write_at = a.iter().find(|(_, k)| matches!(k, EventKind::DiskWrite { .. })).unwrap().0;
+
+    // A replay that starts at a checkpoint after the write rebuilds the disk the trace held
+    // then: the read of sectors 0..8 after it must see the written sectors 2..4.
+    let rec = Recording::open(&traces[0]).unwrap();
+    let k = rec.checkpoints.iter().position(|c| c.engine.icount > write_at).unwrap();
+    let from = rec.checkpoints[k].engine.icount;
+    let read_at = a.iter().find(|(_, e)| matches!(e, EventKind::DiskRead { sector: 0, sectors: 8 })).unwrap().0;
+    assert!(write_at < from && from < read_at, "checkpoint {k} at {from}: write at {write_at}, read at {read_at}");
+    assert!(rec.checkpoints[k].disk.is_some(), "checkpoints hold the device");
+    let o = run(&["replay", "--verify", "-q", t, "--from-checkpoint", &k.to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let at = |icount: u64, base: Option<&Path>| -> Vec<u8> {
         let out = dir.path().join(format!("at-{icount}.img"));
         let n = icount.to_string();

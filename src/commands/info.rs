@@ -66,6 +66,7 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
             "sha256": sha256,
             "kernel_bytes": h.machine.kernel.len(),
             "cmdline": h.machine.cmdline,
+            "disk": h.disk.as_ref().map(|d| serde_json::json!({ "image": d.image_name, "sectors": d.capacity_sectors })),
             "mem_bytes": h.machine.mem_size,
             "clock": h.clock.to_string(),
             "ns_per_step": h.ns_per_step,
@@ -114,6 +115,19 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
         h.cpuid.name,
         h.cpuid.vendor(),
     );
+    if let Some(d) = &h.disk {
+        let held =
+            rec.events.iter().filter(|e| matches!(e.kind, ttvm_replay::events::EventKind::DiskBlock { .. })).count();
+        let writes =
+            rec.events.iter().filter(|e| matches!(e.kind, ttvm_replay::events::EventKind::DiskWrite { .. })).count();
+        out!(
+            report,
+            "disk:        virtio-blk over {}, {} sectors ({} KiB); the trace holds {held} blocks read and {writes} writes",
+            d.image_name,
+            d.capacity_sectors,
+            d.capacity_sectors / 2
+        );
+    }
     out!(report, "stepping:    {}", h.stepping);
     out!(report, "step rules:  {}", step_rules(rec.file.version, &h.stepping));
     match &h.host {
