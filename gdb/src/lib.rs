@@ -24,10 +24,6 @@
 //!
 //! The target uses only the timeline's public API and re-reads its length every time, so
 //! a live timeline whose history grows works the same way.
-//!
-//! Known gap in the APIs underneath: the timeline lends its machine immutably, and the
-//! vCPU has no `&self` way to read the FPU state, so [`fpu`] issues KVM_GET_XSAVE on the
-//! vCPU fd itself. A `Vcpu::xsave(&self)` in ttvm-vmm would remove that workaround.
 
 pub mod addr;
 pub mod breakpoints;
