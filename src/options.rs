@@ -21,6 +21,7 @@ pub struct MachineArgs {
     /// see docs/LINUX.md; empty for other kernels).
     #[arg(long)]
     pub cmdline: Option<String>,
+    /// Where the guest's serial port reads and writes.
     #[command(flatten)]
     pub serial: SerialArgs,
     /// Initial ramdisk for a Linux kernel.

@@ -192,6 +192,7 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Runs the benchmark as `args` say; the exit status on success.
 pub fn run(args: BenchArgs) -> Result<i32, Exit> {
     if args.runs == 0 {
         return Err(Exit::new(exit_code::BAD_INPUT, "--runs must be at least 1"));

@@ -93,6 +93,8 @@ impl EngineClock {
         clock
     }
 
+    /// HLT until `deadline_ns`: in icount mode the skipped time becomes idle time, so the
+    /// clock reads the deadline from this icount on; realtime mode skips nothing.
     pub fn idle_until(&mut self, icount: u64, deadline_ns: u64) {
         if self.mode == ClockMode::Icount {
             let now = self.now_ns(icount);

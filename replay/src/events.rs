@@ -69,6 +69,7 @@ pub use ttvm_vmm::stop::GuestStop as StopKind;
 
 /// One logged event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)] // each variant's doc says what its fields are
 pub enum EventKind {
     /// `in` from a port: the value the guest received.
     PortIn { port: u16, data: IoData },

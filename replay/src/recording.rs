@@ -334,6 +334,7 @@ impl Recording {
         lines
     }
 
+    /// The serial output the guest produced before step `icount`.
     pub fn serial_output_before(&self, icount: u64) -> Vec<u8> {
         self.events
             .iter()

@@ -3,9 +3,13 @@
 //! Each is a static ELF64 with a PVH entry note, loaded at 1 MiB; see
 //! `sample-kernels/README.md` for what each does and its command-line knobs.
 
+/// A bundled sample kernel.
 pub struct SampleKernel {
+    /// Its name (what `ttvm run NAME` takes).
     pub name: &'static str,
+    /// One line on what it does.
     pub description: &'static str,
+    /// The ELF image, with DWARF.
     pub elf: &'static [u8],
     /// Absolute path of the built ELF in OUT_DIR (with debug info, for gdb).
     pub path: &'static str,

@@ -35,6 +35,7 @@ pub fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// `ttvm check`: the exit status.
 pub fn run(args: CheckArgs) -> Result<i32, Exit> {
     let fail = |code: i32, reason: String| Exit::new(code, format!("check FAILED: {}: {reason}", args.trace.display()));
     let pattern = match &args.expect_output {

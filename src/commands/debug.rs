@@ -16,6 +16,7 @@ use crate::options::MachineArgs;
 /// Arguments of `ttvm debug`.
 #[derive(Debug, Args)]
 pub struct DebugArgs {
+    /// The machine: kernel, RAM, command line, serial, initrd, disk.
     #[command(flatten)]
     pub machine: MachineArgs,
     /// Where gdb connects: [ADDR:]PORT (ADDR defaults to 127.0.0.1).
@@ -30,10 +31,12 @@ pub struct DebugArgs {
     /// Steps between checkpoints.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CHECKPOINT_EVERY, value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_every: u64,
+    /// Kernel symbols for names in messages.
     #[command(flatten)]
     pub symbols: crate::options::SymbolArgs,
 }
 
+/// `ttvm debug`: the exit status.
 pub fn run(args: DebugArgs) -> Result<i32, Exit> {
     let addr = ttvm_gdb::parse_listen_addr(&args.gdb).map_err(|e| Exit::of("", &e))?;
     // Bind before building the machine: a port in use is reported before anything runs.

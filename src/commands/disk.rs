@@ -31,6 +31,7 @@ pub struct DiskArgs {
     /// (RIP, and its function with --symbols; this replays up to each write).
     #[arg(long, value_name = "SECTOR")]
     pub history: Option<u64>,
+    /// Kernel symbols for names in messages.
     #[command(flatten)]
     pub symbols: SymbolArgs,
 }
@@ -43,6 +44,7 @@ fn history_exit(e: DiskHistoryError) -> Exit {
     Exit::new(code, e.to_string())
 }
 
+/// `ttvm disk`: the exit status.
 pub fn run(args: DiskArgs) -> Result<i32, Exit> {
     let rec = open_recording(&args.trace)?;
     if let (Some(at), Some(out)) = (args.at, &args.output) {

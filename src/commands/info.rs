@@ -30,6 +30,7 @@ macro_rules! out {
     ($buf:expr, $($arg:tt)*) => {{ $buf.push_str(&format!($($arg)*)); $buf.push('\n'); }};
 }
 
+/// `ttvm info`: the exit status.
 pub fn run(args: InfoArgs) -> Result<i32, Exit> {
     let mut report = String::new();
     let code = report_into(&args, &mut report)?;

@@ -17,6 +17,7 @@ pub struct KernelsArgs {
     pub output: Option<PathBuf>,
 }
 
+/// `ttvm kernels`: the exit status.
 pub fn run(args: KernelsArgs) -> Result<i32, Exit> {
     match (args.extract, args.output) {
         (Some(name), Some(out)) => {

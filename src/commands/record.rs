@@ -35,6 +35,7 @@ impl From<ClockArg> for ClockMode {
 /// Arguments of `ttvm record`.
 #[derive(Debug, Args)]
 pub struct RecordArgs {
+    /// The machine: kernel, RAM, command line, serial, initrd, disk.
     #[command(flatten)]
     pub machine: MachineArgs,
     /// Trace file to write (default: NAME.ttvm in the current directory).
@@ -69,11 +70,15 @@ pub struct RecordArgs {
 
 /// The outcome of one recording, for `record` and `record --until-failure`.
 pub struct Recorded {
+    /// How the recording ended.
     pub end: RecordEnd,
+    /// What it recorded (steps, events, checkpoints, bytes, time).
     pub progress: RecordProgress,
+    /// ttvm's exit status for that end (the guest's own for a guest exit).
     pub exit_status: i32,
 }
 
+/// `NAME.ttvm` in the current directory, NAME the kernel file's stem.
 pub fn default_output(kernel_name: &str) -> PathBuf {
     let stem = std::path::Path::new(kernel_name)
         .file_stem()
@@ -169,6 +174,7 @@ pub fn record_to_end(
     Ok(Recorded { end, progress, exit_status })
 }
 
+/// The one-line report of a finished recording.
 pub fn summary(output: &std::path::Path, r: &Recorded) -> String {
     let p = &r.progress;
     let secs = p.elapsed.as_secs_f64().max(1e-9);
@@ -185,6 +191,7 @@ pub fn summary(output: &std::path::Path, r: &Recorded) -> String {
     )
 }
 
+/// `n` bytes as B, KiB or MiB.
 pub fn human_bytes(n: u64) -> String {
     if n >= 1 << 20 {
         format!("{:.2} MiB", n as f64 / (1 << 20) as f64)
@@ -253,6 +260,7 @@ fn recording_name(args: &RecordArgs) -> Result<String, Exit> {
     }
 }
 
+/// `ttvm record`: the exit status.
 pub fn run(args: RecordArgs) -> Result<i32, Exit> {
     let output = match &args.output {
         Some(o) => o.clone(),

@@ -44,6 +44,7 @@ pub struct ReplayArgs {
     /// With --gdb: write the kernel ELF embedded in the trace to FILE (for gdb's symbols).
     #[arg(long, value_name = "FILE", requires = "gdb")]
     pub write_kernel: Option<PathBuf>,
+    /// Kernel symbols for names in messages.
     #[command(flatten)]
     pub symbols: crate::options::SymbolArgs,
     /// Don't echo the guest's serial output.
@@ -155,6 +156,7 @@ pub fn verify_whole(path: &std::path::Path, rec: Rc<Recording>, echo: bool) -> R
     Ok((rec.length(), started.elapsed().as_secs_f64()))
 }
 
+/// `ttvm replay`: the exit status.
 pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
     if let Some(addr) = &args.gdb {
         let symbols = args.symbols.load_for_trace(&args.trace)?;

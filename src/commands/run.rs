@@ -20,6 +20,7 @@ use crate::options::{MachineArgs, SerialArgs, SymbolArgs};
 /// Arguments of `ttvm run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// The machine: kernel, RAM, command line, serial, initrd, disk.
     #[command(flatten)]
     pub machine: MachineArgs,
     /// Run device time (timer interrupts, the RTC, the guest's idea of elapsed time) N
@@ -36,6 +37,7 @@ pub struct RunArgs {
     /// The trace --record-from-output writes.
     #[arg(short, long, value_name = "TRACE", requires = "record_from_output")]
     pub output: Option<PathBuf>,
+    /// How long the free run goes and what it leaves behind.
     #[command(flatten)]
     pub free: FreeRunArgs,
 }
@@ -60,6 +62,7 @@ pub struct FreeStart {
 pub struct ResumeArgs {
     /// A snapshot written by `ttvm run --save-state` (or an earlier `ttvm resume --save-state`).
     pub snapshot: PathBuf,
+    /// Where the guest's serial port reads and writes.
     #[command(flatten)]
     pub serial: SerialArgs,
     /// The disk image the snapshot's machine had (`run --disk`), read and written in place.
@@ -70,6 +73,7 @@ pub struct ResumeArgs {
     /// sees its clocks drift).
     #[arg(long, value_name = "N", value_parser = slowdown_range())]
     pub slowdown: Option<u32>,
+    /// How long the free run goes and what it leaves behind.
     #[command(flatten)]
     pub free: FreeRunArgs,
 }
@@ -85,6 +89,7 @@ pub struct FreeRunArgs {
     /// Stop after this many seconds of host time (exit status 73).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    /// Kernel symbols for names in messages.
     #[command(flatten)]
     pub symbols: SymbolArgs,
     /// Sample the guest RIP every 10 ms of host time and write where the guest spent its
@@ -111,6 +116,7 @@ impl FreeRunArgs {
     }
 }
 
+/// `ttvm run`: the exit status.
 pub fn run(args: RunArgs) -> Result<i32, Exit> {
     let (config, name) = args.machine.config()?;
     let is_linux = ttvm_vmm::boot::looks_like_linux(&config.kernel);
@@ -160,6 +166,7 @@ pub fn check_snapshot_disk(machine: &Machine, image_sectors: Option<u64>) -> Res
 /// emulated ring 0 on PVM hosts, the whole tick period at host speed (see `HostClock`).
 const LINUX_SLOWDOWN: u32 = 10;
 
+/// `ttvm resume`: the exit status.
 pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
     // A snapshot holds RAM, not the kernel image, so the symbols cannot be checked against it.
     let symbols = args.free.symbols.load(None)?;

@@ -13,10 +13,12 @@ use crate::options::SymbolArgs;
 pub struct TuiArgs {
     /// The trace file.
     pub trace: PathBuf,
+    /// Kernel symbols for names in messages.
     #[command(flatten)]
     pub symbols: SymbolArgs,
 }
 
+/// `ttvm tui`: the exit status.
 pub fn run(args: TuiArgs) -> Result<i32, Exit> {
     let symbols = args.symbols.load_for_trace(&args.trace)?;
     match ttvm_tui::run_tui(&args.trace, symbols.as_ref()) {

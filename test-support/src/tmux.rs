@@ -4,7 +4,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Pane width.
 pub const W: u16 = 160;
+/// Pane height.
 pub const H: u16 = 48;
 
 /// A private tmux server (its own socket) running one shell command line in a W x H pane.
@@ -13,6 +15,7 @@ pub struct Tmux {
 }
 
 impl Tmux {
+    /// Starts the server running `cmd` in its pane.
     pub fn start(cmd: &str) -> Self {
         let socket = format!("ttvm-tui-{}-{}", std::process::id(), rand_suffix());
         let ok = Command::new("tmux")
@@ -24,21 +27,25 @@ impl Tmux {
         Self { socket }
     }
 
+    /// Runs a tmux command against this server; its stdout.
     pub fn tmux(&self, args: &[&str]) -> String {
         let o = Command::new("tmux").args(["-L", &self.socket]).args(args).output().expect("tmux");
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// Sends keys (tmux key names) to the pane.
     pub fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", "t"];
         args.extend_from_slice(keys);
         self.tmux(&args);
     }
 
+    /// The pane's visible text.
     pub fn screen(&self) -> String {
         self.tmux(&["capture-pane", "-p", "-t", "t"])
     }
 
+    /// A tmux format variable of the pane (e.g. `pane_dead`).
     pub fn var(&self, name: &str) -> String {
         self.tmux(&["display-message", "-p", "-t", "t", &format!("#{{{name}}}")]).trim().to_string()
     }

@@ -18,6 +18,7 @@ pub enum CodeMode {
 }
 
 /// An instruction the engine emulates.
+#[allow(missing_docs)] // variant fields are named in the variant's doc
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Special {
     /// RDTSC.

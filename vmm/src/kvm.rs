@@ -10,6 +10,7 @@ pub const KVM_DEVICE_ENV: &str = "TTVM_KVM_DEVICE";
 const DEFAULT_KVM_DEVICE: &str = "/dev/kvm";
 
 /// Errors opening or probing KVM.
+#[allow(missing_docs)] // variant fields are named in the variant's doc and message
 #[derive(Debug, thiserror::Error)]
 pub enum KvmError {
     /// The device node is missing or not accessible.

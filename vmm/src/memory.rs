@@ -11,6 +11,7 @@ pub const MIN_RAM: u64 = 4 << 20;
 pub const MAX_RAM: u64 = 3 << 30;
 
 /// Errors creating or accessing guest RAM.
+#[allow(missing_docs)] // variant fields are named in the variant's doc and message
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
     /// The requested size is outside what ttvm supports.

@@ -21,6 +21,7 @@ pub use elf_header::ElfSummary;
 
 /// Errors loading a kernel. Every variant is the user's input being unusable, so the CLI
 /// maps all of them to the "bad input" exit code.
+#[allow(missing_docs)] // variant fields are named in the variant's doc and message
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
     /// The file is not an ELF image ttvm can load.

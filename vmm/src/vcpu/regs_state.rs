@@ -9,6 +9,7 @@ use crate::persist::c_layout::{c_layout_serde, CLayout, LayoutReader, LayoutWrit
 /// Saved as the 144-byte image of `struct kvm_regs` (see [`crate::persist::c_layout`]).
 /// That encoding is frozen (see [`crate::persist`]): any change is a new version type plus
 /// a conversion, never an edit of this one.
+#[allow(missing_docs)] // the fields are the x86-64 registers of the same names
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RegsState {
     pub rax: u64,
