@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use ttvm_vmm::clock::{Clock, HostClock};
 use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
-use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
+use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunError, FreeRunOptions};
 use ttvm_vmm::machine::Machine;
 use ttvm_vmm::profile::ProfileWriter;
 use ttvm_vmm::snapshot::{self, SnapshotError};
@@ -33,7 +33,9 @@ pub struct RunArgs {
 /// Arguments of `ttvm resume`.
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// A snapshot written by `ttvm run --save-state` (or an earlier `ttvm resume --save-state`).
+    /// A snapshot written by `ttvm run --save-state` (or an earlier `ttvm resume --save-state`),
+    /// or a directory of live checkpoints (`ttvm run --checkpoints DIR`): its newest complete
+    /// one, after a crash or a kill.
     pub snapshot: PathBuf,
     #[command(flatten)]
     pub serial: SerialArgs,
@@ -68,6 +70,8 @@ pub struct FreeRunArgs {
     /// devices, clocks) to FILE; `ttvm resume FILE` continues from there.
     #[arg(long, value_name = "FILE")]
     pub save_state: Option<PathBuf>,
+    #[command(flatten)]
+    pub live: super::live::LiveArgs,
 }
 
 pub fn run(args: RunArgs) -> Result<i32, Exit> {
@@ -75,11 +79,13 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
     let is_linux = ttvm_vmm::boot::looks_like_linux(&config.kernel);
     let slowdown = args.slowdown.unwrap_or(if is_linux { LINUX_SLOWDOWN } else { 1 });
     let symbols = args.free.symbols.load(Some(&config.kernel))?;
-    let machine =
+    let mut machine =
         Machine::new(config).map_err(|e| Exit::new(exit_code::for_machine_error(&e), format!("{name}: {e}")))?;
     let output = args.machine.serial.output(ConsoleOutput::Stdout)?;
     let input = args.machine.serial.input()?;
-    drive(machine, HostClock::new(slowdown), output, input, &args.free, symbols)
+    let clock = HostClock::new(slowdown);
+    let live = args.free.live.start(&mut machine, &clock)?;
+    drive(machine, clock, output, input, &args.free, symbols, live)
 }
 
 /// `--slowdown` for a Linux kernel when not given: its 250 Hz tick costs about 4 ms of
@@ -89,7 +95,20 @@ const LINUX_SLOWDOWN: u32 = 10;
 pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
     // A snapshot holds RAM, not the kernel image, so the symbols cannot be checked against it.
     let symbols = args.free.symbols.load(None)?;
-    let (machine, mut clock) = snapshot::load(&args.snapshot).map_err(|e| snapshot_exit(&e))?;
+    if args.snapshot.is_dir() {
+        args.free.live.refuse_for_dir(&args.snapshot)?;
+        if args.slowdown.is_some() {
+            return Err(Exit::new(
+                exit_code::BAD_INPUT,
+                "--slowdown: a checkpoint directory resumes at the rate its guest calibrated against",
+            ));
+        }
+        let (machine, clock, live) = super::live::resume_dir(&args.snapshot)?;
+        let output = args.serial.output(ConsoleOutput::Stdout)?;
+        let input = args.serial.input()?;
+        return drive(machine, clock, output, input, &args.free, symbols, Some(live));
+    }
+    let (mut machine, mut clock) = snapshot::load(&args.snapshot).map_err(|e| snapshot_exit(&e))?;
     if let Some(n) = args.slowdown {
         clock = HostClock::resumed_at(clock.now_ns(), n);
     }
@@ -105,7 +124,8 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
     );
     let output = args.serial.output(ConsoleOutput::Stdout)?;
     let input = args.serial.input()?;
-    drive(machine, clock, output, input, &args.free, symbols)
+    let live = args.free.live.start(&mut machine, &clock)?;
+    drive(machine, clock, output, input, &args.free, symbols, live)
 }
 
 fn snapshot_exit(e: &SnapshotError) -> Exit {
@@ -127,6 +147,7 @@ fn drive(
     mut input: ConsoleInput,
     args: &FreeRunArgs,
     symbols: Option<ttvm_vmm::symbols::SymbolTable>,
+    mut live: Option<ttvm_vmm::live::LiveCheckpointer>,
 ) -> Result<i32, Exit> {
     let timeout = match args.timeout {
         Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
@@ -149,14 +170,23 @@ fn drive(
         ),
         None => None,
     };
-    let end = run_free(&mut machine, &mut output, &mut input, &options, profile.as_mut());
+    let end = run_free(&mut machine, &mut output, &mut input, &options, profile.as_mut(), live.as_mut());
+    if let Some(live) = live {
+        super::live::finish(live)?;
+    }
     if let (Some(profile), Some(path)) = (profile, &args.profile) {
         let samples = profile
             .finish()
             .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("--profile {}: {e}", path.display())))?;
         eprintln!("ttvm: profile of {samples} samples written to {}", path.display());
     }
-    let end = end.map_err(|e| Exit::new(exit_code::KVM_INTERNAL, e.to_string()))?;
+    let end = end.map_err(|e| {
+        let code = match e {
+            FreeRunError::Checkpoint(_) => exit_code::HOST_ERROR,
+            _ => exit_code::KVM_INTERNAL,
+        };
+        Exit::new(code, e.to_string())
+    })?;
     let code = match &end {
         FreeRunEnd::Guest(stop) => {
             if !matches!(stop, ttvm_vmm::machine::GuestStop::DebugExit(_)) {

@@ -117,19 +117,25 @@ pub enum SnapshotError {
 /// interrupted save never leaves a half-written snapshot under the final name), with the
 /// device clock's reading and slowdown.
 pub fn save(machine: &mut Machine, clock: &HostClock, path: &Path) -> Result<(), SnapshotError> {
-    let state = MachineState {
+    let state = machine_state(machine, clock)?;
+    let tmp = path.with_extension("partial");
+    let io = |source| SnapshotError::Io { path: tmp.clone(), source };
+    let file = File::create(&tmp).map_err(io)?;
+    write_snapshot(BufWriter::new(file), &state, machine.vm.ram().as_slice()).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|source| SnapshotError::Io { path: path.to_path_buf(), source })
+}
+
+/// Everything but RAM of `machine` now, with the device clock's reading and slowdown (also
+/// what each live checkpoint holds).
+pub(crate) fn machine_state(machine: &mut Machine, clock: &HostClock) -> Result<MachineState, VcpuError> {
+    Ok(MachineState {
         mem_size: machine.vm.ram().size(),
         tsc: machine.vm.vcpu().get_msr(MSR_TSC)?,
         vcpu: machine.vm.vcpu_mut().save_state()?,
         board: machine.board.state(),
         clock_ns: clock.now_ns(),
         clock_slowdown: clock.slowdown(),
-    };
-    let tmp = path.with_extension("partial");
-    let io = |source| SnapshotError::Io { path: tmp.clone(), source };
-    let file = File::create(&tmp).map_err(io)?;
-    write_snapshot(BufWriter::new(file), &state, machine.vm.ram().as_slice()).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|source| SnapshotError::Io { path: path.to_path_buf(), source })
+    })
 }
 
 fn write_snapshot(mut out: impl Write, state: &MachineState, ram: &[u8]) -> std::io::Result<()> {
@@ -161,18 +167,29 @@ pub fn load(path: &Path) -> Result<(Machine, HostClock), SnapshotError> {
     let board = restorable_board(path, &state)?;
     let mut vm = Vm::new(state.mem_size, crate::cpuid::CpuVendor::Host)?;
     read_pages(path, &mut pages, vm.ram_mut().as_mut_slice())?;
+    Ok(restore_into(vm, board, &state)?)
+}
+
+/// The machine of `state` from a VM whose RAM is already restored and the checked `board`:
+/// vCPU and TSC set, device clock going on from the saved reading at the saved slowdown.
+pub(crate) fn restore_into(mut vm: Vm, board: Board, state: &MachineState) -> Result<(Machine, HostClock), VcpuError> {
     vm.vcpu_mut().restore_state(&state.vcpu)?;
     vm.vcpu().set_msr(MSR_TSC, state.tsc)?;
     let clock = HostClock::resumed_at(state.clock_ns, state.clock_slowdown);
     Ok((Machine { vm, board }, clock))
 }
 
+/// The live board of `state` once its devices and vCPU have passed their checks, or what
+/// is wrong with them.
+pub(crate) fn restorable(state: &MachineState) -> Result<Board, String> {
+    state.vcpu.validate().map_err(|e| format!("vCPU state: {e}"))?;
+    Board::from_state(&state.board).map_err(|e| format!("device state: {e}"))
+}
+
 /// The live board of `state`, once its devices and vCPU have passed their checks: a state
 /// that decodes but that no machine could be in is a damaged snapshot.
 fn restorable_board(path: &Path, state: &MachineState) -> Result<Board, SnapshotError> {
-    let damaged = |reason: String| SnapshotError::Damaged { path: path.to_path_buf(), reason };
-    state.vcpu.validate().map_err(|e| damaged(format!("vCPU state: {e}")))?;
-    Board::from_state(&state.board).map_err(|e| damaged(format!("device state: {e}")))
+    restorable(state).map_err(|reason| SnapshotError::Damaged { path: path.to_path_buf(), reason })
 }
 
 /// The header and the state record; the returned decoder is positioned at the pages.
