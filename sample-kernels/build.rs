@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 /// Kernel directories, each with a `main.rs`.
 const KERNELS: &[&str] =
-    &["hello", "timer", "threads", "entropy", "bench", "memcorrupt", "uaf", "stepprobe", "ring3", "flagprobe"];
+    &["hello", "timer", "threads", "entropy", "bench", "memcorrupt", "uaf", "stepprobe", "ring3", "flagprobe", "dirty"];
 
 /// Flags shared by the support rlib and the kernels.
 const COMMON_FLAGS: &[&str] = &[

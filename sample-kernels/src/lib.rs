@@ -45,6 +45,10 @@ static KERNELS: &[SampleKernel] = &[
         "flagprobe",
         "runs every instruction class with undefined flags and reports them: canonical (0) or host-specific (1)"
     ),
+    kernel!(
+        "dirty",
+        "dirties mib=N MiB (one word per page) every gap=N ms for passes=N passes; for live-checkpoint measurements"
+    ),
 ];
 
 /// All sample kernels.
