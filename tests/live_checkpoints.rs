@@ -119,6 +119,12 @@ fn a_damaged_newest_checkpoint_is_reported_and_the_previous_one_used() {
     bytes[middle] ^= 0x01;
     std::fs::write(newest, &bytes).unwrap();
 
+    let o = run(&["info", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let listing = String::from_utf8_lossy(&o.stdout);
+    assert!(listing.contains(&format!("checkpoint {}: DAMAGED: checksum mismatch", seq_of(newest))), "{}", text(&o));
+    assert!(listing.contains(&format!("checkpoint {previous}: guest device time")), "{}", text(&o));
+
     let o = run(&["resume", dir.to_str().unwrap(), "--timeout", "120"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);

@@ -102,3 +102,38 @@ pub fn finish(live: LiveCheckpointer) -> Result<(), Exit> {
     eprintln!("ttvm: {summary}; in {} (continue with `ttvm resume {}`)", dir.display(), dir.display());
     Ok(())
 }
+
+/// `ttvm info DIR`: the checkpoints of a live-checkpoint directory, newest last, each checked
+/// as `resume` would check its file (pages are checked when resuming).
+pub fn info(dir: &Path) -> Result<i32, Exit> {
+    let (checkpoints, packs) = restore::list(dir).map_err(|e| live_exit(&e, "info"))?;
+    if checkpoints.is_empty() {
+        return Err(Exit::new(exit_code::BAD_INPUT, format!("{}: no live checkpoints in it", dir.display())));
+    }
+    let size = |name: String| std::fs::metadata(dir.join(name)).map(|m| m.len()).unwrap_or(0);
+    let pack_bytes: u64 = packs.iter().map(|&p| size(ttvm_vmm::live::writer::pack_name(p))).sum();
+    let mut out = format!("live checkpoints in {}\n", dir.display());
+    let mut usable = 0;
+    for &seq in &checkpoints {
+        let bytes = size(ttvm_vmm::live::writer::checkpoint_name(seq));
+        match restore::read_checkpoint(dir, seq) {
+            Ok(cp) => {
+                usable += 1;
+                out.push_str(&format!(
+                    "  checkpoint {seq}: guest device time {:.3} s, RIP {:#x}, {} non-zero pages, serial byte {}, \
+                     {bytes} bytes; every {} ms, keeping {}\n",
+                    cp.machine.clock_ns as f64 / 1e9,
+                    cp.machine.vcpu.regs.rip,
+                    cp.pages.len(),
+                    cp.serial_len,
+                    cp.settings.interval_ms,
+                    cp.settings.keep,
+                ));
+            }
+            Err(e) => out.push_str(&format!("  checkpoint {seq}: DAMAGED: {e}\n")),
+        }
+    }
+    out.push_str(&format!("  {} page packs, {pack_bytes} bytes\n", packs.len()));
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
+    Ok(if usable == 0 { exit_code::DAMAGED_TRACE } else { 0 })
+}

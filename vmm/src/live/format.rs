@@ -101,7 +101,10 @@ fn check_header(bytes: &[u8], magic: &[u8; 8], what: &'static str) -> Result<u32
         return Err(FormatError::Foreign(what));
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version > VERSION || version == 0 {
+    if version == 0 {
+        return Err(FormatError::Damaged(format!("{what} file of version 0")));
+    }
+    if version > VERSION {
         return Err(FormatError::Newer(version));
     }
     Ok(version)
