@@ -136,13 +136,15 @@ fn load_one(dir: &Path, seq: u64) -> Result<(LiveCheckpoint, Machine, HostClock)
 fn read_pages(dir: &Path, cp: &LiveCheckpoint, ram: &mut [u8]) -> Result<(), String> {
     let mut packs: HashMap<u64, Vec<u8>> = HashMap::new();
     for p in &cp.pages {
-        if !packs.contains_key(&p.pack) {
-            let name = writer::pack_name(p.pack);
-            let bytes = std::fs::read(dir.join(&name)).map_err(|e| format!("{name}: {e}"))?;
-            format::check_pack_header(&bytes).map_err(|e| format!("{name}: {e}"))?;
-            packs.insert(p.pack, bytes);
-        }
-        let pack = &packs[&p.pack];
+        let pack = match packs.entry(p.pack) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let name = writer::pack_name(p.pack);
+                let bytes = std::fs::read(dir.join(&name)).map_err(|e| format!("{name}: {e}"))?;
+                format::check_pack_header(&bytes).map_err(|e| format!("{name}: {e}"))?;
+                e.insert(bytes)
+            }
+        };
         let where_ = || format!("page {:#x} in {} at offset {}", p.pfn, writer::pack_name(p.pack), p.offset);
         let at = usize::try_from(p.offset).unwrap_or(usize::MAX);
         let header: &[u8; RECORD_HEADER_LEN] = pack
