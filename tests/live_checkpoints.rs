@@ -187,6 +187,10 @@ fn checkpoint_options_are_checked_before_booting() {
         assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", text(&o));
         assert!(o.stdout.is_empty(), "{}", text(&o));
     }
+    std::fs::create_dir(&dir).unwrap();
+    let o = run(&["resume", d]);
+    assert_eq!(o.status.code(), Some(2), "an empty directory: {}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("a directory without live checkpoints"), "{}", text(&o));
     let o = run(&["run", "hello", "--checkpoint-every", "1s", "--checkpoints", d]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     // A second run would mix its checkpoints with the first one's.

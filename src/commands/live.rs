@@ -73,6 +73,12 @@ pub fn live_exit(e: &LiveError, what: &str) -> Exit {
 
 /// `ttvm resume DIR`: the newest usable checkpoint, with what was skipped reported.
 pub fn resume_dir(dir: &Path) -> Result<(Machine, HostClock, LiveCheckpointer), Exit> {
+    if !restore::is_checkpoint_dir(dir) {
+        return Err(Exit::new(
+            exit_code::BAD_INPUT,
+            format!("{}: a directory without live checkpoints (ttvm run --checkpoints DIR makes them)", dir.display()),
+        ));
+    }
     let started = std::time::Instant::now();
     let restored: Restored = restore::load_newest(dir).map_err(|e| live_exit(&e, "resume"))?;
     for s in &restored.skipped {

@@ -144,6 +144,11 @@ pub fn decode_checkpoint(bytes: &[u8]) -> Result<LiveCheckpoint, FormatError> {
     if len > MAX_BODY_LEN || len != body.len() as u64 {
         return Err(damaged(format!("body length {len} does not match the file ({} bytes)", body.len())));
     }
+    // The size LZ4 will allocate for, checked first (a forged file must not cost 4 GiB).
+    let size = body.get(..4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    if u64::from(size) > MAX_BODY_LEN {
+        return Err(damaged(format!("body of {size} bytes")));
+    }
     let body = lz4_flex::block::decompress_size_prepended(body).map_err(|e| damaged(format!("body: {e}")))?;
     // Version 1 is the only one so far; a version 2 would decode its own type here.
     let cp: LiveCheckpoint = bincode::deserialize(&body).map_err(|e| damaged(format!("body: {e}")))?;
