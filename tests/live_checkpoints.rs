@@ -83,6 +83,11 @@ fn a_killed_run_resumes_from_its_newest_checkpoint_without_a_gap() {
     let printed = *before.last().expect("the killed run ticked");
     assert!(printed < 3000, "killed mid-run: {}", text(&killed));
     assert!(checkpoint_files(&dir).len() <= 3, "--keep 3: {:?}", checkpoint_files(&dir));
+    // What a kill between writing a checkpoint and renaming it leaves: half a file under its
+    // temporary name, never taken for a checkpoint.
+    let newest = std::fs::read(checkpoint_files(&dir).last().unwrap()).unwrap();
+    let half = dir.join("ckpt-9999999999.ttvmlc.tmp");
+    std::fs::write(&half, &newest[..newest.len() / 2]).unwrap();
 
     let o = run(&["resume", dir.to_str().unwrap(), "--timeout", "120"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -100,6 +105,8 @@ fn a_killed_run_resumes_from_its_newest_checkpoint_without_a_gap() {
     assert!(before.contains(&(first - 10)), "no gap: {first} follows a printed tick");
     assert_eq!(after, (first / 10..=300).map(|i| i * 10).collect::<Vec<_>>(), "{}", text(&o));
     assert_serial_log_is_one_run(&dir, 3000);
+    assert!(!half.exists(), "the uncommitted checkpoint was cleared away");
+    assert!(!stderr.contains("9999999999"), "and not considered: {}", text(&o));
 }
 
 #[test]

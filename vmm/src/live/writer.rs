@@ -3,7 +3,8 @@
 //! touches no guest-visible state: it only reads the copies it is sent.
 //!
 //! Order of a checkpoint on disk (what makes a crash at any point harmless): the new pack
-//! (pages not stored before) is written and fsynced; `serial.log` is fsynced; the checkpoint
+//! (pages not stored before) is written and fsynced, then the directory (so the pack's name
+//! is durable too); `serial.log` is fsynced; the checkpoint
 //! is written to a temporary name, fsynced, renamed to its final name and the directory
 //! fsynced. Only then are checkpoints beyond `keep` removed, and after them the packs no
 //! kept checkpoint names.
@@ -107,6 +108,8 @@ impl WriterState {
         if !pack.is_empty() {
             let path = self.dir.join(pack_name(job.seq));
             write_synced(&path, &pack)?;
+            // Its name durable before any checkpoint that names it can be.
+            sync_dir(&self.dir)?;
             self.packs.insert(job.seq);
             written.bytes += pack.len() as u64;
         }
