@@ -5,8 +5,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// Kernel directories, each with a `main.rs`.
-const KERNELS: &[&str] =
-    &["hello", "timer", "threads", "entropy", "bench", "memcorrupt", "uaf", "stepprobe", "ring3", "flagprobe", "disk"];
+const KERNELS: &[&str] = &[
+    "hello",
+    "timer",
+    "threads",
+    "entropy",
+    "bench",
+    "memcorrupt",
+    "uaf",
+    "stepprobe",
+    "ring3",
+    "flagprobe",
+    "disk",
+    "dirty",
+];
 
 /// Flags shared by the support rlib and the kernels.
 const COMMON_FLAGS: &[&str] = &[

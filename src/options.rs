@@ -161,9 +161,42 @@ pub fn parse_mem_size(s: &str) -> Result<u64, Exit> {
     num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)).ok_or_else(bad)
 }
 
+/// Parses durations like `200ms`, `5s`, `1.5s` or `2m` (clap value parser): positive,
+/// at least a millisecond.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, unit_secs) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        return Err(format!("{s}: expected a duration like 200ms, 5s or 2m"));
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v * unit_secs >= 1e-3 && v * unit_secs <= 86_400.0 => {
+            Ok(std::time::Duration::from_secs_f64(v * unit_secs))
+        }
+        _ => Err(format!("{s}: expected a duration from 1ms to 24h, like 200ms, 5s or 2m")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("200ms").unwrap(), Duration::from_millis(200));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        for bad in ["", "5", "0s", "-1s", "0.1ms", "fast", "nans", "1e9s"] {
+            assert!(parse_duration(bad).is_err(), "{bad} accepted");
+        }
+    }
 
     #[test]
     fn parses_sizes() {

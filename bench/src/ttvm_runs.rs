@@ -209,8 +209,9 @@ pub fn free_run(guest: &Guest) -> Result<FreeRun, Exit> {
     let options =
         FreeRunOptions { timeout: Some(FREE_RUN_TIMEOUT), symbols: None, stop: None, clock: HostClock::new(1) };
     let run_start = Instant::now();
-    let end = run_free(&mut machine, None, &mut ConsoleOutput::Discard, &mut ConsoleInput::none(), &options, None)
-        .map_err(|e| Exit::new(exit_code::KVM_INTERNAL, format!("ttvm run: {e}")))?;
+    let end =
+        run_free(&mut machine, None, &mut ConsoleOutput::Discard, &mut ConsoleInput::none(), &options, None, None)
+            .map_err(|e| Exit::new(exit_code::KVM_INTERNAL, format!("ttvm run: {e}")))?;
     let secs = run_start.elapsed().as_secs_f64();
     let end = match end {
         FreeRunEnd::Guest { stop, .. } => stop.to_string(),

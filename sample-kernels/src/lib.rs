@@ -53,6 +53,10 @@ static KERNELS: &[SampleKernel] = &[
         "disk",
         "finds the virtio-blk disk by a PCI scan and does read=S:N / write=S:N operations in order (ttvm run --disk)"
     ),
+    kernel!(
+        "dirty",
+        "dirties mib=N MiB (one word per page) every gap=N ms for passes=N passes; for live-checkpoint measurements"
+    ),
 ];
 
 /// All sample kernels.

@@ -13,7 +13,7 @@ use crate::exit_code::{self, Exit};
 /// Arguments of `ttvm info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The trace file.
+    /// The trace file (or a live-checkpoint directory: its checkpoints).
     pub trace: PathBuf,
     /// Machine-readable output.
     #[arg(long)]
@@ -32,6 +32,9 @@ macro_rules! out {
 
 /// `ttvm info`: the exit status.
 pub fn run(args: InfoArgs) -> Result<i32, Exit> {
+    if args.trace.is_dir() {
+        return crate::commands::live::info(&args.trace);
+    }
     let mut report = String::new();
     let code = report_into(&args, &mut report)?;
     // `ttvm info t.ttvm | head` closes the pipe early: that is not an error.

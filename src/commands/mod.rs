@@ -7,6 +7,7 @@ pub mod disk;
 pub mod gdb_server;
 pub mod info;
 pub mod kernels;
+pub mod live;
 pub mod record;
 pub mod replay;
 pub mod run;

@@ -10,6 +10,7 @@ use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
 use ttvm_vmm::cpuid::CpuVendor;
 use ttvm_vmm::disk::{DiskBackend, FileDisk};
 use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
+use ttvm_vmm::live::LiveCheckpointer;
 use ttvm_vmm::machine::Machine;
 use ttvm_vmm::profile::ProfileWriter;
 use ttvm_vmm::snapshot::{self, SnapshotOrigin};
@@ -55,12 +56,17 @@ pub struct FreeStart {
     pub origin: Option<SnapshotOrigin>,
     /// Kernel symbols for messages.
     pub symbols: Option<ttvm_vmm::symbols::SymbolTable>,
+    /// Live checkpoints to take while it runs (`--checkpoint-every`), or to go on taking
+    /// (`resume DIR`).
+    pub live: Option<LiveCheckpointer>,
 }
 
 /// Arguments of `ttvm resume`.
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// A snapshot written by `ttvm run --save-state` (or an earlier `ttvm resume --save-state`).
+    /// A snapshot written by `ttvm run --save-state` (or an earlier `ttvm resume --save-state`),
+    /// or a directory of live checkpoints (`ttvm run --checkpoints DIR`): its newest complete
+    /// one, after a crash or a kill.
     pub snapshot: PathBuf,
     /// Where the guest's serial port reads and writes.
     #[command(flatten)]
@@ -101,6 +107,9 @@ pub struct FreeRunArgs {
     /// devices, clocks) to FILE; `ttvm resume FILE` continues from there.
     #[arg(long, value_name = "FILE")]
     pub save_state: Option<PathBuf>,
+    /// Live checkpoints while it runs (`--checkpoint-every`, `--checkpoints`, `--keep`).
+    #[command(flatten)]
+    pub live: super::live::LiveArgs,
 }
 
 impl FreeRunArgs {
@@ -132,10 +141,17 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
         machine: config,
         neutral_vendor: machine.vm.cpuid().vendor_choice() == CpuVendor::Neutral,
     };
-    let free = FreeStart { machine, disk, clock: HostClock::new(slowdown), origin: Some(origin), symbols };
+    let clock = HostClock::new(slowdown);
     if let (Some(pattern), Some(trace)) = (&args.record_from_output, &args.output) {
+        args.free.live.refuse_with("--record-from-output")?;
+        let free = FreeStart { machine, disk, clock, origin: Some(origin), symbols, live: None };
         return crate::commands::run_then_record::run_then_record(free, pattern, trace, &args);
     }
+    if disk.is_some() {
+        args.free.live.refuse_with("--disk (the image is written in place, outside the checkpoints)")?;
+    }
+    let live = args.free.live.start(&mut machine, &clock)?;
+    let free = FreeStart { machine, disk, clock, origin: Some(origin), symbols, live };
     let output = args.machine.serial.output(ConsoleOutput::Stdout)?;
     let input = args.machine.serial.input()?;
     drive(free, output, input, &args.free)
@@ -170,8 +186,22 @@ const LINUX_SLOWDOWN: u32 = 10;
 pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
     // A snapshot holds RAM, not the kernel image, so the symbols cannot be checked against it.
     let symbols = args.free.symbols.load(None)?;
+    if args.snapshot.is_dir() {
+        args.free.live.refuse_for_dir(&args.snapshot)?;
+        if args.slowdown.is_some() {
+            return Err(Exit::new(
+                exit_code::BAD_INPUT,
+                "--slowdown: a checkpoint directory resumes at the rate its guest calibrated against",
+            ));
+        }
+        let (machine, clock, live) = super::live::resume_dir(&args.snapshot)?;
+        let output = args.serial.output(ConsoleOutput::Stdout)?;
+        let input = args.serial.input()?;
+        let free = FreeStart { machine, disk: None, clock, origin: None, symbols, live: Some(live) };
+        return drive(free, output, input, &args.free);
+    }
     let loaded = snapshot::load(&args.snapshot).map_err(|e| Exit::of("", &e))?;
-    let (machine, mut clock, origin) = (loaded.machine, loaded.clock, loaded.origin);
+    let (mut machine, mut clock, origin) = (loaded.machine, loaded.clock, loaded.origin);
     if let Some(n) = args.slowdown {
         clock = HostClock::resumed_at(clock.now_ns(), n);
     }
@@ -189,13 +219,17 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
     let input = args.serial.input()?;
     let disk = open_disk(args.disk.as_deref())?;
     check_snapshot_disk(&machine, disk.as_ref().map(|d| d.capacity()))?;
-    drive(FreeStart { machine, disk, clock, origin, symbols }, output, input, &args.free)
+    if disk.is_some() {
+        args.free.live.refuse_with("--disk (the image is written in place, outside the checkpoints)")?;
+    }
+    let live = args.free.live.start(&mut machine, &clock)?;
+    drive(FreeStart { machine, disk, clock, origin, symbols, live }, output, input, &args.free)
 }
 
 /// Runs `machine` with the free engine until the guest stops, the timeout expires or the
 /// user presses Ctrl-C, then writes the profile and the snapshot that were asked for.
 fn drive(free: FreeStart, mut output: ConsoleOutput, mut input: ConsoleInput, args: &FreeRunArgs) -> Result<i32, Exit> {
-    let FreeStart { mut machine, mut disk, clock, origin, symbols } = free;
+    let FreeStart { mut machine, mut disk, clock, origin, symbols, mut live } = free;
     let timeout = args.timeout()?;
     if let Some(p) = &args.save_state {
         check_writable(p)?;
@@ -212,7 +246,10 @@ fn drive(free: FreeStart, mut output: ConsoleOutput, mut input: ConsoleInput, ar
         None => None,
     };
     let backend = disk.as_mut().map(|d| d as &mut dyn DiskBackend);
-    let end = run_free(&mut machine, backend, &mut output, &mut input, &options, profile.as_mut());
+    let end = run_free(&mut machine, backend, &mut output, &mut input, &options, profile.as_mut(), live.as_mut());
+    if let Some(live) = live {
+        super::live::finish(live)?;
+    }
     if let (Some(profile), Some(path)) = (profile, &args.profile) {
         let samples = profile
             .finish()

@@ -35,11 +35,12 @@ pub fn run_then_record(free: FreeStart, pattern: &str, trace: &Path, args: &RunA
     );
     let mut output = ConsoleOutput::Watched(Box::new(watched));
     let mut input = args.machine.serial.input()?;
-    let FreeStart { mut machine, mut disk, clock, origin, symbols } = free;
+    let FreeStart { mut machine, mut disk, clock, origin, symbols, live: _ } = free;
     let origin = origin.ok_or_else(|| Exit::new(exit_code::HOST_ERROR, "a booted machine without its origin"))?;
     let options = FreeRunOptions { timeout: args.free.timeout()?, symbols, stop: Some(stop), clock };
     let backend = disk.as_mut().map(|d| d as &mut dyn DiskBackend);
-    let end = run_free(&mut machine, backend, &mut output, &mut input, &options, None).map_err(|e| Exit::of("", &e))?;
+    let end =
+        run_free(&mut machine, backend, &mut output, &mut input, &options, None, None).map_err(|e| Exit::of("", &e))?;
     // The free run wrote its disk in place; from here the recording only reads the image.
     drop(disk);
     let ConsoleOutput::Watched(watched) = output else {

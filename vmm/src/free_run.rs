@@ -12,6 +12,7 @@ use crate::disasm::describe_at_rip;
 use crate::disk::DiskBackend;
 use crate::insn::{apply_emulated, classify, code_mode, fetch_at_rip, Special};
 use crate::kick::Kicker;
+use crate::live::{LiveCheckpointer, LiveError};
 use crate::machine::Machine;
 use crate::profile::ProfileWriter;
 use crate::stop::GuestStop;
@@ -48,6 +49,9 @@ pub enum FreeRunError {
     /// Setting up the timer signal failed.
     #[error("cannot install the SIGALRM handler: {0}")]
     Signal(std::io::Error),
+    /// Taking or writing a live checkpoint failed.
+    #[error("live checkpoint: {0}")]
+    Checkpoint(#[from] LiveError),
 }
 
 /// Options of a free run.
@@ -82,7 +86,8 @@ fn show_rip(options: &FreeRunOptions, rip: u64) -> String {
 /// Runs `machine` until the guest stops or the timeout expires. Guest serial output goes
 /// to `output`; `input` feeds the UART. Unmodelled device accesses are reported once each
 /// on stderr. With `profile`, the guest RIP is sampled into it. `disk` is where the
-/// virtio-blk disk's sectors live, if the machine has one.
+/// virtio-blk disk's sectors live, if the machine has one. With `live`, checkpoints are
+/// taken on its schedule and the serial output goes to its log too.
 pub fn run_free(
     machine: &mut Machine,
     mut disk: Option<&mut dyn DiskBackend>,
@@ -90,6 +95,7 @@ pub fn run_free(
     input: &mut ConsoleInput,
     options: &FreeRunOptions,
     mut profile: Option<&mut ProfileWriter<'_>>,
+    mut live: Option<&mut LiveCheckpointer>,
 ) -> Result<FreeRunEnd, FreeRunError> {
     let clock = options.clock;
     let started = Instant::now();
@@ -104,6 +110,10 @@ pub fn run_free(
     let exit_rip: *const u64 = unsafe { &machine.vm.vcpu_mut().kvm_run().s.regs.regs.rip };
     let mut out_buf = Vec::new();
     let mut syscall_trap = SyscallTrap::default();
+    // False after an I/O or MMIO exit: KVM finishes that instruction on the next KVM_RUN, so
+    // the vCPU state read now would be mid-instruction. A due checkpoint then first lets
+    // KVM finish it (KVM_RUN with immediate_exit: completes, then returns EINTR).
+    let mut exit_complete = true;
     loop {
         // Not in the middle of a step over the #PF handler: the vCPU is then single-stepping
         // for ttvm, which a snapshot (the guest's state only) would not carry.
@@ -115,6 +125,15 @@ pub fn run_free(
             }
             if options.stop_requested() {
                 return Ok(FreeRunEnd::Interrupted);
+            }
+            if let Some(l) = live.as_deref_mut() {
+                if l.is_due(Instant::now()) {
+                    if exit_complete {
+                        l.checkpoint(machine, &clock)?;
+                    } else {
+                        machine.vm.vcpu_mut().set_immediate_exit(true);
+                    }
+                }
             }
         }
         let now = clock.now_ns();
@@ -139,6 +158,10 @@ pub fn run_free(
             // often the timer handler's last port write after the whole handler has run.
             wait = wait.min(p.next_sample_in(started.elapsed()));
         }
+        if let Some(l) = live.as_deref() {
+            // A guest spinning without exits is kicked out when its checkpoint is due.
+            wait = wait.min(l.until_due(Instant::now()).max(Duration::from_micros(1)));
+        }
         kicker.arm(wait);
         syscall_trap.before_run(&mut machine.vm)?;
         let exit = machine.vm.vcpu_mut().run();
@@ -149,6 +172,10 @@ pub fn run_free(
         if let Some(p) = profile.as_deref_mut() {
             p.offer(started.elapsed(), rip);
         }
+        exit_complete = !matches!(
+            exit,
+            Ok(VcpuExit::IoIn(..) | VcpuExit::IoOut(..) | VcpuExit::MmioRead(..) | VcpuExit::MmioWrite(..))
+        );
         match exit {
             Ok(VcpuExit::IoIn(port, data)) => {
                 let outcome = machine.board.pio_read(port, data, now);
@@ -163,6 +190,9 @@ pub fn run_free(
                 let outcome = machine.board.pio_write(port, data, now);
                 machine.board.drain_serial_output(&mut out_buf);
                 output.write(&out_buf);
+                if let Some(l) = live.as_deref_mut() {
+                    l.on_serial(&out_buf);
+                }
                 out_buf.clear();
                 if outcome.first_unmodelled {
                     eprintln!("ttvm: guest wrote unmodelled port {port:#x} (RIP {}); ignored", show_rip(options, rip));
@@ -194,7 +224,7 @@ pub fn run_free(
                     let detail = format!("at RIP {:#x}", vcpu.rip());
                     return Ok(FreeRunEnd::Guest { stop: GuestStop::Halted, detail });
                 }
-                wait_while_halted(machine, input, &clock, options, started);
+                wait_while_halted(machine, input, &clock, options, started, live.as_deref());
             }
             Ok(VcpuExit::IrqWindowOpen) => {}
             Ok(VcpuExit::Debug(_)) => {
@@ -331,6 +361,7 @@ fn wait_while_halted(
     clock: &HostClock,
     options: &FreeRunOptions,
     started: Instant,
+    live: Option<&LiveCheckpointer>,
 ) {
     loop {
         let now = clock.now_ns();
@@ -344,7 +375,7 @@ fn wait_while_halted(
                 return;
             }
         }
-        if options.stop_requested() {
+        if options.stop_requested() || live.is_some_and(|l| l.is_due(Instant::now())) {
             return;
         }
         let nothing_can_wake =
@@ -363,6 +394,8 @@ impl crate::error_kind::Classify for FreeRunError {
             Self::Run(_) => crate::error_kind::ErrorKind::KvmInternal,
             Self::Vcpu(e) => crate::error_kind::Classify::kind(e),
             Self::Signal(_) => crate::error_kind::ErrorKind::Host,
+            // A live checkpoint that cannot be taken or written: the host's side.
+            Self::Checkpoint(_) => crate::error_kind::ErrorKind::Host,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod insn;
 pub mod kick;
 pub mod kvm;
 pub mod layout;
+pub mod live;
 pub mod machine;
 pub mod memory;
 pub mod operand;

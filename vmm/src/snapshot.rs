@@ -196,7 +196,18 @@ pub fn save(
     origin: Option<&SnapshotOrigin>,
     path: &Path,
 ) -> Result<(), SnapshotError> {
-    let state = MachineState {
+    let state = machine_state(machine, clock)?;
+    let tmp = path.with_extension("partial");
+    let io = |source| SnapshotError::Io { path: tmp.clone(), source };
+    let file = File::create(&tmp).map_err(io)?;
+    write_snapshot(BufWriter::new(file), &state, origin, machine.vm.ram().as_slice()).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|source| SnapshotError::Io { path: path.to_path_buf(), source })
+}
+
+/// Everything but RAM of `machine` now, with the device clock's reading and slowdown (also
+/// what each live checkpoint holds).
+pub(crate) fn machine_state(machine: &mut Machine, clock: &HostClock) -> Result<MachineState, VcpuError> {
+    Ok(MachineState {
         mem_size: machine.vm.ram().size(),
         tsc: guest_tsc(machine)?,
         vcpu: machine.vm.vcpu_mut().save_state()?,
@@ -204,12 +215,7 @@ pub fn save(
         clock_ns: clock.now_ns(),
         clock_slowdown: clock.slowdown(),
         disk: machine.board.disk_state(),
-    };
-    let tmp = path.with_extension("partial");
-    let io = |source| SnapshotError::Io { path: tmp.clone(), source };
-    let file = File::create(&tmp).map_err(io)?;
-    write_snapshot(BufWriter::new(file), &state, origin, machine.vm.ram().as_slice()).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|source| SnapshotError::Io { path: path.to_path_buf(), source })
+    })
 }
 
 fn write_snapshot(
@@ -257,22 +263,34 @@ pub fn load(path: &Path) -> Result<LoadedSnapshot, SnapshotError> {
     let vendor = origin.as_ref().map_or(crate::cpuid::CpuVendor::Host, SnapshotOrigin::vendor);
     let mut vm = Vm::new(state.mem_size, vendor)?;
     read_pages(path, &mut pages, vm.ram_mut().as_mut_slice())?;
+    let (machine, clock) = restore_into(vm, board, &state)?;
+    Ok(LoadedSnapshot { machine, clock, tsc: state.tsc, origin })
+}
+
+/// The machine of `state` from a VM whose RAM is already restored and the checked `board`:
+/// vCPU and TSC set, device clock going on from the saved reading at the saved slowdown.
+pub(crate) fn restore_into(mut vm: Vm, board: Board, state: &MachineState) -> Result<(Machine, HostClock), VmError> {
     vm.vcpu_mut().restore_state(&state.vcpu)?;
     vm.vcpu().set_msr(MSR_TSC, state.tsc)?;
     // RAM written by ttvm is not guest history: dirty tracking starts here.
     vm.take_dirty_pages()?;
     let clock = HostClock::resumed_at(state.clock_ns, state.clock_slowdown);
-    Ok(LoadedSnapshot { machine: Machine { vm, board }, clock, tsc: state.tsc, origin })
+    Ok((Machine { vm, board }, clock))
+}
+
+/// The live board of `state` once its devices and vCPU have passed their checks, or what
+/// is wrong with them.
+pub(crate) fn restorable(state: &MachineState) -> Result<Board, String> {
+    state.vcpu.validate().map_err(|e| format!("vCPU state: {e}"))?;
+    let mut board = Board::from_state(&state.board).map_err(|e| format!("device state: {e}"))?;
+    board.restore_disk(state.disk.as_ref()).map_err(|e| format!("disk state: {e}"))?;
+    Ok(board)
 }
 
 /// The live board of `state`, once its devices and vCPU have passed their checks: a state
 /// that decodes but that no machine could be in is a damaged snapshot.
 fn restorable_board(path: &Path, state: &MachineState) -> Result<Board, SnapshotError> {
-    let damaged = |reason: String| SnapshotError::Damaged { path: path.to_path_buf(), reason };
-    state.vcpu.validate().map_err(|e| damaged(format!("vCPU state: {e}")))?;
-    let mut board = Board::from_state(&state.board).map_err(|e| damaged(format!("device state: {e}")))?;
-    board.restore_disk(state.disk.as_ref()).map_err(|e| damaged(format!("disk state: {e}")))?;
-    Ok(board)
+    restorable(state).map_err(|reason| SnapshotError::Damaged { path: path.to_path_buf(), reason })
 }
 
 /// The header, the state record and (format 3 on) the origin; the returned decoder is
