@@ -1,4 +1,4 @@
-//! On-disk format of a live-checkpoint directory (`ttvm run --checkpoints DIR`), version 1.
+//! On-disk format of a live-checkpoint directory (`ttvm run --checkpoints DIR`), version 2.
 //!
 //! Two kinds of file, each with its own magic and a little-endian u32 version:
 //!
@@ -14,20 +14,23 @@
 //!   fsynced, renamed and the directory fsynced, after the packs it names.
 //!
 //! [`LiveCheckpoint`] is made of state types only ([`MachineState`] is the `--save-state`
-//! snapshot's, format 2); the rule of [`crate::persist`] applies: a change is a new version
-//! type and a conversion, chosen by the file's version, and every old version stays readable.
+//! snapshot's); the rule of [`crate::persist`] applies: a change is a new version type and a
+//! conversion, chosen by the file's version, and every old version stays readable. Version
+//! 2: the machine state holds the virtio-blk device (snapshot format 3's `MachineState`);
+//! version 1's checkpoints decode through [`LiveCheckpointV1`] (snapshot format 2's state).
+//! Pack files are the same in both.
 
 use serde::{Deserialize, Serialize};
 
 use crate::memory::PAGE_SIZE;
-use crate::snapshot::MachineState;
+use crate::snapshot::{MachineState, MachineStateV2};
 
 /// Magic of a checkpoint file.
 pub const CHECKPOINT_MAGIC: &[u8; 8] = b"TTVMLIVE";
 /// Magic of a pack file.
 pub const PACK_MAGIC: &[u8; 8] = b"TTVMPACK";
 /// The version this build writes and the newest it reads (both file kinds).
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Header bytes: magic + version.
 pub const HEADER_LEN: usize = 12;
 /// Bytes before a pack record's compressed page: hash + length.
@@ -60,7 +63,7 @@ pub struct PageRef {
     pub hash: u128,
 }
 
-/// One checkpoint, version 1: the whole machine at one instant. Pages not listed are zero.
+/// One checkpoint, version 2: the whole machine at one instant. Pages not listed are zero.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LiveCheckpoint {
     /// Sequence number (also in the file name); grows across resumes.
@@ -73,6 +76,28 @@ pub struct LiveCheckpoint {
     pub serial_len: u64,
     /// Every non-zero page, by ascending frame number.
     pub pages: Vec<PageRef>,
+}
+
+/// A version-1 checkpoint (before disks): frozen, never edited.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LiveCheckpointV1 {
+    /// Sequence number.
+    pub seq: u64,
+    /// Schedule.
+    pub settings: LiveSettings,
+    /// The machine, in snapshot format 2's state.
+    pub machine: MachineStateV2,
+    /// Serial output length.
+    pub serial_len: u64,
+    /// Non-zero pages.
+    pub pages: Vec<PageRef>,
+}
+
+impl From<LiveCheckpointV1> for LiveCheckpoint {
+    fn from(v1: LiveCheckpointV1) -> Self {
+        let LiveCheckpointV1 { seq, settings, machine, serial_len, pages } = v1;
+        Self { seq, settings, machine: machine.into(), serial_len, pages }
+    }
 }
 
 /// Why a file of the directory cannot be used.
@@ -127,7 +152,7 @@ pub fn encode_checkpoint(cp: &LiveCheckpoint) -> Vec<u8> {
 /// Decodes and checks a checkpoint file: header, checksum, body, page list order.
 pub fn decode_checkpoint(bytes: &[u8]) -> Result<LiveCheckpoint, FormatError> {
     let damaged = |s: String| FormatError::Damaged(s);
-    let _version = check_header(bytes, CHECKPOINT_MAGIC, "checkpoint")?;
+    let version = check_header(bytes, CHECKPOINT_MAGIC, "checkpoint")?;
     if bytes.len() < HEADER_LEN + 8 + 16 {
         return Err(damaged(format!("truncated at {} bytes", bytes.len())));
     }
@@ -150,8 +175,11 @@ pub fn decode_checkpoint(bytes: &[u8]) -> Result<LiveCheckpoint, FormatError> {
         return Err(damaged(format!("body of {size} bytes")));
     }
     let body = lz4_flex::block::decompress_size_prepended(body).map_err(|e| damaged(format!("body: {e}")))?;
-    // Version 1 is the only one so far; a version 2 would decode its own type here.
-    let cp: LiveCheckpoint = bincode::deserialize(&body).map_err(|e| damaged(format!("body: {e}")))?;
+    let cp: LiveCheckpoint = match version {
+        1 => bincode::deserialize::<LiveCheckpointV1>(&body).map(LiveCheckpoint::from),
+        _ => bincode::deserialize(&body),
+    }
+    .map_err(|e| damaged(format!("body: {e}")))?;
     let pages = cp.machine.mem_size / PAGE_SIZE as u64;
     let mut previous: Option<u32> = None;
     for p in &cp.pages {
@@ -246,7 +274,7 @@ mod tests {
     fn a_checkpoint_round_trips_and_its_layout_is_pinned() {
         let cp = sample();
         let bytes = encode_checkpoint(&cp);
-        assert_eq!(&bytes[..12], b"TTVMLIVE\x01\0\0\0");
+        assert_eq!(&bytes[..12], b"TTVMLIVE\x02\0\0\0");
         let len = u64::from_le_bytes(bytes[12..20].try_into().unwrap());
         assert_eq!(len as usize, bytes.len() - 20 - 16, "body length covers the body only");
         let sum = u128::from_le_bytes(bytes[bytes.len() - 16..].try_into().unwrap());
@@ -261,14 +289,46 @@ mod tests {
 
     /// The whole encoding of a known checkpoint, pinned: an edit to `LiveCheckpoint`, to the
     /// snapshot's `MachineState` inside it or to the framing fails here first (make a
-    /// version 2 instead).
+    /// version 3 instead).
     #[test]
-    fn the_version_1_encoding_is_pinned() {
+    fn the_version_2_encoding_is_pinned() {
         // The body before compression (LZ4's output may change with the crate, its input
         // may not).
         let bytes = encode_checkpoint(&sample());
         let body = lz4_flex::block::decompress_size_prepended(&bytes[20..bytes.len() - 16]).unwrap();
+        assert_eq!((body.len(), xxhash_rust::xxh3::xxh3_64(&body)), (1883, 4_062_158_502_091_868_848));
+    }
+
+    /// Version 1's body (the frozen type) keeps the bytes it was pinned to, and a version-1
+    /// file decodes to the same checkpoint without a disk.
+    #[test]
+    fn version_1_bodies_still_decode() {
+        let cp = sample();
+        let v1 = LiveCheckpointV1 {
+            seq: cp.seq,
+            settings: cp.settings,
+            machine: MachineStateV2 {
+                mem_size: cp.machine.mem_size,
+                vcpu: cp.machine.vcpu.clone(),
+                tsc: cp.machine.tsc,
+                board: cp.machine.board.clone(),
+                clock_ns: cp.machine.clock_ns,
+                clock_slowdown: cp.machine.clock_slowdown,
+            },
+            serial_len: cp.serial_len,
+            pages: cp.pages.clone(),
+        };
+        let body = bincode::serialize(&v1).unwrap();
         assert_eq!((body.len(), xxhash_rust::xxh3::xxh3_64(&body)), (1882, 5_380_905_390_651_925_482));
+        let z = lz4_flex::block::compress_prepend_size(&body);
+        let mut file = Vec::new();
+        file.extend_from_slice(CHECKPOINT_MAGIC);
+        file.extend_from_slice(&1u32.to_le_bytes());
+        file.extend_from_slice(&(z.len() as u64).to_le_bytes());
+        file.extend_from_slice(&z);
+        let sum = xxhash_rust::xxh3::xxh3_128(&file);
+        file.extend_from_slice(&sum.to_le_bytes());
+        assert_eq!(decode_checkpoint(&file).unwrap(), cp);
     }
 
     #[test]
@@ -287,8 +347,8 @@ mod tests {
     #[test]
     fn newer_versions_and_foreign_files_are_named() {
         let mut bytes = encode_checkpoint(&sample());
-        bytes[8] = 2;
-        assert_eq!(decode_checkpoint(&bytes), Err(FormatError::Newer(2)));
+        bytes[8] = 3;
+        assert_eq!(decode_checkpoint(&bytes), Err(FormatError::Newer(3)));
         assert_eq!(decode_checkpoint(b"TTVMSNAP\x02\0\0\0rest"), Err(FormatError::Foreign("checkpoint")));
         assert_eq!(check_pack_header(b"TTVMPACK\x01\0\0\0"), Ok(()));
         assert_eq!(check_pack_header(b"TTVMPACK\x07\0\0\0"), Err(FormatError::Newer(7)));
