@@ -253,3 +253,14 @@ fn forged_kernels_and_edited_versions_are_damage() {
     assert_eq!(o.status.code(), Some(76), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("checksum mismatch"), "{}", text(&o));
 }
+
+/// A reader that goes away (`ttvm kernels | head -0`) ends the listing quietly: no panic.
+#[test]
+fn a_closed_stdout_does_not_panic_a_listing() {
+    let mut child = common::ttvm().arg("kernels").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    // Closed before the child writes: its first write fails with EPIPE.
+    drop(child.stdout.take());
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"), "{}", text(&o));
+}

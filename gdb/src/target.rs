@@ -17,8 +17,6 @@ use ttvm_vmm::paging::AddressSpace;
 use crate::error::GdbError;
 use crate::regs::{KernelRegs, X86_64Kernel};
 
-/// IA32_KERNEL_GS_BASE.
-const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
 /// errno sent for an unreadable address (gdb: "Cannot access memory at address ...").
 const EFAULT: u8 = 14;
 /// errno sent for a refused register or memory write (read-only history).
@@ -112,7 +110,7 @@ impl<'t> TtvmTarget<'t> {
         out.fs_base = s.fs.base;
         out.gs_base = s.gs.base;
         // Shown as 0 if this KVM does not report the MSR.
-        out.k_gs_base = vcpu.get_msr(MSR_KERNEL_GS_BASE).unwrap_or(0);
+        out.k_gs_base = vcpu.get_msr(ttvm_vmm::msr::KERNEL_GS_BASE).unwrap_or(0);
         (out.cr0, out.cr2, out.cr3, out.cr4, out.cr8, out.efer) = (s.cr0, s.cr2, s.cr3, s.cr4, s.cr8, s.efer);
         out
     }

@@ -14,6 +14,7 @@ use kvm_bindings::{kvm_regs, kvm_sregs};
 use kvm_ioctls::VcpuExit;
 use ttvm_vmm::devices::Board;
 use ttvm_vmm::machine::Machine;
+use ttvm_vmm::msr;
 
 use crate::divergence::Divergence;
 use crate::events::StopKind;
@@ -25,12 +26,6 @@ use ttvm_vmm::user_mode::user_mode_entry;
 
 mod user_steps;
 
-/// IA32_TSC.
-const MSR_TSC: u64 = 0x10;
-/// TSC_AUX (read for RDTSCP: guest state, not logged).
-const MSR_TSC_AUX: u32 = 0xc000_0103;
-/// IA32_KERNEL_GS_BASE, which SWAPGS exchanges with GS.base.
-const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
 const RFLAGS_IF: u64 = 1 << 9;
 /// CR4.TSD: RDTSC is privileged.
 const CR4_TSD: u64 = 1 << 2;
@@ -439,8 +434,8 @@ impl Engine {
             Merging::Swapgs => {
                 let kvm = |e: ttvm_vmm::vcpu::VcpuError| EngineError::Kvm { icount, message: e.to_string() };
                 let vcpu = self.machine.vm.vcpu_mut();
-                let kernel_gs = vcpu.get_msr(MSR_KERNEL_GS_BASE).map_err(kvm)?;
-                vcpu.set_msr(MSR_KERNEL_GS_BASE, sregs.gs.base).map_err(kvm)?;
+                let kernel_gs = vcpu.get_msr(msr::KERNEL_GS_BASE).map_err(kvm)?;
+                vcpu.set_msr(msr::KERNEL_GS_BASE, sregs.gs.base).map_err(kvm)?;
                 let mut swapped = *sregs;
                 swapped.gs.base = kernel_gs;
                 vcpu.set_sregs(&swapped);
@@ -476,12 +471,12 @@ impl Engine {
             Special::Rdtsc => (env.emulated_value(board, icount, Emulated::Rdtsc)?, 0),
             Special::Rdtscp => {
                 let v = env.emulated_value(board, icount, Emulated::Rdtscp)?;
-                (v, self.machine.vm.vcpu().get_msr(MSR_TSC_AUX).map_err(|e| self.kvm_err(e))?)
+                (v, self.machine.vm.vcpu().get_msr(msr::TSC_AUX).map_err(|e| self.kvm_err(e))?)
             }
             Special::Rdrand { .. } => (env.emulated_value(board, icount, Emulated::Rdrand)?, 0),
             Special::Rdseed { .. } => (env.emulated_value(board, icount, Emulated::Rdseed)?, 0),
             Special::Rdmsr => {
-                if regs.rcx & 0xffff_ffff != MSR_TSC || sregs.cs.dpl != 0 {
+                if regs.rcx & 0xffff_ffff != u64::from(msr::TSC) || sregs.cs.dpl != 0 {
                     return Ok(None);
                 }
                 (env.emulated_value(board, icount, Emulated::RdmsrTsc)?, 0)

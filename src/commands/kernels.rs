@@ -1,5 +1,6 @@
 //! `ttvm kernels`: list the bundled sample kernels, or write one to a file (for gdb).
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -27,8 +28,12 @@ pub fn run(args: KernelsArgs) -> Result<i32, Exit> {
             Ok(0)
         }
         _ => {
+            // A reader that stops early (`ttvm kernels | head`) is not an error.
+            let mut out = std::io::stdout().lock();
             for k in ttvm_sample_kernels::all() {
-                println!("{:<12} {}", k.name, k.description);
+                if writeln!(out, "{:<12} {}", k.name, k.description).is_err() {
+                    break;
+                }
             }
             Ok(0)
         }

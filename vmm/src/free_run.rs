@@ -288,15 +288,13 @@ fn emulate_or_report(machine: &mut Machine, options: &FreeRunOptions) -> Result<
         }
     };
     let (value, aux) = match special {
-        Special::Rdtscp => (host_tsc(), vcpu.get_msr(MSR_TSC_AUX)?),
+        Special::Rdtscp => (host_tsc(), vcpu.get_msr(crate::msr::TSC_AUX)?),
         _ => (host_random(), 0),
     };
     apply_emulated(&mut regs, special, len, value, aux);
     machine.vm.vcpu_mut().set_regs(&regs);
     Ok(None)
 }
-
-const MSR_TSC_AUX: u32 = 0xc000_0103;
 
 fn host_tsc() -> u64 {
     // SAFETY: RDTSC has no preconditions on x86-64.

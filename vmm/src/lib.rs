@@ -23,6 +23,7 @@ pub mod layout;
 pub mod live;
 pub mod machine;
 pub mod memory;
+pub mod msr;
 pub mod operand;
 pub mod paging;
 pub mod persist;

@@ -41,9 +41,6 @@ pub const MAGIC: &[u8; 8] = b"TTVMSNAP";
 pub const FORMAT_VERSION: u32 = 3;
 /// The first format whose snapshots hold their [`SnapshotOrigin`] (and a disk's state).
 const ORIGIN_SINCE: u32 = 3;
-/// IA32_TIME_STAMP_COUNTER: not part of [`VcpuState`] (recordings virtualise time), but a
-/// resumed free run must not see the TSC jump back to the restart's value.
-const MSR_TSC: u32 = 0x10;
 const END_OF_PAGES: u32 = u32::MAX;
 /// A state record larger than this is not one this build wrote (the real one is ~10 KiB).
 const MAX_STATE_LEN: u64 = 16 << 20;
@@ -248,7 +245,7 @@ fn write_snapshot(
 /// The guest's TSC now: what a recording that starts from this machine must not go back
 /// behind.
 pub fn guest_tsc(machine: &Machine) -> Result<u64, VcpuError> {
-    machine.vm.vcpu().get_msr(MSR_TSC)
+    machine.vm.vcpu().get_msr(crate::msr::TSC)
 }
 
 /// Reads a snapshot and builds the machine it describes: a fresh VM (showing the vendor
@@ -271,7 +268,7 @@ pub fn load(path: &Path) -> Result<LoadedSnapshot, SnapshotError> {
 /// vCPU and TSC set, device clock going on from the saved reading at the saved slowdown.
 pub(crate) fn restore_into(mut vm: Vm, board: Board, state: &MachineState) -> Result<(Machine, HostClock), VmError> {
     vm.vcpu_mut().restore_state(&state.vcpu)?;
-    vm.vcpu().set_msr(MSR_TSC, state.tsc)?;
+    vm.vcpu().set_msr(crate::msr::TSC, state.tsc)?;
     // RAM written by ttvm is not guest history: dirty tracking starts here.
     vm.take_dirty_pages()?;
     let clock = HostClock::resumed_at(state.clock_ns, state.clock_slowdown);
@@ -473,15 +470,24 @@ mod tests {
         assert!(back_ram == ram);
     }
 
-    /// Format 2 (no origin record) still loads, without an origin.
+    /// Format 2 (its own state type, no origin record) still loads, without an origin.
     #[test]
     fn format_2_files_load_without_an_origin() {
-        let (state, ram) = sample();
+        let (mut state, ram) = sample();
+        state.disk = None; // format 2 had no disk
+        let v2 = MachineStateV2 {
+            mem_size: state.mem_size,
+            vcpu: state.vcpu.clone(),
+            tsc: state.tsc,
+            board: state.board.clone(),
+            clock_ns: state.clock_ns,
+            clock_slowdown: state.clock_slowdown,
+        };
         let mut file = Vec::new();
         file.extend_from_slice(MAGIC);
         file.extend_from_slice(&2u32.to_le_bytes());
         let mut z = lz4_flex::frame::FrameEncoder::new(&mut file);
-        let encoded = bincode::serialize(&state).unwrap();
+        let encoded = bincode::serialize(&v2).unwrap();
         z.write_all(&(encoded.len() as u64).to_le_bytes()).unwrap();
         z.write_all(&encoded).unwrap();
         for (pfn, page) in ram.chunks_exact(PAGE_SIZE).enumerate().filter(|(_, p)| p.iter().any(|&b| b != 0)) {

@@ -36,10 +36,6 @@ use crate::paging::AddressSpace;
 use crate::vcpu::VcpuError;
 use crate::vm::Vm;
 
-/// IA32_STAR: SYSCALL's and SYSRET's selectors.
-pub const MSR_STAR: u32 = 0xc000_0081;
-/// IA32_LSTAR: the 64-bit SYSCALL entry.
-pub const MSR_LSTAR: u32 = 0xc000_0082;
 const PF_VECTOR: u64 = 14;
 const IRET: u8 = 0xcf;
 const SYSRET_0: u8 = 0x0f;
@@ -219,9 +215,9 @@ impl SyscallTrap {
         let frame = FaultFrame::parse(&bytes);
         // Cheap checks first: LSTAR and STAR cost an ioctl each.
         if read.is_ok() && frame.cs & 3 == 3 && frame.rip == sregs.cr2 {
-            let lstar = vm.vcpu().get_msr(MSR_LSTAR)?;
+            let lstar = vm.vcpu().get_msr(crate::msr::LSTAR)?;
             if frame.is_stranded_syscall(sregs.cr2, lstar) {
-                let star = vm.vcpu().get_msr(MSR_STAR)?;
+                let star = vm.vcpu().get_msr(crate::msr::STAR)?;
                 complete_syscall(&mut regs, &mut sregs, &frame, star, lstar);
                 vm.vcpu_mut().set_regs(&regs);
                 vm.vcpu_mut().set_sregs(&sregs);

@@ -25,6 +25,7 @@ pub use sregs_state::{DtableState, SegmentState, SregsState};
 pub use state::{VcpuState, XSAVE_WORDS};
 pub use xcrs_state::{XcrState, XcrsState};
 
+use crate::msr::STATE_MSRS;
 use crate::persist::StateError;
 
 /// Errors from vCPU ioctls, and saved states refused before they reach KVM.
@@ -51,23 +52,6 @@ fn err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VcpuError {
 fn invalid_argument(op: &'static str) -> VcpuError {
     VcpuError::Ioctl { op, source: kvm_ioctls::Error::new(libc::EINVAL) }
 }
-
-/// MSRs a kernel uses that are not already part of `kvm_sregs`; saved in checkpoints when the
-/// host's KVM knows them.
-const STATE_MSRS: &[u32] = &[
-    0x174,       // IA32_SYSENTER_CS
-    0x175,       // IA32_SYSENTER_ESP
-    0x176,       // IA32_SYSENTER_EIP
-    0x1a0,       // IA32_MISC_ENABLE
-    0x277,       // IA32_PAT
-    0x2ff,       // IA32_MTRR_DEF_TYPE
-    0xc000_0081, // STAR
-    0xc000_0082, // LSTAR
-    0xc000_0083, // CSTAR
-    0xc000_0084, // SFMASK
-    0xc000_0102, // KERNEL_GS_BASE
-    0xc000_0103, // TSC_AUX
-];
 
 /// What the debug-exit of a guest step reported.
 #[derive(Clone, Copy, Debug, Default)]

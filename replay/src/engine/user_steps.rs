@@ -38,8 +38,9 @@ use kvm_bindings::{kvm_regs, kvm_sregs};
 
 use super::{Engine, EngineError, Ring3Steps, StepEnv, StepOutcome, RFLAGS_IF, RFLAGS_TF};
 use ttvm_vmm::descriptors::{delivery_stack_top, idt_gate};
+use ttvm_vmm::msr::{LSTAR as MSR_LSTAR, STAR as MSR_STAR};
 use ttvm_vmm::paging::AddressSpace;
-use ttvm_vmm::user_mode::{complete_syscall, FaultFrame, MSR_LSTAR, MSR_STAR};
+use ttvm_vmm::user_mode::{complete_syscall, FaultFrame};
 use ttvm_vmm::user_return::{iretq_to_user, sysretq_to_user};
 
 const DB_VECTOR: u8 = 1;

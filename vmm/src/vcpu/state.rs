@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{DebugRegsState, MpState, RegsState, SregsState, VcpuEventsState, XcrsState, STATE_MSRS};
+use super::{DebugRegsState, MpState, RegsState, SregsState, VcpuEventsState, XcrsState};
+use crate::msr::STATE_MSRS;
 use crate::persist::{exact_len, StateError};
 
 /// 32-bit words of the `kvm_xsave` region (4 KiB: the legacy layout KVM_GET_XSAVE returns).
