@@ -48,6 +48,15 @@ pub struct FreeIntervalStats {
     pub breakpoint_hits: u64,
 }
 
+/// What a free run does at a breakpoint hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AtHit {
+    /// It has arrived.
+    Stop,
+    /// Step over the breakpoint and run on.
+    GoOn,
+}
+
 /// What trying to run an interval freely came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FreeInterval {
@@ -120,18 +129,32 @@ impl ReplaySession {
     /// equals it (true), or an exit, the budget or a failed step-over ends the try (false).
     fn run_until_state_of(&mut self, target: usize, steps: u64) -> Result<bool, ReplayError> {
         let want = self.rec.checkpoints[target].vcpu.regs;
+        self.run_hitting(want.rip, steps, hit_budget(steps), |s, _| {
+            let there = RegsState::from(&s.engine.machine.vm.vcpu().regs()) == want && s.state_equals(target)?;
+            Ok(if there { AtHit::Stop } else { AtHit::GoOn })
+        })
+    }
+
+    /// Runs natively with a hardware breakpoint on `rip`, asking `at_hit` at every hit (with
+    /// the number of hits so far) whether the run has arrived. False if an exit the
+    /// recording would have logged, `max_hits`, the time limit for an interval of `steps`
+    /// steps or a failed step-over ends it first.
+    fn run_hitting(
+        &mut self,
+        rip: u64,
+        steps: u64,
+        max_hits: u64,
+        mut at_hit: impl FnMut(&mut Self, u64) -> Result<AtHit, ReplayError>,
+    ) -> Result<bool, ReplayError> {
         let vcpu = self.engine.machine.vm.vcpu_mut();
-        vcpu.set_debug(false, [Some(want.rip), None, None, None])?;
+        vcpu.set_debug(false, [Some(rip), None, None, None])?;
         let immediate_exit: *mut u8 = &mut vcpu.kvm_run().immediate_exit;
         // SAFETY: the kvm_run page lives as long as the vCPU, which outlives this function;
         // the kicker (and its SIGALRM handler's use of the pointer) is dropped before return.
         let kicker = unsafe { Kicker::install(immediate_exit) }.map_err(|e| self.kvm_error(e.to_string()))?;
         kicker.arm(time_limit(steps));
         let mut hits = 0u64;
-        loop {
-            if hits > hit_budget(steps) {
-                return Ok(false);
-            }
+        while hits < max_hits {
             match self.engine.machine.vm.vcpu_mut().run() {
                 Ok(VcpuExit::Debug(_)) => hits += 1,
                 Ok(_) => {
@@ -146,13 +169,14 @@ impl ReplaySession {
                 Err(e) => return Err(self.kvm_error(format!("KVM_RUN in a free interval: {e}"))),
             }
             self.free_stats.breakpoint_hits += 1;
-            if RegsState::from(&self.engine.machine.vm.vcpu().regs()) == want && self.state_equals(target)? {
+            if at_hit(self, hits)? == AtHit::Stop {
                 return Ok(true);
             }
-            if !self.step_over_breakpoint(want.rip)? {
+            if !self.step_over_breakpoint(rip)? {
                 return Ok(false);
             }
         }
+        Ok(false)
     }
 
     /// Runs freely with a breakpoint on the landmark's address until its `hits`-th hit,
@@ -161,35 +185,11 @@ impl ReplaySession {
     /// and compares the state there. False if any of that does not go as recorded.
     fn run_to_landmark(&mut self, landmark: IntervalLandmark, target: usize) -> Result<bool, ReplayError> {
         let end = self.rec.checkpoints[target].engine.icount;
-        let vcpu = self.engine.machine.vm.vcpu_mut();
-        vcpu.set_debug(false, [Some(landmark.rip), None, None, None])?;
-        let immediate_exit: *mut u8 = &mut vcpu.kvm_run().immediate_exit;
-        // SAFETY: as in `run_until_state_of`.
-        let kicker = unsafe { Kicker::install(immediate_exit) }.map_err(|e| self.kvm_error(e.to_string()))?;
-        kicker.arm(time_limit(end - self.engine.icount()));
-        let mut hits = 0u64;
-        loop {
-            match self.engine.machine.vm.vcpu_mut().run() {
-                Ok(VcpuExit::Debug(_)) => hits += 1,
-                Ok(_) => {
-                    self.settle_exit()?;
-                    return Ok(false);
-                }
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                    self.engine.machine.vm.vcpu_mut().set_immediate_exit(false);
-                    return Ok(false);
-                }
-                Err(e) => return Err(self.kvm_error(format!("KVM_RUN in a free interval: {e}"))),
-            }
-            self.free_stats.breakpoint_hits += 1;
-            if hits == landmark.hits {
-                break;
-            }
-            if !self.step_over_breakpoint(landmark.rip)? {
-                return Ok(false);
-            }
+        let steps = end - self.engine.icount();
+        let at_landmark = |_: &mut Self, hits| Ok(if hits == landmark.hits { AtHit::Stop } else { AtHit::GoOn });
+        if !self.run_hitting(landmark.rip, steps, landmark.hits, at_landmark)? {
+            return Ok(false);
         }
-        drop(kicker);
         // At the landmark's step: the engine single-steps the rest of the interval.
         self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4])?;
         let window_open = self.engine.machine.vm.vcpu().regs().rflags & (1 << 9) != 0;
