@@ -470,6 +470,24 @@ mod tests {
         assert!(back_ram == ram);
     }
 
+    /// A snapshot file of format `version` (1 or 2: no origin record) holding the encoded
+    /// state record and the non-zero pages of `ram`.
+    fn old_format_file(version: u32, state: &[u8], ram: &[u8]) -> Vec<u8> {
+        let mut file = Vec::new();
+        file.extend_from_slice(MAGIC);
+        file.extend_from_slice(&version.to_le_bytes());
+        let mut z = lz4_flex::frame::FrameEncoder::new(&mut file);
+        z.write_all(&(state.len() as u64).to_le_bytes()).unwrap();
+        z.write_all(state).unwrap();
+        for (pfn, page) in ram.chunks_exact(PAGE_SIZE).enumerate().filter(|(_, p)| p.iter().any(|&b| b != 0)) {
+            z.write_all(&(pfn as u32).to_le_bytes()).unwrap();
+            z.write_all(page).unwrap();
+        }
+        z.write_all(&END_OF_PAGES.to_le_bytes()).unwrap();
+        z.finish().unwrap();
+        file
+    }
+
     /// Format 2 (its own state type, no origin record) still loads, without an origin.
     #[test]
     fn format_2_files_load_without_an_origin() {
@@ -483,19 +501,7 @@ mod tests {
             clock_ns: state.clock_ns,
             clock_slowdown: state.clock_slowdown,
         };
-        let mut file = Vec::new();
-        file.extend_from_slice(MAGIC);
-        file.extend_from_slice(&2u32.to_le_bytes());
-        let mut z = lz4_flex::frame::FrameEncoder::new(&mut file);
-        let encoded = bincode::serialize(&v2).unwrap();
-        z.write_all(&(encoded.len() as u64).to_le_bytes()).unwrap();
-        z.write_all(&encoded).unwrap();
-        for (pfn, page) in ram.chunks_exact(PAGE_SIZE).enumerate().filter(|(_, p)| p.iter().any(|&b| b != 0)) {
-            z.write_all(&(pfn as u32).to_le_bytes()).unwrap();
-            z.write_all(page).unwrap();
-        }
-        z.write_all(&END_OF_PAGES.to_le_bytes()).unwrap();
-        z.finish().unwrap();
+        let file = old_format_file(2, &bincode::serialize(&v2).unwrap(), &ram);
         let (back, origin, back_ram) = decode_with_origin(&file).unwrap();
         assert_eq!((back, origin), (state, None));
         assert!(back_ram == ram);
@@ -526,19 +532,7 @@ mod tests {
         struct V1<'a>(u64, &'a VcpuState, u64, &'a BoardState, u64);
         let (state, ram) = sample();
         let v1 = V1(state.mem_size, &state.vcpu, state.tsc, &state.board, state.clock_ns);
-        let mut file = Vec::new();
-        file.extend_from_slice(MAGIC);
-        file.extend_from_slice(&1u32.to_le_bytes());
-        let mut z = lz4_flex::frame::FrameEncoder::new(&mut file);
-        let encoded = bincode::serialize(&v1).unwrap();
-        z.write_all(&(encoded.len() as u64).to_le_bytes()).unwrap();
-        z.write_all(&encoded).unwrap();
-        for (pfn, page) in ram.chunks_exact(PAGE_SIZE).enumerate().filter(|(_, p)| p.iter().any(|&b| b != 0)) {
-            z.write_all(&(pfn as u32).to_le_bytes()).unwrap();
-            z.write_all(page).unwrap();
-        }
-        z.write_all(&END_OF_PAGES.to_le_bytes()).unwrap();
-        z.finish().unwrap();
+        let file = old_format_file(1, &bincode::serialize(&v1).unwrap(), &ram);
         let (back, back_ram) = decode(&file).unwrap();
         assert_eq!(back, MachineState { clock_slowdown: 1, disk: None, ..state });
         assert!(back_ram == ram);
