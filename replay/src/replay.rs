@@ -84,6 +84,21 @@ pub struct Replayer {
 }
 
 impl Replayer {
+    /// A replay environment at the start of `rec`'s log.
+    pub(crate) fn new(rec: Rc<Recording>) -> Self {
+        let disk = rec.header().disk.as_ref().map(|_| TraceDisk::new(rec.clone()));
+        Self {
+            rec,
+            cursor: 0,
+            expected_out: VecDeque::new(),
+            generated_out: VecDeque::new(),
+            out_buf: Vec::new(),
+            idle_ns: 0,
+            echo: None,
+            disk,
+        }
+    }
+
     fn divergence(&self, icount: u64, rip: u64, actual: String) -> EngineError {
         let expected = self.peek_driving().cloned();
         let start = self.cursor.saturating_sub(RECENT_EVENTS);
@@ -496,16 +511,7 @@ impl ReplaySession {
         engine.rules = StepRules::for_trace(rec.file.version, &rec.header().stepping);
         let mut s = Self {
             engine,
-            env: Replayer {
-                rec: rec.clone(),
-                cursor: 0,
-                expected_out: VecDeque::new(),
-                generated_out: VecDeque::new(),
-                out_buf: Vec::new(),
-                idle_ns: 0,
-                echo: None,
-                disk: rec.header().disk.as_ref().map(|_| TraceDisk::new(rec.clone())),
-            },
+            env: Replayer::new(rec.clone()),
             rec,
             ram,
             next_checkpoint: 0,
@@ -796,3 +802,6 @@ impl ttvm_vmm::error_kind::Classify for ReplayError {
         }
     }
 }
+
+#[cfg(test)]
+mod replayer_tests;
