@@ -1,16 +1,15 @@
 //! The x87 and SSE registers, from the vCPU's XSAVE image.
 //!
 //! Where they are read: the first 512 bytes of KVM's `kvm_xsave` region are the legacy
-//! FXSAVE image (Intel SDM vol. 1, table 10-2): FCW @0, FSW @2, abridged FTW @4, FOP @6,
-//! FIP @8 (FCS @12), FDP @16 (FDS @20), MXCSR @24, ST0-7 @32 (16-byte slots, 10 used),
-//! XMM0-15 @160.
+//! FXSAVE image, whose layout is `ttvm_vmm::fxsave` (the 32-bit selectors FCS and FDS sit
+//! in the upper halves of FIP and FDP, which gdb reads apart).
 //!
 //! The image comes from `Vcpu::xsave`, which reads KVM_GET_XSAVE without changing the vCPU.
 
 use gdbstub_arch::x86::reg::X86_64CoreRegs;
 use ttvm_vmm::vcpu::Vcpu;
 
-const FXSAVE_BYTES: usize = 512;
+use ttvm_vmm::fxsave::{FCW, FDP, FIP, FOP, FSW, FTW, LEN as FXSAVE_BYTES, MXCSR, ST, XMM};
 
 /// The XSAVE region of `vcpu` as 32-bit words, or None if KVM cannot provide it.
 pub fn read_xsave(vcpu: &Vcpu) -> Option<Vec<u32>> {
@@ -41,19 +40,19 @@ pub fn apply_fxsave(core: &mut X86_64CoreRegs, region: &[u32]) -> bool {
     let u16_at = |o: usize| u32::from(u16::from_le_bytes([bytes[o], bytes[o + 1]]));
     let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
     for (i, st) in core.st.iter_mut().enumerate() {
-        st.copy_from_slice(&bytes[32 + 16 * i..32 + 16 * i + 10]);
+        st.copy_from_slice(&bytes[ST + 16 * i..ST + 16 * i + 10]);
     }
     for (i, x) in core.xmm.iter_mut().enumerate() {
-        let o = 160 + 16 * i;
+        let o = XMM + 16 * i;
         let mut b = [0u8; 16];
         b.copy_from_slice(&bytes[o..o + 16]);
         *x = u128::from_le_bytes(b);
     }
-    let fstat = u16_at(2);
+    let fstat = u16_at(FSW);
     // FXSAVE keeps one "not empty" bit per physical register; gdb wants the full tag word,
     // which needs the register contents (ST(i) is physical register (TOP + i) mod 8).
     let top = (fstat >> 11) & 7;
-    let abridged = u32::from(bytes[4]);
+    let abridged = u32::from(bytes[FTW]);
     let mut ftag = 0u32;
     for phys in 0..8u32 {
         let tag = if abridged & (1 << phys) != 0 {
@@ -64,15 +63,15 @@ pub fn apply_fxsave(core: &mut X86_64CoreRegs, region: &[u32]) -> bool {
         };
         ftag |= tag << (2 * phys);
     }
-    core.fpu.fctrl = u16_at(0);
+    core.fpu.fctrl = u16_at(FCW);
     core.fpu.fstat = fstat;
     core.fpu.ftag = ftag;
-    core.fpu.fop = u16_at(6) & 0x7ff;
-    core.fpu.fioff = u32_at(8);
-    core.fpu.fiseg = u16_at(12);
-    core.fpu.fooff = u32_at(16);
-    core.fpu.foseg = u16_at(20);
-    core.mxcsr = u32_at(24);
+    core.fpu.fop = u16_at(FOP) & 0x7ff;
+    core.fpu.fioff = u32_at(FIP);
+    core.fpu.fiseg = u16_at(FIP + 4);
+    core.fpu.fooff = u32_at(FDP);
+    core.fpu.foseg = u16_at(FDP + 4);
+    core.mxcsr = u32_at(MXCSR);
     true
 }
 

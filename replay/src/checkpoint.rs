@@ -162,20 +162,10 @@ fn named_registers(s: &VcpuState) -> [(&'static str, u64); 30] {
 
 /// The legacy FXSAVE area (x87 + SSE) as bytes: 512 bytes.
 fn fxsave_bytes(s: &VcpuState) -> Vec<u8> {
-    s.xsave.iter().take(128).flat_map(|w| w.to_le_bytes()).collect()
+    s.xsave.iter().take(ttvm_vmm::fxsave::LEN / 4).flat_map(|w| w.to_le_bytes()).collect()
 }
 
-/// The fields of the FXSAVE area: (name, first byte, length).
-const FXSAVE_FIELDS: [(&str, usize, usize); 8] = [
-    ("FCW", 0, 2),
-    ("FSW", 2, 2),
-    ("FTW", 4, 1),
-    ("FOP", 6, 2),
-    ("FIP", 8, 8),
-    ("FDP", 16, 8),
-    ("MXCSR", 24, 4),
-    ("MXCSR_MASK", 28, 4),
-];
+use ttvm_vmm::fxsave::FIELDS as FXSAVE_FIELDS;
 
 /// Digest of the architectural registers that must match at a checkpoint.
 pub fn register_digest(s: &VcpuState) -> u64 {
@@ -211,8 +201,8 @@ pub fn register_differences(actual: &VcpuState, recorded: &VcpuState) -> Vec<Str
     let (fa, fb) = (fxsave_bytes(actual), fxsave_bytes(recorded));
     let mut fields: Vec<(String, usize, usize)> =
         FXSAVE_FIELDS.iter().map(|&(n, at, len)| (n.to_string(), at, len)).collect();
-    fields.extend((0..8).map(|i| (format!("ST{i}"), 32 + 16 * i, 10)));
-    fields.extend((0..16).map(|i| (format!("XMM{i}"), 160 + 16 * i, 16)));
+    fields.extend((0..8).map(|i| (format!("ST{i}"), ttvm_vmm::fxsave::ST + 16 * i, 10)));
+    fields.extend((0..16).map(|i| (format!("XMM{i}"), ttvm_vmm::fxsave::XMM + 16 * i, 16)));
     for (name, at, len) in fields {
         let (a, b) = (fa.get(at..at + len), fb.get(at..at + len));
         if a != b {

@@ -31,9 +31,7 @@ const MF_VECTOR: u8 = 16;
 /// 0F AE /2 and /3 with a memory operand.
 const LDMXCSR: (u16, u8) = (0x0fae, 2);
 const STMXCSR: (u16, u8) = (0x0fae, 3);
-/// Where MXCSR and MXCSR_MASK sit in the FXSAVE image.
-const MXCSR: usize = 24;
-const MXCSR_MASK: usize = 28;
+use crate::fxsave::{MXCSR, MXCSR_MASK};
 /// MXCSR bits a CPU that reports no MXCSR_MASK accepts (all but DAZ and bits 16-31).
 const DEFAULT_MXCSR_MASK: u32 = 0xffbf;
 

@@ -15,6 +15,7 @@ pub mod disk;
 pub mod emulate;
 pub mod error_kind;
 pub mod free_run;
+pub mod fxsave;
 pub mod host_cpu;
 pub mod insn;
 pub mod kick;

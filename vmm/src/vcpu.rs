@@ -358,12 +358,12 @@ impl Vcpu {
     /// the image. KVM_GET/SET_FPU are not used: on PVM hosts KVM_GET_FPU reports MXCSR as 0
     /// and KVM_SET_FPU does not change it.
     pub fn update_fxsave(&self, change: impl FnOnce(&mut [u8; 512])) -> Result<(), VcpuError> {
-        const FXSAVE_WORDS: usize = 128;
+        const FXSAVE_WORDS: usize = crate::fxsave::LEN / 4;
         // XSTATE_BV (XSAVE header, byte 512).
-        const XSTATE_BV_WORD: usize = 128;
+        const XSTATE_BV_WORD: usize = crate::fxsave::LEN / 4;
         const XFEATURE_FP_SSE: u32 = 0b11;
         let mut xsave = self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?;
-        let mut image = fxsave_bytes(&xsave.region);
+        let mut image = crate::fxsave::image_of(&xsave.region);
         change(&mut image);
         for (word, bytes) in xsave.region[..FXSAVE_WORDS].iter_mut().zip(image.chunks_exact(4)) {
             *word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
@@ -376,7 +376,7 @@ impl Vcpu {
 
     /// The FXSAVE image (the first 512 bytes of the XSAVE area).
     pub fn fxsave_image(&self) -> Result<[u8; 512], VcpuError> {
-        Ok(fxsave_bytes(&self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?.region))
+        Ok(crate::fxsave::image_of(&self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?.region))
     }
 
     /// The guest's debug registers (KVM_GET_DEBUGREGS).
@@ -419,15 +419,6 @@ impl Vcpu {
 fn without_stale_interrupts(mut sregs: kvm_sregs) -> kvm_sregs {
     sregs.interrupt_bitmap = [0; 4];
     sregs
-}
-
-/// The FXSAVE image (the first 512 bytes) of a `kvm_xsave` region, as bytes.
-fn fxsave_bytes(region: &[u32]) -> [u8; 512] {
-    let mut image = [0u8; 512];
-    for (bytes, word) in image.chunks_exact_mut(4).zip(region) {
-        bytes.copy_from_slice(&word.to_le_bytes());
-    }
-    image
 }
 
 impl crate::error_kind::Classify for VcpuError {

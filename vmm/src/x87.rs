@@ -3,13 +3,7 @@
 //! AMD CPUs without XSAVEERPTR runs FNCLEX, EMMS and FILD so that the FPU pointers have
 //! defined values, and PVM's ring-0 emulator implements none of the three.
 
-const FSW: usize = 2;
-const FTW: usize = 4;
-const FOP: usize = 6;
-const FIP: usize = 8;
-const FDP: usize = 16;
-/// ST0..ST7, 16 bytes apart, in stack order.
-const ST: usize = 32;
+use crate::fxsave::{FDP, FIP, FOP, FSW, FTW, ST};
 
 const FSW_IE: u16 = 1 << 0;
 const FSW_SF: u16 = 1 << 6;
