@@ -108,6 +108,13 @@ impl EngineClock {
     pub fn tsc_at(ns: u64) -> u64 {
         ((u128::from(ns) * u128::from(TSC_HZ)) / 1_000_000_000) as u64
     }
+
+    /// The guest time at which the TSC reads `tsc` (the inverse of [`Self::tsc_at`]): a
+    /// recording that starts from a running machine starts its clock no earlier, so the
+    /// TSC it derives never goes back behind what the guest last read.
+    pub fn ns_at_tsc(tsc: u64) -> u64 {
+        ((u128::from(tsc) * 1_000_000_000) / u128::from(TSC_HZ)) as u64
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use ttvm_replay::engine::EngineState;
 use ttvm_replay::persist::{EngineClockState, SavedEngineState};
 use ttvm_replay::recording::Recording;
 use ttvm_replay::trace::{ChunkKind, TraceFile, TraceWriter};
+use ttvm_test_support::golden;
 use ttvm_vmm::devices::Board;
 use ttvm_vmm::vcpu::{RegsState, VcpuState, XSAVE_WORDS};
 
@@ -70,28 +71,15 @@ fn checkpoint_record() -> CheckpointRecord {
     }
 }
 
-/// The bytes of `tests/fixtures/NAME`, a hex dump.
+/// Where the golden hex dumps are.
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
 fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    digits.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap()).collect()
+    golden::fixture(FIXTURES, name)
 }
 
-/// `value` encodes to the fixture's bytes and the fixture decodes to `value`.
 fn assert_golden<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: &T, name: &str) -> T {
-    let expected = fixture(name);
-    let encoded = bincode::serialize(value).unwrap();
-    assert!(
-        encoded == expected,
-        "{name}: the encoding changed ({} bytes, fixture {}). Saved states must keep their encoding: make a \
-         new version type and a conversion instead.",
-        encoded.len(),
-        expected.len()
-    );
-    let decoded: T = bincode::deserialize(&expected).unwrap();
-    assert_eq!(&decoded, value, "{name} decodes back");
-    decoded
+    golden::assert_golden(FIXTURES, value, name)
 }
 
 #[test]

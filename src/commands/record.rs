@@ -235,7 +235,7 @@ fn start_session(
     };
     // Device time goes on from the snapshot's; the recorded TSC (derived from it) must not
     // go back behind the value the guest last read, so time starts at whichever is later.
-    let tsc_ns = crate::commands::run_then_record::tsc_as_ns(loaded.tsc);
+    let tsc_ns = ttvm_replay::clock::EngineClock::ns_at_tsc(loaded.tsc);
     let start_ns = ttvm_vmm::clock::Clock::now_ns(&loaded.clock).max(tsc_ns);
     options.kernel_name = origin.kernel_name.clone();
     let name = format!("{} (snapshot {})", origin.kernel_name, from.display());

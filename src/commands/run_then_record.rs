@@ -10,7 +10,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use ttvm_replay::clock::ClockMode;
+use ttvm_replay::clock::{ClockMode, EngineClock};
 use ttvm_replay::record::{RecordOptions, RecordSession, RecordTo, DEFAULT_CHECKPOINT_EVERY};
 use ttvm_vmm::clock::Clock;
 use ttvm_vmm::console::{ConsoleOutput, WatchedOutput};
@@ -69,7 +69,7 @@ pub fn run_then_record(free: FreeStart, pattern: &str, trace: &Path, args: &RunA
     // The flag was raised by the match, not by the user: the recording watches it for Ctrl-C.
     stop.store(false, Ordering::SeqCst);
     let tsc = snapshot::guest_tsc(&machine).map_err(|e| Exit::of("", &e))?;
-    let start_ns = options.clock.now_ns().max(tsc_as_ns(tsc));
+    let start_ns = options.clock.now_ns().max(EngineClock::ns_at_tsc(tsc));
     eprintln!(
         "ttvm: the output matched {pattern:?} at {:.3} s of device time; recording from here into {}",
         start_ns as f64 / 1e9,
@@ -88,10 +88,4 @@ pub fn run_then_record(free: FreeStart, pattern: &str, trace: &Path, args: &RunA
     let r = record_to_end(session, trace, None, std::io::stderr().is_terminal())?;
     eprintln!("{}", summary(trace, &r));
     Ok(r.exit_status)
-}
-
-/// A guest TSC value as device time: the recorded TSC is derived from device time at
-/// `TSC_HZ`, so a recording that starts at this time or later never shows the TSC going back.
-pub fn tsc_as_ns(tsc: u64) -> u64 {
-    (u128::from(tsc) * 1_000_000_000 / u128::from(ttvm_replay::clock::TSC_HZ)) as u64
 }

@@ -1,8 +1,9 @@
 //! What ttvm's tests share, in one place: KVM gating ([`require_kvm`]), the `ttvm` binary
 //! ([`ttvm`], [`run`], [`text`]), sample kernels ([`kernel_path`], [`symbol`],
 //! [`record_sample`]), trace editing that only replay can notice ([`rewrite_trace`],
-//! [`rewrite_events`]) and a real terminal ([`tmux`]).
+//! [`rewrite_events`]), golden encodings ([`golden`]) and a real terminal ([`tmux`]).
 
+pub mod golden;
 pub mod tmux;
 mod trace_edit;
 

@@ -13,6 +13,7 @@ use kvm_bindings::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use ttvm_test_support::golden;
 use ttvm_vmm::devices::{Board, BoardState};
 use ttvm_vmm::persist::c_layout::{self, CLayout};
 use ttvm_vmm::snapshot::{MachineState, MachineStateV2, SnapshotOrigin};
@@ -246,30 +247,15 @@ fn sample_machine_state() -> MachineStateV2 {
     }
 }
 
-/// The bytes of `tests/fixtures/NAME`, a hex dump.
+/// Where the golden hex dumps are.
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
 fn fixture(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    digits.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap()).collect()
+    golden::fixture(FIXTURES, name)
 }
 
-/// `value` encodes to the fixture's bytes and the fixture decodes to `value`.
 fn assert_golden<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(value: &T, name: &str) -> T {
-    let expected = fixture(name);
-    let encoded = bincode::serialize(value).unwrap();
-    if encoded != expected {
-        let at = encoded.iter().zip(&expected).position(|(a, b)| a != b).unwrap_or(encoded.len().min(expected.len()));
-        panic!(
-            "{name}: the encoding changed (first difference at byte {at}; {} bytes, fixture {}). Saved states \
-             must keep their encoding: make a new version type and a conversion instead.",
-            encoded.len(),
-            expected.len()
-        );
-    }
-    let decoded: T = bincode::deserialize(&expected).unwrap();
-    assert_eq!(&decoded, value, "{name} decodes back");
-    decoded
+    golden::assert_golden(FIXTURES, value, name)
 }
 
 #[test]
