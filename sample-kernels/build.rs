@@ -54,7 +54,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=linker.ld");
     // The flagprobe kernel shares its instruction table with ttvm's host-side probe.
-    println!("cargo:rerun-if-changed=../vmm/src/flag_probe_classes.rs");
+    println!("cargo:rerun-if-changed=../vmm/src/x86/flag_probe_classes.rs");
     rerun_for_dir(&manifest, "support");
     for k in KERNELS {
         rerun_for_dir(&manifest, k);

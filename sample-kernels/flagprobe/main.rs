@@ -26,7 +26,7 @@ const OF: u64 = 1 << 11;
 const ARITHMETIC: u64 = CF | PF | AF | ZF | SF | OF;
 
 // The classes and how each is run: the same table as the host-side probe in ttvm.
-include!("../../vmm/src/flag_probe_classes.rs");
+include!("../../vmm/src/x86/flag_probe_classes.rs");
 
 /// Names the flag bits in `bits`.
 fn print_bits(bits: u64) {

@@ -3,39 +3,32 @@
 //!
 //! Engines drive a [`machine::Machine`]: the free-running one in [`free_run`] here, and the
 //! exact single-step engine that records and replays in the `ttvm-replay` crate.
+//!
+//! Grouped by concern: [`kvm`] (the KVM wrappers), [`x86`] (what ttvm knows about the
+//! architecture), [`free_run`] (the free engine, its snapshots, profile and live
+//! checkpoints), [`boot`], [`devices`] and [`persist`] (the rule for saved state); beside
+//! them the machine, device time, the console, disks, symbols and the shared error kind
+//! and stop enum. Each module in a group is also reachable at its old top-level path
+//! (`ttvm_vmm::vcpu`, `ttvm_vmm::msr`, `ttvm_vmm::snapshot` …), which other crates use.
 
 pub mod boot;
 pub mod clock;
 pub mod console;
-pub mod cpuid;
-pub mod descriptors;
 pub mod devices;
-pub mod disasm;
 pub mod disk;
-pub mod emulate;
 pub mod error_kind;
 pub mod free_run;
-pub mod fxsave;
-pub mod host_cpu;
-pub mod insn;
-pub mod kick;
 pub mod kvm;
-pub mod layout;
-pub mod live;
 pub mod machine;
-pub mod memory;
-pub mod msr;
-pub mod operand;
-pub mod paging;
 pub mod persist;
-pub mod profile;
-pub mod regs_dump;
-pub mod snapshot;
 pub mod stop;
 pub mod symbols;
-pub mod undefined_flags;
-pub mod user_mode;
-pub mod user_return;
-pub mod vcpu;
-pub mod vm;
-pub mod x87;
+pub mod x86;
+
+pub use boot::layout;
+pub use free_run::{kick, live, profile, snapshot};
+pub use kvm::{memory, vcpu, vm};
+pub use x86::{
+    cpuid, descriptors, disasm, emulate, fxsave, host_cpu, insn, msr, operand, paging, regs_dump, undefined_flags,
+    user_mode, user_return, x87,
+};

@@ -8,6 +8,7 @@
 
 pub mod bzimage;
 mod elf_header;
+pub mod layout;
 pub mod linux;
 mod pvh;
 
