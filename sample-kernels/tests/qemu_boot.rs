@@ -188,7 +188,7 @@ fn stepprobe_reaches_exit_with_qemu_flag() {
     assert_run("stepprobe", &r, 0, &["stepprobe: running probe"]);
 }
 
-/// The reference for ttvm's SYSCALL completion (`vmm/src/user_mode.rs`): on a CPU that
+/// The reference for ttvm's SYSCALL completion (`vmm/src/x86/user_mode.rs`): on a CPU that
 /// carries SYSCALL out itself, the `ring3` kernel prints exactly what the ttvm test expects.
 #[test]
 fn ring3_syscalls_enter_the_kernel_and_return() {

@@ -9,7 +9,8 @@
 //! checkpoints), [`boot`], [`devices`] and [`persist`] (the rule for saved state); beside
 //! them the machine, device time, the console, disks, symbols and the shared error kind
 //! and stop enum. Each module in a group is also reachable at its old top-level path
-//! (`ttvm_vmm::vcpu`, `ttvm_vmm::msr`, `ttvm_vmm::snapshot` …), which other crates use.
+//! (`ttvm_vmm::vcpu`, `ttvm_vmm::msr`, `ttvm_vmm::snapshot` …), which other crates use;
+//! modules no other crate uses are `pub(crate)`.
 
 pub mod boot;
 pub mod clock;
@@ -25,10 +26,12 @@ pub mod stop;
 pub mod symbols;
 pub mod x86;
 
-pub use boot::layout;
 pub use free_run::{kick, live, profile, snapshot};
 pub use kvm::{memory, vcpu, vm};
 pub use x86::{
-    cpuid, descriptors, disasm, emulate, fxsave, host_cpu, insn, msr, operand, paging, regs_dump, undefined_flags,
-    user_mode, user_return, x87,
+    cpuid, descriptors, disasm, fxsave, host_cpu, insn, msr, operand, paging, undefined_flags, user_mode, user_return,
 };
+
+// Old paths of modules only this crate uses, which the moved files still name.
+pub(crate) use boot::layout;
+pub(crate) use x86::{regs_dump, x87};

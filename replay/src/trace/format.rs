@@ -225,7 +225,7 @@ impl From<TraceHeaderV3> for TraceHeader {
 pub struct HostRecord {
     /// "GenuineIntel family 6 model 167 stepping 1 (Intel(R) Xeon(R) Processor)".
     pub cpu: String,
-    /// What this CPU leaves in undefined flags (`ttvm_vmm::flags_probe`).
+    /// What this CPU leaves in undefined flags (`ttvm_vmm::host_cpu`).
     pub undefined_flags: String,
 }
 

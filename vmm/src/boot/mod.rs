@@ -8,7 +8,7 @@
 
 pub mod bzimage;
 mod elf_header;
-pub mod layout;
+pub(crate) mod layout;
 pub mod linux;
 mod pvh;
 

@@ -1,10 +1,10 @@
-//! The free-running engine behind `ttvm run`: the KVM_RUN loop ([`engine`]), the SIGALRM
+//! The free-running engine behind `ttvm run`: the KVM_RUN loop (`engine.rs`, its items re-exported here), the SIGALRM
 //! kick that gets the vCPU out of KVM_RUN at device deadlines ([`kick`], which the replay
 //! crate's free intervals reuse), the RIP profile ([`profile`]), snapshots taken when a
 //! run stops ([`snapshot`]) and live checkpoints taken while it runs ([`live`]). Nothing
 //! here is deterministic; recording and replay are the exact engine's (`ttvm-replay`).
 
-pub mod engine;
+mod engine;
 pub mod kick;
 pub mod live;
 pub mod profile;

@@ -1,9 +1,9 @@
-//! The KVM wrappers: `/dev/kvm` and its capabilities ([`system`]), the VM with guest RAM
+//! The KVM wrappers: `/dev/kvm` and its capabilities (`system.rs`, its items re-exported here), the VM with guest RAM
 //! in one dirty-logged slot ([`vm`], [`memory`]) and its one vCPU ([`vcpu`]). Everything
 //! that issues a KVM ioctl lives here; what the ioctls mean for x86 is in `crate::x86`.
 
 pub mod memory;
-pub mod system;
+mod system;
 pub mod vcpu;
 pub mod vm;
 

@@ -8,10 +8,10 @@
 //! newest checkpoint that checks out completely, reporting and skipping damaged ones.
 //! The on-disk format is in [`format`].
 
-pub mod capture;
-pub mod format;
+pub(crate) mod capture;
+pub(crate) mod format;
 pub mod restore;
-pub mod stats;
+pub(crate) mod stats;
 pub mod writer;
 
 use std::path::PathBuf;
