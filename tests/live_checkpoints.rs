@@ -230,3 +230,88 @@ fn the_frozen_version_1_directory_still_resumes() {
     assert!(!String::from_utf8_lossy(&o.stdout).contains("pit divisor"), "no reboot: {}", text(&o));
     assert_serial_log_is_one_run(&dir, 600);
 }
+
+/// Starts `ttvm run timer` with checkpoints far apart (only the base one would be taken)
+/// plus `extra`, and waits until the guest has printed `tick 500` into `serial.log`.
+fn run_until_tick_500(dir: &Path, extra: &[&str]) -> std::process::Child {
+    let child = common::ttvm()
+        .args(["run", "timer", "--cmdline", "ticks=3000", "--checkpoint-every", "60s", "--checkpoints"])
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ttvm");
+    let started = Instant::now();
+    while !std::fs::read(dir.join("serial.log")).is_ok_and(|log| ticks(&log).contains(&500)) {
+        assert!(started.elapsed() < Duration::from_secs(60), "no tick 500 in 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// A stopped run's output and the resumed run's, together, are one run: every tick once,
+/// in order, one boot. The stop may fall inside a line, so the two are joined first.
+fn assert_one_run(stopped: &std::process::Output, resumed: &std::process::Output) {
+    let mut both = stopped.stdout.clone();
+    both.extend_from_slice(&resumed.stdout);
+    let expected: Vec<u64> = (1..=300).map(|i| i * 10).collect();
+    assert_eq!(ticks(&both), expected, "stopped: {}\nresumed: {}", text(stopped), text(resumed));
+    assert_eq!(String::from_utf8_lossy(&both).matches("pit divisor").count(), 1, "{}", text(resumed));
+}
+
+/// Ctrl-C (SIGINT) ends a checkpointed run with a last checkpoint where it stopped: with one
+/// checkpoint a minute, `ttvm resume DIR` still goes on from the stop, not from the boot.
+#[test]
+fn ctrl_c_takes_a_final_checkpoint_that_resume_goes_on_from() {
+    if !require_kvm("ctrl_c_takes_a_final_checkpoint_that_resume_goes_on_from") {
+        return;
+    }
+    let tmp = common::tempdir();
+    let dir = tmp.path().join("ckpts");
+    let child = run_until_tick_500(&dir, &[]);
+    // SAFETY: kill(2) with a child's pid and a signal number has no memory preconditions.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let stopped = child.wait_with_output().expect("wait");
+    assert_eq!(stopped.status.code(), Some(130), "{}", text(&stopped));
+    assert!(text(&stopped).contains("a final checkpoint where the run was stopped"), "{}", text(&stopped));
+    assert!(!String::from_utf8_lossy(&stopped.stdout).contains("timer: 3000 ticks"), "stopped mid-run");
+    assert_eq!(checkpoint_files(&dir).len(), 2, "the base and the final one: {:?}", checkpoint_files(&dir));
+
+    let resumed = run(&["resume", dir.to_str().unwrap(), "--timeout", "120"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    assert!(text(&resumed).contains("from checkpoint 1 "), "{}", text(&resumed));
+    assert!(ticks(&resumed.stdout).first().is_some_and(|&t| t > 500), "after tick 500: {}", text(&resumed));
+    assert!(String::from_utf8_lossy(&resumed.stdout).contains("timer: 3000 ticks"), "{}", text(&resumed));
+    assert_one_run(&stopped, &resumed);
+    assert_serial_log_is_one_run(&dir, 3000);
+}
+
+/// The same for a run that reaches its --timeout.
+#[test]
+fn a_timeout_takes_a_final_checkpoint_too() {
+    if !require_kvm("a_timeout_takes_a_final_checkpoint_too") {
+        return;
+    }
+    let tmp = common::tempdir();
+    let dir = tmp.path().join("ckpts");
+    let o = run(&[
+        "run",
+        "timer",
+        "--cmdline",
+        "ticks=3000",
+        "--checkpoint-every",
+        "60s",
+        "--checkpoints",
+        dir.to_str().unwrap(),
+        "--timeout",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(73), "{}", text(&o));
+    assert!(text(&o).contains("a final checkpoint where the run was stopped"), "{}", text(&o));
+    let printed = ticks(&o.stdout);
+    assert!(printed.last().is_some_and(|&t| t < 3000), "stopped mid-run: {}", text(&o));
+    let resumed = run(&["resume", dir.to_str().unwrap(), "--timeout", "120"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    assert_one_run(&o, &resumed);
+}

@@ -108,3 +108,99 @@ fn a_run_records_from_the_line_that_matches() {
     let o = run(&["run", "timer", "--record-from-output", "(", "-o", never.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+/// The file names in `dir`, sorted (none before it exists).
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut v: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+/// The tick numbers of complete `tick N` lines.
+fn ticks(out: &str) -> Vec<u64> {
+    out.lines().filter_map(|l| l.strip_prefix("tick ")?.trim().parse().ok()).collect()
+}
+
+/// A live-checkpoint directory of a run killed with SIGKILL starts a recording from its
+/// newest checkpoint, as a `--save-state` snapshot does: the trace goes on exactly where
+/// the checkpoint's serial output ends, runs to the guest's exit and verifies, and the
+/// directory is left as it was.
+#[test]
+fn a_live_checkpoint_directory_is_recorded_from_its_newest_checkpoint() {
+    if !require_kvm("a_live_checkpoint_directory_is_recorded_from_its_newest_checkpoint") {
+        return;
+    }
+    let tmp = common::tempdir();
+    let dir = tmp.path().join("ckpts");
+    let mut child = common::ttvm()
+        .args(["run", "timer", "--cmdline", TICKS, "--checkpoint-every", "100ms", "--checkpoints"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn ttvm");
+    let started = std::time::Instant::now();
+    while !names(&dir).iter().any(|n| n.starts_with("ckpt-0000000003")) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "no checkpoint 3 in 60 s");
+        assert!(child.try_wait().expect("wait").is_none(), "the run ended before it was killed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    let before = names(&dir);
+    assert!(before.contains(&"origin.ttvmlo".to_string()), "{before:?}");
+
+    // The newest checkpoint and how much serial output it counted, as `ttvm info` lists them.
+    let o = run(&["info", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let listing = String::from_utf8_lossy(&o.stdout).into_owned();
+    let newest = listing.lines().rfind(|l| l.contains("guest device time")).expect("a checkpoint");
+    let seq: u64 = newest.trim().strip_prefix("checkpoint ").unwrap().split(':').next().unwrap().parse().unwrap();
+    let serial_len: usize = newest.split("serial byte ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+
+    let trace = tmp.path().join("from-dir.ttvm");
+    let o = run(&["record", "--from", dir.to_str().unwrap(), "-o", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains(&format!("recording from checkpoint {seq} of")), "{}", text(&o));
+    let recorded = out(&o);
+    assert!(recorded.ends_with("timer: 3000 ticks\n"), "the recording runs to the guest's exit: {recorded}");
+    // The run's output up to the checkpoint and the recording's are one run: every tick once.
+    let log = std::fs::read(dir.join("serial.log")).unwrap();
+    let mut both = String::from_utf8_lossy(&log[..serial_len]).replace("\r\n", "\n");
+    both.push_str(&recorded);
+    assert_eq!(ticks(&both), (1..=300).map(|i| i * 10).collect::<Vec<_>>(), "{both}");
+    assert_eq!(both.matches("pit divisor").count(), 1, "booted once: {both}");
+    assert_eq!(names(&dir), before, "recording from a directory changes nothing in it");
+
+    let o = run(&["replay", "--verify", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(out(&o), recorded, "replay regenerates exactly the recorded output");
+
+    // A damaged origin file is reported, not guessed around.
+    let origin = dir.join("origin.ttvmlo");
+    let mut bytes = std::fs::read(&origin).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&origin, &bytes).unwrap();
+    let o = run(&["record", "--from", dir.to_str().unwrap(), "-o", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(76), "{}", text(&o));
+    assert!(text(&o).contains("origin.ttvmlo: damaged: checksum mismatch"), "{}", text(&o));
+}
+
+/// A directory an older ttvm wrote (no origin file: tests/fixtures/live-v1) cannot start a
+/// self-contained recording, and says so.
+#[test]
+fn an_older_checkpoint_directory_without_its_kernel_is_refused() {
+    if !require_kvm("an_older_checkpoint_directory_without_its_kernel_is_refused") {
+        return;
+    }
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/live-v1");
+    let tmp = common::tempdir();
+    let trace = tmp.path().join("x.ttvm");
+    let o = run(&["record", "--from", fixture.to_str().unwrap(), "-o", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("written by an older ttvm, it does not hold the kernel it booted"), "{}", text(&o));
+    assert!(text(&o).contains("--checkpoints DIR"), "{}", text(&o));
+    assert!(!trace.exists(), "no trace is written");
+}

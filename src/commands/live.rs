@@ -9,6 +9,7 @@ use ttvm_vmm::clock::HostClock;
 use ttvm_vmm::live::restore::{self, Restored};
 use ttvm_vmm::live::{LiveCheckpointer, LiveError, LiveSettings};
 use ttvm_vmm::machine::Machine;
+use ttvm_vmm::snapshot::{LoadedSnapshot, SnapshotOrigin};
 
 use crate::exit_code::{self, Exit};
 
@@ -32,14 +33,20 @@ pub struct LiveArgs {
 }
 
 impl LiveArgs {
-    /// Starts checkpointing `machine` (not yet running) when asked to.
-    pub fn start(&self, machine: &mut Machine, clock: &HostClock) -> Result<Option<LiveCheckpointer>, Exit> {
+    /// Starts checkpointing `machine` (not yet running) when asked to; `origin` (what it
+    /// booted from) goes into the directory, so its checkpoints can start a recording.
+    pub fn start(
+        &self,
+        machine: &mut Machine,
+        clock: &HostClock,
+        origin: Option<&SnapshotOrigin>,
+    ) -> Result<Option<LiveCheckpointer>, Exit> {
         let (Some(every), Some(dir)) = (self.checkpoint_every, &self.checkpoints) else {
             return Ok(None);
         };
         let settings =
             LiveSettings { interval_ms: every.as_millis().max(1) as u64, keep: self.keep.unwrap_or(DEFAULT_KEEP) };
-        LiveCheckpointer::start(dir, settings, machine, clock)
+        LiveCheckpointer::start(dir, settings, machine, clock, origin)
             .map(Some)
             .map_err(|e| live_exit(&e, &format!("--checkpoints {}", dir.display())))
     }
@@ -73,14 +80,36 @@ pub fn live_exit(e: &LiveError, what: &str) -> Exit {
     Exit::of(what, e)
 }
 
-/// `ttvm resume DIR`: the newest usable checkpoint, with what was skipped reported.
-pub fn resume_dir(dir: &Path) -> Result<(Machine, HostClock, LiveCheckpointer), Exit> {
+/// A running machine from a checkpoint directory: the machine, its clock, the checkpointer
+/// going on into the directory, and what it booted from (`None`: an older directory).
+pub type ResumedDir = (Machine, HostClock, LiveCheckpointer, Option<SnapshotOrigin>);
+
+/// Refuses a directory that holds no checkpoint file.
+fn require_checkpoint_dir(dir: &Path) -> Result<(), Exit> {
     if !restore::is_checkpoint_dir(dir) {
         return Err(Exit::new(
             exit_code::BAD_INPUT,
             format!("{}: a directory without live checkpoints (ttvm run --checkpoints DIR makes them)", dir.display()),
         ));
     }
+    Ok(())
+}
+
+/// `ttvm record --from DIR`: the newest usable checkpoint as the machine a snapshot loads
+/// into, with what was skipped reported, and how to name it in messages. The directory is
+/// left as it is.
+pub fn load_for_recording(dir: &Path) -> Result<(LoadedSnapshot, String), Exit> {
+    require_checkpoint_dir(dir)?;
+    let (loaded, seq, skipped) = restore::load_for_recording(dir).map_err(|e| live_exit(&e, "record --from"))?;
+    for s in &skipped {
+        eprintln!("ttvm: {}: {s}; using an older checkpoint", dir.display());
+    }
+    Ok((loaded, format!("checkpoint {seq} of {}", dir.display())))
+}
+
+/// `ttvm resume DIR`: the newest usable checkpoint, with what was skipped reported.
+pub fn resume_dir(dir: &Path) -> Result<ResumedDir, Exit> {
+    require_checkpoint_dir(dir)?;
     let started = std::time::Instant::now();
     let restored: Restored = restore::load_newest(dir).map_err(|e| live_exit(&e, "resume"))?;
     for s in &restored.skipped {
@@ -100,7 +129,10 @@ pub fn resume_dir(dir: &Path) -> Result<(Machine, HostClock, LiveCheckpointer), 
         restored.settings.interval_ms,
         restored.settings.keep,
     );
-    restored.start_checkpointing().map_err(|e| live_exit(&e, &dir.display().to_string()))
+    let origin = restored.origin.clone();
+    let (machine, clock, live) =
+        restored.start_checkpointing().map_err(|e| live_exit(&e, &dir.display().to_string()))?;
+    Ok((machine, clock, live, origin))
 }
 
 /// Waits for the writer and prints what the run measured.

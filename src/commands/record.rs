@@ -47,10 +47,11 @@ pub struct RecordArgs {
     /// Steps between checkpoints.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CHECKPOINT_EVERY, value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_every: u64,
-    /// Record from a machine `ttvm run --save-state` saved (booted at free-run speed)
-    /// instead of booting KERNEL: the snapshot's state becomes the trace's first checkpoint,
-    /// so the trace stays self-contained, and device time goes on from the snapshot's.
-    #[arg(long, value_name = "SNAPSHOT")]
+    /// Record from a machine `ttvm run --save-state` saved (booted at free-run speed), or
+    /// from the newest complete checkpoint of a live-checkpoint directory (`ttvm run
+    /// --checkpoints DIR`), instead of booting KERNEL: the saved state becomes the trace's
+    /// first checkpoint, so the trace stays self-contained, and device time goes on from it.
+    #[arg(long, value_name = "SNAPSHOT|DIR")]
     pub from: Option<PathBuf>,
     /// Stop recording after this many steps.
     #[arg(long, value_name = "N")]
@@ -222,14 +223,14 @@ fn start_session(
             "--from records the machine saved in the snapshot: give no KERNEL, --mem, --cmdline or --initrd",
         ));
     }
-    let loaded = ttvm_vmm::snapshot::load(from).map_err(|e| Exit::of("", &e))?;
+    let (loaded, what) = load_saved(from)?;
     let Some(origin) = loaded.origin else {
+        let again = if from.is_dir() { "--checkpoint-every D --checkpoints DIR" } else { "--save-state FILE" };
         return Err(Exit::new(
             exit_code::BAD_INPUT,
             format!(
-                "{}: this snapshot (an older format) does not hold the kernel it booted, which a trace must embed; \
-                 save it again with this ttvm (`ttvm run KERNEL --save-state FILE`)",
-                from.display()
+                "{what}: written by an older ttvm, it does not hold the kernel it booted, which a trace must embed; \
+                 save it again with this ttvm (`ttvm run KERNEL {again}`)"
             ),
         ));
     };
@@ -238,12 +239,25 @@ fn start_session(
     let tsc_ns = ttvm_replay::clock::EngineClock::ns_at_tsc(loaded.tsc);
     let start_ns = ttvm_vmm::clock::Clock::now_ns(&loaded.clock).max(tsc_ns);
     options.kernel_name = origin.kernel_name.clone();
-    let name = format!("{} (snapshot {})", origin.kernel_name, from.display());
+    let name = format!("{} ({what})", origin.kernel_name);
     let disk = open_cow_disk(args.machine.disk.as_deref())?;
     crate::commands::run::check_snapshot_disk(&loaded.machine, disk.as_ref().map(|(_, d)| d.capacity()))?;
     let to = RecordTo { path: output, options, output: console, input };
     RecordSession::start_from(loaded.machine, origin.machine, start_ns, disk, to)
         .map_err(|e| start_error_exit(&name, output, e))
+}
+
+/// The machine `--from` names, loaded, and how to name it: a `--save-state` snapshot, or
+/// the newest usable checkpoint of a live-checkpoint directory. Both load into the same
+/// `LoadedSnapshot` (the machine, its device clock, its TSC and what it booted from).
+fn load_saved(from: &std::path::Path) -> Result<(ttvm_vmm::snapshot::LoadedSnapshot, String), Exit> {
+    if from.is_dir() {
+        let (loaded, what) = crate::commands::live::load_for_recording(from)?;
+        eprintln!("ttvm: recording from {what}");
+        return Ok((loaded, what));
+    }
+    let loaded = ttvm_vmm::snapshot::load(from).map_err(|e| Exit::of("", &e))?;
+    Ok((loaded, format!("snapshot {}", from.display())))
 }
 
 /// `--disk FILE` for a recording that starts from a running machine: the image behind

@@ -150,7 +150,7 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
     if disk.is_some() {
         args.free.live.refuse_with("--disk (the image is written in place, outside the checkpoints)")?;
     }
-    let live = args.free.live.start(&mut machine, &clock)?;
+    let live = args.free.live.start(&mut machine, &clock, Some(&origin))?;
     let free = FreeStart { machine, disk, clock, origin: Some(origin), symbols, live };
     let output = args.machine.serial.output(ConsoleOutput::Stdout)?;
     let input = args.machine.serial.input()?;
@@ -194,10 +194,10 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
                 "--slowdown: a checkpoint directory resumes at the rate its guest calibrated against",
             ));
         }
-        let (machine, clock, live) = super::live::resume_dir(&args.snapshot)?;
+        let (machine, clock, live, origin) = super::live::resume_dir(&args.snapshot)?;
         let output = args.serial.output(ConsoleOutput::Stdout)?;
         let input = args.serial.input()?;
-        let free = FreeStart { machine, disk: None, clock, origin: None, symbols, live: Some(live) };
+        let free = FreeStart { machine, disk: None, clock, origin, symbols, live: Some(live) };
         return drive(free, output, input, &args.free);
     }
     let loaded = snapshot::load(&args.snapshot).map_err(|e| Exit::of("", &e))?;
@@ -222,7 +222,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
     if disk.is_some() {
         args.free.live.refuse_with("--disk (the image is written in place, outside the checkpoints)")?;
     }
-    let live = args.free.live.start(&mut machine, &clock)?;
+    let live = args.free.live.start(&mut machine, &clock, origin.as_ref())?;
     drive(FreeStart { machine, disk, clock, origin, symbols, live }, output, input, &args.free)
 }
 

@@ -118,15 +118,26 @@ pub fn run_free(
         // Not in the middle of a step over the #PF handler: the vCPU is then single-stepping
         // for ttvm, which a snapshot (the guest's state only) would not carry.
         if syscall_trap.is_idle() {
-            if let Some(t) = options.timeout {
-                if started.elapsed() >= t {
-                    return Ok(FreeRunEnd::Timeout);
+            let end = if options.timeout.is_some_and(|t| started.elapsed() >= t) {
+                Some(FreeRunEnd::Timeout)
+            } else if options.stop_requested() {
+                Some(FreeRunEnd::Interrupted)
+            } else {
+                None
+            };
+            if let Some(end) = end {
+                if exit_complete {
+                    // The machine as it stops goes into a last checkpoint: nothing since
+                    // the previous one is lost.
+                    if let Some(l) = live.as_deref_mut() {
+                        l.final_checkpoint(machine, &clock)?;
+                    }
+                    return Ok(end);
                 }
-            }
-            if options.stop_requested() {
-                return Ok(FreeRunEnd::Interrupted);
-            }
-            if let Some(l) = live.as_deref_mut() {
+                // KVM still has the last exit's instruction to finish: let it first, so the
+                // state a checkpoint or `--save-state` takes is between two instructions.
+                machine.vm.vcpu_mut().set_immediate_exit(true);
+            } else if let Some(l) = live.as_deref_mut() {
                 if l.is_due(Instant::now()) {
                     if exit_complete {
                         l.checkpoint(machine, &clock)?;

@@ -19,6 +19,7 @@ use super::{LiveError, SERIAL_LOG};
 use crate::clock::HostClock;
 use crate::machine::Machine;
 use crate::memory::PAGE_SIZE;
+use crate::snapshot::SnapshotOrigin;
 
 /// Checkpoints the writer may have queued before the next one is put off: a slow disk then
 /// costs checkpoints, never guest time or unbounded memory.
@@ -73,12 +74,14 @@ pub struct LiveCheckpointer {
 impl LiveCheckpointer {
     /// Starts checkpointing `machine` into `dir` (created if missing; it must not hold
     /// checkpoints already) with a base checkpoint of its present state, taken before the
-    /// guest runs again.
+    /// guest runs again. `origin`, what the machine booted from, is written beside them
+    /// (`None`: a machine resumed from a snapshot too old to say).
     pub fn start(
         dir: &Path,
         settings: LiveSettings,
         machine: &mut Machine,
         clock: &HostClock,
+        origin: Option<&SnapshotOrigin>,
     ) -> Result<Self, LiveError> {
         let io = |source| LiveError::Io { path: dir.to_path_buf(), source };
         std::fs::create_dir_all(dir).map_err(io)?;
@@ -90,6 +93,7 @@ impl LiveCheckpointer {
         }
         let log = dir.join(SERIAL_LOG);
         let serial = File::create(&log).map_err(|source| LiveError::Io { path: log, source })?;
+        writer::write_origin(dir, origin)?;
         let mem_size = machine.vm.ram().size();
         let mut me = Self::spawn(WriterState::new(dir, settings), 0, serial, 0, mem_size)?;
         // Everything the dirty log has not seen (the loaded kernel, a restored snapshot) goes
@@ -218,6 +222,17 @@ impl LiveCheckpointer {
         self.send(machine, clock, pfns)?;
         self.summary.downtimes.push(paused.elapsed());
         self.summary.dirtied.push(dirtied);
+        Ok(())
+    }
+
+    /// The last checkpoint of a run stopped by Ctrl-C or its timeout (the caller has the vCPU
+    /// between two instructions), queued whatever the writer still has to write, so the
+    /// directory ends where the guest stopped. Not a pause the guest sees, so it is left out
+    /// of the downtime figures.
+    pub fn final_checkpoint(&mut self, machine: &mut Machine, clock: &HostClock) -> Result<(), LiveError> {
+        let pfns = machine.vm.take_dirty_pages()?;
+        self.send(machine, clock, pfns)?;
+        self.summary.final_taken = true;
         Ok(())
     }
 

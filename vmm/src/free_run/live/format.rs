@@ -12,6 +12,12 @@
 //!   [`LiveCheckpoint`], then the XXH3-128 (u128 LE) of every byte before it. Its presence
 //!   under its final name is the commit marker: it is written under a temporary name,
 //!   fsynced, renamed and the directory fsynced, after the packs it names.
+//! - `origin.ttvmlo` (`TTVMORIG`): what the machine booted from, the snapshot's
+//!   [`SnapshotOrigin`] (kernel name and image, command line, RAM, CPUID vendor), framed like
+//!   a checkpoint file. Written once, before the first checkpoint, so a checkpoint can start
+//!   a self-contained recording (`ttvm record --from DIR`) and a resumed run shows the guest
+//!   the vendor it booted with. Directories written before it existed have none: they resume
+//!   with the host's vendor, as they always did, and cannot be recorded from.
 //!
 //! [`LiveCheckpoint`] is made of state types only ([`MachineState`] is the `--save-state`
 //! snapshot's); the rule of [`crate::persist`] applies: a change is a new version type and a
@@ -23,10 +29,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::memory::PAGE_SIZE;
-use crate::snapshot::{MachineState, MachineStateV2};
+use crate::snapshot::{MachineState, MachineStateV2, SnapshotOrigin};
 
 /// Magic of a checkpoint file.
 pub const CHECKPOINT_MAGIC: &[u8; 8] = b"TTVMLIVE";
+/// Magic of the origin file.
+pub const ORIGIN_MAGIC: &[u8; 8] = b"TTVMORIG";
 /// Magic of a pack file.
 pub const PACK_MAGIC: &[u8; 8] = b"TTVMPACK";
 /// The version this build writes and the newest it reads (both file kinds).
@@ -138,10 +146,49 @@ fn check_header(bytes: &[u8], magic: &[u8; 8], what: &'static str) -> Result<u32
 /// The bytes of a checkpoint file.
 pub fn encode_checkpoint(cp: &LiveCheckpoint) -> Vec<u8> {
     // bincode of plain structs and vectors cannot fail.
-    let body = bincode::serialize(cp).unwrap_or_default();
-    let body = lz4_flex::block::compress_prepend_size(&body);
+    seal(CHECKPOINT_MAGIC, &bincode::serialize(cp).unwrap_or_default())
+}
+
+/// Decodes and checks a checkpoint file: header, checksum, body, page list order.
+pub fn decode_checkpoint(bytes: &[u8]) -> Result<LiveCheckpoint, FormatError> {
+    let damaged = |s: String| FormatError::Damaged(s);
+    let (version, body) = unseal(bytes, CHECKPOINT_MAGIC, "checkpoint")?;
+    let cp: LiveCheckpoint = match version {
+        1 => bincode::deserialize::<LiveCheckpointV1>(&body).map(LiveCheckpoint::from),
+        _ => bincode::deserialize(&body),
+    }
+    .map_err(|e| damaged(format!("body: {e}")))?;
+    let pages = cp.machine.mem_size / PAGE_SIZE as u64;
+    let mut previous: Option<u32> = None;
+    for p in &cp.pages {
+        if u64::from(p.pfn) >= pages || previous.is_some_and(|q| p.pfn <= q) {
+            return Err(damaged(format!("page {:#x} out of order or beyond {pages} pages of RAM", p.pfn)));
+        }
+        if p.offset < HEADER_LEN as u64 {
+            return Err(damaged(format!("page {:#x} at offset {} inside a pack header", p.pfn, p.offset)));
+        }
+        previous = Some(p.pfn);
+    }
+    Ok(cp)
+}
+
+/// The bytes of the origin file.
+pub fn encode_origin(origin: &SnapshotOrigin) -> Vec<u8> {
+    seal(ORIGIN_MAGIC, &bincode::serialize(origin).unwrap_or_default())
+}
+
+/// Decodes and checks the origin file.
+pub fn decode_origin(bytes: &[u8]) -> Result<SnapshotOrigin, FormatError> {
+    let (_, body) = unseal(bytes, ORIGIN_MAGIC, "origin")?;
+    bincode::deserialize(&body).map_err(|e| FormatError::Damaged(format!("body: {e}")))
+}
+
+/// A file of the directory around `body`: header, body length, the body LZ4-compressed
+/// (size prepended), XXH3-128 of everything before.
+fn seal(magic: &[u8; 8], body: &[u8]) -> Vec<u8> {
+    let body = lz4_flex::block::compress_prepend_size(body);
     let mut out = Vec::with_capacity(HEADER_LEN + 8 + body.len() + 16);
-    out.extend_from_slice(&header(CHECKPOINT_MAGIC));
+    out.extend_from_slice(&header(magic));
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
     out.extend_from_slice(&body);
     let sum = xxhash_rust::xxh3::xxh3_128(&out);
@@ -149,10 +196,10 @@ pub fn encode_checkpoint(cp: &LiveCheckpoint) -> Vec<u8> {
     out
 }
 
-/// Decodes and checks a checkpoint file: header, checksum, body, page list order.
-pub fn decode_checkpoint(bytes: &[u8]) -> Result<LiveCheckpoint, FormatError> {
+/// The version and decompressed body of a file [`seal`] wrote, every part checked.
+fn unseal(bytes: &[u8], magic: &[u8; 8], what: &'static str) -> Result<(u32, Vec<u8>), FormatError> {
     let damaged = |s: String| FormatError::Damaged(s);
-    let version = check_header(bytes, CHECKPOINT_MAGIC, "checkpoint")?;
+    let version = check_header(bytes, magic, what)?;
     if bytes.len() < HEADER_LEN + 8 + 16 {
         return Err(damaged(format!("truncated at {} bytes", bytes.len())));
     }
@@ -175,23 +222,7 @@ pub fn decode_checkpoint(bytes: &[u8]) -> Result<LiveCheckpoint, FormatError> {
         return Err(damaged(format!("body of {size} bytes")));
     }
     let body = lz4_flex::block::decompress_size_prepended(body).map_err(|e| damaged(format!("body: {e}")))?;
-    let cp: LiveCheckpoint = match version {
-        1 => bincode::deserialize::<LiveCheckpointV1>(&body).map(LiveCheckpoint::from),
-        _ => bincode::deserialize(&body),
-    }
-    .map_err(|e| damaged(format!("body: {e}")))?;
-    let pages = cp.machine.mem_size / PAGE_SIZE as u64;
-    let mut previous: Option<u32> = None;
-    for p in &cp.pages {
-        if u64::from(p.pfn) >= pages || previous.is_some_and(|q| p.pfn <= q) {
-            return Err(damaged(format!("page {:#x} out of order or beyond {pages} pages of RAM", p.pfn)));
-        }
-        if p.offset < HEADER_LEN as u64 {
-            return Err(damaged(format!("page {:#x} at offset {} inside a pack header", p.pfn, p.offset)));
-        }
-        previous = Some(p.pfn);
-    }
-    Ok(cp)
+    Ok((version, body))
 }
 
 /// The header every pack file starts with.
@@ -352,6 +383,28 @@ mod tests {
         assert_eq!(decode_checkpoint(b"TTVMSNAP\x02\0\0\0rest"), Err(FormatError::Foreign("checkpoint")));
         assert_eq!(check_pack_header(b"TTVMPACK\x01\0\0\0"), Ok(()));
         assert_eq!(check_pack_header(b"TTVMPACK\x07\0\0\0"), Err(FormatError::Newer(7)));
+    }
+
+    /// The origin file holds the snapshot's `SnapshotOrigin` encoding, framed and checked
+    /// like a checkpoint; another file kind or a flipped byte is refused.
+    #[test]
+    fn the_origin_round_trips_and_damage_is_found() {
+        let origin = SnapshotOrigin {
+            kernel_name: "timer".into(),
+            machine: crate::machine::MachineConfig::new(vec![0x7f, b'E', b'L', b'F', 2], "ticks=5"),
+            neutral_vendor: true,
+        };
+        let bytes = encode_origin(&origin);
+        assert_eq!(&bytes[..12], b"TTVMORIG\x02\0\0\0");
+        let body = lz4_flex::block::decompress_size_prepended(&bytes[20..bytes.len() - 16]).unwrap();
+        assert_eq!(body, bincode::serialize(&origin).unwrap(), "the snapshot's origin record, unchanged");
+        assert_eq!(decode_origin(&bytes).unwrap(), origin);
+        assert_eq!(decode_origin(&encode_checkpoint(&sample())), Err(FormatError::Foreign("origin")));
+        for at in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x01;
+            assert!(decode_origin(&bad).is_err(), "flip at {at} accepted");
+        }
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub use format::LiveSettings;
 /// one uninterrupted run.
 pub const SERIAL_LOG: &str = "serial.log";
 
+/// What the machine booted from (`format::encode_origin`), in the checkpoint directory.
+pub const ORIGIN: &str = "origin.ttvmlo";
+
 /// Errors of live checkpointing and restart.
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
@@ -46,6 +49,14 @@ pub enum LiveError {
         /// Why each candidate was refused.
         reasons: Vec<String>,
     },
+    /// The directory's origin file cannot be used.
+    #[error("{path}: damaged: {reason}")]
+    DamagedOrigin {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// Capturing the vCPU failed.
     #[error(transparent)]
     Vcpu(#[from] crate::vcpu::VcpuError),
@@ -62,7 +73,7 @@ impl crate::error_kind::Classify for LiveError {
         use crate::error_kind::ErrorKind;
         match self {
             Self::NotEmpty(_) => ErrorKind::BadInput,
-            Self::NoCheckpoint { .. } => ErrorKind::Damaged,
+            Self::NoCheckpoint { .. } | Self::DamagedOrigin { .. } => ErrorKind::Damaged,
             Self::Vcpu(e) => crate::error_kind::Classify::kind(e),
             Self::Vm(e) => crate::error_kind::Classify::kind(e),
             Self::Io { .. } | Self::WriterGone => ErrorKind::Host,

@@ -1,17 +1,20 @@
 //! `ttvm resume DIR`: rebuild the machine from the newest checkpoint that checks out
 //! completely (file checksum, state validation, every page's hash), reporting each newer one
 //! that does not, and set the directory up so the resumed run goes on checkpointing into it.
+//! `ttvm record --from DIR`: the same machine as a [`LoadedSnapshot`], the type a
+//! `--save-state` snapshot loads into, leaving the directory untouched.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use super::format::{self, LiveCheckpoint, LiveSettings, RECORD_HEADER_LEN};
 use super::writer::{self, Loc, WriterState};
-use super::{LiveCheckpointer, LiveError, SERIAL_LOG};
+use super::{LiveCheckpointer, LiveError, ORIGIN, SERIAL_LOG};
 use crate::clock::HostClock;
+use crate::cpuid::CpuVendor;
 use crate::machine::Machine;
 use crate::memory::PAGE_SIZE;
-use crate::snapshot;
+use crate::snapshot::{self, LoadedSnapshot, SnapshotOrigin};
 use crate::vm::Vm;
 
 /// A machine rebuilt from a checkpoint directory.
@@ -28,6 +31,8 @@ pub struct Restored {
     pub serial_len: u64,
     /// Newer checkpoints that could not be used, and why (renamed to `*.damaged`).
     pub skipped: Vec<String>,
+    /// What the machine booted from; `None` for a directory an older ttvm wrote.
+    pub origin: Option<SnapshotOrigin>,
     /// Set when `serial.log` holds less than the checkpoint counted (it was not written by
     /// this ttvm, or lost data no fsync had reached).
     pub serial_note: Option<String>,
@@ -60,10 +65,21 @@ pub fn is_checkpoint_dir(dir: &Path) -> bool {
     })
 }
 
-/// Sequence numbers of the checkpoint files and pack files in `dir`, ascending.
+/// Sequence numbers of the checkpoint files and pack files in `dir`, ascending. Temporary
+/// files a crash left before their rename (never committed) are removed.
 pub fn list(dir: &Path) -> Result<(Vec<u64>, Vec<u64>), LiveError> {
+    let (checkpoints, packs, temporary) = scan(dir)?;
+    for name in temporary {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    Ok((checkpoints, packs))
+}
+
+/// What [`list`] finds, changing nothing: checkpoints, packs, and the names of `*.tmp` files.
+#[allow(clippy::type_complexity)]
+fn scan(dir: &Path) -> Result<(Vec<u64>, Vec<u64>, Vec<String>), LiveError> {
     let io = |source| LiveError::Io { path: dir.to_path_buf(), source };
-    let (mut checkpoints, mut packs) = (Vec::new(), Vec::new());
+    let (mut checkpoints, mut packs, mut temporary) = (Vec::new(), Vec::new(), Vec::new());
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let name = entry.map_err(io)?.file_name();
         let name = name.to_string_lossy();
@@ -72,13 +88,58 @@ pub fn list(dir: &Path) -> Result<(Vec<u64>, Vec<u64>), LiveError> {
         } else if let Some(s) = writer::pack_seq(&name) {
             packs.push(s);
         } else if name.ends_with(".tmp") {
-            // A checkpoint a crash interrupted before its rename: never committed.
-            let _ = std::fs::remove_file(dir.join(&*name));
+            temporary.push(name.into_owned());
         }
     }
     checkpoints.sort_unstable();
     packs.sort_unstable();
-    Ok((checkpoints, packs))
+    Ok((checkpoints, packs, temporary))
+}
+
+/// The directory's origin file; `None` when it has none (an older ttvm wrote it).
+pub fn read_origin(dir: &Path) -> Result<Option<SnapshotOrigin>, LiveError> {
+    let path = dir.join(ORIGIN);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(LiveError::Io { path, source }),
+    };
+    format::decode_origin(&bytes).map(Some).map_err(|e| LiveError::DamagedOrigin { path, reason: e.to_string() })
+}
+
+/// The vendor a machine of `origin` shows its guest: the host's when the directory does not
+/// say (older directories resumed that way).
+fn vendor_of(origin: Option<&SnapshotOrigin>) -> CpuVendor {
+    origin.map_or(CpuVendor::Host, SnapshotOrigin::vendor)
+}
+
+/// The machine of the newest usable checkpoint of `dir`, as a snapshot would load it (with
+/// the directory's origin), for `ttvm record --from DIR`; also that checkpoint's number and
+/// why newer ones were refused. Changes nothing in the directory: the run may still be
+/// writing it.
+pub fn load_for_recording(dir: &Path) -> Result<(LoadedSnapshot, u64, Vec<String>), LiveError> {
+    let origin = read_origin(dir)?;
+    let (checkpoints, _, _) = scan(dir)?;
+    let (cp, machine, clock, skipped) = newest_usable(dir, &checkpoints, vendor_of(origin.as_ref()))?;
+    Ok((LoadedSnapshot { machine, clock, tsc: cp.machine.tsc, origin }, cp.seq, skipped))
+}
+
+/// The newest of `checkpoints` that checks out, rebuilt, with why each newer one did not.
+#[allow(clippy::type_complexity)]
+fn newest_usable(
+    dir: &Path,
+    checkpoints: &[u64],
+    vendor: CpuVendor,
+) -> Result<(LiveCheckpoint, Machine, HostClock, Vec<String>), LiveError> {
+    let mut skipped = Vec::new();
+    for &seq in checkpoints.iter().rev() {
+        match load_one(dir, seq, vendor) {
+            Ok((cp, machine, clock)) => return Ok((cp, machine, clock, skipped)),
+            Err(Refusal::Damaged(reason)) => skipped.push(format!("checkpoint {seq}: {reason}")),
+            Err(Refusal::Fatal(e)) => return Err(e),
+        }
+    }
+    Err(LiveError::NoCheckpoint { dir: dir.to_path_buf(), reasons: skipped })
 }
 
 /// Reads and checks checkpoint `seq`'s file (not its pages).
@@ -90,42 +151,35 @@ pub fn read_checkpoint(dir: &Path, seq: u64) -> Result<LiveCheckpoint, String> {
 
 /// Rebuilds the machine from the newest usable checkpoint of `dir`.
 pub fn load_newest(dir: &Path) -> Result<Restored, LiveError> {
+    let origin = read_origin(dir)?;
     let (checkpoints, packs) = list(dir)?;
-    let mut skipped = Vec::new();
-    for &seq in checkpoints.iter().rev() {
-        match load_one(dir, seq) {
-            Ok((cp, machine, clock)) => {
-                for &bad in checkpoints.iter().filter(|&&s| s > seq) {
-                    let from = dir.join(writer::checkpoint_name(bad));
-                    let _ = std::fs::rename(&from, from.with_extension("damaged"));
-                }
-                writer::sync_dir(dir)?;
-                let serial_note = cut_serial_log(dir, cp.serial_len)?;
-                let writer = writer_state(dir, &cp, &checkpoints, &packs);
-                let next_seq = checkpoints.last().map_or(0, |&s| s + 1);
-                return Ok(Restored {
-                    machine,
-                    clock,
-                    seq,
-                    settings: cp.settings,
-                    serial_len: cp.serial_len,
-                    skipped,
-                    serial_note,
-                    writer,
-                    next_seq,
-                });
-            }
-            Err(Refusal::Damaged(reason)) => skipped.push(format!("checkpoint {seq}: {reason}")),
-            Err(Refusal::Fatal(e)) => return Err(e),
-        }
+    let (cp, machine, clock, skipped) = newest_usable(dir, &checkpoints, vendor_of(origin.as_ref()))?;
+    for &bad in checkpoints.iter().filter(|&&s| s > cp.seq) {
+        let from = dir.join(writer::checkpoint_name(bad));
+        let _ = std::fs::rename(&from, from.with_extension("damaged"));
     }
-    Err(LiveError::NoCheckpoint { dir: dir.to_path_buf(), reasons: skipped })
+    writer::sync_dir(dir)?;
+    let serial_note = cut_serial_log(dir, cp.serial_len)?;
+    let writer = writer_state(dir, &cp, &checkpoints, &packs);
+    let next_seq = checkpoints.last().map_or(0, |&s| s + 1);
+    Ok(Restored {
+        machine,
+        clock,
+        seq: cp.seq,
+        settings: cp.settings,
+        serial_len: cp.serial_len,
+        skipped,
+        origin,
+        serial_note,
+        writer,
+        next_seq,
+    })
 }
 
-fn load_one(dir: &Path, seq: u64) -> Result<(LiveCheckpoint, Machine, HostClock), Refusal> {
+fn load_one(dir: &Path, seq: u64, vendor: CpuVendor) -> Result<(LiveCheckpoint, Machine, HostClock), Refusal> {
     let cp = read_checkpoint(dir, seq).map_err(Refusal::Damaged)?;
     let board = snapshot::restorable(&cp.machine).map_err(Refusal::Damaged)?;
-    let mut vm = Vm::new(cp.machine.mem_size, crate::cpuid::CpuVendor::Host).map_err(|e| Refusal::Fatal(e.into()))?;
+    let mut vm = Vm::new(cp.machine.mem_size, vendor).map_err(|e| Refusal::Fatal(e.into()))?;
     read_pages(dir, &cp, vm.ram_mut().as_mut_slice()).map_err(Refusal::Damaged)?;
     let (machine, clock) =
         snapshot::restore_into(vm, board, &cp.machine).map_err(|e| Refusal::Fatal(LiveError::Vm(e)))?;

@@ -18,6 +18,8 @@ pub struct LiveSummary {
     pub stored: u64,
     /// Pages found already stored by content.
     pub deduplicated: u64,
+    /// Whether a last checkpoint was taken where the run was stopped (Ctrl-C, timeout).
+    pub final_taken: bool,
 }
 
 /// The `p`-th percentile (nearest rank) of `sorted`.
@@ -54,6 +56,9 @@ impl std::fmt::Display for LiveSummary {
         if self.postponed > 0 {
             write!(f, "; {} postponed while the writer caught up", self.postponed)?;
         }
+        if self.final_taken {
+            write!(f, "; a final checkpoint where the run was stopped")?;
+        }
         Ok(())
     }
 }
@@ -80,8 +85,11 @@ mod tests {
             stored: 200,
             deduplicated: 66,
             postponed: 0,
+            final_taken: false,
         };
         let text = s.to_string();
+        assert!(!text.contains("final"), "{text}");
+        assert!(LiveSummary { final_taken: true, ..s.clone() }.to_string().ends_with("where the run was stopped"));
         assert!(text.starts_with("2 live checkpoints: downtime median 0.500 ms, p99 1.500 ms"), "{text}");
         assert!(text.contains("266 pages dirtied (at most 256 = 1.0 MiB in one interval); 3.00 MiB written"), "{text}");
     }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use super::format::{self, LiveCheckpoint, LiveSettings, PageRef};
 use super::LiveError;
 use crate::memory::PAGE_SIZE;
-use crate::snapshot::MachineState;
+use crate::snapshot::{MachineState, SnapshotOrigin};
 
 /// What the vCPU thread hands over at a checkpoint.
 pub struct Job {
@@ -193,6 +193,26 @@ pub fn checkpoint_seq(name: &str) -> Option<u64> {
 /// Sequence number in a pack file name.
 pub fn pack_seq(name: &str) -> Option<u64> {
     name.strip_prefix("pack-")?.strip_suffix(".ttvmlp")?.parse().ok()
+}
+
+/// Writes the directory's origin file (or removes one an earlier run left when there is
+/// none): through a temporary name, fsynced, renamed, the directory fsynced, so it is
+/// durable before the first checkpoint is.
+pub(crate) fn write_origin(dir: &Path, origin: Option<&SnapshotOrigin>) -> Result<(), LiveError> {
+    let path = dir.join(super::ORIGIN);
+    match origin {
+        Some(origin) => {
+            let tmp = dir.join(format!("{}.tmp", super::ORIGIN));
+            write_synced(&tmp, &format::encode_origin(origin))?;
+            std::fs::rename(&tmp, &path).map_err(|source| LiveError::Io { path: path.clone(), source })?;
+        }
+        None => match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(LiveError::Io { path, source }),
+        },
+    }
+    sync_dir(dir)
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), LiveError> {
