@@ -176,6 +176,10 @@ fn a_live_checkpoint_directory_is_recorded_from_its_newest_checkpoint() {
     let o = run(&["replay", "--verify", trace.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(out(&o), recorded, "replay regenerates exactly the recorded output");
+    // The CPU the run showed its guest (vendor-neutral for every kernel but Linux), not the
+    // host's: the directory's origin says which.
+    let o = run(&["info", trace.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("CPUID model ttvm-x86-64-v3 (ttvm-neutral)"), "{}", text(&o));
 
     // A damaged origin file is reported, not guessed around.
     let origin = dir.join("origin.ttvmlo");
