@@ -148,17 +148,17 @@ pub fn record_to_end(
     let end = match result {
         Ok(end) => end,
         Err(e) => {
-            // Keep what was recorded: finalise with the failure as the reason.
+            // Keep what was recorded: finalise with the failure as the reason (which fails
+            // too when the disk is full; the complete chunks written so far stay readable).
             let reason = RecordEnd::Interrupted;
-            let _ = session.finish(&reason);
+            let kept = match session.finish(&reason) {
+                Ok(_) => "the trace up to there was kept in",
+                Err(_) => "the trace could not be finalised; its complete chunks up to there are readable in",
+            };
             // A full disk is the host's fault, a failed KVM_RUN KVM's: the error's kind says.
             return Err(Exit::new(
                 exit_code::for_kind(ttvm_vmm::error_kind::Classify::kind(&e)),
-                format!(
-                    "recording failed at step {}: {e}; the trace up to there was kept in {}",
-                    session.icount(),
-                    output.display()
-                ),
+                format!("recording failed at step {}: {e}; {kept} {}", session.icount(), output.display()),
             ));
         }
     };
