@@ -768,7 +768,9 @@ impl ttvm_vmm::error_kind::Classify for RecordError {
             Self::Machine(e) => ttvm_vmm::error_kind::Classify::kind(e),
             Self::Engine(e) => ttvm_vmm::error_kind::Classify::kind(e),
             // The trace file is locked by another ttvm writing it: like a port in use.
-            Self::Io(e) if e.kind() == std::io::ErrorKind::WouldBlock => ttvm_vmm::error_kind::ErrorKind::BadInput,
+            Self::Io(e) if crate::trace::TraceLocked::in_io_error(e).is_some() => {
+                ttvm_vmm::error_kind::ErrorKind::BadInput
+            }
             Self::Io(_) => ttvm_vmm::error_kind::ErrorKind::Host,
             Self::Vcpu(e) => ttvm_vmm::error_kind::Classify::kind(e),
             Self::Vm(e) => ttvm_vmm::error_kind::Classify::kind(e),

@@ -9,4 +9,4 @@ pub use format::{
     FORMAT_VERSION, LANDMARKS_SINCE, STRICT_STEPS_SINCE,
 };
 pub use reader::{ChunkRef, TraceError, TraceFile};
-pub use writer::TraceWriter;
+pub use writer::{TraceLocked, TraceWriter};

@@ -100,6 +100,23 @@ impl TraceWriter {
     }
 }
 
+/// Another process holds the lock of a trace file: a recording into it is in progress.
+/// [`TraceWriter::create`] returns it inside an [`std::io::Error`] of kind `WouldBlock`;
+/// [`TraceLocked::in_io_error`] finds it there.
+#[derive(Debug, thiserror::Error)]
+#[error("{} is being written by another ttvm process (it holds the file's lock); choose another output file or wait for that recording to end", path.display())]
+pub struct TraceLocked {
+    /// The file.
+    pub path: std::path::PathBuf,
+}
+
+impl TraceLocked {
+    /// The [`TraceLocked`] inside `e`, if that is what `e` is.
+    pub fn in_io_error(e: &std::io::Error) -> Option<&TraceLocked> {
+        e.get_ref().and_then(|inner| inner.downcast_ref::<TraceLocked>())
+    }
+}
+
 /// Takes an exclusive advisory lock on `file` without waiting.
 fn lock_exclusive(file: &File, path: &Path) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
@@ -109,10 +126,32 @@ fn lock_exclusive(file: &File, path: &Path) -> std::io::Result<()> {
     }
     let e = std::io::Error::last_os_error();
     if e.kind() == std::io::ErrorKind::WouldBlock {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::WouldBlock,
-            format!("{} is being written by another ttvm process (it holds the file's lock)", path.display()),
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::WouldBlock, TraceLocked { path: path.to_path_buf() }));
     }
     Err(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second lock on a file someone holds is refused with the typed error naming the
+    /// file (flock locks belong to the open file, so two opens conflict even in one
+    /// process); once the first is closed the file can be locked again.
+    #[test]
+    fn a_locked_trace_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.ttvm");
+        let first = File::create(&path).unwrap();
+        lock_exclusive(&first, &path).unwrap();
+        let second = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let e = lock_exclusive(&second, &path).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+        let locked = TraceLocked::in_io_error(&e).expect("typed");
+        assert_eq!(locked.path, path);
+        assert!(e.to_string().contains("being written by another ttvm process"), "{e}");
+        assert!(TraceLocked::in_io_error(&std::io::Error::from(std::io::ErrorKind::WouldBlock)).is_none());
+        drop(first);
+        lock_exclusive(&second, &path).unwrap();
+    }
 }
