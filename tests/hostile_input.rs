@@ -210,6 +210,9 @@ fn a_trace_truncated_under_the_gdb_server_does_not_crash_it() {
     let (at, length) = (hex(&after[0]), hex(&after[1]));
     assert_eq!(at, length / 2 - 1, "{out}");
     assert!(!server.stderr().contains("SIGBUS"), "{}", server.stderr());
+    // The user is told the file no longer holds what is being served.
+    let note = "memcorrupt.ttvm changed on disk since it was loaded (it is now 1000 bytes); still serving the history";
+    assert!(server.stderr().contains(note), "{}", server.stderr());
 }
 
 /// The gdb server outlives its connections: a port probe that connects and closes, then
@@ -239,6 +242,7 @@ fn the_gdb_server_serves_one_client_after_another() {
     let (status, err) = server.wait(Duration::from_secs(30));
     assert!(status.success() && err.contains("gdb detached"), "{err}");
     assert_eq!(err.matches("gdb connected from 127.0.0.1").count(), 3, "{err}");
+    assert!(!err.contains("changed on disk"), "an untouched trace is not reported: {err}");
 
     // Binding every interface works, with a warning that names the risk.
     let mut child = common::ttvm()

@@ -41,7 +41,7 @@ pub mod reverse;
 pub mod target;
 pub mod target_xml;
 
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 
 pub use addr::{bind, parse_listen_addr, DEFAULT_HOST};
 pub use error::GdbError;
@@ -64,9 +64,21 @@ pub fn serve_with_symbols(
     listener: TcpListener,
     symbols: Option<ttvm_vmm::symbols::SymbolTable>,
 ) -> Result<ServeEnd, GdbError> {
+    serve_clients(timeline, listener, symbols, |_| {})
+}
+
+/// Like [`serve_with_symbols`], calling `on_connect` with each client's address before it
+/// is served (the CLI notes there whether the trace file changed since it was loaded).
+pub fn serve_clients(
+    timeline: &mut Timeline,
+    listener: TcpListener,
+    symbols: Option<ttvm_vmm::symbols::SymbolTable>,
+    mut on_connect: impl FnMut(SocketAddr),
+) -> Result<ServeEnd, GdbError> {
     loop {
         let (stream, peer) = listener.accept()?;
         eprintln!("ttvm: gdb connected from {peer}");
+        on_connect(peer);
         match serve_connection(timeline, stream, symbols.clone())? {
             ServeEnd::ConnectionClosed => {
                 let at = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();

@@ -73,6 +73,8 @@ pub fn serve_replay(
     symbols: Option<ttvm_vmm::symbols::SymbolTable>,
 ) -> Result<i32, Exit> {
     let addr = ttvm_gdb::parse_listen_addr(addr).map_err(|e| Exit::of("", &e))?;
+    // Taken before the trace is read, so any change after that is noticed.
+    let loaded = FileIdentity::of(trace);
     let rec = open_recording(trace)?;
     if let Some(note) = &rec.file.recovery_note {
         eprintln!("ttvm: note: {note}");
@@ -100,7 +102,24 @@ pub fn serve_replay(
         "ttvm: serving {} ({steps} steps) to gdb on {local} — connect with: gdb {kernel_arg} -ex 'target remote {local}'",
         trace.display()
     );
-    let end = ttvm_gdb::serve_with_symbols(&mut timeline, listener, symbols).map_err(|e| Exit::of("", &e))?;
+    // The history was read into memory when the server started: a trace re-recorded or cut
+    // in place meanwhile does not change what is served, but the user should know the file
+    // no longer holds it.
+    let note_change = |_| {
+        let now = FileIdentity::of(trace);
+        if now != loaded {
+            let state = match &now {
+                Some(n) => format!("it is now {} bytes", n.len),
+                None => "it is gone".to_string(),
+            };
+            eprintln!(
+                "ttvm: note: {} changed on disk since it was loaded ({state}); still serving the history loaded \
+                 at start ({steps} steps)",
+                trace.display()
+            );
+        }
+    };
+    let end = ttvm_gdb::serve_clients(&mut timeline, listener, symbols, note_change).map_err(|e| Exit::of("", &e))?;
     let how = match end {
         ServeEnd::Detached => "gdb detached",
         ServeEnd::Killed => "gdb killed the session",
@@ -108,4 +127,21 @@ pub fn serve_replay(
     };
     eprintln!("ttvm: {how} at icount {}", timeline.icount());
     Ok(0)
+}
+
+/// What identifies a file's contents cheaply: a rewrite or truncation changes at least one.
+#[derive(Debug, PartialEq, Eq)]
+struct FileIdentity {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl FileIdentity {
+    /// `path`'s identity now; `None` when it cannot be read (gone).
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(Self { len: m.len(), modified: m.modified().ok(), inode: m.ino() })
+    }
 }
