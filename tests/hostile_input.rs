@@ -68,6 +68,45 @@ fn sigint_and_sigterm_stop_a_recording_waiting_for_input() {
     }
 }
 
+/// Serial input from a pipe that closes while the guest still expects lines: nothing can
+/// wake it any more (the entropy kernel runs no timer while it waits), so the recording
+/// ends as a halt, status 72 as the README's table says, finalised and verifiable.
+#[test]
+fn serial_input_that_ends_while_the_guest_waits_ends_the_recording_as_a_halt() {
+    use std::io::Write;
+    if !require_kvm("serial_input_that_ends_while_the_guest_waits_ends_the_recording_as_a_halt") {
+        return;
+    }
+    let dir = common::tempdir();
+    let trace = dir.path().join("closed.ttvm");
+    let mut child = common::ttvm()
+        .args(["record", "entropy", "--cmdline", "lines=3", "--serial-in", "/dev/stdin", "-o"])
+        .arg(&trace)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // One line of the three, then the pipe closes.
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"one\n").expect("write");
+    drop(stdin);
+    let start = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the recording still waits for input from a closed pipe");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().expect("output");
+    assert_eq!(o.status.code(), Some(72), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("echo: one"), "the line was read: {}", text(&o));
+    assert!(text(&o).contains("(halted with nothing to wake it)"), "{}", text(&o));
+    let o = run(&["replay", "--verify", "-q", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
 /// A small tmpfs, unmounted when dropped.
 struct SmallFs(std::path::PathBuf);
 
