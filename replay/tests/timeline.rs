@@ -133,10 +133,10 @@ fn watchpoint_and_last_write_find_the_writer() {
         let q = t.icount();
         assert!(q < len - 1, "no stack write found");
         let before_rsp = t.machine().vm.vcpu().regs().rsp;
-        let old = read(&t, before_rsp - 8);
+        let old = read(&t, before_rsp.wrapping_sub(8));
         t.step_forward().unwrap();
         let rsp = t.machine().vm.vcpu().regs().rsp;
-        if rsp == before_rsp - 8 && read(&t, rsp) != old {
+        if rsp == before_rsp.wrapping_sub(8) && read(&t, rsp) != old {
             break (q, rsp);
         }
     };
