@@ -12,6 +12,7 @@ pub mod pit;
 pub mod rtc;
 pub mod serial;
 pub mod virtio_blk;
+pub mod virtio_net;
 
 use std::collections::BTreeSet;
 
