@@ -14,6 +14,7 @@
 //! thread; the rings are rust-vmm's `virtio-queue`, rebuilt from the legacy registers for
 //! each use, so the device stays a plain value that can be saved and compared.
 
+pub mod link;
 mod state;
 pub mod switch;
 
