@@ -33,7 +33,10 @@ fn ping_and_pong_exchange_every_round_and_both_exit_0() {
     assert!(stderr.contains("ttvm: VM 0 (ping): guest exited with status 0"), "{stderr}");
     assert!(stderr.contains("ttvm: VM 1 (pong): guest exited with status 0"), "{stderr}");
     let sent = 2 * (rounds + 1);
-    assert!(stderr.contains(&format!("ttvm: switch: {sent} frames sent, {sent} delivered to ports, 0 dropped")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("ttvm: switch: {sent} frames sent, {sent} delivered to ports, 0 dropped")),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -88,9 +88,8 @@ pub fn run(network: Network) -> Result<i32, Exit> {
         .collect::<Result<_, _>>()?;
     let mut outcomes = Vec::new();
     for (index, t) in threads.into_iter().enumerate() {
-        let (name, outcome) = t
-            .join()
-            .map_err(|_| Exit::new(exit_code::HOST_ERROR, format!("the thread of VM {index} panicked")))?;
+        let (name, outcome) =
+            t.join().map_err(|_| Exit::new(exit_code::HOST_ERROR, format!("the thread of VM {index} panicked")))?;
         outcomes.push((name, outcome));
     }
     let elapsed = started.elapsed();
