@@ -40,6 +40,42 @@ fn ping_and_pong_exchange_every_round_and_both_exit_0() {
 }
 
 #[test]
+fn frames_reach_the_vm_whose_position_is_in_the_mac() {
+    if !require_kvm("frames_reach_the_vm_whose_position_is_in_the_mac") {
+        return;
+    }
+    // ping at position 0 sends to position 2 only; `hello` at 1 exits at once and never
+    // sees a frame (a broadcast to it would be dropped and counted).
+    let o = run(&[
+        "run",
+        "--timeout",
+        "60",
+        "--vm",
+        "ping",
+        "--cmdline",
+        "rounds=5 peer=2",
+        "--vm",
+        "hello",
+        "--vm",
+        "pong",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(lines_of(&stdout, 0, "ping").contains(&"ping: 5 replies".to_string()), "{stdout}");
+    assert!(lines_of(&stdout, 2, "pong").contains(&"pong: 6 frames".to_string()), "{stdout}");
+    assert!(lines_of(&stdout, 1, "hello").contains(&"Hello from ttvm!".to_string()), "{stdout}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("ttvm: switch: 12 frames sent, 12 delivered to ports, 0 dropped"), "{stderr}");
+}
+
+#[test]
+fn recording_a_network_says_it_is_not_there_yet() {
+    let o = run(&["record", "--vm", "ping", "--vm", "pong", "-o", "/nonexistent"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("recording a network is not implemented yet"));
+}
+
+#[test]
 fn the_first_failing_vm_sets_the_status_and_stops_the_others() {
     if !require_kvm("the_first_failing_vm_sets_the_status_and_stops_the_others") {
         return;

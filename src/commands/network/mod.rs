@@ -11,13 +11,20 @@ use std::ffi::OsString;
 
 use crate::exit_code::Exit;
 
-/// Whether `args` (without the program name) is a network command line: `run` with `--vm`.
+/// Whether `args` (without the program name) is a network command line: `run` or `record`
+/// with `--vm`.
 pub fn is_network_command(args: &[OsString]) -> bool {
-    args.first().is_some_and(|c| c == "run") && args.iter().any(|a| a == "--vm")
+    args.first().is_some_and(|c| c == "run" || c == "record") && args.iter().any(|a| a == "--vm")
 }
 
 /// Runs a network command line (see [`is_network_command`]); the process exit status.
 pub fn main(args: &[OsString]) -> Result<i32, Exit> {
+    if args.first().is_some_and(|c| c == "record") {
+        return Err(Exit::new(
+            crate::exit_code::BAD_INPUT,
+            "record --vm: recording a network is not implemented yet (ttvm run --vm … --vm … runs one)",
+        ));
+    }
     let parsed = args::parse(&args[1..])?;
     run::run(parsed)
 }
