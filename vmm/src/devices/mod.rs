@@ -507,6 +507,59 @@ mod tests {
     }
 
     #[test]
+    fn a_network_card_sits_at_00_02_0_behind_the_host_bridge_and_interrupts_on_irq_10() {
+        let mut b = Board::new(0);
+        init_pic(&mut b);
+        let config_read = |b: &mut Board, dev: u32, reg: u32| {
+            b.pio_write(0xcf8, &(0x8000_0000u32 | dev << 11 | reg).to_le_bytes(), 0);
+            let mut d = [0u8; 4];
+            b.pio_read(0xcfc, &mut d, 0);
+            u32::from_le_bytes(d)
+        };
+        assert_eq!(config_read(&mut b, 2, 0), u32::MAX, "no card: the slot floats high");
+        assert_eq!(config_read(&mut b, 0, 0), u32::MAX, "no virtio device: no host bridge either");
+        b.attach_net(virtio_net::mac_for(0));
+        assert_eq!(config_read(&mut b, 2, 0), 0x1000_1af4);
+        assert_ne!(config_read(&mut b, 0, 0), u32::MAX, "the host bridge appears with the card");
+        assert_eq!(config_read(&mut b, 1, 0), u32::MAX, "no disk");
+        // I/O decoding on through the command register, then a transmit notify: due at once.
+        b.pio_write(0xcf8, &(0x8000_0000u32 | 2 << 11 | 4).to_le_bytes(), 0);
+        b.pio_write(0xcfc, &5u32.to_le_bytes(), 0);
+        b.pio_write(virtio_net::DEFAULT_BAR0 + 16, &1u16.to_le_bytes(), 500);
+        assert!(b.net_tx_due(500));
+        assert_eq!(b.next_deadline(), Some(500 + virtio_net::TX_LATENCY_NS));
+        // A transmit with no rings set up takes nothing and raises nothing.
+        let mut ram = crate::memory::GuestRam::new(8 << 20).unwrap();
+        {
+            let view = ram.vm_memory().unwrap();
+            assert!(b.transmit_net(&view.mem).frames.is_empty());
+            assert!(!b.interrupt_pending());
+            assert_eq!(b.receive_net(&view.mem, &[0; 60]), Err(virtio_net::RxError::NotReady));
+        }
+        // Receive queue at page 0x10 with one 2 KiB buffer posted, DRIVER_OK, IRQ 10 unmasked.
+        let bar = virtio_net::DEFAULT_BAR0;
+        b.pio_write(bar + 14, &0u16.to_le_bytes(), 0);
+        b.pio_write(bar + 8, &0x10u32.to_le_bytes(), 0);
+        b.pio_write(bar + 18, &[7], 0);
+        let mut desc = [0u8; 16];
+        desc[..8].copy_from_slice(&0x40000u64.to_le_bytes());
+        desc[8..12].copy_from_slice(&2048u32.to_le_bytes());
+        desc[12..14].copy_from_slice(&2u16.to_le_bytes());
+        ram.write(0x10000, &desc).unwrap();
+        let avail = 0x10000 + 16 * u64::from(virtio_net::QUEUE_SIZE);
+        ram.write(avail + 2, &1u16.to_le_bytes()).unwrap();
+        b.pio_write(0xa1, &[!(1u8 << 2)], 0);
+        b.pio_write(0x21, &[!(1u8 << 2)], 0);
+        let view = ram.vm_memory().unwrap();
+        assert!(b.receive_net(&view.mem, &[0; 60]).is_ok());
+        assert!(b.interrupt_pending());
+        assert_eq!(b.acknowledge_interrupt(), 0x28 + 2, "IRQ 10 on the slave PIC");
+        let mut isr = [0u8];
+        b.pio_read(bar + 19, &mut isr, 0);
+        assert_eq!(isr[0], 1);
+    }
+
+    #[test]
     fn board_state_round_trips_through_clone() {
         let mut b = Board::new(1_700_000_000);
         init_pic(&mut b);
