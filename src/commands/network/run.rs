@@ -96,7 +96,10 @@ pub fn run(network: Network) -> Result<i32, Exit> {
     let first = *first_failure.lock().unwrap_or_else(|p| p.into_inner());
     for (index, (name, outcome)) in outcomes.iter().enumerate() {
         let note = match first {
-            Some((f, _)) if f != index && outcome.status == exit_code::INTERRUPTED => {
+            // A VM's own Ctrl-C ending is not a failure that stopped the others.
+            Some((f, status))
+                if f != index && status != exit_code::INTERRUPTED && outcome.status == exit_code::INTERRUPTED =>
+            {
                 format!(" (stopped because VM {f} ended first)")
             }
             _ => String::new(),
