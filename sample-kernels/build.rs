@@ -18,6 +18,8 @@ const KERNELS: &[&str] = &[
     "flagprobe",
     "disk",
     "dirty",
+    "ping",
+    "pong",
 ];
 
 /// Flags shared by the support rlib and the kernels.
@@ -56,6 +58,8 @@ fn main() {
     // The flagprobe kernel shares its instruction table with ttvm's host-side probe.
     println!("cargo:rerun-if-changed=../vmm/src/x86/flag_probe_classes.rs");
     rerun_for_dir(&manifest, "support");
+    // ping and pong share their virtio-net driver.
+    rerun_for_dir(&manifest, "net");
     for k in KERNELS {
         rerun_for_dir(&manifest, k);
     }

@@ -46,6 +46,11 @@ enum Command {
 }
 
 fn main() {
+    // `run --vm … --vm …` groups options by VM, which clap cannot express: parsed apart.
+    let words: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if commands::network::is_network_command(&words) {
+        exit_with(commands::network::main(&words));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => commands::run::run(a),
@@ -60,6 +65,11 @@ fn main() {
         Command::Tui(a) => commands::tui::run(a),
         Command::Bench { args } => commands::bench::run(&args),
     };
+    exit_with(result);
+}
+
+/// Prints the error, if any, and exits with the command's status.
+fn exit_with(result: Result<i32, ttvm::exit_code::Exit>) -> ! {
     let code = match result {
         Ok(code) => code,
         Err(e) => {

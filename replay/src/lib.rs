@@ -17,6 +17,7 @@ pub mod events;
 pub mod free_interval;
 pub mod landmark;
 pub mod mem_access;
+pub mod network;
 pub mod persist;
 pub mod ram;
 pub mod record;

@@ -54,6 +54,11 @@ static KERNELS: &[SampleKernel] = &[
         "finds the virtio-blk disk by a PCI scan and does read=S:N / write=S:N operations in order (ttvm run --disk)"
     ),
     kernel!(
+        "ping",
+        "sends numbered frames rounds=N over virtio-net, each after the previous reply, then 0; prints `ping: N replies`"
+    ),
+    kernel!("pong", "answers each numbered virtio-net frame with the same number; exits 0 after frame 0"),
+    kernel!(
         "dirty",
         "dirties mib=N MiB (one word per page) every gap=N ms for passes=N passes; for live-checkpoint measurements"
     ),

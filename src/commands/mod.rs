@@ -8,6 +8,7 @@ pub mod gdb_server;
 pub mod info;
 pub mod kernels;
 pub mod live;
+pub mod network;
 pub mod record;
 pub mod replay;
 pub mod run;

@@ -41,6 +41,12 @@ pub struct RunArgs {
     /// How long the free run goes and what it leaves behind.
     #[command(flatten)]
     pub free: FreeRunArgs,
+    /// A network: `ttvm run [--timeout S] --vm KERNEL [--cmdline C] [--mem M] --vm KERNEL …`
+    /// runs each VM on its own thread with a virtio-net card (PCI 00:02.0, IRQ 10, MAC
+    /// 52:54:00:74:74:NN with NN its position from 1) on one virtual switch; the options
+    /// after a --vm belong to that VM. Exit status: the first failing VM's, else 0.
+    #[arg(long = "vm", value_name = "KERNEL")]
+    pub vm: Vec<String>,
 }
 
 /// A booted machine about to run freely: its disk image (written in place), its device
@@ -115,13 +121,16 @@ pub struct FreeRunArgs {
 impl FreeRunArgs {
     /// `--timeout` as a duration, refused unless a positive number of seconds.
     pub fn timeout(&self) -> Result<Option<Duration>, Exit> {
-        match self.timeout {
-            Some(t) if t.is_finite() && t > 0.0 => Ok(Some(Duration::from_secs_f64(t))),
-            Some(t) => {
-                Err(Exit::new(exit_code::BAD_INPUT, format!("--timeout {t}: must be a positive number of seconds")))
-            }
-            None => Ok(None),
-        }
+        positive_seconds("--timeout", self.timeout)
+    }
+}
+
+/// An option's seconds as a duration, refused unless a positive number.
+pub fn positive_seconds(option: &str, seconds: Option<f64>) -> Result<Option<Duration>, Exit> {
+    match seconds {
+        Some(t) if t.is_finite() && t > 0.0 => Ok(Some(Duration::from_secs_f64(t))),
+        Some(t) => Err(Exit::new(exit_code::BAD_INPUT, format!("{option} {t}: must be a positive number of seconds"))),
+        None => Ok(None),
     }
 }
 
@@ -180,7 +189,7 @@ pub fn check_snapshot_disk(machine: &Machine, image_sectors: Option<u64>) -> Res
 
 /// `--slowdown` for a Linux kernel when not given: its 250 Hz tick costs about 4 ms of
 /// emulated ring 0 on PVM hosts, the whole tick period at host speed (see `HostClock`).
-const LINUX_SLOWDOWN: u32 = 10;
+pub const LINUX_SLOWDOWN: u32 = 10;
 
 /// `ttvm resume`: the exit status.
 pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {

@@ -113,6 +113,55 @@ impl Machine {
         Ok(done)
     }
 
+    /// Takes the frames the guest's virtio-net card has notified (see
+    /// [`crate::devices::virtio_net::VirtioNet::transmit`]), marking the used ring dirty.
+    pub fn transmit_net(&mut self) -> Result<crate::devices::virtio_net::Transmitted, crate::memory::MemoryError> {
+        let Machine { vm, board } = self;
+        let view = vm.ram_mut().vm_memory()?;
+        let out = board.transmit_net(&view.mem);
+        drop(view);
+        self.note_device_writes(&out.written);
+        Ok(out)
+    }
+
+    /// Whether the guest's virtio-net card would receive a frame now (a buffer is posted).
+    pub fn net_rx_ready(&mut self) -> Result<bool, crate::memory::MemoryError> {
+        let Machine { vm, board } = self;
+        let view = vm.ram_mut().vm_memory()?;
+        Ok(board.virtio_net.as_ref().is_some_and(|n| n.rx_ready(&view.mem)))
+    }
+
+    /// Puts `frame` into the card's next receive buffer, marking what it wrote dirty.
+    /// `Ok(false)`: the card could not take it (no buffer, driver not ready).
+    pub fn receive_net(&mut self, frame: &[u8]) -> Result<bool, crate::memory::MemoryError> {
+        let Machine { vm, board } = self;
+        let view = vm.ram_mut().vm_memory()?;
+        let written = board.receive_net(&view.mem, frame);
+        drop(view);
+        match written {
+            Ok(w) => {
+                self.note_device_writes(&w);
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Marks the pages of guest-physical ranges a device wrote dirty: KVM's dirty log does
+    /// not see them.
+    fn note_device_writes(&mut self, ranges: &[(u64, u64)]) {
+        let pages = self.vm.ram().pages() as u64;
+        for &(addr, len) in ranges {
+            if len == 0 {
+                continue;
+            }
+            let last = addr.saturating_add(len - 1) >> 12;
+            for pfn in (addr >> 12)..=last.min(pages.saturating_sub(1)) {
+                self.vm.note_emulated_write(pfn as u32);
+            }
+        }
+    }
+
     /// Register dump of the current vCPU state.
     pub fn register_dump(&self) -> String {
         format_registers(&self.vm.vcpu().regs(), &self.vm.vcpu().sregs())

@@ -66,6 +66,7 @@ impl Board {
             pci: PciConfig::from_state(&state.pci)?,
             i8042: I8042::from_state(&state.i8042)?,
             virtio_blk: None,
+            virtio_net: None,
             unmodelled_ports: state.unmodelled_ports.clone(),
             unmodelled_mmio: state.unmodelled_mmio.clone(),
         })

@@ -12,6 +12,7 @@ pub mod pit;
 pub mod rtc;
 pub mod serial;
 pub mod virtio_blk;
+pub mod virtio_net;
 
 use std::collections::BTreeSet;
 
@@ -23,6 +24,7 @@ use self::pit::Pit;
 use self::rtc::Rtc;
 use self::serial::Serial;
 use self::virtio_blk::VirtioBlk;
+use self::virtio_net::VirtioNet;
 
 /// COM1 base port.
 pub const COM1_BASE: u16 = 0x3f8;
@@ -73,6 +75,9 @@ pub struct Board {
     /// bus. Without it bus 0 is empty, as it always was. Saved apart from [`BoardState`]
     /// (frozen before disks existed): [`Board::disk_state`].
     pub virtio_blk: Option<VirtioBlk>,
+    /// The virtio-net card (a VM in a network), on PCI 00:02.0 behind the same host bridge.
+    /// Saved apart from [`BoardState`], like the disk.
+    pub virtio_net: Option<VirtioNet>,
     unmodelled_ports: BTreeSet<u16>,
     unmodelled_mmio: BTreeSet<u64>,
 }
@@ -88,6 +93,7 @@ impl Board {
             pci: PciConfig::new(),
             i8042: I8042::new(),
             virtio_blk: None,
+            virtio_net: None,
             unmodelled_ports: BTreeSet::new(),
             unmodelled_mmio: BTreeSet::new(),
         }
@@ -110,6 +116,11 @@ impl Board {
         if let Some(blk) = self.virtio_blk.as_mut().filter(|b| b.claims(port)) {
             blk.io_read(port, data);
             self.update_disk_irq();
+            return outcome;
+        }
+        if let Some(net) = self.virtio_net.as_mut().filter(|n| n.claims(port)) {
+            net.io_read(port, data);
+            self.update_net_irq();
             return outcome;
         }
         // Wider accesses to byte-wide devices touch consecutive ports, as on the ISA bus.
@@ -161,6 +172,11 @@ impl Board {
             self.update_disk_irq();
             return outcome;
         }
+        if let Some(net) = self.virtio_net.as_mut().filter(|n| n.claims(port)) {
+            net.io_write(port, data, now_ns);
+            self.update_net_irq();
+            return outcome;
+        }
         for (i, &byte) in data.iter().enumerate() {
             let p = port.wrapping_add(i as u16);
             match p {
@@ -202,21 +218,92 @@ impl Board {
         IoOutcome { first_unmodelled: self.unmodelled_mmio.insert(addr & !0xfff), ..IoOutcome::default() }
     }
 
-    /// A configuration read: the host bridge (00:00.0) and virtio-blk (00:01.0) exist only
-    /// with a disk attached; every other slot floats high.
+    /// A configuration read: the host bridge (00:00.0) exists only with a virtio device
+    /// attached, virtio-blk at 00:01.0 and virtio-net at 00:02.0; every other slot floats high.
     fn pci_config_read(&self, t: pci::ConfigTarget, data: &mut [u8]) {
-        match (&self.virtio_blk, t.device, t.function) {
-            (Some(_), 0, 0) => pci::host_bridge::read(t.register, data),
-            (Some(blk), virtio_blk::PCI_DEVICE, 0) => blk.config_read(t.register, data),
+        let any = self.virtio_blk.is_some() || self.virtio_net.is_some();
+        match (t.device, t.function) {
+            (0, 0) if any => pci::host_bridge::read(t.register, data),
+            (virtio_blk::PCI_DEVICE, 0) if self.virtio_blk.is_some() => {
+                self.virtio_blk.as_ref().map_or((), |b| b.config_read(t.register, data))
+            }
+            (virtio_net::PCI_DEVICE, 0) if self.virtio_net.is_some() => {
+                self.virtio_net.as_ref().map_or((), |n| n.config_read(t.register, data))
+            }
             _ => data.fill(0xff),
         }
     }
 
     fn pci_config_write(&mut self, t: pci::ConfigTarget, data: &[u8]) {
-        if let (Some(blk), virtio_blk::PCI_DEVICE, 0) = (self.virtio_blk.as_mut(), t.device, t.function) {
-            blk.config_write(t.register, data);
-            self.update_disk_irq();
+        match (t.device, t.function) {
+            (virtio_blk::PCI_DEVICE, 0) => {
+                if let Some(blk) = self.virtio_blk.as_mut() {
+                    blk.config_write(t.register, data);
+                    self.update_disk_irq();
+                }
+            }
+            (virtio_net::PCI_DEVICE, 0) => {
+                if let Some(net) = self.virtio_net.as_mut() {
+                    net.config_write(t.register, data);
+                    self.update_net_irq();
+                }
+            }
+            _ => {}
         }
+    }
+
+    fn update_net_irq(&mut self) {
+        if let Some(level) = self.virtio_net.as_ref().map(VirtioNet::irq_level) {
+            self.pic.set_irq_level(virtio_net::NET_IRQ, level);
+        }
+    }
+
+    /// Attaches a virtio-net card with address `mac` (at reset).
+    pub fn attach_net(&mut self, mac: [u8; 6]) {
+        self.virtio_net = Some(VirtioNet::new(mac));
+    }
+
+    /// Whether the card has notified transmissions due at `now_ns`.
+    pub fn net_tx_due(&self, now_ns: u64) -> bool {
+        self.virtio_net.as_ref().is_some_and(|n| n.tx_due(now_ns))
+    }
+
+    /// Takes the card's notified frames (see [`VirtioNet::transmit`]) and raises its interrupt.
+    pub fn transmit_net(&mut self, mem: &vm_memory::GuestMemoryMmap) -> virtio_net::Transmitted {
+        let out = match self.virtio_net.as_mut() {
+            Some(net) => net.transmit(mem),
+            None => virtio_net::Transmitted::default(),
+        };
+        self.update_net_irq();
+        out
+    }
+
+    /// Puts a received frame into the card's next buffer (see [`VirtioNet::receive`]).
+    pub fn receive_net(
+        &mut self,
+        mem: &vm_memory::GuestMemoryMmap,
+        frame: &[u8],
+    ) -> Result<Vec<(u64, u64)>, virtio_net::RxError> {
+        let written = match self.virtio_net.as_mut() {
+            Some(net) => net.receive(mem, frame),
+            None => Err(virtio_net::RxError::NotReady),
+        };
+        self.update_net_irq();
+        written
+    }
+
+    /// The card's saved state, if the machine has one.
+    pub fn net_state(&self) -> Option<virtio_net::VirtioNetState> {
+        self.virtio_net.as_ref().map(VirtioNet::state)
+    }
+
+    /// Puts the card back as `state` left it (`None`: no card).
+    pub fn restore_net(
+        &mut self,
+        state: Option<&virtio_net::VirtioNetState>,
+    ) -> Result<(), crate::persist::StateError> {
+        self.virtio_net = state.map(VirtioNet::from_state).transpose()?;
+        Ok(())
     }
 
     fn update_disk_irq(&mut self) {
@@ -288,10 +375,8 @@ impl Board {
     /// The next virtual time at which a device will raise an interrupt on its own.
     pub fn next_deadline(&self) -> Option<u64> {
         let disk = self.virtio_blk.as_ref().and_then(VirtioBlk::deadline);
-        match (self.pit.next_irq0_deadline(), disk) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let net = self.virtio_net.as_ref().and_then(VirtioNet::deadline);
+        [self.pit.next_irq0_deadline(), disk, net].into_iter().flatten().min()
     }
 
     /// Whether the PIC asserts INTR.
@@ -419,6 +504,59 @@ mod tests {
         b.pio_write(0x60, &[0xf2], 0); // identify keyboard
         assert!(b.interrupt_pending());
         assert_eq!(b.acknowledge_interrupt(), 0x21);
+    }
+
+    #[test]
+    fn a_network_card_sits_at_00_02_0_behind_the_host_bridge_and_interrupts_on_irq_10() {
+        let mut b = Board::new(0);
+        init_pic(&mut b);
+        let config_read = |b: &mut Board, dev: u32, reg: u32| {
+            b.pio_write(0xcf8, &(0x8000_0000u32 | dev << 11 | reg).to_le_bytes(), 0);
+            let mut d = [0u8; 4];
+            b.pio_read(0xcfc, &mut d, 0);
+            u32::from_le_bytes(d)
+        };
+        assert_eq!(config_read(&mut b, 2, 0), u32::MAX, "no card: the slot floats high");
+        assert_eq!(config_read(&mut b, 0, 0), u32::MAX, "no virtio device: no host bridge either");
+        b.attach_net(virtio_net::mac_for(0));
+        assert_eq!(config_read(&mut b, 2, 0), 0x1000_1af4);
+        assert_ne!(config_read(&mut b, 0, 0), u32::MAX, "the host bridge appears with the card");
+        assert_eq!(config_read(&mut b, 1, 0), u32::MAX, "no disk");
+        // I/O decoding on through the command register, then a transmit notify: due at once.
+        b.pio_write(0xcf8, &(0x8000_0000u32 | 2 << 11 | 4).to_le_bytes(), 0);
+        b.pio_write(0xcfc, &5u32.to_le_bytes(), 0);
+        b.pio_write(virtio_net::DEFAULT_BAR0 + 16, &1u16.to_le_bytes(), 500);
+        assert!(b.net_tx_due(500));
+        assert_eq!(b.next_deadline(), Some(500 + virtio_net::TX_LATENCY_NS));
+        // A transmit with no rings set up takes nothing and raises nothing.
+        let mut ram = crate::memory::GuestRam::new(8 << 20).unwrap();
+        {
+            let view = ram.vm_memory().unwrap();
+            assert!(b.transmit_net(&view.mem).frames.is_empty());
+            assert!(!b.interrupt_pending());
+            assert_eq!(b.receive_net(&view.mem, &[0; 60]), Err(virtio_net::RxError::NotReady));
+        }
+        // Receive queue at page 0x10 with one 2 KiB buffer posted, DRIVER_OK, IRQ 10 unmasked.
+        let bar = virtio_net::DEFAULT_BAR0;
+        b.pio_write(bar + 14, &0u16.to_le_bytes(), 0);
+        b.pio_write(bar + 8, &0x10u32.to_le_bytes(), 0);
+        b.pio_write(bar + 18, &[7], 0);
+        let mut desc = [0u8; 16];
+        desc[..8].copy_from_slice(&0x40000u64.to_le_bytes());
+        desc[8..12].copy_from_slice(&2048u32.to_le_bytes());
+        desc[12..14].copy_from_slice(&2u16.to_le_bytes());
+        ram.write(0x10000, &desc).unwrap();
+        let avail = 0x10000 + 16 * u64::from(virtio_net::QUEUE_SIZE);
+        ram.write(avail + 2, &1u16.to_le_bytes()).unwrap();
+        b.pio_write(0xa1, &[!(1u8 << 2)], 0);
+        b.pio_write(0x21, &[!(1u8 << 2)], 0);
+        let view = ram.vm_memory().unwrap();
+        assert!(b.receive_net(&view.mem, &[0; 60]).is_ok());
+        assert!(b.interrupt_pending());
+        assert_eq!(b.acknowledge_interrupt(), 0x28 + 2, "IRQ 10 on the slave PIC");
+        let mut isr = [0u8];
+        b.pio_read(bar + 19, &mut isr, 0);
+        assert_eq!(isr[0], 1);
     }
 
     #[test]

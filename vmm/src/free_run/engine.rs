@@ -8,6 +8,7 @@ use kvm_ioctls::VcpuExit;
 
 use crate::clock::{Clock, HostClock};
 use crate::console::{ConsoleInput, ConsoleOutput};
+use crate::devices::virtio_net::link::NetLink;
 use crate::disasm::describe_at_rip;
 use crate::disk::DiskBackend;
 use crate::insn::{apply_emulated, classify, code_mode, fetch_at_rip, Special};
@@ -52,6 +53,9 @@ pub enum FreeRunError {
     /// Taking or writing a live checkpoint failed.
     #[error("live checkpoint: {0}")]
     Checkpoint(#[from] LiveError),
+    /// Guest RAM could not be viewed for the network card's rings.
+    #[error("network card: {0}")]
+    Memory(#[from] crate::memory::MemoryError),
 }
 
 /// Options of a free run.
@@ -68,6 +72,9 @@ pub struct FreeRunOptions {
     /// (each with the machine's slowdown).
     pub clock: HostClock,
 }
+
+/// The machine's virtio-net card's port on a network (`ttvm run --vm … --vm …`).
+pub type NetPort<'a> = Option<&'a mut dyn NetLink>;
 
 impl FreeRunOptions {
     fn stop_requested(&self) -> bool {
@@ -90,7 +97,24 @@ fn show_rip(options: &FreeRunOptions, rip: u64) -> String {
 /// taken on its schedule and the serial output goes to its log too.
 pub fn run_free(
     machine: &mut Machine,
+    disk: Option<&mut dyn DiskBackend>,
+    output: &mut ConsoleOutput,
+    input: &mut ConsoleInput,
+    options: &FreeRunOptions,
+    profile: Option<&mut ProfileWriter<'_>>,
+    live: Option<&mut LiveCheckpointer>,
+) -> Result<FreeRunEnd, FreeRunError> {
+    run_free_networked(machine, disk, None, output, input, options, profile, live)
+}
+
+/// [`run_free`] for a machine on a network: the frames its card sends go to `net`, and
+/// frames waiting there enter its receive buffers between exits (in free runs, when they
+/// arrive; nothing here is recorded).
+#[allow(clippy::too_many_arguments)]
+pub fn run_free_networked(
+    machine: &mut Machine,
     mut disk: Option<&mut dyn DiskBackend>,
+    mut net: NetPort<'_>,
     output: &mut ConsoleOutput,
     input: &mut ConsoleInput,
     options: &FreeRunOptions,
@@ -150,6 +174,7 @@ pub fn run_free(
         let now = clock.now_ns();
         machine.board.advance(now);
         complete_disk(machine, &mut disk, now);
+        exchange_frames(machine, &mut net, now)?;
         feed_input(machine, input);
         let vcpu = machine.vm.vcpu_mut();
         if machine.board.interrupt_pending() {
@@ -235,7 +260,7 @@ pub fn run_free(
                     let detail = format!("at RIP {:#x}", vcpu.rip());
                     return Ok(FreeRunEnd::Guest { stop: GuestStop::Halted, detail });
                 }
-                wait_while_halted(machine, input, &clock, options, started, live.as_deref());
+                wait_while_halted(machine, input, &mut net, &clock, options, started, live.as_deref())?;
             }
             Ok(VcpuExit::IrqWindowOpen) => {}
             Ok(VcpuExit::Debug(_)) => {
@@ -340,6 +365,34 @@ fn complete_disk(machine: &mut Machine, disk: &mut Option<&mut dyn DiskBackend>,
     }
 }
 
+/// Sends what the card has notified and puts waiting frames into its receive buffers, as
+/// many as it has buffers for; the rest wait at the switch.
+fn exchange_frames(machine: &mut Machine, net: &mut NetPort<'_>, now: u64) -> Result<(), FreeRunError> {
+    let Some(net) = net.as_deref_mut() else { return Ok(()) };
+    if machine.board.net_tx_due(now) {
+        let out = machine.transmit_net()?;
+        if out.dropped > 0 {
+            eprintln!("ttvm: network card: {} malformed frame(s) from the guest dropped", out.dropped);
+        }
+        for frame in out.frames {
+            net.send(frame);
+        }
+    }
+    while net.has_frame() && machine.net_rx_ready()? {
+        if let Some(frame) = net.take() {
+            machine.receive_net(&frame.data)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the network has something for a halted guest: a frame its card can take now,
+/// or a transmission due.
+fn net_wakes(machine: &mut Machine, net: &NetPort<'_>, now: u64) -> Result<bool, FreeRunError> {
+    let Some(net) = net.as_deref() else { return Ok(false) };
+    Ok(machine.board.net_tx_due(now) || (net.has_frame() && machine.net_rx_ready()?))
+}
+
 fn feed_input(machine: &mut Machine, input: &mut ConsoleInput) {
     input.poll();
     if input.pending().is_empty() || machine.board.serial_input_space() == 0 {
@@ -367,25 +420,26 @@ fn next_wake(machine: &Machine, now: u64, clock: &HostClock) -> Duration {
 fn wait_while_halted(
     machine: &mut Machine,
     input: &mut ConsoleInput,
+    net: &mut NetPort<'_>,
     clock: &HostClock,
     options: &FreeRunOptions,
     started: Instant,
     live: Option<&LiveCheckpointer>,
-) {
+) -> Result<(), FreeRunError> {
     loop {
         let now = clock.now_ns();
         machine.board.advance(now);
         feed_input(machine, input);
-        if machine.board.interrupt_pending() || machine.board.disk_due(now) {
-            return;
+        if machine.board.interrupt_pending() || machine.board.disk_due(now) || net_wakes(machine, net, now)? {
+            return Ok(());
         }
         if let Some(t) = options.timeout {
             if started.elapsed() >= t {
-                return;
+                return Ok(());
             }
         }
         if options.stop_requested() || live.is_some_and(|l| l.is_due(Instant::now())) {
-            return;
+            return Ok(());
         }
         let nothing_can_wake =
             machine.board.next_deadline().is_none() && !input.is_live() && input.pending().is_empty();
@@ -393,7 +447,13 @@ fn wait_while_halted(
             // Still sleep in small steps: a guest with no timer and no input is waiting
             // forever, which the user ends with Ctrl-C or --timeout.
         }
-        std::thread::sleep(next_wake(machine, now, clock).min(Duration::from_millis(1)).max(Duration::from_micros(50)));
+        let nap = next_wake(machine, now, clock).min(Duration::from_millis(1)).max(Duration::from_micros(50));
+        match net.as_deref() {
+            // A frame for this VM ends the nap at once; one already waiting (no buffer for
+            // it yet) does not, or the loop would spin.
+            Some(n) if !n.has_frame() => n.wait(nap),
+            _ => std::thread::sleep(nap),
+        }
     }
 }
 
@@ -405,6 +465,7 @@ impl crate::error_kind::Classify for FreeRunError {
             Self::Signal(_) => crate::error_kind::ErrorKind::Host,
             // A live checkpoint that cannot be taken or written: the host's side.
             Self::Checkpoint(_) => crate::error_kind::ErrorKind::Host,
+            Self::Memory(e) => crate::error_kind::Classify::kind(e),
         }
     }
 }

@@ -10,4 +10,4 @@ pub mod live;
 pub mod profile;
 pub mod snapshot;
 
-pub use engine::{run_free, FreeRunEnd, FreeRunError, FreeRunOptions};
+pub use engine::{run_free, run_free_networked, FreeRunEnd, FreeRunError, FreeRunOptions};

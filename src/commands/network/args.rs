@@ -1,0 +1,100 @@
+//! The network command line: global options, then one group per `--vm`.
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+use crate::exit_code::{Exit, BAD_INPUT};
+use crate::options::MachineArgs;
+
+/// Most VMs on one switch (the last byte of the MAC numbers them).
+pub const MAX_VMS: usize = 254;
+
+/// Options of the whole network (before the first `--vm`).
+#[derive(Debug, Parser)]
+#[command(name = "ttvm run", no_binary_name = true, about = "Run several VMs on one virtual switch")]
+pub struct NetworkArgs {
+    /// Stop every VM still running after this many seconds of host time (its outcome is
+    /// then "timeout", status 73).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+}
+
+/// One VM's group: `--vm KERNEL` and the options up to the next `--vm`.
+#[derive(Debug, Parser)]
+#[command(name = "ttvm run … --vm", no_binary_name = true)]
+pub struct VmArgs {
+    /// Kernel, RAM, command line (its serial output is shown line by line with the VM's
+    /// position and name in front).
+    #[command(flatten)]
+    pub machine: MachineArgs,
+}
+
+/// A parsed network command line.
+#[derive(Debug)]
+pub struct Network {
+    /// The network's options.
+    pub options: NetworkArgs,
+    /// The VMs, in position order (position = switch port = MAC).
+    pub vms: Vec<VmArgs>,
+}
+
+fn clap_error(e: clap::Error) -> Exit {
+    let code = if e.use_stderr() { BAD_INPUT } else { 0 };
+    Exit::new(code, e.render().to_string().trim_end().to_string())
+}
+
+/// Splits `args` (after `run`) at each `--vm` and parses the parts.
+pub fn parse(args: &[OsString]) -> Result<Network, Exit> {
+    let mut groups = args.split(|a| a == "--vm");
+    let global = groups.next().unwrap_or_default();
+    let options = NetworkArgs::try_parse_from(global).map_err(clap_error)?;
+    let mut vms = Vec::new();
+    for (i, group) in groups.enumerate() {
+        if group.first().is_none_or(|w| w.to_string_lossy().starts_with('-')) {
+            return Err(Exit::new(BAD_INPUT, format!("--vm number {}: give the KERNEL right after --vm", i + 1)));
+        }
+        let vm = VmArgs::try_parse_from(group).map_err(clap_error)?;
+        if vm.machine.disk.is_some() {
+            return Err(Exit::new(BAD_INPUT, format!("--vm {}: --disk is not supported in a network yet", i + 1)));
+        }
+        vms.push(vm);
+    }
+    if vms.len() > MAX_VMS {
+        return Err(Exit::new(BAD_INPUT, format!("{} VMs: a network has at most {MAX_VMS}", vms.len())));
+    }
+    Ok(Network { options, vms })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<OsString> {
+        s.split_whitespace().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn options_belong_to_the_vm_before_them() {
+        let n = parse(&words("--timeout 5 --vm ping --cmdline rounds=3 --vm pong --mem 64M")).unwrap();
+        assert_eq!(n.options.timeout, Some(5.0));
+        assert_eq!(n.vms.len(), 2);
+        assert_eq!(n.vms[0].machine.kernel.as_deref(), Some("ping"));
+        assert_eq!(n.vms[0].machine.cmdline.as_deref(), Some("rounds=3"));
+        assert_eq!(n.vms[0].machine.mem, "128M");
+        assert_eq!(n.vms[1].machine.kernel.as_deref(), Some("pong"));
+        assert_eq!(n.vms[1].machine.cmdline, None);
+        assert_eq!(n.vms[1].machine.mem, "64M");
+    }
+
+    #[test]
+    fn bad_groups_are_refused_with_the_reason() {
+        let e = parse(&words("--vm --cmdline x")).unwrap_err();
+        assert!(e.message.contains("KERNEL right after --vm"), "{}", e.message);
+        let e = parse(&words("--vm ping --timeout 3")).unwrap_err();
+        assert_eq!(e.code, BAD_INPUT);
+        assert!(e.message.contains("--timeout"), "{}", e.message);
+        let e = parse(&words("--vm a --disk x.img")).unwrap_err();
+        assert!(e.message.contains("--disk"), "{}", e.message);
+    }
+}

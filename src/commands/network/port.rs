@@ -1,0 +1,95 @@
+//! The switch shared by the VM threads of `ttvm run`: the plain [`Switch`] behind a mutex,
+//! and a condition variable so a halted VM wakes as soon as a frame arrives for it.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ttvm_vmm::devices::virtio_net::link::NetLink;
+use ttvm_vmm::devices::virtio_net::switch::{Switch, SwitchStats, SwitchedFrame};
+
+/// The switch and its wake-up.
+#[derive(Debug)]
+pub struct SharedSwitch {
+    switch: Mutex<Switch>,
+    arrived: Condvar,
+}
+
+impl SharedSwitch {
+    /// A switch with `ports` ports.
+    pub fn new(ports: usize) -> Arc<Self> {
+        Arc::new(Self { switch: Mutex::new(Switch::new(ports)), arrived: Condvar::new() })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Switch> {
+        // A VM thread that panicked holding the lock left a consistent switch (every
+        // method finishes its update before returning): keep going.
+        self.switch.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> SwitchStats {
+        self.lock().stats()
+    }
+}
+
+/// One VM's port.
+#[derive(Debug)]
+pub struct Port {
+    /// The switch.
+    pub shared: Arc<SharedSwitch>,
+    /// The VM's position.
+    pub index: usize,
+}
+
+impl NetLink for Port {
+    fn send(&mut self, frame: Vec<u8>) {
+        let (_, to) = self.shared.lock().send(self.index, frame);
+        if !to.is_empty() {
+            self.shared.arrived.notify_all();
+        }
+    }
+
+    fn has_frame(&self) -> bool {
+        self.shared.lock().has_frame(self.index)
+    }
+
+    fn take(&mut self) -> Option<SwitchedFrame> {
+        self.shared.lock().take(self.index)
+    }
+
+    fn wait(&self, timeout: Duration) {
+        let guard = self.shared.lock();
+        if guard.has_frame(self.index) {
+            return;
+        }
+        let _ = self.shared.arrived.wait_timeout_while(guard, timeout, |s| !s.has_frame(self.index));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ttvm_vmm::devices::virtio_net::mac_for;
+
+    #[test]
+    fn a_frame_sent_on_one_port_wakes_and_reaches_the_other() {
+        let shared = SharedSwitch::new(2);
+        let mut a = Port { shared: shared.clone(), index: 0 };
+        let mut b = Port { shared: shared.clone(), index: 1 };
+        let waiter = std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            b.wait(Duration::from_secs(10));
+            (started.elapsed(), b.take())
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        let mut frame = mac_for(1).to_vec();
+        frame.extend_from_slice(&mac_for(0));
+        frame.extend_from_slice(&[0x88, 0xb5, 42]);
+        a.send(frame.clone());
+        let (waited, got) = waiter.join().unwrap();
+        assert!(waited < Duration::from_secs(5), "woken by the frame, not the timeout: {waited:?}");
+        assert_eq!(got.map(|f| (f.from, f.data)), Some((0, frame)));
+        assert!(!a.has_frame());
+        assert_eq!(shared.stats().sent, 1);
+    }
+}
