@@ -511,6 +511,7 @@ impl RecordSession {
                 undefined_flags: ttvm_vmm::host_cpu::undefined_flags_profile().to_string(),
             }),
             disk: disk_record,
+            lineage: None,
         };
         let writer = TraceWriter::create(path, &header)?;
         let mut engine = Engine::new(machine);
