@@ -26,5 +26,11 @@ h.run("set var memcorrupt::CONFIG.magic = %d" % MAGIC)
 h.run("set var memcorrupt::CONFIG.limit = 4096")
 h.mark("undone", int(gdb.parse_and_eval("memcorrupt::CONFIG.magic")) & h.MASK,
        int(gdb.parse_and_eval("memcorrupt::CONFIG.limit")))
-out = h.run("continue")
-h.mark("continued", "exited-0" if "exited normally" in out else out.strip().replace(" ", "_")[:200])
+h.run("continue")
+# A recording session reports the guest's exit as the end of its history.
+h.mark("continued", *h.when())
+h.mark("end-func", h.func())
+
+# Going back stops at the branch point: the branch's own first step.
+h.run("reverse-continue")
+h.mark("back", *h.when())
