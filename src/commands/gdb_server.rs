@@ -122,9 +122,8 @@ fn finish_branch(timeline: &mut Timeline) -> Result<(), Exit> {
         None => ttvm_replay::record::RecordEnd::Detached,
     };
     let Some(session) = timeline.live_session() else { return Ok(()) };
-    let progress = session
-        .finish(&end)
-        .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("finalising the branch: {e}")))?;
+    let progress =
+        session.finish(&end).map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("finalising the branch: {e}")))?;
     eprintln!("ttvm: the branch ended ({}); {} steps recorded", end.reason(), progress.steps);
     Ok(())
 }

@@ -71,7 +71,12 @@ pub fn session(path: &std::path::Path, rec: Rc<Recording>) -> Result<ReplaySessi
 /// replay went wrong).
 /// Intervals without events run at free-run speed and are verified against the checkpoint
 /// that ends them (`ReplaySession::try_free_interval`) unless `step_all`.
-pub(crate) fn replay_to(path: &std::path::Path, s: &mut ReplaySession, target: u64, step_all: bool) -> Result<bool, Exit> {
+pub(crate) fn replay_to(
+    path: &std::path::Path,
+    s: &mut ReplaySession,
+    target: u64,
+    step_all: bool,
+) -> Result<bool, Exit> {
     while s.icount() < target {
         if !step_all && s.try_free_interval(target).map_err(|e| Exit::of(path.display(), &e))? == FreeInterval::Verified
         {
