@@ -217,6 +217,8 @@ mod tests {
         assert_eq!(parse("info"), Ok(Command::Info));
         assert_eq!(parse("serial"), Ok(Command::Serial));
         assert_eq!(parse("disk-history 0x10"), Ok(Command::DiskHistory { sector: 16 }));
+        assert_eq!(parse("branch /tmp/b.ttvm"), Ok(Command::Branch { file: "/tmp/b.ttvm".into() }));
+        assert!(parse("branch").is_err(), "a branch needs its file");
     }
 
     #[test]

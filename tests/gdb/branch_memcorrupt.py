@@ -26,6 +26,10 @@ h.run("set var memcorrupt::CONFIG.magic = %d" % MAGIC)
 h.run("set var memcorrupt::CONFIG.limit = 4096")
 h.mark("undone", int(gdb.parse_and_eval("memcorrupt::CONFIG.magic")) & h.MASK,
        int(gdb.parse_and_eval("memcorrupt::CONFIG.limit")))
+# Going back from the edited machine would replay the edit as recorded: refused, no move.
+before = h.icount()
+h.try_run("reverse-stepi")
+h.mark("back-after-edit", before, h.icount())
 h.run("continue")
 # A recording session reports the guest's exit as the end of its history.
 h.mark("continued", *h.when())
