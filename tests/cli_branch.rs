@@ -101,3 +101,32 @@ fn a_branch_can_go_on_as_a_free_run() {
     assert!(out.contains("cmdline: branch-me"), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("running free from there"), "{}", text(&o));
 }
+
+#[test]
+fn a_branch_takes_new_serial_input_and_keeps_the_recorded_time() {
+    if !require_kvm("a_branch_takes_new_serial_input_and_keeps_the_recorded_time") {
+        return;
+    }
+    let dir = common::tempdir();
+    let (old_in, new_in) = (dir.path().join("old.txt"), dir.path().join("new.txt"));
+    std::fs::write(&old_in, "alpha\nbeta\n").unwrap();
+    std::fs::write(&new_in, "gamma\ndelta\n").unwrap();
+    let parent = dir.path().join("entropy.ttvm");
+    let p = parent.to_str().unwrap();
+    let o = run(&["record", "entropy", "--cmdline", "lines=2", "--serial-in", old_in.to_str().unwrap(), "-o", p, "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let recorded = String::from_utf8_lossy(&run(&["info", "--console", p]).stdout).into_owned();
+    assert!(recorded.contains("echo: alpha"), "{recorded}");
+    // Step 2000 is before the guest read anything, and before it read the TSC and the RTC.
+    let child = dir.path().join("child.ttvm");
+    let o = run(&["branch", p, "--at", "2000", "-o", child.to_str().unwrap(), "--serial-in", new_in.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("echo: gamma") && out.contains("echo: delta") && !out.contains("alpha"), "{out}");
+    // Device time and the emulated TSC go on from the parent's: the same readings.
+    for key in ["rdtsc: ", "rtc: "] {
+        let line =
+            |text: &str| text.lines().find(|l| l.contains(key)).map(|l| l.split(key).nth(1).unwrap().to_string());
+        assert_eq!(line(&out), line(&recorded), "{key}: {out}\n{recorded}");
+    }
+}

@@ -12,7 +12,6 @@ use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
 use ttvm_vmm::devices::Board;
 use ttvm_vmm::machine::Machine;
 
-use crate::clock::EngineClock;
 use crate::persist::StateError;
 use crate::record::{RecordError, RecordOptions, RecordSession, RecordTo};
 use crate::replay::{ReplayError, ReplaySession};
@@ -116,9 +115,10 @@ pub fn start_branch(session: &mut ReplaySession, to: BranchTo<'_>) -> Result<Rec
         branch_icount: session.icount(),
     };
     let machine = session.fork_machine()?;
-    // The TSC the guest last read must not go back: time starts at whichever is later.
-    let tsc = ttvm_vmm::snapshot::guest_tsc(&machine).map_err(ReplayError::from)?;
-    let start_ns = session.device_time_ns().max(EngineClock::ns_at_tsc(tsc));
+    // Device time, and the TSC the exact engine derives from it, go on from the parent's.
+    // (The vCPU's TSC MSR is KVM's own and means nothing here: under the exact engine the
+    // guest reads the TSC only through RDTSC/RDTSCP, which the engine emulates.)
+    let start_ns = session.device_time_ns();
     let options = RecordOptions {
         clock: header.clock,
         checkpoint_every: to.checkpoint_every,

@@ -126,9 +126,11 @@ fn run_free_branch(
     }
     let symbols = args.free.symbols.load(Some(&header.machine.kernel))?;
     let mut machine = s.fork_machine().map_err(|e| Exit::of(args.trace.display(), &e))?;
-    let tsc = ttvm_vmm::snapshot::guest_tsc(&machine).map_err(|e| Exit::of("", &e))?;
-    let start_ns = s.device_time_ns().max(ttvm_replay::clock::EngineClock::ns_at_tsc(tsc));
+    let start_ns = s.device_time_ns();
     drop(s);
+    // The free engine lets the guest read KVM's TSC, as `ttvm run` does (on the PVM hosts
+    // measured, the host's): it jumps ahead of the recording's emulated 1 GHz TSC, never
+    // back. Device time goes on from the parent's.
     let clock = HostClock::resumed_at(start_ns, 1);
     let origin = SnapshotOrigin {
         kernel_name: header.kernel_name.clone(),
