@@ -26,6 +26,7 @@ fn a_branch_that_undoes_the_stray_write_exits_cleanly_and_checks() {
     let stray = mark(&out, "stray");
     assert_ne!(stray[1], "c0f160005afe0001", "stopped after the stray write\n{out}");
     assert!(out.contains("branch into"), "monitor branch armed\n{out}");
+    assert_eq!(mark(&out, "regwrite-after-branch"), ["allowed", "same"], "{out}");
     assert_eq!(mark(&out, "undone"), ["c0f160005afe0001", "1000"], "{out}");
     let refused = mark(&out, "back-after-edit");
     assert_eq!(refused[0], refused[1], "going back from an edited machine does not move\n{out}");

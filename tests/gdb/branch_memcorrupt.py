@@ -24,6 +24,9 @@ h.run("delete")
 print(h.run("monitor branch " + branch), flush=True)
 h.run("set var memcorrupt::CONFIG.magic = %d" % MAGIC)
 h.run("set var memcorrupt::CONFIG.limit = 4096")
+rax = h.reg("rax")
+out, err = h.try_run("set var $rax = %d" % rax)  # a register write, allowed now
+h.mark("regwrite-after-branch", "refused" if err else "allowed", h.reg("rax") == rax and "same" or "changed")
 h.mark("undone", int(gdb.parse_and_eval("memcorrupt::CONFIG.magic")) & h.MASK,
        int(gdb.parse_and_eval("memcorrupt::CONFIG.limit")))
 # Going back from the edited machine would replay the edit as recorded: refused, no move.
