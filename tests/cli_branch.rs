@@ -79,6 +79,11 @@ fn a_branch_past_the_end_of_history_is_refused() {
         assert!(err.contains(&format!("--at {at} is")) && err.contains(&format!("{steps} steps")), "{err}");
         assert!(!out.exists(), "nothing written for --at {at}");
     }
+    // Into the parent itself: refused before anything is written.
+    let before = std::fs::read(&parent).unwrap();
+    let o = run(&["branch", p, "--at", "1", "-o", p]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(std::fs::read(&parent).unwrap(), before, "the parent is untouched");
     // Not a trace at all.
     let o = run(&["branch", dir.path().join("missing.ttvm").to_str().unwrap(), "--at", "1", "--run"]);
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));

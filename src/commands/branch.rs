@@ -56,6 +56,15 @@ pub struct BranchArgs {
 /// `ttvm branch`: the exit status (the guest's own when it exits, as `ttvm record`).
 pub fn run(args: BranchArgs) -> Result<i32, Exit> {
     let started = Instant::now();
+    if let Some(out) = &args.output {
+        let same = std::fs::canonicalize(out).ok().is_some_and(|o| std::fs::canonicalize(&args.trace).ok() == Some(o));
+        if same {
+            return Err(Exit::new(
+                exit_code::BAD_INPUT,
+                format!("-o {}: that is the trace being branched; give a new file", out.display()),
+            ));
+        }
+    }
     let rec = open_recording(&args.trace)?;
     let length = rec.length();
     let guest_stopped = rec.end.as_ref().is_some_and(|e| e.stop.is_some());
