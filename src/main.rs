@@ -23,6 +23,8 @@ enum Command {
     Record(commands::record::RecordArgs),
     /// Replay a trace, checking it step by step (or serve it to gdb with --gdb).
     Replay(commands::replay::ReplayArgs),
+    /// Go on from any step of a recorded history as a new recording (or --run: a free run).
+    Branch(commands::branch::BranchArgs),
     /// Record live with gdb attached: go back through what was recorded, continue into new territory.
     Debug(commands::debug::DebugArgs),
     /// The recorded disk: as it was at any step (--at), every write to a sector (--history).
@@ -57,6 +59,7 @@ fn main() {
         Command::Resume(a) => commands::run::resume(a),
         Command::Record(a) => commands::record::run(a),
         Command::Replay(a) => commands::replay::run(a),
+        Command::Branch(a) => commands::branch::run(a),
         Command::Debug(a) => commands::debug::run(a),
         Command::Disk(a) => commands::disk::run(a),
         Command::Info(a) => commands::info::run(a),

@@ -16,6 +16,7 @@ const FIXTURES: &[(&str, u32, &str)] = &[
     ("v2-intel-hello.ttvm", 2, "GenuineIntel"),
     ("v2-amd-hello.ttvm", 2, "AuthenticAMD"),
     ("v3-neutral-hello.ttvm", 3, "ttvm-neutral"),
+    ("v4-neutral-hello.ttvm", 4, "ttvm-neutral"),
 ];
 
 fn fixture(name: &str) -> PathBuf {
@@ -43,7 +44,7 @@ fn every_format_is_read() {
         assert_eq!(v["steps"], 18606, "{name}");
         assert_eq!(v["exit_code"], 0, "{name}");
         assert_eq!(v["serial_output"], "ttvm-sample hello\r\nHello from ttvm!\r\ncmdline: fixture\r\n", "{name}");
-        // Only format 3 names its recording host.
+        // Formats 3 on name their recording host.
         assert_eq!(v["recorded_on"].is_string(), version >= 3, "{name}: {}", v["recorded_on"]);
     }
 }
@@ -70,8 +71,8 @@ fn every_format_replays_where_it_can_and_is_refused_elsewhere() {
             assert!(err.contains("the CPUID model differs") && err.contains(vendor), "{name}: {}", text(&o));
         }
     }
-    // Formats 1, 2 and 3 of this host's vendor, whichever it is.
-    assert_eq!(verified, 3, "fixtures verified on this {host} host");
+    // Formats 1 and 2 of this host's vendor, whichever it is, and the neutral formats 3 and 4.
+    assert_eq!(verified, 4, "fixtures verified on this {host} host");
 }
 
 /// The frozen `--save-state` snapshot of format 2 (tests/fixtures/timer-v2.snap, the

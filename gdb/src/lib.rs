@@ -20,7 +20,8 @@
 //! - `monitor` commands ([`monitor`]): when, goto, checkpoints, events, info, last-write,
 //!   serial;
 //! - Ctrl-C stops long runs in either direction ([`interrupt`]);
-//! - register and memory writes are refused: they would fork the recorded timeline.
+//! - register and memory writes are refused: they would fork the recorded timeline, until
+//!   `monitor branch FILE` arms a branch ([`monitor_branch`]).
 //!
 //! The target uses only the timeline's public API and re-reads its length every time, so
 //! a live timeline whose history grows works the same way.
@@ -34,6 +35,7 @@ pub mod fpu;
 pub mod framing;
 pub mod interrupt;
 pub mod monitor;
+pub mod monitor_branch;
 mod monitor_exec;
 pub mod regs;
 pub mod resume;

@@ -29,6 +29,10 @@ ttvm monitor commands (positions are icounts: steps since reset):
   monitor serial                the guest's serial output up to now
   monitor disk-history SECTOR   every recorded write to a disk sector: the icount it
                                 completed and the icount the guest queued it at
+  monitor branch FILE           branch history here: register and memory writes are
+                                allowed from now on, and `continue`/stepping records the
+                                new branch into FILE (a trace naming this one as parent);
+                                reverse execution then stops at the branch point
 Numbers are decimal or 0x-hex. After goto and last-write, refresh gdb's view with
   maintenance flush register-cache
 (gdb caches registers and does not know the position moved).";
@@ -77,6 +81,11 @@ pub enum Command {
     DiskHistory {
         /// The sector.
         sector: u64,
+    },
+    /// `branch FILE`
+    Branch {
+        /// The new trace.
+        file: std::path::PathBuf,
     },
 }
 
@@ -159,6 +168,12 @@ pub fn parse(text: &str) -> Result<Command, String> {
             let [sector] = args else { return Err("usage: monitor disk-history SECTOR".into()) };
             Command::DiskHistory { sector: parse_number(sector)? }
         }
+        "branch" => {
+            if args.is_empty() {
+                return Err("usage: monitor branch FILE".into());
+            }
+            Command::Branch { file: args.join(" ").into() }
+        }
         other => return Err(format!("unknown command {other:?}; `monitor help` lists them")),
     };
     Ok(cmd)
@@ -202,6 +217,8 @@ mod tests {
         assert_eq!(parse("info"), Ok(Command::Info));
         assert_eq!(parse("serial"), Ok(Command::Serial));
         assert_eq!(parse("disk-history 0x10"), Ok(Command::DiskHistory { sector: 16 }));
+        assert_eq!(parse("branch /tmp/b.ttvm"), Ok(Command::Branch { file: "/tmp/b.ttvm".into() }));
+        assert!(parse("branch").is_err(), "a branch needs its file");
     }
 
     #[test]

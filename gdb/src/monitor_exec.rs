@@ -17,6 +17,13 @@ const MAX_SERIAL_BYTES: usize = 8192;
 
 impl TtvmTarget<'_> {
     pub(crate) fn run_monitor(&mut self, c: Command) -> String {
+        if matches!(c, Command::Goto(_) | Command::LastWrite { .. }) {
+            // A move through history from a machine edited for a branch would replay the
+            // edit as if it had been recorded.
+            if let Err(e) = self.before_move(false) {
+                return format!("error: {e}");
+            }
+        }
         match c {
             Command::Help => HELP.to_string(),
             Command::When => self.when(),
@@ -27,6 +34,7 @@ impl TtvmTarget<'_> {
             Command::LastWrite { addr, len } => self.last_write(addr, len),
             Command::Serial => self.serial(),
             Command::DiskHistory { sector } => self.disk_history(sector),
+            Command::Branch { file } => self.monitor_branch(file),
         }
     }
 

@@ -67,7 +67,24 @@ impl TtvmTarget<'_> {
             // Nothing was asked: report a plain stop where we are.
             return Outcome::Stopped(SingleThreadStopReason::Signal(Signal::SIGTRAP));
         };
-        let result = match mode {
+        let forward = matches!(mode, Resume::Step | Resume::Continue);
+        let result = match self.before_move(forward) {
+            Err(e) => Err(e),
+            Ok(()) => self.run_mode(mode),
+        };
+        match result {
+            Ok(stop) => self.stop_reason(stop),
+            Err(e) => {
+                let msg = format!("replay failed at icount {}: {e}", self.tl.icount());
+                eprintln!("ttvm: {msg}");
+                self.last_error = Some(msg);
+                Outcome::Stopped(SingleThreadStopReason::Signal(Signal::SIGABRT))
+            }
+        }
+    }
+
+    fn run_mode(&mut self, mode: Resume) -> Result<Stop, TimelineError> {
+        match mode {
             Resume::Step => self.step_watched(true),
             Resume::ReverseStep => self.step_watched(false),
             Resume::Continue => self.watched_run(|t| t.tl.run_forward()).0,
@@ -90,15 +107,6 @@ impl TtvmTarget<'_> {
                     Ok(Stop::Interrupted) => self.tl.seek(origin).map(|_| Stop::Interrupted),
                     other => other,
                 }
-            }
-        };
-        match result {
-            Ok(stop) => self.stop_reason(stop),
-            Err(e) => {
-                let msg = format!("replay failed at icount {}: {e}", self.tl.icount());
-                eprintln!("ttvm: {msg}");
-                self.last_error = Some(msg);
-                Outcome::Stopped(SingleThreadStopReason::Signal(Signal::SIGABRT))
             }
         }
     }

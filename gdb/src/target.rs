@@ -57,6 +57,8 @@ pub struct TtvmTarget<'t> {
     pub(crate) last_error: Option<String>,
     /// Kernel symbols for monitor output (function names).
     pub(crate) symbols: Option<ttvm_vmm::symbols::SymbolTable>,
+    /// A branch armed by `monitor branch FILE` that has not started recording yet.
+    pub(crate) branch: Option<crate::monitor_branch::PendingBranch>,
 }
 
 impl<'t> TtvmTarget<'t> {
@@ -66,7 +68,7 @@ impl<'t> TtvmTarget<'t> {
         let symbols = ttvm_vmm::symbols::SymbolTable::from_elf(&tl.recording().header().machine.kernel, "the kernel")
             .ok()
             .filter(|t| !t.is_empty());
-        Self { tl, resume: None, bps: BTreeMap::new(), sock, last_error: None, symbols }
+        Self { tl, resume: None, bps: BTreeMap::new(), sock, last_error: None, symbols, branch: None }
     }
 
     /// Reads guest-virtual memory at the current position, page by page; returns how many
@@ -142,9 +144,23 @@ impl SingleThreadBase for TtvmTarget<'_> {
         Ok(())
     }
 
-    fn write_registers(&mut self, _regs: &KernelRegs) -> TargetResult<(), Self> {
+    fn write_registers(&mut self, regs: &KernelRegs) -> TargetResult<(), Self> {
+        if self.may_edit() {
+            let mut r = self.tl.machine().vm.vcpu().regs();
+            let g = &regs.core.regs;
+            (r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp) = (g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]);
+            (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15) =
+                (g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
+            r.rip = regs.core.rip;
+            // The upper half of RFLAGS is reserved (zero); gdb's eflags is its lower half.
+            r.rflags = u64::from(regs.core.eflags);
+            return self.branch_set_regs(&r).map_err(|e| {
+                eprintln!("ttvm: register write refused: {e}");
+                TargetError::Errno(EROFS)
+            });
+        }
         eprintln!(
-            "ttvm: refused a register write at icount {}: changing the past would fork the recorded timeline",
+            "ttvm: refused a register write at icount {}: changing the past would fork the recorded timeline (`monitor branch FILE` first)",
             self.tl.icount()
         );
         Err(TargetError::Errno(EROFS))
@@ -163,8 +179,14 @@ impl SingleThreadBase for TtvmTarget<'_> {
         if data.is_empty() {
             return Ok(());
         }
+        if self.may_edit() {
+            return self.branch_write(start, data).map_err(|e| {
+                eprintln!("ttvm: memory write refused: {e}");
+                TargetError::Errno(EFAULT)
+            });
+        }
         eprintln!(
-            "ttvm: refused a {}-byte memory write at {start:#x}, icount {}: changing the past would fork the recorded timeline",
+            "ttvm: refused a {}-byte memory write at {start:#x}, icount {}: changing the past would fork the recorded timeline (`monitor branch FILE` first)",
             data.len(),
             self.tl.icount()
         );

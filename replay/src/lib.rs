@@ -6,6 +6,7 @@
 //! - [`trace`], [`events`], [`checkpoint`], [`recording`]: the file format and its model.
 //! - [`ram`]: rebuilding RAM at a checkpoint in time proportional to the changed pages.
 
+pub mod branch;
 pub mod checkpoint;
 pub mod clock;
 pub mod disk;

@@ -16,7 +16,7 @@ use crate::disk::DiskRecorder;
 use crate::engine::{Emulated, Engine, EngineError, HaltOutcome, StepEnv, StepOutcome, StepRules};
 use crate::event_log::EventLogWriter;
 use crate::events::{Event, EventKind, IoData, StopKind};
-use crate::trace::format::{code_block, kernel_hash, DiskRecord, EndRecord, HostRecord, IntervalCode};
+use crate::trace::format::{code_block, kernel_hash, DiskRecord, EndRecord, HostRecord, IntervalCode, Lineage};
 use crate::trace::{ChunkKind, TraceHeader, TraceWriter, FORMAT_VERSION};
 
 /// Default steps between checkpoints, chosen from the measurements in docs/PERFORMANCE.md
@@ -489,6 +489,29 @@ impl RecordSession {
         disk: Option<(&Path, CowDisk)>,
         to: RecordTo<'_>,
     ) -> Result<Self, RecordError> {
+        Self::start_with_lineage(machine, config, start_ns, disk, None, to)
+    }
+
+    /// [`RecordSession::start_from`] for a branch of another trace (no disk): the header
+    /// names the parent and the branch point (`crate::branch::start_branch` builds both).
+    pub fn start_branch(
+        machine: Machine,
+        config: MachineConfig,
+        start_ns: u64,
+        lineage: Lineage,
+        to: RecordTo<'_>,
+    ) -> Result<Self, RecordError> {
+        Self::start_with_lineage(machine, config, start_ns, None, Some(lineage), to)
+    }
+
+    fn start_with_lineage(
+        machine: Machine,
+        config: MachineConfig,
+        start_ns: u64,
+        disk: Option<(&Path, CowDisk)>,
+        lineage: Option<Lineage>,
+        to: RecordTo<'_>,
+    ) -> Result<Self, RecordError> {
         let RecordTo { path, options, output, input } = to;
         let disk_record = disk.as_ref().map(|(p, c)| DiskRecord {
             capacity_sectors: c.capacity(),
@@ -511,6 +534,7 @@ impl RecordSession {
                 undefined_flags: ttvm_vmm::host_cpu::undefined_flags_profile().to_string(),
             }),
             disk: disk_record,
+            lineage,
         };
         let writer = TraceWriter::create(path, &header)?;
         let mut engine = Engine::new(machine);

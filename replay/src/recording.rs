@@ -34,6 +34,9 @@ pub struct Recording {
     /// For each interval (by the checkpoint that starts it), its landmark, if the trace
     /// has one (format 4 on).
     pub interval_landmarks: Vec<Option<IntervalLandmark>>,
+    /// The file it was opened from (`None` when decoded from an already open file): a
+    /// branch names it as its parent.
+    pub path: Option<std::path::PathBuf>,
     /// Blob id -> (index into `page_chunks`, slot).
     blob_location: Vec<(u32, u32)>,
     page_chunks: Vec<ChunkRef>,
@@ -61,13 +64,16 @@ impl Recording {
 
     /// Opens, validates and decodes a trace.
     pub fn open(path: &Path) -> Result<Self, TraceError> {
-        Self::from_file(TraceFile::open(path)?)
+        let mut rec = Self::from_file(TraceFile::open(path)?)?;
+        rec.path = Some(path.to_path_buf());
+        Ok(rec)
     }
 
     /// Decodes an open trace file.
     pub fn from_file(file: TraceFile) -> Result<Self, TraceError> {
         let pages_total = (file.header.machine.mem_size as usize) / PAGE_SIZE;
         let mut rec = Self {
+            path: None,
             events: Vec::new(),
             events_end: 0,
             checkpoints: Vec::new(),

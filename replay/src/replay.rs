@@ -154,6 +154,11 @@ impl Replayer {
         icount * NS_PER_STEP + self.idle_ns
     }
 
+    /// Device time at the start of step `icount` (for a branch that continues from it).
+    pub(crate) fn device_time_ns(&self, icount: u64) -> u64 {
+        self.now_ns(icount)
+    }
+
     fn compare_output(&mut self, icount: u64, rip: u64) -> Result<(), EngineError> {
         self.skip_info();
         while let (Some(&g), Some(&e)) = (self.generated_out.front(), self.expected_out.front()) {

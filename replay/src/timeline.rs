@@ -20,6 +20,7 @@
 //! whether a step triggers one; `run.rs` holds the runs to them, which can be paused and
 //! resumed, and which gdb and the UI both use, so they stop at the same places.
 
+mod branch;
 mod run;
 mod skip;
 mod stops;
@@ -86,6 +87,12 @@ pub enum TimelineError {
     /// Re-reading the growing trace failed.
     #[error(transparent)]
     Trace(#[from] TraceError),
+    /// Branching history failed (`Timeline::start_branch`).
+    #[error(transparent)]
+    Branch(#[from] crate::branch::BranchError),
+    /// A change to the machine that only a branch about to start may make.
+    #[error("{0}")]
+    NotABranchPoint(String),
 }
 
 /// Live debugging: the recording session at the frontier of history. Going back replays
@@ -524,6 +531,8 @@ impl ttvm_vmm::error_kind::Classify for TimelineError {
             Self::Replay(e) => ttvm_vmm::error_kind::Classify::kind(e),
             Self::Record(e) => ttvm_vmm::error_kind::Classify::kind(e),
             Self::Trace(e) => ttvm_vmm::error_kind::Classify::kind(e),
+            Self::Branch(e) => ttvm_vmm::error_kind::Classify::kind(e),
+            Self::NotABranchPoint(_) => ttvm_vmm::error_kind::ErrorKind::BadInput,
         }
     }
 }

@@ -25,6 +25,7 @@ fn write_small_trace(path: &Path) {
         machine,
         host: Some(HostRecord { cpu: "cpu".into(), undefined_flags: "flags/2".into() }),
         disk: None,
+        lineage: None,
     };
     let mut w = TraceWriter::create(path, &header).unwrap();
     w.write_chunk(ChunkKind::Events, &[7u8; 40], true).unwrap();

@@ -126,6 +126,7 @@ pub fn serve_replay(
         ServeEnd::ConnectionClosed => "gdb closed the connection",
     };
     eprintln!("ttvm: {how} at icount {}", timeline.icount());
+    finish_branch(&mut timeline)?;
     Ok(0)
 }
 
@@ -144,4 +145,21 @@ impl FileIdentity {
         let m = std::fs::metadata(path).ok()?;
         Some(Self { len: m.len(), modified: m.modified().ok(), inode: m.ino() })
     }
+}
+
+/// After a session that branched history (`monitor branch FILE`): finalises the branch's
+/// trace with how its guest stopped (or that gdb left before it did).
+fn finish_branch(timeline: &mut Timeline) -> Result<(), Exit> {
+    if !timeline.is_live() {
+        return Ok(());
+    }
+    let end = match timeline.live_stop() {
+        Some(stop) => ttvm_replay::record::RecordEnd::Guest(stop.clone()),
+        None => ttvm_replay::record::RecordEnd::Detached,
+    };
+    let Some(session) = timeline.live_session() else { return Ok(()) };
+    let progress =
+        session.finish(&end).map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("finalising the branch: {e}")))?;
+    eprintln!("ttvm: the branch ended ({}); {} steps recorded", end.reason(), progress.steps);
+    Ok(())
 }

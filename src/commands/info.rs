@@ -59,6 +59,8 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
             serde_json::json!({ "index": c.index, "icount": c.engine.icount, "dirty_pages": pages })
         })
         .collect();
+    let dir = args.trace.parent().map(|d| if d.as_os_str().is_empty() { std::path::Path::new(".") } else { d });
+    let ancestors = crate::commands::family::ancestors(dir.unwrap_or(std::path::Path::new(".")), h.lineage.as_ref());
     if args.json {
         let v = serde_json::json!({
             "file": args.trace.display().to_string(),
@@ -70,6 +72,17 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
             "sha256": sha256,
             "kernel_bytes": h.machine.kernel.len(),
             "cmdline": h.machine.cmdline,
+            "lineage": h.lineage.as_ref().map(|l| serde_json::json!({
+                "parent_file": l.parent_file,
+                "parent_id": format!("{:016x}", l.parent_id),
+                "branch_icount": l.branch_icount,
+            })),
+            "ancestors": ancestors.iter().map(|a| serde_json::json!({
+                "file": a.file,
+                "branch_icount": a.branch_icount,
+                "found": matches!(a.found, crate::commands::family::Found::Yes),
+                "status": a.found.describe(),
+            })).collect::<Vec<_>>(),
             "disk": h.disk.as_ref().map(|d| serde_json::json!({ "image": d.image_name, "sectors": d.capacity_sectors })),
             "mem_bytes": h.machine.mem_size,
             "clock": h.clock.to_string(),
@@ -107,6 +120,11 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
     out!(report, "sha256:      {sha256}");
     out!(report, "kernel:      {} ({} bytes, xxh3 {})", h.kernel_name, h.machine.kernel.len(), h.kernel_hash);
     out!(report, "cmdline:     {:?}", h.machine.cmdline);
+    // The family: each ancestor, nearest first, with the step its child goes on from.
+    for (i, a) in ancestors.iter().enumerate() {
+        let label = if i == 0 { "branched:   " } else { "            " };
+        out!(report, "{label} from {} at icount {} ({})", a.file, a.branch_icount, a.found.describe());
+    }
     // The step rate is guest time only under the icount clock; realtime guests read the host.
     let clock = match h.clock {
         ClockMode::Icount => format!("{} ({} ns/step)", h.clock, h.ns_per_step),

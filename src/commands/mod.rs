@@ -1,9 +1,11 @@
 //! One module per `ttvm` subcommand.
 
 pub mod bench;
+pub mod branch;
 pub mod check;
 pub mod debug;
 pub mod disk;
+pub mod family;
 pub mod gdb_server;
 pub mod info;
 pub mod kernels;

@@ -71,7 +71,12 @@ pub fn session(path: &std::path::Path, rec: Rc<Recording>) -> Result<ReplaySessi
 /// replay went wrong).
 /// Intervals without events run at free-run speed and are verified against the checkpoint
 /// that ends them (`ReplaySession::try_free_interval`) unless `step_all`.
-fn replay_to(path: &std::path::Path, s: &mut ReplaySession, target: u64, step_all: bool) -> Result<bool, Exit> {
+pub(crate) fn replay_to(
+    path: &std::path::Path,
+    s: &mut ReplaySession,
+    target: u64,
+    step_all: bool,
+) -> Result<bool, Exit> {
     while s.icount() < target {
         if !step_all && s.try_free_interval(target).map_err(|e| Exit::of(path.display(), &e))? == FreeInterval::Verified
         {
@@ -101,7 +106,7 @@ fn free_run_note(s: &ReplaySession) {
     }
 }
 
-fn stopped_before(path: &std::path::Path, icount: u64, target: u64, length: u64) -> Exit {
+pub(crate) fn stopped_before(path: &std::path::Path, icount: u64, target: u64, length: u64) -> Exit {
     let goal = if target == length { format!("the end of history ({length})") } else { format!("icount {target}") };
     Exit::new(exit_code::DIVERGENCE, format!("{}: replay stopped at icount {icount} before {goal}", path.display()))
 }

@@ -237,7 +237,12 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
 
 /// Runs `machine` with the free engine until the guest stops, the timeout expires or the
 /// user presses Ctrl-C, then writes the profile and the snapshot that were asked for.
-fn drive(free: FreeStart, mut output: ConsoleOutput, mut input: ConsoleInput, args: &FreeRunArgs) -> Result<i32, Exit> {
+pub(crate) fn drive(
+    free: FreeStart,
+    mut output: ConsoleOutput,
+    mut input: ConsoleInput,
+    args: &FreeRunArgs,
+) -> Result<i32, Exit> {
     let FreeStart { mut machine, mut disk, clock, origin, symbols, mut live } = free;
     let timeout = args.timeout()?;
     if let Some(p) = &args.save_state {

@@ -38,9 +38,12 @@ pub const MAGIC: [u8; 8] = *b"\x89TTVM\r\n\x1a";
 /// interval names a step a free run can stop at exactly ([`IntervalLandmark`], `Landmark`
 /// chunks), so `replay --verify` runs intervals without events natively; the header may
 /// describe a virtio-blk disk ([`DiskRecord`]), checkpoints hold its device state, and the
-/// event stream holds its history (`DiskBlock`, `DiskRead`, `DiskWrite`, `DiskDone`). Older
-/// traces replay with their own rules.
-pub const FORMAT_VERSION: u32 = 4;
+/// event stream holds its history (`DiskBlock`, `DiskRead`, `DiskWrite`, `DiskDone`). 5:
+/// lineage: a trace branched from another names its parent and the branch point
+/// ([`Lineage`]). Older traces replay with their own rules.
+pub const FORMAT_VERSION: u32 = 5;
+/// The first format whose header may name a parent trace.
+pub const LINEAGE_SINCE: u32 = 5;
 /// The first format whose intervals have landmarks.
 pub const LANDMARKS_SINCE: u32 = 4;
 /// The first format that can hold a disk.
@@ -170,6 +173,59 @@ pub struct TraceHeader {
     pub host: Option<HostRecord>,
     /// The virtio-blk disk the guest had (format 4 on; `None`: no disk).
     pub disk: Option<DiskRecord>,
+    /// The trace this one was branched from (format 5 on; `None`: an original recording).
+    pub lineage: Option<Lineage>,
+}
+
+/// Where a branched trace comes from (`ttvm branch`, gdb's `monitor branch`): its checkpoint
+/// 0 is the parent's machine at step `branch_icount`. The trace does not need its parent to
+/// replay; this is for people and for `ttvm info`, which follows the chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// The parent trace's file name (no directory: families are kept side by side).
+    pub parent_file: String,
+    /// The parent's identity: its preamble header checksum, which covers its kernel, machine,
+    /// host and creation time, so a different file under the same name is told apart.
+    pub parent_id: u64,
+    /// The parent's step this trace starts from.
+    pub branch_icount: u64,
+}
+
+/// The header of format 4 (no [`Lineage`]); frozen, never edited.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TraceHeaderV4 {
+    ttvm_version: String,
+    machine: MachineConfig,
+    kernel_name: String,
+    kernel_hash: String,
+    cpuid: CpuidModel,
+    stepping: String,
+    clock: ClockMode,
+    ns_per_step: u64,
+    checkpoint_every: u64,
+    created_unix_secs: u64,
+    host: Option<HostRecord>,
+    disk: Option<DiskRecord>,
+}
+
+impl From<TraceHeaderV4> for TraceHeader {
+    fn from(h: TraceHeaderV4) -> Self {
+        Self {
+            ttvm_version: h.ttvm_version,
+            machine: h.machine,
+            kernel_name: h.kernel_name,
+            kernel_hash: h.kernel_hash,
+            cpuid: h.cpuid,
+            stepping: h.stepping,
+            clock: h.clock,
+            ns_per_step: h.ns_per_step,
+            checkpoint_every: h.checkpoint_every,
+            created_unix_secs: h.created_unix_secs,
+            host: h.host,
+            disk: h.disk,
+            lineage: None,
+        }
+    }
 }
 
 /// The disk a recording's guest had. Its contents are not here: the trace's events hold
@@ -213,6 +269,7 @@ impl From<TraceHeaderV3> for TraceHeader {
             created_unix_secs: h.created_unix_secs,
             host: h.host,
             disk: None,
+            lineage: None,
         }
     }
 }
@@ -259,6 +316,7 @@ impl From<TraceHeaderV2> for TraceHeader {
             created_unix_secs: h.created_unix_secs,
             host: None,
             disk: None,
+            lineage: None,
         }
     }
 }
@@ -269,6 +327,8 @@ pub fn decode_header(version: u32, raw: &[u8]) -> Result<TraceHeader, bincode::E
         bincode::deserialize::<TraceHeaderV2>(raw).map(TraceHeader::from)
     } else if version < DISK_SINCE {
         bincode::deserialize::<TraceHeaderV3>(raw).map(TraceHeader::from)
+    } else if version < LINEAGE_SINCE {
+        bincode::deserialize::<TraceHeaderV4>(raw).map(TraceHeader::from)
     } else {
         bincode::deserialize::<TraceHeader>(raw)
     }
@@ -383,6 +443,7 @@ mod tests {
             machine,
             host: Some(HostRecord { cpu: "GenuineIntel family 6 model 167".into(), undefined_flags: "flags/1".into() }),
             disk: None,
+            lineage: None,
         }
     }
 
@@ -419,17 +480,49 @@ mod tests {
         assert_eq!(decode_header(3, &bytes).unwrap(), h);
     }
 
+    fn as_v4(h: &TraceHeader) -> TraceHeaderV4 {
+        let v3 = as_v3(h);
+        TraceHeaderV4 {
+            ttvm_version: v3.ttvm_version,
+            machine: v3.machine,
+            kernel_name: v3.kernel_name,
+            kernel_hash: v3.kernel_hash,
+            cpuid: v3.cpuid,
+            stepping: v3.stepping,
+            clock: v3.clock,
+            ns_per_step: v3.ns_per_step,
+            checkpoint_every: v3.checkpoint_every,
+            created_unix_secs: v3.created_unix_secs,
+            host: v3.host,
+            disk: h.disk.clone(),
+        }
+    }
+
     /// Format 4 is format 3's header plus the disk, appended.
     #[test]
     fn the_format_4_header_appends_the_disk() {
         let mut h = known_header();
         h.disk = Some(DiskRecord { capacity_sectors: 2048, image_name: "d.img".into() });
-        let bytes = bincode::serialize(&h).unwrap();
+        let bytes = bincode::serialize(&as_v4(&h)).unwrap();
         let v3 = bincode::serialize(&as_v3(&h)).unwrap();
         assert_eq!(&bytes[..v3.len()], &v3[..]);
         assert_eq!(&bytes[v3.len()..v3.len() + 9], &[1, 0, 8, 0, 0, 0, 0, 0, 0], "Some, then the capacity");
         assert_eq!(decode_header(4, &bytes).unwrap(), h);
         assert!(decode_header(4, &v3).is_err(), "the version decides");
+    }
+
+    /// Format 5 is format 4's header plus the lineage, appended.
+    #[test]
+    fn the_format_5_header_appends_the_lineage() {
+        let mut h = known_header();
+        h.lineage = Some(Lineage { parent_file: "p.ttvm".into(), parent_id: 0x1122, branch_icount: 7 });
+        let bytes = bincode::serialize(&h).unwrap();
+        let v4 = bincode::serialize(&as_v4(&h)).unwrap();
+        assert_eq!(&bytes[..v4.len()], &v4[..]);
+        assert_eq!(&bytes[v4.len()..v4.len() + 9], &[1, 6, 0, 0, 0, 0, 0, 0, 0], "Some, then the name's length");
+        assert_eq!(decode_header(5, &bytes).unwrap(), h);
+        assert_eq!(decode_header(4, &v4).unwrap(), TraceHeader { lineage: None, ..h.clone() });
+        assert!(decode_header(5, &v4).is_err(), "the version decides");
     }
 
     #[test]

@@ -1,0 +1,43 @@
+# memcorrupt, branched: stop at the stray write, arm a branch, undo the write, continue.
+# The branch must end with status 0 where the recording panicked.
+import gdb
+import os
+import ttvm_gdb_helpers as h
+
+branch = os.environ["TTVM_BRANCH_FILE"]
+MAGIC = 0xC0F160005AFE0001
+
+# Before `monitor branch`, history is read-only.
+out, err = h.try_run("set var memcorrupt::CONFIG.scale = 7")
+h.mark("write-before-branch", "refused" if err else "allowed")
+
+h.run("watch memcorrupt::CONFIG.magic")
+h.run("continue")  # forward to the stray write
+h.mark("stray", h.icount(), int(gdb.parse_and_eval("memcorrupt::CONFIG.magic")) & h.MASK)
+# The event's two words may be stored by two instructions: let the second happen too.
+if int(gdb.parse_and_eval("memcorrupt::CONFIG.limit")) == 4096:
+    h.run("delete")
+    h.run("watch memcorrupt::CONFIG.limit")
+    h.run("continue")
+h.run("delete")
+
+print(h.run("monitor branch " + branch), flush=True)
+h.run("set var memcorrupt::CONFIG.magic = %d" % MAGIC)
+h.run("set var memcorrupt::CONFIG.limit = 4096")
+rax = h.reg("rax")
+out, err = h.try_run("set var $rax = %d" % rax)  # a register write, allowed now
+h.mark("regwrite-after-branch", "refused" if err else "allowed", h.reg("rax") == rax and "same" or "changed")
+h.mark("undone", int(gdb.parse_and_eval("memcorrupt::CONFIG.magic")) & h.MASK,
+       int(gdb.parse_and_eval("memcorrupt::CONFIG.limit")))
+# Going back from the edited machine would replay the edit as recorded: refused, no move.
+before = h.icount()
+h.try_run("reverse-stepi")
+h.mark("back-after-edit", before, h.icount())
+h.run("continue")
+# A recording session reports the guest's exit as the end of its history.
+h.mark("continued", *h.when())
+h.mark("end-func", h.func())
+
+# Going back stops at the branch point: the branch's own first step.
+h.run("reverse-continue")
+h.mark("back", *h.when())
