@@ -1,0 +1,202 @@
+//! Counting breakpoint hits in a checkpoint interval at free-run speed (issue 23, item 2).
+//!
+//! A run to a breakpoint (backward or forward) must know, for each interval it crosses,
+//! whether a position in it has its RIP on a breakpoint. The code lists (`skip.rs`) answer
+//! "no" for intervals that never ran the breakpoint's 16-byte block; for the others, an
+//! interval without events is run natively with hardware breakpoints on the breakpoint
+//! addresses and on the interval's landmark, counting the hits of each, then the stretch
+//! after the landmark is single-stepped (counting there too) and the state reached compared
+//! with the checkpoint ending the interval, as `replay --verify` does. Only a run that
+//! matched is believed: with no hit the interval is passed over, with hits it is scanned by
+//! single-stepping as before, which pins the exact icount of the last (or first) hit and
+//! keeps every stop exactly where stepping puts it.
+//!
+//! A hardware breakpoint fires once per execution of its instruction (the positions of a
+//! run, with these exceptions): the count can be larger than the positions (a repeated
+//! string instruction is many positions but one hit: "some" either way), never smaller
+//! where it is used. It is not used where a hit could be missed:
+//! - ring 3 on hosts whose hardware breakpoints do not exit there (`Ring3Steps::DebugTrap`):
+//!   every code page the interval executed and every breakpoint address must be mapped
+//!   supervisor-only by the page tables of the interval's first checkpoint (4-level paging),
+//!   so no step of it ran in user mode (a virtual address a guest maps supervisor-only in one
+//!   address space and user in another would defeat this; no kernel known to ttvm does);
+//! - intervals with events, without a landmark or code list (formats before 4), with more
+//!   than three breakpoints, or whose free run did not match (they are single-stepped).
+
+use ttvm_vmm::memory::GuestRam;
+
+use crate::engine::{EngineState, Ring3Steps, StepOutcome};
+use crate::free_interval::{hit_budget, AtHit};
+use crate::replay::{ReplayError, ReplaySession};
+
+/// Breakpoint addresses a free count handles: the fourth debug register holds the landmark.
+pub const MAX_COUNTED_BREAKPOINTS: usize = 3;
+
+const PRESENT: u64 = 1;
+const USER: u64 = 1 << 2;
+const HUGE: u64 = 1 << 7;
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// Whether `vaddr` is mapped and only ring 0 may use it, by a 4-level page walk from
+/// `cr3` (a page is user-accessible only if every level allows it).
+fn supervisor_only(ram: &GuestRam, cr3: u64, vaddr: u64) -> bool {
+    let mut table = cr3 & ADDR_MASK;
+    let mut user_everywhere = true;
+    for level in (0..4).rev() {
+        let index = (vaddr >> (12 + 9 * level)) & 0x1ff;
+        let Ok(entry) = ram.read_u64(table + index * 8) else { return false };
+        if entry & PRESENT == 0 {
+            return false;
+        }
+        user_everywhere &= entry & USER != 0;
+        if level == 0 || (level < 3 && entry & HUGE != 0) {
+            return !user_everywhere;
+        }
+        table = entry & ADDR_MASK;
+    }
+    !user_everywhere
+}
+
+impl ReplaySession {
+    /// Whether no step of interval `k` can have run in ring 3 unseen by a hardware
+    /// breakpoint (see the module comment). The machine must be at checkpoint `k`.
+    fn no_hidden_ring3(&self, k: usize, addrs: &[u64]) -> bool {
+        if self.engine.rules.ring3 != Ring3Steps::DebugTrap {
+            return true;
+        }
+        let Some(Some(code)) = self.rec.interval_code.get(k) else { return false };
+        let sregs = self.engine.machine.vm.vcpu().sregs();
+        let long_mode_4_level = sregs.cr0 & (1 << 31) != 0 && sregs.efer & (1 << 10) != 0 && sregs.cr4 & (1 << 12) == 0;
+        if !long_mode_4_level || sregs.cs.dpl != 0 {
+            return false;
+        }
+        let ram = self.engine.machine.vm.ram();
+        code.pages
+            .iter()
+            .map(|&(page, _)| page << 12)
+            .chain(addrs.iter().copied())
+            .all(|a| supervisor_only(ram, sregs.cr3, a))
+    }
+
+    /// How many positions of persistent-checkpoint interval `k` have their RIP in `addrs`,
+    /// found by a free run checked against checkpoint `k+1`; `None` when it cannot be
+    /// counted exactly that way (the caller single-steps the interval). Leaves the replay at
+    /// checkpoint `k+1` after a count of none, at checkpoint `k` otherwise.
+    pub fn count_hits_in_interval(&mut self, k: usize, addrs: &[u64]) -> Result<Option<u64>, ReplayError> {
+        let Some(next) = self.rec.checkpoints.get(k + 1) else { return Ok(None) };
+        let (start, end) = (self.rec.checkpoints[k].engine.icount, next.engine.icount);
+        let landmark = match self.rec.interval_landmarks.get(k).copied().flatten() {
+            Some(l) if l.icount >= start && l.icount < end && l.hits > 0 => l,
+            _ => return Ok(None),
+        };
+        if addrs.is_empty()
+            || addrs.len() > MAX_COUNTED_BREAKPOINTS
+            || self.free_failed.contains(&k)
+            || self.rec.events.get(self.rec.first_event_at(start)).is_some_and(|e| e.icount < end)
+        {
+            return Ok(None);
+        }
+        self.restore_checkpoint(k)?;
+        if !self.no_hidden_ring3(k, addrs) {
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        let counted = self.count_freely(landmark, addrs, end - start, end, k + 1);
+        let cleanup = self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4]);
+        self.free_stats.tried += 1;
+        self.free_stats.time += started.elapsed();
+        cleanup?;
+        match counted? {
+            Some(hits) => {
+                self.free_stats.verified += 1;
+                self.free_stats.steps += end - start;
+                // Without a hit the run goes on from the interval's end; with hits it is
+                // stepped from its start to find them.
+                self.restore_checkpoint(if hits == 0 { k + 1 } else { k })?;
+                Ok(Some(hits))
+            }
+            None => {
+                self.free_failed.insert(k);
+                self.restore_checkpoint(k)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The free run of [`count_hits_in_interval`](Self::count_hits_in_interval): native to
+    /// the landmark's step counting hits, single steps from there to `end` counting too,
+    /// then the state against checkpoint `target`. `None` if any of it did not go as
+    /// recorded.
+    fn count_freely(
+        &mut self,
+        landmark: crate::trace::IntervalLandmark,
+        addrs: &[u64],
+        steps: u64,
+        end: u64,
+        target: usize,
+    ) -> Result<Option<u64>, ReplayError> {
+        let mut bps = [Some(landmark.rip), None, None, None];
+        for (slot, &a) in bps[1..].iter_mut().zip(addrs) {
+            *slot = Some(a);
+        }
+        let (mut hits, mut landmark_hits) = (0u64, 0u64);
+        // Every breakpoint hit beyond the landmark's costs as much: past the same budget as
+        // verify's, stepping the interval is as cheap.
+        let budget = landmark.hits + hit_budget(steps);
+        let arrived = self.run_hitting(bps, steps, budget, |s, _| {
+            let rip = s.engine.machine.vm.vcpu().rip();
+            hits += u64::from(addrs.contains(&rip));
+            if rip == landmark.rip {
+                landmark_hits += 1;
+                if landmark_hits == landmark.hits {
+                    return Ok(AtHit::Stop);
+                }
+            }
+            Ok(AtHit::GoOn)
+        })?;
+        if !arrived {
+            return Ok(None);
+        }
+        // At the landmark's step (counted above): the engine steps the rest, counting.
+        self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4])?;
+        let window_open = self.engine.machine.vm.vcpu().regs().rflags & (1 << 9) != 0;
+        self.engine.set_state(EngineState { icount: landmark.icount, window_open });
+        while self.engine.icount() < end {
+            match self.engine.step(&mut self.env) {
+                Ok(StepOutcome::Continue) => {}
+                Ok(_) | Err(_) => return Ok(None),
+            }
+            if self.engine.icount() < end && addrs.contains(&self.engine.machine.vm.vcpu().rip()) {
+                hits += 1;
+            }
+        }
+        Ok(self.state_equals(target)?.then_some(hits))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Page tables at 0x1000 (PML4) → 0x2000 (PDPT) → 0x3000 (PD): PD entry 0 is a 2 MiB
+    /// supervisor page, entry 1 a 2 MiB user page, entry 2 not present.
+    fn tables(user_pdpt: bool) -> GuestRam {
+        let mut ram = GuestRam::new(ttvm_vmm::memory::MIN_RAM).unwrap();
+        let pdpt_flags = if user_pdpt { PRESENT | 2 | USER } else { PRESENT | 2 };
+        ram.write(0x1000, &(0x2000 | PRESENT | 2 | USER).to_le_bytes()).unwrap();
+        ram.write(0x2000, &(0x3000 | pdpt_flags).to_le_bytes()).unwrap();
+        ram.write(0x3000, &(PRESENT | 2 | HUGE).to_le_bytes()).unwrap();
+        ram.write(0x3008, &(0x20_0000 | PRESENT | 2 | HUGE | USER).to_le_bytes()).unwrap();
+        ram
+    }
+
+    #[test]
+    fn a_page_is_supervisor_only_unless_every_level_allows_user() {
+        let ram = tables(true);
+        assert!(supervisor_only(&ram, 0x1000, 0x1234), "supervisor 2 MiB page");
+        assert!(!supervisor_only(&ram, 0x1000, 0x20_1234), "user at every level");
+        assert!(!supervisor_only(&ram, 0x1000, 0x40_0000), "not present");
+        let ram = tables(false);
+        assert!(supervisor_only(&ram, 0x1000, 0x20_1234), "the PDPT entry forbids user");
+    }
+}
