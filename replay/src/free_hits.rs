@@ -1,20 +1,21 @@
-//! Counting breakpoint hits in a checkpoint interval at free-run speed (issue 23, item 2).
+//! Finding whether a breakpoint is hit in a checkpoint interval at free-run speed (issue
+//! 23, item 2).
 //!
 //! A run to a breakpoint (backward or forward) must know, for each interval it crosses,
 //! whether a position in it has its RIP on a breakpoint. The code lists (`skip.rs`) answer
 //! "no" for intervals that never ran the breakpoint's 16-byte block; for the others, an
 //! interval without events is run natively with hardware breakpoints on the breakpoint
-//! addresses and on the interval's landmark, counting the hits of each, then the stretch
-//! after the landmark is single-stepped (counting there too) and the state reached compared
-//! with the checkpoint ending the interval, as `replay --verify` does. Only a run that
-//! matched is believed: with no hit the interval is passed over, with hits it is scanned by
-//! single-stepping as before, which pins the exact icount of the last (or first) hit and
-//! keeps every stop exactly where stepping puts it.
+//! addresses and on the interval's landmark, counting the landmark's hits, then the stretch
+//! after the landmark is single-stepped and the state reached compared with the checkpoint
+//! ending the interval, as `replay --verify` does. The first breakpoint hit ends the run:
+//! the interval is then scanned by single-stepping as before, which pins the exact icount
+//! of the last (or first) hit and keeps every stop exactly where stepping puts it (so a hit
+//! costs at most the free run up to it on top of the scan). "No hit" is believed only from
+//! a run that matched the next checkpoint; the interval is then passed over.
 //!
-//! A hardware breakpoint fires once per execution of its instruction (the positions of a
-//! run, with these exceptions): the count can be larger than the positions (a repeated
-//! string instruction is many positions but one hit: "some" either way), never smaller
-//! where it is used. It is not used where a hit could be missed:
+//! A hardware breakpoint fires at least once wherever a run has a position on its address
+//! (a repeated string instruction is many positions but one hit: "some" either way), except
+//! where this is not used:
 //! - ring 3 on hosts whose hardware breakpoints do not exit there (`Ring3Steps::DebugTrap`):
 //!   every code page the interval executed and every breakpoint address must be mapped
 //!   supervisor-only by the page tables of the interval's first checkpoint (4-level paging),
@@ -26,7 +27,7 @@
 use ttvm_vmm::memory::GuestRam;
 
 use crate::engine::{EngineState, Ring3Steps, StepOutcome};
-use crate::free_interval::{hit_budget, AtHit};
+use crate::free_interval::AtHit;
 use crate::replay::{ReplayError, ReplaySession};
 
 /// Breakpoint addresses a free count handles: the fourth debug register holds the landmark.
@@ -78,11 +79,11 @@ impl ReplaySession {
             .all(|a| supervisor_only(ram, sregs.cr3, a))
     }
 
-    /// How many positions of persistent-checkpoint interval `k` have their RIP in `addrs`,
-    /// found by a free run checked against checkpoint `k+1`; `None` when it cannot be
-    /// counted exactly that way (the caller single-steps the interval). Leaves the replay at
-    /// checkpoint `k+1` after a count of none, at checkpoint `k` otherwise.
-    pub fn count_hits_in_interval(&mut self, k: usize, addrs: &[u64]) -> Result<Option<u64>, ReplayError> {
+    /// Whether some position of persistent-checkpoint interval `k` has its RIP in `addrs`,
+    /// found by a free run ("no" only from one checked against checkpoint `k+1`); `None`
+    /// when a free run cannot tell (the caller single-steps the interval). Leaves the replay
+    /// at checkpoint `k+1` after a "no", at checkpoint `k` otherwise.
+    pub fn interval_hits_freely(&mut self, k: usize, addrs: &[u64]) -> Result<Option<bool>, ReplayError> {
         let Some(next) = self.rec.checkpoints.get(k + 1) else { return Ok(None) };
         let (start, end) = (self.rec.checkpoints[k].engine.icount, next.engine.icount);
         let landmark = match self.rec.interval_landmarks.get(k).copied().flatten() {
@@ -107,13 +108,17 @@ impl ReplaySession {
         self.free_stats.time += started.elapsed();
         cleanup?;
         match counted? {
-            Some(hits) => {
+            Some(false) => {
                 self.free_stats.verified += 1;
                 self.free_stats.steps += end - start;
-                // Without a hit the run goes on from the interval's end; with hits it is
-                // stepped from its start to find them.
-                self.restore_checkpoint(if hits == 0 { k + 1 } else { k })?;
-                Ok(Some(hits))
+                // Without a hit the run goes on from the interval's end.
+                self.restore_checkpoint(k + 1)?;
+                Ok(Some(false))
+            }
+            // A hit: the interval is stepped from its start to find it (or them).
+            Some(true) => {
+                self.restore_checkpoint(k)?;
+                Ok(Some(true))
             }
             None => {
                 self.free_failed.insert(k);
@@ -123,10 +128,10 @@ impl ReplaySession {
         }
     }
 
-    /// The free run of [`count_hits_in_interval`](Self::count_hits_in_interval): native to
-    /// the landmark's step counting hits, single steps from there to `end` counting too,
-    /// then the state against checkpoint `target`. `None` if any of it did not go as
-    /// recorded.
+    /// The free run of [`interval_hits_freely`](Self::interval_hits_freely): native to
+    /// the landmark's step or the first breakpoint hit, single steps from the landmark to
+    /// `end` looking for hits too, then the state against checkpoint `target`. `None` if any
+    /// of it did not go as recorded.
     fn count_freely(
         &mut self,
         landmark: crate::trace::IntervalLandmark,
@@ -134,18 +139,20 @@ impl ReplaySession {
         steps: u64,
         end: u64,
         target: usize,
-    ) -> Result<Option<u64>, ReplayError> {
+    ) -> Result<Option<bool>, ReplayError> {
         let mut bps = [Some(landmark.rip), None, None, None];
         for (slot, &a) in bps[1..].iter_mut().zip(addrs) {
             *slot = Some(a);
         }
-        let (mut hits, mut landmark_hits) = (0u64, 0u64);
-        // Every breakpoint hit beyond the landmark's costs as much: past the same budget as
-        // verify's, stepping the interval is as cheap.
-        let budget = landmark.hits + hit_budget(steps);
+        let (mut hit, mut landmark_hits) = (false, 0u64);
+        // The landmark's hits end the run, and so does the first other hit.
+        let budget = landmark.hits;
         let arrived = self.run_hitting(bps, steps, budget, |s, _| {
             let rip = s.engine.machine.vm.vcpu().rip();
-            hits += u64::from(addrs.contains(&rip));
+            if addrs.contains(&rip) {
+                hit = true;
+                return Ok(AtHit::Stop);
+            }
             if rip == landmark.rip {
                 landmark_hits += 1;
                 if landmark_hits == landmark.hits {
@@ -154,6 +161,9 @@ impl ReplaySession {
             }
             Ok(AtHit::GoOn)
         })?;
+        if hit {
+            return Ok(Some(true));
+        }
         if !arrived {
             return Ok(None);
         }
@@ -167,10 +177,10 @@ impl ReplaySession {
                 Ok(_) | Err(_) => return Ok(None),
             }
             if self.engine.icount() < end && addrs.contains(&self.engine.machine.vm.vcpu().rip()) {
-                hits += 1;
+                return Ok(Some(true));
             }
         }
-        Ok(self.state_equals(target)?.then_some(hits))
+        Ok(self.state_equals(target)?.then_some(false))
     }
 }
 

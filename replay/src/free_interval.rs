@@ -74,7 +74,7 @@ pub enum FreeInterval {
 /// up: each costs an exit and a step over the breakpoint, a few steps' worth, so past this
 /// many single-stepping is as cheap. A count, not a time, so whether an interval passes
 /// does not depend on how loaded the host is.
-pub(crate) fn hit_budget(steps: u64) -> u64 {
+fn hit_budget(steps: u64) -> u64 {
     (steps / 3).max(64)
 }
 

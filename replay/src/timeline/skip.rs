@@ -46,7 +46,7 @@ impl Timeline {
         let addrs: Vec<u64> = self.stops.breakpoints.iter().copied().collect();
         self.leave_frontier()?;
         self.stats.restores += 1;
-        let none = self.session.count_hits_in_interval(k, &addrs)? == Some(0);
+        let none = self.session.interval_hits_freely(k, &addrs)? == Some(false);
         if none {
             self.stats.free_counted_intervals += 1;
         }
