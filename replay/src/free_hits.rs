@@ -21,6 +21,8 @@
 //!   supervisor-only by the page tables of the interval's first checkpoint (4-level paging),
 //!   so no step of it ran in user mode (a virtual address a guest maps supervisor-only in one
 //!   address space and user in another would defeat this; no kernel known to ttvm does);
+//! - an address that may follow a load of SS (MOV SS, POP SS: the CPU holds debug
+//!   exceptions back for one instruction after it), by the bytes before it;
 //! - intervals with events, without a landmark or code list (formats before 4), with more
 //!   than three breakpoints, or whose free run did not match (they are single-stepped).
 
@@ -38,24 +40,57 @@ const USER: u64 = 1 << 2;
 const HUGE: u64 = 1 << 7;
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 
-/// Whether `vaddr` is mapped and only ring 0 may use it, by a 4-level page walk from
-/// `cr3` (a page is user-accessible only if every level allows it).
-fn supervisor_only(ram: &GuestRam, cr3: u64, vaddr: u64) -> bool {
+/// Where `vaddr` is in guest-physical memory by a 4-level page walk from `cr3`, and
+/// whether only ring 0 may use it (a page is user-accessible only if every level allows
+/// it); `None` if it is not mapped.
+fn walk(ram: &GuestRam, cr3: u64, vaddr: u64) -> Option<(u64, bool)> {
     let mut table = cr3 & ADDR_MASK;
     let mut user_everywhere = true;
     for level in (0..4).rev() {
         let index = (vaddr >> (12 + 9 * level)) & 0x1ff;
-        let Ok(entry) = ram.read_u64(table + index * 8) else { return false };
+        let entry = ram.read_u64(table + index * 8).ok()?;
         if entry & PRESENT == 0 {
-            return false;
+            return None;
         }
         user_everywhere &= entry & USER != 0;
         if level == 0 || (level < 3 && entry & HUGE != 0) {
-            return !user_everywhere;
+            let offset_bits = 12 + 9 * level;
+            let base = entry & ADDR_MASK & !((1u64 << offset_bits) - 1);
+            return Some((base | (vaddr & ((1u64 << offset_bits) - 1)), !user_everywhere));
         }
         table = entry & ADDR_MASK;
     }
-    !user_everywhere
+    None
+}
+
+/// Whether `vaddr` is mapped and only ring 0 may use it.
+fn supervisor_only(ram: &GuestRam, cr3: u64, vaddr: u64) -> bool {
+    walk(ram, cr3, vaddr).is_some_and(|(_, supervisor)| supervisor)
+}
+
+/// Whether the instruction at `addr` may follow a load of SS (MOV SS, POP SS), after
+/// which the CPU holds debug exceptions back for one instruction, so a hardware breakpoint
+/// on it could be missed. Conservative: any byte in the 15 before `addr` that could start
+/// such an instruction (0x17, or 0x8E with a ModRM naming SS), or bytes that cannot be
+/// read, say "may".
+fn may_follow_ss_load(ram: &GuestRam, cr3: Option<u64>, addr: u64) -> bool {
+    let byte = |a: u64| {
+        let phys = match cr3 {
+            Some(cr3) => walk(ram, cr3, a)?.0,
+            None => a,
+        };
+        let mut b = [0u8];
+        ram.read(phys, &mut b).ok().map(|()| b[0])
+    };
+    (1..=15u64).any(|back| {
+        let Some(a) = addr.checked_sub(back) else { return false };
+        match byte(a) {
+            None => true,
+            Some(0x17) => true,
+            Some(0x8e) => byte(a + 1).is_none_or(|modrm| (modrm >> 3) & 7 == 2),
+            Some(_) => false,
+        }
+    })
 }
 
 impl ReplaySession {
@@ -79,6 +114,22 @@ impl ReplaySession {
             .all(|a| supervisor_only(ram, sregs.cr3, a))
     }
 
+    /// Whether a breakpoint on one of `addrs` could be held back after a load of SS (the
+    /// machine's page tables translate them).
+    fn any_after_ss_load(&self, addrs: &[u64]) -> bool {
+        let sregs = self.engine.machine.vm.vcpu().sregs();
+        let paging = sregs.cr0 & (1 << 31) != 0;
+        let cr3 = if paging && sregs.efer & (1 << 10) != 0 && sregs.cr4 & (1 << 12) == 0 {
+            Some(sregs.cr3)
+        } else if paging {
+            // Not 4-level paging: cannot read the bytes, so cannot rule it out.
+            return true;
+        } else {
+            None
+        };
+        addrs.iter().any(|&a| may_follow_ss_load(self.engine.machine.vm.ram(), cr3, a))
+    }
+
     /// Whether some position of persistent-checkpoint interval `k` has its RIP in `addrs`,
     /// found by a free run ("no" only from one checked against checkpoint `k+1`); `None`
     /// when a free run cannot tell (the caller single-steps the interval). Leaves the replay
@@ -98,7 +149,7 @@ impl ReplaySession {
             return Ok(None);
         }
         self.restore_checkpoint(k)?;
-        if !self.no_hidden_ring3(k, addrs) {
+        if !self.no_hidden_ring3(k, addrs) || self.any_after_ss_load(addrs) {
             return Ok(None);
         }
         let started = std::time::Instant::now();
@@ -208,5 +259,18 @@ mod tests {
         assert!(!supervisor_only(&ram, 0x1000, 0x40_0000), "not present");
         let ram = tables(false);
         assert!(supervisor_only(&ram, 0x1000, 0x20_1234), "the PDPT entry forbids user");
+        assert_eq!(walk(&ram, 0x1000, 0x20_1234), Some((0x20_1234, true)));
+    }
+
+    #[test]
+    fn breakpoints_after_a_load_of_ss_are_recognised() {
+        let mut ram = tables(true);
+        // mov ss, ax (8e d0) at 0x100000, then nop; elsewhere mov ds, ax (8e d8) then nop.
+        ram.write(0x10_0000, &[0x8e, 0xd0, 0x90]).unwrap();
+        ram.write(0x10_1000, &[0x8e, 0xd8, 0x90]).unwrap();
+        assert!(may_follow_ss_load(&ram, Some(0x1000), 0x10_0002));
+        assert!(!may_follow_ss_load(&ram, Some(0x1000), 0x10_1002));
+        assert!(may_follow_ss_load(&ram, Some(0x1000), 0x40_0005), "unmapped bytes");
+        assert!(!may_follow_ss_load(&ram, None, 0x10_1002), "no paging");
     }
 }
