@@ -28,11 +28,16 @@ impl Timeline {
 }
 
 impl Timeline {
-    /// Whether position `hi` (> 0) is a persistent checkpoint's: the window below it is a
-    /// whole interval.
+    /// Whether position `hi` (> 0) is a persistent checkpoint's and a backward scan below
+    /// it would start at the previous one: the window is a whole interval. (With an
+    /// in-memory checkpoint in the interval the scan starts there, and is cheaper than a
+    /// free run of the whole interval plus the restores around it.)
     pub(super) fn ends_an_interval(&self, hi: u64) -> bool {
         let rec = &self.session.rec;
-        hi > 0 && rec.checkpoints.get(rec.checkpoint_before(hi - 1) + 1).is_some_and(|c| c.engine.icount == hi)
+        let k = rec.checkpoint_before(hi.saturating_sub(1));
+        hi > 0
+            && rec.checkpoints.get(k + 1).is_some_and(|c| c.engine.icount == hi)
+            && self.best_start(hi - 1) == super::Start::Persistent(k)
     }
 
     /// Whether a free run shows that no breakpoint stops a run anywhere in persistent-
