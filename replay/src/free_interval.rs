@@ -50,7 +50,7 @@ pub struct FreeIntervalStats {
 
 /// What a free run does at a breakpoint hit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum AtHit {
+pub(crate) enum AtHit {
     /// It has arrived.
     Stop,
     /// Step over the breakpoint and run on.
@@ -129,25 +129,25 @@ impl ReplaySession {
     /// equals it (true), or an exit, the budget or a failed step-over ends the try (false).
     fn run_until_state_of(&mut self, target: usize, steps: u64) -> Result<bool, ReplayError> {
         let want = self.rec.checkpoints[target].vcpu.regs;
-        self.run_hitting(want.rip, steps, hit_budget(steps), |s, _| {
+        self.run_hitting([Some(want.rip), None, None, None], steps, hit_budget(steps), |s, _| {
             let there = RegsState::from(&s.engine.machine.vm.vcpu().regs()) == want && s.state_equals(target)?;
             Ok(if there { AtHit::Stop } else { AtHit::GoOn })
         })
     }
 
-    /// Runs natively with a hardware breakpoint on `rip`, asking `at_hit` at every hit (with
+    /// Runs natively with hardware breakpoints on `bps`, asking `at_hit` at every hit (with
     /// the number of hits so far) whether the run has arrived. False if an exit the
     /// recording would have logged, `max_hits`, the time limit for an interval of `steps`
     /// steps or a failed step-over ends it first.
-    fn run_hitting(
+    pub(crate) fn run_hitting(
         &mut self,
-        rip: u64,
+        bps: [Option<u64>; 4],
         steps: u64,
         max_hits: u64,
         mut at_hit: impl FnMut(&mut Self, u64) -> Result<AtHit, ReplayError>,
     ) -> Result<bool, ReplayError> {
         let vcpu = self.engine.machine.vm.vcpu_mut();
-        vcpu.set_debug(false, [Some(rip), None, None, None])?;
+        vcpu.set_debug(false, bps)?;
         let immediate_exit: *mut u8 = &mut vcpu.kvm_run().immediate_exit;
         // SAFETY: the kvm_run page lives as long as the vCPU, which outlives this function;
         // the kicker (and its SIGALRM handler's use of the pointer) is dropped before return.
@@ -172,7 +172,7 @@ impl ReplaySession {
             if at_hit(self, hits)? == AtHit::Stop {
                 return Ok(true);
             }
-            if !self.step_over_breakpoint(rip)? {
+            if !self.step_over_breakpoint(bps)? {
                 return Ok(false);
             }
         }
@@ -187,7 +187,7 @@ impl ReplaySession {
         let end = self.rec.checkpoints[target].engine.icount;
         let steps = end - self.engine.icount();
         let at_landmark = |_: &mut Self, hits| Ok(if hits == landmark.hits { AtHit::Stop } else { AtHit::GoOn });
-        if !self.run_hitting(landmark.rip, steps, landmark.hits, at_landmark)? {
+        if !self.run_hitting([Some(landmark.rip), None, None, None], steps, landmark.hits, at_landmark)? {
             return Ok(false);
         }
         // At the landmark's step: the engine single-steps the rest of the interval.
@@ -205,14 +205,14 @@ impl ReplaySession {
         self.state_equals(target)
     }
 
-    fn kvm_error(&self, message: String) -> ReplayError {
+    pub(crate) fn kvm_error(&self, message: String) -> ReplayError {
         ReplayError::Engine(crate::engine::EngineError::Kvm { icount: self.engine.icount(), message })
     }
 
     /// Executes the instruction at the breakpoint by one single step (a hardware breakpoint
     /// fires again on resume until its instruction has run); false if that step exits any
     /// other way than a debug exit.
-    fn step_over_breakpoint(&mut self, rip: u64) -> Result<bool, ReplayError> {
+    fn step_over_breakpoint(&mut self, bps: [Option<u64>; 4]) -> Result<bool, ReplayError> {
         let vcpu = self.engine.machine.vm.vcpu_mut();
         vcpu.set_debug(true, [None; 4])?;
         let stepped = matches!(vcpu.run(), Ok(VcpuExit::Debug(_)));
@@ -220,7 +220,7 @@ impl ReplaySession {
             self.settle_exit()?;
             return Ok(false);
         }
-        self.engine.machine.vm.vcpu_mut().set_debug(false, [Some(rip), None, None, None])?;
+        self.engine.machine.vm.vcpu_mut().set_debug(false, bps)?;
         Ok(stepped)
     }
 
@@ -238,7 +238,7 @@ impl ReplaySession {
     /// Whether the machine is exactly in checkpoint `k`'s recorded state: every register
     /// (the digest) and every RAM page written since the replay's base checkpoint, or
     /// recorded as written, equal to the recorded version at `k`.
-    fn state_equals(&mut self, k: usize) -> Result<bool, ReplayError> {
+    pub(crate) fn state_equals(&mut self, k: usize) -> Result<bool, ReplayError> {
         let cp = &self.rec.checkpoints[k];
         let state = self.engine.machine.vm.vcpu_mut().save_state()?;
         if register_digest(&state) != cp.register_digest || state.regs != cp.vcpu.regs {

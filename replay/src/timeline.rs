@@ -129,6 +129,8 @@ pub struct TimelineStats {
     pub temp_checkpoints_made: u64,
     /// Checkpoint intervals a run passed over because nothing in them could stop it.
     pub skipped_intervals: u64,
+    /// Of those, intervals a free run showed no breakpoint hit in (`free_hits.rs`).
+    pub free_counted_intervals: u64,
 }
 
 struct TempCheckpoint {
@@ -156,6 +158,9 @@ pub struct Timeline {
     stops: StopPoints,
     interrupt: Arc<AtomicBool>,
     stats: TimelineStats,
+    /// Whether runs may count breakpoint hits with free runs (off: every interval that may
+    /// stop a run is single-stepped, as before; for comparing the two).
+    free_runs: bool,
 }
 
 impl std::fmt::Debug for Timeline {
@@ -189,6 +194,7 @@ impl Timeline {
             stops: StopPoints::default(),
             interrupt: Arc::new(AtomicBool::new(false)),
             stats: TimelineStats::default(),
+            free_runs: true,
         }
     }
 
@@ -236,6 +242,12 @@ impl Timeline {
         let rec = Rc::new(Recording::open(&live.trace)?);
         self.session.set_recording(rec);
         Ok(())
+    }
+
+    /// Whether runs to breakpoints may count hits in intervals by free runs (default on).
+    /// Off, they single-step every interval that may stop them: the same stops, slower.
+    pub fn set_free_runs(&mut self, on: bool) {
+        self.free_runs = on;
     }
 
     /// Sets the in-memory checkpoint spacing and budget.

@@ -216,6 +216,15 @@ impl Timeline {
                 let k = self.session.rec.checkpoint_before(self.icount());
                 if decided != Some(k) {
                     decided = Some(k);
+                    let at_checkpoint = self.session.rec.checkpoints[k].engine.icount == self.icount();
+                    if at_checkpoint && self.skippable_to(k).is_none() && self.free_run_finds_no_stop(k)? {
+                        // No breakpoint in the whole interval: the run is at checkpoint k+1.
+                        self.stats.skipped_intervals += 1;
+                        if let Some(addr) = self.breakpoint_here() {
+                            break Stop::Breakpoint { addr };
+                        }
+                        continue;
+                    }
                     if let Some(next) = self.skippable_to(k) {
                         // Nothing in the rest of this interval can stop the run.
                         self.session.restore_checkpoint(next)?;
@@ -260,6 +269,15 @@ impl Timeline {
                 Phase::NextWindow { hi: 0 } => Phase::Arriving { at: 0, stop: Stop::HistoryStart, window: None },
                 Phase::NextWindow { hi } if !self.interval_may_stop(self.session.rec.checkpoint_before(hi - 1)) => {
                     // Nothing in [checkpoint k, hi) can stop the run: go below it unreplayed.
+                    self.stats.skipped_intervals += 1;
+                    let k = self.session.rec.checkpoint_before(hi - 1);
+                    Phase::NextWindow { hi: self.session.rec.checkpoints[k].engine.icount }
+                }
+                Phase::NextWindow { hi }
+                    if self.ends_an_interval(hi)
+                        && self.free_run_finds_no_stop(self.session.rec.checkpoint_before(hi - 1))? =>
+                {
+                    // A free run found no breakpoint hit in the interval [checkpoint k, hi).
                     self.stats.skipped_intervals += 1;
                     let k = self.session.rec.checkpoint_before(hi - 1);
                     Phase::NextWindow { hi: self.session.rec.checkpoints[k].engine.icount }

@@ -1,0 +1,283 @@
+//! Finding whether a breakpoint is hit in a checkpoint interval at free-run speed (issue
+//! 23, item 2).
+//!
+//! A run to a breakpoint (backward or forward) must know, for each interval it crosses,
+//! whether a position in it has its RIP on a breakpoint. The code lists (`skip.rs`) answer
+//! "no" for intervals that never ran the breakpoint's 16-byte block; for the others, an
+//! interval without events is run natively with hardware breakpoints on the breakpoint
+//! addresses and on the interval's landmark, counting the landmark's hits, then the stretch
+//! after the landmark is single-stepped and the state reached compared with the checkpoint
+//! ending the interval, as `replay --verify` does. The first breakpoint hit ends the run:
+//! the interval is then scanned by single-stepping as before, which pins the exact icount
+//! of the last (or first) hit and keeps every stop exactly where stepping puts it (so a hit
+//! costs at most the free run up to it on top of the scan). "No hit" is believed only from
+//! a run that matched the next checkpoint; the interval is then passed over.
+//!
+//! A hardware breakpoint fires at least once wherever a run has a position on its address
+//! (a repeated string instruction is many positions but one hit: "some" either way), except
+//! where this is not used:
+//! - ring 3 on hosts whose hardware breakpoints do not exit there (`Ring3Steps::DebugTrap`):
+//!   every code page the interval executed and every breakpoint address must be mapped
+//!   supervisor-only by the page tables of the interval's first checkpoint (4-level paging),
+//!   so no step of it ran in user mode (a virtual address a guest maps supervisor-only in one
+//!   address space and user in another would defeat this; no kernel known to ttvm does);
+//! - an address that may follow a load of SS (MOV SS, POP SS: the CPU holds debug
+//!   exceptions back for one instruction after it), by the bytes before it;
+//! - intervals with events, without a landmark or code list (formats before 4), with more
+//!   than three breakpoints, or whose free run did not match (they are single-stepped).
+
+use ttvm_vmm::memory::GuestRam;
+
+use crate::engine::{EngineState, Ring3Steps, StepOutcome};
+use crate::free_interval::AtHit;
+use crate::replay::{ReplayError, ReplaySession};
+
+/// Breakpoint addresses a free count handles: the fourth debug register holds the landmark.
+pub const MAX_COUNTED_BREAKPOINTS: usize = 3;
+
+const PRESENT: u64 = 1;
+const USER: u64 = 1 << 2;
+const HUGE: u64 = 1 << 7;
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// Where `vaddr` is in guest-physical memory by a 4-level page walk from `cr3`, and
+/// whether only ring 0 may use it (a page is user-accessible only if every level allows
+/// it); `None` if it is not mapped.
+fn walk(ram: &GuestRam, cr3: u64, vaddr: u64) -> Option<(u64, bool)> {
+    let mut table = cr3 & ADDR_MASK;
+    let mut user_everywhere = true;
+    for level in (0..4).rev() {
+        let index = (vaddr >> (12 + 9 * level)) & 0x1ff;
+        let entry = ram.read_u64(table + index * 8).ok()?;
+        if entry & PRESENT == 0 {
+            return None;
+        }
+        user_everywhere &= entry & USER != 0;
+        if level == 0 || (level < 3 && entry & HUGE != 0) {
+            let offset_bits = 12 + 9 * level;
+            let base = entry & ADDR_MASK & !((1u64 << offset_bits) - 1);
+            return Some((base | (vaddr & ((1u64 << offset_bits) - 1)), !user_everywhere));
+        }
+        table = entry & ADDR_MASK;
+    }
+    None
+}
+
+/// Whether `vaddr` is mapped and only ring 0 may use it.
+fn supervisor_only(ram: &GuestRam, cr3: u64, vaddr: u64) -> bool {
+    walk(ram, cr3, vaddr).is_some_and(|(_, supervisor)| supervisor)
+}
+
+/// Whether the instruction at `addr` may follow a load of SS (MOV SS, POP SS), after
+/// which the CPU holds debug exceptions back for one instruction, so a hardware breakpoint
+/// on it could be missed. Conservative: any byte in the 15 before `addr` that could start
+/// such an instruction (0x17, or 0x8E with a ModRM naming SS), or bytes that cannot be
+/// read, say "may".
+fn may_follow_ss_load(ram: &GuestRam, cr3: Option<u64>, addr: u64) -> bool {
+    let byte = |a: u64| {
+        let phys = match cr3 {
+            Some(cr3) => walk(ram, cr3, a)?.0,
+            None => a,
+        };
+        let mut b = [0u8];
+        ram.read(phys, &mut b).ok().map(|()| b[0])
+    };
+    (1..=15u64).any(|back| {
+        let Some(a) = addr.checked_sub(back) else { return false };
+        match byte(a) {
+            None => true,
+            Some(0x17) => true,
+            Some(0x8e) => byte(a + 1).is_none_or(|modrm| (modrm >> 3) & 7 == 2),
+            Some(_) => false,
+        }
+    })
+}
+
+impl ReplaySession {
+    /// Whether no step of interval `k` can have run in ring 3 unseen by a hardware
+    /// breakpoint (see the module comment). The machine must be at checkpoint `k`.
+    fn no_hidden_ring3(&self, k: usize, addrs: &[u64]) -> bool {
+        if self.engine.rules.ring3 != Ring3Steps::DebugTrap {
+            return true;
+        }
+        let Some(Some(code)) = self.rec.interval_code.get(k) else { return false };
+        let sregs = self.engine.machine.vm.vcpu().sregs();
+        let long_mode_4_level = sregs.cr0 & (1 << 31) != 0 && sregs.efer & (1 << 10) != 0 && sregs.cr4 & (1 << 12) == 0;
+        if !long_mode_4_level || sregs.cs.dpl != 0 {
+            return false;
+        }
+        let ram = self.engine.machine.vm.ram();
+        code.pages
+            .iter()
+            .map(|&(page, _)| page << 12)
+            .chain(addrs.iter().copied())
+            .all(|a| supervisor_only(ram, sregs.cr3, a))
+    }
+
+    /// Whether a breakpoint on one of `addrs` could be held back after a load of SS (the
+    /// machine's page tables translate them).
+    fn any_after_ss_load(&self, addrs: &[u64]) -> bool {
+        let sregs = self.engine.machine.vm.vcpu().sregs();
+        let paging = sregs.cr0 & (1 << 31) != 0;
+        let cr3 = if paging && sregs.efer & (1 << 10) != 0 && sregs.cr4 & (1 << 12) == 0 {
+            Some(sregs.cr3)
+        } else if paging {
+            // Not 4-level paging: cannot read the bytes, so cannot rule it out.
+            return true;
+        } else {
+            None
+        };
+        addrs.iter().any(|&a| may_follow_ss_load(self.engine.machine.vm.ram(), cr3, a))
+    }
+
+    /// Whether some position of persistent-checkpoint interval `k` has its RIP in `addrs`,
+    /// found by a free run ("no" only from one checked against checkpoint `k+1`); `None`
+    /// when a free run cannot tell (the caller single-steps the interval). Leaves the replay
+    /// at checkpoint `k+1` after a "no", at checkpoint `k` otherwise.
+    pub fn interval_hits_freely(&mut self, k: usize, addrs: &[u64]) -> Result<Option<bool>, ReplayError> {
+        let Some(next) = self.rec.checkpoints.get(k + 1) else { return Ok(None) };
+        let (start, end) = (self.rec.checkpoints[k].engine.icount, next.engine.icount);
+        let landmark = match self.rec.interval_landmarks.get(k).copied().flatten() {
+            Some(l) if l.icount >= start && l.icount < end && l.hits > 0 => l,
+            _ => return Ok(None),
+        };
+        if addrs.is_empty()
+            || addrs.len() > MAX_COUNTED_BREAKPOINTS
+            || self.free_failed.contains(&k)
+            || self.rec.events.get(self.rec.first_event_at(start)).is_some_and(|e| e.icount < end)
+        {
+            return Ok(None);
+        }
+        // At the checkpoint's icount the machine is in its state (the invariant seeks rely
+        // on): a forward run arriving there by a free run need not restore it again.
+        if self.engine.icount() == start {
+            // Arrived by stepping: the checkpoint is checked as stepping past it would.
+            self.verify_due_checkpoints(start)?;
+        } else {
+            self.restore_checkpoint(k)?;
+        }
+        if !self.no_hidden_ring3(k, addrs) || self.any_after_ss_load(addrs) {
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        let counted = self.count_freely(landmark, addrs, end - start, end, k + 1);
+        let cleanup = self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4]);
+        self.free_stats.tried += 1;
+        self.free_stats.time += started.elapsed();
+        cleanup?;
+        match counted? {
+            Some(false) => {
+                self.free_stats.verified += 1;
+                self.free_stats.steps += end - start;
+                // Without a hit the run goes on from the interval's end.
+                self.restore_checkpoint(k + 1)?;
+                Ok(Some(false))
+            }
+            // A hit: the interval is stepped from its start to find it (or them).
+            Some(true) => {
+                self.restore_checkpoint(k)?;
+                Ok(Some(true))
+            }
+            None => {
+                self.free_failed.insert(k);
+                self.restore_checkpoint(k)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The free run of [`interval_hits_freely`](Self::interval_hits_freely): native to
+    /// the landmark's step or the first breakpoint hit, single steps from the landmark to
+    /// `end` looking for hits too, then the state against checkpoint `target`. `None` if any
+    /// of it did not go as recorded.
+    fn count_freely(
+        &mut self,
+        landmark: crate::trace::IntervalLandmark,
+        addrs: &[u64],
+        steps: u64,
+        end: u64,
+        target: usize,
+    ) -> Result<Option<bool>, ReplayError> {
+        let mut bps = [Some(landmark.rip), None, None, None];
+        for (slot, &a) in bps[1..].iter_mut().zip(addrs) {
+            *slot = Some(a);
+        }
+        let (mut hit, mut landmark_hits) = (false, 0u64);
+        // The landmark's hits end the run, and so does the first other hit.
+        let budget = landmark.hits;
+        let arrived = self.run_hitting(bps, steps, budget, |s, _| {
+            let rip = s.engine.machine.vm.vcpu().rip();
+            if addrs.contains(&rip) {
+                hit = true;
+                return Ok(AtHit::Stop);
+            }
+            if rip == landmark.rip {
+                landmark_hits += 1;
+                if landmark_hits == landmark.hits {
+                    return Ok(AtHit::Stop);
+                }
+            }
+            Ok(AtHit::GoOn)
+        })?;
+        if hit {
+            return Ok(Some(true));
+        }
+        if !arrived {
+            return Ok(None);
+        }
+        // At the landmark's step (counted above): the engine steps the rest, counting.
+        self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4])?;
+        let window_open = self.engine.machine.vm.vcpu().regs().rflags & (1 << 9) != 0;
+        self.engine.set_state(EngineState { icount: landmark.icount, window_open });
+        while self.engine.icount() < end {
+            match self.engine.step(&mut self.env) {
+                Ok(StepOutcome::Continue) => {}
+                Ok(_) | Err(_) => return Ok(None),
+            }
+            if self.engine.icount() < end && addrs.contains(&self.engine.machine.vm.vcpu().rip()) {
+                return Ok(Some(true));
+            }
+        }
+        Ok(self.state_equals(target)?.then_some(false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Page tables at 0x1000 (PML4) → 0x2000 (PDPT) → 0x3000 (PD): PD entry 0 is a 2 MiB
+    /// supervisor page, entry 1 a 2 MiB user page, entry 2 not present.
+    fn tables(user_pdpt: bool) -> GuestRam {
+        let mut ram = GuestRam::new(ttvm_vmm::memory::MIN_RAM).unwrap();
+        let pdpt_flags = if user_pdpt { PRESENT | 2 | USER } else { PRESENT | 2 };
+        ram.write(0x1000, &(0x2000 | PRESENT | 2 | USER).to_le_bytes()).unwrap();
+        ram.write(0x2000, &(0x3000 | pdpt_flags).to_le_bytes()).unwrap();
+        ram.write(0x3000, &(PRESENT | 2 | HUGE).to_le_bytes()).unwrap();
+        ram.write(0x3008, &(0x20_0000 | PRESENT | 2 | HUGE | USER).to_le_bytes()).unwrap();
+        ram
+    }
+
+    #[test]
+    fn a_page_is_supervisor_only_unless_every_level_allows_user() {
+        let ram = tables(true);
+        assert!(supervisor_only(&ram, 0x1000, 0x1234), "supervisor 2 MiB page");
+        assert!(!supervisor_only(&ram, 0x1000, 0x20_1234), "user at every level");
+        assert!(!supervisor_only(&ram, 0x1000, 0x40_0000), "not present");
+        let ram = tables(false);
+        assert!(supervisor_only(&ram, 0x1000, 0x20_1234), "the PDPT entry forbids user");
+        assert_eq!(walk(&ram, 0x1000, 0x20_1234), Some((0x20_1234, true)));
+    }
+
+    #[test]
+    fn breakpoints_after_a_load_of_ss_are_recognised() {
+        let mut ram = tables(true);
+        // mov ss, ax (8e d0) at 0x100000, then nop; elsewhere mov ds, ax (8e d8) then nop.
+        ram.write(0x10_0000, &[0x8e, 0xd0, 0x90]).unwrap();
+        ram.write(0x10_1000, &[0x8e, 0xd8, 0x90]).unwrap();
+        assert!(may_follow_ss_load(&ram, Some(0x1000), 0x10_0002));
+        assert!(!may_follow_ss_load(&ram, Some(0x1000), 0x10_1002));
+        assert!(may_follow_ss_load(&ram, Some(0x1000), 0x40_0005), "unmapped bytes");
+        assert!(!may_follow_ss_load(&ram, None, 0x10_1002), "no paging");
+    }
+}
