@@ -10,6 +10,10 @@
 //!   carries its data, which is the disk's history).
 //! - `DiskDone` with the number of requests.
 //!
+//! From format 5 the encoding (not these events) puts each block and each whole aligned
+//! 4 KiB block of a write in the trace's page store, shared with checkpoint pages of the
+//! same contents (`events::encode_with_pages`); readers get the events with the data.
+//!
 //! Replay completes requests where the log says `DiskDone` happened (never from a clock),
 //! reads from [`TraceDisk`] (the logged blocks plus the writes replayed so far) and checks
 //! every access against the log.

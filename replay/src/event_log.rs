@@ -1,7 +1,7 @@
 //! Recording side of the event stream: events are encoded into a buffer as they happen and
 //! cut into `Events` chunks at step boundaries.
 
-use crate::events::{encode, Event, EventClass};
+use crate::events::{encode_with_pages, Event, EventClass, PageInterner};
 
 /// Header of an `Events` chunk payload: base icount (for the first delta), end icount (all
 /// events of steps before it are in this chunk or earlier ones), event count.
@@ -23,10 +23,16 @@ pub struct EventLogWriter {
 impl EventLogWriter {
     /// Appends an event (icounts must not decrease).
     pub fn push(&mut self, e: &Event) {
+        self.push_with_pages(e, None);
+    }
+
+    /// [`EventLogWriter::push`], putting disk data in the page store through `pages`
+    /// (format 5; the caller writes the store's pending pages before this chunk).
+    pub fn push_with_pages(&mut self, e: &Event, pages: Option<PageInterner<'_>>) {
         if self.count == 0 {
             self.chunk_base = self.prev_icount;
         }
-        encode(&mut self.buf, e, self.prev_icount);
+        encode_with_pages(&mut self.buf, e, self.prev_icount, pages);
         self.prev_icount = e.icount;
         self.count += 1;
         self.total += 1;

@@ -6,6 +6,7 @@
 //! the step itself.
 
 use serde::{Deserialize, Serialize};
+use ttvm_vmm::disk::{BLOCK_SIZE, SECTORS_PER_BLOCK, SECTOR_SIZE};
 
 /// Bytes moved by one port or MMIO access. Stored inline up to 8 bytes (all non-string
 /// accesses), on the heap for `rep ins/outs`.
@@ -261,6 +262,17 @@ pub enum DecodeError {
     /// A field out of range.
     #[error("invalid event field at byte {0}")]
     Invalid(usize),
+    /// A disk event refers to the page store where none was given (not format 5).
+    #[error("disk event at byte {0} refers to a stored page, which this stream's format cannot")]
+    NoPageStore(usize),
+    /// A disk event refers to a page not stored before its chunk.
+    #[error("disk event at byte {offset} refers to page {page}, which is not stored before it")]
+    MissingPage {
+        /// The page id.
+        page: u32,
+        /// Byte offset within the chunk payload.
+        offset: usize,
+    },
 }
 
 mod tag {
@@ -282,6 +294,10 @@ mod tag {
     pub const DISK_READ: u8 = 16;
     pub const DISK_WRITE: u8 = 17;
     pub const DISK_DONE: u8 = 18;
+    /// Format 5: a `DiskBlock` whose contents are a page of the trace's page store.
+    pub const DISK_BLOCK_PAGE: u8 = 19;
+    /// Format 5: a `DiskWrite` whose whole aligned 4 KiB blocks are pages of the store.
+    pub const DISK_WRITE_PAGES: u8 = 20;
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -301,7 +317,42 @@ fn put_data(out: &mut Vec<u8>, d: &IoData) {
 /// Appends the compact encoding of `e` to `out`; `prev_icount` is the icount of the
 /// previous event in the stream (icounts are delta-coded).
 pub fn encode(out: &mut Vec<u8>, e: &Event, prev_icount: u64) {
+    encode_with_pages(out, e, prev_icount, None);
+}
+
+/// Interns a 4 KiB page in the trace's page store and returns its id.
+pub type PageInterner<'a> = &'a mut dyn FnMut(&[u8]) -> u32;
+
+/// [`encode`], with the disk data that fills whole 4 KiB-aligned blocks put in the page
+/// store through `pages` (format 5) when it is given: a disk block shares its bytes with
+/// every checkpoint page of the same contents, in either order (VEE'11's disk-aware
+/// checkpoints). Without `pages`, disk data is inline (format 4's encoding, still valid).
+pub fn encode_with_pages(out: &mut Vec<u8>, e: &Event, prev_icount: u64, pages: Option<PageInterner<'_>>) {
     put_varint(out, e.icount - prev_icount);
+    if let Some(intern) = pages {
+        match &e.kind {
+            EventKind::DiskBlock { block, data } if data.len() == BLOCK_SIZE => {
+                out.push(tag::DISK_BLOCK_PAGE);
+                put_varint(out, *block);
+                put_varint(out, u64::from(intern(data)));
+                return;
+            }
+            EventKind::DiskWrite { sector, data } if !data.is_empty() && data.len() % SECTOR_SIZE == 0 => {
+                out.push(tag::DISK_WRITE_PAGES);
+                put_varint(out, *sector);
+                put_varint(out, (data.len() / SECTOR_SIZE) as u64);
+                let (head, blocks, tail) = split_write(*sector, data.len() / SECTOR_SIZE);
+                out.extend_from_slice(&data[..head * SECTOR_SIZE]);
+                let body = &data[head * SECTOR_SIZE..data.len() - tail * SECTOR_SIZE];
+                for page in body.chunks_exact(BLOCK_SIZE).take(blocks) {
+                    put_varint(out, u64::from(intern(page)));
+                }
+                out.extend_from_slice(&data[data.len() - tail * SECTOR_SIZE..]);
+                return;
+            }
+            _ => {}
+        }
+    }
     match &e.kind {
         EventKind::PortIn { port, data } => {
             out.push(tag::PORT_IN);
@@ -401,18 +452,56 @@ pub fn encode(out: &mut Vec<u8>, e: &Event, prev_icount: u64) {
     }
 }
 
+/// How a write of `sectors` sectors from `sector` splits in format 5: (sectors before the
+/// first 4 KiB boundary, whole aligned blocks, sectors after the last): only whole
+/// aligned blocks can be pages, the partial ends stay inline.
+pub fn split_write(sector: u64, sectors: usize) -> (usize, usize, usize) {
+    let per_block = SECTORS_PER_BLOCK as usize;
+    let head = (((per_block as u64 - sector % per_block as u64) % per_block as u64) as usize).min(sectors);
+    let blocks = (sectors - head) / per_block;
+    (head, blocks, sectors - head - blocks * per_block)
+}
+
+/// Looks up page `id` of the trace's page store (for format-5 disk events); `None` when
+/// the store has no such page (yet).
+pub type PageResolver<'a> = &'a dyn Fn(u32) -> Option<Vec<u8>>;
+
 /// A cursor decoding a stream produced by [`encode`].
-#[derive(Debug)]
 pub struct Decoder<'a> {
     buf: &'a [u8],
     pos: usize,
     prev_icount: u64,
+    pages: Option<PageResolver<'a>>,
+    /// Page ids the disk events decoded so far referred to (format 5).
+    pub disk_pages: Vec<u32>,
+}
+
+impl std::fmt::Debug for Decoder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder").field("pos", &self.pos).field("prev_icount", &self.prev_icount).finish()
+    }
 }
 
 impl<'a> Decoder<'a> {
-    /// Decodes `buf`, whose first event is delta-coded against `base_icount`.
+    /// Decodes `buf`, whose first event is delta-coded against `base_icount`. Disk events
+    /// that refer to the page store (format 5) are errors: see [`Decoder::with_pages`].
     pub fn new(buf: &'a [u8], base_icount: u64) -> Self {
-        Self { buf, pos: 0, prev_icount: base_icount }
+        Self { buf, pos: 0, prev_icount: base_icount, pages: None, disk_pages: Vec::new() }
+    }
+
+    /// [`Decoder::new`] for a format-5 stream whose disk events may refer to pages, which
+    /// `pages` resolves (the events come back with the data filled in).
+    pub fn with_pages(buf: &'a [u8], base_icount: u64, pages: PageResolver<'a>) -> Self {
+        Self { pages: Some(pages), ..Self::new(buf, base_icount) }
+    }
+
+    fn page(&mut self) -> Result<Vec<u8>, DecodeError> {
+        let at = self.pos;
+        let id = u32::try_from(self.varint()?).map_err(|_| DecodeError::Invalid(at))?;
+        let resolve = self.pages.ok_or(DecodeError::NoPageStore(at))?;
+        let data = resolve(id).ok_or(DecodeError::MissingPage { page: id, offset: at })?;
+        self.disk_pages.push(id);
+        Ok(data)
     }
 
     fn byte(&mut self) -> Result<u8, DecodeError> {
@@ -530,6 +619,23 @@ impl<'a> Decoder<'a> {
                 EventKind::DiskRead { sector, sectors }
             }
             tag::DISK_WRITE => EventKind::DiskWrite { sector: self.varint()?, data: self.sectors()? },
+            tag::DISK_BLOCK_PAGE => EventKind::DiskBlock { block: self.varint()?, data: self.page()? },
+            tag::DISK_WRITE_PAGES => {
+                let sector = self.varint()?;
+                let at = self.pos;
+                let sectors = self.varint()?;
+                if sectors == 0 || sectors > (4 << 20) / SECTOR_SIZE as u64 {
+                    return Err(DecodeError::Invalid(at));
+                }
+                let (head, blocks, tail) = split_write(sector, sectors as usize);
+                let mut data = Vec::with_capacity(sectors as usize * SECTOR_SIZE);
+                data.extend_from_slice(self.bytes(head * SECTOR_SIZE)?);
+                for _ in 0..blocks {
+                    data.extend_from_slice(&self.page()?);
+                }
+                data.extend_from_slice(self.bytes(tail * SECTOR_SIZE)?);
+                EventKind::DiskWrite { sector, data }
+            }
             tag::DISK_DONE => EventKind::DiskDone {
                 requests: u32::try_from(self.varint()?).map_err(|_| DecodeError::Invalid(tag_at))?,
             },
@@ -614,5 +720,77 @@ mod tests {
         let mut buf = Vec::new();
         encode(&mut buf, &Event { icount: 100, kind: EventKind::Interrupt { vector: 0x20 } }, 0);
         assert_eq!(buf.len(), 3);
+    }
+
+    /// A toy page store for the format-5 disk encoding: ids in order of first content.
+    #[derive(Default)]
+    struct Store(Vec<Vec<u8>>);
+
+    impl Store {
+        fn intern(&mut self, page: &[u8]) -> u32 {
+            match self.0.iter().position(|p| p[..] == page[..]) {
+                Some(i) => i as u32,
+                None => {
+                    self.0.push(page.to_vec());
+                    self.0.len() as u32 - 1
+                }
+            }
+        }
+    }
+
+    /// Format 5's disk events, byte by byte: a block is its number and a page id; a write
+    /// keeps its partial ends inline and refers to its whole aligned blocks.
+    #[test]
+    fn the_format_5_disk_encoding_is_pinned() {
+        let mut store = Store::default();
+        store.intern(&[1; 4096]);
+        let mut buf = Vec::new();
+        let block = Event { icount: 7, kind: EventKind::DiskBlock { block: 300, data: vec![2; 4096] } };
+        encode_with_pages(&mut buf, &block, 5, Some(&mut |p: &[u8]| store.intern(p)));
+        // delta 2, tag 19, block 300 (varint ac 02), page 1.
+        assert_eq!(buf, [2, 19, 0xac, 0x02, 1]);
+
+        // Sectors 6..18: 2 sectors up to the 4 KiB boundary at 8, block 1 (8..16), 2 after.
+        let mut data = vec![0xaa; 1024];
+        data.extend_from_slice(&[2; 4096]);
+        data.extend_from_slice(&[0xbb; 1024]);
+        let write = Event { icount: 7, kind: EventKind::DiskWrite { sector: 6, data: data.clone() } };
+        let mut w = Vec::new();
+        encode_with_pages(&mut w, &write, 7, Some(&mut |p: &[u8]| store.intern(p)));
+        assert_eq!(&w[..4], &[0, 20, 6, 12], "delta, tag, sector, sectors");
+        assert_eq!(&w[4..1028], &[0xaa; 1024][..], "the head, inline");
+        assert_eq!(w[1028], 1, "the whole block: the page the DiskBlock stored, not again");
+        assert_eq!(&w[1029..], &[0xbb; 1024][..], "the tail, inline");
+        assert_eq!(store.0.len(), 2, "the written block's contents were already stored");
+
+        buf.extend_from_slice(&w);
+        let resolve = |id: u32| store.0.get(id as usize).cloned();
+        let mut d = Decoder::with_pages(&buf, 5, &resolve);
+        assert_eq!(d.next_event().unwrap(), Some(block));
+        assert_eq!(d.next_event().unwrap(), Some(write));
+        assert_eq!(d.next_event().unwrap(), None);
+        assert_eq!(d.disk_pages, [1, 1]);
+
+        // Without a page store (formats 1-4) or with a page not stored: errors, no panic.
+        assert_eq!(Decoder::new(&buf, 5).next_event(), Err(DecodeError::NoPageStore(4)));
+        let none = |_: u32| None;
+        assert_eq!(
+            Decoder::with_pages(&buf, 5, &none).next_event(),
+            Err(DecodeError::MissingPage { page: 1, offset: 4 })
+        );
+    }
+
+    #[test]
+    fn writes_split_at_4k_boundaries() {
+        assert_eq!(split_write(0, 8), (0, 1, 0));
+        assert_eq!(split_write(2, 3), (3, 0, 0), "inside one block: all inline");
+        assert_eq!(split_write(6, 12), (2, 1, 2));
+        assert_eq!(split_write(8, 17), (0, 2, 1));
+        assert_eq!(split_write(7, 1), (1, 0, 0));
+        // A partial write is inline whole, so nothing but full aligned blocks is a page.
+        let mut buf = Vec::new();
+        let e = Event { icount: 0, kind: EventKind::DiskWrite { sector: 2, data: vec![3; 1536] } };
+        encode_with_pages(&mut buf, &e, 0, Some(&mut |_: &[u8]| panic!("no whole block")));
+        assert_eq!(buf.len(), 4 + 1536);
     }
 }

@@ -84,11 +84,23 @@ pub struct Recorder {
     interrupt: Option<&'static AtomicBool>,
     /// The disk (`--disk`): the image behind copy-on-write, and what the trace holds of it.
     disk: Option<DiskRecorder>,
+    /// The trace's content-addressed page store: checkpoint pages and (format 5) the disk
+    /// blocks the guest read or wrote, so each content is stored once whichever came first.
+    pages: PageStoreWriter,
+    /// Whether disk data goes to the page store (format 5's encoding; on unless
+    /// `TTVM_DISK_INLINE=1` asks for format 4's inline data, to measure what sharing saves).
+    disk_pages: bool,
 }
 
 impl Recorder {
     fn log(&mut self, icount: u64, kind: EventKind) {
-        self.log.push(&Event { icount, kind });
+        let e = Event { icount, kind };
+        if self.disk_pages {
+            let pages = &mut self.pages;
+            self.log.push_with_pages(&e, Some(&mut |page: &[u8]| pages.intern(page)));
+        } else {
+            self.log.push(&e);
+        }
     }
 
     fn interrupted(&self) -> bool {
@@ -383,7 +395,6 @@ pub struct RecordSession {
     pub engine: Engine,
     env: Recorder,
     writer: TraceWriter,
-    pages: PageStoreWriter,
     checkpoint_every: u64,
     next_checkpoint: u64,
     checkpoints: u32,
@@ -551,9 +562,10 @@ impl RecordSession {
                 serial: Vec::new(),
                 interrupt: None,
                 disk: cow.map(DiskRecorder::new),
+                pages: PageStoreWriter::default(),
+                disk_pages: std::env::var_os("TTVM_DISK_INLINE").is_none_or(|v| v != "1"),
             },
             writer,
-            pages: PageStoreWriter::default(),
             checkpoint_every: options.checkpoint_every.max(1),
             next_checkpoint: 0,
             checkpoints: 0,
@@ -589,6 +601,11 @@ impl RecordSession {
     }
 
     fn flush_events(&mut self) -> std::io::Result<()> {
+        // The disk blocks these events refer to are stored before them, so a reader
+        // resolves every reference while reading the file in order.
+        if let Some(raw) = self.env.pages.take_chunk() {
+            self.writer.write_chunk(ChunkKind::Pages, &raw, true)?;
+        }
         let raw = self.env.log.take_chunk(self.engine.icount());
         self.writer.write_chunk(ChunkKind::Events, &raw, true)?;
         self.last_flush = Instant::now();
@@ -608,7 +625,7 @@ impl RecordSession {
         }
         let started = Instant::now();
         let bytes_before = self.writer.len();
-        let unique_before = self.pages.unique_pages();
+        let unique_before = self.env.pages.unique_pages();
         let vm = &self.engine.machine.vm;
         let dirty: Vec<u32> = if self.checkpoints == 0 {
             // The boot image: every page that is not all zeroes.
@@ -618,14 +635,14 @@ impl RecordSession {
         };
         let mut blobs = Vec::with_capacity(dirty.len());
         for &pfn in &dirty {
-            blobs.push(self.pages.intern(vm.ram().page(pfn as usize)));
-            if self.pages.chunk_ready() {
-                if let Some(raw) = self.pages.take_chunk() {
+            blobs.push(self.env.pages.intern(vm.ram().page(pfn as usize)));
+            if self.env.pages.chunk_ready() {
+                if let Some(raw) = self.env.pages.take_chunk() {
                     self.writer.write_chunk(ChunkKind::Pages, &raw, true)?;
                 }
             }
         }
-        if let Some(raw) = self.pages.take_chunk() {
+        if let Some(raw) = self.env.pages.take_chunk() {
             self.writer.write_chunk(ChunkKind::Pages, &raw, true)?;
         }
         let bitmap: roaring::RoaringBitmap = dirty.iter().copied().collect();
@@ -648,7 +665,7 @@ impl RecordSession {
         self.checkpoint_stats.push(CheckpointStat {
             icount: self.engine.icount(),
             dirty_pages: dirty.len() as u32,
-            new_pages: self.pages.unique_pages() - unique_before,
+            new_pages: self.env.pages.unique_pages() - unique_before,
             bytes: self.writer.len() - bytes_before,
             duration: started.elapsed(),
         });
@@ -676,6 +693,7 @@ impl RecordSession {
         if icount >= self.next_checkpoint {
             self.take_checkpoint()?;
         } else if self.env.log.buffered_bytes() >= FLUSH_BYTES
+            || self.env.pages.chunk_ready()
             || (icount.is_multiple_of(4096) && self.last_flush.elapsed() >= FLUSH_INTERVAL)
         {
             self.flush_events()?;
@@ -774,7 +792,7 @@ impl RecordSession {
 
     /// Unique 4 KiB pages stored so far.
     pub fn stored_pages(&self) -> u64 {
-        u64::from(self.pages.unique_pages())
+        u64::from(self.env.pages.unique_pages())
     }
 }
 

@@ -10,7 +10,7 @@ use ttvm_vmm::memory::PAGE_SIZE;
 use crate::checkpoint::{decode_checkpoint, CheckpointRecord, PageIndex};
 use crate::event_log::EVENTS_HEADER_LEN;
 use crate::events::{Decoder, Event, EventClass};
-use crate::trace::format::{EndRecord, IntervalCode};
+use crate::trace::format::{EndRecord, IntervalCode, DISK_PAGES_SINCE};
 use crate::trace::{ChunkKind, ChunkRef, IntervalLandmark, TraceError, TraceFile, TraceHeader};
 
 /// A decoded trace.
@@ -37,6 +37,8 @@ pub struct Recording {
     /// The file it was opened from (`None` when decoded from an already open file): a
     /// branch names it as its parent.
     pub path: Option<std::path::PathBuf>,
+    /// The page-store ids the disk events refer to (format 5), in event order.
+    pub disk_pages: Vec<u32>,
     /// Blob id -> (index into `page_chunks`, slot).
     blob_location: Vec<(u32, u32)>,
     page_chunks: Vec<ChunkRef>,
@@ -81,6 +83,7 @@ impl Recording {
             end: None,
             interval_code: Vec::new(),
             interval_landmarks: Vec::new(),
+            disk_pages: Vec::new(),
             blob_location: Vec::new(),
             page_chunks: Vec::new(),
             page_cache: RefCell::new(HashMap::new()),
@@ -165,15 +168,28 @@ impl Recording {
                 format!("covers steps up to {end}, before the previous chunk's {}", self.events_end),
             ));
         }
-        let mut d = Decoder::new(&raw[EVENTS_HEADER_LEN..], base);
-        let mut n = 0u32;
+        // Format 5's disk events refer to pages stored before their chunk; they come back
+        // with the data filled in, so every reader of `events` sees whole blocks and writes.
+        let resolve = |id: u32| self.page(id).ok().map(|p| p.to_vec());
+        let mut d = if self.file.version >= DISK_PAGES_SINCE {
+            Decoder::with_pages(&raw[EVENTS_HEADER_LEN..], base, &resolve)
+        } else {
+            Decoder::new(&raw[EVENTS_HEADER_LEN..], base)
+        };
+        let mut decoded = Vec::new();
+        let mut last = self.events.last().map(|l| l.icount);
         while let Some(e) = d.next_event().map_err(|e| corrupted(c, e.to_string()))? {
-            if e.icount >= end || self.events.last().is_some_and(|l| l.icount > e.icount) {
+            if e.icount >= end || last.is_some_and(|l| l > e.icount) {
                 return Err(corrupted(c, format!("event at icount {} out of order", e.icount)));
             }
-            self.events.push(e);
-            n += 1;
+            last = Some(e.icount);
+            decoded.push(e);
         }
+        let disk_pages = std::mem::take(&mut d.disk_pages);
+        drop(d);
+        let n = decoded.len() as u32;
+        self.events.extend(decoded);
+        self.disk_pages.extend(disk_pages);
         if n != count {
             return Err(corrupted(c, format!("holds {n} events, header says {count}")));
         }
@@ -288,6 +304,11 @@ impl Recording {
         };
         let start = 8 + slot as usize * PAGE_SIZE;
         Ok(Rc::new(chunk[start..start + PAGE_SIZE].to_vec()))
+    }
+
+    /// Number of unique pages the page store holds.
+    pub fn stored_pages(&self) -> usize {
+        self.blob_location.len()
     }
 
     /// Copies page blob `id` into `out` (4 KiB).

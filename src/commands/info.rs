@@ -42,6 +42,30 @@ pub fn run(args: InfoArgs) -> Result<i32, Exit> {
     Ok(code)
 }
 
+/// What the content-addressed page store holds and who refers to it: pages referred to by
+/// both a checkpoint and a disk event (format 5) are the ones stored once instead of twice.
+fn page_store(rec: &ttvm_replay::recording::Recording) -> serde_json::Value {
+    use std::collections::HashSet;
+    let checkpoint: HashSet<u32> = rec.checkpoints.iter().flat_map(|c| c.blobs.iter().copied()).collect();
+    let disk: HashSet<u32> = rec.disk_pages.iter().copied().collect();
+    serde_json::json!({
+        "pages": rec.stored_pages(),
+        "checkpoint_pages": checkpoint.len(),
+        "disk_pages": disk.len(),
+        "shared": checkpoint.intersection(&disk).count(),
+    })
+}
+
+/// File bytes of the chunks of each kind (headers and compressed payloads).
+fn chunk_bytes(rec: &ttvm_replay::recording::Recording) -> std::collections::BTreeMap<&'static str, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for c in &rec.file.chunks {
+        let header = ttvm_replay::trace::format::CHUNK_HEADER_LEN as u64;
+        *m.entry(c.kind.name()).or_default() += header + u64::from(c.payload_len);
+    }
+    m
+}
+
 fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
     let rec = open_recording(&args.trace)?;
     let h = rec.header();
@@ -63,6 +87,8 @@ fn report_into(args: &InfoArgs, report: &mut String) -> Result<i32, Exit> {
     let ancestors = crate::commands::family::ancestors(dir.unwrap_or(std::path::Path::new(".")), h.lineage.as_ref());
     if args.json {
         let v = serde_json::json!({
+            "page_store": page_store(&rec),
+            "chunk_bytes": chunk_bytes(&rec),
             "file": args.trace.display().to_string(),
             "file_bytes": rec.file.file_len(),
             "format_version": rec.file.version,

@@ -39,11 +39,17 @@ pub const MAGIC: [u8; 8] = *b"\x89TTVM\r\n\x1a";
 /// chunks), so `replay --verify` runs intervals without events natively; the header may
 /// describe a virtio-blk disk ([`DiskRecord`]), checkpoints hold its device state, and the
 /// event stream holds its history (`DiskBlock`, `DiskRead`, `DiskWrite`, `DiskDone`). 5:
-/// lineage: a trace branched from another names its parent and the branch point
-/// ([`Lineage`]). Older traces replay with their own rules.
+/// lineage and disk-aware checkpoints: a trace branched from another names its parent and
+/// the branch point ([`Lineage`]); disk blocks the guest read and the whole aligned blocks
+/// it wrote are pages of the content-addressed page store (`DiskBlock`/`DiskWrite` events
+/// refer to them by id, partial blocks stay inline), so a checkpoint page equal to a disk
+/// block is stored once (VEE'11); format 4's inline disk events remain valid. Older traces
+/// replay with their own rules.
 pub const FORMAT_VERSION: u32 = 5;
 /// The first format whose header may name a parent trace.
 pub const LINEAGE_SINCE: u32 = 5;
+/// The first format whose disk events may refer to the page store.
+pub const DISK_PAGES_SINCE: u32 = 5;
 /// The first format whose intervals have landmarks.
 pub const LANDMARKS_SINCE: u32 = 4;
 /// The first format that can hold a disk.
