@@ -8,6 +8,7 @@
 //! claims reads all ones, which is what an empty slot returns.
 
 pub mod host_bridge;
+pub mod io_bar_function;
 mod state;
 
 pub use state::PciState;

@@ -16,6 +16,7 @@
 mod request;
 mod state;
 
+use super::pci::io_bar_function::{FunctionIdentity, IoBarFunction};
 use virtio_bindings::virtio_blk::{VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_SEG_MAX};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
@@ -30,6 +31,9 @@ pub const DISK_IRQ: u8 = 11;
 pub const DEFAULT_BAR0: u16 = 0xc000;
 /// Size of the I/O BAR: 20 bytes of legacy registers and the device configuration.
 pub const BAR0_SIZE: u16 = 0x40;
+/// The function's configuration-space identity: SCSI storage controller (as QEMU's virtio-blk), subsystem = virtio type 2 (block).
+const IDENTITY: FunctionIdentity =
+    FunctionIdentity { device_id: 0x1001, class: 0x01, subclass: 0x00, subsystem_id: 2, bar_size: BAR0_SIZE };
 /// Entries in the one request queue.
 pub const QUEUE_SIZE: u16 = 128;
 /// Device time from a notify to the completion of what the queue holds then.
@@ -52,8 +56,6 @@ mod reg {
 
 /// Features offered: one data segment per descriptor up to `seg_max`, and the block size.
 const HOST_FEATURES: u32 = (1 << VIRTIO_BLK_F_SEG_MAX) | (1 << VIRTIO_BLK_F_BLK_SIZE);
-/// PCI command bits the device implements: I/O space, bus master, INTx disable.
-const COMMAND_BITS: u16 = 0x0001 | 0x0004 | 0x0400;
 /// Legacy queues are page-aligned: the PFN is the ring's address >> 12.
 const PFN_SHIFT: u32 = 12;
 
@@ -75,9 +77,7 @@ pub struct Completion {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VirtioBlk {
     capacity: u64,
-    command: u16,
-    bar0: u32,
-    interrupt_line: u8,
+    pci: IoBarFunction,
     driver_features: u32,
     queue_select: u16,
     queue_pfn: u32,
@@ -93,9 +93,7 @@ impl VirtioBlk {
     pub fn new(capacity: u64) -> Self {
         Self {
             capacity,
-            command: 0,
-            bar0: u32::from(DEFAULT_BAR0),
-            interrupt_line: DISK_IRQ,
+            pci: IoBarFunction::new(IDENTITY, DEFAULT_BAR0, DISK_IRQ),
             driver_features: 0,
             queue_select: 0,
             queue_pfn: 0,
@@ -112,21 +110,14 @@ impl VirtioBlk {
         self.capacity
     }
 
-    /// The I/O ports BAR0 decodes now, if I/O decoding is on.
-    fn io_base(&self) -> Option<u16> {
-        let base = self.bar0 & !u32::from(BAR0_SIZE - 1);
-        let fits = base != 0 && base + u32::from(BAR0_SIZE) <= 0x1_0000;
-        (self.command & 1 != 0 && fits).then_some(base as u16)
-    }
-
     /// Whether `port` is one of the device's registers.
     pub fn claims(&self, port: u16) -> bool {
-        self.io_base().is_some_and(|b| (b..b + BAR0_SIZE).contains(&port))
+        self.pci.claims(port)
     }
 
     /// The INTx level (ISR bit 0 or 1 set, INTx not disabled).
     pub fn irq_level(&self) -> bool {
-        self.isr != 0 && self.command & 0x0400 == 0
+        self.isr != 0 && self.pci.intx_enabled()
     }
 
     /// When a notified queue completes, if one is pending.
@@ -152,52 +143,15 @@ impl VirtioBlk {
 
     // ---- PCI configuration space ----
 
-    fn config_byte(&self, register: u8) -> u8 {
-        let word = |v: u16, i: u8| v.to_le_bytes()[usize::from(i & 1)];
-        let dword = |v: u32, i: u8| v.to_le_bytes()[usize::from(i & 3)];
-        match register {
-            0x00..=0x01 => word(0x1af4, register),
-            0x02..=0x03 => word(0x1001, register),
-            0x04..=0x05 => word(self.command, register),
-            0x06..=0x07 => 0, // status: no capability list
-            0x08 => 0,        // revision 0: legacy virtio ABI (Linux refuses others)
-            0x09 => 0,
-            0x0a => 0x00, // SCSI storage controller, as QEMU's virtio-blk
-            0x0b => 0x01,
-            0x0e => 0, // header type 0, single function
-            0x10..=0x13 => dword(self.bar0 | 1, register),
-            0x2c..=0x2d => word(0x1af4, register), // subsystem vendor
-            0x2e..=0x2f => word(2, register),      // subsystem id = virtio type (block)
-            0x3c => self.interrupt_line,
-            0x3d => 1, // INTA#
-            _ => 0,
-        }
-    }
-
     /// Reads `data.len()` bytes of configuration space at `register`.
     pub fn config_read(&self, register: u8, data: &mut [u8]) {
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = self.config_byte(register.wrapping_add(i as u8));
-        }
+        self.pci.config_read(register, data);
     }
 
     /// Writes configuration space: the command register, BAR0 (sized by writing all ones,
     /// as Linux does) and the interrupt line; everything else is read-only.
     pub fn config_write(&mut self, register: u8, data: &[u8]) {
-        for (i, &b) in data.iter().enumerate() {
-            let r = register.wrapping_add(i as u8);
-            match r {
-                0x04 => self.command = (self.command & 0xff00) | u16::from(b) & COMMAND_BITS,
-                0x05 => self.command = (self.command & 0x00ff) | (u16::from(b) << 8) & COMMAND_BITS,
-                0x10..=0x13 => {
-                    let shift = 8 * u32::from(r - 0x10);
-                    let v = (self.bar0 & !(0xff << shift)) | (u32::from(b) << shift);
-                    self.bar0 = v & !u32::from(BAR0_SIZE - 1);
-                }
-                0x3c => self.interrupt_line = b,
-                _ => {}
-            }
-        }
+        self.pci.config_write(register, data);
     }
 
     // ---- legacy virtio registers (BAR0) ----
@@ -231,7 +185,7 @@ impl VirtioBlk {
 
     /// `in` from a BAR0 port. Reading the ISR clears it (and so lowers INTx).
     pub fn io_read(&mut self, port: u16, data: &mut [u8]) {
-        let Some(base) = self.io_base() else {
+        let Some(base) = self.pci.io_base() else {
             data.fill(0xff);
             return;
         };
@@ -246,7 +200,7 @@ impl VirtioBlk {
 
     /// `out` to a BAR0 port at device time `now_ns`.
     pub fn io_write(&mut self, port: u16, data: &[u8], now_ns: u64) {
-        let Some(base) = self.io_base() else { return };
+        let Some(base) = self.pci.io_base() else { return };
         let offset = port - base;
         let mut v = [0u8; 4];
         let n = data.len().min(4);

@@ -18,6 +18,7 @@ pub mod link;
 mod state;
 pub mod switch;
 
+use super::pci::io_bar_function::{FunctionIdentity, IoBarFunction};
 use std::io::{Read, Write};
 
 use virtio_bindings::virtio_net::{virtio_net_hdr, VIRTIO_NET_F_MAC};
@@ -32,6 +33,9 @@ pub const NET_IRQ: u8 = 10;
 pub const DEFAULT_BAR0: u16 = 0xc040;
 /// Size of the I/O BAR: 20 bytes of legacy registers and the 6-byte MAC.
 pub const BAR0_SIZE: u16 = 0x20;
+/// The function's configuration-space identity: Ethernet controller (as QEMU's virtio-net), subsystem = virtio type 1 (network).
+const IDENTITY: FunctionIdentity =
+    FunctionIdentity { device_id: 0x1000, class: 0x02, subclass: 0x00, subsystem_id: 1, bar_size: BAR0_SIZE };
 /// Entries in each queue.
 pub const QUEUE_SIZE: u16 = 64;
 /// Device time from a transmit notify to the frames leaving.
@@ -64,8 +68,6 @@ mod reg {
 
 /// Features offered: only the MAC in configuration space.
 const HOST_FEATURES: u32 = 1 << VIRTIO_NET_F_MAC;
-/// PCI command bits the device implements: I/O space, bus master, INTx disable.
-const COMMAND_BITS: u16 = 0x0001 | 0x0004 | 0x0400;
 /// Legacy queues are page-aligned: the PFN is the ring's address >> 12.
 const PFN_SHIFT: u32 = 12;
 /// Device status DRIVER_OK.
@@ -112,9 +114,7 @@ pub enum RxError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VirtioNet {
     mac: [u8; 6],
-    command: u16,
-    bar0: u32,
-    interrupt_line: u8,
+    pci: IoBarFunction,
     driver_features: u32,
     queue_select: u16,
     queues: [RingPos; 2],
@@ -128,9 +128,7 @@ impl VirtioNet {
     pub fn new(mac: [u8; 6]) -> Self {
         Self {
             mac,
-            command: 0,
-            bar0: u32::from(DEFAULT_BAR0),
-            interrupt_line: NET_IRQ,
+            pci: IoBarFunction::new(IDENTITY, DEFAULT_BAR0, NET_IRQ),
             driver_features: 0,
             queue_select: 0,
             queues: [RingPos::default(); 2],
@@ -145,20 +143,14 @@ impl VirtioNet {
         self.mac
     }
 
-    fn io_base(&self) -> Option<u16> {
-        let base = self.bar0 & !u32::from(BAR0_SIZE - 1);
-        let fits = base != 0 && base + u32::from(BAR0_SIZE) <= 0x1_0000;
-        (self.command & 1 != 0 && fits).then_some(base as u16)
-    }
-
     /// Whether `port` is one of the device's registers.
     pub fn claims(&self, port: u16) -> bool {
-        self.io_base().is_some_and(|b| (b..b + BAR0_SIZE).contains(&port))
+        self.pci.claims(port)
     }
 
     /// The INTx level (ISR bit set, INTx not disabled).
     pub fn irq_level(&self) -> bool {
-        self.isr != 0 && self.command & 0x0400 == 0
+        self.isr != 0 && self.pci.intx_enabled()
     }
 
     /// When notified transmissions leave, if some are pending.
@@ -182,48 +174,14 @@ impl VirtioNet {
 
     // ---- PCI configuration space ----
 
-    fn config_byte(&self, register: u8) -> u8 {
-        let word = |v: u16, i: u8| v.to_le_bytes()[usize::from(i & 1)];
-        let dword = |v: u32, i: u8| v.to_le_bytes()[usize::from(i & 3)];
-        match register {
-            0x00..=0x01 => word(0x1af4, register),
-            0x02..=0x03 => word(0x1000, register),
-            0x04..=0x05 => word(self.command, register),
-            0x0a => 0x00, // Ethernet controller, as QEMU's virtio-net
-            0x0b => 0x02,
-            0x10..=0x13 => dword(self.bar0 | 1, register),
-            0x2c..=0x2d => word(0x1af4, register), // subsystem vendor
-            0x2e..=0x2f => word(1, register),      // subsystem id = virtio type (network)
-            0x3c => self.interrupt_line,
-            0x3d => 1, // INTA#
-            // Status (no capabilities), revision 0 (the legacy ABI), header type 0.
-            _ => 0,
-        }
-    }
-
     /// Reads `data.len()` bytes of configuration space at `register`.
     pub fn config_read(&self, register: u8, data: &mut [u8]) {
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = self.config_byte(register.wrapping_add(i as u8));
-        }
+        self.pci.config_read(register, data);
     }
 
     /// Writes configuration space: the command register, BAR0 and the interrupt line.
     pub fn config_write(&mut self, register: u8, data: &[u8]) {
-        for (i, &b) in data.iter().enumerate() {
-            let r = register.wrapping_add(i as u8);
-            match r {
-                0x04 => self.command = (self.command & 0xff00) | u16::from(b) & COMMAND_BITS,
-                0x05 => self.command = (self.command & 0x00ff) | (u16::from(b) << 8) & COMMAND_BITS,
-                0x10..=0x13 => {
-                    let shift = 8 * u32::from(r - 0x10);
-                    let v = (self.bar0 & !(0xff << shift)) | (u32::from(b) << shift);
-                    self.bar0 = v & !u32::from(BAR0_SIZE - 1);
-                }
-                0x3c => self.interrupt_line = b,
-                _ => {}
-            }
-        }
+        self.pci.config_write(register, data);
     }
 
     // ---- legacy virtio registers (BAR0) ----
@@ -250,7 +208,7 @@ impl VirtioNet {
 
     /// `in` from a BAR0 port. Reading the ISR clears it (and so lowers INTx).
     pub fn io_read(&mut self, port: u16, data: &mut [u8]) {
-        let Some(base) = self.io_base() else {
+        let Some(base) = self.pci.io_base() else {
             data.fill(0xff);
             return;
         };
@@ -266,7 +224,7 @@ impl VirtioNet {
     /// `out` to a BAR0 port at device time `now_ns`. A receive-queue notify needs nothing:
     /// the engine offers frames whenever it has some and [`VirtioNet::rx_ready`] says yes.
     pub fn io_write(&mut self, port: u16, data: &[u8], now_ns: u64) {
-        let Some(base) = self.io_base() else { return };
+        let Some(base) = self.pci.io_base() else { return };
         let offset = port - base;
         let mut v = [0u8; 4];
         let n = data.len().min(4);

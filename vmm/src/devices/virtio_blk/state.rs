@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{VirtioBlk, BAR0_SIZE, COMMAND_BITS, HOST_FEATURES, QUEUE_SIZE};
+use super::{VirtioBlk, BAR0_SIZE, HOST_FEATURES, QUEUE_SIZE};
+use crate::devices::pci::io_bar_function::{IoBarFunction, COMMAND_BITS};
 use crate::persist::{no_bits_outside, StateError};
 
 /// The device as saved in trace checkpoints (format 4 on) and `--save-state` snapshots
@@ -44,9 +45,9 @@ impl VirtioBlk {
     pub fn state(&self) -> VirtioBlkState {
         VirtioBlkState {
             capacity: self.capacity,
-            command: self.command,
-            bar0: self.bar0,
-            interrupt_line: self.interrupt_line,
+            command: self.pci.command,
+            bar0: self.pci.bar0,
+            interrupt_line: self.pci.interrupt_line,
             driver_features: self.driver_features,
             queue_select: self.queue_select,
             queue_pfn: self.queue_pfn,
@@ -77,9 +78,7 @@ impl VirtioBlk {
         }
         Ok(VirtioBlk {
             capacity: state.capacity,
-            command: state.command,
-            bar0: state.bar0,
-            interrupt_line: state.interrupt_line,
+            pci: IoBarFunction::restored(super::IDENTITY, state.command, state.bar0, state.interrupt_line),
             driver_features: state.driver_features,
             queue_select: state.queue_select,
             queue_pfn: state.queue_pfn,

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{RingPos, VirtioNet, BAR0_SIZE, COMMAND_BITS, HOST_FEATURES, QUEUE_SIZE};
+use super::{RingPos, VirtioNet, BAR0_SIZE, HOST_FEATURES, QUEUE_SIZE};
+use crate::devices::pci::io_bar_function::{IoBarFunction, COMMAND_BITS};
 use crate::persist::{no_bits_outside, StateError};
 
 /// One legacy queue as saved.
@@ -51,9 +52,9 @@ impl VirtioNet {
         let q = |p: RingPos| VirtioNetQueueState { pfn: p.pfn, next_avail: p.next_avail, next_used: p.next_used };
         VirtioNetState {
             mac: self.mac,
-            command: self.command,
-            bar0: self.bar0,
-            interrupt_line: self.interrupt_line,
+            command: self.pci.command,
+            bar0: self.pci.bar0,
+            interrupt_line: self.pci.interrupt_line,
             driver_features: self.driver_features,
             queue_select: self.queue_select,
             queues: [q(self.queues[0]), q(self.queues[1])],
@@ -89,9 +90,7 @@ impl VirtioNet {
         }
         Ok(VirtioNet {
             mac: state.mac,
-            command: state.command,
-            bar0: state.bar0,
-            interrupt_line: state.interrupt_line,
+            pci: IoBarFunction::restored(super::IDENTITY, state.command, state.bar0, state.interrupt_line),
             driver_features: state.driver_features,
             queue_select: state.queue_select,
             queues,
