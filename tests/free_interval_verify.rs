@@ -4,30 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 
-use common::{require_kvm, rewrite_trace, run, text};
+use common::{record_bench_free_intervals, require_kvm, rewrite_trace, run, text};
 use ttvm_replay::checkpoint::{register_digest, CheckpointRecord};
 use ttvm_replay::trace::ChunkKind;
-
-/// Records the `bench` kernel (compute between a few prints: most intervals hold no event)
-/// with a checkpoint every 10 000 steps.
-fn record(dir: &Path) -> PathBuf {
-    let t = dir.join("bench.ttvm");
-    let o = run(&[
-        "record",
-        "bench",
-        "--cmdline",
-        "size=16 rounds=2",
-        "--checkpoint-every",
-        "10000",
-        "-q",
-        "-o",
-        t.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    t
-}
 
 /// How many intervals the verify says ran freely, and of how many tried.
 fn free_intervals(stderr: &str) -> Option<(u64, u64)> {
@@ -44,7 +24,7 @@ fn intervals_without_events_verify_at_free_run_speed() {
         return;
     }
     let dir = common::tempdir();
-    let trace = record(dir.path());
+    let trace = record_bench_free_intervals(dir.path());
     let o = run(&["replay", "--verify", "-q", trace.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -65,7 +45,7 @@ fn a_checkpoint_no_run_reaches_is_still_a_divergence() {
         return;
     }
     let dir = common::tempdir();
-    let good = record(dir.path());
+    let good = record_bench_free_intervals(dir.path());
     let o = run(&["replay", "--verify", "-q", good.to_str().unwrap()]);
     let (verified, _) = free_intervals(&String::from_utf8_lossy(&o.stderr)).expect("free intervals");
     assert!(verified >= 3, "{}", text(&o));
@@ -103,7 +83,7 @@ fn landmarks_lead_to_the_recorded_step_and_a_wrong_one_only_costs_speed() {
         return;
     }
     let dir = common::tempdir();
-    let good = record(dir.path());
+    let good = record_bench_free_intervals(dir.path());
     let rec = ttvm_replay::recording::Recording::open(&good).unwrap();
     assert_eq!(rec.interval_landmarks.len(), rec.checkpoints.len() - 1, "one per interval");
     for (k, l) in rec.interval_landmarks.iter().enumerate() {

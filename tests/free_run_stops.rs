@@ -5,32 +5,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use common::{require_kvm, run, text};
+use common::{record_bench_free_intervals, require_kvm};
 use ttvm_replay::recording::Recording;
 use ttvm_replay::replay::{ReplaySession, ReplayStep};
 use ttvm_replay::stepping::host_signature;
 use ttvm_replay::timeline::{Stop, Timeline};
-
-/// The `bench` kernel with a checkpoint every 10 000 steps: most intervals hold no event.
-fn record(dir: &Path) -> PathBuf {
-    let t = dir.join("bench.ttvm");
-    let o = run(&[
-        "record",
-        "bench",
-        "--cmdline",
-        "size=16 rounds=2",
-        "--checkpoint-every",
-        "10000",
-        "-q",
-        "-o",
-        t.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    t
-}
 
 /// Per address, the last position whose RIP it was.
 fn last_positions(rec: &Rc<Recording>) -> HashMap<u64, u64> {
@@ -71,7 +52,7 @@ fn free_counted_runs_stop_where_stepped_runs_do() {
         return;
     }
     let dir = common::tempdir();
-    let trace = record(dir.path());
+    let trace = record_bench_free_intervals(dir.path());
     let rec = Rc::new(Recording::open(&trace).unwrap());
     let length = rec.length();
     let by_addr = last_positions(&rec);

@@ -73,6 +73,17 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// Records the `bench` kernel (compute between a few prints: most intervals hold no
+/// event, so free runs have intervals to run) with a checkpoint every 10 000 steps into
+/// `dir/bench.ttvm`, through the binary.
+pub fn record_bench_free_intervals(dir: &Path) -> PathBuf {
+    let t = dir.join("bench.ttvm");
+    let path = t.to_str().expect("temporary paths are UTF-8");
+    let o = run(&["record", "bench", "--cmdline", "size=16 rounds=2", "--checkpoint-every", "10000", "-q", "-o", path]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    t
+}
+
 /// A fresh temporary directory.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
