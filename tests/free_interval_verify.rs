@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use common::{record_bench_free_intervals, require_kvm, rewrite_trace, run, text};
 use ttvm_replay::checkpoint::{register_digest, CheckpointRecord};
 use ttvm_replay::trace::ChunkKind;
