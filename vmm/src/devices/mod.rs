@@ -6,6 +6,7 @@
 
 mod board_state;
 pub mod i8042;
+mod legacy_ring;
 pub mod pci;
 pub mod pic;
 pub mod pit;

@@ -16,10 +16,11 @@
 mod request;
 mod state;
 
+use super::legacy_ring;
 use super::pci::io_bar_function::{FunctionIdentity, IoBarFunction};
 use virtio_bindings::virtio_blk::{VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_SEG_MAX};
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestMemoryMmap;
 
 pub use self::request::{DiskOp, DiskOpKind};
 pub use self::state::VirtioBlkState;
@@ -56,8 +57,6 @@ mod reg {
 
 /// Features offered: one data segment per descriptor up to `seg_max`, and the block size.
 const HOST_FEATURES: u32 = (1 << VIRTIO_BLK_F_SEG_MAX) | (1 << VIRTIO_BLK_F_BLK_SIZE);
-/// Legacy queues are page-aligned: the PFN is the ring's address >> 12.
-const PFN_SHIFT: u32 = 12;
 
 /// What a completion did, for the engine to log or check.
 #[derive(Debug, Default)]
@@ -231,22 +230,11 @@ impl VirtioBlk {
 
     /// The legacy ring layout of the queue at `pfn` (`vring_init` with 4 KiB alignment).
     fn ring_addresses(pfn: u32) -> (u64, u64, u64) {
-        let desc = u64::from(pfn) << PFN_SHIFT;
-        let avail = desc + 16 * u64::from(QUEUE_SIZE);
-        let used = (avail + 6 + 2 * u64::from(QUEUE_SIZE) + 4095) & !4095;
-        (desc, avail, used)
+        legacy_ring::ring_addresses(pfn, QUEUE_SIZE)
     }
 
     fn queue(&self) -> Option<Queue> {
-        let (desc, avail, used) = Self::ring_addresses(self.queue_pfn);
-        let mut q = Queue::new(QUEUE_SIZE).ok()?;
-        q.try_set_desc_table_address(GuestAddress(desc)).ok()?;
-        q.try_set_avail_ring_address(GuestAddress(avail)).ok()?;
-        q.try_set_used_ring_address(GuestAddress(used)).ok()?;
-        q.set_next_avail(self.next_avail);
-        q.set_next_used(self.next_used);
-        q.set_ready(true);
-        Some(q)
+        legacy_ring::queue(self.queue_pfn, QUEUE_SIZE, self.next_avail, self.next_used)
     }
 
     /// Completes every request in the available ring (the deadline has passed): reads and

@@ -18,12 +18,13 @@ pub mod link;
 mod state;
 pub mod switch;
 
+use super::legacy_ring;
 use super::pci::io_bar_function::{FunctionIdentity, IoBarFunction};
 use std::io::{Read, Write};
 
 use virtio_bindings::virtio_net::{virtio_net_hdr, VIRTIO_NET_F_MAC};
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestMemoryMmap;
 
 pub use self::state::{VirtioNetQueueState, VirtioNetState};
 
@@ -68,8 +69,6 @@ mod reg {
 
 /// Features offered: only the MAC in configuration space.
 const HOST_FEATURES: u32 = 1 << VIRTIO_NET_F_MAC;
-/// Legacy queues are page-aligned: the PFN is the ring's address >> 12.
-const PFN_SHIFT: u32 = 12;
 /// Device status DRIVER_OK.
 const DRIVER_OK: u8 = 4;
 
@@ -255,10 +254,7 @@ impl VirtioNet {
 
     /// The legacy ring layout of a queue at `pfn` (`vring_init` with 4 KiB alignment).
     fn ring_addresses(pfn: u32) -> (u64, u64, u64) {
-        let desc = u64::from(pfn) << PFN_SHIFT;
-        let avail = desc + 16 * u64::from(QUEUE_SIZE);
-        let used = (avail + 6 + 2 * u64::from(QUEUE_SIZE) + 4095) & !4095;
-        (desc, avail, used)
+        legacy_ring::ring_addresses(pfn, QUEUE_SIZE)
     }
 
     /// Queue `index` as rust-vmm's `Queue`, if the driver is ready and it lies in RAM.
@@ -267,14 +263,7 @@ impl VirtioNet {
         if pos.pfn == 0 || self.status & DRIVER_OK == 0 {
             return None;
         }
-        let (desc, avail, used) = Self::ring_addresses(pos.pfn);
-        let mut q = Queue::new(QUEUE_SIZE).ok()?;
-        q.try_set_desc_table_address(GuestAddress(desc)).ok()?;
-        q.try_set_avail_ring_address(GuestAddress(avail)).ok()?;
-        q.try_set_used_ring_address(GuestAddress(used)).ok()?;
-        q.set_next_avail(pos.next_avail);
-        q.set_next_used(pos.next_used);
-        q.set_ready(true);
+        let q = legacy_ring::queue(pos.pfn, QUEUE_SIZE, pos.next_avail, pos.next_used)?;
         q.is_valid(mem).then_some(q)
     }
 
