@@ -15,22 +15,13 @@
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 use core::sync::atomic::{compiler_fence, Ordering};
 use ttvm_kernel_support::cmdline::parse_u64;
+use ttvm_kernel_support::pci::{self, virtio_legacy::*};
 use ttvm_kernel_support::{self as k, cpu, idt, mem, panic, pic, println};
 
 const SECTOR: usize = 512;
 /// Sectors per request: the data buffer's size.
 const CHUNK_SECTORS: u64 = 64;
 
-// Legacy virtio-pci registers (offsets in BAR0).
-const HOST_FEATURES: u16 = 0;
-const GUEST_FEATURES: u16 = 4;
-const QUEUE_PFN: u16 = 8;
-const QUEUE_NUM: u16 = 12;
-const QUEUE_SEL: u16 = 14;
-const QUEUE_NOTIFY: u16 = 16;
-const STATUS: u16 = 18;
-const ISR: u16 = 19;
-const CONFIG: u16 = 20;
 
 const VIRTQ_DESC_F_NEXT: u16 = 1;
 const VIRTQ_DESC_F_WRITE: u16 = 2;
@@ -40,22 +31,6 @@ static mut INTERRUPTS: u64 = 0;
 /// The device's I/O base, for the handler.
 static mut IO_BASE: u16 = 0;
 static mut IRQ: u8 = 0;
-
-fn pci_read32(dev: u8, reg: u8) -> u32 {
-    let addr = 0x8000_0000u32 | (u32::from(dev) << 11) | u32::from(reg & 0xfc);
-    unsafe {
-        cpu::outl(0xcf8, addr);
-        cpu::inl(0xcfc)
-    }
-}
-
-fn pci_write32(dev: u8, reg: u8, v: u32) {
-    let addr = 0x8000_0000u32 | (u32::from(dev) << 11) | u32::from(reg & 0xfc);
-    unsafe {
-        cpu::outl(0xcf8, addr);
-        cpu::outl(0xcfc, v);
-    }
-}
 
 fn on_interrupt(_frame: &mut k::TrapFrame) {
     // Reading the ISR acknowledges the device and lowers its INTx line.
@@ -102,7 +77,7 @@ struct Device {
 }
 
 fn find_device() -> Option<u8> {
-    (0..32u8).find(|&dev| pci_read32(dev, 0) == 0x1001_1af4)
+    (0..32u8).find(|&dev| pci::read32(dev, 0) == 0x1001_1af4)
 }
 
 fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
@@ -114,15 +89,15 @@ fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
 }
 
 fn set_up(dev: u8) -> Device {
-    let bar0 = pci_read32(dev, 0x10);
+    let bar0 = pci::read32(dev, 0x10);
     if bar0 & 1 == 0 {
         panic!("BAR0 {:#x} is not an I/O BAR", bar0);
     }
     let io = (bar0 & 0xfffc) as u16;
-    let irq = (pci_read32(dev, 0x3c) & 0xff) as u8;
+    let irq = (pci::read32(dev, 0x3c) & 0xff) as u8;
     // I/O space and bus mastering on.
-    let cmd = pci_read32(dev, 0x04);
-    pci_write32(dev, 0x04, cmd | 0x5);
+    let cmd = pci::read32(dev, 0x04);
+    pci::write32(dev, 0x04, cmd | 0x5);
     println!("disk: virtio-blk at 00:{:02x}.0, io {:#x}, irq {}", dev, io, irq);
     unsafe {
         cpu::outb(io + STATUS, 0); // reset

@@ -9,18 +9,9 @@
 
 use core::ptr::{addr_of_mut, read_volatile, write_volatile};
 use core::sync::atomic::{compiler_fence, Ordering};
+use ttvm_kernel_support::pci::{self, virtio_legacy::*};
 use ttvm_kernel_support::{self as k, cpu, idt, mem, pic, println};
 
-// Legacy virtio-pci registers (offsets in BAR0).
-const HOST_FEATURES: u16 = 0;
-const GUEST_FEATURES: u16 = 4;
-const QUEUE_PFN: u16 = 8;
-const QUEUE_NUM: u16 = 12;
-const QUEUE_SEL: u16 = 14;
-const QUEUE_NOTIFY: u16 = 16;
-const STATUS: u16 = 18;
-const ISR: u16 = 19;
-const CONFIG: u16 = 20;
 
 const VIRTQ_DESC_F_WRITE: u16 = 2;
 const F_MAC: u32 = 1 << 5;
@@ -41,22 +32,6 @@ pub const BROADCAST: [u8; 6] = [0xff; 6];
 static mut INTERRUPTS: u64 = 0;
 static mut IO_BASE: u16 = 0;
 static mut IRQ: u8 = 0;
-
-fn pci_read32(dev: u8, reg: u8) -> u32 {
-    let addr = 0x8000_0000u32 | (u32::from(dev) << 11) | u32::from(reg & 0xfc);
-    unsafe {
-        cpu::outl(0xcf8, addr);
-        cpu::inl(0xcfc)
-    }
-}
-
-fn pci_write32(dev: u8, reg: u8, v: u32) {
-    let addr = 0x8000_0000u32 | (u32::from(dev) << 11) | u32::from(reg & 0xfc);
-    unsafe {
-        cpu::outl(0xcf8, addr);
-        cpu::outl(0xcfc, v);
-    }
-}
 
 fn on_interrupt(_frame: &mut k::TrapFrame) {
     // Reading the ISR acknowledges the device and lowers its INTx line.
@@ -178,14 +153,14 @@ pub struct Numbered {
 impl Net {
     /// Finds and sets up the card; `None` if bus 0 has none.
     pub fn find() -> Option<Net> {
-        let dev = (0..32u8).find(|&dev| pci_read32(dev, 0) == 0x1000_1af4)?;
-        let bar0 = pci_read32(dev, 0x10);
+        let dev = (0..32u8).find(|&dev| pci::read32(dev, 0) == 0x1000_1af4)?;
+        let bar0 = pci::read32(dev, 0x10);
         if bar0 & 1 == 0 {
             panic!("BAR0 {:#x} is not an I/O BAR", bar0);
         }
         let io = (bar0 & 0xfffc) as u16;
-        let irq = (pci_read32(dev, 0x3c) & 0xff) as u8;
-        pci_write32(dev, 0x04, pci_read32(dev, 0x04) | 0x5); // I/O space, bus master
+        let irq = (pci::read32(dev, 0x3c) & 0xff) as u8;
+        pci::write32(dev, 0x04, pci::read32(dev, 0x04) | 0x5); // I/O space, bus master
         let mut mac = [0u8; 6];
         unsafe {
             cpu::outb(io + STATUS, 0); // reset

@@ -40,6 +40,7 @@ pub mod fmt;
 pub mod gdt;
 pub mod idt;
 pub mod mem;
+pub mod pci;
 mod panic;
 pub mod pic;
 pub mod pit;
