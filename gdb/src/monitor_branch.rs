@@ -40,16 +40,20 @@ impl TtvmTarget<'_> {
         let Some(parent) = rec.path.clone() else {
             return "error: this replay does not know its trace file, which a branch must name".into();
         };
-        if rec.header().disk.is_some() {
-            return "error: branching a trace whose guest has a disk is not supported yet".into();
-        }
+        // The branch's disk is what the trace holds at this point (no image here): a sector
+        // the parent never touched stops the branch with a message naming `ttvm branch --disk`.
+        let disk_note = if rec.header().disk.is_some() {
+            "; the disk is as the trace holds it here (for sectors it never touched use `ttvm branch TRACE --at N --disk IMAGE`)"
+        } else {
+            ""
+        };
         if path == parent || std::fs::canonicalize(&path).ok() == std::fs::canonicalize(&parent).ok() {
             return format!("error: {} is the trace being replayed; give a new file", path.display());
         }
         let at = self.tl.icount();
         let text = format!(
             "branch into {} armed at icount {at}: register and memory writes are allowed here now; \
-             `continue` or a step records the branch from here (its history starts at this point)",
+             `continue` or a step records the branch from here (its history starts at this point){disk_note}",
             path.display()
         );
         self.branch = Some(PendingBranch { path, parent, edited: false });

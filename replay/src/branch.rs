@@ -10,6 +10,7 @@ use std::path::Path;
 
 use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
 use ttvm_vmm::devices::Board;
+use ttvm_vmm::disk::CowDisk;
 use ttvm_vmm::machine::Machine;
 
 use crate::persist::StateError;
@@ -20,10 +21,19 @@ use crate::trace::format::{Lineage, MAGIC, PREAMBLE_LEN};
 /// Why a branch could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum BranchError {
-    /// The parent has a disk: its contents at the branch point are spread over the parent's
-    /// events and its image, which a new recording cannot take over yet.
-    #[error("branching a trace whose guest has a disk is not supported yet")]
-    Disk,
+    /// The image given for the parent's disk is not the one the parent was recorded from.
+    #[error(
+        "{image}: not the image the parent trace was recorded from (block {block} differs from what the trace logged)"
+    )]
+    WrongImage {
+        /// The image.
+        image: String,
+        /// The first logged block it disagrees with.
+        block: u64,
+    },
+    /// The branch's disk could not be set up.
+    #[error(transparent)]
+    Disk(#[from] ttvm_vmm::disk::DiskError),
     /// The replay's machine could not be copied.
     #[error(transparent)]
     Replay(#[from] ReplayError),
@@ -54,6 +64,9 @@ pub struct BranchTo<'a> {
     pub output: ConsoleOutput,
     /// Where the branch's serial input comes from.
     pub input: ConsoleInput,
+    /// The image the parent's disk was recorded from, if the user gave it: sectors the
+    /// parent never touched are read from it (without it, reading one stops the branch).
+    pub disk_image: Option<&'a Path>,
 }
 
 /// A trace's identity: the header checksum in its preamble, which covers the kernel, the
@@ -94,8 +107,28 @@ impl ReplaySession {
         target.copy_from_slice(source);
         let vcpu = self.engine.machine.vm.vcpu_mut().save_state()?;
         machine.vm.vcpu_mut().restore_state(&vcpu)?;
-        machine.board = Board::from_state(&self.engine.machine.board.state()).map_err(StateError::from)?;
+        let board = &self.engine.machine.board;
+        machine.board = Board::from_state(&board.state()).map_err(StateError::from)?;
+        // The disk device's state is kept apart from the board's (its own checkpoint field).
+        machine.board.restore_disk(board.disk_state().as_ref()).map_err(StateError::from)?;
         Ok(machine)
+    }
+
+    /// The disk as it is at the current position, for a machine that goes on from here
+    /// (`None` if the recording had no disk): every sector the trace holds there (the
+    /// blocks the guest read, the writes before this step) over `image`, the image the
+    /// recording was made from, if given; an image that disagrees with a block the trace
+    /// logged is refused.
+    pub fn fork_disk(&self, image: Option<&Path>) -> Result<Option<CowDisk>, BranchError> {
+        let (Some(record), Some(disk)) = (&self.rec.header().disk, &self.env.disk) else { return Ok(None) };
+        let forked = CowDisk::branched(record.capacity_sectors, disk.known_sectors(), image)?;
+        if let Some(path) = image {
+            let whole = CowDisk::open(path)?;
+            if let Some(block) = disk.first_block_unlike(&whole)? {
+                return Err(BranchError::WrongImage { image: path.display().to_string(), block });
+            }
+        }
+        Ok(Some(forked))
     }
 }
 
@@ -104,9 +137,7 @@ impl ReplaySession {
 /// header names the parent and the branch icount.
 pub fn start_branch(session: &mut ReplaySession, to: BranchTo<'_>) -> Result<RecordSession, BranchError> {
     let header = session.rec.header().clone();
-    if header.disk.is_some() {
-        return Err(BranchError::Disk);
-    }
+    let disk = session.fork_disk(to.disk_image)?;
     let parent_id =
         trace_id(to.parent).map_err(|source| BranchError::Parent { path: to.parent.display().to_string(), source })?;
     let lineage = Lineage {
@@ -126,13 +157,17 @@ pub fn start_branch(session: &mut ReplaySession, to: BranchTo<'_>) -> Result<Rec
         stepping: to.stepping,
     };
     let record_to = RecordTo { path: to.path, options, output: to.output, input: to.input };
-    Ok(RecordSession::start_branch(machine, header.machine, start_ns, lineage, record_to)?)
+    // The new trace's disk record names the parent's image, whatever file stood in for it.
+    let image_name = header.disk.as_ref().map(|d| std::path::PathBuf::from(&d.image_name));
+    let disk = image_name.as_deref().zip(disk);
+    Ok(RecordSession::start_branch(machine, header.machine, start_ns, lineage, disk, record_to)?)
 }
 
 impl ttvm_vmm::error_kind::Classify for BranchError {
     fn kind(&self) -> ttvm_vmm::error_kind::ErrorKind {
         match self {
-            Self::Disk => ttvm_vmm::error_kind::ErrorKind::BadInput,
+            Self::WrongImage { .. } => ttvm_vmm::error_kind::ErrorKind::BadInput,
+            Self::Disk(e) => ttvm_vmm::error_kind::Classify::kind(e),
             Self::Replay(e) => ttvm_vmm::error_kind::Classify::kind(e),
             Self::Record(e) => ttvm_vmm::error_kind::Classify::kind(e),
             Self::Parent { .. } => ttvm_vmm::error_kind::ErrorKind::BadInput,

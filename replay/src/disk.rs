@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use ttvm_vmm::devices::virtio_blk::{Completion, DiskOpKind};
-use ttvm_vmm::disk::{CowDisk, DiskBackend, DiskError, SECTORS_PER_BLOCK, SECTOR_SIZE};
+use ttvm_vmm::disk::{store_sectors, CowDisk, DiskBackend, DiskError, SectorMap, SECTORS_PER_BLOCK, SECTOR_SIZE};
 
 use crate::events::EventKind;
 use crate::recording::Recording;
@@ -83,14 +83,14 @@ pub struct TraceDisk {
     rec: Rc<Recording>,
     /// Block -> index of its `DiskBlock` event.
     base: HashMap<u64, usize>,
-    written: HashMap<u64, Box<[u8; SECTOR_SIZE]>>,
+    written: SectorMap,
 }
 
 impl TraceDisk {
     /// The disk of `rec` at icount 0.
     pub fn new(rec: Rc<Recording>) -> Self {
         let base = base_blocks(&rec);
-        Self { rec, base, written: HashMap::new() }
+        Self { rec, base, written: SectorMap::new() }
     }
 
     /// Follows a longer version of the same trace (live debugging).
@@ -99,23 +99,44 @@ impl TraceDisk {
         self.rec = rec;
     }
 
+    /// Every sector the trace knows at the current position: the blocks the recording
+    /// logged (as the image held them at its start) with the writes replayed so far over
+    /// them. A branch starts its disk from this.
+    pub fn known_sectors(&self) -> SectorMap {
+        let mut known = SectorMap::new();
+        for &i in self.base.values() {
+            if let EventKind::DiskBlock { block, data } = &self.rec.events[i].kind {
+                store_sectors(&mut known, block * SECTORS_PER_BLOCK, data);
+            }
+        }
+        known.extend(self.written.iter().map(|(s, d)| (*s, d.clone())));
+        known
+    }
+
+    /// The logged blocks that differ from `image` (the first one found), to tell whether an
+    /// image is the one the trace was recorded from.
+    pub fn first_block_unlike(&self, image: &CowDisk) -> Result<Option<u64>, DiskError> {
+        let mut blocks: Vec<_> = self.base.iter().collect();
+        blocks.sort();
+        for (&block, &i) in blocks {
+            if let EventKind::DiskBlock { data, .. } = &self.rec.events[i].kind {
+                if image.base_block(block)? != *data {
+                    return Ok(Some(block));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Puts the disk as it was at the start of step `icount`: the writes logged before it.
     pub fn rewind(&mut self, icount: u64) {
         self.written.clear();
         let end = self.rec.first_event_at(icount);
         for e in &self.rec.events[..end] {
             if let EventKind::DiskWrite { sector, data } = &e.kind {
-                store(&mut self.written, *sector, data);
+                store_sectors(&mut self.written, *sector, data);
             }
         }
-    }
-}
-
-fn store(written: &mut HashMap<u64, Box<[u8; SECTOR_SIZE]>>, sector: u64, data: &[u8]) {
-    for (i, chunk) in data.chunks_exact(SECTOR_SIZE).enumerate() {
-        let mut s = Box::new([0u8; SECTOR_SIZE]);
-        s.copy_from_slice(chunk);
-        written.insert(sector + i as u64, s);
     }
 }
 
@@ -149,7 +170,7 @@ impl DiskBackend for TraceDisk {
     }
 
     fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), DiskError> {
-        store(&mut self.written, sector, data);
+        store_sectors(&mut self.written, sector, data);
         Ok(())
     }
 }

@@ -92,6 +92,16 @@ pub enum EngineError {
     /// Writing the trace failed.
     #[error("writing the trace failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The recording's disk could not give the guest what it asked for (the image could not
+    /// be read, or a branch's disk does not hold the sector): what the guest would get is
+    /// not known, so the recording stops here.
+    #[error("the disk failed at icount {icount}: {source}")]
+    Disk {
+        /// The step whose disk completion failed.
+        icount: u64,
+        /// Why.
+        source: ttvm_vmm::disk::DiskError,
+    },
     /// The user interrupted (Ctrl-C).
     #[error("interrupted")]
     Interrupted,
@@ -613,6 +623,7 @@ impl ttvm_vmm::error_kind::Classify for EngineError {
                 ttvm_vmm::error_kind::ErrorKind::KvmInternal
             }
             Self::Io(_) => ttvm_vmm::error_kind::ErrorKind::Host,
+            Self::Disk { source, .. } => ttvm_vmm::error_kind::Classify::kind(source),
             Self::Interrupted => ttvm_vmm::error_kind::ErrorKind::Interrupted,
         }
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ttvm_vmm::console::{ConsoleInput, ConsoleOutput};
 use ttvm_vmm::devices::Board;
-use ttvm_vmm::disk::CowDisk;
+use ttvm_vmm::disk::{CowDisk, DiskError};
 use ttvm_vmm::machine::{Machine, MachineConfig, MachineError};
 
 use crate::checkpoint::{ram_digest, register_digest, CheckpointRecord, PageStoreWriter};
@@ -172,13 +172,19 @@ impl StepEnv for Recorder {
         if !machine.board.disk_due(self.clock.now_ns(icount)) {
             return Ok(());
         }
-        let done = machine.complete_disk(disk.backend()).map_err(|e| EngineError::Io(std::io::Error::other(e)))?;
-        // Reading the image failed: what the guest got is not reproducible, so the
-        // recording stops here as for any host I/O failure.
-        if let Some(e) = done.errors.first() {
-            return Err(EngineError::Io(std::io::Error::other(e.to_string())));
+        // A branch's disk may not hold a sector the guest now reads: found before the
+        // device writes guest memory, so the trace kept up to here replays.
+        let ops = machine.pending_disk_ops().map_err(|e| EngineError::Io(std::io::Error::other(e)))?;
+        if let Some(sector) = disk.backend().first_unreadable(&ops) {
+            return Err(EngineError::Disk { icount, source: DiskError::UnknownAtBranch { sector } });
         }
-        let events = disk.events_for(&done).map_err(|e| EngineError::Io(std::io::Error::other(e.to_string())))?;
+        let mut done = machine.complete_disk(disk.backend()).map_err(|e| EngineError::Io(std::io::Error::other(e)))?;
+        // Reading the disk failed: what the guest got is not reproducible, so the
+        // recording stops here.
+        if let Some(source) = done.errors.drain(..).next() {
+            return Err(EngineError::Disk { icount, source });
+        }
+        let events = disk.events_for(&done).map_err(|source| EngineError::Disk { icount, source })?;
         for kind in events {
             self.log(icount, kind);
         }
@@ -503,16 +509,18 @@ impl RecordSession {
         Self::start_with_lineage(machine, config, start_ns, disk, None, to)
     }
 
-    /// [`RecordSession::start_from`] for a branch of another trace (no disk): the header
-    /// names the parent and the branch point (`crate::branch::start_branch` builds both).
+    /// [`RecordSession::start_from`] for a branch of another trace: the header names the
+    /// parent and the branch point (`crate::branch::start_branch` builds both), and `disk`
+    /// is the disk at the branch point (named after the parent's image).
     pub fn start_branch(
         machine: Machine,
         config: MachineConfig,
         start_ns: u64,
         lineage: Lineage,
+        disk: Option<(&Path, CowDisk)>,
         to: RecordTo<'_>,
     ) -> Result<Self, RecordError> {
-        Self::start_with_lineage(machine, config, start_ns, None, Some(lineage), to)
+        Self::start_with_lineage(machine, config, start_ns, disk, Some(lineage), to)
     }
 
     fn start_with_lineage(

@@ -80,7 +80,7 @@ pub struct Replayer {
     /// Where regenerated serial output is echoed (None: nowhere).
     pub echo: Option<ConsoleOutput>,
     /// The disk as the trace holds it, if the recording had one.
-    disk: Option<TraceDisk>,
+    pub(crate) disk: Option<TraceDisk>,
 }
 
 impl Replayer {

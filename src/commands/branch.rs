@@ -14,6 +14,7 @@ use ttvm_replay::branch::{start_branch, BranchTo};
 use ttvm_vmm::clock::HostClock;
 use ttvm_vmm::console::ConsoleOutput;
 use ttvm_vmm::cpuid::CpuVendor;
+use ttvm_vmm::disk::DiskBackend;
 use ttvm_vmm::snapshot::SnapshotOrigin;
 
 use crate::commands::record::{record_to_end, summary};
@@ -40,6 +41,11 @@ pub struct BranchArgs {
     /// Where the guest's serial port reads (the new input from ICOUNT on) and writes.
     #[command(flatten)]
     pub serial: SerialArgs,
+    /// The image the parent's disk was recorded from (`record --disk FILE`), only read:
+    /// sectors the parent never touched come from it. Without it the branch's disk is what
+    /// the trace holds, and reading any other sector stops the branch with an error.
+    #[arg(long, value_name = "FILE")]
+    pub disk: Option<PathBuf>,
     /// Stop recording after this many steps of the branch.
     #[arg(long, value_name = "N", conflicts_with = "run")]
     pub max_steps: Option<u64>,
@@ -66,6 +72,12 @@ pub fn run(args: BranchArgs) -> Result<i32, Exit> {
         }
     }
     let rec = open_recording(&args.trace)?;
+    if args.disk.is_some() && rec.header().disk.is_none() {
+        return Err(Exit::new(
+            exit_code::BAD_INPUT,
+            format!("--disk: {} was recorded without a disk", args.trace.display()),
+        ));
+    }
     let length = rec.length();
     let guest_stopped = rec.end.as_ref().is_some_and(|e| e.stop.is_some());
     if args.at > length || (args.at == length && guest_stopped) {
@@ -101,6 +113,7 @@ pub fn run(args: BranchArgs) -> Result<i32, Exit> {
         stepping: ttvm_replay::stepping::host_signature(),
         output,
         input,
+        disk_image: args.disk.as_deref(),
     };
     let branch = start_branch(&mut s, to).map_err(|e| Exit::of(args.trace.display(), &e))?;
     drop(s);
@@ -127,11 +140,15 @@ fn run_free_branch(
     started: Instant,
 ) -> Result<i32, Exit> {
     let header = s.rec.header().clone();
-    if header.disk.is_some() {
-        return Err(Exit::new(
-            exit_code::BAD_INPUT,
-            format!("{}: branching a trace whose guest has a disk is not supported yet", args.trace.display()),
-        ));
+    // The disk at the branch point, written in memory only: the parent's image is its base
+    // and is never modified, so the branch's disk writes end with the run.
+    let disk = s.fork_disk(args.disk.as_deref()).map_err(|e| Exit::of(args.trace.display(), &e))?;
+    if disk.is_some() {
+        let why = "a branch's disk (its writes are kept in memory only, outside any snapshot)";
+        args.free.live.refuse_with(why)?;
+        if args.free.save_state.is_some() {
+            return Err(Exit::new(exit_code::BAD_INPUT, format!("--save-state: not with {why}")));
+        }
     }
     let symbols = args.free.symbols.load(Some(&header.machine.kernel))?;
     let mut machine = s.fork_machine().map_err(|e| Exit::of(args.trace.display(), &e))?;
@@ -154,5 +171,6 @@ fn run_free_branch(
         started.elapsed().as_secs_f64() * 1e3,
         start_ns as f64 / 1e9
     );
-    drive(FreeStart { machine, disk: None, clock, origin: Some(origin), symbols, live }, output, input, &args.free)
+    let disk = disk.map(|d| Box::new(d) as Box<dyn DiskBackend>);
+    drive(FreeStart { machine, disk, clock, origin: Some(origin), symbols, live }, output, input, &args.free)
 }

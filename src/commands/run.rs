@@ -49,13 +49,14 @@ pub struct RunArgs {
     pub vm: Vec<String>,
 }
 
-/// A booted machine about to run freely: its disk image (written in place), its device
+/// A booted machine about to run freely: its disk (an image written in place, or a
+/// branch's disk kept in memory), its device
 /// clock, what it booted from (for its snapshots) and the kernel's symbols.
 pub struct FreeStart {
     /// The machine.
     pub machine: Machine,
-    /// The image behind its disk, if it has one.
-    pub disk: Option<FileDisk>,
+    /// What backs its disk, if it has one.
+    pub disk: Option<Box<dyn DiskBackend>>,
     /// Its device clock.
     pub clock: HostClock,
     /// What it booted from; `None` for a machine resumed from an older snapshot.
@@ -153,14 +154,14 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
     let clock = HostClock::new(slowdown);
     if let (Some(pattern), Some(trace)) = (&args.record_from_output, &args.output) {
         args.free.live.refuse_with("--record-from-output")?;
-        let free = FreeStart { machine, disk, clock, origin: Some(origin), symbols, live: None };
+        let free = FreeStart { machine, disk: boxed(disk), clock, origin: Some(origin), symbols, live: None };
         return crate::commands::run_then_record::run_then_record(free, pattern, trace, &args);
     }
     if disk.is_some() {
         args.free.live.refuse_with("--disk (the image is written in place, outside the checkpoints)")?;
     }
     let live = args.free.live.start(&mut machine, &clock, Some(&origin))?;
-    let free = FreeStart { machine, disk, clock, origin: Some(origin), symbols, live };
+    let free = FreeStart { machine, disk: boxed(disk), clock, origin: Some(origin), symbols, live };
     let output = args.machine.serial.output(ConsoleOutput::Stdout)?;
     let input = args.machine.serial.input()?;
     drive(free, output, input, &args.free)
@@ -169,6 +170,10 @@ pub fn run(args: RunArgs) -> Result<i32, Exit> {
 /// `--disk FILE` for a free run: the image, read and written in place.
 fn open_disk(path: Option<&Path>) -> Result<Option<FileDisk>, Exit> {
     path.map(|p| FileDisk::open(p).map_err(|e| Exit::of("--disk", &e))).transpose()
+}
+
+fn boxed(disk: Option<FileDisk>) -> Option<Box<dyn DiskBackend>> {
+    disk.map(|d| Box::new(d) as Box<dyn DiskBackend>)
 }
 
 /// Whether the disk image given for a saved machine (`resume`, `record --from`) fits it:
@@ -232,7 +237,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
         args.free.live.refuse_with("--disk (the image is written in place, outside the checkpoints)")?;
     }
     let live = args.free.live.start(&mut machine, &clock, origin.as_ref())?;
-    drive(FreeStart { machine, disk, clock, origin, symbols, live }, output, input, &args.free)
+    drive(FreeStart { machine, disk: boxed(disk), clock, origin, symbols, live }, output, input, &args.free)
 }
 
 /// Runs `machine` with the free engine until the guest stops, the timeout expires or the
@@ -259,7 +264,7 @@ pub(crate) fn drive(
         ),
         None => None,
     };
-    let backend = disk.as_mut().map(|d| d as &mut dyn DiskBackend);
+    let backend = disk.as_mut().map(|d| d.as_mut() as &mut dyn DiskBackend);
     let end = run_free(&mut machine, backend, &mut output, &mut input, &options, profile.as_mut(), live.as_mut());
     if let Some(live) = live {
         super::live::finish(live)?;

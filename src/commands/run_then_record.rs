@@ -38,7 +38,7 @@ pub fn run_then_record(free: FreeStart, pattern: &str, trace: &Path, args: &RunA
     let FreeStart { mut machine, mut disk, clock, origin, symbols, live: _ } = free;
     let origin = origin.ok_or_else(|| Exit::new(exit_code::HOST_ERROR, "a booted machine without its origin"))?;
     let options = FreeRunOptions { timeout: args.free.timeout()?, symbols, stop: Some(stop), clock };
-    let backend = disk.as_mut().map(|d| d as &mut dyn DiskBackend);
+    let backend = disk.as_mut().map(|d| d.as_mut() as &mut dyn DiskBackend);
     let end =
         run_free(&mut machine, backend, &mut output, &mut input, &options, None, None).map_err(|e| Exit::of("", &e))?;
     // The free run wrote its disk in place; from here the recording only reads the image.

@@ -11,6 +11,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::devices::virtio_blk::DiskOpKind;
+
 /// Bytes per sector (virtio-blk always counts in 512-byte sectors).
 pub const SECTOR_SIZE: usize = 512;
 /// Bytes per disk block: the unit in which a recording stores what the guest read.
@@ -51,6 +53,25 @@ pub enum DiskError {
     NotRecorded {
         /// The sector.
         sector: u64,
+    },
+    /// A branch's guest read a sector its parent trace never read or wrote before the
+    /// branch point, and no image was given to read it from.
+    #[error(
+        "sector {sector} is not in the parent trace (its guest never read it or wrote it before the branch point): give the parent's disk image with --disk FILE"
+    )]
+    UnknownAtBranch {
+        /// The sector.
+        sector: u64,
+    },
+    /// The image given for a branch's disk is not the size of the parent's disk.
+    #[error("disk image {path} holds {image} sectors, but the disk being branched has {disk}")]
+    WrongSize {
+        /// The image.
+        path: PathBuf,
+        /// Its sectors.
+        image: u64,
+        /// The disk's.
+        disk: u64,
     },
 }
 
@@ -120,14 +141,35 @@ impl DiskBackend for FileDisk {
     }
 }
 
-/// A raw image opened read-only with the guest's writes kept in memory (`ttvm record`):
-/// the image is never modified, and [`CowDisk::base_block`] still returns what it held
-/// when the recording started.
+/// Sectors by number, each 512 bytes: the guest's writes over a [`CowDisk`]'s base, and a
+/// branch's disk as its parent trace knew it.
+pub type SectorMap = HashMap<u64, Box<[u8; SECTOR_SIZE]>>;
+
+/// Stores `data` (whole sectors; a short last one is padded with zeros) into `map` from
+/// `sector` on.
+pub fn store_sectors(map: &mut SectorMap, sector: u64, data: &[u8]) {
+    for (i, chunk) in data.chunks(SECTOR_SIZE).enumerate() {
+        let mut s = Box::new([0u8; SECTOR_SIZE]);
+        s[..chunk.len()].copy_from_slice(chunk);
+        map.insert(sector + i as u64, s);
+    }
+}
+
+/// A disk whose base is never modified, with the guest's writes kept in memory (`ttvm
+/// record`, and branches): [`CowDisk::base_block`] still returns what the base held when
+/// the recording started, so a trace can log it.
+///
+/// The base is a raw image opened read-only, or, for a branch of a trace (`ttvm branch`),
+/// the disk at the branch point as the parent trace holds it (every block it read, every
+/// write before the point) over the parent's image if the user gave it. Without the image
+/// a sector the parent never touched is unknown: reading it is an error, never zeros.
 #[derive(Debug)]
 pub struct CowDisk {
-    file: File,
+    image: Option<File>,
     capacity: u64,
-    written: HashMap<u64, Box<[u8; SECTOR_SIZE]>>,
+    /// The base where it is known without the image (a branch's starting disk).
+    known: SectorMap,
+    written: SectorMap,
 }
 
 impl CowDisk {
@@ -136,7 +178,34 @@ impl CowDisk {
         let open = |source| DiskError::Open { path: path.to_path_buf(), source };
         let file = File::open(path).map_err(open)?;
         let len = file.metadata().map_err(open)?.len();
-        Ok(Self { file, capacity: capacity_of(path, len)?, written: HashMap::new() })
+        Ok(Self {
+            image: Some(file),
+            capacity: capacity_of(path, len)?,
+            known: SectorMap::new(),
+            written: SectorMap::new(),
+        })
+    }
+
+    /// A branch's disk of `capacity` sectors: `known` (the disk at the branch point as the
+    /// parent trace holds it) over `image` (the parent's image), if given; its size must be
+    /// the disk's.
+    pub fn branched(capacity: u64, known: SectorMap, image: Option<&Path>) -> Result<Self, DiskError> {
+        let mut disk = match image {
+            Some(path) => {
+                let disk = Self::open(path)?;
+                if disk.capacity != capacity {
+                    return Err(DiskError::WrongSize {
+                        path: path.to_path_buf(),
+                        image: disk.capacity,
+                        disk: capacity,
+                    });
+                }
+                disk
+            }
+            None => Self { image: None, capacity, known: SectorMap::new(), written: SectorMap::new() },
+        };
+        disk.known = known;
+        Ok(disk)
     }
 
     /// Capacity in sectors.
@@ -144,15 +213,58 @@ impl CowDisk {
         self.capacity
     }
 
-    /// Block `block` (8 sectors) as the image holds it, whatever the guest wrote since;
-    /// past the last sector it reads as zero.
+    /// Block `block` (8 sectors) as the base holds it, whatever the guest wrote since;
+    /// past the last sector it reads as zero, and so does a sector of a branch's disk that
+    /// is unknown (the guest cannot read it: [`DiskError::UnknownAtBranch`]).
     pub fn base_block(&self, block: u64) -> Result<Vec<u8>, DiskError> {
         let mut buf = vec![0u8; BLOCK_SIZE];
-        let sector = block * SECTORS_PER_BLOCK;
-        let visible = (self.capacity.saturating_sub(sector) as usize * SECTOR_SIZE).min(BLOCK_SIZE);
-        read_padded(&self.file, sector * SECTOR_SIZE as u64, &mut buf[..visible])
-            .map_err(|source| DiskError::Io { sector, source })?;
+        let first = block * SECTORS_PER_BLOCK;
+        let visible = self.capacity.saturating_sub(first).min(SECTORS_PER_BLOCK) as usize;
+        for (i, out) in buf.chunks_mut(SECTOR_SIZE).take(visible).enumerate() {
+            self.base_sector(first + i as u64, out, false)?;
+        }
         Ok(buf)
+    }
+
+    /// The first sector that `ops` (accesses in order: kind, first sector, sectors) read
+    /// and this disk cannot give: one of a branch's disk that is neither known nor in an
+    /// image nor written before. The recorder asks before the device does them.
+    pub fn first_unreadable(&self, ops: &[(DiskOpKind, u64, u64)]) -> Option<u64> {
+        if self.image.is_some() {
+            return None;
+        }
+        let mut batch = std::collections::HashSet::new();
+        for &(kind, first, sectors) in ops {
+            for s in first..first.saturating_add(sectors) {
+                match kind {
+                    DiskOpKind::Write => {
+                        batch.insert(s);
+                    }
+                    DiskOpKind::Read => {
+                        if !batch.contains(&s) && !self.written.contains_key(&s) && !self.known.contains_key(&s) {
+                            return Some(s);
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Fills `out` with `sector` of the base. An unknown sector is an error when `strict`,
+    /// else left as it is.
+    fn base_sector(&self, sector: u64, out: &mut [u8], strict: bool) -> Result<(), DiskError> {
+        if let Some(data) = self.known.get(&sector) {
+            out.copy_from_slice(&data[..]);
+            return Ok(());
+        }
+        match &self.image {
+            Some(file) => {
+                read_padded(file, sector * SECTOR_SIZE as u64, out).map_err(|source| DiskError::Io { sector, source })
+            }
+            None if strict => Err(DiskError::UnknownAtBranch { sector }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -162,19 +274,14 @@ impl DiskBackend for CowDisk {
             let s = sector + i as u64;
             match self.written.get(&s) {
                 Some(data) => out.copy_from_slice(&data[..]),
-                None => read_padded(&self.file, s * SECTOR_SIZE as u64, out)
-                    .map_err(|source| DiskError::Io { sector: s, source })?,
+                None => self.base_sector(s, out, true)?,
             }
         }
         Ok(())
     }
 
     fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), DiskError> {
-        for (i, chunk) in data.chunks(SECTOR_SIZE).enumerate() {
-            let mut s = Box::new([0u8; SECTOR_SIZE]);
-            s[..chunk.len()].copy_from_slice(chunk);
-            self.written.insert(sector + i as u64, s);
-        }
+        store_sectors(&mut self.written, sector, data);
         Ok(())
     }
 }
@@ -182,7 +289,11 @@ impl DiskBackend for CowDisk {
 impl crate::error_kind::Classify for DiskError {
     fn kind(&self) -> crate::error_kind::ErrorKind {
         match self {
-            Self::Open { .. } | Self::TooSmall { .. } => crate::error_kind::ErrorKind::BadInput,
+            Self::Open { .. } | Self::TooSmall { .. } | Self::WrongSize { .. } => {
+                crate::error_kind::ErrorKind::BadInput
+            }
+            // The branch needs what the user did not give: the parent's image.
+            Self::UnknownAtBranch { .. } => crate::error_kind::ErrorKind::BadInput,
             Self::Io { .. } => crate::error_kind::ErrorKind::Host,
             // The replay left the recorded history.
             Self::NotRecorded { .. } => crate::error_kind::ErrorKind::Divergence,
@@ -231,6 +342,36 @@ mod tests {
         // Block 1 holds sectors 8 and 9; the rest of it is past the end and reads as zero.
         let tail = d.base_block(1).unwrap();
         assert_eq!((tail[0], tail[SECTOR_SIZE], tail[2 * SECTOR_SIZE]), (8, 9, 0));
+    }
+
+    #[test]
+    fn a_branched_disk_reads_what_its_parent_knew_and_refuses_the_rest() {
+        let known = || {
+            let mut k = SectorMap::new();
+            store_sectors(&mut k, 8, &[7u8; SECTOR_SIZE]);
+            k
+        };
+        let mut d = CowDisk::branched(16, known(), None).unwrap();
+        let mut b = [0u8; SECTOR_SIZE];
+        d.read(8, &mut b).unwrap();
+        assert_eq!(b, [7; SECTOR_SIZE]);
+        assert!(matches!(d.read(9, &mut b), Err(DiskError::UnknownAtBranch { sector: 9 })));
+        d.write(9, &[1; SECTOR_SIZE]).unwrap();
+        d.read(9, &mut b).unwrap();
+        assert_eq!(b, [1; SECTOR_SIZE], "the branch's own writes read back");
+        let base = d.base_block(1).unwrap();
+        assert_eq!((base[0], base[SECTOR_SIZE]), (7, 0), "the base is the branch point, unknown sectors zero");
+        // Over the parent's image: what the parent knew wins, the rest comes from the image.
+        let f = image(16);
+        let mut d = CowDisk::branched(16, known(), Some(f.path())).unwrap();
+        d.read(9, &mut b).unwrap();
+        assert_eq!(b, [9; SECTOR_SIZE]);
+        d.read(8, &mut b).unwrap();
+        assert_eq!(b, [7; SECTOR_SIZE]);
+        assert!(matches!(
+            CowDisk::branched(10, SectorMap::new(), Some(f.path())),
+            Err(DiskError::WrongSize { image: 16, disk: 10, .. })
+        ));
     }
 
     #[test]

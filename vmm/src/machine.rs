@@ -89,6 +89,17 @@ impl Machine {
         Ok(Self { vm, board: Board::new(config.rtc_base_unix_secs) })
     }
 
+    /// The accesses the disk's pending requests would make (see
+    /// [`crate::devices::virtio_blk::VirtioBlk::pending_ops`]); none without a disk.
+    pub fn pending_disk_ops(
+        &mut self,
+    ) -> Result<Vec<(crate::devices::virtio_blk::DiskOpKind, u64, u64)>, crate::memory::MemoryError> {
+        let Machine { vm, board } = self;
+        let Some(blk) = board.virtio_blk.as_ref() else { return Ok(Vec::new()) };
+        let view = vm.ram_mut().vm_memory()?;
+        Ok(blk.pending_ops(&view.mem))
+    }
+
     /// Completes the disk's notified requests against `backend` (the caller decides when:
     /// [`Board::disk_due`]) and notes every page the device wrote as dirty, since KVM's
     /// dirty log does not see device writes.

@@ -70,6 +70,8 @@ impl Timeline {
             stepping: stepping.clone(),
             output,
             input,
+            // gdb's branch starts from what the trace holds of the disk (no image).
+            disk_image: None,
         };
         let recording = start_branch(&mut self.session, to)?;
         let live = Timeline::live(recording, path, &stepping)?;

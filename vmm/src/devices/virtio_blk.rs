@@ -237,6 +237,26 @@ impl VirtioBlk {
         legacy_ring::queue(self.queue_pfn, QUEUE_SIZE, self.next_avail, self.next_used)
     }
 
+    /// The accesses the requests now in the available ring would make, in order, as
+    /// `(kind, first sector, sectors)`, found without doing them (nothing changes): a
+    /// recording checks with it that its disk can answer them before the device writes
+    /// guest memory, so a failure leaves the machine as the trace has it.
+    pub fn pending_ops(&self, mem: &GuestMemoryMmap) -> Vec<(DiskOpKind, u64, u64)> {
+        let mut ops = Vec::new();
+        if self.queue_pfn == 0 || self.status & 4 == 0 {
+            return ops;
+        }
+        let Some(mut queue) = self.queue() else { return ops };
+        if !queue.is_valid(mem) {
+            return ops;
+        }
+        // A copy of the queue: popping moves only its own index, never the guest's rings.
+        while let Some(chain) = queue.pop_descriptor_chain(mem) {
+            ops.extend(request::peek(chain, mem, self.capacity));
+        }
+        ops
+    }
+
     /// Completes every request in the available ring (the deadline has passed): reads and
     /// writes `backend`, fills the used ring and sets ISR bit 0. A ring the driver has not
     /// set up, or one that points outside RAM, completes nothing.

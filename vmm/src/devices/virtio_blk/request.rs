@@ -55,15 +55,9 @@ pub(super) fn process(
     // The status byte is the last writable byte; without one the request cannot be answered.
     let Some(data_room) = writer.available_bytes().checked_sub(1) else { return 0 };
     let Ok(mut status_writer) = writer.split_at(data_room) else { return 0 };
-    let mut header = [0u8; 16];
-    let status = if reader.read_exact(&mut header).is_err() {
-        VIRTIO_BLK_S_IOERR
-    } else {
-        let kind = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        let mut sector = [0u8; 8];
-        sector.copy_from_slice(&header[8..16]);
-        let sector = u64::from_le_bytes(sector);
-        match kind {
+    let status = match read_header(&mut reader) {
+        None => VIRTIO_BLK_S_IOERR,
+        Some((kind, sector)) => match kind {
             VIRTIO_BLK_T_IN => read_sectors(sector, data_room, capacity, backend, &mut writer, done),
             VIRTIO_BLK_T_OUT => write_sectors(sector, capacity, backend, &mut reader, done),
             VIRTIO_BLK_T_FLUSH => VIRTIO_BLK_S_OK,
@@ -78,10 +72,39 @@ pub(super) fn process(
                 }
             }
             _ => VIRTIO_BLK_S_UNSUPP,
-        }
+        },
     };
     let _ = status_writer.write_all(&[status as u8]);
     (writer.bytes_written() + status_writer.bytes_written()) as u32
+}
+
+/// The request's type and first sector (`struct virtio_blk_outhdr`: type, reserved, sector).
+fn read_header(reader: &mut impl Read) -> Option<(u32, u64)> {
+    let mut header = [0u8; 16];
+    reader.read_exact(&mut header).ok()?;
+    let kind = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let mut sector = [0u8; 8];
+    sector.copy_from_slice(&header[8..16]);
+    Some((kind, u64::from_le_bytes(sector)))
+}
+
+/// The access the request in `chain` would make, found without doing it or writing
+/// anything: `(kind, first sector, sectors)`, or `None` for a request that reads or writes
+/// no sector (or would fail before touching the disk).
+pub(super) fn peek(
+    chain: DescriptorChain<&GuestMemoryMmap>,
+    mem: &GuestMemoryMmap,
+    capacity: u64,
+) -> Option<(DiskOpKind, u64, u64)> {
+    let (mut reader, writer) = (chain.clone().reader(mem).ok()?, chain.writer(mem).ok()?);
+    let data_room = writer.available_bytes().checked_sub(1)?;
+    let (kind, sector) = read_header(&mut reader)?;
+    let (kind, len) = match kind {
+        VIRTIO_BLK_T_IN => (DiskOpKind::Read, data_room),
+        VIRTIO_BLK_T_OUT => (DiskOpKind::Write, reader.available_bytes()),
+        _ => return None,
+    };
+    in_bounds(sector, len, capacity).then_some((kind, sector, (len / SECTOR_SIZE) as u64))
 }
 
 /// Whether `len` bytes from `sector` are whole sectors inside the disk.
