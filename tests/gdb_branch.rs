@@ -27,6 +27,9 @@ fn a_branch_that_undoes_the_stray_write_exits_cleanly_and_checks() {
     assert_ne!(stray[1], "c0f160005afe0001", "stopped after the stray write\n{out}");
     assert!(out.contains("branch into"), "monitor branch armed\n{out}");
     assert_eq!(mark(&out, "regwrite-after-branch"), ["allowed", "same"], "{out}");
+    assert_eq!(mark(&out, "other-regs"), ["1234567890abcdef", "5000"], "{out}");
+    assert_eq!(mark(&out, "cr3-write"), ["refused", "same"], "{out}");
+    assert!(server.stderr().contains("cr3 cannot be changed in a branch"), "{}", server.stderr());
     assert_eq!(mark(&out, "undone"), ["c0f160005afe0001", "1000"], "{out}");
     let refused = mark(&out, "back-after-edit");
     assert_eq!(refused[0], refused[1], "going back from an edited machine does not move\n{out}");

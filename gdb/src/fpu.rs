@@ -75,6 +75,28 @@ pub fn apply_fxsave(core: &mut X86_64CoreRegs, region: &[u32]) -> bool {
     true
 }
 
+/// The inverse of [`apply_fxsave`]: writes the x87/SSE part of `core` into an FXSAVE
+/// `image` (gdb's full tag word becomes FXSAVE's abridged one: a register is in use unless
+/// tagged empty). Fields gdb does not show (MXCSR_MASK, the reserved bytes) stay as they are.
+pub fn store_fxsave(core: &X86_64CoreRegs, image: &mut [u8; FXSAVE_BYTES]) {
+    let f = &core.fpu;
+    image[FCW..FCW + 2].copy_from_slice(&(f.fctrl as u16).to_le_bytes());
+    image[FSW..FSW + 2].copy_from_slice(&(f.fstat as u16).to_le_bytes());
+    image[FTW] = (0..8).filter(|phys| (f.ftag >> (2 * phys)) & 3 != 3).fold(0u8, |a, phys| a | 1 << phys);
+    image[FOP..FOP + 2].copy_from_slice(&((f.fop & 0x7ff) as u16).to_le_bytes());
+    image[FIP..FIP + 4].copy_from_slice(&f.fioff.to_le_bytes());
+    image[FIP + 4..FIP + 6].copy_from_slice(&(f.fiseg as u16).to_le_bytes());
+    image[FDP..FDP + 4].copy_from_slice(&f.fooff.to_le_bytes());
+    image[FDP + 4..FDP + 6].copy_from_slice(&(f.foseg as u16).to_le_bytes());
+    image[MXCSR..MXCSR + 4].copy_from_slice(&core.mxcsr.to_le_bytes());
+    for (i, st) in core.st.iter().enumerate() {
+        image[ST + 16 * i..ST + 16 * i + 10].copy_from_slice(st);
+    }
+    for (i, x) in core.xmm.iter().enumerate() {
+        image[XMM + 16 * i..XMM + 16 * i + 16].copy_from_slice(&x.to_le_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +136,26 @@ mod tests {
         assert!(apply_fxsave(&mut core, &region));
         assert_eq!(core.fpu.ftag, 0x3fff, "physical 7 valid (00), others empty (11)");
         assert_eq!(&core.st[0][8..], &[0xff, 0x3f]);
+    }
+
+    #[test]
+    fn a_stored_image_decodes_to_the_same_registers() {
+        let mut core = X86_64CoreRegs::default();
+        core.fpu.fctrl = 0x27f;
+        core.fpu.fstat = 7 << 11;
+        core.st[0] = [0, 0, 0, 0, 0, 0, 0, 0x80, 0xff, 0x3f];
+        core.fpu.ftag = 0x3fff;
+        core.fpu.fop = 0x123;
+        core.fpu.fioff = 0xdead_beef;
+        core.fpu.fiseg = 0x10;
+        core.mxcsr = 0x1f80;
+        core.xmm[15] = 0x0123_4567_89ab_cdef_0011_2233_4455_6677;
+        let mut image = [0u8; FXSAVE_BYTES];
+        store_fxsave(&core, &mut image);
+        let region: Vec<u32> = image.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let mut back = X86_64CoreRegs::default();
+        assert!(apply_fxsave(&mut back, &region));
+        assert_eq!(back, core);
     }
 
     #[test]

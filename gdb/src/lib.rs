@@ -27,6 +27,7 @@
 //! a live timeline whose history grows works the same way.
 
 pub mod addr;
+mod branch_regs;
 pub mod breakpoints;
 pub mod conn;
 pub mod error;

@@ -101,6 +101,19 @@ impl TtvmTarget<'_> {
         Ok(())
     }
 
+    /// A change to the rest of the vCPU from gdb while a branch is armed (see
+    /// `branch_regs.rs`).
+    pub(crate) fn branch_edit_vcpu(
+        &mut self,
+        edit: impl FnOnce(&mut ttvm_vmm::vcpu::Vcpu) -> Result<(), ttvm_vmm::vcpu::VcpuError>,
+    ) -> Result<(), String> {
+        self.tl.edit_vcpu_for_branch(edit).map_err(|e| e.to_string())?;
+        if let Some(p) = &mut self.branch {
+            p.edited = true;
+        }
+        Ok(())
+    }
+
     /// A register write from gdb while a branch is armed: the general registers.
     pub(crate) fn branch_set_regs(&mut self, regs: &kvm_bindings::kvm_regs) -> Result<(), TimelineError> {
         self.tl.set_regs_for_branch(regs)?;

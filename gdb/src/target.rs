@@ -146,15 +146,7 @@ impl SingleThreadBase for TtvmTarget<'_> {
 
     fn write_registers(&mut self, regs: &KernelRegs) -> TargetResult<(), Self> {
         if self.may_edit() {
-            let mut r = self.tl.machine().vm.vcpu().regs();
-            let g = &regs.core.regs;
-            (r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.rsp) = (g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]);
-            (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15) =
-                (g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
-            r.rip = regs.core.rip;
-            // The upper half of RFLAGS is reserved (zero); gdb's eflags is its lower half.
-            r.rflags = u64::from(regs.core.eflags);
-            return self.branch_set_regs(&r).map_err(|e| {
+            return self.write_registers_for_branch(regs).map_err(|e| {
                 eprintln!("ttvm: register write refused: {e}");
                 TargetError::Errno(EROFS)
             });

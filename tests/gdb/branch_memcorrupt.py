@@ -27,6 +27,18 @@ h.run("set var memcorrupt::CONFIG.limit = 4096")
 rax = h.reg("rax")
 out, err = h.try_run("set var $rax = %d" % rax)  # a register write, allowed now
 h.mark("regwrite-after-branch", "refused" if err else "allowed", h.reg("rax") == rax and "same" or "changed")
+# The rest of the vCPU a branch may change: an SSE register and FS base (both put back,
+# so the branch goes on as before); a control register it may not, refused by name.
+xmm = int(gdb.parse_and_eval("$xmm15.v2_int64[0]"))
+fs_base = h.reg("fs_base")
+h.run("set var $xmm15.v2_int64[0] = 0x1234567890abcdef")
+h.run("set var $fs_base = 0x5000")
+h.mark("other-regs", "%x" % int(gdb.parse_and_eval("$xmm15.v2_int64[0]")), "%x" % h.reg("fs_base"))
+h.run("set var $xmm15.v2_int64[0] = %d" % xmm)
+h.run("set var $fs_base = %d" % fs_base)
+cr3 = h.reg("cr3")
+out, err = h.try_run("set var $cr3 = %d" % (cr3 + 0x1000))
+h.mark("cr3-write", "refused" if err else "allowed", "same" if h.reg("cr3") == cr3 else "changed")
 h.mark("undone", int(gdb.parse_and_eval("memcorrupt::CONFIG.magic")) & h.MASK,
        int(gdb.parse_and_eval("memcorrupt::CONFIG.limit")))
 # Going back from the edited machine would replay the edit as recorded: refused, no move.

@@ -51,6 +51,18 @@ impl Timeline {
         Ok(())
     }
 
+    /// Changes the rest of the vCPU at the current position (x87/SSE, segment bases,
+    /// MSRs), for a branch about to start: `edit` gets the vCPU.
+    pub fn edit_vcpu_for_branch(
+        &mut self,
+        edit: impl FnOnce(&mut ttvm_vmm::vcpu::Vcpu) -> Result<(), ttvm_vmm::vcpu::VcpuError>,
+    ) -> Result<(), TimelineError> {
+        self.refuse_unless_replaying("a register write")?;
+        edit(self.session.engine.machine.vm.vcpu_mut()).map_err(crate::replay::ReplayError::from)?;
+        self.drop_temps();
+        Ok(())
+    }
+
     /// Starts recording a branch of `parent` (the trace this timeline replays) from the
     /// current position into `path`; the timeline becomes a live one over the new trace, at
     /// its first step.
