@@ -8,6 +8,9 @@
 //!   mib=N      buffer size in MiB (default 16)
 //!   passes=N   number of passes (default 100)
 //!   gap=N      ticks to wait after each pass (default 100, i.e. 100 ms of device time)
+//!   check=1    before each pass, check that every page holds the previous pass's word and
+//!              not yet its own, and panic naming the page otherwise: a run resumed from a
+//!              checkpoint that caught a page before or after the moment it was taken fails
 #![no_std]
 #![no_main]
 
@@ -28,12 +31,32 @@ fn ticks() -> u64 {
     unsafe { addr_of!(TICKS).read_volatile() }
 }
 
+/// The word pass `pass` writes into `page` (0 before any pass wrote it there).
+fn word_of(buf: *mut u8, page: usize, pass: u64) -> u64 {
+    unsafe { (buf.add(page * PAGE + (pass as usize % 512) * 8) as *const u64).read_volatile() }
+}
+
+/// Before pass `pass`: each page holds the previous pass's word and not yet this one's.
+fn check_pages(buf: *mut u8, pages: usize, pass: u64) {
+    for page in 0..pages {
+        let previous = pass - 1;
+        if previous > 0 && word_of(buf, page, previous) != previous << 32 | page as u64 {
+            panic!("dirty: page {} lost the word of pass {}", page, previous);
+        }
+        // Offsets repeat every 512 passes: an older pass may have left this one's slot.
+        if word_of(buf, page, pass) == pass << 32 | page as u64 {
+            panic!("dirty: page {} already holds the word of pass {}", page, pass);
+        }
+    }
+}
+
 #[no_mangle]
 extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     let cmdline = k::init(info, "dirty");
     let mib = cmdline.u64("mib", 16).max(1) as usize;
     let passes = cmdline.u64("passes", 100);
     let gap = cmdline.u64("gap", 100);
+    let check = cmdline.u64("check", 0) == 1;
     let pages = mib * 1024 * 1024 / PAGE;
     let buf = mem::alloc(pages * PAGE, PAGE);
 
@@ -42,6 +65,9 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     pic::unmask(pit::IRQ);
     println!("dirty: {} MiB ({} pages) per pass, {} passes, {} ticks apart", mib, pages, passes, gap);
     for pass in 1..=passes {
+        if check {
+            check_pages(buf, pages, pass);
+        }
         for page in 0..pages {
             // One volatile store per page: enough for KVM to log the page dirty.
             let word = unsafe { buf.add(page * PAGE + (pass as usize % 512) * 8) as *mut u64 };

@@ -1,8 +1,10 @@
 //! The vCPU thread's side of live checkpoints: when one is due the free engine calls
 //! [`LiveCheckpointer::checkpoint`] between two KVM_RUNs, which reads and resets KVM's dirty
-//! log, copies the dirty pages into a buffer the writer gave back (already faulted in, so
-//! the copy is a plain memcpy), captures the machine state and hands both to the writer.
-//! That is the whole guest pause; it is measured here.
+//! log, write-protects the dirty pages for the copier thread to copy after the guest
+//! resumes (`cow.rs`), captures the machine state and hands both on. That is the whole
+//! guest pause; it is measured here. Where userfaultfd cannot write-protect guest RAM (or
+//! `TTVM_LIVE_COPY_IN_PAUSE=1`), the pause copies the dirty pages itself into a buffer the
+//! writer gave back (already faulted in, so the copy is a plain memcpy).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -12,6 +14,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::cow::{CowCopier, WriteProtect};
 use super::format::LiveSettings;
 use super::stats::LiveSummary;
 use super::writer::{self, Job, WriterState, Written};
@@ -69,6 +72,8 @@ pub struct LiveCheckpointer {
     serial_len: u64,
     serial_error: Option<std::io::Error>,
     summary: LiveSummary,
+    /// The copier, when dirty pages are copied on write after the pause.
+    cow: Option<CowCopier>,
 }
 
 impl LiveCheckpointer {
@@ -94,8 +99,7 @@ impl LiveCheckpointer {
         let log = dir.join(SERIAL_LOG);
         let serial = File::create(&log).map_err(|source| LiveError::Io { path: log, source })?;
         writer::write_origin(dir, origin)?;
-        let mem_size = machine.vm.ram().size();
-        let mut me = Self::spawn(WriterState::new(dir, settings), 0, serial, 0, mem_size)?;
+        let mut me = Self::spawn(WriterState::new(dir, settings), 0, serial, 0, machine)?;
         // Everything the dirty log has not seen (the loaded kernel, a restored snapshot) goes
         // into the base: all non-zero pages. The guest has not run, so this is no pause.
         machine.vm.take_dirty_pages()?;
@@ -126,7 +130,7 @@ impl LiveCheckpointer {
             .map_err(|source| LiveError::Io { path: log, source })?;
         // Restoring wrote RAM from the host side, which KVM did not log; start clean.
         machine.vm.take_dirty_pages()?;
-        Self::spawn(state, next_seq, serial, serial_len, machine.vm.ram().size())
+        Self::spawn(state, next_seq, serial, serial_len, machine)
     }
 
     fn spawn(
@@ -134,8 +138,9 @@ impl LiveCheckpointer {
         next_seq: u64,
         serial: File,
         serial_len: u64,
-        mem_size: u64,
+        machine: &Machine,
     ) -> Result<Self, LiveError> {
+        let mem_size = machine.vm.ram().size();
         let (jobs, job_rx) = mpsc::channel::<Job>();
         let (buffer_tx, buffers) = mpsc::channel();
         let (report_tx, reports) = mpsc::channel();
@@ -164,6 +169,8 @@ impl LiveCheckpointer {
                 Ok(())
             })
             .map_err(|source| LiveError::Io { path: dir.clone(), source })?;
+        let (cow, copy_mode) = Self::copier(machine, &jobs);
+        let summary = LiveSummary { copy_mode, ..Default::default() };
         Ok(Self {
             dir,
             interval,
@@ -177,8 +184,24 @@ impl LiveCheckpointer {
             serial,
             serial_len,
             serial_error: None,
-            summary: LiveSummary::default(),
+            summary,
+            cow,
         })
+    }
+
+    /// The copy-on-write copier for `machine`'s RAM, passing checkpoints on to `writer`, and
+    /// how pages are copied (for the summary).
+    fn copier(machine: &Machine, writer: &mpsc::Sender<Job>) -> (Option<CowCopier>, String) {
+        if std::env::var_os("TTVM_LIVE_COPY_IN_PAUSE").is_some_and(|v| v == "1") {
+            return (None, "copied in the pause (TTVM_LIVE_COPY_IN_PAUSE=1)".into());
+        }
+        let ram = machine.vm.ram();
+        let started =
+            WriteProtect::register(ram.host_addr(), ram.size()).and_then(|wp| CowCopier::start(wp, writer.clone()));
+        match started {
+            Ok(c) => (Some(c), "copied on write".into()),
+            Err(e) => (None, format!("copied in the pause (no userfaultfd write protection: {e})")),
+        }
     }
 
     /// The directory.
@@ -213,13 +236,18 @@ impl LiveCheckpointer {
     pub fn checkpoint(&mut self, machine: &mut Machine, clock: &HostClock) -> Result<(), LiveError> {
         let paused = Instant::now();
         self.next_due = paused + self.interval;
-        if self.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
+        let copying = self.cow.as_ref().is_some_and(CowCopier::busy);
+        if copying || self.in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
             self.summary.postponed += 1;
             return Ok(());
         }
         let pfns = machine.vm.take_dirty_pages()?;
         let dirtied = pfns.len() as u64;
-        self.send(machine, clock, pfns)?;
+        if self.cow.is_some() {
+            self.send_protected(machine, clock, pfns)?;
+        } else {
+            self.send(machine, clock, pfns)?;
+        }
         self.summary.downtimes.push(paused.elapsed());
         self.summary.dirtied.push(dirtied);
         Ok(())
@@ -246,19 +274,50 @@ impl LiveCheckpointer {
             let at = pfn as usize * PAGE_SIZE;
             data.extend_from_slice(&ram[at..at + PAGE_SIZE]);
         }
-        let state = crate::snapshot::machine_state(machine, clock)?;
-        let job = Job { seq: self.next_seq, machine: state, serial_len: self.serial_len, pfns, data };
-        self.next_seq += 1;
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let sent = self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok());
+        let job = self.job(machine, clock, pfns, data)?;
+        let sent = match &mut self.cow {
+            Some(cow) => cow.send_copied(job),
+            None => self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok()),
+        };
         if !sent {
             return Err(self.writer_error());
         }
         Ok(())
     }
 
-    /// The writer's own error once it has stopped.
+    /// Write-protects `pfns` and queues them with the machine state for the copier, which
+    /// copies them after the guest resumes.
+    fn send_protected(&mut self, machine: &mut Machine, clock: &HostClock, pfns: Vec<u32>) -> Result<(), LiveError> {
+        let data = self.buffers.try_recv().unwrap_or_default();
+        let job = self.job(machine, clock, pfns, data)?;
+        let Some(cow) = self.cow.as_mut() else { return Err(LiveError::WriterGone) };
+        match cow.send_protected(job) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.writer_error()),
+            Err(source) => Err(LiveError::Io { path: self.dir.clone(), source }),
+        }
+    }
+
+    /// The next checkpoint's job: the machine state now, with `pfns` and their `data`.
+    fn job(
+        &mut self,
+        machine: &mut Machine,
+        clock: &HostClock,
+        pfns: Vec<u32>,
+        data: Vec<u8>,
+    ) -> Result<Job, LiveError> {
+        let state = crate::snapshot::machine_state(machine, clock)?;
+        let job = Job { seq: self.next_seq, machine: state, serial_len: self.serial_len, pfns, data };
+        self.next_seq += 1;
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Ok(job)
+    }
+
+    /// The copier's or the writer's own error once it has stopped.
     fn writer_error(&mut self) -> LiveError {
+        if let Some(Err(source)) = self.cow.take().map(|mut c| c.finish()) {
+            return LiveError::Io { path: self.dir.clone(), source };
+        }
         self.jobs = None;
         match self.writer.take().map(|w| w.join()) {
             Some(Ok(Err(e))) => e,
@@ -268,6 +327,10 @@ impl LiveCheckpointer {
 
     /// Waits for the writer to finish what it was given and returns what the run measured.
     pub fn finish(mut self) -> Result<LiveSummary, LiveError> {
+        // The copier passes everything it holds on to the writer before it ends.
+        if let Some(Err(source)) = self.cow.take().map(|mut c| c.finish()) {
+            return Err(LiveError::Io { path: self.dir.clone(), source });
+        }
         self.jobs = None;
         if let Some(w) = self.writer.take() {
             match w.join() {

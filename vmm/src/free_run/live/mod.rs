@@ -2,13 +2,15 @@
 //! restart from them (`ttvm resume DIR`).
 //!
 //! The vCPU thread ([`capture::LiveCheckpointer`]) pauses the guest only to read KVM's dirty
-//! log, copy the dirty pages into a recycled buffer and capture the vCPU, TSC, devices and
-//! device clock; a writer thread ([`writer`]) hashes, deduplicates by content, compresses
+//! log, write-protect the dirty pages (a copier thread, [`cow`], copies them after the guest
+//! resumes, each before the guest can write it again) and capture the vCPU, TSC, devices
+//! and device clock; a writer thread ([`writer`]) hashes, deduplicates by content, compresses
 //! and writes them in an order that survives SIGKILL and power loss. [`restore`] picks the
 //! newest checkpoint that checks out completely, reporting and skipping damaged ones.
 //! The on-disk format is in [`format`].
 
 pub(crate) mod capture;
+pub(crate) mod cow;
 pub(crate) mod format;
 pub mod restore;
 pub(crate) mod stats;

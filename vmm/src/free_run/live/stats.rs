@@ -20,6 +20,8 @@ pub struct LiveSummary {
     pub deduplicated: u64,
     /// Whether a last checkpoint was taken where the run was stopped (Ctrl-C, timeout).
     pub final_taken: bool,
+    /// How dirty pages were copied: "copied on write", or in the pause and why.
+    pub copy_mode: String,
 }
 
 /// The `p`-th percentile (nearest rank) of `sorted`.
@@ -53,8 +55,11 @@ impl std::fmt::Display for LiveSummary {
             self.stored,
             self.deduplicated,
         )?;
+        if !self.copy_mode.is_empty() {
+            write!(f, "; pages {}", self.copy_mode)?;
+        }
         if self.postponed > 0 {
-            write!(f, "; {} postponed while the writer caught up", self.postponed)?;
+            write!(f, "; {} postponed while the copier or the writer caught up", self.postponed)?;
         }
         if self.final_taken {
             write!(f, "; a final checkpoint where the run was stopped")?;
@@ -86,6 +91,7 @@ mod tests {
             deduplicated: 66,
             postponed: 0,
             final_taken: false,
+            copy_mode: String::new(),
         };
         let text = s.to_string();
         assert!(!text.contains("final"), "{text}");
