@@ -344,7 +344,12 @@ fn checkpoints_copied_on_write_hold_each_page_as_it_was_at_the_pause() {
         "1",
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("pages copied on write"), "this host write-protects guest RAM: {err}");
+    // A host without userfaultfd write protection copies in the pause, and says so: the
+    // resumes below then check that path instead.
+    if !err.contains("pages copied on write") {
+        assert!(err.contains("pages copied in the pause (no userfaultfd write protection"), "{err}");
+        eprintln!("NOTE: this host cannot write-protect guest RAM; checking checkpoints copied in the pause");
+    }
     let kept = checkpoint_files(&live);
     assert!(kept.len() >= 3, "{err}");
     // Every kept checkpoint but the final one was taken with the guest running on at once.
