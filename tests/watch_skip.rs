@@ -5,6 +5,8 @@
 //! guest-physical word the trace shows written is watched at the same virtual address.
 
 mod common;
+#[path = "watch/words.rs"]
+mod words;
 
 use std::collections::HashSet;
 use std::rc::Rc;
@@ -59,11 +61,6 @@ fn step_starts(rec: &Rc<Recording>) -> HashSet<u64> {
     starts
 }
 
-/// The 8-byte-aligned offset of a word that differs between two versions of a page.
-fn changed_word(a: &[u8], b: &[u8]) -> Option<u64> {
-    (0..a.len() / 8).find(|&i| a[i * 8..i * 8 + 8] != b[i * 8..i * 8 + 8]).map(|i| i as u64 * 8)
-}
-
 #[test]
 fn write_watchpoints_pass_over_unwritten_intervals_and_stop_where_stepping_does() {
     if !require_kvm("write_watchpoints_pass_over_unwritten_intervals_and_stop_where_stepping_does") {
@@ -73,37 +70,8 @@ fn write_watchpoints_pass_over_unwritten_intervals_and_stop_where_stepping_does(
     let trace = record_bench_free_intervals(dir.path());
     let rec = Rc::new(Recording::open(&trace).unwrap());
     let (length, n) = (rec.length(), rec.checkpoints.len());
-    let written = |f: u32| -> Vec<usize> {
-        (1..n).filter(|&k| rec.pages.written_before(k as u32).is_some_and(|w| w.contains(f))).collect()
-    };
-    let page_at = |f: u32, k: usize| match rec.pages.version_at(f, k as u32) {
-        Some(blob) => rec.page(blob).unwrap().to_vec(),
-        None => vec![0u8; 4096],
-    };
-    // Far back: a word of a page last written in the first half of the history whose value
-    // that last writing interval changed (found from the recorded page versions).
-    let far = (0..rec.pages.frames() as u32)
-        .filter_map(|f| {
-            let last = *written(f).last()?;
-            (rec.checkpoints[last].engine.icount < length / 2)
-                .then(|| {
-                    changed_word(&page_at(f, last - 1), &page_at(f, last)).map(|o| (last, u64::from(f) * 4096 + o))
-                })
-                .flatten()
-        })
-        .max()
-        .expect("a page last changed in the first half");
-    // Never: 16 bytes across two stored pages that no interval after boot writes (the
-    // kernel's code), so the watchpoint never fires.
-    let never = (0..rec.pages.frames() as u32 - 1)
-        .find(|&f| {
-            rec.pages.version_at(f, 0).is_some()
-                && rec.pages.version_at(f + 1, 0).is_some()
-                && written(f).is_empty()
-                && written(f + 1).is_empty()
-        })
-        .map(|f| u64::from(f + 1) * 4096 - 8)
-        .expect("two adjacent pages never written after boot");
+    let far = words::changed_far_back(&rec);
+    let never = words::never_written(&rec);
     let far_watch = Watchpoint::new(far.1, 8, WatchKind::Write).unwrap();
     let never_watch = Watchpoint::new(never, 16, WatchKind::Write).unwrap();
     let (lo, hi) = (rec.checkpoints[far.0 - 1].engine.icount, rec.checkpoints[far.0].engine.icount);
@@ -152,4 +120,51 @@ fn write_watchpoints_pass_over_unwritten_intervals_and_stop_where_stepping_does(
     assert_eq!(got, want, "breakpoint and watchpoint together");
     assert_eq!(want, (0, Stop::HistoryStart));
     assert!(counted > 0, "free runs counted no interval with the watchpoint set");
+}
+
+/// The measurement behind docs/PERFORMANCE.md's watchpoint rows (`TTVM_LONG_TESTS=1`):
+/// `bench size=64 rounds=4` (about 1.1 M steps, a checkpoint every 25 000), write
+/// watchpoints that fire far back and never, each run on a fresh `Timeline` stepped and
+/// with the skip; the stops must agree.
+#[test]
+fn write_watchpoint_runs_on_a_million_steps_stepped_and_skipping() {
+    if std::env::var("TTVM_LONG_TESTS").as_deref() != Ok("1") {
+        eprintln!("write_watchpoint_runs_on_a_million_steps_stepped_and_skipping: runs only with TTVM_LONG_TESTS=1");
+        return;
+    }
+    if !require_kvm("write_watchpoint_runs_on_a_million_steps_stepped_and_skipping") {
+        return;
+    }
+    let dir = common::tempdir();
+    let trace = dir.path().join("bench-l.ttvm");
+    let o = common::run(&["record", "bench", "--cmdline", "size=64 rounds=4", "-q", "-o", trace.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", common::text(&o));
+    let rec = Rc::new(Recording::open(&trace).unwrap());
+    let length = rec.length();
+    let far = words::changed_far_back(&rec);
+    let watches = [
+        ("fires far back", Watchpoint::new(far.1, 8, WatchKind::Write).unwrap()),
+        ("never fires", Watchpoint::new(words::never_written(&rec), 16, WatchKind::Write).unwrap()),
+    ];
+    eprintln!("{length} steps, {} checkpoints", rec.checkpoints.len());
+    for (what, watch) in watches {
+        for (from, backward) in [(length, true), (rec.checkpoints[1].engine.icount, false)] {
+            let mut answers = Vec::new();
+            for skipping in [false, true] {
+                let mut tl = Timeline::new(rec.clone(), &host_signature()).unwrap();
+                tl.set_free_runs(skipping);
+                let t = std::time::Instant::now();
+                let ((at, stop), passed, _) = self::stop(&mut tl, from, watch, None, backward);
+                let took = t.elapsed();
+                eprintln!(
+                    "MEASURE {what} {}: {} from {from}: {stop:?} at {at}, {took:.2?}, {passed} intervals passed over, {} steps replayed",
+                    if skipping { "skip" } else { "stepped" },
+                    if backward { "reverse-continue" } else { "continue" },
+                    tl.stats().replayed_steps
+                );
+                answers.push((at, stop));
+            }
+            assert_eq!(answers[0], answers[1], "{watch} from {from}: the skip stops where stepping does");
+        }
+    }
 }
