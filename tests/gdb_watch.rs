@@ -5,8 +5,15 @@
 mod common;
 #[path = "gdb/harness.rs"]
 mod harness;
+#[path = "watch/words.rs"]
+mod words;
+
+use std::rc::Rc;
 
 use harness::{gdb, hex, mark, serve};
+use ttvm_replay::recording::Recording;
+use ttvm_replay::stepping::host_signature;
+use ttvm_replay::timeline::{Stop, Timeline, WatchKind, Watchpoint};
 
 /// Fails deterministically in icount mode within ~40 000 steps: with a tick every 5000
 /// steps and a long read-to-write window, a preemption soon lands inside the window.
@@ -52,4 +59,38 @@ fn watch_and_reverse_continue_find_the_lost_update() {
     assert_eq!(hex(&after[0]), hex(&w[0]) + 1, "{out}");
     assert_eq!(hex(&after[1]), final_counter, "{out}");
     assert!(before > final_counter, "the write did not lose updates ({before} -> {final_counter})\n{out}");
+}
+
+/// `watch` + `reverse-continue` / `continue` through gdb on a trace with many checkpoint
+/// intervals: the stops are where single-stepping every interval (the Timeline with skips
+/// off, in this process) puts them, and the server passed intervals over unreplayed.
+#[test]
+fn watchpoints_pass_over_unwritten_intervals_through_gdb() {
+    if !common::require_kvm("watchpoints_pass_over_unwritten_intervals_through_gdb") {
+        return;
+    }
+    let dir = common::tempdir();
+    let trace = common::record_bench_free_intervals(dir.path());
+    let rec = Rc::new(Recording::open(&trace).unwrap());
+    let (far, never) = (words::changed_far_back(&rec).1, words::never_written(&rec));
+    let mut stepped = Timeline::new(rec.clone(), &host_signature()).unwrap();
+    stepped.set_free_runs(false);
+    stepped.seek(rec.length()).unwrap();
+    let watch = Watchpoint::new(far, 8, WatchKind::Write).unwrap();
+    stepped.add_watchpoint(watch);
+    assert_eq!(stepped.run_backward().unwrap(), Stop::Watchpoint { watch });
+
+    let server = serve(&trace, &[]);
+    let pre = [format!("python FAR = {far:#x}"), format!("python NEVER = {never:#x}")];
+    let out = gdb(&server, &[&pre[0], &pre[1]], "watch_skip.py");
+    let end = mark(&out, "end");
+    assert_eq!(end[0], end[1], "continue did not reach the end of history\n{out}");
+    let f = mark(&out, "far");
+    assert_eq!(hex(&f[0]), stepped.icount(), "reverse-continue to {far:#x}\n{out}");
+    assert_eq!(f[1], "breakpoint", "reverse-continue did not stop on the watchpoint\n{out}");
+    assert_eq!(hex(&mark(&out, "never_back")[0]), 0, "a watchpoint that never fires: back to the start\n{out}");
+    let fwd = mark(&out, "never_forward");
+    assert_eq!(fwd[0], fwd[1], "a watchpoint that never fires: on to the end\n{out}");
+    let skips: u64 = mark(&out, "skips")[0].parse().unwrap();
+    assert!(skips > 0, "no interval was passed over\n{out}");
 }

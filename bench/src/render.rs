@@ -235,6 +235,38 @@ fn rc_table(r: &BenchReport) -> Option<Table> {
     Some(t)
 }
 
+fn watch_rc_table(r: &BenchReport) -> Option<Table> {
+    let tl = &r.reverse.as_ref()?.timeline;
+    if tl.watch_reverse_continue.is_empty() {
+        return None;
+    }
+    let mut t = Table::new(&[
+        "from icount",
+        "steps back",
+        "intervals passed over",
+        "backward s",
+        "forward replay s",
+        "backward/forward",
+        "stop",
+    ]);
+    for c in &tl.watch_reverse_continue {
+        t.row(vec![
+            c.from.to_string(),
+            c.span.to_string(),
+            c.intervals_passed_over.to_string(),
+            f(c.backward_secs, 2),
+            f(c.forward_secs, 2),
+            format!("{:.2}×", c.ratio),
+            if c.correct {
+                "watchpoint, in the expected interval".into()
+            } else {
+                format!("WRONG: at {}", c.stopped_at)
+            },
+        ]);
+    }
+    Some(t)
+}
+
 fn gdb_table(r: &BenchReport) -> Option<Table> {
     let rev = r.reverse.as_ref()?;
     let mut t = Table::new(&[
@@ -366,6 +398,10 @@ pub fn text(r: &BenchReport) -> String {
         let _ = writeln!(s, "\nreverse-continue through the Timeline API:");
         s.push_str(&t.text());
     }
+    if let Some(t) = watch_rc_table(r) {
+        let _ = writeln!(s, "\nreverse-continue with a write watchpoint (8 bytes) through the Timeline API:");
+        s.push_str(&t.text());
+    }
     if let Some(t) = gdb_table(r) {
         let _ = writeln!(s, "\nreverse-stepi through gdb:");
         s.push_str(&t.text());
@@ -433,6 +469,10 @@ pub fn markdown(r: &BenchReport) -> String {
     }
     if let Some(t) = rc_table(r) {
         let _ = writeln!(s, "\nreverse-continue through the Timeline API:\n");
+        s.push_str(&t.markdown());
+    }
+    if let Some(t) = watch_rc_table(r) {
+        let _ = writeln!(s, "\nreverse-continue with a write watchpoint (8 bytes) through the Timeline API:\n");
         s.push_str(&t.markdown());
     }
     if let Some(t) = gdb_table(r) {

@@ -2,7 +2,8 @@
 //! inside ttvm, without gdb and the protocol): reverse-stepi at several positions, warm
 //! (arrived by a seek, which leaves in-memory checkpoints near its target) and cold (those
 //! dropped, as after a `continue`); reverse-continue over long spans against the forward
-//! replay time of the same span; seeks to random icounts.
+//! replay time of the same span, with a breakpoint and with a write watchpoint; seeks to
+//! random icounts.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,7 +13,9 @@ use std::time::Instant;
 use serde::Serialize;
 use ttvm_replay::recording::Recording;
 use ttvm_replay::replay::{ReplaySession, ReplayStep};
-use ttvm_replay::timeline::{Stop, Timeline, TimelineError, DEFAULT_TEMP_BUDGET, DEFAULT_TEMP_SPACING};
+use ttvm_replay::timeline::{
+    Stop, Timeline, TimelineError, WatchKind, Watchpoint, DEFAULT_TEMP_BUDGET, DEFAULT_TEMP_SPACING,
+};
 
 use crate::stats::{Latency, Rng};
 use ttvm::exit_code::Exit;
@@ -70,6 +73,38 @@ pub struct ReverseContinue {
     pub ratio: f64,
 }
 
+/// reverse-continue with a write watchpoint over a span, against forward replay of it.
+#[derive(Clone, Debug, Serialize)]
+pub struct WatchReverseContinue {
+    /// Start position.
+    pub from: u64,
+    /// Span asked for.
+    pub requested_span: u64,
+    /// The watched word (8 bytes; the sample kernels identity-map memory): one that the
+    /// checkpoint interval `[interval_start, interval_end)` changed and no later interval
+    /// before `from` wrote, by the trace's recorded pages.
+    pub addr: u64,
+    /// Start of the interval of its last change.
+    pub interval_start: u64,
+    /// End of that interval.
+    pub interval_end: u64,
+    /// Where reverse-continue stopped.
+    pub stopped_at: u64,
+    /// Whether it stopped on the watchpoint inside that interval.
+    pub correct: bool,
+    /// Steps between the stop and the start.
+    pub span: u64,
+    /// Checkpoint intervals the run passed over unreplayed.
+    pub intervals_passed_over: u64,
+    /// Seconds of reverse-continue.
+    pub backward_secs: f64,
+    /// Seconds of forward replay of the same span (single-stepping, as a run without the
+    /// skip would), where the forward pass covers it.
+    pub forward_secs: f64,
+    /// backward / forward.
+    pub ratio: f64,
+}
+
 /// Everything measured through the Timeline.
 #[derive(Clone, Debug, Serialize)]
 pub struct TimelineLatency {
@@ -85,6 +120,8 @@ pub struct TimelineLatency {
     pub positions: Vec<PositionLatency>,
     /// reverse-continue cases.
     pub reverse_continue: Vec<ReverseContinue>,
+    /// The same spans with a write watchpoint instead of a breakpoint.
+    pub watch_reverse_continue: Vec<WatchReverseContinue>,
     /// Seeks to random icounts.
     pub goto: Latency,
     /// Steps replayed per random seek, on average.
@@ -181,16 +218,88 @@ impl ForwardPass {
     }
 }
 
+/// A word to watch whose last change before `from` is nearest `target`, from the trace's
+/// recorded pages: (address, start and end of the interval of that change).
+fn word_changed_near(rec: &Recording, from: u64, target: u64) -> Option<(u64, u64, u64)> {
+    // Each frame's last writing interval before `from`, newest first.
+    let mut seen = std::collections::HashSet::new();
+    let mut last: Vec<(usize, u32)> = Vec::new();
+    for k in (1..=rec.checkpoint_before(from)).rev() {
+        for f in rec.pages.written_before(k as u32)?.iter() {
+            if seen.insert(f) {
+                last.push((k, f));
+            }
+        }
+    }
+    last.sort_by_key(|&(k, f)| (rec.checkpoints[k].engine.icount.abs_diff(target), f));
+    let page = |f: u32, k: usize| -> Option<Vec<u8>> {
+        match rec.pages.version_at(f, k as u32) {
+            Some(blob) => rec.page(blob).ok().map(|p| p.to_vec()),
+            None => Some(vec![0u8; 4096]),
+        }
+    };
+    last.into_iter().take(256).find_map(|(k, f)| {
+        let (a, b) = (page(f, k - 1)?, page(f, k)?);
+        let word = (0..512).find(|&i| a[i * 8..i * 8 + 8] != b[i * 8..i * 8 + 8])?;
+        let (lo, hi) = (rec.checkpoints[k - 1].engine.icount, rec.checkpoints[k].engine.icount);
+        Some((u64::from(f) * 4096 + word as u64 * 8, lo, hi))
+    })
+}
+
+/// reverse-continue from `from` with a write watchpoint on a word last changed about
+/// `requested_span` back, timed against the forward pass (which covers the span it asked
+/// for).
+fn watch_reverse_continue(
+    path: &Path,
+    rec: &Rc<Recording>,
+    tl: &mut Timeline,
+    pass: &ForwardPass,
+    from: u64,
+    requested_span: u64,
+) -> Result<Option<WatchReverseContinue>, Exit> {
+    let Some((addr, lo, hi)) = word_changed_near(rec, from, from.saturating_sub(requested_span)) else {
+        return Ok(None);
+    };
+    let Ok(watch) = Watchpoint::new(addr, 8, WatchKind::Write) else { return Ok(None) };
+    tl.seek(from).map_err(|e| Exit::of(path.display(), &e))?;
+    drop_temps(tl);
+    tl.add_watchpoint(watch);
+    let before = tl.stats().skipped_intervals;
+    let t = Instant::now();
+    let stop = tl.run_backward();
+    let backward_secs = t.elapsed().as_secs_f64();
+    tl.remove_watchpoint(watch);
+    let stop = stop.map_err(|e| Exit::of(path.display(), &e))?;
+    let stopped_at = tl.icount();
+    let covered = pass.times.first().is_some_and(|&(start, _)| start <= stopped_at);
+    let forward_secs = if covered { pass.secs_at(from) - pass.secs_at(stopped_at) } else { f64::NAN };
+    Ok(Some(WatchReverseContinue {
+        from,
+        requested_span,
+        addr,
+        interval_start: lo,
+        interval_end: hi,
+        stopped_at,
+        correct: matches!(stop, Stop::Watchpoint { .. }) && (lo..hi).contains(&stopped_at),
+        span: from.saturating_sub(stopped_at),
+        intervals_passed_over: tl.stats().skipped_intervals - before,
+        backward_secs,
+        forward_secs,
+        ratio: if forward_secs > 0.0 { backward_secs / forward_secs } else { f64::NAN },
+    }))
+}
+
 fn reverse_continue(
     path: &Path,
     rec: &Rc<Recording>,
     tl: &mut Timeline,
     from: u64,
     requested_span: u64,
-) -> Result<Option<ReverseContinue>, Exit> {
+) -> Result<(Option<ReverseContinue>, Option<WatchReverseContinue>), Exit> {
     let pass = forward_pass(rec, from, requested_span).map_err(|e| Exit::of(path.display(), &e))?;
+    let watched = watch_reverse_continue(path, rec, tl, &pass, from, requested_span)?;
     let Some((addr, expected_at)) = pass.address_near(from.saturating_sub(requested_span)) else {
-        return Ok(None);
+        return Ok((None, watched));
     };
     let forward_secs = pass.secs_at(from) - pass.secs_at(expected_at);
     drop(pass);
@@ -203,7 +312,7 @@ fn reverse_continue(
     tl.remove_breakpoint(addr);
     let stop = stop.map_err(|e| Exit::of(path.display(), &e))?;
     let stopped_at = tl.icount();
-    Ok(Some(ReverseContinue {
+    let found = ReverseContinue {
         from,
         requested_span,
         addr,
@@ -214,7 +323,8 @@ fn reverse_continue(
         backward_secs,
         forward_secs,
         ratio: if forward_secs > 0.0 { backward_secs / forward_secs } else { f64::NAN },
-    }))
+    };
+    Ok((Some(found), watched))
 }
 
 /// Runs the plan on the trace at `path`.
@@ -235,13 +345,13 @@ pub fn measure(path: &Path, plan: &Plan, mut progress: impl FnMut(&str)) -> Resu
         let cold = reverse_stepis(&mut tl, plan.rsi_count).map_err(|e| Exit::of(path.display(), &e))?;
         positions.push(PositionLatency { icount: p, seek_ms, warm, cold });
     }
-    let mut rcs = Vec::new();
+    let (mut rcs, mut watches) = (Vec::new(), Vec::new());
     for &(from, span) in &plan.rc {
         let from = from.min(rec.length());
         progress(&format!("reverse-continue over ~{span} steps from icount {from}"));
-        if let Some(r) = reverse_continue(path, &rec, &mut tl, from, span)? {
-            rcs.push(r);
-        }
+        let (r, w) = reverse_continue(path, &rec, &mut tl, from, span)?;
+        rcs.extend(r);
+        watches.extend(w);
     }
     progress("monitor goto to random icounts");
     let mut rng = Rng::new(0x7743_6f74_6f21);
@@ -261,6 +371,7 @@ pub fn measure(path: &Path, plan: &Plan, mut progress: impl FnMut(&str)) -> Resu
         kmain_icount: kmain,
         positions,
         reverse_continue: rcs,
+        watch_reverse_continue: watches,
         goto_mean_replayed_steps: if plan.gotos > 0 { replayed as f64 / plan.gotos as f64 } else { 0.0 },
         goto: Latency::from_ms(samples),
     })

@@ -190,6 +190,11 @@ impl TtvmTarget<'_> {
             "statistics:  {} steps replayed, {} restores, {} in-memory checkpoints made",
             stats.replayed_steps, stats.restores, stats.temp_checkpoints_made
         );
+        let _ = writeln!(
+            s,
+            "skips:       {} checkpoint intervals passed over by runs ({} after a free run)",
+            stats.skipped_intervals, stats.free_counted_intervals
+        );
         if let Some(e) = &self.last_error {
             let _ = writeln!(s, "last error:  {e}");
         }

@@ -335,6 +335,18 @@ impl PageIndex {
         }
     }
 
+    /// Frames written in the interval that ends at checkpoint `k` (`k` >= 1): every page
+    /// KVM's dirty log reported, and every page ttvm or a device wrote, since checkpoint
+    /// `k - 1`, whether or not its content ended up different. `None` past the last.
+    pub fn written_before(&self, k: u32) -> Option<&RoaringBitmap> {
+        self.dirty.get(k as usize).filter(|_| k > 0)
+    }
+
+    /// Number of frames the index covers.
+    pub fn frames(&self) -> usize {
+        self.versions.len()
+    }
+
     /// Frames whose content may differ between checkpoints `a` and `b`.
     pub fn changed_between(&self, a: u32, b: u32) -> RoaringBitmap {
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };

@@ -28,3 +28,4 @@ pub mod replay;
 pub mod stepping;
 pub mod timeline;
 pub mod trace;
+pub mod watch_quiet;

@@ -158,8 +158,9 @@ pub struct Timeline {
     stops: StopPoints,
     interrupt: Arc<AtomicBool>,
     stats: TimelineStats,
-    /// Whether runs may count breakpoint hits with free runs (off: every interval that may
-    /// stop a run is single-stepped, as before; for comparing the two).
+    /// Whether runs may count breakpoint hits with free runs and pass over intervals that
+    /// leave write watchpoints unchanged (off: every interval that may stop a run is
+    /// single-stepped, as before; for comparing the two).
     free_runs: bool,
 }
 
@@ -244,8 +245,10 @@ impl Timeline {
         Ok(())
     }
 
-    /// Whether runs to breakpoints may count hits in intervals by free runs (default on).
-    /// Off, they single-step every interval that may stop them: the same stops, slower.
+    /// Whether runs may count breakpoint hits in intervals by free runs and pass over
+    /// intervals that provably leave write watchpoints unchanged (default on). Off, they
+    /// single-step every interval that may stop them (with a watchpoint set, every
+    /// interval): the same stops, slower.
     pub fn set_free_runs(&mut self, on: bool) {
         self.free_runs = on;
     }

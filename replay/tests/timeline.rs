@@ -520,9 +520,11 @@ fn stack_write_after(rec: &Rc<Recording>, from: u64) -> (u64, u64) {
 }
 
 /// A write watchpoint on the kernel's first code bytes, which nothing writes: it never
-/// stops a run, but keeps runs from skipping intervals, so they scan every step (what the
-/// pause tests need to have something to pause).
+/// stops a run, and with skips off (the trace would show those pages unwritten) it keeps
+/// runs from passing intervals over, so they scan every step (what the pause tests need
+/// to have something to pause).
 fn scan_everything(t: &mut Timeline) {
+    t.set_free_runs(false);
     t.add_watchpoint(Watchpoint::new(0x10_0000, 8, WatchKind::Write).unwrap());
 }
 

@@ -1,19 +1,38 @@
 //! Which checkpoint intervals a run can pass over without replaying them.
 //!
 //! Format-3 traces list the code each interval between two persistent checkpoints executed
-//! (`Recording::interval_may_reach`). With only breakpoints set, an interval in which none
-//! of their code ran cannot stop a run, so a backward run moves below it and a forward run
-//! restores the first checkpoint from which it can stop again. A watchpoint disables this:
-//! which pages an interval writes is known, but not whether a write lands in the range
-//! before the run gets there.
+//! (`Recording::interval_may_reach`): an interval in which no breakpoint's code ran cannot
+//! stop a run at a breakpoint. A write watchpoint cannot stop it in an interval that wrote
+//! none of the watched range's pages while its translation provably stayed the same
+//! (`watch_quiet.rs`). An interval that neither can stop is passed over: a backward run
+//! moves below it, a forward run restores the first checkpoint from which it can stop
+//! again. Read and access watchpoints make every interval one that may stop (a read leaves
+//! no trace in the dirty log).
 
-use super::{Timeline, TimelineError};
+use super::{Timeline, TimelineError, WatchKind};
 
 impl Timeline {
     /// Whether a run could stop anywhere in persistent-checkpoint interval `k`.
     pub(super) fn interval_may_stop(&self, k: usize) -> bool {
-        !self.stops.watchpoints.is_empty()
-            || self.session.rec.interval_may_reach(k, self.stops.breakpoints.iter().copied())
+        let rec = &self.session.rec;
+        let at_breakpoint =
+            !self.stops.breakpoints.is_empty() && rec.interval_may_reach(k, self.stops.breakpoints.iter().copied());
+        at_breakpoint || self.watchpoint_may_fire(k)
+    }
+
+    /// Whether a watchpoint could fire in persistent-checkpoint interval `k`: false only
+    /// with no watchpoint, or only write watchpoints whose bytes the interval provably
+    /// leaves unchanged (never when [`Timeline::set_free_runs`] turned skips off for them).
+    pub(super) fn watchpoint_may_fire(&self, k: usize) -> bool {
+        let watches = &self.stops.watchpoints;
+        if watches.is_empty() {
+            return false;
+        }
+        if !self.free_runs || watches.iter().any(|w| w.kind != WatchKind::Write) {
+            return true;
+        }
+        let ranges: Vec<(u64, u64)> = watches.iter().map(|w| (w.addr, w.len)).collect();
+        !self.session.rec.interval_keeps_unchanged(k, &ranges)
     }
 
     /// If interval `k` cannot stop a run, the first persistent checkpoint after it from
@@ -42,10 +61,10 @@ impl Timeline {
 
     /// Whether a free run shows that no breakpoint stops a run anywhere in persistent-
     /// checkpoint interval `k` (`free_hits.rs`); false when it cannot tell, or when a
-    /// watchpoint is set (writes are not counted). Moves the replay to checkpoint `k+1`
-    /// (when true) or `k`.
+    /// watchpoint may fire in it (writes are not counted). Moves the replay to checkpoint
+    /// `k+1` (when true) or `k`.
     pub(super) fn free_run_finds_no_stop(&mut self, k: usize) -> Result<bool, TimelineError> {
-        if !self.free_runs || !self.stops.watchpoints.is_empty() || self.stops.breakpoints.is_empty() {
+        if !self.free_runs || self.stops.breakpoints.is_empty() || self.watchpoint_may_fire(k) {
             return Ok(false);
         }
         let addrs: Vec<u64> = self.stops.breakpoints.iter().copied().collect();
