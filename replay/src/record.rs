@@ -659,6 +659,7 @@ impl RecordSession {
             dirty: dirty_bytes,
             blobs,
             disk: self.engine.machine.board.disk_state(),
+            net: self.engine.machine.board.net_state(),
         };
         let raw = bincode::serialize(&record).map_err(std::io::Error::other)?;
         self.writer.write_chunk(ChunkKind::Checkpoint, &raw, true)?;
