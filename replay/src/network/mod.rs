@@ -7,3 +7,4 @@
 
 pub mod cut;
 pub mod manifest;
+pub mod record;
