@@ -4,6 +4,7 @@
 //! `--vm` starts one VM's group, parsed on its own.
 
 pub mod args;
+pub mod dir;
 pub mod port;
 pub mod record;
 pub mod run;
