@@ -169,3 +169,36 @@ fn a_timeout_leaves_complete_replayable_traces_and_a_manifest() {
     let o = run(&["replay", d, "--verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+#[path = "gdb/harness.rs"]
+mod harness;
+
+#[test]
+fn gdb_steps_back_and_forth_across_a_delivered_frame_in_one_vms_trace() {
+    if !require_kvm("gdb_steps_back_and_forth_across_a_delivered_frame_in_one_vms_trace") {
+        return;
+    }
+    let tmp = tempdir();
+    let dir = tmp.path().join("net");
+    let o = record(&dir, 2);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let m = manifest(&dir);
+    // Frame 2 (ping's second request) delivered into pong.
+    let at = m.frames[2].to[0].at.expect("delivered");
+    let server = harness::serve(&dir.join(&m.vms[1].trace), &[]);
+    let out = harness::gdb(&server, &[&format!("python NET_AT = {at}")], "net_reverse.py");
+    assert_eq!(harness::hex(&harness::mark(&out, "start")[0]), at + 8, "{out}");
+    let rev = harness::marks(&out, "rev");
+    let fwd = harness::marks(&out, "fwd");
+    assert_eq!(rev.len(), 8, "{out}");
+    assert_eq!(fwd.len(), 8, "{out}");
+    // rev holds icounts at+7 … at, fwd at+1 … at+8 (hex): the shared positions agree.
+    for r in &rev {
+        if let Some(f) = fwd.iter().find(|f| f[0] == r[0]) {
+            assert_eq!(f, r, "the same state at icount {} both ways: {out}", r[0]);
+        }
+    }
+    assert_eq!(harness::hex(&rev.last().unwrap()[0]), at, "back to the delivery boundary: {out}");
+    let shared = rev.iter().filter(|r| fwd.iter().any(|f| f[0] == r[0])).count();
+    assert_eq!(shared, 7, "positions at+1 … at+7 seen both ways: {out}");
+}

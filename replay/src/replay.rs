@@ -489,6 +489,8 @@ pub struct MemoryCheckpoint {
     pub board: BoardState,
     /// The disk device, if any.
     pub disk: Option<VirtioBlkState>,
+    /// The network card, if any.
+    pub net: Option<ttvm_vmm::devices::virtio_net::VirtioNetState>,
     /// Pages differing from `base`.
     pub pages: PageOverlay,
     /// HLT time skipped so far (for the replay board's clock).
@@ -623,6 +625,7 @@ impl ReplaySession {
             vcpu: self.engine.machine.vm.vcpu_mut().save_state()?,
             board: self.engine.machine.board.state(),
             disk: self.engine.machine.board.disk_state(),
+            net: self.engine.machine.board.net_state(),
             pages,
             idle_ns: self.env.idle_ns,
         })
@@ -632,6 +635,7 @@ impl ReplaySession {
     pub fn restore_memory(&mut self, m: &MemoryCheckpoint) -> Result<(), ReplayError> {
         let mut board = Board::from_state(&m.board).map_err(StateError::from)?;
         board.restore_disk(m.disk.as_ref()).map_err(StateError::from)?;
+        board.restore_net(m.net.as_ref()).map_err(StateError::from)?;
         self.last_restore_pages = self.ram.restore(&mut self.engine.machine.vm, &self.rec, m.base, Some(&m.pages))?;
         self.engine.machine.vm.vcpu_mut().restore_state(&m.vcpu)?;
         self.engine.machine.board = board;
