@@ -124,6 +124,20 @@ mod tests {
     }
 
     #[test]
+    fn the_output_dir_may_follow_any_vm_group() {
+        let n = parse(&words("--vm ping --cmdline rounds=3 --vm pong -o out")).unwrap();
+        assert_eq!(n.options.output.as_deref(), Some(std::path::Path::new("out")));
+        assert_eq!(n.vms[1].machine.kernel.as_deref(), Some("pong"));
+        let n = parse(&words("-o a --vm ping")).unwrap();
+        assert_eq!(n.options.output.as_deref(), Some(std::path::Path::new("a")));
+        let n = parse(&words("--vm ping --output=b --mem 64M")).unwrap();
+        assert_eq!(n.options.output.as_deref(), Some(std::path::Path::new("b")));
+        assert_eq!(n.vms[0].machine.mem, "64M");
+        assert!(parse(&words("-o a --vm ping -o b")).unwrap_err().message.contains("-o given twice"));
+        assert!(parse(&words("--vm ping -o")).unwrap_err().message.contains("-o needs a DIR"));
+    }
+
+    #[test]
     fn bad_groups_are_refused_with_the_reason() {
         let e = parse(&words("--vm --cmdline x")).unwrap_err();
         assert!(e.message.contains("KERNEL right after --vm"), "{}", e.message);
