@@ -69,13 +69,6 @@ fn frames_reach_the_vm_whose_position_is_in_the_mac() {
 }
 
 #[test]
-fn recording_a_network_says_it_is_not_there_yet() {
-    let o = run(&["record", "--vm", "ping", "--vm", "pong", "-o", "/nonexistent"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("recording a network is not implemented yet"));
-}
-
-#[test]
 fn the_first_failing_vm_sets_the_status_and_stops_the_others() {
     if !require_kvm("the_first_failing_vm_sets_the_status_and_stops_the_others") {
         return;

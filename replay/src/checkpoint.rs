@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 use ttvm_vmm::devices::virtio_blk::VirtioBlkState;
+use ttvm_vmm::devices::virtio_net::VirtioNetState;
 use ttvm_vmm::devices::{Board, BoardState};
 use ttvm_vmm::memory::{GuestRam, PAGE_SIZE};
 use ttvm_vmm::vcpu::VcpuState;
@@ -42,6 +43,56 @@ pub struct CheckpointRecord {
     pub register_digest: u64,
     /// The virtio-blk device, if the machine has a disk (format 4 on).
     pub disk: Option<VirtioBlkState>,
+    /// The virtio-net card, if the machine is on a network (format 6 on).
+    pub net: Option<VirtioNetState>,
+}
+
+/// A checkpoint of formats 4 and 5 (a disk, no network card); frozen, never edited.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointRecordV5 {
+    index: u32,
+    engine: SavedEngineState,
+    clock: EngineClockState,
+    vcpu: VcpuState,
+    board: BoardState,
+    dirty: Vec<u8>,
+    blobs: Vec<u32>,
+    register_digest: u64,
+    disk: Option<VirtioBlkState>,
+}
+
+impl From<CheckpointRecordV5> for CheckpointRecord {
+    fn from(c: CheckpointRecordV5) -> Self {
+        Self {
+            index: c.index,
+            engine: c.engine,
+            clock: c.clock,
+            vcpu: c.vcpu,
+            board: c.board,
+            dirty: c.dirty,
+            blobs: c.blobs,
+            register_digest: c.register_digest,
+            disk: c.disk,
+            net: None,
+        }
+    }
+}
+
+impl From<CheckpointRecord> for CheckpointRecordV5 {
+    /// The format-4/5 encoding of a checkpoint without a network card (tests pin it).
+    fn from(c: CheckpointRecord) -> Self {
+        Self {
+            index: c.index,
+            engine: c.engine,
+            clock: c.clock,
+            vcpu: c.vcpu,
+            board: c.board,
+            dirty: c.dirty,
+            blobs: c.blobs,
+            register_digest: c.register_digest,
+            disk: c.disk,
+        }
+    }
 }
 
 /// A checkpoint of formats 1–3 (no disk); frozen, never edited.
@@ -69,6 +120,7 @@ impl From<CheckpointRecordV3> for CheckpointRecord {
             blobs: c.blobs,
             register_digest: c.register_digest,
             disk: None,
+            net: None,
         }
     }
 }
@@ -93,16 +145,19 @@ impl From<CheckpointRecord> for CheckpointRecordV3 {
 pub fn decode_checkpoint(version: u32, raw: &[u8]) -> Result<CheckpointRecord, bincode::Error> {
     if version < crate::trace::format::DISK_SINCE {
         bincode::deserialize::<CheckpointRecordV3>(raw).map(CheckpointRecord::from)
+    } else if version < crate::trace::format::NET_SINCE {
+        bincode::deserialize::<CheckpointRecordV5>(raw).map(CheckpointRecord::from)
     } else {
         bincode::deserialize::<CheckpointRecord>(raw)
     }
 }
 
 impl CheckpointRecord {
-    /// The board with its disk, as this checkpoint holds them.
+    /// The board with its disk and network card, as this checkpoint holds them.
     pub fn restore_board(&self) -> Result<Board, StateError> {
         let mut board = Board::from_state(&self.board)?;
         board.restore_disk(self.disk.as_ref())?;
+        board.restore_net(self.net.as_ref())?;
         Ok(board)
     }
 

@@ -113,6 +113,13 @@ pub enum EventKind {
     /// The disk finished `requests` requests at this step boundary and raised its
     /// interrupt; the `DiskRead`/`DiskWrite` events before it are what they did.
     DiskDone { requests: u32 },
+    /// A frame the switch delivered into the VM's virtio-net card at this step boundary
+    /// (format 6 on): `frame` is its id in the network's manifest, `data` the Ethernet
+    /// frame without the virtio header. Replay delivers it from here.
+    NetRx { frame: u64, data: Vec<u8> },
+    /// A frame the VM's card transmitted at this step boundary (format 6 on); replay checks
+    /// the guest sends the same bytes, as it does serial output.
+    NetTx { data: Vec<u8> },
 }
 
 /// An event and the step it belongs to.
@@ -145,11 +152,13 @@ pub enum EventClass {
     Stop,
     /// Disk requests and the disk blocks the trace holds.
     Disk,
+    /// Network frames received and sent.
+    Net,
 }
 
 impl EventClass {
     /// All classes, in display order.
-    pub const ALL: [EventClass; 9] = [
+    pub const ALL: [EventClass; 10] = [
         EventClass::Interrupt,
         EventClass::Io,
         EventClass::Time,
@@ -159,6 +168,7 @@ impl EventClass {
         EventClass::Unmodelled,
         EventClass::Stop,
         EventClass::Disk,
+        EventClass::Net,
     ];
 
     /// Short name.
@@ -173,6 +183,7 @@ impl EventClass {
             EventClass::Unmodelled => "unmodelled",
             EventClass::Stop => "stop",
             EventClass::Disk => "disk",
+            EventClass::Net => "net",
         }
     }
 }
@@ -196,6 +207,7 @@ impl EventKind {
             | EventKind::DiskRead { .. }
             | EventKind::DiskWrite { .. }
             | EventKind::DiskDone { .. } => EventClass::Disk,
+            EventKind::NetRx { .. } | EventKind::NetTx { .. } => EventClass::Net,
         }
     }
 
@@ -241,6 +253,8 @@ impl EventKind {
             EventKind::DiskRead { sector, sectors } => format!("disk read  sector {sector} +{sectors}"),
             EventKind::DiskWrite { sector, data } => format!("disk write sector {sector} +{}", data.len() / 512),
             EventKind::DiskDone { requests } => format!("disk completed {requests} request(s)"),
+            EventKind::NetRx { frame, data } => format!("net rx frame {frame} ({} bytes)", data.len()),
+            EventKind::NetTx { data } => format!("net tx {} bytes", data.len()),
         }
     }
 }
@@ -298,6 +312,10 @@ mod tag {
     pub const DISK_BLOCK_PAGE: u8 = 19;
     /// Format 5: a `DiskWrite` whose whole aligned 4 KiB blocks are pages of the store.
     pub const DISK_WRITE_PAGES: u8 = 20;
+    /// Format 6: a frame delivered into the network card.
+    pub const NET_RX: u8 = 21;
+    /// Format 6: a frame the network card sent.
+    pub const NET_TX: u8 = 22;
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -449,6 +467,17 @@ pub fn encode_with_pages(out: &mut Vec<u8>, e: &Event, prev_icount: u64, pages: 
             out.push(tag::DISK_DONE);
             put_varint(out, u64::from(*requests));
         }
+        EventKind::NetRx { frame, data } => {
+            out.push(tag::NET_RX);
+            put_varint(out, *frame);
+            put_varint(out, data.len() as u64);
+            out.extend_from_slice(data);
+        }
+        EventKind::NetTx { data } => {
+            out.push(tag::NET_TX);
+            put_varint(out, data.len() as u64);
+            out.extend_from_slice(data);
+        }
     }
 }
 
@@ -561,6 +590,16 @@ impl<'a> Decoder<'a> {
         Ok(self.bytes(n as usize)?.to_vec())
     }
 
+    /// A network frame: at most the card's largest frame.
+    fn frame(&mut self) -> Result<Vec<u8>, DecodeError> {
+        let at = self.pos;
+        let n = self.varint()?;
+        if n > ttvm_vmm::devices::virtio_net::MAX_FRAME as u64 {
+            return Err(DecodeError::Invalid(at));
+        }
+        Ok(self.bytes(n as usize)?.to_vec())
+    }
+
     /// Whether the whole buffer has been decoded.
     pub fn at_end(&self) -> bool {
         self.pos >= self.buf.len()
@@ -639,6 +678,8 @@ impl<'a> Decoder<'a> {
             tag::DISK_DONE => EventKind::DiskDone {
                 requests: u32::try_from(self.varint()?).map_err(|_| DecodeError::Invalid(tag_at))?,
             },
+            tag::NET_RX => EventKind::NetRx { frame: self.varint()?, data: self.frame()? },
+            tag::NET_TX => EventKind::NetTx { data: self.frame()? },
             t => return Err(DecodeError::UnknownTag { tag: t, offset: tag_at }),
         };
         self.prev_icount = icount;
@@ -671,6 +712,8 @@ mod tests {
             e(18, EventKind::DiskRead { sector: 24, sectors: 2 }),
             e(18, EventKind::DiskWrite { sector: 1 << 33, data: vec![9; 1024] }),
             e(18, EventKind::DiskDone { requests: 2 }),
+            e(19, EventKind::NetRx { frame: 7, data: vec![0x52; 60] }),
+            e(19, EventKind::NetTx { data: vec![0xff; 14] }),
             e(1 << 40, EventKind::Stop(StopKind::InternalError("oops".into()))),
         ]
     }

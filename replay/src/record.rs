@@ -87,6 +87,8 @@ pub struct Recorder {
     /// The trace's content-addressed page store: checkpoint pages and (format 5) the disk
     /// blocks the guest read or wrote, so each content is stored once whichever came first.
     pages: PageStoreWriter,
+    /// The VM's port on a network, if it is in one.
+    net: Option<crate::network::record::NetRecorder>,
     /// Whether disk data goes to the page store (format 5's encoding; on unless
     /// `TTVM_DISK_INLINE=1` asks for format 4's inline data, to measure what sharing saves).
     disk_pages: bool,
@@ -166,8 +168,9 @@ impl Recorder {
     }
 }
 
-impl StepEnv for Recorder {
-    fn devices_at_boundary(&mut self, machine: &mut Machine, icount: u64) -> Result<(), EngineError> {
+impl Recorder {
+    /// Completes the disk's due requests and logs what they did.
+    fn disk_at_boundary(&mut self, machine: &mut Machine, icount: u64) -> Result<(), EngineError> {
         let Some(disk) = self.disk.as_mut() else { return Ok(()) };
         if !machine.board.disk_due(self.clock.now_ns(icount)) {
             return Ok(());
@@ -187,6 +190,19 @@ impl StepEnv for Recorder {
         let events = disk.events_for(&done).map_err(|source| EngineError::Disk { icount, source })?;
         for kind in events {
             self.log(icount, kind);
+        }
+        Ok(())
+    }
+}
+
+impl StepEnv for Recorder {
+    fn devices_at_boundary(&mut self, machine: &mut Machine, icount: u64) -> Result<(), EngineError> {
+        self.disk_at_boundary(machine, icount)?;
+        if let Some(mut net) = self.net.take() {
+            let now = self.clock.now_ns(icount);
+            let done = net.exchange(machine, icount, now, &mut |kind| self.log(icount, kind));
+            self.net = Some(net);
+            done?;
         }
         Ok(())
     }
@@ -298,8 +314,24 @@ impl StepEnv for Recorder {
             let now = self.clock.now_ns(icount);
             board.advance(now);
             self.feed_input(board, icount);
-            if board.interrupt_pending() || board.disk_due(now) {
+            if board.interrupt_pending() || board.disk_due(now) || board.net_tx_due(now) {
                 return Ok(HaltOutcome::Continue);
+            }
+            if let Some(net) = &self.net {
+                // A frame for the card: it enters at the next boundary (before any timer
+                // deadline, which in icount mode would otherwise be jumped to at once).
+                if net.wakes() {
+                    return Ok(HaltOutcome::Continue);
+                }
+                if self.interrupted() {
+                    return Ok(HaltOutcome::Continue); // as below
+                }
+                // Another VM may still send: wait for its frame rather than stop or skip
+                // ahead; icount-mode deadlines are taken only if nothing arrives meanwhile.
+                net.wait(Duration::from_millis(2));
+                if net.wakes() {
+                    return Ok(HaltOutcome::Continue);
+                }
             }
             match board.next_deadline() {
                 Some(deadline) => match self.clock.mode {
@@ -330,6 +362,8 @@ impl StepEnv for Recorder {
                     }
                 }
                 None if !self.input.pending().is_empty() => return Ok(HaltOutcome::Continue),
+                // On a network another VM may still send (the wait is above).
+                None if self.net.is_some() => {}
                 None => return stop(self),
             }
         }
@@ -570,6 +604,7 @@ impl RecordSession {
                 serial: Vec::new(),
                 interrupt: None,
                 disk: cow.map(DiskRecorder::new),
+                net: None,
                 pages: PageStoreWriter::default(),
                 disk_pages: std::env::var_os("TTVM_DISK_INLINE").is_none_or(|v| v != "1"),
             },
@@ -667,6 +702,7 @@ impl RecordSession {
             dirty: dirty_bytes,
             blobs,
             disk: self.engine.machine.board.disk_state(),
+            net: self.engine.machine.board.net_state(),
         };
         let raw = bincode::serialize(&record).map_err(std::io::Error::other)?;
         self.writer.write_chunk(ChunkKind::Checkpoint, &raw, true)?;
@@ -688,6 +724,18 @@ impl RecordSession {
     /// interrupted before the next step.
     pub fn set_interrupt(&mut self, flag: &'static AtomicBool) {
         self.env.interrupt = Some(flag);
+    }
+
+    /// Plugs the machine's network card (attached before the session started, so the boot
+    /// checkpoint holds it) into `link`: from now on frames move at step boundaries and are
+    /// logged (see [`crate::network::record`]).
+    pub fn set_network(&mut self, link: Box<dyn ttvm_vmm::devices::virtio_net::link::NetLink + Send>) {
+        self.env.net = Some(crate::network::record::NetRecorder::new(link));
+    }
+
+    /// What was logged about the network so far (`None`: not on one).
+    pub fn network_log(&self) -> Option<&crate::network::record::NetLog> {
+        self.env.net.as_ref().map(|n| &n.log)
     }
 
     /// Cost of every checkpoint taken so far (for benchmarks).

@@ -217,19 +217,10 @@ impl Replayer {
     }
 }
 
-impl StepEnv for Replayer {
+impl Replayer {
     /// Completes disk requests where the recording did (its `DiskDone`), reading the trace's
     /// disk, and checks each access against the log.
-    fn devices_at_boundary(&mut self, machine: &mut Machine, icount: u64) -> Result<(), EngineError> {
-        self.skip_info();
-        let disk_here = matches!(
-            self.rec.events.get(self.cursor),
-            Some(Event { icount: i, kind: EventKind::DiskRead { .. } | EventKind::DiskWrite { .. } | EventKind::DiskDone { .. } })
-                if *i == icount
-        );
-        if !disk_here {
-            return Ok(());
-        }
+    fn complete_disk(&mut self, machine: &mut Machine, icount: u64) -> Result<(), EngineError> {
         let Some(disk) = self.disk.as_mut() else {
             return Err(self.divergence(icount, 0, "a disk completion, but the trace's machine has no disk".into()));
         };
@@ -263,9 +254,67 @@ impl StepEnv for Replayer {
             0,
             || EventKind::DiskDone { requests }.describe(),
             |k| matches!(k, EventKind::DiskDone { requests: r } if *r == requests).then_some(()),
-        )
+        )?;
+        Ok(())
     }
 
+    /// The network card at a boundary, as the recording did: its due transmissions leave
+    /// (each checked against the log's `NetTx`, like serial output), then the log's `NetRx`
+    /// frames of this boundary enter. No switch and no host clock: the log is the network.
+    fn net_at_boundary(&mut self, machine: &mut Machine, icount: u64) -> Result<(), EngineError> {
+        if machine.board.virtio_net.is_none() {
+            return Ok(());
+        }
+        let mem_err = |e: ttvm_vmm::memory::MemoryError| EngineError::Io(std::io::Error::other(e.to_string()));
+        if machine.board.net_tx_due(self.now_ns(icount)) {
+            let out = machine.transmit_net().map_err(mem_err)?;
+            for (n, data) in out.frames.iter().enumerate() {
+                let what = || {
+                    format!(
+                        "network frame {} of this boundary sent: {} bytes (digest {:#018x})",
+                        n + 1,
+                        data.len(),
+                        xxhash_rust::xxh3::xxh3_64(data)
+                    )
+                };
+                self.take(icount, 0, what, |k| matches!(k, EventKind::NetTx { data: d } if d == data).then_some(()))?;
+            }
+        }
+        self.skip_info();
+        while let Some(Event { icount: i, kind: EventKind::NetRx { frame, data } }) = self.rec.events.get(self.cursor) {
+            if *i != icount {
+                break;
+            }
+            let (frame, data) = (*frame, data.clone());
+            if !machine.receive_net(&data).map_err(mem_err)? {
+                return Err(self.divergence(
+                    icount,
+                    0,
+                    format!("network frame {frame} cannot be delivered: the card has no receive buffer here"),
+                ));
+            }
+            self.cursor += 1;
+            self.skip_info();
+        }
+        Ok(())
+    }
+}
+
+impl StepEnv for Replayer {
+    /// Completes disk requests where the recording did (its `DiskDone`), reading the trace's
+    /// disk, and checks each access against the log.
+    fn devices_at_boundary(&mut self, machine: &mut Machine, icount: u64) -> Result<(), EngineError> {
+        self.skip_info();
+        let disk_here = matches!(
+            self.rec.events.get(self.cursor),
+            Some(Event { icount: i, kind: EventKind::DiskRead { .. } | EventKind::DiskWrite { .. } | EventKind::DiskDone { .. } })
+                if *i == icount
+        );
+        if disk_here {
+            self.complete_disk(machine, icount)?;
+        }
+        self.net_at_boundary(machine, icount)
+    }
     fn at_boundary(&mut self, _board: &mut Board, icount: u64, window_open: bool) -> Result<Option<u8>, EngineError> {
         self.skip_info();
         match self.rec.events.get(self.cursor) {
@@ -440,6 +489,8 @@ pub struct MemoryCheckpoint {
     pub board: BoardState,
     /// The disk device, if any.
     pub disk: Option<VirtioBlkState>,
+    /// The network card, if any.
+    pub net: Option<ttvm_vmm::devices::virtio_net::VirtioNetState>,
     /// Pages differing from `base`.
     pub pages: PageOverlay,
     /// HLT time skipped so far (for the replay board's clock).
@@ -574,6 +625,7 @@ impl ReplaySession {
             vcpu: self.engine.machine.vm.vcpu_mut().save_state()?,
             board: self.engine.machine.board.state(),
             disk: self.engine.machine.board.disk_state(),
+            net: self.engine.machine.board.net_state(),
             pages,
             idle_ns: self.env.idle_ns,
         })
@@ -583,6 +635,7 @@ impl ReplaySession {
     pub fn restore_memory(&mut self, m: &MemoryCheckpoint) -> Result<(), ReplayError> {
         let mut board = Board::from_state(&m.board).map_err(StateError::from)?;
         board.restore_disk(m.disk.as_ref()).map_err(StateError::from)?;
+        board.restore_net(m.net.as_ref()).map_err(StateError::from)?;
         self.last_restore_pages = self.ram.restore(&mut self.engine.machine.vm, &self.rec, m.base, Some(&m.pages))?;
         self.engine.machine.vm.vcpu_mut().restore_state(&m.vcpu)?;
         self.engine.machine.board = board;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use ttvm_replay::checkpoint::{decode_checkpoint, CheckpointRecord, CheckpointRecordV3};
+use ttvm_replay::checkpoint::{decode_checkpoint, CheckpointRecord, CheckpointRecordV3, CheckpointRecordV5};
 use ttvm_replay::clock::{ClockMode, EngineClock};
 use ttvm_replay::engine::EngineState;
 use ttvm_replay::persist::{EngineClockState, SavedEngineState};
@@ -68,6 +68,7 @@ fn checkpoint_record() -> CheckpointRecord {
         blobs: vec![10, 11, 12, 40],
         register_digest: 0x0123_4567_89ab_cdef,
         disk: None,
+        net: None,
     }
 }
 
@@ -102,11 +103,16 @@ fn checkpoint_record_encodes_as_before() {
     // The fixture is a checkpoint of formats 1-3, which format 4 reads as one without a disk.
     let decoded = assert_golden(&CheckpointRecordV3::from(checkpoint_record()), "checkpoint_record.hex");
     CheckpointRecord::from(decoded).validate().unwrap();
-    let v4 = bincode::serialize(&checkpoint_record()).unwrap();
     let v3 = fixture("checkpoint_record.hex");
+    let v4 = bincode::serialize(&CheckpointRecordV5::from(checkpoint_record())).unwrap();
     assert_eq!(&v4[..v3.len()], &v3[..], "format 4 appends the disk to format 3's checkpoint");
     assert_eq!(&v4[v3.len()..], &[0], "no disk");
     assert_eq!(decode_checkpoint(4, &v4).unwrap(), checkpoint_record());
+    assert_eq!(decode_checkpoint(5, &v4).unwrap(), checkpoint_record());
+    let v6 = bincode::serialize(&checkpoint_record()).unwrap();
+    assert_eq!(&v6[..v4.len()], &v4[..], "format 6 appends the network card to format 5's checkpoint");
+    assert_eq!(&v6[v4.len()..], &[0], "no network card");
+    assert_eq!(decode_checkpoint(6, &v6).unwrap(), checkpoint_record());
 }
 
 /// Every committed trace (the bug traces and the frozen per-format fixtures), with its
@@ -146,6 +152,8 @@ fn committed_traces_checkpoints_encode_again_to_the_same_bytes() {
             cp.validate().unwrap_or_else(|e| panic!("{} checkpoint {}: {e}", path.display(), cp.index));
             let again = if *version < 4 {
                 bincode::serialize(&CheckpointRecordV3::from(cp.clone())).unwrap()
+            } else if *version < 6 {
+                bincode::serialize(&CheckpointRecordV5::from(cp.clone())).unwrap()
             } else {
                 bincode::serialize(&cp).unwrap()
             };

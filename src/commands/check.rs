@@ -10,7 +10,7 @@ use crate::commands::replay::{open_recording, verify_whole};
 use crate::exit_code::{self, Exit};
 
 /// Arguments of `ttvm check`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct CheckArgs {
     /// The trace file.
     pub trace: PathBuf,
@@ -37,6 +37,10 @@ pub fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
 
 /// `ttvm check`: the exit status.
 pub fn run(args: CheckArgs) -> Result<i32, Exit> {
+    if args.trace.is_dir() {
+        // A network recording: each VM's trace as here, then the frames across them.
+        return crate::commands::network::dir::check(&args);
+    }
     let fail = |code: i32, reason: String| Exit::new(code, format!("check FAILED: {}: {reason}", args.trace.display()));
     let pattern = match &args.expect_output {
         Some(p) => Some(regex::Regex::new(p).map_err(|e| {

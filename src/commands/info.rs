@@ -32,6 +32,9 @@ macro_rules! out {
 
 /// `ttvm info`: the exit status.
 pub fn run(args: InfoArgs) -> Result<i32, Exit> {
+    if crate::commands::network::dir::is_network_dir(&args.trace) {
+        return crate::commands::network::dir::info(&args.trace, args.json);
+    }
     if args.trace.is_dir() {
         return crate::commands::live::info(&args.trace);
     }

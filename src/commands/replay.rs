@@ -163,6 +163,10 @@ pub fn verify_whole(path: &std::path::Path, rec: Rc<Recording>, echo: bool) -> R
 
 /// `ttvm replay`: the exit status.
 pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
+    if args.trace.is_dir() {
+        // A network recording (`ttvm record --vm … -o DIR`): every VM and every frame.
+        return crate::commands::network::dir::replay_verify(&args.trace, args.verify && args.gdb.is_none());
+    }
     if let Some(addr) = &args.gdb {
         let symbols = args.symbols.load_for_trace(&args.trace)?;
         return crate::commands::gdb_server::serve_replay(&args.trace, addr, args.write_kernel.as_deref(), symbols);

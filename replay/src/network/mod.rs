@@ -6,4 +6,6 @@
 //! event logged at icount e is part of its history at p when e < p.
 
 pub mod cut;
+pub mod frames;
 pub mod manifest;
+pub mod record;

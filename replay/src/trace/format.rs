@@ -43,9 +43,13 @@ pub const MAGIC: [u8; 8] = *b"\x89TTVM\r\n\x1a";
 /// the branch point ([`Lineage`]); disk blocks the guest read and the whole aligned blocks
 /// it wrote are pages of the content-addressed page store (`DiskBlock`/`DiskWrite` events
 /// refer to them by id, partial blocks stay inline), so a checkpoint page equal to a disk
-/// block is stored once (VEE'11); format 4's inline disk events remain valid. Older traces
-/// replay with their own rules.
-pub const FORMAT_VERSION: u32 = 5;
+/// block is stored once (VEE'11); format 4's inline disk events remain valid. 6: networks:
+/// checkpoints hold the virtio-net card's state, and the event stream the frames the VM
+/// received (`NetRx`, delivered at a step boundary) and sent (`NetTx`, checked in replay).
+/// Older traces replay with their own rules.
+pub const FORMAT_VERSION: u32 = 6;
+/// The first format whose checkpoints and events may hold a network card and its frames.
+pub const NET_SINCE: u32 = 6;
 /// The first format whose header may name a parent trace.
 pub const LINEAGE_SINCE: u32 = 5;
 /// The first format whose disk events may refer to the page store.

@@ -18,6 +18,9 @@ pub struct NetworkArgs {
     /// then "timeout", status 73).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    /// `record`: the directory for the traces (one per VM) and the manifest.
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 /// One VM's group: `--vm KERNEL` and the options up to the next `--vm`.
@@ -44,11 +47,44 @@ fn clap_error(e: clap::Error) -> Exit {
     Exit::new(code, e.render().to_string().trim_end().to_string())
 }
 
+/// `args` without the `-o DIR` (or `--output DIR`, `--output=DIR`) that follows a `--vm`,
+/// and that DIR.
+fn take_output(args: &[OsString]) -> Result<(Vec<OsString>, Option<std::path::PathBuf>), Exit> {
+    let first_vm = args.iter().position(|a| a == "--vm").unwrap_or(args.len());
+    let mut rest: Vec<OsString> = args[..first_vm].to_vec();
+    let mut output = None;
+    let mut words = args[first_vm..].iter();
+    while let Some(w) = words.next() {
+        let value = if w == "-o" || w == "--output" {
+            Some(words.next().cloned().ok_or_else(|| Exit::new(BAD_INPUT, "-o needs a DIR"))?)
+        } else {
+            w.to_str().and_then(|s| s.strip_prefix("--output=")).map(OsString::from)
+        };
+        match value {
+            Some(v) if output.is_some() => {
+                return Err(Exit::new(BAD_INPUT, format!("-o given twice ({})", v.to_string_lossy())))
+            }
+            Some(v) => output = Some(v.into()),
+            None => rest.push(w.clone()),
+        }
+    }
+    Ok((rest, output))
+}
+
 /// Splits `args` (after `run`) at each `--vm` and parses the parts.
 pub fn parse(args: &[OsString]) -> Result<Network, Exit> {
+    // `-o DIR` names the whole network's output wherever it stands (no VM option is
+    // called -o), so `record --vm a --vm b -o DIR` reads naturally.
+    let (args, output) = take_output(args)?;
     let mut groups = args.split(|a| a == "--vm");
     let global = groups.next().unwrap_or_default();
-    let options = NetworkArgs::try_parse_from(global).map_err(clap_error)?;
+    let mut options = NetworkArgs::try_parse_from(global).map_err(clap_error)?;
+    if output.is_some() {
+        if options.output.is_some() {
+            return Err(Exit::new(BAD_INPUT, "-o given twice"));
+        }
+        options.output = output;
+    }
     let mut vms = Vec::new();
     for (i, group) in groups.enumerate() {
         if group.first().is_none_or(|w| w.to_string_lossy().starts_with('-')) {
@@ -85,6 +121,20 @@ mod tests {
         assert_eq!(n.vms[1].machine.kernel.as_deref(), Some("pong"));
         assert_eq!(n.vms[1].machine.cmdline, None);
         assert_eq!(n.vms[1].machine.mem, "64M");
+    }
+
+    #[test]
+    fn the_output_dir_may_follow_any_vm_group() {
+        let n = parse(&words("--vm ping --cmdline rounds=3 --vm pong -o out")).unwrap();
+        assert_eq!(n.options.output.as_deref(), Some(std::path::Path::new("out")));
+        assert_eq!(n.vms[1].machine.kernel.as_deref(), Some("pong"));
+        let n = parse(&words("-o a --vm ping")).unwrap();
+        assert_eq!(n.options.output.as_deref(), Some(std::path::Path::new("a")));
+        let n = parse(&words("--vm ping --output=b --mem 64M")).unwrap();
+        assert_eq!(n.options.output.as_deref(), Some(std::path::Path::new("b")));
+        assert_eq!(n.vms[0].machine.mem, "64M");
+        assert!(parse(&words("-o a --vm ping -o b")).unwrap_err().message.contains("-o given twice"));
+        assert!(parse(&words("--vm ping -o")).unwrap_err().message.contains("-o needs a DIR"));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! `--vm` starts one VM's group, parsed on its own.
 
 pub mod args;
+pub mod dir;
 pub mod port;
+pub mod record;
 pub mod run;
 
 use std::ffi::OsString;
@@ -19,12 +21,9 @@ pub fn is_network_command(args: &[OsString]) -> bool {
 
 /// Runs a network command line (see [`is_network_command`]); the process exit status.
 pub fn main(args: &[OsString]) -> Result<i32, Exit> {
-    if args.first().is_some_and(|c| c == "record") {
-        return Err(Exit::new(
-            crate::exit_code::BAD_INPUT,
-            "record --vm: recording a network is not implemented yet (ttvm run --vm … --vm … runs one)",
-        ));
-    }
     let parsed = args::parse(&args[1..])?;
+    if args.first().is_some_and(|c| c == "record") {
+        return record::record(parsed);
+    }
     run::run(parsed)
 }

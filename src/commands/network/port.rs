@@ -12,12 +12,29 @@ use ttvm_vmm::devices::virtio_net::switch::{Switch, SwitchStats, SwitchedFrame};
 pub struct SharedSwitch {
     switch: Mutex<Switch>,
     arrived: Condvar,
+    /// Each frame's id and the ports it was queued for (a recording's manifest lists them).
+    targets: Mutex<Vec<(u64, Vec<usize>)>>,
 }
 
 impl SharedSwitch {
     /// A switch with `ports` ports.
     pub fn new(ports: usize) -> Arc<Self> {
-        Arc::new(Self { switch: Mutex::new(Switch::new(ports)), arrived: Condvar::new() })
+        Arc::new(Self {
+            switch: Mutex::new(Switch::new(ports)),
+            arrived: Condvar::new(),
+            targets: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn note_targets(&self, id: u64, to: Vec<usize>) {
+        self.targets.lock().unwrap_or_else(|p| p.into_inner()).push((id, to));
+    }
+
+    /// Every frame sent so far: its id and the ports it was queued for.
+    pub fn targets(&self) -> Vec<(u64, Vec<usize>)> {
+        let mut t = self.targets.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        t.sort_by_key(|(id, _)| *id);
+        t
     }
 
     fn lock(&self) -> MutexGuard<'_, Switch> {
@@ -42,11 +59,13 @@ pub struct Port {
 }
 
 impl NetLink for Port {
-    fn send(&mut self, frame: Vec<u8>) {
-        let (_, to) = self.shared.lock().send(self.index, frame);
+    fn send(&mut self, frame: Vec<u8>) -> u64 {
+        let (id, to) = self.shared.lock().send(self.index, frame);
         if !to.is_empty() {
             self.shared.arrived.notify_all();
         }
+        self.shared.note_targets(id, to);
+        id
     }
 
     fn has_frame(&self) -> bool {

@@ -35,7 +35,7 @@ type FirstFailure = Arc<Mutex<Option<(usize, i32)>>>;
 static NEVER: AtomicBool = AtomicBool::new(false);
 
 /// Serial output shown line by line as `[POS NAME] line`, so the VMs' lines do not mix.
-fn prefixed_output(index: usize, name: &str) -> ConsoleOutput {
+pub(super) fn prefixed_output(index: usize, name: &str) -> ConsoleOutput {
     let prefix = format!("[{index} {name}] ");
     let print = move |line: &[u8]| {
         use std::io::Write;
@@ -53,6 +53,9 @@ fn prefixed_output(index: usize, name: &str) -> ConsoleOutput {
 pub fn run(network: Network) -> Result<i32, Exit> {
     if network.vms.is_empty() {
         return Err(Exit::new(exit_code::BAD_INPUT, "a network needs at least one --vm KERNEL"));
+    }
+    if network.options.output.is_some() {
+        return Err(Exit::new(exit_code::BAD_INPUT, "run --vm: -o is for `ttvm record --vm … -o DIR`"));
     }
     let timeout = crate::commands::run::positive_seconds("--timeout", network.options.timeout)?;
     // Every configuration is read before any VM starts, so a bad kernel path fails now.

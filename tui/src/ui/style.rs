@@ -18,6 +18,7 @@ pub fn class_color(c: EventClass) -> Color {
         EventClass::Unmodelled => Color::LightRed,
         EventClass::Stop => Color::Red,
         EventClass::Disk => Color::LightBlue,
+        EventClass::Net => Color::Blue,
     }
 }
 

@@ -8,8 +8,9 @@ use super::switch::SwitchedFrame;
 
 /// One VM's port on a network.
 pub trait NetLink {
-    /// A frame the guest sent enters the network.
-    fn send(&mut self, frame: Vec<u8>);
+    /// A frame the guest sent enters the network; returns the id the network gave it (a
+    /// recording names the frame by it).
+    fn send(&mut self, frame: Vec<u8>) -> u64;
     /// Whether a frame is waiting for this VM.
     fn has_frame(&self) -> bool;
     /// Takes the oldest frame waiting for this VM.
