@@ -10,6 +10,7 @@
 pub mod host_bridge;
 pub mod io_bar_function;
 mod state;
+pub mod virtio_legacy_regs;
 
 pub use state::PciState;
 

@@ -42,18 +42,8 @@ pub const COMPLETION_LATENCY_NS: u64 = 20_000;
 /// PCI device number on bus 0.
 pub const PCI_DEVICE: u8 = 1;
 
-/// Legacy register offsets in BAR0 (`include/uapi/linux/virtio_pci.h`).
-mod reg {
-    pub const HOST_FEATURES: u16 = 0;
-    pub const GUEST_FEATURES: u16 = 4;
-    pub const QUEUE_PFN: u16 = 8;
-    pub const QUEUE_NUM: u16 = 12;
-    pub const QUEUE_SEL: u16 = 14;
-    pub const QUEUE_NOTIFY: u16 = 16;
-    pub const STATUS: u16 = 18;
-    pub const ISR: u16 = 19;
-    pub const CONFIG: u16 = 20;
-}
+/// Legacy register offsets in BAR0.
+use super::pci::virtio_legacy_regs as reg;
 
 /// Features offered: one data segment per descriptor up to `seg_max`, and the block size.
 const HOST_FEATURES: u32 = (1 << VIRTIO_BLK_F_SEG_MAX) | (1 << VIRTIO_BLK_F_BLK_SIZE);

@@ -54,18 +54,8 @@ pub const MAX_FRAME: usize = 1514;
 /// Shortest frame that has an Ethernet header.
 pub const MIN_FRAME: usize = 14;
 
-/// Legacy register offsets in BAR0 (`include/uapi/linux/virtio_pci.h`).
-mod reg {
-    pub const HOST_FEATURES: u16 = 0;
-    pub const GUEST_FEATURES: u16 = 4;
-    pub const QUEUE_PFN: u16 = 8;
-    pub const QUEUE_NUM: u16 = 12;
-    pub const QUEUE_SEL: u16 = 14;
-    pub const QUEUE_NOTIFY: u16 = 16;
-    pub const STATUS: u16 = 18;
-    pub const ISR: u16 = 19;
-    pub const CONFIG: u16 = 20;
-}
+/// Legacy register offsets in BAR0.
+use super::pci::virtio_legacy_regs as reg;
 
 /// Features offered: only the MAC in configuration space.
 const HOST_FEATURES: u32 = 1 << VIRTIO_NET_F_MAC;
