@@ -121,14 +121,17 @@ impl ReplaySession {
     /// logged is refused.
     pub fn fork_disk(&self, image: Option<&Path>) -> Result<Option<CowDisk>, BranchError> {
         let (Some(record), Some(disk)) = (&self.rec.header().disk, &self.env.disk) else { return Ok(None) };
-        let forked = CowDisk::branched(record.capacity_sectors, disk.known_sectors(), image)?;
-        if let Some(path) = image {
-            let whole = CowDisk::open(path)?;
-            if let Some(block) = disk.first_block_unlike(&whole)? {
-                return Err(BranchError::WrongImage { image: path.display().to_string(), block });
+        let image = match image {
+            Some(path) => {
+                let whole = CowDisk::open(path)?;
+                if let Some(block) = disk.first_block_unlike(&whole)? {
+                    return Err(BranchError::WrongImage { image: path.display().to_string(), block });
+                }
+                Some((path, whole))
             }
-        }
-        Ok(Some(forked))
+            None => None,
+        };
+        Ok(Some(CowDisk::branched(record.capacity_sectors, disk.known_sectors(), image)?))
     }
 }
 

@@ -175,11 +175,13 @@ impl Recorder {
         if !machine.board.disk_due(self.clock.now_ns(icount)) {
             return Ok(());
         }
-        // A branch's disk may not hold a sector the guest now reads: found before the
-        // device writes guest memory, so the trace kept up to here replays.
-        let ops = machine.pending_disk_ops().map_err(|e| EngineError::Io(std::io::Error::other(e)))?;
-        if let Some(sector) = disk.backend().first_unreadable(&ops) {
-            return Err(EngineError::Disk { icount, source: DiskError::UnknownAtBranch { sector } });
+        // A branch's disk without its image may not hold a sector the guest now reads:
+        // found before the device writes guest memory, so the trace kept up to here replays.
+        if !disk.backend().holds_every_sector() {
+            let ops = machine.pending_disk_ops().map_err(|e| EngineError::Io(std::io::Error::other(e)))?;
+            if let Some(sector) = disk.backend().first_unreadable(&ops) {
+                return Err(EngineError::Disk { icount, source: DiskError::UnknownAtBranch { sector } });
+            }
         }
         let mut done = machine.complete_disk(disk.backend()).map_err(|e| EngineError::Io(std::io::Error::other(e)))?;
         // Reading the disk failed: what the guest got is not reproducible, so the

@@ -187,25 +187,24 @@ impl CowDisk {
     }
 
     /// A branch's disk of `capacity` sectors: `known` (the disk at the branch point as the
-    /// parent trace holds it) over `image` (the parent's image), if given; its size must be
-    /// the disk's.
-    pub fn branched(capacity: u64, known: SectorMap, image: Option<&Path>) -> Result<Self, DiskError> {
+    /// parent trace holds it) over `image` (the parent's image, opened with
+    /// [`CowDisk::open`] from the path given), if any; its size must be the disk's.
+    pub fn branched(capacity: u64, known: SectorMap, image: Option<(&Path, CowDisk)>) -> Result<Self, DiskError> {
         let mut disk = match image {
-            Some(path) => {
-                let disk = Self::open(path)?;
-                if disk.capacity != capacity {
-                    return Err(DiskError::WrongSize {
-                        path: path.to_path_buf(),
-                        image: disk.capacity,
-                        disk: capacity,
-                    });
-                }
-                disk
+            Some((path, disk)) if disk.capacity != capacity => {
+                return Err(DiskError::WrongSize { path: path.to_path_buf(), image: disk.capacity, disk: capacity })
             }
+            Some((_, disk)) => disk,
             None => Self { image: None, capacity, known: SectorMap::new(), written: SectorMap::new() },
         };
         disk.known = known;
         Ok(disk)
+    }
+
+    /// Whether every sector can be read: the disk has an image under it. Only a branch's
+    /// disk without one can lack sectors ([`CowDisk::first_unreadable`]).
+    pub fn holds_every_sector(&self) -> bool {
+        self.image.is_some()
     }
 
     /// Capacity in sectors.
@@ -230,7 +229,7 @@ impl CowDisk {
     /// and this disk cannot give: one of a branch's disk that is neither known nor in an
     /// image nor written before. The recorder asks before the device does them.
     pub fn first_unreadable(&self, ops: &[(DiskOpKind, u64, u64)]) -> Option<u64> {
-        if self.image.is_some() {
+        if self.holds_every_sector() {
             return None;
         }
         let mut batch = std::collections::HashSet::new();
@@ -363,13 +362,13 @@ mod tests {
         assert_eq!((base[0], base[SECTOR_SIZE]), (7, 0), "the base is the branch point, unknown sectors zero");
         // Over the parent's image: what the parent knew wins, the rest comes from the image.
         let f = image(16);
-        let mut d = CowDisk::branched(16, known(), Some(f.path())).unwrap();
+        let mut d = CowDisk::branched(16, known(), Some((f.path(), CowDisk::open(f.path()).unwrap()))).unwrap();
         d.read(9, &mut b).unwrap();
         assert_eq!(b, [9; SECTOR_SIZE]);
         d.read(8, &mut b).unwrap();
         assert_eq!(b, [7; SECTOR_SIZE]);
         assert!(matches!(
-            CowDisk::branched(10, SectorMap::new(), Some(f.path())),
+            CowDisk::branched(10, SectorMap::new(), Some((f.path(), CowDisk::open(f.path()).unwrap()))),
             Err(DiskError::WrongSize { image: 16, disk: 10, .. })
         ));
     }
