@@ -28,6 +28,8 @@ pub const DAMAGED_TRACE: i32 = 76;
 pub const INCOMPATIBLE: i32 = 78;
 /// `ttvm check`: the recorded outcome is not the expected one.
 pub const CHECK_FAILED: i32 = 77;
+/// The guest kernel panicked (Linux's end-of-panic line on the console: `commands/panic_watch.rs`).
+pub const GUEST_PANIC: i32 = 79;
 /// SIGINT/SIGTERM ended the run (128 + SIGINT, as shells report it).
 pub const INTERRUPTED: i32 = 130;
 

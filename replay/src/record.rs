@@ -410,6 +410,11 @@ pub enum RecordEnd {
     },
     /// A live debugging session ended (gdb detached) before the guest stopped.
     Detached,
+    /// The guest kernel panicked (it printed the end of a panic; it would loop from here).
+    Panicked {
+        /// The panic's reason as the kernel printed it.
+        reason: String,
+    },
 }
 
 impl RecordEnd {
@@ -426,6 +431,7 @@ impl RecordEnd {
                 format!("guest entered user mode at RIP {rip:#x} in a way ttvm cannot record: {why}")
             }
             RecordEnd::Detached => "the debugger detached".into(),
+            RecordEnd::Panicked { reason } => format!("the guest kernel panicked: {reason}"),
         }
     }
 }
@@ -578,7 +584,7 @@ impl RecordSession {
             kernel_name: options.kernel_name.clone(),
             kernel_hash: kernel_hash(&config.kernel),
             cpuid: machine.vm.cpuid().clone(),
-            stepping: crate::stepping::for_kernel(&options.stepping, &config.kernel),
+            stepping: options.stepping.clone(),
             clock: options.clock,
             ns_per_step: NS_PER_STEP,
             checkpoint_every: options.checkpoint_every,

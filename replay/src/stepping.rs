@@ -42,17 +42,6 @@ pub fn ring3_steps(signature: &str) -> Ring3Steps {
     }
 }
 
-/// The signature a recording of `kernel` on a host with signature `host` is made with.
-/// Linux's user mode is not stepped yet (its #DB entry on an IST stack, KPTI's page-table
-/// switch and its user programs' length are untried), so a Linux recording stops before
-/// user mode as before, and its signature says so by lacking the ring-3 field.
-pub fn for_kernel(host: &str, kernel: &[u8]) -> String {
-    match host.split_once(RING3_FIELD) {
-        Some((before, _)) if ttvm_vmm::boot::looks_like_linux(kernel) => before.to_string(),
-        _ => host.to_string(),
-    }
-}
-
 /// Whether a trace recorded with signature `recorded` replays faithfully on a host with
 /// signature `host`: the same, or a signature from before ring 3 was measured (whose
 /// recording never stepped ring 3) equal to the host's without its ring-3 field.
@@ -224,16 +213,6 @@ mod tests {
         let kvm = REFERENCE_SIGNATURE.replace("ring3=db-trap", "ring3=kvm");
         assert!(!compatible(REFERENCE_SIGNATURE, &kvm), "user steps taken another way");
         assert!(!compatible(&OLD.replace("hlt-halts=no", "hlt-halts=yes"), REFERENCE_SIGNATURE));
-    }
-
-    #[test]
-    fn linux_recordings_leave_ring3_out() {
-        let other = b"\x7fELF not parseable, so not Linux";
-        assert_eq!(for_kernel(REFERENCE_SIGNATURE, other), REFERENCE_SIGNATURE);
-        let mut bzimage = vec![0u8; 0x400];
-        bzimage[0x202..0x206].copy_from_slice(b"HdrS");
-        assert_eq!(for_kernel(REFERENCE_SIGNATURE, &bzimage), OLD, "a Linux recording stops before user mode");
-        assert_eq!(for_kernel(OLD, &bzimage), OLD);
     }
 
     #[test]

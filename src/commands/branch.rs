@@ -17,6 +17,7 @@ use ttvm_vmm::cpuid::CpuVendor;
 use ttvm_vmm::disk::DiskBackend;
 use ttvm_vmm::snapshot::SnapshotOrigin;
 
+use crate::commands::panic_watch::PanicWatch;
 use crate::commands::record::{record_to_end, summary};
 use crate::commands::replay::{open_recording, replay_to, session, stopped_before};
 use crate::commands::run::{drive, FreeRunArgs, FreeStart};
@@ -105,7 +106,7 @@ pub fn run(args: BranchArgs) -> Result<i32, Exit> {
     let Some(path) = &args.output else {
         return Err(Exit::new(exit_code::BAD_INPUT, "give -o NEW.ttvm (or --run)"));
     };
-    crate::signals::install_stop_flag();
+    let (output, panic) = PanicWatch::wrap(output, crate::signals::install_stop_flag());
     let to = BranchTo {
         parent: &args.trace,
         path,
@@ -125,7 +126,7 @@ pub fn run(args: BranchArgs) -> Result<i32, Exit> {
         started.elapsed().as_secs_f64() * 1e3
     );
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
-    let r = record_to_end(branch, path, args.max_steps, show_progress)?;
+    let r = record_to_end(branch, path, args.max_steps, Some(&panic), show_progress)?;
     eprintln!("{}", summary(path, &r));
     Ok(r.exit_status)
 }

@@ -10,6 +10,7 @@ pub mod gdb_server;
 pub mod info;
 pub mod kernels;
 pub mod live;
+pub mod panic_watch;
 pub mod network;
 pub mod record;
 pub mod replay;

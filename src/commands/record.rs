@@ -11,6 +11,7 @@ use ttvm_replay::record::{
 use ttvm_vmm::console::ConsoleOutput;
 use ttvm_vmm::disk::CowDisk;
 
+use crate::commands::panic_watch::PanicWatch;
 use crate::exit_code::{self, Exit};
 use crate::options::MachineArgs;
 
@@ -107,6 +108,7 @@ pub fn record_once(
 ) -> Result<Recorded, Exit> {
     let console =
         args.machine.serial.output(if args.quiet { ConsoleOutput::Discard } else { ConsoleOutput::Stdout })?;
+    let (console, panic) = PanicWatch::wrap(console, crate::signals::install_stop_flag());
     let input = args.machine.serial.input()?;
     let options = RecordOptions {
         clock,
@@ -117,15 +119,17 @@ pub fn record_once(
     // Before the trace file exists: a Ctrl-C as soon as it does must finalise it, not kill us.
     crate::signals::install_stop_flag();
     let session = start_session(args, output, options, console, input)?;
-    record_to_end(session, output, args.max_steps, show_progress)
+    record_to_end(session, output, args.max_steps, Some(&panic), show_progress)
 }
 
-/// Records `session` until the guest stops, `max_steps` or Ctrl-C, then finalises the trace
-/// at `output` (also when recording fails: what was recorded is kept).
+/// Records `session` until the guest stops, its kernel panics (`panic`, which watches the
+/// session's output), `max_steps` or Ctrl-C, then finalises the trace at `output` (also when
+/// recording fails: what was recorded is kept).
 pub fn record_to_end(
     mut session: RecordSession,
     output: &std::path::Path,
     max_steps: Option<u64>,
+    panic: Option<&PanicWatch>,
     show_progress: bool,
 ) -> Result<Recorded, Exit> {
     let stop = crate::signals::install_stop_flag();
@@ -146,6 +150,10 @@ pub fn record_to_end(
         eprint!("\r\x1b[K");
     }
     let end = match result {
+        // The watch raised the stop flag: the kernel panicked, nobody pressed Ctrl-C.
+        Ok(RecordEnd::Interrupted) if panic.and_then(PanicWatch::reason).is_some() => {
+            RecordEnd::Panicked { reason: panic.and_then(PanicWatch::reason).unwrap_or_default() }
+        }
         Ok(end) => end,
         Err(e) => {
             // Keep what was recorded: finalise with the failure as the reason (which fails
@@ -171,6 +179,7 @@ pub fn record_to_end(
         RecordEnd::Interrupted => exit_code::INTERRUPTED,
         RecordEnd::UserMode { .. } => exit_code::STEP_LIMIT,
         RecordEnd::Detached => 0,
+        RecordEnd::Panicked { .. } => crate::commands::panic_watch::PANIC_EXIT,
     };
     Ok(Recorded { end, progress, exit_status })
 }
@@ -295,7 +304,7 @@ fn is_failure(end: &RecordEnd) -> bool {
     use ttvm_replay::events::StopKind;
     match end {
         RecordEnd::Guest(StopKind::DebugExit(code)) => *code != 0,
-        RecordEnd::Guest(_) => true,
+        RecordEnd::Guest(_) | RecordEnd::Panicked { .. } => true,
         RecordEnd::StepLimit | RecordEnd::Interrupted | RecordEnd::UserMode { .. } | RecordEnd::Detached => false,
     }
 }

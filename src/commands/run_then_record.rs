@@ -18,6 +18,7 @@ use ttvm_vmm::disk::DiskBackend;
 use ttvm_vmm::free_run::{run_free, FreeRunEnd, FreeRunOptions};
 use ttvm_vmm::snapshot;
 
+use crate::commands::panic_watch::PanicWatch;
 use crate::commands::record::{open_cow_disk, record_to_end, start_error_exit, summary};
 use crate::commands::run::{FreeStart, RunArgs};
 use crate::exit_code::{self, Exit};
@@ -82,10 +83,11 @@ pub fn run_then_record(free: FreeStart, pattern: &str, trace: &Path, args: &RunA
         stepping: ttvm_replay::stepping::host_signature(),
     };
     let disk = open_cow_disk(args.machine.disk.as_deref())?;
-    let to = RecordTo { path: trace, options: record_options, output: watched.into_inner(), input };
+    let (output, panic) = PanicWatch::wrap(watched.into_inner(), stop);
+    let to = RecordTo { path: trace, options: record_options, output, input };
     let session = RecordSession::start_from(machine, origin.machine, start_ns, disk, to)
         .map_err(|e| start_error_exit(&origin.kernel_name, trace, e))?;
-    let r = record_to_end(session, trace, None, std::io::stderr().is_terminal())?;
+    let r = record_to_end(session, trace, None, Some(&panic), std::io::stderr().is_terminal())?;
     eprintln!("{}", summary(trace, &r));
     Ok(r.exit_status)
 }
