@@ -184,6 +184,21 @@ pub fn build_initramfs(dir: &Path) -> PathBuf {
     path
 }
 
+/// An initramfs whose /init (`crash_init.c`) crashes the kernel from user space: it
+/// announces itself (`TTVM-CRASH: init is running ...`), runs a short loop and writes 'c'
+/// to /proc/sysrq-trigger.
+pub fn build_crash_initramfs(dir: &Path) -> PathBuf {
+    let init = dir.join("crash-init");
+    build_init_from("crash_init.c", &init);
+    let mut w = cpio::Writer::new();
+    w.directory("dev", 0o755);
+    w.char_device("dev/console", 0o600, 5, 1);
+    w.file("init", 0o755, &std::fs::read(&init).expect("read the built init"));
+    let path = dir.join("crash-initramfs.cpio");
+    std::fs::write(&path, w.finish()).expect("write the initramfs");
+    path
+}
+
 /// An initramfs whose /init (`disk_init.c`) loads Debian's virtio modules (from the
 /// kernel package in `modules_dir`, `lib/modules/VERSION/kernel`) and reads and writes
 /// /dev/vda.
