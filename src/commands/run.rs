@@ -15,6 +15,7 @@ use ttvm_vmm::machine::Machine;
 use ttvm_vmm::profile::ProfileWriter;
 use ttvm_vmm::snapshot::{self, SnapshotOrigin};
 
+use crate::commands::panic_watch::{PanicWatch, PANIC_EXIT};
 use crate::exit_code::{self, Exit};
 use crate::options::{MachineArgs, SerialArgs, SymbolArgs};
 
@@ -244,7 +245,7 @@ pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
 /// user presses Ctrl-C, then writes the profile and the snapshot that were asked for.
 pub(crate) fn drive(
     free: FreeStart,
-    mut output: ConsoleOutput,
+    output: ConsoleOutput,
     mut input: ConsoleInput,
     args: &FreeRunArgs,
 ) -> Result<i32, Exit> {
@@ -254,8 +255,9 @@ pub(crate) fn drive(
         check_writable(p)?;
     }
     // Ctrl-C ends the run through the loop, so the profile and the snapshot are still written.
-    let stop = Some(crate::signals::install_stop_flag());
-    let options = FreeRunOptions { timeout, symbols, stop, clock };
+    let stop_flag = crate::signals::install_stop_flag();
+    let (mut output, panic) = PanicWatch::wrap(output, stop_flag);
+    let options = FreeRunOptions { timeout, symbols, stop: Some(stop_flag), clock };
     // Created before the run so a bad path fails now, not after an hour of booting.
     let mut profile = match &args.profile {
         Some(p) => Some(
@@ -293,13 +295,20 @@ pub(crate) fn drive(
             );
             exit_code::TIMEOUT
         }
-        FreeRunEnd::Interrupted => {
-            eprintln!("ttvm: interrupted; {}", where_guest_was(&machine, &options));
-            exit_code::INTERRUPTED
-        }
+        FreeRunEnd::Interrupted => match panic.reason() {
+            Some(reason) => {
+                eprintln!("ttvm: the guest kernel panicked: {reason}");
+                PANIC_EXIT
+            }
+            None => {
+                eprintln!("ttvm: interrupted; {}", where_guest_was(&machine, &options));
+                exit_code::INTERRUPTED
+            }
+        },
     };
+    let guest_ended = matches!(end, FreeRunEnd::Guest { .. }) || panic.reason().is_some();
     if let Some(path) = &args.save_state {
-        if matches!(end, FreeRunEnd::Guest { .. }) {
+        if guest_ended {
             eprintln!("ttvm: the guest stopped by itself; no snapshot written to {}", path.display());
         } else {
             snapshot::save(&mut machine, &options.clock, origin.as_ref(), path).map_err(|e| Exit::of("", &e))?;
