@@ -679,6 +679,10 @@ impl RecordSession {
         let unique_before = self.env.pages.unique_pages();
         let vm = &self.engine.machine.vm;
         let dirty: Vec<u32> = if self.checkpoints == 0 {
+            // What KVM logged before the recording (the loader, or a whole free-run boot
+            // before `record --from`/`--record-from-output`) is in this checkpoint already;
+            // left in the log, it would all be stored again in checkpoint 1.
+            vm.take_dirty_pages()?;
             // The boot image: every page that is not all zeroes.
             (0..vm.ram().pages() as u32).filter(|&p| vm.ram().page(p as usize).iter().any(|&b| b != 0)).collect()
         } else {
