@@ -18,6 +18,10 @@ $TTVM record threads --until-failure --runs 100 -q -o "$OUT/threads-lost-update.
 $TTVM record memcorrupt --cmdline work=5000 -q -o "$OUT/memcorrupt.ttvm" --serial-in /dev/null || [ $? -eq 13 ]
 # A passing run, for contrast.
 $TTVM record timer --cmdline ticks=20 -q -o "$OUT/timer.ttvm" --serial-in /dev/null
+# The network's timing-dependent bug: ping's retransmission flag is never reset, so a late
+# reply's duplicate puts it one reply behind (the VMs' threads decide which runs fail).
+rm -rf "$OUT/ping-retransmit"
+$TTVM record --until-failure --runs 100 --vm ping --cmdline "rounds=10 retransmit=5" --vm pong -o "$OUT/ping-retransmit" || [ $? -eq 1 ]
 
 {
     echo "# Committed traces"
@@ -44,6 +48,9 @@ print("| `%s` | %s `%s` | %s | %d | %s | %s | %d | %d |" % (
     i["ttvm_version"], i["format_version"], i["file_bytes"]))
 PY
     done
+    echo
+    echo "\`ping-retransmit/\` is a network recording (\`ttvm record --vm ping --vm pong\`, format 6): one"
+    echo "trace per VM and the manifest of frames; \`ttvm info tests/traces/ping-retransmit\` lists them."
     echo
     echo "Recording host: $($TTVM info --json "$OUT/timer.ttvm" | python3 -c 'import json,sys; print(json.load(sys.stdin)["recorded_on"])'), Linux $(uname -r), KVM modules: $(ls /sys/module | grep -E '^kvm' | tr '\n' ' ')"
 } > "$OUT/README.md"

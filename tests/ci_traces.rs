@@ -133,3 +133,20 @@ fn committed_traces_can_be_pinned_by_digest() {
     let o = run(&["check", t, "--expect-sha256", "xyz"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+/// The committed network bug trace (ping's retransmission bug, recorded by
+/// scripts/record-traces.sh with `record --until-failure`): every VM's trace replays
+/// bit-for-bit, every frame is where the manifest says, and the outcome is the failure.
+#[test]
+fn committed_network_trace_checks() {
+    if !require_kvm("committed_network_trace_checks") {
+        return;
+    }
+    let dir = trace("ping-retransmit");
+    let dir = dir.to_str().unwrap();
+    let o = run(&["check", dir, "--expect-exit", "1", "--expect-output", "ping: replies out of step"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("check ok: ") && text(&o).contains("2 VMs and"), "{}", text(&o));
+    let o = run(&["replay", dir, "--verify"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}

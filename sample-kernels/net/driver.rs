@@ -239,11 +239,26 @@ impl Net {
     /// Waits for the next numbered frame (frames of other types are skipped).
     pub fn recv(&mut self) -> Numbered {
         loop {
+            if let Some(got) = self.recv_until(|| false) {
+                return got;
+            }
+        }
+    }
+
+    /// Waits for the next numbered frame until `expired` holds (checked whenever an
+    /// interrupt wakes the CPU, e.g. a timer tick): `None` then.
+    pub fn recv_until(&mut self, mut expired: impl FnMut() -> bool) -> Option<Numbered> {
+        loop {
             let mut got = None;
+            let mut timed_out = false;
             wait_until(|| {
                 got = self.rx.pop_used();
-                got.is_some()
+                timed_out = got.is_none() && expired();
+                got.is_some() || timed_out
             });
+            if timed_out {
+                return None;
+            }
             let Some((id, len)) = got else { continue };
             let buf = unsafe { self.rx_bufs.add(usize::from(id % RX_BUFFERS) * BUF_LEN) };
             let mut frame = [0u8; 24];
@@ -260,7 +275,7 @@ impl Net {
             src.copy_from_slice(&frame[6..12]);
             let mut n = [0u8; 8];
             n.copy_from_slice(&frame[14..22]);
-            return Numbered { src, number: u64::from_le_bytes(n) };
+            return Some(Numbered { src, number: u64::from_le_bytes(n) });
         }
     }
 }

@@ -55,7 +55,7 @@ static KERNELS: &[SampleKernel] = &[
     ),
     kernel!(
         "ping",
-        "sends numbered frames rounds=N over virtio-net, each after the previous reply, then 0; prints `ping: N replies`"
+        "sends numbered frames rounds=N over virtio-net, each after the previous reply, then 0; prints `ping: N replies`; retransmit=T resends after T ms, with a timing-dependent bug"
     ),
     kernel!("pong", "answers each numbered virtio-net frame with the same number; exits 0 after frame 0"),
     kernel!(

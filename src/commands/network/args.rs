@@ -21,6 +21,14 @@ pub struct NetworkArgs {
     /// `record`: the directory for the traces (one per VM) and the manifest.
     #[arg(short = 'o', long = "output", value_name = "DIR")]
     pub output: Option<std::path::PathBuf>,
+    /// `record`: record the network again and again until a VM fails (non-zero status,
+    /// triple fault, halt), keeping only the failing recording in DIR. The VMs' threads
+    /// are scheduled differently each time, so frames arrive at other points.
+    #[arg(long)]
+    pub until_failure: bool,
+    /// With --until-failure: give up after this many runs.
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "until_failure")]
+    pub runs: u32,
 }
 
 /// One VM's group: `--vm KERNEL` and the options up to the next `--vm`.

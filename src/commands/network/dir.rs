@@ -102,13 +102,36 @@ pub fn check(args: &CheckArgs) -> Result<i32, Exit> {
     }
     let m = load_manifest(&args.trace)?;
     let recs = open_all(&args.trace, &m)?;
+    // Each trace replays bit-for-bit; the expectations are the network's, below.
     for (path, _) in &recs {
-        let one = CheckArgs { trace: path.clone(), ..args.clone() };
+        let one = CheckArgs { trace: path.clone(), expect_exit: None, expect_output: None, expect_sha256: None };
         crate::commands::check::run(one)?;
     }
-    verify_frames(&m, &recs).map_err(|e| {
-        Exit::new(exit_code::CHECK_FAILED, format!("check FAILED: {}: {}", args.trace.display(), e.message))
-    })?;
+    let fail = |reason: String| {
+        Exit::new(exit_code::CHECK_FAILED, format!("check FAILED: {}: {reason}", args.trace.display()))
+    };
+    verify_frames(&m, &recs).map_err(|e| fail(e.message))?;
+    // The network's status is its failing VM's (the first failure stops the others), or 0.
+    if let Some(want) = args.expect_exit {
+        let want = i32::try_from(want).unwrap_or(i32::MAX);
+        let failing: Vec<_> = m.vms.iter().filter_map(|v| v.exit_status.filter(|&s| s != 0)).collect();
+        let status = failing.first().copied().unwrap_or(0);
+        if status != want || failing.len() > 1 {
+            let outcomes: Vec<String> = m.vms.iter().map(|v| format!("{}: {}", v.name, v.outcome)).collect();
+            return Err(fail(format!("expected network status {want}; the VMs ended: {}", outcomes.join(", "))));
+        }
+    }
+    // The output to match is any VM's.
+    if let Some(pattern) = &args.expect_output {
+        let re = regex::Regex::new(pattern).map_err(|e| {
+            Exit::new(exit_code::BAD_INPUT, format!("--expect-output: invalid regular expression: {e}"))
+        })?;
+        let matched =
+            recs.iter().any(|(_, r)| re.is_match(&String::from_utf8_lossy(&r.serial_output_before(u64::MAX))));
+        if !matched {
+            return Err(fail(format!("no VM's serial output matches /{pattern}/")));
+        }
+    }
     println!("check ok: {}: {} VMs and {} frames", args.trace.display(), m.vms.len(), m.frames.len());
     Ok(0)
 }

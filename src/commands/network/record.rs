@@ -59,12 +59,54 @@ pub fn record(network: Network) -> Result<i32, Exit> {
     let Some(dir) = network.options.output.clone() else {
         return Err(Exit::new(exit_code::BAD_INPUT, "record --vm: give the directory for the traces with -o DIR"));
     };
+    if !network.options.until_failure {
+        return record_into(&network, &dir);
+    }
+    if dir.exists() {
+        return Err(Exit::new(
+            exit_code::BAD_INPUT,
+            format!("--until-failure keeps the failing recording in {}, which exists already", dir.display()),
+        ));
+    }
+    let scratch = dir.with_extension("until-failure.tmp");
+    let remove = |p: &Path| {
+        if p.exists() {
+            std::fs::remove_dir_all(p)
+                .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("cannot remove {}: {e}", p.display())))
+        } else {
+            Ok(())
+        }
+    };
+    for run in 1..=network.options.runs {
+        remove(&scratch)?;
+        let status = record_into(&network, &scratch)?;
+        eprintln!("ttvm: run {run}/{}: status {status}", network.options.runs);
+        if status == exit_code::INTERRUPTED || status == exit_code::TIMEOUT {
+            remove(&scratch)?;
+            return Ok(status);
+        }
+        if status != 0 {
+            std::fs::rename(&scratch, &dir)
+                .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("{}: {e}", dir.display())))?;
+            eprintln!("ttvm: the failure was recorded on run {run}; the recording is {}", dir.display());
+            return Ok(status);
+        }
+    }
+    remove(&scratch)?;
+    Err(Exit::new(
+        exit_code::CHECK_FAILED,
+        format!("no failure in {} runs of the network; nothing kept", network.options.runs),
+    ))
+}
+
+/// One recording of the network into `dir`.
+fn record_into(network: &Network, dir: &Path) -> Result<i32, Exit> {
     let timeout = crate::commands::run::positive_seconds("--timeout", network.options.timeout)?;
     let mut configs = Vec::new();
     for vm in &network.vms {
         configs.push(vm.machine.config()?);
     }
-    std::fs::create_dir_all(&dir)
+    std::fs::create_dir_all(dir)
         .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("cannot create {}: {e}", dir.display())))?;
     // Before any trace exists: a Ctrl-C must finalise them, not kill the process.
     let stop = crate::signals::install_stop_flag();
