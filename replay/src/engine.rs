@@ -81,6 +81,18 @@ pub enum EngineError {
         /// What is not supported.
         why: &'static str,
     },
+    /// Replay reached user mode in a trace recorded with another ring-3 method.
+    #[error(
+        "the trace steps user mode (ring 3) from icount {icount}, RIP {rip:#x}, the way its \
+         recording host did (the `ring3=` field of its stepping signature, `ttvm info`); this host \
+         steps ring 3 another way, so replay stops here"
+    )]
+    UserModeOnOtherHost {
+        /// Step count.
+        icount: u64,
+        /// RIP.
+        rip: u64,
+    },
     /// KVM_RUN or another vCPU ioctl failed.
     #[error("KVM failed at icount {icount}: {message}")]
     Kvm {
@@ -210,6 +222,10 @@ pub enum Ring3Steps {
     /// each user instruction and catches the #DB at the guest's handler with a hardware
     /// breakpoint, dropping the frame (`engine/user_steps.rs`).
     DebugTrap,
+    /// Replay of a trace whose user-mode steps were taken with another method than this
+    /// host has: everything up to the first user-mode step replays (the methods differ
+    /// only there), which is then refused as an incompatible host.
+    OtherHost,
 }
 
 /// The rules of a step that a trace format fixes: a trace replays with the rules it was
@@ -243,6 +259,18 @@ impl StepRules {
     /// `stepping`: the signature says how ring 3 was stepped, if it was.
     pub fn for_trace(version: u32, stepping: &str) -> Self {
         Self { ring3: crate::stepping::ring3_steps(stepping), ..Self::for_format(version) }
+    }
+
+    /// The rules to replay a trace recorded with `stepping` on a host with signature `host`:
+    /// the trace's, except that user-mode steps taken with another ring-3 method than this
+    /// host's are refused when replay reaches them ([`Ring3Steps::OtherHost`]).
+    pub fn for_replay(version: u32, stepping: &str, host: &str) -> Self {
+        let rules = Self::for_trace(version, stepping);
+        match rules.ring3 {
+            Ring3Steps::Refused => rules,
+            mine if mine == crate::stepping::ring3_steps(host) => rules,
+            _ => Self { ring3: Ring3Steps::OtherHost, ..rules },
+        }
     }
 
     /// The rules new recordings use on this host.
@@ -308,6 +336,15 @@ impl Engine {
         fetch_at_rip(self.machine.vm.ram(), regs, sregs)
     }
 
+    /// Whether a step into or in ring 3 at `rip` may be taken under these rules.
+    fn check_ring3_allowed(&self, icount: u64, rip: u64) -> Result<(), EngineError> {
+        match self.rules.ring3 {
+            Ring3Steps::Refused => Err(EngineError::UserMode { icount, rip }),
+            Ring3Steps::OtherHost => Err(EngineError::UserModeOnOtherHost { icount, rip }),
+            Ring3Steps::KvmExits | Ring3Steps::DebugTrap => Ok(()),
+        }
+    }
+
     /// Executes one guest step.
     pub fn step<E: StepEnv>(&mut self, env: &mut E) -> Result<StepOutcome, EngineError> {
         if !self.single_step_on {
@@ -318,8 +355,8 @@ impl Engine {
         let sregs = self.machine.vm.vcpu().sregs();
         let regs = self.machine.vm.vcpu().regs();
         let user = sregs.cs.dpl == 3;
-        if user && self.rules.ring3 == Ring3Steps::Refused {
-            return Err(EngineError::UserMode { icount, rip: regs.rip });
+        if user {
+            self.check_ring3_allowed(icount, regs.rip)?;
         }
         env.devices_at_boundary(&mut self.machine, icount)?;
         if !user {
@@ -334,9 +371,7 @@ impl Engine {
         } else {
             let (bytes, n) = self.fetch_instruction(&regs, &sregs);
             if let Some(user_rip) = user_mode_entry(&bytes[..n], &regs, &sregs, self.machine.vm.ram()) {
-                if self.rules.ring3 == Ring3Steps::Refused {
-                    return Err(EngineError::UserMode { icount, rip: user_rip });
-                }
+                self.check_ring3_allowed(icount, user_rip)?;
                 return self.return_to_user(&bytes[..n], regs, &sregs);
             }
             if let Some(outcome) = self.try_emulate(env, regs, &sregs, &bytes[..n])? {
@@ -619,6 +654,7 @@ impl ttvm_vmm::error_kind::Classify for EngineError {
     fn kind(&self) -> ttvm_vmm::error_kind::ErrorKind {
         match self {
             Self::Divergence(_) => ttvm_vmm::error_kind::ErrorKind::Divergence,
+            Self::UserModeOnOtherHost { .. } => ttvm_vmm::error_kind::ErrorKind::IncompatibleHost,
             Self::UserMode { .. } | Self::UserModeUnsupported { .. } | Self::Kvm { .. } => {
                 ttvm_vmm::error_kind::ErrorKind::KvmInternal
             }

@@ -564,7 +564,7 @@ impl ReplaySession {
         }
         let ram = RamTracker::full_restore(&mut machine.vm, &rec, 0)?;
         let mut engine = Engine::new(machine);
-        engine.rules = StepRules::for_trace(rec.file.version, &rec.header().stepping);
+        engine.rules = StepRules::for_replay(rec.file.version, &rec.header().stepping, host_stepping);
         let mut s = Self {
             engine,
             env: Replayer::new(rec.clone()),

@@ -245,6 +245,8 @@ fn step_rules(version: u32, stepping: &str) -> String {
         Ring3Steps::Refused => "no user mode (recording stops before ring 3)",
         Ring3Steps::KvmExits => "user mode single-stepped by KVM",
         Ring3Steps::DebugTrap => "user mode stepped through the guest's #DB",
+        // for_trace never gives it: it is the replay-side refusal of another host's method.
+        Ring3Steps::OtherHost => "user mode stepped another way than this host can",
     });
     parts.join(", ")
 }
