@@ -226,6 +226,114 @@ pub fn build_disk_initramfs(dir: &Path, modules_dir: &Path) -> PathBuf {
     path
 }
 
+/// Debian's modules the ext4 workload loads, in dependency order (paths under
+/// `lib/modules/VERSION/kernel`).
+pub const EXT4_MODULES: [&str; 11] = [
+    "drivers/virtio/virtio.ko",
+    "drivers/virtio/virtio_ring.ko",
+    "drivers/virtio/virtio_pci_legacy_dev.ko",
+    "drivers/virtio/virtio_pci_modern_dev.ko",
+    "drivers/virtio/virtio_pci.ko",
+    "drivers/block/virtio_blk.ko",
+    "lib/crc16.ko",
+    "fs/mbcache.ko",
+    "fs/jbd2/jbd2.ko",
+    "crypto/crc32c_generic.ko",
+    "fs/ext4/ext4.ko",
+];
+
+/// An initramfs whose /init (`ext4_init.c`) loads [`EXT4_MODULES`] from `modules_dir`,
+/// mounts /dev/vda as ext4, copies its files and reboots.
+pub fn build_ext4_initramfs(dir: &Path, modules_dir: &Path) -> PathBuf {
+    let init = dir.join("ext4-init");
+    build_init_from("ext4_init.c", &init);
+    let mut w = cpio::Writer::new();
+    w.directory("dev", 0o755);
+    w.char_device("dev/console", 0o600, 5, 1);
+    w.directory("m", 0o755);
+    for rel in EXT4_MODULES {
+        let data = std::fs::read(modules_dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        let name = Path::new(rel).file_name().unwrap().to_string_lossy().into_owned();
+        w.file(&format!("m/{name}"), 0o644, &data);
+    }
+    w.file("init", 0o755, &std::fs::read(&init).expect("read the built init"));
+    let path = dir.join("ext4-initramfs.cpio");
+    std::fs::write(&path, w.finish()).expect("write the initramfs");
+    path
+}
+
+/// The contents of the ext4 workload's data file `n` (256 KiB, a fixed pseudo-random
+/// sequence: disk blocks that compress as badly as real data).
+pub fn ext4_data_file(n: u64) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (n + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    (0..256 * 1024 / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect()
+}
+
+/// A 16 MiB ext4 image made by `mkfs.ext4 -d` holding `data/f0`..`data/f3`
+/// ([`ext4_data_file`]); inode tables and journal initialised now, so the kernel starts no
+/// lazy-init thread.
+pub fn build_ext4_image(dir: &Path) -> PathBuf {
+    let root = dir.join("ext4-root");
+    std::fs::create_dir_all(root.join("data")).expect("create the image's tree");
+    for n in 0..4 {
+        std::fs::write(root.join("data").join(format!("f{n}")), ext4_data_file(n)).expect("write a data file");
+    }
+    let image = dir.join("ext4.img");
+    let result = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-E", "lazy_itable_init=0,lazy_journal_init=0", "-d"])
+        .arg(&root)
+        .arg(&image)
+        .arg("16M")
+        .output();
+    match result {
+        Ok(o) if o.status.success() => image,
+        Ok(o) => panic!("mkfs.ext4 failed:\n{}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => panic!("the ext4 workload needs mkfs.ext4 (e2fsprogs): {e}"),
+    }
+}
+
+/// An initramfs whose /init (`net_init.c`) loads Debian's virtio_net (from `modules_dir`),
+/// takes 10.0.0.N from its MAC and exchanges UDP datagrams with the other VM.
+pub fn build_net_initramfs(dir: &Path, modules_dir: &Path) -> PathBuf {
+    let init = dir.join("net-init");
+    build_init_from("net_init.c", &init);
+    let mut w = cpio::Writer::new();
+    w.directory("dev", 0o755);
+    w.char_device("dev/console", 0o600, 5, 1);
+    w.directory("m", 0o755);
+    for rel in [
+        "drivers/virtio/virtio.ko",
+        "drivers/virtio/virtio_ring.ko",
+        "drivers/virtio/virtio_pci_legacy_dev.ko",
+        "drivers/virtio/virtio_pci_modern_dev.ko",
+        "drivers/virtio/virtio_pci.ko",
+        "net/core/failover.ko",
+        "drivers/net/net_failover.ko",
+        "drivers/net/virtio_net.ko",
+    ] {
+        let data = std::fs::read(modules_dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        let name = Path::new(rel).file_name().unwrap().to_string_lossy().into_owned();
+        w.file(&format!("m/{name}"), 0o644, &data);
+    }
+    w.file("init", 0o755, &std::fs::read(&init).expect("read the built init"));
+    let path = dir.join("net-initramfs.cpio");
+    std::fs::write(&path, w.finish()).expect("write the initramfs");
+    path
+}
+
+/// `lib/modules/VERSION/kernel` of `k`'s package.
+pub fn modules_dir(k: &DebianKernel) -> PathBuf {
+    let version = k.bzimage.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
+    k.bzimage.parent().unwrap().parent().unwrap().join("lib/modules").join(version).join("kernel")
+}
+
 /// The Linux ELF inside a bzImage, unpacked with ttvm's own loader code.
 pub fn vmlinux_of(bzimage: &Path) -> Vec<u8> {
     let bytes = std::fs::read(bzimage).expect("read the bzImage");
