@@ -36,8 +36,27 @@ fn a_branch_that_undoes_the_stray_write_exits_cleanly_and_checks() {
     assert!(server.stderr().contains("going back would replay the changed machine"), "{}", server.stderr());
     let continued = mark(&out, "continued");
     assert_eq!(continued[0], continued[1], "continue ran the branch to its end\n{out}");
+    // One history over the family (hex icounts): the parent's up to the branch point, then
+    // the branch's after it.
+    let family = mark(&out, "family");
+    let (end, length, at) = (harness::hex(&family[0]), harness::hex(&family[1]), harness::hex(&family[2]));
+    assert!(end == length && at > 0 && at < end, "the branch's end is the family's end\n{out}");
+    let parent = mark(&out, "parent-at-branch-point");
+    assert_eq!(harness::hex(&parent[0]), at, "{out}");
+    assert_eq!((parent[1].as_str(), parent[2].as_str()), (stray[1].as_str(), "parent"), "the parent's machine\n{out}");
+    let forward = mark(&out, "across-forward");
+    assert_eq!(harness::hex(&forward[0]), at + 1, "{out}");
+    assert_eq!((forward[1].as_str(), forward[2].as_str()), ("c0f160005afe0001", "branch"), "the branch's\n{out}");
+    let back_across = mark(&out, "across-back");
+    assert_eq!(harness::hex(&back_across[0]), at - 1, "{out}");
+    assert_eq!(back_across[1], "parent", "{out}");
+    let watch = mark(&out, "watch-back");
+    assert!(harness::hex(&watch[0]) <= harness::hex(&stray[0]), "the stray write, found from the branch\n{out}");
+    assert_eq!(watch[1], "parent", "{out}");
+    let forward_end = mark(&out, "forward-to-end");
+    assert_eq!((harness::hex(&forward_end[0]), harness::hex(&forward_end[1])), (end, length), "{out}");
     let back = mark(&out, "back");
-    assert_eq!(back[0], "0", "reverse execution stops at the branch point\n{out}");
+    assert_eq!(back[0], "0", "reverse execution runs back into the parent's history to its start\n{out}");
     let (status, stderr) = server.wait(std::time::Duration::from_secs(60));
     assert!(status.success(), "ttvm replay --gdb: {stderr}");
     assert!(stderr.contains("the branch ended (guest exit, status 0)"), "{stderr}");

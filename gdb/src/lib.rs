@@ -32,6 +32,7 @@ pub mod breakpoints;
 pub mod conn;
 pub mod error;
 pub mod event_loop;
+mod family;
 pub mod fpu;
 pub mod framing;
 pub mod interrupt;
@@ -115,5 +116,6 @@ pub fn serve_connection(
     for w in target.tl.watchpoints().to_vec() {
         target.tl.remove_watchpoint(w);
     }
+    target.leave_family();
     end
 }

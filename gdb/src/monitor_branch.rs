@@ -4,10 +4,10 @@
 //! fork the timeline. `monitor branch FILE` arms a branch at the current position: from then
 //! on writes are allowed there (they edit the machine the branch will start from), and the
 //! next `continue` or step starts recording the branch into FILE, a new self-contained trace
-//! that names its parent and the branch icount. The session then works like `ttvm debug`:
-//! reverse execution and `monitor goto` move through the branch's own history, whose first
-//! step is the branch point (icount 0 of FILE); the parent's history is replayed again with
-//! `ttvm replay PARENT --gdb`. While a branch is armed and nothing was written yet, going
+//! that names its parent and the branch icount. The session then works like `ttvm debug`
+//! over one history, the family's: the parent's steps up to the branch point, then the
+//! branch's (`family.rs`), so reverse execution and `monitor goto` reach back into the
+//! parent's history, and forward again into the branch. While a branch is armed and nothing was written yet, going
 //! back is allowed (the branch point moves with the position); once something was written,
 //! going back is refused, since it would replay the edited machine as if it were recorded.
 
@@ -31,6 +31,11 @@ pub struct PendingBranch {
 impl TtvmTarget<'_> {
     /// `monitor branch FILE`.
     pub(crate) fn monitor_branch(&mut self, path: PathBuf) -> String {
+        if self.family.is_some() {
+            return "error: this session has branched already; one branch per session (replay the branch \
+                    with `ttvm replay BRANCH --gdb PORT` to branch it again)"
+                .into();
+        }
         if self.tl.is_live() {
             return "error: this session is already recording (a branch or `ttvm debug`); \
                     branch from a replay: ttvm replay TRACE --gdb PORT"
@@ -84,6 +89,7 @@ impl TtvmTarget<'_> {
         let input = ttvm_vmm::console::ConsoleInput::none();
         let at = self.tl.icount();
         self.tl.start_branch(&pending.parent, &pending.path, output, input)?;
+        self.family = Some(crate::family::Family::new(pending.parent.clone(), at));
         eprintln!(
             "ttvm: recording the branch of {} at icount {at} into {}",
             pending.parent.display(),

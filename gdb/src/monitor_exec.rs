@@ -58,22 +58,31 @@ impl TtvmTarget<'_> {
     }
 
     fn when(&self) -> String {
-        let (now, len) = (self.tl.icount(), self.tl.length());
+        let now = self.tl.icount();
         let rec = self.tl.recording();
-        let mut s = format!("icount {now} of {len} steps ({})\n", self.history_note());
+        let mut s = format!(
+            "icount {} of {} steps ({}{})\n",
+            self.position(),
+            self.history_length(),
+            self.history_note(),
+            self.family_note()
+        );
+        // The current trace's icounts in the family's numbering (after a branch).
+        let base = self.position() - now;
         if let Some(cp) = rec.checkpoints.get(rec.checkpoint_before(now)) {
             let at = cp.engine.icount;
-            let _ = writeln!(s, "nearest checkpoint: #{} at icount {at} ({} steps back)", cp.index, now - at.min(now));
+            let back = now - at.min(now);
+            let _ = writeln!(s, "nearest checkpoint: #{} at icount {} ({back} steps back)", cp.index, at + base);
         }
         if let Some(t) = self.tl.temp_checkpoint_positions().into_iter().filter(|&p| p <= now).max() {
-            let _ = writeln!(s, "nearest in-memory checkpoint: icount {t} ({} steps back)", now - t);
+            let _ = writeln!(s, "nearest in-memory checkpoint: icount {} ({} steps back)", t + base, now - t);
         }
         s.push_str(&self.here());
         s
     }
 
     fn goto(&mut self, t: GotoTarget) -> String {
-        let (now, len) = (self.tl.icount(), self.tl.length());
+        let (now, len) = (self.position(), self.history_length());
         let target = match t {
             GotoTarget::Absolute(n) => Some(n),
             GotoTarget::Forward(n) => now.checked_add(n),
@@ -82,9 +91,9 @@ impl TtvmTarget<'_> {
         let Some(target) = target.filter(|&n| n <= len) else {
             return format!("error: that is outside the history (icounts 0..={len}); still at icount {now}");
         };
-        match self.watched_run(|t| t.tl.seek(target)) {
-            (Ok(Stop::Interrupted), _) => format!("interrupted at icount {}\n{REFRESH_HINT}", self.tl.icount()),
-            (Ok(_), _) => format!("now at icount {}, {}\n{REFRESH_HINT}", self.tl.icount(), self.here()),
+        match self.watched_run(|t| t.seek_family(target)) {
+            (Ok(Stop::Interrupted), _) => format!("interrupted at icount {}\n{REFRESH_HINT}", self.position()),
+            (Ok(_), _) => format!("now at icount {}, {}\n{REFRESH_HINT}", self.position(), self.here()),
             (Err(e), _) => self.failed(e),
         }
     }
@@ -169,8 +178,14 @@ impl TtvmTarget<'_> {
             h.clock,
             h.ns_per_step
         );
-        let _ = writeln!(s, "history:     {} steps ({}), end: {end}", self.tl.length(), self.history_note());
-        let _ = writeln!(s, "position:    icount {}", self.tl.icount());
+        let _ = writeln!(
+            s,
+            "history:     {} steps ({}{}), end: {end}",
+            self.history_length(),
+            self.history_note(),
+            self.family_note()
+        );
+        let _ = writeln!(s, "position:    icount {}", self.position());
         let _ = writeln!(s, "events:      {}", rec.events.len());
         let _ = writeln!(
             s,

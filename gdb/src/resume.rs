@@ -83,7 +83,18 @@ impl TtvmTarget<'_> {
         }
     }
 
+    /// Carries out `mode`; a move that runs into a branch point goes on on its other side
+    /// (`family.rs`).
     fn run_mode(&mut self, mode: Resume) -> Result<Stop, TimelineError> {
+        let forward = matches!(mode, Resume::Step | Resume::Continue);
+        let stop = self.run_mode_once(mode)?;
+        if self.crossed_branch_point(&stop, forward)? {
+            return self.run_mode_once(mode);
+        }
+        Ok(stop)
+    }
+
+    fn run_mode_once(&mut self, mode: Resume) -> Result<Stop, TimelineError> {
         match mode {
             Resume::Step => self.step_watched(true),
             Resume::ReverseStep => self.step_watched(false),

@@ -59,6 +59,8 @@ pub struct TtvmTarget<'t> {
     pub(crate) symbols: Option<ttvm_vmm::symbols::SymbolTable>,
     /// A branch armed by `monitor branch FILE` that has not started recording yet.
     pub(crate) branch: Option<crate::monitor_branch::PendingBranch>,
+    /// Once a branch started: the parent's history behind it (`family.rs`).
+    pub(crate) family: Option<crate::family::Family>,
 }
 
 impl<'t> TtvmTarget<'t> {
@@ -68,7 +70,7 @@ impl<'t> TtvmTarget<'t> {
         let symbols = ttvm_vmm::symbols::SymbolTable::from_elf(&tl.recording().header().machine.kernel, "the kernel")
             .ok()
             .filter(|t| !t.is_empty());
-        Self { tl, resume: None, bps: BTreeMap::new(), sock, last_error: None, symbols, branch: None }
+        Self { tl, resume: None, bps: BTreeMap::new(), sock, last_error: None, symbols, branch: None, family: None }
     }
 
     /// Reads guest-virtual memory at the current position, page by page; returns how many

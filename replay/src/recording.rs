@@ -274,6 +274,25 @@ impl Recording {
         Ok(())
     }
 
+    /// Ends the history at step `icount` (no-op past its end): the steps from there on,
+    /// their events and the checkpoints after it are dropped, and the recording no longer
+    /// counts as finalised. A gdb session that branched keeps its parent's history this way,
+    /// up to the branch point (`gdb/src/family.rs`). Disk page references stay: the dropped
+    /// events were the last ones, so the kept ones still find theirs by position.
+    pub fn truncate_to(&mut self, icount: u64) {
+        if icount >= self.events_end {
+            return;
+        }
+        self.events_end = icount;
+        self.events.retain(|e| e.icount < icount);
+        let kept = self.checkpoints.iter().take_while(|c| c.engine.icount <= icount).count();
+        self.checkpoints.truncate(kept);
+        // Interval k starts at checkpoint k (landmarks) or ends at checkpoint k + 1 (code).
+        self.interval_code.truncate(kept.saturating_sub(1));
+        self.interval_landmarks.truncate(kept.saturating_sub(1));
+        self.end = None;
+    }
+
     /// The header.
     pub fn header(&self) -> &TraceHeader {
         &self.file.header

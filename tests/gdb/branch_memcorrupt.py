@@ -50,6 +50,38 @@ h.run("continue")
 h.mark("continued", *h.when())
 h.mark("end-func", h.func())
 
-# Going back stops at the branch point: the branch's own first step.
+# One history over the family: the parent's steps up to the branch point B, then the
+# branch's as B+1, B+2...
+import re
+end, length = h.when()
+branch_at = int(re.search(r"starts at icount (\d+)", h.run("monitor when")).group(1))
+h.mark("family", end, length, branch_at)
+
+def magic():
+    return int(gdb.parse_and_eval("memcorrupt::CONFIG.magic")) & h.MASK
+
+# goto into the parent's history: its machine there, the stray write in place.
+h.run("monitor goto %d" % branch_at)
+h.refresh()
+h.mark("parent-at-branch-point", h.icount(), magic(), "parent" if "parent's history" in h.run("monitor when") else "branch")
+# Forward across the branch point: the branch's first step, the write undone.
+h.run("stepi")
+h.mark("across-forward", h.icount(), magic(), "parent" if "parent's history" in h.run("monitor when") else "branch")
+# Back across it: the branch point (the branch's start), then the parent's step before it.
+h.run("reverse-stepi")
+h.run("reverse-stepi")
+h.mark("across-back", h.icount(), "parent" if "parent's history" in h.run("monitor when") else "branch")
+# From the branch's end, a watchpoint found going back: the stray write in the parent.
+h.run("monitor goto %d" % end)
+h.refresh()
+h.run("watch memcorrupt::CONFIG.magic")
+h.run("reverse-continue")
+h.mark("watch-back", h.icount(), "parent" if "parent's history" in h.run("monitor when") else "branch")
+h.run("delete")
+# And forward again through the branch point to the branch's end.
+h.run("continue")
+h.mark("forward-to-end", *h.when())
+
+# With nothing to stop it, going back runs to the start of the family's history.
 h.run("reverse-continue")
 h.mark("back", *h.when())
