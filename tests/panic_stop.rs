@@ -46,3 +46,24 @@ fn a_kernel_panic_line_ends_runs_and_recordings_with_status_79() {
     assert_eq!(o.status.code(), Some(0), "{}", common::text(&o));
     assert!(common::text(&o).contains("echo: c"), "{}", common::text(&o));
 }
+
+/// In a network, a VM whose kernel panics ends with status 79 and stops the others, which
+/// are reported as stopped because of it (the `hello` kernel prints its command line).
+#[test]
+fn a_panicking_vm_ends_the_network_with_status_79() {
+    if !common::require_kvm("a_panicking_vm_ends_the_network_with_status_79") {
+        return;
+    }
+    let o = common::run(&[
+        "run",
+        "--vm",
+        "hello",
+        "--cmdline=x ---[ end Kernel panic - not syncing: net test ]---",
+        "--vm",
+        "pong",
+    ]);
+    let text = common::text(&o);
+    assert_eq!(o.status.code(), Some(79), "{text}");
+    assert!(text.contains("VM 0 (hello): the guest kernel panicked: net test"), "{text}");
+    assert!(text.contains("stopped because VM 0 ended first"), "{text}");
+}

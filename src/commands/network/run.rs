@@ -17,6 +17,7 @@ use ttvm_vmm::machine::{Machine, MachineConfig};
 
 use super::args::Network;
 use super::port::{Port, SharedSwitch};
+use crate::commands::panic_watch::{PanicWatch, PANIC_EXIT};
 use crate::exit_code::{self, Exit};
 
 /// How one VM ended.
@@ -78,7 +79,10 @@ pub fn run(network: Network) -> Result<i32, Exit> {
                 let outcome = run_vm(index, &name, config, port, timeout, stop);
                 if outcome.status != 0 {
                     let mut first = first_failure.lock().unwrap_or_else(|p| p.into_inner());
-                    if first.is_none() {
+                    // A VM whose kernel panicked raised the stop flag itself: the others may
+                    // report being stopped before it reports why.
+                    let stopped_first = matches!(*first, Some((_, s)) if s == exit_code::INTERRUPTED);
+                    if first.is_none() || (stopped_first && outcome.status != exit_code::INTERRUPTED) {
                         *first = Some((index, outcome.status));
                         // The others would wait for this VM's frames forever.
                         stop.store(true, Ordering::SeqCst);
@@ -141,7 +145,7 @@ fn run_vm(
         }
     };
     machine.board.attach_net(mac_for(index as u8));
-    let mut output = prefixed_output(index, name);
+    let (mut output, panic) = PanicWatch::wrap(prefixed_output(index, name), stop);
     let mut input = ConsoleInput::none();
     let options = FreeRunOptions { timeout, symbols: None, stop: Some(stop), clock: HostClock::new(slowdown) };
     let end = run_free_networked(&mut machine, None, Some(&mut port), &mut output, &mut input, &options, None, None);
@@ -158,9 +162,12 @@ fn run_vm(
             text: format!("timeout; the guest was at RIP {:#x}", machine.vm.vcpu().rip()),
             status: exit_code::TIMEOUT,
         },
-        Ok(FreeRunEnd::Interrupted) => Outcome {
-            text: format!("stopped; the guest was at RIP {:#x}", machine.vm.vcpu().rip()),
-            status: exit_code::INTERRUPTED,
+        Ok(FreeRunEnd::Interrupted) => match panic.reason() {
+            Some(reason) => Outcome { text: format!("the guest kernel panicked: {reason}"), status: PANIC_EXIT },
+            None => Outcome {
+                text: format!("stopped; the guest was at RIP {:#x}", machine.vm.vcpu().rip()),
+                status: exit_code::INTERRUPTED,
+            },
         },
         Err(e) => {
             let exit = Exit::of("", &e);
