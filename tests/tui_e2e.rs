@@ -79,6 +79,27 @@ fn threads_failure_jump_to_the_panic_and_read_it_in_the_console() {
     t.assert_restored();
 }
 
+/// A `ring3` recording on a real terminal: the user lane fills in, `u` jumps to where
+/// user mode starts and the registers pane says so.
+#[test]
+fn user_mode_shows_on_the_timeline_and_u_jumps_to_it() {
+    if !require_kvm("user_mode_shows_on_the_timeline_and_u_jumps_to_it") {
+        return;
+    }
+    let dir = tempdir();
+    let trace = record(dir.path(), "ring3", "spin=50");
+    let t = Tmux::start(&tui_cmd(&trace));
+    let s = t.wait("the user lane", |s| {
+        s.contains("? help") && s.lines().any(|l| l.starts_with("│user ") && l.contains('▀'))
+    });
+    assert!(s.contains("Registers · ring 0, kernel"), "{s}");
+    t.keys(&["u"]);
+    t.wait("ring 3 at the cursor", |s| s.contains("Registers · ring 3, user"));
+    t.keys(&["q"]);
+    assert_eq!(t.wait_exit(), 0);
+    t.assert_restored();
+}
+
 #[test]
 fn sigterm_restores_the_terminal() {
     if !require_kvm("sigterm_restores_the_terminal") {

@@ -21,6 +21,7 @@ pub mod landmark;
 pub mod mem_access;
 pub mod network;
 pub mod persist;
+pub mod privilege;
 pub mod ram;
 pub mod record;
 pub mod recording;

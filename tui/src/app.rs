@@ -215,6 +215,11 @@ pub struct App {
     pub busy: bool,
     /// Where things were drawn.
     pub layout: Layout,
+    /// The stretches of user mode (ring 3) found so far (`user_mode_scan.rs` fills them in
+    /// the background), sorted and disjoint.
+    pub user_spans: Vec<ttvm_replay::privilege::UserSpan>,
+    /// Whether that search has covered the whole trace.
+    pub user_scan_done: bool,
 }
 
 /// Read-only context the transitions look things up in.
@@ -252,6 +257,8 @@ impl App {
             divergence: None,
             busy: false,
             layout: Layout::default(),
+            user_spans: Vec::new(),
+            user_scan_done: false,
         }
     }
 
@@ -357,6 +364,8 @@ impl App {
                 self.toggle_bookmark();
                 Action::None
             }
+            KeyCode::Char('u') => self.privilege_jump(true),
+            KeyCode::Char('U') => self.privilege_jump(false),
             KeyCode::Char('\'') => self.bookmark_jump(true),
             KeyCode::Char('"') => self.bookmark_jump(false),
             KeyCode::Char('n') => self.search_again(ctx.info, true),
@@ -607,6 +616,25 @@ impl App {
         match target.copied() {
             Some(t) => self.seek(t),
             None => self.say("no bookmarks: m sets one".into()),
+        }
+    }
+
+    /// `u`/`U`: to the next/previous switch between user mode and the kernel.
+    fn privilege_jump(&mut self, forward: bool) -> Action {
+        use ttvm_replay::privilege::{next_transition, prev_transition};
+        let target = if forward {
+            next_transition(&self.user_spans, self.cursor)
+        } else {
+            prev_transition(&self.user_spans, self.cursor)
+        };
+        match target {
+            Some(t) => self.seek(t),
+            None if !self.user_scan_done => self.say("still looking for user mode in the trace…".into()),
+            None if self.user_spans.is_empty() => self.say("the guest never ran in user mode".into()),
+            None => self.say(format!(
+                "no {} switch between user mode and the kernel",
+                if forward { "later" } else { "earlier" }
+            )),
         }
     }
 

@@ -99,6 +99,7 @@ pub fn run_loop<B: Backend>(
         if let Some(sig) = signal() {
             return Ok(LoopEnd::Signal(sig));
         }
+        s.poll_background();
         draw(terminal, s)?;
         if s.busy() {
             s.work(SLICE);

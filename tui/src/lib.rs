@@ -27,6 +27,7 @@ pub mod symbols;
 pub mod terminal;
 pub mod trace_info;
 pub mod ui;
+pub mod user_mode_scan;
 pub mod view;
 
 use std::io::IsTerminal;

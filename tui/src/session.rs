@@ -16,6 +16,7 @@ use crate::error::TuiError;
 use crate::symbols::Symbols;
 use crate::trace_info::TraceInfo;
 use crate::ui;
+use crate::user_mode_scan::{ScanState, UserModeScan};
 
 /// In-memory checkpoint spacing: denser than gdb's default, because stepping back is what
 /// people do most in the UI and each step back replays up to one spacing.
@@ -41,6 +42,8 @@ pub struct Session {
     pub symbols: Symbols,
     /// The timeline and the machine view.
     pub driver: Driver,
+    /// The background search for user mode, while it runs.
+    pub user_scan: Option<UserModeScan>,
 }
 
 impl Session {
@@ -60,6 +63,7 @@ impl Session {
         let mut timeline = Timeline::new(rec, &ttvm_replay::stepping::host_signature())?;
         timeline.set_temp_policy(TEMP_SPACING, ttvm_replay::timeline::DEFAULT_TEMP_BUDGET);
         let mut s = Self::from_parts(info, symbols, timeline);
+        s.user_scan = Some(UserModeScan::start(path));
         if s.app.status.is_none() {
             s.app.status = sym_note;
         }
@@ -70,7 +74,31 @@ impl Session {
     pub fn from_parts(info: TraceInfo, symbols: Symbols, timeline: Timeline) -> Self {
         let app = App::new(&info);
         let driver = Driver::new(timeline, Self::env_of(&app, &info, &symbols));
-        Self { app, info, symbols, driver }
+        Self { app, info, symbols, driver, user_scan: None }
+    }
+
+    /// Takes in what the background search for user mode found since the last call.
+    pub fn poll_background(&mut self) {
+        let Some(scan) = &mut self.user_scan else { return };
+        let state = scan.poll(&mut self.app.user_spans);
+        self.note_scan(state);
+    }
+
+    /// Waits for the background search to end (tests).
+    pub fn wait_background(&mut self) {
+        let Some(scan) = &mut self.user_scan else { return };
+        let state = scan.wait(&mut self.app.user_spans);
+        self.note_scan(state);
+    }
+
+    fn note_scan(&mut self, state: ScanState) {
+        match state {
+            ScanState::Running => return,
+            ScanState::Done => {}
+            ScanState::Failed(e) => self.app.status = Some(format!("finding user mode in the trace failed: {e}")),
+        }
+        self.app.user_scan_done = true;
+        self.user_scan = None;
     }
 
     /// Handles one input event: updates the state and starts (or cancels) an operation.

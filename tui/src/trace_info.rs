@@ -23,6 +23,8 @@ pub enum EndState {
     Halted,
     /// KVM could not continue.
     KvmError(String),
+    /// The guest kernel panicked (its reason): the recording ended at its last panic line.
+    KernelPanic(String),
     /// The recording was stopped from outside (step limit, Ctrl-C, user mode).
     Stopped(String),
     /// No end record: the recording was killed, or the trace is truncated.
@@ -39,6 +41,7 @@ impl EndState {
             EndState::TripleFault => "triple fault".into(),
             EndState::Halted => "halted".into(),
             EndState::KvmError(e) => format!("KVM error: {e}"),
+            EndState::KernelPanic(r) => format!("kernel panic: {r}"),
             EndState::Stopped(r) => format!("stopped: {r}"),
             EndState::Unfinished => "unfinished trace".into(),
         }
@@ -105,7 +108,10 @@ impl TraceInfo {
                 Some(StopKind::TripleFault) => EndState::TripleFault,
                 Some(StopKind::Halted) => EndState::Halted,
                 Some(StopKind::InternalError(m)) => EndState::KvmError(m.clone()),
-                None => EndState::Stopped(e.reason.clone()),
+                None => match e.reason.strip_prefix("the guest kernel panicked: ") {
+                    Some(why) => EndState::KernelPanic(why.to_string()),
+                    None => EndState::Stopped(e.reason.clone()),
+                },
             },
         };
         let checkpoints = rec.checkpoints.iter().map(|c| c.engine.icount).collect();

@@ -78,7 +78,7 @@ fn timer_at_a_known_icount_shows_rip_code_console_and_markers() {
     assert!(lane("marks").contains('┊') && lane("marks").contains('■'), "{}", lane("marks"));
     assert!(screen.contains("0x20"), "the vector legend");
     // The cursor mark sits in the column for n.
-    let axis = &lines[7];
+    let axis = &lines[8]; // below the eight lanes
     let lanes_x = 1 + 8;
     let col = ttvm_tui::app::Layout::column_of(W - 2 - 8, n, s.info.length) as usize;
     assert_eq!(axis.chars().nth(lanes_x + col), Some('▲'), "{axis}");

@@ -25,6 +25,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("c / C", "run forward / backward to the breakpoints and watchpoints"),
     ("m", "toggle a bookmark at the cursor"),
     ("' / \"", "jump to the next / previous bookmark"),
+    ("u / U", "jump to the next / previous switch between user mode and the kernel (the user lane)"),
     ("/", "search the serial output; jump to when the line was printed"),
     ("n / N", "next / previous match"),
     ("a", "memory pane address (register, address, symbol; rsp+0x10)"),

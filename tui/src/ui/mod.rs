@@ -26,7 +26,7 @@ pub const MIN_WIDTH: u16 = 80;
 /// Smallest terminal height the layout works in.
 pub const MIN_HEIGHT: u16 = 24;
 /// Rows of the timeline bar, borders included.
-pub const TIMELINE_HEIGHT: u16 = 9;
+pub const TIMELINE_HEIGHT: u16 = 10;
 
 /// What a frame shows.
 #[derive(Debug)]

@@ -90,9 +90,14 @@ fn span(e: &Entry) -> Vec<Span<'static>> {
 
 /// Draws the pane.
 pub fn render(frame: &mut Frame<'_>, area: Rect, v: &View, focused: bool) {
-    let title =
-        if v.prev.is_some() && area.width >= 40 { " Registers (changed by the last step) " } else { " Registers " };
-    let block = pane_block(title.into(), focused);
+    // Where the guest is: user mode or the kernel (CS's privilege level).
+    let ring = if v.regs.sregs.cs.dpl == 3 { "ring 3, user" } else { "ring 0, kernel" };
+    let title = if v.prev.is_some() && area.width >= 56 {
+        format!(" Registers · {ring} (changed by the last step) ")
+    } else {
+        format!(" Registers · {ring} ")
+    };
+    let block = pane_block(title, focused);
     let inner = block.inner(area);
     let list = entries(v);
     // Two columns when there is room: all of the general registers then fit in 9 rows.

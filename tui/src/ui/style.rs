@@ -61,6 +61,12 @@ pub fn current() -> Style {
 }
 
 /// Secondary text.
+/// Stretches of user mode (ring 3) on the timeline.
+pub fn user_mode() -> Style {
+    Style::default().fg(Color::LightMagenta)
+}
+
+/// Secondary text.
 pub fn dim() -> Style {
     Style::default().fg(Color::DarkGray)
 }

@@ -18,7 +18,11 @@ use crate::app::Layout;
 use crate::trace_info::TraceInfo;
 
 const LABEL_WIDTH: u16 = 8;
-const LANES: [&str; 7] = ["events", "irq", "io", "tsc/rng", "serial", "marks", ""];
+const LANES: [&str; 8] = ["events", "irq", "io", "tsc/rng", "serial", "user", "marks", ""];
+/// The lane of user-mode stretches, the marks lane and the axis.
+const USER_ROW: u16 = 5;
+const MARKS_ROW: u16 = 6;
+const AXIS_ROW: u16 = 7;
 const DENSITY: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 /// Draws the bar; returns the lanes' area (the clickable part).
@@ -75,7 +79,12 @@ fn legend(info: &TraceInfo) -> Line<'static> {
     for (rank, v) in vectors(info).iter().enumerate().take(6) {
         spans.push(Span::styled(format!(" {v:#04x}"), Style::default().fg(style::vector_color(rank))));
     }
-    spans.push(Span::styled(" · ┊ checkpoint  ★ bookmark  ✖ divergence  ■ end · click to jump ", style::dim()));
+    spans.push(Span::styled(" · ", style::dim()));
+    spans.push(Span::styled("▀", style::user_mode()));
+    spans.push(Span::styled(
+        " user mode (u/U)  ┊ checkpoint  ★ bookmark  ✖ divergence  ■ end · click to jump ",
+        style::dim(),
+    ));
     Line::from(spans)
 }
 
@@ -143,25 +152,34 @@ fn draw_lanes(buf: &mut Buffer, r: Rect, m: &Model<'_>) {
         } else if TraceInfo::count_in(info.class_icounts(EventClass::SerialOut), lo, hi) > 0 {
             put(buf, x, y + 4, '·', Style::default().fg(style::class_color(EventClass::SerialOut)));
         }
+        if user_mode_in(&app.user_spans, lo, hi) {
+            put(buf, x, y + USER_ROW, '▀', style::user_mode());
+        }
         if TraceInfo::count_in(&info.checkpoints, lo, hi) > 0 {
-            put(buf, x, y + 5, '┊', style::dim());
+            put(buf, x, y + MARKS_ROW, '┊', style::dim());
         }
         if app.bookmarks.range(lo..hi).next().is_some() {
-            put(buf, x, y + 5, '★', Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD));
+            put(buf, x, y + MARKS_ROW, '★', Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD));
         }
     }
     let last = r.x + r.width - 1;
-    put(buf, last, y + 5, '■', Style::default().fg(style::end_color(&info.end)).add_modifier(Modifier::BOLD));
+    put(buf, last, y + MARKS_ROW, '■', Style::default().fg(style::end_color(&info.end)).add_modifier(Modifier::BOLD));
     if let Some(d) = app.divergence {
         let x = r.x + Layout::column_of(r.width, d, len);
-        put(buf, x, y + 5, '✖', style::error());
+        put(buf, x, y + MARKS_ROW, '✖', style::error());
     }
     draw_cursor(buf, r, app.cursor, len);
 }
 
+/// Whether a user-mode stretch overlaps the icounts `[lo, hi)` (spans sorted, disjoint).
+fn user_mode_in(spans: &[(u64, u64)], lo: u64, hi: u64) -> bool {
+    let i = spans.partition_point(|&(_, to)| to <= lo);
+    spans.get(i).is_some_and(|&(from, _)| from < hi)
+}
+
 fn draw_cursor(buf: &mut Buffer, r: Rect, cursor: u64, len: u64) {
     let cx = r.x + Layout::column_of(r.width, cursor, len);
-    for row in 0..6 {
+    for row in 0..AXIS_ROW {
         if let Some(cell) = buf.cell_mut((cx, r.y + row)) {
             cell.set_bg(Color::DarkGray);
             if cell.symbol() == " " {
@@ -170,7 +188,7 @@ fn draw_cursor(buf: &mut Buffer, r: Rect, cursor: u64, len: u64) {
         }
     }
     // Axis: 0 at the left, the length at the right, the cursor's icount next to its mark.
-    let y = r.y + 6;
+    let y = r.y + AXIS_ROW;
     let end = len.to_string();
     buf.set_string(r.x, y, "0", style::dim());
     let end_x = (r.x + r.width).saturating_sub(end.len() as u16);
@@ -185,7 +203,18 @@ fn draw_cursor(buf: &mut Buffer, r: Rect, cursor: u64, len: u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::elide_left;
+    use super::{elide_left, user_mode_in};
+
+    #[test]
+    fn a_column_shows_user_mode_when_a_stretch_overlaps_it() {
+        let spans = [(10, 20), (40, 41)];
+        assert!(!user_mode_in(&spans, 0, 10));
+        assert!(user_mode_in(&spans, 5, 11));
+        assert!(user_mode_in(&spans, 19, 30));
+        assert!(!user_mode_in(&spans, 20, 40));
+        assert!(user_mode_in(&spans, 40, 41));
+        assert!(!user_mode_in(&[], 0, 100));
+    }
 
     #[test]
     fn long_titles_lose_their_start_and_keep_the_file_names() {
