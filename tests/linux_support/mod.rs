@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cpio;
+pub mod gdb_scripts;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
