@@ -1,13 +1,15 @@
 //! `ttvm record --until-failure --vm … --vm …`: the network is recorded again and again
 //! until a VM fails, and only the failing recording is kept. `ping retransmit=T` has the
 //! timing-dependent bug (its retransmission flag is never reset), so whether a run fails
-//! depends on how the VMs' threads were scheduled; with T=2 timer ticks most runs here fail.
+//! depends on how the VMs' threads were scheduled. Here `pong delay=N` answers slowly, so
+//! every frame is sent again and the first run already fails, on any host.
 
 mod common;
 
 use common::{require_kvm, run, text};
 
-const PING: &str = "rounds=10 retransmit=2";
+const PING: &str = "rounds=3 retransmit=1";
+const SLOW_PONG: &str = "delay=20000";
 
 #[test]
 fn a_network_is_recorded_until_a_vm_fails() {
@@ -20,13 +22,15 @@ fn a_network_is_recorded_until_a_vm_fails() {
         "record",
         "--until-failure",
         "--runs",
-        "40",
+        "3",
         "--vm",
         "ping",
         "--cmdline",
         PING,
         "--vm",
         "pong",
+        "--cmdline",
+        SLOW_PONG,
         "-o",
         out.to_str().unwrap(),
     ]);

@@ -1,5 +1,6 @@
 //! pong: answers each numbered frame that arrives over virtio-net with a frame of the same
 //! number, back to its sender; exits 0 after answering frame 0. Prints `pong: N frames`.
+//! Command line: delay=N spins N times before each answer (a slow peer).
 #![no_std]
 #![no_main]
 
@@ -11,7 +12,10 @@ use ttvm_kernel_support::{self as k, println};
 
 #[no_mangle]
 extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
-    let _cmdline = k::init(info, "pong");
+    let cmdline = k::init(info, "pong");
+    // delay=N: spin N times before each answer, a slow peer (ping's retransmissions then
+    // fire whatever the host's timing).
+    let delay = cmdline.u64("delay", 0);
     let Some(mut net) = Net::find() else {
         println!("pong: no virtio-net card on PCI bus 0 (run with --vm ping --vm pong)");
         k::exit(1)
@@ -20,6 +24,9 @@ extern "C" fn kmain(info: &'static k::HvmStartInfo) -> ! {
     loop {
         let got = net.recv();
         frames += 1;
+        for _ in 0..delay {
+            core::hint::spin_loop();
+        }
         net.send(got.src, got.number);
         if got.number == 0 {
             break;

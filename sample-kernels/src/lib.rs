@@ -57,7 +57,7 @@ static KERNELS: &[SampleKernel] = &[
         "ping",
         "sends numbered frames rounds=N over virtio-net, each after the previous reply, then 0; prints `ping: N replies`; retransmit=T resends after T ms, with a timing-dependent bug"
     ),
-    kernel!("pong", "answers each numbered virtio-net frame with the same number; exits 0 after frame 0"),
+    kernel!("pong", "answers each numbered virtio-net frame with the same number (after delay=N spins); exits 0 after frame 0"),
     kernel!(
         "dirty",
         "dirties mib=N MiB (one word per page) every gap=N ms for passes=N passes; for live-checkpoint measurements"
