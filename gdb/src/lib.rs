@@ -39,6 +39,7 @@ pub mod interrupt;
 pub mod monitor;
 pub mod monitor_branch;
 mod monitor_exec;
+mod monitor_frames;
 pub mod regs;
 pub mod resume;
 pub mod reverse;

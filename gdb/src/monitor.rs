@@ -32,7 +32,10 @@ ttvm monitor commands (positions are icounts: steps since reset):
   monitor branch FILE           branch history here: register and memory writes are
                                 allowed from now on, and `continue`/stepping records the
                                 new branch into FILE (a trace naming this one as parent);
-                                reverse execution then stops at the branch point
+                                the session's history is then this trace's up to here,
+                                followed by the branch's (reverse execution crosses back)
+  monitor frames                for a VM of a network recording: the frames it sent and
+                                received around now, with their other ends
 Numbers are decimal or 0x-hex. After goto and last-write, refresh gdb's view with
   maintenance flush register-cache
 (gdb caches registers and does not know the position moved).";
@@ -82,6 +85,8 @@ pub enum Command {
         /// The sector.
         sector: u64,
     },
+    /// `frames`
+    Frames,
     /// `branch FILE`
     Branch {
         /// The new trace.
@@ -167,6 +172,10 @@ pub fn parse(text: &str) -> Result<Command, String> {
         "disk-history" | "disk_history" => {
             let [sector] = args else { return Err("usage: monitor disk-history SECTOR".into()) };
             Command::DiskHistory { sector: parse_number(sector)? }
+        }
+        "frames" => {
+            no_more(args, "frames")?;
+            Command::Frames
         }
         "branch" => {
             if args.is_empty() {

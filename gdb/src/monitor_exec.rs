@@ -34,6 +34,7 @@ impl TtvmTarget<'_> {
             Command::LastWrite { addr, len } => self.last_write(addr, len),
             Command::Serial => self.serial(),
             Command::DiskHistory { sector } => self.disk_history(sector),
+            Command::Frames => self.frames(),
             Command::Branch { file } => self.monitor_branch(file),
         }
     }
