@@ -2,7 +2,8 @@
 //! `vmlinux-gdb.py` (`linux_support::gdb_scripts`: scripts/gdb from Debian's
 //! linux-source-6.1, constants.py generated from the kernel's headers), against a replay of
 //! Debian's kernel with its -dbg vmlinux: `lx-dmesg` at two points of history shows the log
-//! as it was at each, `lx-version`, `lx-ps`, `lx-lsmod` and `lx-symbols` run.
+//! as it was at each, `lx-version`, `$lx_current()` (which needs `monitor info version`),
+//! `lx-cpus`, `lx-ps`, `lx-lsmod` and `lx-symbols` run.
 
 mod common;
 #[path = "gdb/harness.rs"]
@@ -38,6 +39,9 @@ fn linux_gdb_scripts_read_the_kernel_at_any_point_of_history() {
     assert_eq!(dmesg[2], "prefix", "the earlier log is the start of the later one\n{out}");
     assert!(out.contains("EARLY-LAST [    0.000000] Linux version 6.1"), "the banner, logged first\n{out}");
     assert_eq!(mark(&out, "version"), ["linux"], "{out}");
+    assert_eq!(mark(&out, "server"), ["ttvm"], "monitor info version names ttvm\n{out}");
+    assert_eq!(mark(&out, "current"), ["comm=swapper"], "$lx_current() is init_task this early\n{out}");
+    assert_eq!(mark(&out, "cpus"), ["ok"], "{out}");
     assert_eq!(mark(&out, "ps")[1], "swapper", "init_task is listed\n{out}");
     assert_eq!(mark(&out, "lsmod"), ["ok"], "{out}");
     assert_eq!(mark(&out, "symbols"), ["ok"], "{out}");
