@@ -4,6 +4,11 @@
 //! `0x`. To use a symbol, let gdb format it: `eval "monitor last-write %p 8", &COUNTER`.
 //! A monitor command cannot fail at the protocol level (gdbstub would end the session), so
 //! every problem is printed as a line starting with `error:` and the session goes on.
+//!
+//! `monitor info version` answers on purpose: Linux's gdb scripts (`vmlinux-gdb.py`,
+//! `scripts/gdb/linux/utils.py`) ask it to tell QEMU's stub from kgdb, and with QEMU's
+//! answer take gdb thread N for CPU N-1, which is ttvm's model too (one thread per vCPU).
+//! `$lx_current()`, `$lx_per_cpu()` and `lx-cpus` depend on it.
 
 use gdbstub::target::ext::monitor_cmd::{outputln, ConsoleOutput, MonitorCmd};
 use ttvm_replay::timeline::{WatchKind, Watchpoint};
@@ -24,6 +29,7 @@ ttvm monitor commands (positions are icounts: steps since reset):
   monitor checkpoints           the trace's checkpoints and the in-memory ones
   monitor events [FROM [TO]]    recorded events (default: around the current icount)
   monitor info                  trace summary, position, statistics
+  monitor info version          ttvm's version (Linux's gdb scripts probe it)
   monitor last-write ADDR [LEN] go back to the last instruction that changed
                                 [ADDR, ADDR+LEN) (LEN default 8): who wrote this?
   monitor serial                the guest's serial output up to now
@@ -71,6 +77,8 @@ pub enum Command {
     },
     /// `info`
     Info,
+    /// `info version` (also `version`)
+    Version,
     /// `last-write ADDR [LEN]`
     LastWrite {
         /// Start address (guest-virtual).
@@ -92,6 +100,12 @@ pub enum Command {
         /// The new trace.
         file: std::path::PathBuf,
     },
+}
+
+/// What `monitor info version` prints: never empty, since an empty answer tells Linux's
+/// scripts that this is not QEMU's stub (and `$lx_current()` then fails).
+pub fn version_line() -> String {
+    format!("ttvm {} (time-travelling VMM; gdb thread N is vCPU N-1)", env!("CARGO_PKG_VERSION"))
 }
 
 /// Parses a number: decimal, or hex with `0x`; `_` separators allowed.
@@ -146,9 +160,14 @@ pub fn parse(text: &str) -> Result<Command, String> {
             }
             Command::Events { from, to }
         }
-        "info" => {
-            no_more(args, "info")?;
-            Command::Info
+        "info" => match args {
+            [] => Command::Info,
+            ["version"] => Command::Version,
+            _ => return Err(format!("unexpected {:?}; usage: monitor info [version]", args.join(" "))),
+        },
+        "version" => {
+            no_more(args, "version")?;
+            Command::Version
         }
         "last-write" | "last_write" | "lastwrite" => {
             let (addr, len) = match args {
@@ -224,10 +243,20 @@ mod tests {
         assert_eq!(parse("last-write 4096 2"), Ok(Command::LastWrite { addr: 4096, len: 2 }));
         assert_eq!(parse("checkpoints"), Ok(Command::Checkpoints));
         assert_eq!(parse("info"), Ok(Command::Info));
+        assert_eq!(parse("info version"), Ok(Command::Version));
+        assert_eq!(parse("version"), Ok(Command::Version));
         assert_eq!(parse("serial"), Ok(Command::Serial));
         assert_eq!(parse("disk-history 0x10"), Ok(Command::DiskHistory { sector: 16 }));
         assert_eq!(parse("branch /tmp/b.ttvm"), Ok(Command::Branch { file: "/tmp/b.ttvm".into() }));
         assert!(parse("branch").is_err(), "a branch needs its file");
+    }
+
+    #[test]
+    fn version_names_ttvm_and_its_thread_model() {
+        let v = version_line();
+        assert!(v.starts_with(&format!("ttvm {} ", env!("CARGO_PKG_VERSION"))), "{v}");
+        assert!(v.contains("thread N is vCPU N-1"), "{v}");
+        assert!(HELP.contains("monitor info version"), "help lists it");
     }
 
     #[test]
@@ -251,6 +280,9 @@ mod tests {
             "disk-history",
             "disk-history x",
             "disk-history 1 2",
+            "info versions",
+            "info version now",
+            "version 2",
         ] {
             let e = parse(bad).expect_err(bad);
             assert!(!e.is_empty(), "{bad}");

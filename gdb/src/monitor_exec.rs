@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use ttvm_replay::timeline::Stop;
 
-use crate::monitor::{Command, GotoTarget, HELP, MAX_EVENT_LINES};
+use crate::monitor::{version_line, Command, GotoTarget, HELP, MAX_EVENT_LINES};
 use crate::target::TtvmTarget;
 
 /// Printed after commands that move the position behind gdb's back.
@@ -31,6 +31,7 @@ impl TtvmTarget<'_> {
             Command::Checkpoints => self.checkpoints(),
             Command::Events { from, to } => self.events(from, to),
             Command::Info => self.info(),
+            Command::Version => version_line(),
             Command::LastWrite { addr, len } => self.last_write(addr, len),
             Command::Serial => self.serial(),
             Command::DiskHistory { sector } => self.disk_history(sector),

@@ -17,6 +17,15 @@ h.mark("dmesg", len(early), len(late), "prefix" if late[:len(early)] == early el
 print("EARLY-LAST", early[-1] if early else "", flush=True)
 print("LATE-LAST", late[-1] if late else "", flush=True)
 h.mark("version", "linux" if h.run("lx-version").startswith("Linux version 6.1") else "other")
+# The scripts tell QEMU's stub (gdb thread N = CPU N-1) from kgdb by `monitor info version`;
+# $lx_current() and lx-cpus need that answer.
+h.mark("server", h.run("monitor info version").split()[0])
+try:
+    h.mark("current", "comm=" + gdb.parse_and_eval("$lx_current()")["comm"].string())
+except gdb.error as e:
+    h.mark("current", "error: %s" % e)
+out, err = h.try_run("lx-cpus")
+h.mark("cpus", "ok" if err is None and "Possible CPUs" in out else "error: %s" % err)
 ps = h.run("lx-ps").splitlines()
 h.mark("ps", len(ps), "swapper" if any(l.split()[-1:] in (["swapper"], ["swapper/0"]) for l in ps) else "none")
 out, err = h.try_run("lx-lsmod")
