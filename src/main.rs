@@ -17,8 +17,11 @@ struct Cli {
 enum Command {
     /// Boot a kernel with the free-running engine (nothing is recorded).
     Run(commands::run::RunArgs),
-    /// Continue a free run from a snapshot written by `ttvm run --save-state`.
+    /// Continue a free run from a snapshot written by `ttvm run --save-state` (or a network
+    /// from `ttvm snapshot`'s directory).
     Resume(commands::run::ResumeArgs),
+    /// A consistent snapshot of a recorded network at a cut through VM:ICOUNT (`resume` continues it).
+    Snapshot(commands::network::snapshot::SnapshotArgs),
     /// Record a kernel with the exact engine into a trace file.
     Record(commands::record::RecordArgs),
     /// Replay a trace, checking it step by step (or serve it to gdb with --gdb).
@@ -57,6 +60,7 @@ fn main() {
     let result = match cli.command {
         Command::Run(a) => commands::run::run(a),
         Command::Resume(a) => commands::run::resume(a),
+        Command::Snapshot(a) => commands::network::snapshot::run(a),
         Command::Record(a) => commands::record::run(a),
         Command::Replay(a) => commands::replay::run(a),
         Command::Branch(a) => commands::branch::run(a),

@@ -74,7 +74,8 @@ pub struct FreeStart {
 pub struct ResumeArgs {
     /// A snapshot written by `ttvm run --save-state` (or an earlier `ttvm resume --save-state`),
     /// or a directory of live checkpoints (`ttvm run --checkpoints DIR`): its newest complete
-    /// one, after a crash or a kill.
+    /// one, after a crash or a kill; or a network snapshot (`ttvm snapshot DIR --at VM:ICOUNT
+    /// -o SNAP`): every VM from the cut, on one switch, the frames in flight delivered first.
     pub snapshot: PathBuf,
     /// Where the guest's serial port reads and writes.
     #[command(flatten)]
@@ -199,6 +200,9 @@ pub const LINUX_SLOWDOWN: u32 = 10;
 
 /// `ttvm resume`: the exit status.
 pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
+    if super::network::resume::is_network_snapshot(&args.snapshot) {
+        return super::network::resume::resume(&args);
+    }
     // A snapshot holds RAM, not the kernel image, so the symbols cannot be checked against it.
     let symbols = args.free.symbols.load(None)?;
     if args.snapshot.is_dir() {

@@ -16,6 +16,24 @@ fn first_difference(a: &[u8], b: &[u8]) -> String {
     }
 }
 
+/// Each frame's bytes as its sender's trace logged them (`events[v]` is VM v's log): VM
+/// v's n-th `NetTx` is the n-th frame the manifest lists from v, as [`check_frames`]
+/// checks. Frames without a logged send are missing.
+pub fn sent_bytes<'a>(m: &NetworkManifestV1, events: &[&'a [Event]]) -> BTreeMap<u64, &'a [u8]> {
+    let mut out = BTreeMap::new();
+    for (v, log) in events.iter().enumerate() {
+        let sent = log.iter().filter_map(|e| match &e.kind {
+            EventKind::NetTx { data } => Some(data.as_slice()),
+            _ => None,
+        });
+        let listed = m.frames.iter().filter(|f| f.from as usize == v);
+        for (data, f) in sent.zip(listed) {
+            out.insert(f.id, data);
+        }
+    }
+    out
+}
+
 /// Every disagreement between the manifest and the VMs' event logs (`events[v]` is VM v's
 /// log), one message each naming the frame; empty when they agree.
 pub fn check_frames(m: &NetworkManifestV1, events: &[&[Event]]) -> Vec<String> {

@@ -9,3 +9,4 @@ pub mod cut;
 pub mod frames;
 pub mod manifest;
 pub mod record;
+pub mod snapshot;

@@ -52,7 +52,7 @@ fn trace_paths(dir: &Path, m: &NetworkManifestV1) -> Result<Vec<PathBuf>, Exit> 
 }
 
 /// Opens every VM's trace.
-fn open_all(dir: &Path, m: &NetworkManifestV1) -> Result<Vec<(PathBuf, Rc<Recording>)>, Exit> {
+pub(super) fn open_all(dir: &Path, m: &NetworkManifestV1) -> Result<Vec<(PathBuf, Rc<Recording>)>, Exit> {
     trace_paths(dir, m)?.into_iter().map(|p| crate::commands::replay::open_recording(&p).map(|r| (p, r))).collect()
 }
 

@@ -7,7 +7,9 @@ pub mod args;
 pub mod dir;
 pub mod port;
 pub mod record;
+pub mod resume;
 pub mod run;
+pub mod snapshot;
 
 use std::ffi::OsString;
 

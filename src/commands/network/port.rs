@@ -43,6 +43,16 @@ impl SharedSwitch {
         self.switch.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Puts a frame that was in flight to port `to` when the network was snapshotted back
+    /// in the channel, ahead of anything sent from now on; false if `to` cannot take it.
+    pub fn preload(&self, from: usize, to: usize, data: Vec<u8>) -> bool {
+        let id = self.lock().enqueue(from, to, data);
+        if let Some(id) = id {
+            self.note_targets(id, vec![to]);
+        }
+        id.is_some()
+    }
+
     /// Counts so far.
     pub fn stats(&self) -> SwitchStats {
         self.lock().stats()

@@ -5,6 +5,7 @@
 //! frames forever), and they are reported as stopped, not as failures of their own. When
 //! every VM exits 0 the status is 0. Each VM's outcome is printed on stderr.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,11 +23,11 @@ use crate::exit_code::{self, Exit};
 
 /// How one VM ended.
 #[derive(Debug)]
-struct Outcome {
+pub(super) struct Outcome {
     /// What to tell the user.
-    text: String,
+    pub text: String,
     /// Its status as a single `ttvm run` would have exited.
-    status: i32,
+    pub status: i32,
 }
 
 /// The first VM to fail (position, status), shared by the threads.
@@ -64,19 +65,40 @@ pub fn run(network: Network) -> Result<i32, Exit> {
     for vm in &network.vms {
         configs.push(vm.machine.config()?);
     }
-    let stop = crate::signals::install_stop_flag();
     let shared = SharedSwitch::new(configs.len());
+    let starts = configs.into_iter().map(|(config, name)| (name, VmStart::Boot(config))).collect();
+    run_group(starts, shared, timeout)
+}
+
+/// How a VM's thread gets its machine.
+pub(super) enum VmStart {
+    /// Boots the configuration with a card on its port.
+    Boot(MachineConfig),
+    /// Loads a free-run snapshot whose machine has its card (`ttvm resume SNAP`).
+    Resume(PathBuf),
+    /// Nothing to run: the VM had already ended (at a snapshot's cut).
+    Ended(Outcome),
+}
+
+/// Runs each VM of `starts` (name and start, in position order) on its own thread on
+/// `shared` until all have ended; the group's exit status (see the module comment).
+pub(super) fn run_group(
+    starts: Vec<(String, VmStart)>,
+    shared: Arc<SharedSwitch>,
+    timeout: Option<Duration>,
+) -> Result<i32, Exit> {
+    let stop = crate::signals::install_stop_flag();
     let first_failure: FirstFailure = Arc::new(Mutex::new(None));
     let started = Instant::now();
-    let threads: Vec<_> = configs
+    let threads: Vec<_> = starts
         .into_iter()
         .enumerate()
-        .map(|(index, (config, name))| {
+        .map(|(index, (name, start))| {
             let port = Port { shared: shared.clone(), index };
             let first_failure = first_failure.clone();
             let thread_name = format!("vm{index}");
             let handle = std::thread::Builder::new().name(thread_name).spawn(move || {
-                let outcome = run_vm(index, &name, config, port, timeout, stop);
+                let outcome = run_vm(index, &name, start, port, timeout, stop);
                 if outcome.status != 0 {
                     let mut first = first_failure.lock().unwrap_or_else(|p| p.into_inner());
                     // A VM whose kernel panicked raised the stop flag itself: the others may
@@ -126,28 +148,37 @@ pub fn run(network: Network) -> Result<i32, Exit> {
     Ok(first.map_or(0, |(_, status)| status))
 }
 
-/// Boots and runs the VM at `index` on its port until it ends.
+/// Boots (or loads) and runs the VM at `index` on its port until it ends.
 fn run_vm(
     index: usize,
     name: &str,
-    config: MachineConfig,
+    start: VmStart,
     mut port: Port,
     timeout: Option<Duration>,
     stop: &'static AtomicBool,
 ) -> Outcome {
-    let is_linux = ttvm_vmm::boot::looks_like_linux(&config.kernel);
-    let slowdown = if is_linux { crate::commands::run::LINUX_SLOWDOWN } else { 1 };
-    let mut machine = match Machine::new(config) {
-        Ok(m) => m,
-        Err(e) => {
-            let exit = Exit::of(name, &e);
-            return Outcome { text: format!("could not start: {}", exit.message), status: exit.code };
+    let could_not_start =
+        |exit: Exit| Outcome { text: format!("could not start: {}", exit.message), status: exit.code };
+    let (mut machine, clock) = match start {
+        VmStart::Ended(outcome) => return outcome,
+        VmStart::Boot(config) => {
+            let is_linux = ttvm_vmm::boot::looks_like_linux(&config.kernel);
+            let slowdown = if is_linux { crate::commands::run::LINUX_SLOWDOWN } else { 1 };
+            let mut machine = match Machine::new(config) {
+                Ok(m) => m,
+                Err(e) => return could_not_start(Exit::of(name, &e)),
+            };
+            machine.board.attach_net(mac_for(index as u8));
+            (machine, HostClock::new(slowdown))
         }
+        VmStart::Resume(path) => match ttvm_vmm::snapshot::load(&path) {
+            Ok(loaded) => (loaded.machine, loaded.clock),
+            Err(e) => return could_not_start(Exit::of("", &e)),
+        },
     };
-    machine.board.attach_net(mac_for(index as u8));
     let (mut output, panic) = PanicWatch::wrap(prefixed_output(index, name), stop);
     let mut input = ConsoleInput::none();
-    let options = FreeRunOptions { timeout, symbols: None, stop: Some(stop), clock: HostClock::new(slowdown) };
+    let options = FreeRunOptions { timeout, symbols: None, stop: Some(stop), clock };
     let end = run_free_networked(&mut machine, None, Some(&mut port), &mut output, &mut input, &options, None, None);
     match end {
         Ok(FreeRunEnd::Guest { stop, detail }) => {

@@ -14,10 +14,17 @@
 //! `ttvm record --from SNAPSHOT` can write a self-contained trace that starts there.
 //! Formats 1 and 2 load without it.
 //!
+//! From format 4 it also holds the virtio-net card ([`VirtioNetState`]), so a VM of a
+//! network (`ttvm snapshot DIR --at VM:ICOUNT`) resumes with its card, its rings and any
+//! transmission it had not finished. It is a record of its own after the origin, not a
+//! field of [`MachineState`], whose encoding live checkpoints share (they have no network).
+//! Formats 1 to 3 load without a card.
+//!
 //! File layout: the magic `TTVMSNAP`, a little-endian u32 format version, then one LZ4
 //! frame with a content checksum holding the bincode-encoded [`MachineState`] (u64 length
 //! first), from format 3 the bincode-encoded `Option<SnapshotOrigin>` (u64 length first),
-//! and the non-zero RAM pages as (u32 frame number, 4 KiB) pairs in ascending
+//! from format 4 the bincode-encoded `Option<VirtioNetState>` (u64 length first), and the
+//! non-zero RAM pages as (u32 frame number, 4 KiB) pairs in ascending
 //! order, ended by `u32::MAX`. Truncation and corruption fail the checksum or the decoding.
 
 use std::fs::File;
@@ -29,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{Clock, HostClock};
 use crate::cpuid::CpuVendor;
 use crate::devices::virtio_blk::VirtioBlkState;
+use crate::devices::virtio_net::VirtioNetState;
 use crate::devices::{Board, BoardState};
 use crate::machine::{Machine, MachineConfig};
 use crate::memory::PAGE_SIZE;
@@ -38,9 +46,13 @@ use crate::vm::{Vm, VmError};
 /// First bytes of every snapshot file.
 pub const MAGIC: &[u8; 8] = b"TTVMSNAP";
 /// The format this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The first format whose snapshots hold their [`SnapshotOrigin`] (and a disk's state).
 const ORIGIN_SINCE: u32 = 3;
+/// The first format whose snapshots hold the network card's state.
+pub const NET_SINCE: u32 = 4;
+/// A network card record larger than this is not one this build wrote (it is ~100 bytes).
+const MAX_NET_LEN: u64 = 1 << 16;
 const END_OF_PAGES: u32 = u32::MAX;
 /// A state record larger than this is not one this build wrote (the real one is ~10 KiB).
 const MAX_STATE_LEN: u64 = 16 << 20;
@@ -129,6 +141,18 @@ pub struct LoadedSnapshot {
     pub origin: Option<SnapshotOrigin>,
 }
 
+/// What a snapshot file holds besides RAM, as read: the state, the origin (format 3 on) and
+/// the network card (format 4 on).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotRecords {
+    /// Everything but RAM and the network card.
+    pub state: MachineState,
+    /// What the machine booted from.
+    pub origin: Option<SnapshotOrigin>,
+    /// The virtio-net card, if the machine had one.
+    pub net: Option<VirtioNetState>,
+}
+
 /// Format 1: no slowdown (the clock ran at host speed).
 #[derive(Deserialize)]
 struct MachineStateV1 {
@@ -197,7 +221,8 @@ pub fn save(
     let tmp = path.with_extension("partial");
     let io = |source| SnapshotError::Io { path: tmp.clone(), source };
     let file = File::create(&tmp).map_err(io)?;
-    write_snapshot(BufWriter::new(file), &state, origin, machine.vm.ram().as_slice()).map_err(io)?;
+    let net = machine.board.net_state();
+    write_snapshot(BufWriter::new(file), &state, origin, net.as_ref(), machine.vm.ram().as_slice()).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(|source| SnapshotError::Io { path: path.to_path_buf(), source })
 }
 
@@ -219,6 +244,7 @@ fn write_snapshot(
     mut out: impl Write,
     state: &MachineState,
     origin: Option<&SnapshotOrigin>,
+    net: Option<&VirtioNetState>,
     ram: &[u8],
 ) -> std::io::Result<()> {
     out.write_all(MAGIC)?;
@@ -229,6 +255,9 @@ fn write_snapshot(
     z.write_all(&(encoded.len() as u64).to_le_bytes())?;
     z.write_all(&encoded)?;
     let encoded = bincode::serialize(&origin).map_err(std::io::Error::other)?;
+    z.write_all(&(encoded.len() as u64).to_le_bytes())?;
+    z.write_all(&encoded)?;
+    let encoded = bincode::serialize(&net).map_err(std::io::Error::other)?;
     z.write_all(&(encoded.len() as u64).to_le_bytes())?;
     z.write_all(&encoded)?;
     for (pfn, page) in ram.chunks_exact(PAGE_SIZE).enumerate() {
@@ -254,9 +283,9 @@ pub fn guest_tsc(machine: &Machine) -> Result<u64, VcpuError> {
 /// the saved slowdown.
 pub fn load(path: &Path) -> Result<LoadedSnapshot, SnapshotError> {
     let file = File::open(path).map_err(|source| SnapshotError::Io { path: path.to_path_buf(), source })?;
-    let (state, origin, mut pages) = read_state(path, BufReader::new(file))?;
+    let (SnapshotRecords { state, origin, net }, mut pages) = read_state(path, BufReader::new(file))?;
     // Refused before a VM is built: a state that decodes but no machine could be in.
-    let board = restorable_board(path, &state)?;
+    let board = restorable_board(path, &state, net.as_ref())?;
     let vendor = origin.as_ref().map_or(crate::cpuid::CpuVendor::Host, SnapshotOrigin::vendor);
     let mut vm = Vm::new(state.mem_size, vendor)?;
     read_pages(path, &mut pages, vm.ram_mut().as_mut_slice())?;
@@ -284,19 +313,41 @@ pub(crate) fn restorable(state: &MachineState) -> Result<Board, String> {
     Ok(board)
 }
 
-/// The live board of `state`, once its devices and vCPU have passed their checks: a state
-/// that decodes but that no machine could be in is a damaged snapshot.
-fn restorable_board(path: &Path, state: &MachineState) -> Result<Board, SnapshotError> {
-    restorable(state).map_err(|reason| SnapshotError::Damaged { path: path.to_path_buf(), reason })
+/// The live board of `state` with the network card `net`, once its devices and vCPU have
+/// passed their checks: a state that decodes but that no machine could be in is a damaged
+/// snapshot.
+fn restorable_board(path: &Path, state: &MachineState, net: Option<&VirtioNetState>) -> Result<Board, SnapshotError> {
+    let damaged = |reason| SnapshotError::Damaged { path: path.to_path_buf(), reason };
+    let mut board = restorable(state).map_err(damaged)?;
+    board.restore_net(net).map_err(|e| damaged(format!("network card state: {e}")))?;
+    Ok(board)
 }
 
-/// The header, the state record and (format 3 on) the origin; the returned decoder is
-/// positioned at the pages.
-#[allow(clippy::type_complexity)]
+/// Reads one length-prefixed bincode record named `what`, refusing one longer than `max`.
+fn read_record<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    z: &mut impl Read,
+    what: &str,
+    max: u64,
+) -> Result<T, SnapshotError> {
+    let damaged = |reason: String| SnapshotError::Damaged { path: path.to_path_buf(), reason };
+    let mut len = [0u8; 8];
+    z.read_exact(&mut len).map_err(|e| damaged(format!("{what} length: {e}")))?;
+    let len = u64::from_le_bytes(len);
+    if len > max {
+        return Err(damaged(format!("{what} record of {len} bytes")));
+    }
+    let mut encoded = vec![0u8; len as usize];
+    z.read_exact(&mut encoded).map_err(|e| damaged(format!("{what}: {e}")))?;
+    bincode::deserialize::<T>(&encoded).map_err(|e| damaged(format!("{what}: {e}")))
+}
+
+/// The header, the state record, (format 3 on) the origin and (format 4 on) the network
+/// card; the returned decoder is positioned at the pages.
 fn read_state<R: Read>(
     path: &Path,
     mut input: R,
-) -> Result<(MachineState, Option<SnapshotOrigin>, lz4_flex::frame::FrameDecoder<R>), SnapshotError> {
+) -> Result<(SnapshotRecords, lz4_flex::frame::FrameDecoder<R>), SnapshotError> {
     let damaged = |reason: String| SnapshotError::Damaged { path: path.to_path_buf(), reason };
     let mut header = [0u8; 12];
     if input.read_exact(&mut header).is_err() || &header[..8] != MAGIC {
@@ -322,19 +373,16 @@ fn read_state<R: Read>(
     }
     .map_err(|e| damaged(format!("state: {e}")))?;
     let origin = if version >= ORIGIN_SINCE {
-        let mut len = [0u8; 8];
-        z.read_exact(&mut len).map_err(|e| damaged(format!("origin length: {e}")))?;
-        let len = u64::from_le_bytes(len);
-        if len > MAX_ORIGIN_LEN {
-            return Err(damaged(format!("origin record of {len} bytes")));
-        }
-        let mut encoded = vec![0u8; len as usize];
-        z.read_exact(&mut encoded).map_err(|e| damaged(format!("origin: {e}")))?;
-        bincode::deserialize::<Option<SnapshotOrigin>>(&encoded).map_err(|e| damaged(format!("origin: {e}")))?
+        read_record::<Option<SnapshotOrigin>>(path, &mut z, "origin", MAX_ORIGIN_LEN)?
     } else {
         None
     };
-    Ok((state, origin, z))
+    let net = if version >= NET_SINCE {
+        read_record::<Option<VirtioNetState>>(path, &mut z, "network card", MAX_NET_LEN)?
+    } else {
+        None
+    };
+    Ok((SnapshotRecords { state, origin, net }, z))
 }
 
 /// The RAM pages into `ram` (zeroed), then the end of the frame, whose checksum the decoder
@@ -383,11 +431,17 @@ fn read_pages_into(
 /// and the frame's checksum; `path` names it in errors. Returns the state. For checking a
 /// file before use, and for fuzzing the reader.
 pub fn check(path: &Path, input: impl Read) -> Result<MachineState, SnapshotError> {
-    let (state, _origin, mut pages) = read_state(path, input)?;
-    restorable_board(path, &state)?;
-    let count = usize::try_from(state.mem_size / PAGE_SIZE as u64).unwrap_or(usize::MAX);
+    check_records(path, input).map(|r| r.state)
+}
+
+/// [`check`], returning everything the file holds besides RAM (the origin and the network
+/// card too).
+pub fn check_records(path: &Path, input: impl Read) -> Result<SnapshotRecords, SnapshotError> {
+    let (records, mut pages) = read_state(path, input)?;
+    restorable_board(path, &records.state, records.net.as_ref())?;
+    let count = usize::try_from(records.state.mem_size / PAGE_SIZE as u64).unwrap_or(usize::MAX);
     read_pages_into(path, &mut pages, count, |_, _| {})?;
-    Ok(state)
+    Ok(records)
 }
 
 impl crate::error_kind::Classify for SnapshotError {
@@ -443,13 +497,13 @@ mod tests {
 
     fn encode(state: &MachineState, ram: &[u8]) -> Vec<u8> {
         let mut file = Vec::new();
-        write_snapshot(&mut file, state, Some(&sample_origin()), ram).unwrap();
+        write_snapshot(&mut file, state, Some(&sample_origin()), None, ram).unwrap();
         file
     }
 
     fn decode_with_origin(file: &[u8]) -> Result<(MachineState, Option<SnapshotOrigin>, Vec<u8>), SnapshotError> {
         let path = Path::new("test.snap");
-        let (state, origin, mut z) = read_state(path, file)?;
+        let (SnapshotRecords { state, origin, .. }, mut z) = read_state(path, file)?;
         let mut ram = vec![0u8; state.mem_size as usize];
         read_pages(path, &mut z, &mut ram)?;
         Ok((state, origin, ram))
@@ -468,6 +522,77 @@ mod tests {
         assert_eq!(back, state);
         assert_eq!(origin, Some(sample_origin()));
         assert!(back_ram == ram);
+    }
+
+    fn sample_net() -> VirtioNetState {
+        let mut net = crate::devices::virtio_net::VirtioNet::new(crate::devices::virtio_net::mac_for(1)).state();
+        net.tx_due_ns = Some(42_000_123_456);
+        net.queues[1].next_avail = 3;
+        net
+    }
+
+    /// Format 4 holds the network card after the origin: it comes back as written, and the
+    /// records are laid out in that order (state, origin, card, pages).
+    #[test]
+    fn the_network_card_round_trips_in_its_own_record() {
+        let (state, ram) = sample();
+        let mut file = Vec::new();
+        write_snapshot(&mut file, &state, Some(&sample_origin()), Some(&sample_net()), &ram).unwrap();
+        assert_eq!(&file[8..12], &4u32.to_le_bytes());
+        let (records, mut z) = read_state(Path::new("t.snap"), &file[..]).unwrap();
+        assert_eq!(
+            records,
+            SnapshotRecords { state: state.clone(), origin: Some(sample_origin()), net: Some(sample_net()) }
+        );
+        let mut back = vec![0u8; RAM];
+        read_pages(Path::new("t.snap"), &mut z, &mut back).unwrap();
+        assert!(back == ram);
+        // The card record's bytes: its length, then bincode of Some(state).
+        let mut body = Vec::new();
+        lz4_flex::frame::FrameDecoder::new(&file[12..]).read_to_end(&mut body).unwrap();
+        let card = bincode::serialize(&Some(sample_net())).unwrap();
+        let mut record = (card.len() as u64).to_le_bytes().to_vec();
+        record.extend_from_slice(&card);
+        let at = body.windows(record.len()).position(|w| w == record).expect("the card record is in the body");
+        let state_len = 8 + bincode::serialize(&state).unwrap().len();
+        let origin_len = 8 + bincode::serialize(&Some(sample_origin())).unwrap().len();
+        assert_eq!(at, state_len + origin_len, "right after the state and origin records");
+        // check() reads it too.
+        assert_eq!(check_records(Path::new("t.snap"), &file[..]).unwrap().net, Some(sample_net()));
+    }
+
+    /// Format 3 (origin, no card record) still loads, without a card.
+    #[test]
+    fn format_3_files_load_without_a_network_card() {
+        let (state, ram) = sample();
+        let mut file = Vec::new();
+        file.extend_from_slice(MAGIC);
+        file.extend_from_slice(&3u32.to_le_bytes());
+        let mut z = lz4_flex::frame::FrameEncoder::new(&mut file);
+        for record in [bincode::serialize(&state).unwrap(), bincode::serialize(&Some(sample_origin())).unwrap()] {
+            z.write_all(&(record.len() as u64).to_le_bytes()).unwrap();
+            z.write_all(&record).unwrap();
+        }
+        for (pfn, page) in ram.chunks_exact(PAGE_SIZE).enumerate().filter(|(_, p)| p.iter().any(|&b| b != 0)) {
+            z.write_all(&(pfn as u32).to_le_bytes()).unwrap();
+            z.write_all(page).unwrap();
+        }
+        z.write_all(&END_OF_PAGES.to_le_bytes()).unwrap();
+        z.finish().unwrap();
+        let records = check_records(Path::new("v3.snap"), &file[..]).unwrap();
+        assert_eq!(records, SnapshotRecords { state, origin: Some(sample_origin()), net: None });
+    }
+
+    #[test]
+    fn a_network_card_no_machine_could_have_is_refused() {
+        let (state, ram) = sample();
+        let mut net = sample_net();
+        net.bar0 = 0xc001; // an I/O BAR's low bits are not writable
+        let mut file = Vec::new();
+        write_snapshot(&mut file, &state, None, Some(&net), &ram).unwrap();
+        let err = check(Path::new("bad.snap"), &file[..]).map(|_| ()).unwrap_err();
+        assert!(matches!(err, SnapshotError::Damaged { .. }), "{err}");
+        assert!(err.to_string().contains("network card state"), "{err}");
     }
 
     /// A snapshot file of format `version` (1 or 2: no origin record) holding the encoded

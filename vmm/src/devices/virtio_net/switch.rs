@@ -92,6 +92,20 @@ impl Switch {
         (id, queued)
     }
 
+    /// Queues `data` from port `from` for port `to` directly, without forwarding: a frame
+    /// that was already on its way to `to` when a network was snapshotted, put back in the
+    /// channel when it resumes. Returns its new sequence number, or `None` if `to` is not a
+    /// port or its queue is full.
+    pub fn enqueue(&mut self, from: usize, to: usize, data: Vec<u8>) -> Option<u64> {
+        let queue = self.ports.get_mut(to).filter(|q| q.len() < PORT_QUEUE_FRAMES)?;
+        let id = self.next_id;
+        self.next_id += 1;
+        queue.push_back(SwitchedFrame { id, from, data });
+        self.stats.sent += 1;
+        self.stats.queued += 1;
+        Some(id)
+    }
+
     /// Whether port `port` has a frame waiting.
     pub fn has_frame(&self, port: usize) -> bool {
         self.ports.get(port).is_some_and(|q| !q.is_empty())
@@ -112,6 +126,17 @@ mod tests {
         f.extend_from_slice(&src);
         f.extend_from_slice(&[0x88, 0xb5, n]);
         f
+    }
+
+    #[test]
+    fn an_enqueued_frame_waits_at_its_port_ahead_of_later_ones() {
+        let mut s = Switch::new(2);
+        assert_eq!(s.enqueue(1, 0, vec![7; 60]), Some(0));
+        s.send(1, frame(mac_for(0), mac_for(1), 2));
+        assert_eq!(s.enqueue(0, 5, vec![7; 60]), None, "no port 5");
+        assert_eq!(s.take(0).map(|f| (f.id, f.from, f.data)), Some((0, 1, vec![7; 60])));
+        assert_eq!(s.take(0).map(|f| f.id), Some(1));
+        assert_eq!(s.stats(), SwitchStats { sent: 2, queued: 2, dropped: 0 });
     }
 
     #[test]

@@ -1,0 +1,123 @@
+//! `ttvm resume SNAP` for a network snapshot directory (`ttvm snapshot DIR --at … -o SNAP`):
+//! every VM goes on from its position at the cut with the free engine, each on its own
+//! thread on one switch, as `ttvm run --vm …` runs them.
+//!
+//! The frames in flight at the cut are queued at their destinations' ports before any VM
+//! starts, so each is delivered once, ahead of anything sent after the cut; frames the
+//! senders had handed to their cards but not yet sent are in the cards' state and leave
+//! when the free engine transmits them. A VM that had already ended at the cut is not run
+//! again: its recorded outcome stands.
+
+use std::path::Path;
+
+use ttvm_replay::network::snapshot::{NetSnapshotManifestV1, NET_SNAPSHOT_FILE};
+
+use super::port::SharedSwitch;
+use super::run::{run_group, Outcome, VmStart};
+use crate::commands::run::ResumeArgs;
+use crate::exit_code::{self, Exit};
+
+/// Whether `path` is a network snapshot directory.
+pub fn is_network_snapshot(path: &Path) -> bool {
+    path.is_dir() && path.join(NET_SNAPSHOT_FILE).exists()
+}
+
+/// Options of a single machine's resume that a network's does not take.
+fn refuse_single_vm_options(args: &ResumeArgs) -> Result<(), Exit> {
+    let given = [
+        (args.disk.is_some(), "--disk"),
+        (args.slowdown.is_some(), "--slowdown"),
+        (args.free.save_state.is_some(), "--save-state"),
+        (args.free.profile.is_some(), "--profile"),
+        (args.serial.serial_in.is_some(), "--serial-in"),
+        (args.serial.serial_out.is_some(), "--serial-out"),
+    ];
+    if let Some((_, option)) = given.iter().find(|(g, _)| *g) {
+        return Err(Exit::new(
+            exit_code::BAD_INPUT,
+            format!(
+                "{option} is for one machine's snapshot, not a network's (`ttvm resume SNAP` takes only --timeout)"
+            ),
+        ));
+    }
+    args.free.live.refuse_with("a network snapshot")
+}
+
+/// The manifest of `dir`, refusing a damaged or newer one by name.
+pub fn load(dir: &Path) -> Result<NetSnapshotManifestV1, Exit> {
+    let path = dir.join(NET_SNAPSHOT_FILE);
+    let bytes =
+        std::fs::read(&path).map_err(|e| Exit::new(exit_code::BAD_INPUT, format!("{}: {e}", path.display())))?;
+    NetSnapshotManifestV1::decode(&bytes).map_err(|e| {
+        let code = match e {
+            ttvm_replay::network::snapshot::NetSnapshotError::BadMagic => exit_code::BAD_INPUT,
+            _ => exit_code::DAMAGED_TRACE,
+        };
+        Exit::new(code, format!("{}: {e}", path.display()))
+    })
+}
+
+/// `ttvm resume SNAP` on a network snapshot: the group's exit status.
+pub fn resume(args: &ResumeArgs) -> Result<i32, Exit> {
+    refuse_single_vm_options(args)?;
+    let timeout = args.free.timeout()?;
+    let dir = &args.snapshot;
+    let m = load(dir)?;
+    // Every VM's snapshot is read and checked before any VM starts: a damaged one fails
+    // the whole resume now, not one VM mid-way.
+    let mut starts = Vec::new();
+    for (i, vm) in m.vms.iter().enumerate() {
+        let path = dir.join(&vm.snapshot);
+        let file = std::fs::File::open(&path)
+            .map_err(|e| Exit::new(exit_code::BAD_INPUT, format!("{}: VM {i}'s snapshot: {e}", path.display())))?;
+        let records = ttvm_vmm::snapshot::check_records(&path, std::io::BufReader::new(file))
+            .map_err(|e| Exit::of(format!("VM {i}"), &e))?;
+        match records.net {
+            Some(card) if card.mac == vm.mac => {}
+            Some(card) => {
+                return Err(Exit::new(
+                    exit_code::DAMAGED_TRACE,
+                    format!(
+                        "{}: VM {i}'s card has MAC {:02x?}, the manifest says {:02x?}",
+                        path.display(),
+                        card.mac,
+                        vm.mac
+                    ),
+                ))
+            }
+            None => {
+                return Err(Exit::new(
+                    exit_code::DAMAGED_TRACE,
+                    format!("{}: VM {i}'s snapshot has no network card", path.display()),
+                ))
+            }
+        }
+        let start = match &vm.ended {
+            Some(e) => {
+                VmStart::Ended(Outcome { text: format!("had ended before the cut: {}", e.outcome), status: e.status })
+            }
+            None => VmStart::Resume(path),
+        };
+        starts.push((vm.name.clone(), start));
+    }
+    let shared = SharedSwitch::new(m.vms.len());
+    let mut delivered = 0;
+    for f in &m.in_flight {
+        if m.vms[f.to as usize].ended.is_some() {
+            eprintln!("ttvm: frame #{} to VM {} is not delivered: that VM had ended", f.id, f.to);
+            continue;
+        }
+        if !shared.preload(f.from as usize, f.to as usize, f.data.clone()) {
+            return Err(Exit::new(exit_code::HOST_ERROR, format!("frame #{}: VM {}'s port is full", f.id, f.to)));
+        }
+        delivered += 1;
+    }
+    let positions: Vec<String> =
+        m.vms.iter().enumerate().map(|(i, v)| format!("VM {i} ({}) @{}", v.name, v.icount)).collect();
+    eprintln!(
+        "ttvm: resuming {} from the cut {}; {delivered} frames in flight queued for delivery",
+        dir.display(),
+        positions.join(", ")
+    );
+    run_group(starts, shared, timeout)
+}
