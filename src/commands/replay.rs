@@ -164,8 +164,18 @@ pub fn verify_whole(path: &std::path::Path, rec: Rc<Recording>, echo: bool) -> R
 /// `ttvm replay`: the exit status.
 pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
     if args.trace.is_dir() {
-        // A network recording (`ttvm record --vm … -o DIR`): every VM and every frame.
-        return crate::commands::network::dir::replay_verify(&args.trace, args.verify && args.gdb.is_none());
+        // A network recording (`ttvm record --vm … -o DIR`): a gdb port per VM, or every VM
+        // and every frame verified.
+        if let Some(addr) = &args.gdb {
+            if args.symbols.symbols.is_some() {
+                return Err(Exit::new(
+                    exit_code::BAD_INPUT,
+                    "--symbols names one kernel's functions; a network's VMs each have their own",
+                ));
+            }
+            return crate::commands::network::gdb::serve_network(&args.trace, addr, args.write_kernel.as_deref());
+        }
+        return crate::commands::network::dir::replay_verify(&args.trace, args.verify);
     }
     if let Some(addr) = &args.gdb {
         let symbols = args.symbols.load_for_trace(&args.trace)?;

@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod dir;
+pub mod gdb;
 pub mod port;
 pub mod record;
 pub mod resume;
