@@ -12,15 +12,25 @@
 //! recording's, whatever the number of steps it took to get there, so nothing after it can
 //! differ.
 //!
+//! Format 7 extends this to intervals with events. The recording lists, per interval, its
+//! anchors: every step that logged an event or that the engine emulated (CPUID, HLT), each
+//! with a landmark for the stretch before it ([`IntervalAnchors`]). The replay runs natively
+//! to each anchor's landmark, single-steps to the anchor and lets the engine carry out the
+//! anchor's step exactly as when stepping (its events come from the log and are checked),
+//! and compares the whole state at the interval's end as above. Serial output produced on
+//! the way is held back until the interval matched, so a fallback does not echo it twice.
+//! Landmarks count only kernel-mode steps: a hardware breakpoint on a user-mode address
+//! does not exit on PVM hosts, so a stretch spent in user mode is single-stepped.
+//!
 //! Anything else falls back to single-stepping the interval from its first checkpoint,
 //! exactly as before: an exit the recording would have logged (I/O, HLT, an instruction
 //! the host cannot execute), a step-over that does not come back as a debug exit, or no
-//! match within a budget of breakpoint exits (the native run took a path the recording did not: CPUID
-//! values that ttvm's model answers differently from the host, undefined flags the exact
-//! engine canonicalises, single-step merges the engine avoids). A fallback costs the time
-//! spent trying; a pass costs a fraction of stepping. What still single-steps, always:
-//! intervals with events, and the stretch of every interval after the last hit it could
-//! not match.
+//! match within a budget of breakpoint exits (the native run took a path the recording did
+//! not: CPUID values that ttvm's model answers differently from the host in intervals
+//! without anchors, undefined flags the exact engine canonicalises, single-step merges the
+//! engine avoids). A fallback costs the time spent trying; a pass costs a fraction of
+//! stepping. What still single-steps, always: intervals with events in traces before
+//! format 7, the stretch after each landmark, and stretches spent in user mode.
 
 use std::time::{Duration, Instant};
 
@@ -31,7 +41,7 @@ use ttvm_vmm::vcpu::RegsState;
 
 use crate::checkpoint::register_digest;
 use crate::replay::{ReplayError, ReplaySession};
-use crate::trace::IntervalLandmark;
+use crate::trace::{IntervalAnchors, IntervalLandmark};
 
 /// What free runs of intervals did in a replay (for its report and the benchmarks).
 #[derive(Clone, Copy, Debug, Default)]
@@ -46,6 +56,8 @@ pub struct FreeIntervalStats {
     pub time: Duration,
     /// Exits at the breakpoint on an end checkpoint's RIP (each costs an exit and a step).
     pub breakpoint_hits: u64,
+    /// Verified intervals that held events (run between their anchors, format 7 on).
+    pub with_events: u64,
 }
 
 /// What a free run does at a breakpoint hit.
@@ -93,27 +105,38 @@ impl ReplaySession {
         let k = self.rec.checkpoint_before(icount);
         let Some(next) = self.rec.checkpoints.get(k + 1) else { return Ok(FreeInterval::NotEligible) };
         let end = next.engine.icount;
+        let has_events = self.rec.events.get(self.rec.first_event_at(icount)).is_some_and(|e| e.icount < end);
+        let anchors = self.rec.interval_anchors.get(k).cloned().flatten();
         if self.rec.checkpoints[k].engine.icount != icount
             || end > limit
             || !self.verify_checkpoints
             || self.free_failed.contains(&k)
-            || self.rec.events.get(self.rec.first_event_at(icount)).is_some_and(|e| e.icount < end)
+            || (has_events && anchors.is_none())
         {
             return Ok(FreeInterval::NotEligible);
         }
         // The checkpoint the interval starts at is checked as stepping would.
         self.verify_due_checkpoints(icount)?;
         let started = Instant::now();
-        let matched = match self.rec.interval_landmarks.get(k).copied().flatten() {
-            Some(landmark) => self.run_to_landmark(landmark, k + 1),
-            None => self.run_until_state_of(k + 1, end - icount),
+        self.env.held_echo = Some(Vec::new());
+        let matched = match (anchors, self.rec.interval_landmarks.get(k).copied().flatten()) {
+            (Some(anchors), _) => self.run_between_anchors(&anchors, k + 1),
+            (None, Some(landmark)) => self.run_to_landmark(landmark, k + 1),
+            (None, None) => self.run_until_state_of(k + 1, end - icount),
         };
+        let held = self.env.held_echo.take().unwrap_or_default();
         let cleanup = self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4]);
         self.free_stats.tried += 1;
         self.free_stats.time += started.elapsed();
         cleanup?;
         if matched? {
+            if let (Some(echo), false) = (&mut self.env.echo, held.is_empty()) {
+                echo.write(&held);
+            }
             self.free_stats.verified += 1;
+            if has_events {
+                self.free_stats.with_events += 1;
+            }
             self.free_stats.steps += end - icount;
             // Registers, devices, clock and log position of the next checkpoint: the same
             // state (just compared), with the bookkeeping a restore does.
@@ -203,6 +226,43 @@ impl ReplaySession {
             }
         }
         self.state_equals(target)
+    }
+
+    /// Runs the interval ending at checkpoint `target` stretch by stretch: natively to each
+    /// anchor's landmark, single-stepping from there to the anchor, and letting the engine
+    /// carry out the anchor's step as it does when stepping (its events come from the log
+    /// and are checked); then compares the state with the checkpoint. False if any of that
+    /// does not go as recorded.
+    fn run_between_anchors(&mut self, anchors: &IntervalAnchors, target: usize) -> Result<bool, ReplayError> {
+        let end = self.rec.checkpoints[target].engine.icount;
+        for l in &anchors.anchors {
+            let here = self.engine.icount();
+            if l.hits > 0 {
+                let at_landmark = |_: &mut Self, hits| Ok(if hits == l.hits { AtHit::Stop } else { AtHit::GoOn });
+                if !self.run_hitting([Some(l.rip), None, None, None], l.anchor - here, l.hits, at_landmark)? {
+                    return Ok(false);
+                }
+                self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4])?;
+                let window_open = self.engine.machine.vm.vcpu().regs().rflags & (1 << 9) != 0;
+                self.engine.set_state(crate::engine::EngineState { icount: l.at, window_open });
+            }
+            // The rest of the stretch, then the anchor's own step (the end checkpoint is
+            // an anchor too, but its step belongs to the next interval).
+            let last = if l.anchor >= end { end } else { l.anchor + 1 };
+            while self.engine.icount() < last {
+                match self.engine.step(&mut self.env) {
+                    Ok(crate::engine::StepOutcome::Continue) => {}
+                    // The guest stops in the recording's last step, which the final
+                    // checkpoint follows.
+                    Ok(crate::engine::StepOutcome::Stopped(_)) if self.engine.icount() == end => {}
+                    // A stop, a divergence or anything else the recording did not have
+                    // here: the interval is stepped from its start instead, which reports
+                    // it properly.
+                    Ok(_) | Err(_) => return Ok(false),
+                }
+            }
+        }
+        Ok(self.engine.icount() == end && self.state_equals(target)?)
     }
 
     pub(crate) fn kvm_error(&self, message: String) -> ReplayError {

@@ -31,11 +31,52 @@ impl LandmarkCounter {
     /// The landmark of the interval ending at checkpoint `checkpoint` (at step `end`), and
     /// a fresh count for the next; `None` for an interval with no step.
     pub fn take(&mut self, checkpoint: u32, end: u64) -> Option<IntervalLandmark> {
+        let (rip, hits, icount) = self.take_cheapest(end)?;
+        Some(IntervalLandmark { checkpoint, rip, hits, icount })
+    }
+
+    /// The address a replay reaches step `end` from cheapest (address, hits, step of its
+    /// last hit), and a fresh count; `None` if no step was noted.
+    pub fn take_cheapest(&mut self, end: u64) -> Option<(u64, u64, u64)> {
         let seen = std::mem::take(&mut self.seen);
         let cost = |&(hits, last): &(u64, u64)| hits.saturating_mul(HIT_COST) + end.saturating_sub(last);
         // Ties go to the lower address, so the choice does not depend on hash order.
         let (rip, (hits, icount)) = seen.into_iter().min_by(|a, b| cost(&a.1).cmp(&cost(&b.1)).then(a.0.cmp(&b.0)))?;
-        Some(IntervalLandmark { checkpoint, rip, hits, icount })
+        Some((rip, hits, icount))
+    }
+}
+
+/// Collects an interval's anchors while recording (see
+/// [`AnchorLandmark`](crate::trace::AnchorLandmark)): steps the engine carried out itself
+/// end a stretch, and the stretch's kernel-mode steps are counted for its landmark.
+#[derive(Debug, Default)]
+pub struct AnchorCounter {
+    stretch: LandmarkCounter,
+    anchors: Vec<crate::trace::AnchorLandmark>,
+}
+
+impl AnchorCounter {
+    /// Step `icount` started at `rip` (in kernel mode if `kernel`); `anchor` if the engine
+    /// carried it out itself (it logged an event or halted).
+    pub fn note(&mut self, rip: u64, icount: u64, kernel: bool, anchor: bool) {
+        if anchor {
+            self.close_stretch(icount);
+        } else if kernel {
+            // A hardware breakpoint on a user-mode address does not exit on every host.
+            self.stretch.note(rip, icount);
+        }
+    }
+
+    fn close_stretch(&mut self, anchor: u64) {
+        let (rip, hits, at) = self.stretch.take_cheapest(anchor).unwrap_or((0, 0, anchor));
+        self.anchors.push(crate::trace::AnchorLandmark { anchor, rip, hits, at });
+    }
+
+    /// The anchors of the interval ending at checkpoint `checkpoint` (at step `end`, the
+    /// last anchor), and a fresh list for the next.
+    pub fn take(&mut self, checkpoint: u32, end: u64) -> crate::trace::IntervalAnchors {
+        self.close_stretch(end);
+        crate::trace::IntervalAnchors { checkpoint, anchors: std::mem::take(&mut self.anchors) }
     }
 }
 
@@ -68,5 +109,37 @@ mod tests {
         // 30 hits each; the one hit last (89, address 0x1002) leaves the fewest steps.
         let l = c.take(1, 90).unwrap();
         assert_eq!((l.rip, l.hits, l.icount), (0x1002, 30, 89));
+    }
+
+    #[test]
+    fn anchors_end_stretches_and_user_steps_are_not_landmarks() {
+        use crate::trace::AnchorLandmark;
+        let mut c = AnchorCounter::default();
+        // Steps 0-9 in the kernel, 10 an anchor, 11 an anchor, 12-19 in user mode, 20 an
+        // anchor, 21-24 in the kernel, the checkpoint at 25.
+        for i in 0..10 {
+            c.note(0x1000 + i, i, true, false);
+        }
+        c.note(0x5000, 10, true, true);
+        c.note(0x5000, 11, true, true);
+        for i in 12..20 {
+            c.note(0x40_0000 + i, i, false, false);
+        }
+        c.note(0x6000, 20, true, true);
+        for i in 21..25 {
+            c.note(0x2000, i, true, false);
+        }
+        let a = c.take(3, 25);
+        assert_eq!(a.checkpoint, 3);
+        assert_eq!(
+            a.anchors,
+            vec![
+                AnchorLandmark { anchor: 10, rip: 0x1009, hits: 1, at: 9 },
+                AnchorLandmark { anchor: 11, rip: 0, hits: 0, at: 11 },
+                AnchorLandmark { anchor: 20, rip: 0, hits: 0, at: 20 },
+                AnchorLandmark { anchor: 25, rip: 0x2000, hits: 4, at: 24 },
+            ]
+        );
+        assert_eq!(c.take(4, 30).anchors, vec![AnchorLandmark { anchor: 30, rip: 0, hits: 0, at: 30 }]);
     }
 }

@@ -69,8 +69,9 @@ pub fn session(path: &std::path::Path, rec: Rc<Recording>) -> Result<ReplaySessi
 /// Replays `s` up to `target`. Returns whether the guest stopped before reaching it
 /// (a guest stops only in the recording's last step, so before `target` that means the
 /// replay went wrong).
-/// Intervals without events run at free-run speed and are verified against the checkpoint
-/// that ends them (`ReplaySession::try_free_interval`) unless `step_all`.
+/// Intervals run at free-run speed (those with events between their anchors, format 7 on)
+/// and are verified against the checkpoint that ends them
+/// (`ReplaySession::try_free_interval`) unless `step_all`.
 pub(crate) fn replay_to(
     path: &std::path::Path,
     s: &mut ReplaySession,
@@ -95,10 +96,11 @@ fn free_run_note(s: &ReplaySession) {
     let f = s.free_stats;
     if f.tried > 0 {
         eprintln!(
-            "ttvm: {} of {} intervals without events ran at free-run speed and matched their end checkpoint \
-             ({} steps in {:.2} s, {} breakpoint exits); the rest were single-stepped",
+            "ttvm: {} of {} intervals ran at free-run speed ({} of them with events, run between their anchors) \
+             and matched their end checkpoint ({} steps in {:.2} s, {} breakpoint exits); the rest were single-stepped",
             f.verified,
             f.tried,
+            f.with_events,
             f.steps,
             f.time.as_secs_f64(),
             f.breakpoint_hits
