@@ -180,6 +180,15 @@ impl ReplaySession {
         while hits < max_hits {
             match self.engine.machine.vm.vcpu_mut().run() {
                 Ok(VcpuExit::Debug(_)) => hits += 1,
+                // An instruction this host's KVM cannot execute in ring 0 and ttvm can
+                // (CLAC/STAC around every user copy in Linux, INT3…), as stepping does.
+                Ok(VcpuExit::InternalError) => {
+                    if self.emulated_for_kvm()? {
+                        continue;
+                    }
+                    self.settle_exit()?;
+                    return Ok(false);
+                }
                 Ok(_) => {
                     self.settle_exit()?;
                     return Ok(false);
@@ -275,13 +284,24 @@ impl ReplaySession {
     fn step_over_breakpoint(&mut self, bps: [Option<u64>; 4]) -> Result<bool, ReplayError> {
         let vcpu = self.engine.machine.vm.vcpu_mut();
         vcpu.set_debug(true, [None; 4])?;
-        let stepped = matches!(vcpu.run(), Ok(VcpuExit::Debug(_)));
+        let stepped = match vcpu.run() {
+            Ok(VcpuExit::Debug(_)) => true,
+            // The instruction at the breakpoint is one ttvm emulates for KVM: done then.
+            Ok(VcpuExit::InternalError) => self.emulated_for_kvm()?,
+            _ => false,
+        };
         if !stepped {
             self.settle_exit()?;
             return Ok(false);
         }
         self.engine.machine.vm.vcpu_mut().set_debug(false, bps)?;
         Ok(stepped)
+    }
+
+    /// After KVM_EXIT_INTERNAL_ERROR: whether ttvm carried out the instruction KVM could
+    /// not (`Vm::emulate_failed_instruction`).
+    fn emulated_for_kvm(&mut self) -> Result<bool, ReplayError> {
+        self.engine.machine.vm.emulate_failed_instruction().map_err(|e| self.kvm_error(e.to_string()))
     }
 
     /// Lets KVM finish the exit it just reported (an I/O or MMIO access waits for the next
