@@ -23,14 +23,24 @@
 //!   address space and user in another would defeat this; no kernel known to ttvm does);
 //! - an address that may follow a load of SS (MOV SS, POP SS: the CPU holds debug
 //!   exceptions back for one instruction after it), by the bytes before it;
-//! - intervals with events, without a landmark or code list (formats before 4), with more
-//!   than three breakpoints, or whose free run did not match (they are single-stepped).
+//! - intervals without a landmark or code list (formats before 4), with events before
+//!   format 7 (from format 7 they run between their anchors, as `replay --verify` does),
+//!   with more than three breakpoints, or whose free run did not match (they are
+//!   single-stepped).
 
 use ttvm_vmm::memory::GuestRam;
 
 use crate::engine::{EngineState, Ring3Steps, StepOutcome};
-use crate::free_interval::AtHit;
+use crate::free_interval::{AnchoredRun, AtHit};
 use crate::replay::{ReplayError, ReplaySession};
+
+/// How an interval's free run finds its end.
+enum Counting {
+    /// Format 7: stretch by stretch between its anchors.
+    Anchors(crate::trace::IntervalAnchors),
+    /// Formats 4-6, intervals without events: to the interval's landmark.
+    Landmark(crate::trace::IntervalLandmark),
+}
 
 /// Breakpoint addresses a free count handles: the fourth debug register holds the landmark.
 pub const MAX_COUNTED_BREAKPOINTS: usize = 3;
@@ -137,15 +147,17 @@ impl ReplaySession {
     pub fn interval_hits_freely(&mut self, k: usize, addrs: &[u64]) -> Result<Option<bool>, ReplayError> {
         let Some(next) = self.rec.checkpoints.get(k + 1) else { return Ok(None) };
         let (start, end) = (self.rec.checkpoints[k].engine.icount, next.engine.icount);
-        let landmark = match self.rec.interval_landmarks.get(k).copied().flatten() {
-            Some(l) if l.icount >= start && l.icount < end && l.hits > 0 => l,
+        let has_events = self.rec.events.get(self.rec.first_event_at(start)).is_some_and(|e| e.icount < end);
+        // Format 7 runs every interval between its anchors; older ones only event-free
+        // intervals, to their landmark.
+        let how = match (self.rec.interval_anchors.get(k).cloned().flatten(), self.rec.interval_landmarks.get(k)) {
+            (Some(anchors), _) => Counting::Anchors(anchors),
+            (None, Some(Some(l))) if !has_events && l.icount >= start && l.icount < end && l.hits > 0 => {
+                Counting::Landmark(*l)
+            }
             _ => return Ok(None),
         };
-        if addrs.is_empty()
-            || addrs.len() > MAX_COUNTED_BREAKPOINTS
-            || self.free_failed.contains(&k)
-            || self.rec.events.get(self.rec.first_event_at(start)).is_some_and(|e| e.icount < end)
-        {
+        if addrs.is_empty() || addrs.len() > MAX_COUNTED_BREAKPOINTS || self.free_failed.contains(&k) {
             return Ok(None);
         }
         // At the checkpoint's icount the machine is in its state (the invariant seeks rely
@@ -160,7 +172,14 @@ impl ReplaySession {
             return Ok(None);
         }
         let started = std::time::Instant::now();
-        let counted = self.count_freely(landmark, addrs, end - start, end, k + 1);
+        let counted = match how {
+            Counting::Landmark(landmark) => self.count_freely(landmark, addrs, end - start, end, k + 1),
+            Counting::Anchors(anchors) => self.run_anchored(&anchors, k + 1, addrs).map(|r| match r {
+                AnchoredRun::Matched => Some(false),
+                AnchoredRun::Hit => Some(true),
+                AnchoredRun::Failed => None,
+            }),
+        };
         let cleanup = self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4]);
         self.free_stats.tried += 1;
         self.free_stats.time += started.elapsed();

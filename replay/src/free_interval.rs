@@ -69,6 +69,17 @@ pub(crate) enum AtHit {
     GoOn,
 }
 
+/// What a run through an interval between its anchors came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AnchoredRun {
+    /// It reached the end checkpoint's state.
+    Matched,
+    /// A position's RIP was one of the addresses watched for.
+    Hit,
+    /// Something did not go as recorded (the caller single-steps the interval).
+    Failed,
+}
+
 /// What trying to run an interval freely came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FreeInterval {
@@ -120,7 +131,7 @@ impl ReplaySession {
         let started = Instant::now();
         self.env.held_echo = Some(Vec::new());
         let matched = match (anchors, self.rec.interval_landmarks.get(k).copied().flatten()) {
-            (Some(anchors), _) => self.run_between_anchors(&anchors, k + 1),
+            (Some(anchors), _) => self.run_anchored(&anchors, k + 1, &[]).map(|r| r == AnchoredRun::Matched),
             (None, Some(landmark)) => self.run_to_landmark(landmark, k + 1),
             (None, None) => self.run_until_state_of(k + 1, end - icount),
         };
@@ -240,16 +251,43 @@ impl ReplaySession {
     /// Runs the interval ending at checkpoint `target` stretch by stretch: natively to each
     /// anchor's landmark, single-stepping from there to the anchor, and letting the engine
     /// carry out the anchor's step as it does when stepping (its events come from the log
-    /// and are checked); then compares the state with the checkpoint. False if any of that
-    /// does not go as recorded.
-    fn run_between_anchors(&mut self, anchors: &IntervalAnchors, target: usize) -> Result<bool, ReplayError> {
+    /// and are checked); then compares the state with the checkpoint. With `addrs` (at
+    /// most three, `free_hits.rs`), the first position whose RIP is one of them ends the
+    /// run as [`AnchoredRun::Hit`]: hardware breakpoints on them in the native stretches,
+    /// a RIP compare at every stepped position.
+    pub(crate) fn run_anchored(
+        &mut self,
+        anchors: &IntervalAnchors,
+        target: usize,
+        addrs: &[u64],
+    ) -> Result<AnchoredRun, ReplayError> {
         let end = self.rec.checkpoints[target].engine.icount;
+        let at_addr = |s: &Self| addrs.contains(&s.engine.machine.vm.vcpu().rip());
+        if at_addr(self) {
+            return Ok(AnchoredRun::Hit);
+        }
         for l in &anchors.anchors {
             let here = self.engine.icount();
             if l.hits > 0 {
-                let at_landmark = |_: &mut Self, hits| Ok(if hits == l.hits { AtHit::Stop } else { AtHit::GoOn });
-                if !self.run_hitting([Some(l.rip), None, None, None], l.anchor - here, l.hits, at_landmark)? {
-                    return Ok(false);
+                let mut bps = [Some(l.rip), None, None, None];
+                for (slot, &a) in bps[1..].iter_mut().zip(addrs) {
+                    *slot = Some(a);
+                }
+                let (mut hit, mut counted) = (false, 0u64);
+                let arrived = self.run_hitting(bps, l.anchor - here, l.hits, |s, _| {
+                    let rip = s.engine.machine.vm.vcpu().rip();
+                    if addrs.contains(&rip) {
+                        hit = true;
+                        return Ok(AtHit::Stop);
+                    }
+                    counted += u64::from(rip == l.rip);
+                    Ok(if counted == l.hits { AtHit::Stop } else { AtHit::GoOn })
+                })?;
+                if hit {
+                    return Ok(AnchoredRun::Hit);
+                }
+                if !arrived {
+                    return Ok(AnchoredRun::Failed);
                 }
                 self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4])?;
                 let window_open = self.engine.machine.vm.vcpu().regs().rflags & (1 << 9) != 0;
@@ -267,11 +305,18 @@ impl ReplaySession {
                     // A stop, a divergence or anything else the recording did not have
                     // here: the interval is stepped from its start instead, which reports
                     // it properly.
-                    Ok(_) | Err(_) => return Ok(false),
+                    Ok(_) | Err(_) => return Ok(AnchoredRun::Failed),
+                }
+                if self.engine.icount() < end && at_addr(self) {
+                    return Ok(AnchoredRun::Hit);
                 }
             }
         }
-        Ok(self.engine.icount() == end && self.state_equals(target)?)
+        Ok(if self.engine.icount() == end && self.state_equals(target)? {
+            AnchoredRun::Matched
+        } else {
+            AnchoredRun::Failed
+        })
     }
 
     pub(crate) fn kvm_error(&self, message: String) -> ReplayError {
