@@ -212,6 +212,8 @@ pub struct Engine {
     /// log (RDTSC, RDRAND, CPUID, HLT…): a native run must not execute such a step itself
     /// (it is an anchor, `trace::AnchorLandmark`).
     last_step_emulated: bool,
+    /// Whether the last step was a ring-0 IRETQ the engine carried out.
+    last_step_iretq: bool,
 }
 
 /// How the engine steps ring-3 code: the host's stepping signature decides
@@ -323,12 +325,21 @@ impl Engine {
             user_debugregs: None,
             last_exit_dr6: 0,
             last_step_emulated: false,
+            last_step_iretq: false,
         }
     }
 
     /// Whether the last step was an instruction the engine emulated itself (see the field).
     pub fn last_step_emulated(&self) -> bool {
         self.last_step_emulated
+    }
+
+    /// Whether the last step was a ring-0 IRETQ: the instruction it returned to may not
+    /// raise an instruction breakpoint when the same IRETQ runs natively (the image's RF,
+    /// which the CPU sets in the frame of a fault so the restarted instruction does not
+    /// trap again), so it is no landmark (`landmark.rs`).
+    pub fn last_step_iretq(&self) -> bool {
+        self.last_step_iretq
     }
 
     /// Steps executed since reset.
@@ -373,6 +384,7 @@ impl Engine {
         }
         let icount = self.state.icount;
         self.last_step_emulated = false;
+        self.last_step_iretq = false;
         let sregs = self.machine.vm.vcpu().sregs();
         let regs = self.machine.vm.vcpu().regs();
         let user = sregs.cs.dpl == 3;
@@ -409,6 +421,7 @@ impl Engine {
             }
             if self.rules.strict_steps {
                 if self.try_emulate_iretq(&bytes[..n], regs, &sregs)? {
+                    self.last_step_iretq = true;
                     return Ok(StepOutcome::Continue);
                 }
                 if let Some(outcome) = self.try_emulate_merging(env, &bytes[..n], regs, &sregs)? {

@@ -768,7 +768,9 @@ impl RecordSession {
             self.flush_events()?;
         }
         let rip = self.engine.machine.vm.vcpu().rip();
-        let kernel = self.engine.machine.vm.vcpu().sregs().cs.selector & 3 == 0;
+        // A step right after an IRETQ is no landmark (see `Engine::last_step_iretq`).
+        let after_iretq = self.engine.last_step_iretq();
+        let kernel = self.engine.machine.vm.vcpu().sregs().cs.selector & 3 == 0 && !after_iretq;
         let events_before = self.env.log.total;
         let outcome = self.engine.step(&mut self.env)?;
         // Only a step that ran is part of the interval (the engine refuses some, e.g. one

@@ -428,6 +428,8 @@ pub struct IntervalLandmark {
 /// interval's first step), is found like an interval's landmark: the `hits`-th step of the
 /// stretch that starts at `rip`, a kernel address (a hardware breakpoint exits there on
 /// every host), is the step at `at`, and the steps from `at` to `anchor` hold no anchor.
+/// Steps an IRETQ returned to are not counted: run natively, that IRETQ may load RF and
+/// keep the breakpoint from firing there.
 /// `hits` is 0 when no kernel-mode step of the stretch can serve (an empty stretch, or one
 /// spent in user mode): a replay then single-steps it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
