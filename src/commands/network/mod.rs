@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod dir;
+pub mod live_snapshot;
 pub mod port;
 pub mod record;
 pub mod resume;

@@ -106,6 +106,12 @@ impl Switch {
         Some(id)
     }
 
+    /// Every frame waiting at a port, as (port, frame), in port order and oldest first at
+    /// each: with every VM paused, the frames in flight (a network's live snapshot).
+    pub fn queued(&self) -> Vec<(usize, SwitchedFrame)> {
+        self.ports.iter().enumerate().flat_map(|(p, q)| q.iter().map(move |f| (p, f.clone()))).collect()
+    }
+
     /// Whether port `port` has a frame waiting.
     pub fn has_frame(&self, port: usize) -> bool {
         self.ports.get(port).is_some_and(|q| !q.is_empty())
