@@ -93,7 +93,10 @@ struct Barrier {
 /// What one VM's pauses measured.
 #[derive(Clone, Debug, Default)]
 struct VmPauses {
+    /// From arriving at the barrier to going on: what the guest sees.
     pauses: Vec<Duration>,
+    /// This VM's own capture within it (the rest is waiting for the other VMs).
+    captures: Vec<Duration>,
     dirtied: Vec<u64>,
     copy_mode: String,
 }
@@ -239,18 +242,20 @@ impl LiveSnapshots {
         let capture = ImageCapture::start(vm, machine, origin, path_for, done)?;
         let copy_mode = capture.copy_mode().to_string();
         self.pauses.lock().unwrap_or_else(|p| p.into_inner())[vm].copy_mode = copy_mode;
-        Ok(Member { net: Arc::clone(self), vm, capture: Some(capture), pauses: VmPauses::default(), left: false })
+        Ok(Member { net: Arc::clone(self), vm, capture: Some(capture), pauses: VmPauses::default() })
     }
 
     /// The snapshot every running VM has now captured: the switch's queues are the frames
     /// in flight; hand it to the committer and let the VMs go on.
     fn complete(&self, b: &mut Barrier, seq: u64) {
-        let in_flight = self
+        let mut in_flight: Vec<InFlightFrameV1> = self
             .switch
             .in_flight()
             .into_iter()
             .map(|(to, f)| InFlightFrameV1 { id: f.id, from: f.from as u32, sent_at: 0, to: to as u32, data: f.data })
             .collect();
+        // In switch order, as a recorded snapshot lists them (a broadcast's copies share an id).
+        in_flight.sort_by_key(|f| (f.id, f.to));
         let captured = Captured { seq, captured: b.arrived.clone(), ended: b.ended.clone(), in_flight };
         let sent =
             self.captured.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|c| c.send(captured).is_ok());
@@ -284,10 +289,15 @@ impl LiveSnapshots {
         self.turned.notify_all();
     }
 
-    /// VM `vm` has ended: with status 0 it stays in later snapshots as ended; otherwise the
-    /// snapshots end (the run is stopping).
-    fn leave(&self, vm: usize, outcome: Option<&Outcome>) {
+    /// VM `vm` has ended (or could not start) with `outcome`: with status 0 it stays in
+    /// later snapshots as ended; otherwise the snapshots end (the run is stopping). Every
+    /// VM's thread calls this once it is done, whatever happened, so the others never wait
+    /// for it at the barrier.
+    pub fn leave(&self, vm: usize, outcome: Option<&Outcome>) {
         let mut b = self.lock();
+        if !b.running.get(vm).copied().unwrap_or(false) {
+            return;
+        }
         b.running[vm] = false;
         match outcome {
             Some(o) if o.status == 0 => {
@@ -332,7 +342,9 @@ impl LiveSnapshots {
         };
         drop(b);
         let Some(capture) = member.capture.as_mut() else { return Ok(()) };
+        let capturing = Instant::now();
         let dirtied = capture.capture(seq, machine, clock);
+        let captured = capturing.elapsed();
         let mut b = self.lock();
         let dirtied = match dirtied {
             Ok(d) => d,
@@ -356,6 +368,7 @@ impl LiveSnapshots {
         }
         drop(b);
         member.pauses.pauses.push(arrived.elapsed());
+        member.pauses.captures.push(captured);
         member.pauses.dirtied.push(dirtied);
         Ok(())
     }
@@ -406,15 +419,19 @@ fn pause_summary(p: &VmPauses) -> String {
     use ttvm_vmm::live::stats::percentile;
     let mut d = p.pauses.clone();
     d.sort_unstable();
+    let mut c = p.captures.clone();
+    c.sort_unstable();
     let ms = |x: Duration| x.as_secs_f64() * 1e3;
     let max_dirty = p.dirtied.iter().max().copied().unwrap_or(0);
     format!(
-        "{} snapshot pauses: median {:.3} ms, p99 {:.3} ms, max {:.3} ms; at most {} pages ({:.1} MiB) dirtied \
-         between two; pages {}",
+        "{} snapshot pauses: median {:.3} ms, p99 {:.3} ms, max {:.3} ms (its own capture: median {:.3} ms, \
+         p99 {:.3} ms; the rest waits for the other VMs); at most {} pages ({:.1} MiB) dirtied between two; pages {}",
         d.len(),
         ms(percentile(&d, 50.0)),
         ms(percentile(&d, 99.0)),
         ms(d.last().copied().unwrap_or_default()),
+        ms(percentile(&c, 50.0)),
+        ms(percentile(&c, 99.0)),
         max_dirty,
         max_dirty as f64 * 4096.0 / (1 << 20) as f64,
         if p.copy_mode.is_empty() { "not captured" } else { &p.copy_mode },
@@ -446,20 +463,12 @@ pub struct Member {
     vm: usize,
     capture: Option<ImageCapture>,
     pauses: VmPauses,
-    left: bool,
-}
-
-impl Member {
-    /// The VM has ended with `outcome`: see [`LiveSnapshots::leave`].
-    pub fn end(mut self, outcome: &Outcome) {
-        self.net.leave(self.vm, Some(outcome));
-        self.left = true;
-    }
 }
 
 impl Drop for Member {
     fn drop(&mut self) {
-        if !self.left {
+        if std::thread::panicking() {
+            // The thread will not get to say how its VM ended: end the snapshots.
             self.net.leave(self.vm, None);
         }
         // The image thread finishes what it was given (the committer waits for it).
@@ -468,6 +477,7 @@ impl Drop for Member {
         }
         let mut all = self.net.pauses.lock().unwrap_or_else(|p| p.into_inner());
         all[self.vm].pauses = std::mem::take(&mut self.pauses.pauses);
+        all[self.vm].captures = std::mem::take(&mut self.pauses.captures);
         all[self.vm].dirtied = std::mem::take(&mut self.pauses.dirtied);
     }
 }

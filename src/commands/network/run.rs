@@ -111,7 +111,10 @@ pub(super) fn run_group(
             let thread_name = format!("vm{index}");
             let live = live.clone();
             let handle = std::thread::Builder::new().name(thread_name).spawn(move || {
-                let outcome = run_vm(index, &name, start, port, timeout, stop, live);
+                let outcome = run_vm(index, &name, start, port, timeout, stop, live.clone());
+                if let Some(l) = &live {
+                    l.leave(index, Some(&outcome));
+                }
                 if outcome.status != 0 {
                     let mut first = first_failure.lock().unwrap_or_else(|p| p.into_inner());
                     // A VM whose kernel panicked raised the stop flag itself: the others may
@@ -225,8 +228,7 @@ fn run_vm(
             Outcome { text: format!("failed: {}", exit.message), status: exit.code }
         }
     };
-    if let Some(m) = member {
-        m.end(&outcome);
-    }
+    // The image thread finishes before the VM leaves the snapshots.
+    drop(member);
     outcome
 }
