@@ -227,8 +227,8 @@ impl LiveSnapshots {
         self.due_ns.store(next, Ordering::SeqCst);
     }
 
-    /// VM `vm`'s part, its machine (not running yet) the base of its images; `None` if the
-    /// snapshots have already ended (another VM failed before this one started).
+    /// VM `vm`'s part, its machine (not running yet) the base of its images (if the
+    /// snapshots have already ended, its pauses never come due).
     pub fn join(
         self: &Arc<Self>,
         vm: usize,
