@@ -48,17 +48,18 @@ fn live_run(dir: &Path, rounds: u32, keep: &str) -> Vec<String> {
 }
 
 /// Resumes `target` (a snapshot, or a directory of them) and checks the network ends as
-/// the uninterrupted run: every VM still running at the cut finishes with its line and
-/// status 0, and nothing was received twice.
-fn resume_and_check(target: &Path, snap: &NetSnapshotManifestV1, rounds: u32) -> String {
+/// the uninterrupted run: status 0, nothing received twice, and (unless the cut may fall
+/// inside the guests' last lines, `near_end`) every VM still running at the cut finishes
+/// with its line.
+fn resume_and_check(target: &Path, snap: &NetSnapshotManifestV1, rounds: u32, near_end: bool) -> String {
     let o = run(&["resume", target.to_str().unwrap(), "--timeout", "60"]);
     assert_eq!(o.status.code(), Some(0), "resume {}: {}", target.display(), text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(!stdout.contains("ignored"), "a reply arrived twice: {}", text(&o));
-    if snap.vms[0].ended.is_none() {
+    if snap.vms[0].ended.is_none() && !near_end {
         assert!(stdout.contains(&format!("[0 ping] ping: {rounds} replies")), "{}", text(&o));
     }
-    if snap.vms[1].ended.is_none() {
+    if snap.vms[1].ended.is_none() && !near_end {
         assert!(stdout.contains(&format!("[1 pong] pong: {} frames", rounds + 1)), "{}", text(&o));
     }
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -106,12 +107,12 @@ fn live_network_snapshots_resume_without_losing_or_duplicating_a_frame() {
 
     // One from the middle, one with a frame in flight (if any was caught), the newest.
     let middle = snaps.len() / 2;
-    resume_and_check(&snaps[middle].1, &manifests[middle], ROUNDS);
-    if let Some(i) = manifests.iter().position(|m| !m.in_flight.is_empty()) {
-        resume_and_check(&snaps[i].1, &manifests[i], ROUNDS);
-    }
+    resume_and_check(&snaps[middle].1, &manifests[middle], ROUNDS, false);
     let newest = snaps.len() - 1;
-    let stderr = resume_and_check(&dir, &manifests[newest], ROUNDS);
+    if let Some(i) = manifests.iter().position(|m| !m.in_flight.is_empty()) {
+        resume_and_check(&snaps[i].1, &manifests[i], ROUNDS, i == newest);
+    }
+    let stderr = resume_and_check(&dir, &manifests[newest], ROUNDS, true);
     assert!(stderr.contains(&format!("resuming {}", snaps[newest].1.display())), "{stderr}");
 }
 
@@ -146,7 +147,7 @@ fn a_killed_network_resumes_from_its_newest_complete_snapshot() {
     let snaps = committed(&dir);
     assert!(!snaps.is_empty() && snaps.len() <= 3, "--keep 3: {snaps:?}");
     let (_, newest) = snaps.last().unwrap();
-    let stderr = resume_and_check(&dir, &manifest(newest), rounds);
+    let stderr = resume_and_check(&dir, &manifest(newest), rounds, false);
     assert!(stderr.contains(&format!("resuming {}", newest.display())), "{stderr}");
 }
 

@@ -28,10 +28,11 @@ use crate::memory::PAGE_SIZE;
 use crate::snapshot::SnapshotOrigin;
 
 /// Dirty pages up to which the pause copies them rather than write-protecting them (1 MiB:
-/// a memcpy of ~0.2 ms). Measured on the PVM host with ping/pong (about 20 dirty pages per
-/// snapshot): `UFFDIO_WRITEPROTECT` of those few pages took 3-11 ms in many pauses at a
-/// 200 ms or 1 s schedule (dirty log 10-40 µs, state ~0.1 ms), copying them microseconds;
-/// write protection pays off for the large dirty sets it was made for.
+/// a memcpy of ~0.2 ms). Measured on the (loaded) PVM host with ping/pong, about 20 dirty
+/// pages per snapshot: `UFFDIO_WRITEPROTECT` of those few pages took 3-11 ms in many pauses
+/// at a 200 ms or 1 s schedule (dirty log 10-40 µs, state ~0.1 ms; own capture median
+/// 3.3 ms against 0.16 ms copying, same session); write protection pays off for the large
+/// dirty sets it was made for (docs/PERFORMANCE.md, Networked VMs).
 pub const COPY_IN_PAUSE_MAX_PAGES: usize = 256;
 
 /// The sequence number of the base image (the RAM before the guest runs): kept, never
