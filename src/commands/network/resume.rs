@@ -34,7 +34,7 @@ fn live_snapshots(dir: &Path) -> Vec<(u64, PathBuf)> {
                 .collect()
         })
         .unwrap_or_default();
-    v.sort_by(|a, b| b.0.cmp(&a.0));
+    v.sort_by_key(|s| std::cmp::Reverse(s.0));
     v
 }
 
@@ -112,10 +112,13 @@ pub fn resume(args: &ResumeArgs) -> Result<i32, Exit> {
     run_group(starts, shared, timeout, None)
 }
 
+/// Each VM's name and how its thread starts, in position order.
+type Starts = Vec<(String, VmStart)>;
+
 /// A snapshot directory as given (`dir` holds a manifest), or the newest complete and
 /// undamaged one of a directory of live snapshots (reporting the ones passed over): its
 /// path, manifest and the VMs' starts.
-fn choose(given: &Path) -> Result<(PathBuf, NetSnapshotManifestV1, Vec<(String, VmStart)>), Exit> {
+fn choose(given: &Path) -> Result<(PathBuf, NetSnapshotManifestV1, Starts), Exit> {
     if given.join(NET_SNAPSHOT_FILE).exists() {
         let (m, starts) = checked(given)?;
         return Ok((given.to_path_buf(), m, starts));
@@ -152,7 +155,7 @@ fn choose(given: &Path) -> Result<(PathBuf, NetSnapshotManifestV1, Vec<(String, 
 /// The manifest of the snapshot directory `dir` and the VMs' starts, every VM's snapshot
 /// read and checked before any VM starts: a damaged one fails the whole resume now, not one
 /// VM mid-way.
-fn checked(dir: &Path) -> Result<(NetSnapshotManifestV1, Vec<(String, VmStart)>), Exit> {
+fn checked(dir: &Path) -> Result<(NetSnapshotManifestV1, Starts), Exit> {
     let m = load(dir)?;
     let mut starts = Vec::new();
     for (i, vm) in m.vms.iter().enumerate() {

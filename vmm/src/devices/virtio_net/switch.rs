@@ -146,6 +146,18 @@ mod tests {
     }
 
     #[test]
+    fn the_queued_frames_are_listed_by_port_without_being_taken() {
+        let mut s = Switch::new(3);
+        s.send(0, frame([0xff; 6], mac_for(0), 1));
+        s.send(2, frame(mac_for(0), mac_for(2), 2));
+        let listed: Vec<(usize, u64, usize)> = s.queued().into_iter().map(|(p, f)| (p, f.id, f.from)).collect();
+        assert_eq!(listed, [(0, 1, 2), (1, 0, 0), (2, 0, 0)], "the broadcast waits at ports 1 and 2");
+        assert!(s.has_frame(0) && s.has_frame(1) && s.has_frame(2), "listing takes nothing");
+        s.take(1);
+        assert_eq!(s.queued().len(), 2);
+    }
+
+    #[test]
     fn unicast_goes_to_the_owner_broadcast_to_all_others() {
         let mut s = Switch::new(3);
         let (id, to) = s.send(0, frame(mac_for(2), mac_for(0), 1));
