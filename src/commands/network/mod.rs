@@ -6,6 +6,7 @@
 pub mod args;
 pub mod dir;
 pub mod gdb;
+pub mod live_snapshot;
 pub mod port;
 pub mod record;
 pub mod resume;

@@ -53,6 +53,12 @@ impl SharedSwitch {
         id.is_some()
     }
 
+    /// The frames waiting at the ports, as (port, frame): with every VM paused, exactly
+    /// the frames in flight.
+    pub fn in_flight(&self) -> Vec<(usize, SwitchedFrame)> {
+        self.lock().queued()
+    }
+
     /// Counts so far.
     pub fn stats(&self) -> SwitchStats {
         self.lock().stats()

@@ -48,7 +48,7 @@ fn prefaulted(mut buf: Vec<u8>, size: usize) -> Vec<u8> {
 
 /// The writer runs at a lower priority than the vCPU thread: on a busy host it is the one
 /// that waits.
-fn lower_priority() {
+pub(crate) fn lower_priority() {
     // SAFETY: gettid and setpriority have no memory preconditions; a failure only leaves
     // the priority as it was.
     unsafe {
@@ -307,7 +307,7 @@ impl LiveCheckpointer {
         data: Vec<u8>,
     ) -> Result<Job, LiveError> {
         let state = crate::snapshot::machine_state(machine, clock)?;
-        let job = Job { seq: self.next_seq, machine: state, serial_len: self.serial_len, pfns, data };
+        let job = Job { seq: self.next_seq, machine: state, serial_len: self.serial_len, pfns, data, net: None };
         self.next_seq += 1;
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         Ok(job)
