@@ -685,7 +685,7 @@ impl RecordSession {
             // left in the log, it would all be stored again in checkpoint 1.
             vm.take_dirty_pages()?;
             // The boot image: every page that is not all zeroes.
-            (0..vm.ram().pages() as u32).filter(|&p| vm.ram().page(p as usize).iter().any(|&b| b != 0)).collect()
+            vm.ram().nonzero_pages()
         } else {
             vm.take_dirty_pages()?
         };

@@ -103,13 +103,7 @@ impl LiveCheckpointer {
         // Everything the dirty log has not seen (the loaded kernel, a restored snapshot) goes
         // into the base: all non-zero pages. The guest has not run, so this is no pause.
         machine.vm.take_dirty_pages()?;
-        let ram = machine.vm.ram().as_slice();
-        let pfns: Vec<u32> = ram
-            .chunks_exact(PAGE_SIZE)
-            .enumerate()
-            .filter(|(_, p)| p.iter().any(|&b| b != 0))
-            .map(|(i, _)| i as u32)
-            .collect();
+        let pfns = machine.vm.ram().nonzero_pages();
         me.send(machine, clock, pfns)?;
         Ok(me)
     }

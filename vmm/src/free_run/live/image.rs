@@ -85,13 +85,7 @@ impl ImageCapture {
         // Everything the dirty log has not seen (the loaded kernel) goes into the base; the
         // guest has not run, so this is no pause.
         machine.vm.take_dirty_pages()?;
-        let ram = machine.vm.ram().as_slice();
-        let pfns: Vec<u32> = ram
-            .chunks_exact(PAGE_SIZE)
-            .enumerate()
-            .filter(|(_, p)| p.iter().any(|&b| b != 0))
-            .map(|(i, _)| i as u32)
-            .collect();
+        let pfns = machine.vm.ram().nonzero_pages();
         let data = copy_pages(machine, &pfns, Vec::new());
         let state = crate::snapshot::machine_state(machine, &HostClock::new(1))?;
         let base = Job { seq: BASE, machine: state, serial_len: 0, pfns, data, net: None };
