@@ -104,33 +104,26 @@ fn a_network_cut_anywhere_resumes_to_the_same_end() {
     assert!(s.in_flight.is_empty());
     assert_eq!(s.vms[1].icount, m.frames[0].to[0].at.unwrap());
 
-    // ping exactly where pong's third answer reaches it: that answer is in flight to ping,
-    // if pong sent it inside the cut. (Under load the manifest was seen, about once in five
-    // runs, to log pong's send of an answer at the boundary where it took ping's next frame,
-    // which puts the send outside the cut: `consistent_cut` then moves ping back, correctly
-    // for the manifest. Why the send is logged that late is not known yet.)
+    // ping exactly where pong's third answer reaches it: that answer is in flight to ping.
+    // (A recording takes a frame at a boundary only if it entered the network before that
+    // boundary's own sends, `replay/src/network/record.rs`; before, under load, an answer
+    // could be logged as taken at the boundary that sent what it answered, and the cut then
+    // had to leave these frames out or was refused as acausal.)
     let answer = m.frames.iter().filter(|f| f.from == 1).nth(2).unwrap();
     let s = snapshot_and_resume(&net, &m, &tmp.path().join("to-ping"), "ping", answer.to[0].at.unwrap());
-    let pong_at = s.vms[1].icount;
     assert!(
-        pong_at <= answer.sent_at || s.in_flight.iter().any(|f| f.id == answer.id && f.to == 0),
-        "frame {} sent at {} inside the cut (pong at {pong_at}) is not in flight: {:?}\n{}",
-        answer.id,
-        answer.sent_at,
+        s.in_flight.iter().any(|f| f.id == answer.id && f.to == 0),
+        "{:?}\n{}",
         s.in_flight,
         text(&run(&["info", net.to_str().unwrap()]))
     );
 
-    // pong (by position) where ping's fourth frame reaches it: in flight the other way, if
-    // ping sent it inside the cut.
+    // pong (by position) where ping's fourth frame reaches it: in flight the other way.
     let request = m.frames.iter().filter(|f| f.from == 0).nth(3).unwrap();
     let s = snapshot_and_resume(&net, &m, &tmp.path().join("to-pong"), "1", request.to[0].at.unwrap());
-    let ping_at = s.vms[0].icount;
     assert!(
-        ping_at <= request.sent_at || s.in_flight.iter().any(|f| f.id == request.id && f.to == 1),
-        "frame {} sent at {} inside the cut (ping at {ping_at}) is not in flight: {:?}\n{}",
-        request.id,
-        request.sent_at,
+        s.in_flight.iter().any(|f| f.id == request.id && f.to == 1),
+        "{:?}\n{}",
         s.in_flight,
         text(&run(&["info", net.to_str().unwrap()]))
     );

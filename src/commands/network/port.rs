@@ -88,6 +88,10 @@ impl NetLink for Port {
         self.shared.lock().has_frame(self.index)
     }
 
+    fn oldest_id(&self) -> Option<u64> {
+        self.shared.lock().oldest_id(self.index)
+    }
+
     fn take(&mut self) -> Option<SwitchedFrame> {
         self.shared.lock().take(self.index)
     }

@@ -117,6 +117,11 @@ impl Switch {
         self.ports.get(port).is_some_and(|q| !q.is_empty())
     }
 
+    /// The id of the oldest frame waiting at `port`.
+    pub fn oldest_id(&self, port: usize) -> Option<u64> {
+        self.ports.get(port)?.front().map(|f| f.id)
+    }
+
     /// Takes the oldest frame waiting at `port`.
     pub fn take(&mut self, port: usize) -> Option<SwitchedFrame> {
         self.ports.get_mut(port)?.pop_front()
