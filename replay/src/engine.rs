@@ -27,7 +27,7 @@ use ttvm_vmm::user_mode::user_mode_entry;
 mod injected_frame;
 mod user_steps;
 
-const RFLAGS_IF: u64 = 1 << 9;
+pub(crate) const RFLAGS_IF: u64 = 1 << 9;
 /// CR4.TSD: RDTSC is privileged.
 const CR4_TSD: u64 = 1 << 2;
 

@@ -40,8 +40,9 @@ use ttvm_vmm::memory::PAGE_SIZE;
 use ttvm_vmm::vcpu::RegsState;
 
 use crate::checkpoint::register_digest;
+use crate::engine::RFLAGS_IF;
 use crate::replay::{ReplayError, ReplaySession};
-use crate::trace::{IntervalAnchors, IntervalLandmark};
+use crate::trace::{AnchorLandmark, IntervalAnchors};
 
 /// What free runs of intervals did in a replay (for its report and the benchmarks).
 #[derive(Clone, Copy, Debug, Default)]
@@ -116,8 +117,8 @@ impl ReplaySession {
         let k = self.rec.checkpoint_before(icount);
         let Some(next) = self.rec.checkpoints.get(k + 1) else { return Ok(FreeInterval::NotEligible) };
         let end = next.engine.icount;
-        let has_events = self.rec.events.get(self.rec.first_event_at(icount)).is_some_and(|e| e.icount < end);
-        let anchors = self.rec.interval_anchors.get(k).cloned().flatten();
+        let has_events = self.rec.interval_has_events(k);
+        let anchors = self.free_run_anchors(k);
         if self.rec.checkpoints[k].engine.icount != icount
             || end > limit
             || !self.verify_checkpoints
@@ -130,10 +131,9 @@ impl ReplaySession {
         self.verify_due_checkpoints(icount)?;
         let started = Instant::now();
         self.env.held_echo = Some(Vec::new());
-        let matched = match (anchors, self.rec.interval_landmarks.get(k).copied().flatten()) {
-            (Some(anchors), _) => self.run_anchored(&anchors, k + 1, &[]).map(|r| r == AnchoredRun::Matched),
-            (None, Some(landmark)) => self.run_to_landmark(landmark, k + 1),
-            (None, None) => self.run_until_state_of(k + 1, end - icount),
+        let matched = match anchors {
+            Some(anchors) => self.run_anchored(&anchors, k + 1, &[]).map(|r| r == AnchoredRun::Matched),
+            None => self.run_until_state_of(k + 1, end - icount),
         };
         let held = self.env.held_echo.take().unwrap_or_default();
         let cleanup = self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4]);
@@ -222,30 +222,20 @@ impl ReplaySession {
         Ok(false)
     }
 
-    /// Runs freely with a breakpoint on the landmark's address until its `hits`-th hit,
-    /// which is the landmark's step if the run follows the recording, single-steps from
-    /// there to checkpoint `target` (nothing happens in between that the engine would log),
-    /// and compares the state there. False if any of that does not go as recorded.
-    fn run_to_landmark(&mut self, landmark: IntervalLandmark, target: usize) -> Result<bool, ReplayError> {
-        let end = self.rec.checkpoints[target].engine.icount;
-        let steps = end - self.engine.icount();
-        let at_landmark = |_: &mut Self, hits| Ok(if hits == landmark.hits { AtHit::Stop } else { AtHit::GoOn });
-        if !self.run_hitting([Some(landmark.rip), None, None, None], steps, landmark.hits, at_landmark)? {
-            return Ok(false);
+    /// The anchors a free run of interval `k` follows: format 7's own, or (formats 4-6,
+    /// intervals without events) the interval's landmark as the stretch before its one
+    /// anchor, the checkpoint that ends it. `None` where neither is known.
+    pub(crate) fn free_run_anchors(&self, k: usize) -> Option<IntervalAnchors> {
+        if let Some(anchors) = self.rec.interval_anchors.get(k).cloned().flatten() {
+            return Some(anchors);
         }
-        // At the landmark's step: the engine single-steps the rest of the interval.
-        self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4])?;
-        let window_open = self.engine.machine.vm.vcpu().regs().rflags & (1 << 9) != 0;
-        self.engine.set_state(crate::engine::EngineState { icount: landmark.icount, window_open });
-        while self.engine.icount() < end {
-            match self.engine.step(&mut self.env) {
-                Ok(crate::engine::StepOutcome::Continue) => {}
-                // A stop, an event or anything else the recording did not have here: the
-                // interval is stepped from its start instead, which reports it properly.
-                Ok(_) | Err(_) => return Ok(false),
-            }
-        }
-        self.state_equals(target)
+        let (start, end) = (self.rec.checkpoints.get(k)?.engine.icount, self.rec.checkpoints.get(k + 1)?.engine.icount);
+        let l = self.rec.interval_landmarks.get(k).copied().flatten()?;
+        let usable = !self.rec.interval_has_events(k) && l.icount >= start && l.icount < end && l.hits > 0;
+        usable.then(|| IntervalAnchors {
+            checkpoint: l.checkpoint,
+            anchors: vec![AnchorLandmark { anchor: end, rip: l.rip, hits: l.hits, at: l.icount }],
+        })
     }
 
     /// Runs the interval ending at checkpoint `target` stretch by stretch: natively to each
@@ -289,8 +279,9 @@ impl ReplaySession {
                 if !arrived {
                     return Ok(AnchoredRun::Failed);
                 }
+                // At the landmark's step: the engine single-steps the rest of the stretch.
                 self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4])?;
-                let window_open = self.engine.machine.vm.vcpu().regs().rflags & (1 << 9) != 0;
+                let window_open = self.engine.machine.vm.vcpu().regs().rflags & RFLAGS_IF != 0;
                 self.engine.set_state(crate::engine::EngineState { icount: l.at, window_open });
             }
             // The rest of the stretch, then the anchor's own step (the end checkpoint is

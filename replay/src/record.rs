@@ -669,8 +669,7 @@ impl RecordSession {
             let code = self.code.take(self.checkpoints);
             let raw = bincode::serialize(&code).map_err(std::io::Error::other)?;
             self.writer.write_chunk(ChunkKind::CodePages, &raw, true)?;
-            // (Format 7's anchors hold the interval's landmark too: see
-            // `Recording::interval_landmarks`.)
+            // (Format 7's anchors hold the interval's landmark too: its last anchor's.)
             let anchors = self.anchors.take(self.checkpoints, self.engine.icount());
             let raw = bincode::serialize(&anchors).map_err(std::io::Error::other)?;
             self.writer.write_chunk(ChunkKind::Anchors, &raw, true)?;

@@ -32,7 +32,7 @@ pub struct Recording {
     /// (index k - 1); `None` where the trace does not say (formats 1-2, a lost chunk).
     pub interval_code: Vec<Option<IntervalCode>>,
     /// For each interval (by the checkpoint that starts it), its landmark, if the trace
-    /// has one (format 4 on).
+    /// has one (formats 4-6; format 7's anchors hold theirs).
     pub interval_landmarks: Vec<Option<IntervalLandmark>>,
     /// For each interval (by the checkpoint that starts it), its anchors, if the trace has
     /// them (format 7 on).
@@ -292,20 +292,6 @@ impl Recording {
         if a.anchors.is_empty() {
             return Err(corrupted(c, "an interval without its end anchor"));
         }
-        // An interval whose only anchor is its end checkpoint has that anchor's landmark as
-        // its own (format 7 writes no `Landmark` chunk): the same count, since the steps
-        // it leaves out, in user mode, never start at a kernel address.
-        if let [only] = a.anchors[..] {
-            if only.hits > 0 {
-                self.interval_landmarks.resize(k, None);
-                self.interval_landmarks[k - 1] = Some(IntervalLandmark {
-                    checkpoint: a.checkpoint,
-                    rip: only.rip,
-                    hits: only.hits,
-                    icount: only.at,
-                });
-            }
-        }
         self.interval_anchors.resize(k, None);
         self.interval_anchors[k - 1] = Some(a);
         Ok(())
@@ -416,6 +402,12 @@ impl Recording {
     /// Index of the first event at or after `icount`.
     pub fn first_event_at(&self, icount: u64) -> usize {
         self.events.partition_point(|e| e.icount < icount)
+    }
+
+    /// Whether the interval that starts at checkpoint `k` logged an event.
+    pub fn interval_has_events(&self, k: usize) -> bool {
+        let (Some(start), Some(end)) = (self.checkpoints.get(k), self.checkpoints.get(k + 1)) else { return false };
+        self.events.get(self.first_event_at(start.engine.icount)).is_some_and(|e| e.icount < end.engine.icount)
     }
 
     /// Events per class.
