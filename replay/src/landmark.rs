@@ -1,15 +1,14 @@
-//! Choosing each interval's landmark while recording (see
+//! Choosing landmarks while recording: for each stretch before an anchor (see
+//! [`AnchorLandmark`](crate::trace::AnchorLandmark); formats 4-6 had one per interval,
 //! [`IntervalLandmark`](crate::trace::IntervalLandmark)).
 //!
-//! The recorder already single-steps, so counting, per interval, how many steps start at
+//! The recorder already single-steps, so counting, per stretch, how many steps start at
 //! each address and where the last did is a hash-map update next to a ~7 µs exit. At the
-//! interval's end the landmark is the address a replay reaches cheapest: each hit of a
+//! stretch's end the landmark is the address a replay reaches cheapest: each hit of a
 //! hardware breakpoint costs an exit and a step over it (measured: about as much as
 //! [`HIT_COST`] single steps), and the steps after the landmark's last hit are single-stepped.
 
 use std::collections::HashMap;
-
-use crate::trace::IntervalLandmark;
 
 /// What a breakpoint hit costs a replay, in single steps.
 pub const HIT_COST: u64 = 8;
@@ -26,13 +25,6 @@ impl LandmarkCounter {
         let e = self.seen.entry(rip).or_insert((0, icount));
         e.0 += 1;
         e.1 = icount;
-    }
-
-    /// The landmark of the interval ending at checkpoint `checkpoint` (at step `end`), and
-    /// a fresh count for the next; `None` for an interval with no step.
-    pub fn take(&mut self, checkpoint: u32, end: u64) -> Option<IntervalLandmark> {
-        let (rip, hits, icount) = self.take_cheapest(end)?;
-        Some(IntervalLandmark { checkpoint, rip, hits, icount })
     }
 
     /// The address a replay reaches step `end` from cheapest (address, hits, step of its
@@ -95,9 +87,8 @@ mod tests {
         for i in 301..320 {
             c.note(0x1000 + (i % 3), i);
         }
-        let l = c.take(5, 320).unwrap();
-        assert_eq!(l, IntervalLandmark { checkpoint: 5, rip: 0x2000, hits: 1, icount: 300 });
-        assert_eq!(c.take(6, 320), None, "the count starts again");
+        assert_eq!(c.take_cheapest(320), Some((0x2000, 1, 300)));
+        assert_eq!(c.take_cheapest(320), None, "the count starts again");
     }
 
     #[test]
@@ -107,8 +98,7 @@ mod tests {
             c.note(0x1000 + (i % 3), i);
         }
         // 30 hits each; the one hit last (89, address 0x1002) leaves the fewest steps.
-        let l = c.take(1, 90).unwrap();
-        assert_eq!((l.rip, l.hits, l.icount), (0x1002, 30, 89));
+        assert_eq!(c.take_cheapest(90), Some((0x1002, 30, 89)));
     }
 
     #[test]
