@@ -192,6 +192,31 @@ fn intervals_with_events_run_between_their_anchors_and_divergences_are_still_fou
     );
 }
 
+/// User code and its SYSCALLs run natively too (the `ring3` kernel enters ring 3 through
+/// SYSRETQ and calls the kernel twice, as Linux does). On hosts that strand a native
+/// SYSCALL in ring 3 (PVM) the free run completes it as the exact engine does, putting back
+/// what its fault overwrote; before, the guest took the fault and every interval holding a
+/// SYSCALL fell back to stepping. The output is echoed once, as recorded.
+#[test]
+fn user_mode_system_calls_run_natively_and_verify() {
+    if !require_kvm("user_mode_system_calls_run_natively_and_verify") {
+        return;
+    }
+    let dir = common::tempdir();
+    let trace = dir.path().join("ring3.ttvm");
+    let t = trace.to_str().unwrap();
+    let o = run(&["record", "ring3", "--cmdline", "spin=300", "--checkpoint-every", "1000", "-q", "-o", t]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(&["replay", "--verify", t]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let (verified, tried) = free_intervals(&err).unwrap_or_else(|| panic!("no free-run note: {err}"));
+    assert!(tried >= 30, "every interval is tried: {err}");
+    assert_eq!(verified, tried, "the intervals with SYSCALLs ran natively too: {err}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.matches("ring3: syscall 2: user code got 7 back from sysret").count(), 1, "{out}");
+}
+
 /// An anchor outside its interval is damage the reader names, not a replay that runs on.
 #[test]
 fn an_anchor_outside_its_interval_is_reported_as_damage() {

@@ -209,8 +209,11 @@ pub struct Engine {
     /// DR6 as the last step's debug exit reported it (which host breakpoint fired).
     last_exit_dr6: u64,
     /// Whether the last step was an instruction the engine emulated from its model or the
-    /// log (RDTSC, RDRAND, CPUID, HLT…): a native run must not execute such a step itself
-    /// (it is an anchor, `trace::AnchorLandmark`).
+    /// log (RDTSC, RDRAND, CPUID, HLT…), or a return to ring 3 it carried out: a native run
+    /// must not execute such a step itself (it is an anchor, `trace::AnchorLandmark`). A
+    /// return to ring 3 could run natively, but a native run must see the machine as the
+    /// kernel leaves it there: its last writes to the #PF stack are what a stranded SYSCALL
+    /// in the user code after it has to put back (`free_syscalls.rs`).
     last_step_emulated: bool,
     /// Whether the last step was a ring-0 IRETQ the engine carried out.
     last_step_iretq: bool,

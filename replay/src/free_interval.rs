@@ -41,6 +41,7 @@ use ttvm_vmm::vcpu::RegsState;
 
 use crate::checkpoint::register_digest;
 use crate::engine::RFLAGS_IF;
+use crate::free_syscalls::PageFaultHit;
 use crate::replay::{ReplayError, ReplaySession};
 use crate::trace::{AnchorLandmark, IntervalAnchors};
 
@@ -180,6 +181,14 @@ impl ReplaySession {
         max_hits: u64,
         mut at_hit: impl FnMut(&mut Self, u64) -> Result<AtHit, ReplayError>,
     ) -> Result<bool, ReplayError> {
+        // Stranded user-mode SYSCALLs are caught in a debug register the caller left free
+        // (`free_syscalls.rs`); with none free, such a run leaves the recorded path.
+        let mut trap = self.syscall_trap().filter(|t| !bps.contains(&Some(t.handler)));
+        let mut bps = bps;
+        match (&trap, bps.iter().position(Option::is_none)) {
+            (Some(t), Some(free)) => bps[free] = Some(t.handler),
+            _ => trap = None,
+        }
         let vcpu = self.engine.machine.vm.vcpu_mut();
         vcpu.set_debug(false, bps)?;
         let immediate_exit: *mut u8 = &mut vcpu.kvm_run().immediate_exit;
@@ -190,7 +199,16 @@ impl ReplaySession {
         let mut hits = 0u64;
         while hits < max_hits {
             match self.engine.machine.vm.vcpu_mut().run() {
-                Ok(VcpuExit::Debug(_)) => hits += 1,
+                Ok(VcpuExit::Debug(_)) => {
+                    if let Some(t) = trap.as_mut().filter(|t| self.at_trap(t)) {
+                        self.free_stats.breakpoint_hits += 1;
+                        if self.on_page_fault(t)? == PageFaultHit::Ordinary && !self.step_over_breakpoint(bps)? {
+                            return Ok(false);
+                        }
+                        continue;
+                    }
+                    hits += 1
+                }
                 // An instruction this host's KVM cannot execute in ring 0 and ttvm can
                 // (CLAC/STAC around every user copy in Linux, INT3…), as stepping does.
                 Ok(VcpuExit::InternalError) => {

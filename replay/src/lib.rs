@@ -17,6 +17,7 @@ pub mod event_log;
 pub mod events;
 pub mod free_hits;
 pub mod free_interval;
+mod free_syscalls;
 pub mod landmark;
 pub mod mem_access;
 pub mod network;
