@@ -47,8 +47,9 @@ pub const MAGIC: [u8; 8] = *b"\x89TTVM\r\n\x1a";
 /// checkpoints hold the virtio-net card's state, and the event stream the frames the VM
 /// received (`NetRx`, delivered at a step boundary) and sent (`NetTx`, checked in replay).
 /// 7: anchors: every interval lists the steps a native run must not execute itself (each
-/// step that logged an event, and each instruction the engine emulates from its model:
-/// CPUID, HLT, …), with a landmark for the stretch before each ([`IntervalAnchors`],
+/// step that logged an event, each instruction the engine emulates from its model: CPUID,
+/// HLT, …, and, in recordings made from 2026-12-05 on, each return to ring 3 the engine
+/// carries out; readers treat every anchor alike), with a landmark for the stretch before each ([`IntervalAnchors`],
 /// `Anchors` chunks, which replace format 4's `Landmark` chunks), so `replay --verify` runs
 /// intervals with events natively between them; and a ring-0 IRETQ whose image holds the
 /// host's stepping TF is carried out by the engine with TF clear, so a replay from a
