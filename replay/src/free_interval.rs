@@ -41,6 +41,7 @@ use ttvm_vmm::vcpu::RegsState;
 
 use crate::checkpoint::register_digest;
 use crate::engine::RFLAGS_IF;
+use crate::free_fallback::{Fallback, Fallbacks, UnrecordedExit};
 use crate::free_syscalls::PageFaultHit;
 use crate::replay::{ReplayError, ReplaySession};
 use crate::trace::{AnchorLandmark, IntervalAnchors};
@@ -60,6 +61,8 @@ pub struct FreeIntervalStats {
     pub breakpoint_hits: u64,
     /// Verified intervals that held events (run between their anchors, format 7 on).
     pub with_events: u64,
+    /// Why the others fell back.
+    pub fallbacks: Fallbacks,
 }
 
 /// What a free run does at a breakpoint hit.
@@ -132,6 +135,7 @@ impl ReplaySession {
         self.verify_due_checkpoints(icount)?;
         let started = Instant::now();
         self.env.held_echo = Some(Vec::new());
+        self.free_fallback = None;
         let matched = match anchors {
             Some(anchors) => self.run_anchored(&anchors, k + 1, &[]).map(|r| r == AnchoredRun::Matched),
             None => self.run_until_state_of(k + 1, end - icount),
@@ -156,6 +160,8 @@ impl ReplaySession {
             return Ok(FreeInterval::Verified);
         }
         self.free_failed.insert(k);
+        let why = self.free_fallback.take().unwrap_or(Fallback::State);
+        self.free_stats.fallbacks.count(why);
         self.restore_checkpoint(k)?;
         Ok(FreeInterval::FellBack)
     }
@@ -198,12 +204,17 @@ impl ReplaySession {
         kicker.arm(time_limit(steps));
         let mut hits = 0u64;
         while hits < max_hits {
-            match self.engine.machine.vm.vcpu_mut().run() {
-                Ok(VcpuExit::Debug(_)) => {
+            // `None` for a debug exit (a breakpoint), else what the exit was.
+            let exit = self.engine.machine.vm.vcpu_mut().run().map(|e| match e {
+                VcpuExit::Debug(_) => None,
+                other => Some(UnrecordedExit::of(&other)),
+            });
+            match exit {
+                Ok(None) => {
                     if let Some(t) = trap.as_mut().filter(|t| self.at_trap(t)) {
                         self.free_stats.breakpoint_hits += 1;
                         if self.on_page_fault(t)? == PageFaultHit::Ordinary && !self.step_over_breakpoint(bps)? {
-                            return Ok(false);
+                            return self.fell_back(Fallback::Step);
                         }
                         continue;
                     }
@@ -211,21 +222,16 @@ impl ReplaySession {
                 }
                 // An instruction this host's KVM cannot execute in ring 0 and ttvm can
                 // (CLAC/STAC around every user copy in Linux, INT3…), as stepping does.
-                Ok(VcpuExit::InternalError) => {
-                    if self.emulated_for_kvm()? {
-                        continue;
-                    }
+                Ok(Some(UnrecordedExit::Unemulated)) if self.emulated_for_kvm()? => continue,
+                Ok(Some(what)) => {
+                    let rip = self.engine.machine.vm.vcpu().rip();
                     self.settle_exit()?;
-                    return Ok(false);
-                }
-                Ok(_) => {
-                    self.settle_exit()?;
-                    return Ok(false);
+                    return self.fell_back(Fallback::Exit(what, rip));
                 }
                 // The kick: the guest ran past the time limit without a breakpoint exit.
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     self.engine.machine.vm.vcpu_mut().set_immediate_exit(false);
-                    return Ok(false);
+                    return self.fell_back(Fallback::Budget);
                 }
                 Err(e) => return Err(self.kvm_error(format!("KVM_RUN in a free interval: {e}"))),
             }
@@ -234,9 +240,15 @@ impl ReplaySession {
                 return Ok(true);
             }
             if !self.step_over_breakpoint(bps)? {
-                return Ok(false);
+                return self.fell_back(Fallback::Step);
             }
         }
+        self.fell_back(Fallback::Budget)
+    }
+
+    /// Notes why a free run failed (for the report), and says it did.
+    fn fell_back(&mut self, why: Fallback) -> Result<bool, ReplayError> {
+        self.free_fallback = Some(why);
         Ok(false)
     }
 
@@ -314,7 +326,10 @@ impl ReplaySession {
                     // A stop, a divergence or anything else the recording did not have
                     // here: the interval is stepped from its start instead, which reports
                     // it properly.
-                    Ok(_) | Err(_) => return Ok(AnchoredRun::Failed),
+                    Ok(_) | Err(_) => {
+                        self.free_fallback = Some(Fallback::Step);
+                        return Ok(AnchoredRun::Failed);
+                    }
                 }
                 if self.engine.icount() < end && at_addr(self) {
                     return Ok(AnchoredRun::Hit);

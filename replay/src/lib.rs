@@ -15,6 +15,7 @@ pub mod divergence;
 pub mod engine;
 pub mod event_log;
 pub mod events;
+pub mod free_fallback;
 pub mod free_hits;
 pub mod free_interval;
 mod free_syscalls;

@@ -527,6 +527,8 @@ pub struct ReplaySession {
     pub last_restore_pages: usize,
     /// Intervals whose free run did not match: they are single-stepped.
     pub(crate) free_failed: std::collections::HashSet<usize>,
+    /// Why the last free run left the recorded path (counted when its interval falls back).
+    pub(crate) free_fallback: Option<crate::free_fallback::Fallback>,
     /// What free runs of intervals did.
     pub free_stats: crate::free_interval::FreeIntervalStats,
 }
@@ -580,6 +582,7 @@ impl ReplaySession {
             verify_checkpoints: true,
             last_restore_pages: 0,
             free_failed: Default::default(),
+            free_fallback: None,
             free_stats: Default::default(),
         };
         s.restore_checkpoint(0)?;

@@ -97,13 +97,14 @@ fn free_run_note(s: &ReplaySession) {
     if f.tried > 0 {
         eprintln!(
             "ttvm: {} of {} intervals ran at free-run speed ({} of them with events, run between their anchors) \
-             and matched their end checkpoint ({} steps in {:.2} s, {} breakpoint exits); the rest were single-stepped",
+             and matched their end checkpoint ({} steps in {:.2} s, {} breakpoint exits); the rest were single-stepped{}",
             f.verified,
             f.tried,
             f.with_events,
             f.steps,
             f.time.as_secs_f64(),
-            f.breakpoint_hits
+            f.breakpoint_hits,
+            if f.fallbacks == Default::default() { String::new() } else { format!(": {}", f.fallbacks) }
         );
     }
 }
