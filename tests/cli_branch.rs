@@ -30,7 +30,7 @@ fn a_branch_goes_on_exactly_replays_alone_and_names_its_family() {
     let o = run(&["branch", p, "--at", &at.to_string(), "-o", c, "-q"]);
     assert_eq!(o.status.code(), Some(status), "the guest's status, as ttvm record: {}", text(&o));
     let v = json(&["info", "--json", c]);
-    assert_eq!(v["format_version"], 6);
+    assert_eq!(v["format_version"], ttvm_replay::trace::FORMAT_VERSION);
     assert_eq!(v["steps"].as_u64(), Some(steps - at), "{v}");
     assert_eq!(v["lineage"]["parent_file"], "parent.ttvm");
     assert_eq!(v["lineage"]["branch_icount"].as_u64(), Some(at));

@@ -136,7 +136,8 @@ fn record_never_modifies_the_image_and_replay_needs_none() {
     );
     let info = run(&["info", t]);
     let info = String::from_utf8_lossy(&info.stdout);
-    assert!(info.contains("format version 6") && info.contains("disk "), "{info}");
+    let version = format!("format version {}", ttvm_replay::trace::FORMAT_VERSION);
+    assert!(info.contains(&version) && info.contains("disk "), "{info}");
     assert!(
         info.contains(
             "disk:        virtio-blk over disk.img, 64 sectors (32 KiB); the trace holds 2 blocks read and 1 writes"

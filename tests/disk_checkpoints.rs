@@ -75,7 +75,7 @@ fn a_checkpoint_page_equal_to_a_disk_block_is_stored_once() {
 
     let s = info(&shared);
     let i = info(&inline);
-    assert_eq!(s["format_version"], 6);
+    assert_eq!(s["format_version"], ttvm_replay::trace::FORMAT_VERSION);
     assert_eq!(s["steps"], i["steps"], "the same guest run");
     let store = &s["page_store"];
     let n = |k: &str| store[k].as_u64().unwrap();

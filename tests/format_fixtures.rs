@@ -18,6 +18,7 @@ const FIXTURES: &[(&str, u32, &str)] = &[
     ("v3-neutral-hello.ttvm", 3, "ttvm-neutral"),
     ("v4-neutral-hello.ttvm", 4, "ttvm-neutral"),
     ("v5-neutral-hello.ttvm", 5, "ttvm-neutral"),
+    ("v6-neutral-hello.ttvm", 6, "ttvm-neutral"),
 ];
 
 fn fixture(name: &str) -> PathBuf {
@@ -72,8 +73,8 @@ fn every_format_replays_where_it_can_and_is_refused_elsewhere() {
             assert!(err.contains("the CPUID model differs") && err.contains(vendor), "{name}: {}", text(&o));
         }
     }
-    // Formats 1 and 2 of this host's vendor, whichever it is, and the neutral formats 3, 4 and 5.
-    assert_eq!(verified, 5, "fixtures verified on this {host} host");
+    // Formats 1 and 2 of this host's vendor, whichever it is, and the neutral formats 3 to 6.
+    assert_eq!(verified, 6, "fixtures verified on this {host} host");
 }
 
 /// The frozen `--save-state` snapshot of format 2 (tests/fixtures/timer-v2.snap, the

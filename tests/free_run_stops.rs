@@ -1,5 +1,6 @@
-//! Runs to breakpoints count hits in intervals without events by free runs (issue 23,
-//! item 2): they must stop exactly where single-stepping every interval stops, in both
+//! Runs to breakpoints count hits in intervals by free runs (issue 23, item 2: intervals
+//! without events to their landmark, and from format 7 intervals with events between their
+//! anchors): they must stop exactly where single-stepping every interval stops, in both
 //! directions, and must actually pass intervals over that way.
 
 mod common;
@@ -53,7 +54,37 @@ fn free_counted_runs_stop_where_stepped_runs_do() {
     }
     let dir = common::tempdir();
     let trace = record_bench_free_intervals(dir.path());
-    let rec = Rc::new(Recording::open(&trace).unwrap());
+    runs_stop_alike(&trace);
+}
+
+/// The `timer` kernel has events in most intervals (an interrupt, port accesses and output
+/// every few dozen steps): only format 7's anchors let free runs count there.
+#[test]
+fn free_counted_runs_cross_intervals_with_events() {
+    if !require_kvm("free_counted_runs_cross_intervals_with_events") {
+        return;
+    }
+    let dir = common::tempdir();
+    let trace = dir.path().join("timer.ttvm");
+    let t = trace.to_str().unwrap();
+    let o = common::run(&["record", "timer", "--cmdline", "ticks=300", "--checkpoint-every", "5000", "-q", "-o", t]);
+    assert_eq!(o.status.code(), Some(0), "{}", common::text(&o));
+    let rec = Recording::open(&trace).unwrap();
+    let with_events = (0..rec.checkpoints.len() - 1)
+        .filter(|&k| {
+            let (start, end) = (rec.checkpoints[k].engine.icount, rec.checkpoints[k + 1].engine.icount);
+            rec.events.get(rec.first_event_at(start)).is_some_and(|e| e.icount < end)
+        })
+        .count();
+    let intervals = rec.checkpoints.len() - 1;
+    assert!(with_events * 3 >= intervals * 2, "{with_events} of {intervals} intervals have events");
+    runs_stop_alike(&trace);
+}
+
+/// Reverse-continue and continue to a few addresses stop at the same icount with free runs
+/// as with every interval single-stepped, and free runs pass intervals over.
+fn runs_stop_alike(trace: &std::path::Path) {
+    let rec = Rc::new(Recording::open(trace).unwrap());
     let length = rec.length();
     let by_addr = last_positions(&rec);
     // Addresses the code lists cannot rule out but which no step starts at: the byte after
@@ -62,7 +93,8 @@ fn free_counted_runs_stop_where_stepped_runs_do() {
     // count of hits passes those over.
     let quiet = |k: usize| {
         let (start, end) = (rec.checkpoints[k].engine.icount, rec.checkpoints[k + 1].engine.icount);
-        rec.events.get(rec.first_event_at(start)).is_none_or(|e| e.icount >= end)
+        rec.interval_anchors.get(k).is_some_and(Option::is_some)
+            || rec.events.get(rec.first_event_at(start)).is_none_or(|e| e.icount >= end)
     };
     let reached_quietly =
         |a: u64| (0..rec.checkpoints.len() - 1).filter(|&k| quiet(k) && rec.interval_may_reach(k, [a])).count();

@@ -86,7 +86,7 @@ fn a_recorded_network_verifies_lists_and_checks() {
     let o = run(&["replay", "--verify", "-q", pong.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let one = json(&run(&["info", "--json", pong.to_str().unwrap()]));
-    assert_eq!(one["format_version"], 6);
+    assert_eq!(one["format_version"], ttvm_replay::trace::FORMAT_VERSION);
     assert_eq!(one["steps"], vms[1]["steps"]);
     assert!(one["serial_output"].as_str().unwrap().contains(&format!("pong: {} frames", rounds + 1)), "{one}");
 

@@ -249,6 +249,8 @@ fn drive<'a, 't>(
                     GdbStubStateMachine::Idle(g)
                 }
                 Item::Packet(p) => {
+                    // Another VM of the network may have moved this one meanwhile.
+                    target.apply_network_move();
                     let next = feed(GdbStubStateMachine::Idle(g), target, &p)?;
                     // Only packets gdbstub accepted are replayed after a restart (a bad one
                     // would fail again, forever).

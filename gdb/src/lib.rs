@@ -40,6 +40,7 @@ pub mod monitor;
 pub mod monitor_branch;
 mod monitor_exec;
 mod monitor_frames;
+pub mod network_peers;
 pub mod regs;
 pub mod resume;
 pub mod reverse;
@@ -78,13 +79,26 @@ pub fn serve_clients(
     timeline: &mut Timeline,
     listener: TcpListener,
     symbols: Option<ttvm_vmm::symbols::SymbolTable>,
+    on_connect: impl FnMut(SocketAddr),
+) -> Result<ServeEnd, GdbError> {
+    serve_network_clients(timeline, listener, symbols, None, on_connect)
+}
+
+/// Like [`serve_clients`], for one VM of a network recording whose other VMs are served on
+/// their own ports: `monitor goto` here moves them to the consistent cut, and their moves
+/// move this one ([`network_peers`]).
+pub fn serve_network_clients(
+    timeline: &mut Timeline,
+    listener: TcpListener,
+    symbols: Option<ttvm_vmm::symbols::SymbolTable>,
+    peers: Option<network_peers::NetworkPeers>,
     mut on_connect: impl FnMut(SocketAddr),
 ) -> Result<ServeEnd, GdbError> {
     loop {
         let (stream, peer) = listener.accept()?;
         eprintln!("ttvm: gdb connected from {peer}");
         on_connect(peer);
-        match serve_connection(timeline, stream, symbols.clone())? {
+        match serve_connection_in(timeline, stream, symbols.clone(), peers.clone())? {
             ServeEnd::ConnectionClosed => {
                 let at = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
                 eprintln!(
@@ -104,10 +118,22 @@ pub fn serve_connection(
     stream: TcpStream,
     symbols: Option<ttvm_vmm::symbols::SymbolTable>,
 ) -> Result<ServeEnd, GdbError> {
+    serve_connection_in(timeline, stream, symbols, None)
+}
+
+fn serve_connection_in(
+    timeline: &mut Timeline,
+    stream: TcpStream,
+    symbols: Option<ttvm_vmm::symbols::SymbolTable>,
+    peers: Option<network_peers::NetworkPeers>,
+) -> Result<ServeEnd, GdbError> {
     let mut target = target::TtvmTarget::new(timeline, stream.try_clone()?);
     if symbols.is_some() {
         target.symbols = symbols;
     }
+    target.peers = peers;
+    // A move another VM asked for while no gdb was connected here.
+    target.apply_network_move();
     let end = event_loop::run_session(&mut target, &stream);
     // Breakpoints and watchpoints belong to the gdb session; a later user of the timeline
     // (another session, the UI) must not inherit them.

@@ -25,7 +25,9 @@ pub const DEFAULT_WRITE_LEN: u64 = 8;
 pub const HELP: &str = "\
 ttvm monitor commands (positions are icounts: steps since reset):
   monitor when                  current icount, nearest checkpoints, history length
-  monitor goto ICOUNT|+N|-N     move to an icount (absolute, or relative to now)
+  monitor goto ICOUNT|+N|-N     move to an icount (absolute, or relative to now); for a VM
+                                of a network served with `replay DIR --gdb`, the other VMs
+                                move to the consistent cut through the new position
   monitor checkpoints           the trace's checkpoints and the in-memory ones
   monitor events [FROM [TO]]    recorded events (default: around the current icount)
   monitor info                  trace summary, position, statistics

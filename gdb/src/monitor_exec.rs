@@ -36,6 +36,9 @@ impl TtvmTarget<'_> {
             Command::Serial => self.serial(),
             Command::DiskHistory { sector } => self.disk_history(sector),
             Command::Frames => self.frames(),
+            Command::Branch { .. } if self.peers.is_some() => "error: a VM of a network recording cannot branch \
+                 alone (its peers' frames would no longer match); branch its trace outside the network"
+                .to_string(),
             Command::Branch { file } => self.monitor_branch(file),
         }
     }
@@ -95,7 +98,13 @@ impl TtvmTarget<'_> {
         };
         match self.watched_run(|t| t.seek_family(target)) {
             (Ok(Stop::Interrupted), _) => format!("interrupted at icount {}\n{REFRESH_HINT}", self.position()),
-            (Ok(_), _) => format!("now at icount {}, {}\n{REFRESH_HINT}", self.position(), self.here()),
+            (Ok(_), _) => {
+                let here = format!("now at icount {}, {}\n{REFRESH_HINT}", self.position(), self.here());
+                match self.moved_in_network(self.position()) {
+                    Some(others) => format!("{here}\n{others}"),
+                    None => here,
+                }
+            }
             (Err(e), _) => self.failed(e),
         }
     }

@@ -61,6 +61,9 @@ pub struct TtvmTarget<'t> {
     pub(crate) branch: Option<crate::monitor_branch::PendingBranch>,
     /// Once a branch started: the parent's history behind it (`family.rs`).
     pub(crate) family: Option<crate::family::Family>,
+    /// For a VM of a network recording served with the others: its peers
+    /// (`network_peers.rs`).
+    pub(crate) peers: Option<crate::network_peers::NetworkPeers>,
 }
 
 impl<'t> TtvmTarget<'t> {
@@ -70,7 +73,17 @@ impl<'t> TtvmTarget<'t> {
         let symbols = ttvm_vmm::symbols::SymbolTable::from_elf(&tl.recording().header().machine.kernel, "the kernel")
             .ok()
             .filter(|t| !t.is_empty());
-        Self { tl, resume: None, bps: BTreeMap::new(), sock, last_error: None, symbols, branch: None, family: None }
+        Self {
+            tl,
+            resume: None,
+            bps: BTreeMap::new(),
+            sock,
+            last_error: None,
+            symbols,
+            branch: None,
+            family: None,
+            peers: None,
+        }
     }
 
     /// Reads guest-virtual memory at the current position, page by page; returns how many

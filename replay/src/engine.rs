@@ -24,9 +24,10 @@ use ttvm_vmm::insn::{
 use ttvm_vmm::undefined_flags::{undefined_flags, UndefinedFlags};
 use ttvm_vmm::user_mode::user_mode_entry;
 
+mod injected_frame;
 mod user_steps;
 
-const RFLAGS_IF: u64 = 1 << 9;
+pub(crate) const RFLAGS_IF: u64 = 1 << 9;
 /// CR4.TSD: RDTSC is privileged.
 const CR4_TSD: u64 = 1 << 2;
 
@@ -207,6 +208,15 @@ pub struct Engine {
     user_debugregs: Option<kvm_bindings::kvm_debugregs>,
     /// DR6 as the last step's debug exit reported it (which host breakpoint fired).
     last_exit_dr6: u64,
+    /// Whether the last step was an instruction the engine emulated from its model or the
+    /// log (RDTSC, RDRAND, CPUID, HLT…), or a return to ring 3 it carried out: a native run
+    /// must not execute such a step itself (it is an anchor, `trace::AnchorLandmark`). A
+    /// return to ring 3 could run natively, but a native run must see the machine as the
+    /// kernel leaves it there: its last writes to the #PF stack are what a stranded SYSCALL
+    /// in the user code after it has to put back (`free_syscalls.rs`).
+    last_step_emulated: bool,
+    /// Whether the last step was a ring-0 IRETQ the engine carried out.
+    last_step_iretq: bool,
 }
 
 /// How the engine steps ring-3 code: the host's stepping signature decides
@@ -241,6 +251,14 @@ pub struct StepRules {
     /// on), so the trace does not depend on what the recording CPU happened to write there
     /// ([`ttvm_vmm::undefined_flags`]).
     pub canonical_flags: bool,
+    /// A ring-0 IRETQ whose RFLAGS image has TF set is carried out by the engine with TF
+    /// clear (format 7 on). Such a TF is the host's single-step: KVM steps with TF set in
+    /// the guest's RFLAGS, so an interrupt taken during a step pushes it. Left to the CPU,
+    /// the IRETQ sets TF again, and how many instructions run before the trap is reported
+    /// depends on KVM state no checkpoint holds (measured: one or two after a restore), so
+    /// a replay from a checkpoint could take a different number of steps than the
+    /// recording. Ring-0 code that sets TF itself (kgdb) is not stepped by the engine.
+    pub iretq_drops_stepping_tf: bool,
     /// How ring 3 is stepped.
     pub ring3: Ring3Steps,
 }
@@ -251,6 +269,7 @@ impl StepRules {
         Self {
             strict_steps: version >= crate::trace::STRICT_STEPS_SINCE,
             canonical_flags: version >= crate::trace::CANONICAL_FLAGS_SINCE,
+            iretq_drops_stepping_tf: version >= crate::trace::IRETQ_DROPS_TF_SINCE,
             ring3: Ring3Steps::Refused,
         }
     }
@@ -283,7 +302,7 @@ impl StepRules {
 const IRET_RFLAGS: u64 = 0x3d_7fd5;
 /// RFLAGS bit 1 always reads as 1.
 const RFLAGS_FIXED: u64 = 1 << 1;
-const RFLAGS_TF: u64 = 1 << 8;
+pub(crate) const RFLAGS_TF: u64 = 1 << 8;
 const RFLAGS_NT: u64 = 1 << 14;
 /// IRET's opcode (IRETQ with REX.W).
 const IRET: u8 = 0xcf;
@@ -308,7 +327,22 @@ impl Engine {
             rules: StepRules::for_format(crate::trace::FORMAT_VERSION),
             user_debugregs: None,
             last_exit_dr6: 0,
+            last_step_emulated: false,
+            last_step_iretq: false,
         }
+    }
+
+    /// Whether the last step was an instruction the engine emulated itself (see the field).
+    pub fn last_step_emulated(&self) -> bool {
+        self.last_step_emulated
+    }
+
+    /// Whether the last step was a ring-0 IRETQ: the instruction it returned to may not
+    /// raise an instruction breakpoint when the same IRETQ runs natively (the image's RF,
+    /// which the CPU sets in the frame of a fault so the restarted instruction does not
+    /// trap again), so it is no landmark (`landmark.rs`).
+    pub fn last_step_iretq(&self) -> bool {
+        self.last_step_iretq
     }
 
     /// Steps executed since reset.
@@ -352,6 +386,8 @@ impl Engine {
             self.single_step_on = true;
         }
         let icount = self.state.icount;
+        self.last_step_emulated = false;
+        self.last_step_iretq = false;
         let sregs = self.machine.vm.vcpu().sregs();
         let regs = self.machine.vm.vcpu().regs();
         let user = sregs.cs.dpl == 3;
@@ -388,6 +424,7 @@ impl Engine {
             }
             if self.rules.strict_steps {
                 if self.try_emulate_iretq(&bytes[..n], regs, &sregs)? {
+                    self.last_step_iretq = true;
                     return Ok(StepOutcome::Continue);
                 }
                 if let Some(outcome) = self.try_emulate_merging(env, &bytes[..n], regs, &sregs)? {
@@ -402,7 +439,11 @@ impl Engine {
                 }
             }
         }
-        self.run_one_step(env)
+        let outcome = self.run_one_step(env)?;
+        if let Some(vector) = inject.filter(|_| self.rules.iretq_drops_stepping_tf && !user) {
+            self.clear_stepping_tf_in_frame(vector, &regs, &sregs);
+        }
+        Ok(outcome)
     }
 
     /// Clears the flags the instruction just stepped left undefined, if the step ended right
@@ -437,12 +478,16 @@ impl Engine {
         let same_segments = cs == u64::from(sregs.cs.selector) && ss == u64::from(sregs.ss.selector);
         // NT set makes a 64-bit IRET #GP; non-canonical targets fault: the CPU reports both.
         let faults = regs.rflags & RFLAGS_NT != 0 || !is_canonical(rip) || !is_canonical(rsp);
-        if !same_segments || sregs.cs.dpl != 0 || rflags & RFLAGS_TF != 0 || faults {
+        // A TF in the image is the host's single-step, caught in the frame of an interrupt
+        // taken during a step; from format 7 it is dropped (see `StepRules`), before that
+        // the CPU ran the IRETQ and let KVM decide how far the trap after it reached.
+        let traps = rflags & RFLAGS_TF != 0 && !self.rules.iretq_drops_stepping_tf;
+        if !same_segments || sregs.cs.dpl != 0 || traps || faults {
             return Ok(false);
         }
         regs.rip = rip;
         regs.rsp = rsp;
-        regs.rflags = (rflags & IRET_RFLAGS) | RFLAGS_FIXED;
+        regs.rflags = (rflags & IRET_RFLAGS & !RFLAGS_TF) | RFLAGS_FIXED;
         self.machine.vm.vcpu_mut().set_regs(&regs);
         self.end_interrupt_shadow()?;
         // The instruction IRETQ returns to runs before the next interrupt is taken, as it
@@ -544,6 +589,7 @@ impl Engine {
             }
         };
         apply_emulated(&mut regs, special, len, value, aux);
+        self.last_step_emulated = true;
         self.machine.vm.vcpu_mut().set_regs(&regs);
         self.end_interrupt_shadow()?;
         self.state.window_open = regs.rflags & RFLAGS_IF != 0;

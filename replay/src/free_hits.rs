@@ -3,11 +3,12 @@
 //!
 //! A run to a breakpoint (backward or forward) must know, for each interval it crosses,
 //! whether a position in it has its RIP on a breakpoint. The code lists (`skip.rs`) answer
-//! "no" for intervals that never ran the breakpoint's 16-byte block; for the others, an
-//! interval without events is run natively with hardware breakpoints on the breakpoint
-//! addresses and on the interval's landmark, counting the landmark's hits, then the stretch
-//! after the landmark is single-stepped and the state reached compared with the checkpoint
-//! ending the interval, as `replay --verify` does. The first breakpoint hit ends the run:
+//! "no" for intervals that never ran the breakpoint's 16-byte block; for the others, the
+//! interval is run as `replay --verify` runs it (`ReplaySession::run_anchored`: natively to
+//! each anchor's landmark, or to the interval's landmark before format 7, stepping from
+//! there) with hardware breakpoints on the breakpoint addresses beside the landmark and a
+//! RIP compare at each stepped position, and the state reached is compared with the
+//! checkpoint ending the interval. The first breakpoint hit ends the run:
 //! the interval is then scanned by single-stepping as before, which pins the exact icount
 //! of the last (or first) hit and keeps every stop exactly where stepping puts it (so a hit
 //! costs at most the free run up to it on top of the scan). "No hit" is believed only from
@@ -23,13 +24,15 @@
 //!   address space and user in another would defeat this; no kernel known to ttvm does);
 //! - an address that may follow a load of SS (MOV SS, POP SS: the CPU holds debug
 //!   exceptions back for one instruction after it), by the bytes before it;
-//! - intervals with events, without a landmark or code list (formats before 4), with more
-//!   than three breakpoints, or whose free run did not match (they are single-stepped).
+//! - intervals without a landmark or code list (formats before 4), with events before
+//!   format 7 (from format 7 they run between their anchors, as `replay --verify` does),
+//!   with more than three breakpoints, or whose free run did not match (they are
+//!   single-stepped).
 
 use ttvm_vmm::memory::GuestRam;
 
-use crate::engine::{EngineState, Ring3Steps, StepOutcome};
-use crate::free_interval::AtHit;
+use crate::engine::Ring3Steps;
+use crate::free_interval::AnchoredRun;
 use crate::replay::{ReplayError, ReplaySession};
 
 /// Breakpoint addresses a free count handles: the fourth debug register holds the landmark.
@@ -137,15 +140,10 @@ impl ReplaySession {
     pub fn interval_hits_freely(&mut self, k: usize, addrs: &[u64]) -> Result<Option<bool>, ReplayError> {
         let Some(next) = self.rec.checkpoints.get(k + 1) else { return Ok(None) };
         let (start, end) = (self.rec.checkpoints[k].engine.icount, next.engine.icount);
-        let landmark = match self.rec.interval_landmarks.get(k).copied().flatten() {
-            Some(l) if l.icount >= start && l.icount < end && l.hits > 0 => l,
-            _ => return Ok(None),
-        };
-        if addrs.is_empty()
-            || addrs.len() > MAX_COUNTED_BREAKPOINTS
-            || self.free_failed.contains(&k)
-            || self.rec.events.get(self.rec.first_event_at(start)).is_some_and(|e| e.icount < end)
-        {
+        // Format 7 runs every interval between its anchors; older ones only event-free
+        // intervals, to their landmark.
+        let Some(anchors) = self.free_run_anchors(k) else { return Ok(None) };
+        if addrs.is_empty() || addrs.len() > MAX_COUNTED_BREAKPOINTS || self.free_failed.contains(&k) {
             return Ok(None);
         }
         // At the checkpoint's icount the machine is in its state (the invariant seeks rely
@@ -160,13 +158,13 @@ impl ReplaySession {
             return Ok(None);
         }
         let started = std::time::Instant::now();
-        let counted = self.count_freely(landmark, addrs, end - start, end, k + 1);
+        let run = self.run_anchored(&anchors, k + 1, addrs);
         let cleanup = self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4]);
         self.free_stats.tried += 1;
         self.free_stats.time += started.elapsed();
         cleanup?;
-        match counted? {
-            Some(false) => {
+        match run? {
+            AnchoredRun::Matched => {
                 self.free_stats.verified += 1;
                 self.free_stats.steps += end - start;
                 // Without a hit the run goes on from the interval's end.
@@ -174,71 +172,16 @@ impl ReplaySession {
                 Ok(Some(false))
             }
             // A hit: the interval is stepped from its start to find it (or them).
-            Some(true) => {
+            AnchoredRun::Hit => {
                 self.restore_checkpoint(k)?;
                 Ok(Some(true))
             }
-            None => {
+            AnchoredRun::Failed => {
                 self.free_failed.insert(k);
                 self.restore_checkpoint(k)?;
                 Ok(None)
             }
         }
-    }
-
-    /// The free run of [`interval_hits_freely`](Self::interval_hits_freely): native to
-    /// the landmark's step or the first breakpoint hit, single steps from the landmark to
-    /// `end` looking for hits too, then the state against checkpoint `target`. `None` if any
-    /// of it did not go as recorded.
-    fn count_freely(
-        &mut self,
-        landmark: crate::trace::IntervalLandmark,
-        addrs: &[u64],
-        steps: u64,
-        end: u64,
-        target: usize,
-    ) -> Result<Option<bool>, ReplayError> {
-        let mut bps = [Some(landmark.rip), None, None, None];
-        for (slot, &a) in bps[1..].iter_mut().zip(addrs) {
-            *slot = Some(a);
-        }
-        let (mut hit, mut landmark_hits) = (false, 0u64);
-        // The landmark's hits end the run, and so does the first other hit.
-        let budget = landmark.hits;
-        let arrived = self.run_hitting(bps, steps, budget, |s, _| {
-            let rip = s.engine.machine.vm.vcpu().rip();
-            if addrs.contains(&rip) {
-                hit = true;
-                return Ok(AtHit::Stop);
-            }
-            if rip == landmark.rip {
-                landmark_hits += 1;
-                if landmark_hits == landmark.hits {
-                    return Ok(AtHit::Stop);
-                }
-            }
-            Ok(AtHit::GoOn)
-        })?;
-        if hit {
-            return Ok(Some(true));
-        }
-        if !arrived {
-            return Ok(None);
-        }
-        // At the landmark's step (counted above): the engine steps the rest, counting.
-        self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4])?;
-        let window_open = self.engine.machine.vm.vcpu().regs().rflags & (1 << 9) != 0;
-        self.engine.set_state(EngineState { icount: landmark.icount, window_open });
-        while self.engine.icount() < end {
-            match self.engine.step(&mut self.env) {
-                Ok(StepOutcome::Continue) => {}
-                Ok(_) | Err(_) => return Ok(None),
-            }
-            if self.engine.icount() < end && addrs.contains(&self.engine.machine.vm.vcpu().rip()) {
-                return Ok(Some(true));
-            }
-        }
-        Ok(self.state_equals(target)?.then_some(false))
     }
 }
 

@@ -12,15 +12,25 @@
 //! recording's, whatever the number of steps it took to get there, so nothing after it can
 //! differ.
 //!
+//! Format 7 extends this to intervals with events. The recording lists, per interval, its
+//! anchors: every step that logged an event or that the engine emulated (CPUID, HLT), each
+//! with a landmark for the stretch before it ([`IntervalAnchors`]). The replay runs natively
+//! to each anchor's landmark, single-steps to the anchor and lets the engine carry out the
+//! anchor's step exactly as when stepping (its events come from the log and are checked),
+//! and compares the whole state at the interval's end as above. Serial output produced on
+//! the way is held back until the interval matched, so a fallback does not echo it twice.
+//! Landmarks count only kernel-mode steps: a hardware breakpoint on a user-mode address
+//! does not exit on PVM hosts, so a stretch spent in user mode is single-stepped.
+//!
 //! Anything else falls back to single-stepping the interval from its first checkpoint,
 //! exactly as before: an exit the recording would have logged (I/O, HLT, an instruction
 //! the host cannot execute), a step-over that does not come back as a debug exit, or no
-//! match within a budget of breakpoint exits (the native run took a path the recording did not: CPUID
-//! values that ttvm's model answers differently from the host, undefined flags the exact
-//! engine canonicalises, single-step merges the engine avoids). A fallback costs the time
-//! spent trying; a pass costs a fraction of stepping. What still single-steps, always:
-//! intervals with events, and the stretch of every interval after the last hit it could
-//! not match.
+//! match within a budget of breakpoint exits (the native run took a path the recording did
+//! not: CPUID values that ttvm's model answers differently from the host in intervals
+//! without anchors, undefined flags the exact engine canonicalises, single-step merges the
+//! engine avoids). A fallback costs the time spent trying; a pass costs a fraction of
+//! stepping. What still single-steps, always: intervals with events in traces before
+//! format 7, the stretch after each landmark, and stretches spent in user mode.
 
 use std::time::{Duration, Instant};
 
@@ -30,8 +40,11 @@ use ttvm_vmm::memory::PAGE_SIZE;
 use ttvm_vmm::vcpu::RegsState;
 
 use crate::checkpoint::register_digest;
+use crate::engine::RFLAGS_IF;
+use crate::free_fallback::{Fallback, Fallbacks, UnrecordedExit};
+use crate::free_syscalls::PageFaultHit;
 use crate::replay::{ReplayError, ReplaySession};
-use crate::trace::IntervalLandmark;
+use crate::trace::{AnchorLandmark, IntervalAnchors};
 
 /// What free runs of intervals did in a replay (for its report and the benchmarks).
 #[derive(Clone, Copy, Debug, Default)]
@@ -46,6 +59,10 @@ pub struct FreeIntervalStats {
     pub time: Duration,
     /// Exits at the breakpoint on an end checkpoint's RIP (each costs an exit and a step).
     pub breakpoint_hits: u64,
+    /// Verified intervals that held events (run between their anchors, format 7 on).
+    pub with_events: u64,
+    /// Why the others fell back.
+    pub fallbacks: Fallbacks,
 }
 
 /// What a free run does at a breakpoint hit.
@@ -55,6 +72,17 @@ pub(crate) enum AtHit {
     Stop,
     /// Step over the breakpoint and run on.
     GoOn,
+}
+
+/// What a run through an interval between its anchors came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AnchoredRun {
+    /// It reached the end checkpoint's state.
+    Matched,
+    /// A position's RIP was one of the addresses watched for.
+    Hit,
+    /// Something did not go as recorded (the caller single-steps the interval).
+    Failed,
 }
 
 /// What trying to run an interval freely came to.
@@ -93,27 +121,38 @@ impl ReplaySession {
         let k = self.rec.checkpoint_before(icount);
         let Some(next) = self.rec.checkpoints.get(k + 1) else { return Ok(FreeInterval::NotEligible) };
         let end = next.engine.icount;
+        let has_events = self.rec.interval_has_events(k);
+        let anchors = self.free_run_anchors(k);
         if self.rec.checkpoints[k].engine.icount != icount
             || end > limit
             || !self.verify_checkpoints
             || self.free_failed.contains(&k)
-            || self.rec.events.get(self.rec.first_event_at(icount)).is_some_and(|e| e.icount < end)
+            || (has_events && anchors.is_none())
         {
             return Ok(FreeInterval::NotEligible);
         }
         // The checkpoint the interval starts at is checked as stepping would.
         self.verify_due_checkpoints(icount)?;
         let started = Instant::now();
-        let matched = match self.rec.interval_landmarks.get(k).copied().flatten() {
-            Some(landmark) => self.run_to_landmark(landmark, k + 1),
+        self.env.held_echo = Some(Vec::new());
+        self.free_fallback = None;
+        let matched = match anchors {
+            Some(anchors) => self.run_anchored(&anchors, k + 1, &[]).map(|r| r == AnchoredRun::Matched),
             None => self.run_until_state_of(k + 1, end - icount),
         };
+        let held = self.env.held_echo.take().unwrap_or_default();
         let cleanup = self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4]);
         self.free_stats.tried += 1;
         self.free_stats.time += started.elapsed();
         cleanup?;
         if matched? {
+            if let (Some(echo), false) = (&mut self.env.echo, held.is_empty()) {
+                echo.write(&held);
+            }
             self.free_stats.verified += 1;
+            if has_events {
+                self.free_stats.with_events += 1;
+            }
             self.free_stats.steps += end - icount;
             // Registers, devices, clock and log position of the next checkpoint: the same
             // state (just compared), with the bookkeeping a restore does.
@@ -121,6 +160,8 @@ impl ReplaySession {
             return Ok(FreeInterval::Verified);
         }
         self.free_failed.insert(k);
+        let why = self.free_fallback.take().unwrap_or(Fallback::State);
+        self.free_stats.fallbacks.count(why);
         self.restore_checkpoint(k)?;
         Ok(FreeInterval::FellBack)
     }
@@ -146,6 +187,14 @@ impl ReplaySession {
         max_hits: u64,
         mut at_hit: impl FnMut(&mut Self, u64) -> Result<AtHit, ReplayError>,
     ) -> Result<bool, ReplayError> {
+        // Stranded user-mode SYSCALLs are caught in a debug register the caller left free
+        // (`free_syscalls.rs`); with none free, such a run leaves the recorded path.
+        let mut trap = self.syscall_trap().filter(|t| !bps.contains(&Some(t.handler)));
+        let mut bps = bps;
+        match (&trap, bps.iter().position(Option::is_none)) {
+            (Some(t), Some(free)) => bps[free] = Some(t.handler),
+            _ => trap = None,
+        }
         let vcpu = self.engine.machine.vm.vcpu_mut();
         vcpu.set_debug(false, bps)?;
         let immediate_exit: *mut u8 = &mut vcpu.kvm_run().immediate_exit;
@@ -155,16 +204,34 @@ impl ReplaySession {
         kicker.arm(time_limit(steps));
         let mut hits = 0u64;
         while hits < max_hits {
-            match self.engine.machine.vm.vcpu_mut().run() {
-                Ok(VcpuExit::Debug(_)) => hits += 1,
-                Ok(_) => {
+            // `None` for a debug exit (a breakpoint), else what the exit was.
+            let exit = self.engine.machine.vm.vcpu_mut().run().map(|e| match e {
+                VcpuExit::Debug(_) => None,
+                other => Some(UnrecordedExit::of(&other)),
+            });
+            match exit {
+                Ok(None) => {
+                    if let Some(t) = trap.as_mut().filter(|t| self.at_trap(t)) {
+                        self.free_stats.breakpoint_hits += 1;
+                        if self.on_page_fault(t)? == PageFaultHit::Ordinary && !self.step_over_breakpoint(bps)? {
+                            return self.fell_back(Fallback::Step);
+                        }
+                        continue;
+                    }
+                    hits += 1
+                }
+                // An instruction this host's KVM cannot execute in ring 0 and ttvm can
+                // (CLAC/STAC around every user copy in Linux, INT3…), as stepping does.
+                Ok(Some(UnrecordedExit::Unemulated)) if self.emulated_for_kvm()? => continue,
+                Ok(Some(what)) => {
+                    let rip = self.engine.machine.vm.vcpu().rip();
                     self.settle_exit()?;
-                    return Ok(false);
+                    return self.fell_back(Fallback::Exit(what, rip));
                 }
                 // The kick: the guest ran past the time limit without a breakpoint exit.
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     self.engine.machine.vm.vcpu_mut().set_immediate_exit(false);
-                    return Ok(false);
+                    return self.fell_back(Fallback::Budget);
                 }
                 Err(e) => return Err(self.kvm_error(format!("KVM_RUN in a free interval: {e}"))),
             }
@@ -173,36 +240,107 @@ impl ReplaySession {
                 return Ok(true);
             }
             if !self.step_over_breakpoint(bps)? {
-                return Ok(false);
+                return self.fell_back(Fallback::Step);
             }
         }
+        self.fell_back(Fallback::Budget)
+    }
+
+    /// Notes why a free run failed (for the report), and says it did.
+    fn fell_back(&mut self, why: Fallback) -> Result<bool, ReplayError> {
+        self.free_fallback = Some(why);
         Ok(false)
     }
 
-    /// Runs freely with a breakpoint on the landmark's address until its `hits`-th hit,
-    /// which is the landmark's step if the run follows the recording, single-steps from
-    /// there to checkpoint `target` (nothing happens in between that the engine would log),
-    /// and compares the state there. False if any of that does not go as recorded.
-    fn run_to_landmark(&mut self, landmark: IntervalLandmark, target: usize) -> Result<bool, ReplayError> {
-        let end = self.rec.checkpoints[target].engine.icount;
-        let steps = end - self.engine.icount();
-        let at_landmark = |_: &mut Self, hits| Ok(if hits == landmark.hits { AtHit::Stop } else { AtHit::GoOn });
-        if !self.run_hitting([Some(landmark.rip), None, None, None], steps, landmark.hits, at_landmark)? {
-            return Ok(false);
+    /// The anchors a free run of interval `k` follows: format 7's own, or (formats 4-6,
+    /// intervals without events) the interval's landmark as the stretch before its one
+    /// anchor, the checkpoint that ends it. `None` where neither is known.
+    pub(crate) fn free_run_anchors(&self, k: usize) -> Option<IntervalAnchors> {
+        if let Some(anchors) = self.rec.interval_anchors.get(k).cloned().flatten() {
+            return Some(anchors);
         }
-        // At the landmark's step: the engine single-steps the rest of the interval.
-        self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4])?;
-        let window_open = self.engine.machine.vm.vcpu().regs().rflags & (1 << 9) != 0;
-        self.engine.set_state(crate::engine::EngineState { icount: landmark.icount, window_open });
-        while self.engine.icount() < end {
-            match self.engine.step(&mut self.env) {
-                Ok(crate::engine::StepOutcome::Continue) => {}
-                // A stop, an event or anything else the recording did not have here: the
-                // interval is stepped from its start instead, which reports it properly.
-                Ok(_) | Err(_) => return Ok(false),
+        let (start, end) = (self.rec.checkpoints.get(k)?.engine.icount, self.rec.checkpoints.get(k + 1)?.engine.icount);
+        let l = self.rec.interval_landmarks.get(k).copied().flatten()?;
+        let usable = !self.rec.interval_has_events(k) && l.icount >= start && l.icount < end && l.hits > 0;
+        usable.then(|| IntervalAnchors {
+            checkpoint: l.checkpoint,
+            anchors: vec![AnchorLandmark { anchor: end, rip: l.rip, hits: l.hits, at: l.icount }],
+        })
+    }
+
+    /// Runs the interval ending at checkpoint `target` stretch by stretch: natively to each
+    /// anchor's landmark, single-stepping from there to the anchor, and letting the engine
+    /// carry out the anchor's step as it does when stepping (its events come from the log
+    /// and are checked); then compares the state with the checkpoint. With `addrs` (at
+    /// most three, `free_hits.rs`), the first position whose RIP is one of them ends the
+    /// run as [`AnchoredRun::Hit`]: hardware breakpoints on them in the native stretches,
+    /// a RIP compare at every stepped position.
+    pub(crate) fn run_anchored(
+        &mut self,
+        anchors: &IntervalAnchors,
+        target: usize,
+        addrs: &[u64],
+    ) -> Result<AnchoredRun, ReplayError> {
+        let end = self.rec.checkpoints[target].engine.icount;
+        let at_addr = |s: &Self| addrs.contains(&s.engine.machine.vm.vcpu().rip());
+        if at_addr(self) {
+            return Ok(AnchoredRun::Hit);
+        }
+        for l in &anchors.anchors {
+            let here = self.engine.icount();
+            if l.hits > 0 {
+                let mut bps = [Some(l.rip), None, None, None];
+                for (slot, &a) in bps[1..].iter_mut().zip(addrs) {
+                    *slot = Some(a);
+                }
+                let (mut hit, mut counted) = (false, 0u64);
+                let arrived = self.run_hitting(bps, l.anchor - here, l.hits, |s, _| {
+                    let rip = s.engine.machine.vm.vcpu().rip();
+                    if addrs.contains(&rip) {
+                        hit = true;
+                        return Ok(AtHit::Stop);
+                    }
+                    counted += u64::from(rip == l.rip);
+                    Ok(if counted == l.hits { AtHit::Stop } else { AtHit::GoOn })
+                })?;
+                if hit {
+                    return Ok(AnchoredRun::Hit);
+                }
+                if !arrived {
+                    return Ok(AnchoredRun::Failed);
+                }
+                // At the landmark's step: the engine single-steps the rest of the stretch.
+                self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4])?;
+                let window_open = self.engine.machine.vm.vcpu().regs().rflags & RFLAGS_IF != 0;
+                self.engine.set_state(crate::engine::EngineState { icount: l.at, window_open });
+            }
+            // The rest of the stretch, then the anchor's own step (the end checkpoint is
+            // an anchor too, but its step belongs to the next interval).
+            let last = if l.anchor >= end { end } else { l.anchor + 1 };
+            while self.engine.icount() < last {
+                match self.engine.step(&mut self.env) {
+                    Ok(crate::engine::StepOutcome::Continue) => {}
+                    // The guest stops in the recording's last step, which the final
+                    // checkpoint follows.
+                    Ok(crate::engine::StepOutcome::Stopped(_)) if self.engine.icount() == end => {}
+                    // A stop, a divergence or anything else the recording did not have
+                    // here: the interval is stepped from its start instead, which reports
+                    // it properly.
+                    Ok(_) | Err(_) => {
+                        self.free_fallback = Some(Fallback::Step);
+                        return Ok(AnchoredRun::Failed);
+                    }
+                }
+                if self.engine.icount() < end && at_addr(self) {
+                    return Ok(AnchoredRun::Hit);
+                }
             }
         }
-        self.state_equals(target)
+        Ok(if self.engine.icount() == end && self.state_equals(target)? {
+            AnchoredRun::Matched
+        } else {
+            AnchoredRun::Failed
+        })
     }
 
     pub(crate) fn kvm_error(&self, message: String) -> ReplayError {
@@ -215,13 +353,24 @@ impl ReplaySession {
     fn step_over_breakpoint(&mut self, bps: [Option<u64>; 4]) -> Result<bool, ReplayError> {
         let vcpu = self.engine.machine.vm.vcpu_mut();
         vcpu.set_debug(true, [None; 4])?;
-        let stepped = matches!(vcpu.run(), Ok(VcpuExit::Debug(_)));
+        let stepped = match vcpu.run() {
+            Ok(VcpuExit::Debug(_)) => true,
+            // The instruction at the breakpoint is one ttvm emulates for KVM: done then.
+            Ok(VcpuExit::InternalError) => self.emulated_for_kvm()?,
+            _ => false,
+        };
         if !stepped {
             self.settle_exit()?;
             return Ok(false);
         }
         self.engine.machine.vm.vcpu_mut().set_debug(false, bps)?;
         Ok(stepped)
+    }
+
+    /// After KVM_EXIT_INTERNAL_ERROR: whether ttvm carried out the instruction KVM could
+    /// not (`Vm::emulate_failed_instruction`).
+    fn emulated_for_kvm(&mut self) -> Result<bool, ReplayError> {
+        self.engine.machine.vm.emulate_failed_instruction().map_err(|e| self.kvm_error(e.to_string()))
     }
 
     /// Lets KVM finish the exit it just reported (an I/O or MMIO access waits for the next

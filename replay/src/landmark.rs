@@ -1,15 +1,14 @@
-//! Choosing each interval's landmark while recording (see
+//! Choosing landmarks while recording: for each stretch before an anchor (see
+//! [`AnchorLandmark`](crate::trace::AnchorLandmark); formats 4-6 had one per interval,
 //! [`IntervalLandmark`](crate::trace::IntervalLandmark)).
 //!
-//! The recorder already single-steps, so counting, per interval, how many steps start at
+//! The recorder already single-steps, so counting, per stretch, how many steps start at
 //! each address and where the last did is a hash-map update next to a ~7 µs exit. At the
-//! interval's end the landmark is the address a replay reaches cheapest: each hit of a
+//! stretch's end the landmark is the address a replay reaches cheapest: each hit of a
 //! hardware breakpoint costs an exit and a step over it (measured: about as much as
 //! [`HIT_COST`] single steps), and the steps after the landmark's last hit are single-stepped.
 
 use std::collections::HashMap;
-
-use crate::trace::IntervalLandmark;
 
 /// What a breakpoint hit costs a replay, in single steps.
 pub const HIT_COST: u64 = 8;
@@ -28,14 +27,48 @@ impl LandmarkCounter {
         e.1 = icount;
     }
 
-    /// The landmark of the interval ending at checkpoint `checkpoint` (at step `end`), and
-    /// a fresh count for the next; `None` for an interval with no step.
-    pub fn take(&mut self, checkpoint: u32, end: u64) -> Option<IntervalLandmark> {
+    /// The address a replay reaches step `end` from cheapest (address, hits, step of its
+    /// last hit), and a fresh count; `None` if no step was noted.
+    pub fn take_cheapest(&mut self, end: u64) -> Option<(u64, u64, u64)> {
         let seen = std::mem::take(&mut self.seen);
         let cost = |&(hits, last): &(u64, u64)| hits.saturating_mul(HIT_COST) + end.saturating_sub(last);
         // Ties go to the lower address, so the choice does not depend on hash order.
         let (rip, (hits, icount)) = seen.into_iter().min_by(|a, b| cost(&a.1).cmp(&cost(&b.1)).then(a.0.cmp(&b.0)))?;
-        Some(IntervalLandmark { checkpoint, rip, hits, icount })
+        Some((rip, hits, icount))
+    }
+}
+
+/// Collects an interval's anchors while recording (see
+/// [`AnchorLandmark`](crate::trace::AnchorLandmark)): steps the engine carried out itself
+/// end a stretch, and the stretch's kernel-mode steps are counted for its landmark.
+#[derive(Debug, Default)]
+pub struct AnchorCounter {
+    stretch: LandmarkCounter,
+    anchors: Vec<crate::trace::AnchorLandmark>,
+}
+
+impl AnchorCounter {
+    /// Step `icount` started at `rip` (in kernel mode if `kernel`); `anchor` if the engine
+    /// carried it out itself (it logged an event or halted).
+    pub fn note(&mut self, rip: u64, icount: u64, kernel: bool, anchor: bool) {
+        if anchor {
+            self.close_stretch(icount);
+        } else if kernel {
+            // A hardware breakpoint on a user-mode address does not exit on every host.
+            self.stretch.note(rip, icount);
+        }
+    }
+
+    fn close_stretch(&mut self, anchor: u64) {
+        let (rip, hits, at) = self.stretch.take_cheapest(anchor).unwrap_or((0, 0, anchor));
+        self.anchors.push(crate::trace::AnchorLandmark { anchor, rip, hits, at });
+    }
+
+    /// The anchors of the interval ending at checkpoint `checkpoint` (at step `end`, the
+    /// last anchor), and a fresh list for the next.
+    pub fn take(&mut self, checkpoint: u32, end: u64) -> crate::trace::IntervalAnchors {
+        self.close_stretch(end);
+        crate::trace::IntervalAnchors { checkpoint, anchors: std::mem::take(&mut self.anchors) }
     }
 }
 
@@ -54,9 +87,8 @@ mod tests {
         for i in 301..320 {
             c.note(0x1000 + (i % 3), i);
         }
-        let l = c.take(5, 320).unwrap();
-        assert_eq!(l, IntervalLandmark { checkpoint: 5, rip: 0x2000, hits: 1, icount: 300 });
-        assert_eq!(c.take(6, 320), None, "the count starts again");
+        assert_eq!(c.take_cheapest(320), Some((0x2000, 1, 300)));
+        assert_eq!(c.take_cheapest(320), None, "the count starts again");
     }
 
     #[test]
@@ -66,7 +98,38 @@ mod tests {
             c.note(0x1000 + (i % 3), i);
         }
         // 30 hits each; the one hit last (89, address 0x1002) leaves the fewest steps.
-        let l = c.take(1, 90).unwrap();
-        assert_eq!((l.rip, l.hits, l.icount), (0x1002, 30, 89));
+        assert_eq!(c.take_cheapest(90), Some((0x1002, 30, 89)));
+    }
+
+    #[test]
+    fn anchors_end_stretches_and_user_steps_are_not_landmarks() {
+        use crate::trace::AnchorLandmark;
+        let mut c = AnchorCounter::default();
+        // Steps 0-9 in the kernel, 10 an anchor, 11 an anchor, 12-19 in user mode, 20 an
+        // anchor, 21-24 in the kernel, the checkpoint at 25.
+        for i in 0..10 {
+            c.note(0x1000 + i, i, true, false);
+        }
+        c.note(0x5000, 10, true, true);
+        c.note(0x5000, 11, true, true);
+        for i in 12..20 {
+            c.note(0x40_0000 + i, i, false, false);
+        }
+        c.note(0x6000, 20, true, true);
+        for i in 21..25 {
+            c.note(0x2000, i, true, false);
+        }
+        let a = c.take(3, 25);
+        assert_eq!(a.checkpoint, 3);
+        assert_eq!(
+            a.anchors,
+            vec![
+                AnchorLandmark { anchor: 10, rip: 0x1009, hits: 1, at: 9 },
+                AnchorLandmark { anchor: 11, rip: 0, hits: 0, at: 11 },
+                AnchorLandmark { anchor: 20, rip: 0, hits: 0, at: 20 },
+                AnchorLandmark { anchor: 25, rip: 0x2000, hits: 4, at: 24 },
+            ]
+        );
+        assert_eq!(c.take(4, 30).anchors, vec![AnchorLandmark { anchor: 30, rip: 0, hits: 0, at: 30 }]);
     }
 }

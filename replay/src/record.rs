@@ -451,7 +451,7 @@ pub struct RecordSession {
     finished: bool,
     checkpoint_stats: Vec<CheckpointStat>,
     code: CodePageSet,
-    landmarks: crate::landmark::LandmarkCounter,
+    anchors: crate::landmark::AnchorCounter,
 }
 
 /// The code the current interval executed (the 16-byte block of every position's RIP since
@@ -625,7 +625,7 @@ impl RecordSession {
             finished: false,
             checkpoint_stats: Vec::new(),
             code: CodePageSet::default(),
-            landmarks: Default::default(),
+            anchors: Default::default(),
         };
         s.take_checkpoint()?;
         Ok(s)
@@ -669,10 +669,10 @@ impl RecordSession {
             let code = self.code.take(self.checkpoints);
             let raw = bincode::serialize(&code).map_err(std::io::Error::other)?;
             self.writer.write_chunk(ChunkKind::CodePages, &raw, true)?;
-            if let Some(landmark) = self.landmarks.take(self.checkpoints, self.engine.icount()) {
-                let raw = bincode::serialize(&landmark).map_err(std::io::Error::other)?;
-                self.writer.write_chunk(ChunkKind::Landmark, &raw, true)?;
-            }
+            // (Format 7's anchors hold the interval's landmark too: its last anchor's.)
+            let anchors = self.anchors.take(self.checkpoints, self.engine.icount());
+            let raw = bincode::serialize(&anchors).map_err(std::io::Error::other)?;
+            self.writer.write_chunk(ChunkKind::Anchors, &raw, true)?;
         }
         let started = Instant::now();
         let bytes_before = self.writer.len();
@@ -684,7 +684,7 @@ impl RecordSession {
             // left in the log, it would all be stored again in checkpoint 1.
             vm.take_dirty_pages()?;
             // The boot image: every page that is not all zeroes.
-            (0..vm.ram().pages() as u32).filter(|&p| vm.ram().page(p as usize).iter().any(|&b| b != 0)).collect()
+            vm.ram().nonzero_pages()
         } else {
             vm.take_dirty_pages()?
         };
@@ -767,12 +767,17 @@ impl RecordSession {
             self.flush_events()?;
         }
         let rip = self.engine.machine.vm.vcpu().rip();
+        // A step right after an IRETQ is no landmark (see `Engine::last_step_iretq`).
+        let after_iretq = self.engine.last_step_iretq();
+        let kernel = self.engine.machine.vm.vcpu().sregs().cs.selector & 3 == 0 && !after_iretq;
+        let events_before = self.env.log.total;
         let outcome = self.engine.step(&mut self.env)?;
         // Only a step that ran is part of the interval (the engine refuses some, e.g. one
         // into user mode on hosts that cannot step it, and the recording ends there).
         if self.engine.icount() > icount {
             self.code.note(rip);
-            self.landmarks.note(rip, icount);
+            let anchor = self.env.log.total != events_before || self.engine.last_step_emulated();
+            self.anchors.note(rip, icount, kernel, anchor);
         }
         Ok(outcome)
     }

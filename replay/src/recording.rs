@@ -11,7 +11,7 @@ use crate::checkpoint::{decode_checkpoint, CheckpointRecord, PageIndex};
 use crate::event_log::EVENTS_HEADER_LEN;
 use crate::events::{Decoder, Event, EventClass};
 use crate::trace::format::{EndRecord, IntervalCode, DISK_PAGES_SINCE};
-use crate::trace::{ChunkKind, ChunkRef, IntervalLandmark, TraceError, TraceFile, TraceHeader};
+use crate::trace::{ChunkKind, ChunkRef, IntervalAnchors, IntervalLandmark, TraceError, TraceFile, TraceHeader};
 
 /// A decoded trace.
 #[derive(Debug)]
@@ -32,8 +32,11 @@ pub struct Recording {
     /// (index k - 1); `None` where the trace does not say (formats 1-2, a lost chunk).
     pub interval_code: Vec<Option<IntervalCode>>,
     /// For each interval (by the checkpoint that starts it), its landmark, if the trace
-    /// has one (format 4 on).
+    /// has one (formats 4-6; format 7's anchors hold theirs).
     pub interval_landmarks: Vec<Option<IntervalLandmark>>,
+    /// For each interval (by the checkpoint that starts it), its anchors, if the trace has
+    /// them (format 7 on).
+    pub interval_anchors: Vec<Option<IntervalAnchors>>,
     /// The file it was opened from (`None` when decoded from an already open file): a
     /// branch names it as its parent.
     pub path: Option<std::path::PathBuf>,
@@ -83,6 +86,7 @@ impl Recording {
             end: None,
             interval_code: Vec::new(),
             interval_landmarks: Vec::new(),
+            interval_anchors: Vec::new(),
             disk_pages: Vec::new(),
             blob_location: Vec::new(),
             page_chunks: Vec::new(),
@@ -121,6 +125,7 @@ impl Recording {
                     rec.interval_code[k - 1] = Some(code);
                 }
                 ChunkKind::Landmark => rec.load_landmark(c)?,
+                ChunkKind::Anchors => rec.load_anchors(c)?,
                 ChunkKind::Index => {}
             }
         }
@@ -138,6 +143,18 @@ impl Recording {
                         offset: 0,
                         what: format!("the landmark of checkpoint {}", k + 1),
                         reason: format!("its step {} is not before the checkpoint's ({end})", l.icount),
+                    });
+                }
+            }
+        }
+        for (k, a) in rec.interval_anchors.iter().enumerate() {
+            let end = rec.checkpoints.get(k + 1).map(|c| c.engine.icount);
+            if let (Some(a), Some(end)) = (a, end) {
+                if a.anchors.last().map(|l| l.anchor) != Some(end) {
+                    return Err(TraceError::Corrupted {
+                        offset: 0,
+                        what: format!("the anchors of checkpoint {}", k + 1),
+                        reason: format!("the last one is not the checkpoint's step ({end})"),
                     });
                 }
             }
@@ -241,6 +258,45 @@ impl Recording {
         Ok(())
     }
 
+    /// Anchors come right after the checkpoint that ends their interval's landmark; each
+    /// lies in the interval after the one before, and so does its landmark's stretch.
+    fn load_anchors(&mut self, c: &ChunkRef) -> Result<(), TraceError> {
+        let raw = self.file.payload(c)?;
+        let a: IntervalAnchors = bincode::deserialize(&raw).map_err(|e| corrupted(c, e.to_string()))?;
+        let k = a.checkpoint as usize;
+        if k == 0 || k != self.checkpoints.len() {
+            return Err(corrupted(
+                c,
+                format!("anchors of checkpoint {k} after {} checkpoints", self.checkpoints.len()),
+            ));
+        }
+        // The stretch before each anchor starts after the previous one.
+        let mut stretch = self.checkpoints[k - 1].engine.icount;
+        for l in &a.anchors {
+            let fits = if l.hits == 0 {
+                l.at == l.anchor && l.rip == 0
+            } else {
+                l.at >= stretch && l.at < l.anchor && l.hits <= l.at - stretch + 1
+            };
+            if l.anchor < stretch || !fits {
+                return Err(corrupted(
+                    c,
+                    format!(
+                        "anchor at step {} (landmark {} hits, last at {}) outside its stretch",
+                        l.anchor, l.hits, l.at
+                    ),
+                ));
+            }
+            stretch = l.anchor + 1;
+        }
+        if a.anchors.is_empty() {
+            return Err(corrupted(c, "an interval without its end anchor"));
+        }
+        self.interval_anchors.resize(k, None);
+        self.interval_anchors[k - 1] = Some(a);
+        Ok(())
+    }
+
     fn load_checkpoint(&mut self, c: &ChunkRef) -> Result<(), TraceError> {
         let raw = self.file.payload(c)?;
         let cp = decode_checkpoint(self.file.version, &raw).map_err(|e| corrupted(c, e.to_string()))?;
@@ -290,6 +346,7 @@ impl Recording {
         // Interval k starts at checkpoint k (landmarks) or ends at checkpoint k + 1 (code).
         self.interval_code.truncate(kept.saturating_sub(1));
         self.interval_landmarks.truncate(kept.saturating_sub(1));
+        self.interval_anchors.truncate(kept.saturating_sub(1));
         self.end = None;
     }
 
@@ -345,6 +402,12 @@ impl Recording {
     /// Index of the first event at or after `icount`.
     pub fn first_event_at(&self, icount: u64) -> usize {
         self.events.partition_point(|e| e.icount < icount)
+    }
+
+    /// Whether the interval that starts at checkpoint `k` logged an event.
+    pub fn interval_has_events(&self, k: usize) -> bool {
+        let (Some(start), Some(end)) = (self.checkpoints.get(k), self.checkpoints.get(k + 1)) else { return false };
+        self.events.get(self.first_event_at(start.engine.icount)).is_some_and(|e| e.icount < end.engine.icount)
     }
 
     /// Events per class.

@@ -79,6 +79,9 @@ pub struct Replayer {
     idle_ns: u64,
     /// Where regenerated serial output is echoed (None: nowhere).
     pub echo: Option<ConsoleOutput>,
+    /// While a free run of an interval may still fall back (`free_interval.rs`), the
+    /// output to echo waits here, so a fallback does not echo it twice.
+    pub(crate) held_echo: Option<Vec<u8>>,
     /// The disk as the trace holds it, if the recording had one.
     pub(crate) disk: Option<TraceDisk>,
 }
@@ -95,6 +98,7 @@ impl Replayer {
             out_buf: Vec::new(),
             idle_ns: 0,
             echo: None,
+            held_echo: None,
             disk,
         }
     }
@@ -379,7 +383,9 @@ impl StepEnv for Replayer {
         let outcome = board.pio_write(port, data, self.now_ns(icount));
         board.drain_serial_output(&mut self.out_buf);
         if !self.out_buf.is_empty() {
-            if let Some(echo) = &mut self.echo {
+            if let Some(held) = &mut self.held_echo {
+                held.extend_from_slice(&self.out_buf);
+            } else if let Some(echo) = &mut self.echo {
                 echo.write(&self.out_buf);
             }
             self.generated_out.extend(self.out_buf.drain(..));
@@ -521,6 +527,8 @@ pub struct ReplaySession {
     pub last_restore_pages: usize,
     /// Intervals whose free run did not match: they are single-stepped.
     pub(crate) free_failed: std::collections::HashSet<usize>,
+    /// Why the last free run left the recorded path (counted when its interval falls back).
+    pub(crate) free_fallback: Option<crate::free_fallback::Fallback>,
     /// What free runs of intervals did.
     pub free_stats: crate::free_interval::FreeIntervalStats,
 }
@@ -574,6 +582,7 @@ impl ReplaySession {
             verify_checkpoints: true,
             last_restore_pages: 0,
             free_failed: Default::default(),
+            free_fallback: None,
             free_stats: Default::default(),
         };
         s.restore_checkpoint(0)?;

@@ -211,3 +211,18 @@ fn a_checkpoint_whose_state_is_impossible_is_reported_as_damage() {
     cp.vcpu.xsave.pop();
     assert!(cp.validate().unwrap_err().to_string().contains("vCPU XSAVE region"));
 }
+
+/// Format 7's `Anchors` chunk payload keeps its bytes.
+#[test]
+fn interval_anchors_encode_as_before() {
+    use ttvm_replay::trace::{AnchorLandmark, IntervalAnchors};
+    let anchors = IntervalAnchors {
+        checkpoint: 3,
+        anchors: vec![
+            AnchorLandmark { anchor: 50_010, rip: 0xffff_ffff_8100_1234, hits: 7, at: 50_002 },
+            AnchorLandmark { anchor: 50_011, rip: 0, hits: 0, at: 50_011 },
+            AnchorLandmark { anchor: 75_000, rip: 0x10_0fb3, hits: 1_000, at: 74_990 },
+        ],
+    };
+    assert_golden(&anchors, "interval_anchors.hex");
+}

@@ -17,7 +17,7 @@ pub const BZIMAGE_GDB_NOTE: &str = "the kernel is a bzImage, which gdb cannot lo
 /// The kernel ELF gdb should load: the file written with `--write-kernel` (for a bzImage,
 /// the vmlinux inside it), or the file (or bundled sample) the trace was recorded from if
 /// it is still byte-identical and gdb can read it.
-fn kernel_for_gdb(rec: &Recording, write_kernel: Option<&Path>) -> Result<Option<PathBuf>, Exit> {
+pub(crate) fn kernel_for_gdb(rec: &Recording, write_kernel: Option<&Path>) -> Result<Option<PathBuf>, Exit> {
     let h = rec.header();
     let image = &h.machine.kernel;
     let bzimage = ttvm_vmm::boot::bzimage::is_bzimage(image);
@@ -76,63 +76,96 @@ pub fn serve_replay(
     // Taken before the trace is read, so any change after that is noticed.
     let loaded = FileIdentity::of(trace);
     let rec = open_recording(trace)?;
-    if let Some(note) = &rec.file.recovery_note {
-        eprintln!("ttvm: note: {note}");
-    }
     let kernel = kernel_for_gdb(&rec, write_kernel)?;
-    let bzimage = ttvm_vmm::boot::bzimage::is_bzimage(&rec.header().machine.kernel);
-    let steps = rec.length();
     // Bind first: a busy port is reported before the slower machine set-up.
     let listener = bind_gdb(addr)?;
-    let mut timeline =
-        Timeline::new(rec, &ttvm_replay::stepping::host_signature()).map_err(|e| Exit::of(trace.display(), &e))?;
-    let local = listener.local_addr().map_err(|e| Exit::new(exit_code::HOST_ERROR, e.to_string()))?;
-    let kernel_arg = match &kernel {
-        Some(p) => p.display().to_string(),
-        None if bzimage => "VMLINUX".to_string(),
-        None => "KERNEL.elf".to_string(),
-    };
-    // The connect line comes last: it is what a user (or a test harness) acts on.
-    if kernel.is_none() && bzimage {
-        eprintln!("ttvm: {BZIMAGE_GDB_NOTE}, or add --write-kernel FILE for the vmlinux unpacked from the bzImage");
-    } else if kernel.is_none() {
-        eprintln!("ttvm: the kernel the trace was recorded from was not found; add --write-kernel FILE to get its ELF");
-    }
-    eprintln!(
-        "ttvm: serving {} ({steps} steps) to gdb on {local} — connect with: gdb {kernel_arg} -ex 'target remote {local}'",
-        trace.display()
-    );
-    // The history was read into memory when the server started: a trace re-recorded or cut
-    // in place meanwhile does not change what is served, but the user should know the file
-    // no longer holds it.
-    let note_change = |_| {
-        let now = FileIdentity::of(trace);
-        if now != loaded {
-            let state = match &now {
-                Some(n) => format!("it is now {} bytes", n.len),
-                None => "it is gone".to_string(),
-            };
+    let served = Served { trace, loaded, rec, kernel, label: String::new() };
+    served.serve(listener, symbols, None)
+}
+
+/// A trace opened to be served to gdb.
+pub(crate) struct Served<'a> {
+    /// The trace file.
+    pub trace: &'a Path,
+    /// Its identity before it was read.
+    pub loaded: Option<FileIdentity>,
+    /// Its history.
+    pub rec: std::rc::Rc<Recording>,
+    /// The kernel ELF to give gdb, when there is one.
+    pub kernel: Option<PathBuf>,
+    /// What names it in messages besides the file ("VM 1 (pong): " in a network).
+    pub label: String,
+}
+
+impl Served<'_> {
+    /// Serves the trace on `listener` until its gdb detaches or kills the target.
+    pub(crate) fn serve(
+        self,
+        listener: std::net::TcpListener,
+        symbols: Option<ttvm_vmm::symbols::SymbolTable>,
+        peers: Option<ttvm_gdb::network_peers::NetworkPeers>,
+    ) -> Result<i32, Exit> {
+        let Served { trace, loaded, rec, kernel, label } = self;
+        if let Some(note) = &rec.file.recovery_note {
+            eprintln!("ttvm: {label}note: {note}");
+        }
+        let bzimage = ttvm_vmm::boot::bzimage::is_bzimage(&rec.header().machine.kernel);
+        let steps = rec.length();
+        let mut timeline =
+            Timeline::new(rec, &ttvm_replay::stepping::host_signature()).map_err(|e| Exit::of(trace.display(), &e))?;
+        let local = listener.local_addr().map_err(|e| Exit::new(exit_code::HOST_ERROR, e.to_string()))?;
+        let kernel_arg = match &kernel {
+            Some(p) => p.display().to_string(),
+            None if bzimage => "VMLINUX".to_string(),
+            None => "KERNEL.elf".to_string(),
+        };
+        // The connect line comes last: it is what a user (or a test harness) acts on.
+        if kernel.is_none() && bzimage {
             eprintln!(
-                "ttvm: note: {} changed on disk since it was loaded ({state}); still serving the history loaded \
-                 at start ({steps} steps)",
-                trace.display()
+                "ttvm: {label}{BZIMAGE_GDB_NOTE}, or add --write-kernel FILE for the vmlinux unpacked from the bzImage"
+            );
+        } else if kernel.is_none() {
+            eprintln!(
+                "ttvm: {label}the kernel the trace was recorded from was not found; add --write-kernel FILE to get its ELF"
             );
         }
-    };
-    let end = ttvm_gdb::serve_clients(&mut timeline, listener, symbols, note_change).map_err(|e| Exit::of("", &e))?;
-    let how = match end {
-        ServeEnd::Detached => "gdb detached",
-        ServeEnd::Killed => "gdb killed the session",
-        ServeEnd::ConnectionClosed => "gdb closed the connection",
-    };
-    eprintln!("ttvm: {how} at icount {}", timeline.icount());
-    finish_branch(&mut timeline)?;
-    Ok(0)
+        eprintln!(
+            "ttvm: {label}serving {} ({steps} steps) to gdb on {local} — connect with: gdb {kernel_arg} -ex 'target remote {local}'",
+            trace.display()
+        );
+        // The history was read into memory when the server started: a trace re-recorded or
+        // cut in place meanwhile does not change what is served, but the user should know
+        // the file no longer holds it.
+        let note_change = |_| {
+            let now = FileIdentity::of(trace);
+            if now != loaded {
+                let state = match &now {
+                    Some(n) => format!("it is now {} bytes", n.len),
+                    None => "it is gone".to_string(),
+                };
+                eprintln!(
+                    "ttvm: note: {} changed on disk since it was loaded ({state}); still serving the history loaded \
+                     at start ({steps} steps)",
+                    trace.display()
+                );
+            }
+        };
+        let end = ttvm_gdb::serve_network_clients(&mut timeline, listener, symbols, peers, note_change)
+            .map_err(|e| Exit::of("", &e))?;
+        let how = match end {
+            ServeEnd::Detached => "gdb detached",
+            ServeEnd::Killed => "gdb killed the session",
+            ServeEnd::ConnectionClosed => "gdb closed the connection",
+        };
+        eprintln!("ttvm: {label}{how} at icount {}", timeline.icount());
+        finish_branch(&mut timeline)?;
+        Ok(0)
+    }
 }
 
 /// What identifies a file's contents cheaply: a rewrite or truncation changes at least one.
 #[derive(Debug, PartialEq, Eq)]
-struct FileIdentity {
+pub(crate) struct FileIdentity {
     len: u64,
     modified: Option<std::time::SystemTime>,
     inode: u64,
@@ -140,7 +173,7 @@ struct FileIdentity {
 
 impl FileIdentity {
     /// `path`'s identity now; `None` when it cannot be read (gone).
-    fn of(path: &Path) -> Option<Self> {
+    pub(crate) fn of(path: &Path) -> Option<Self> {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(path).ok()?;
         Some(Self { len: m.len(), modified: m.modified().ok(), inode: m.ino() })

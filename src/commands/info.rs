@@ -241,6 +241,9 @@ fn step_rules(version: u32, stepping: &str) -> String {
     } else {
         "the recording CPU's undefined flags (replays only on a CPU that leaves the same)"
     });
+    if rules.iretq_drops_stepping_tf {
+        parts.push("the host's stepping TF kept out of interrupt frames and IRETQs");
+    }
     parts.push(match rules.ring3 {
         Ring3Steps::Refused => "no user mode (recording stops before ring 3)",
         Ring3Steps::KvmExits => "user mode single-stepped by KVM",

@@ -69,8 +69,9 @@ pub fn session(path: &std::path::Path, rec: Rc<Recording>) -> Result<ReplaySessi
 /// Replays `s` up to `target`. Returns whether the guest stopped before reaching it
 /// (a guest stops only in the recording's last step, so before `target` that means the
 /// replay went wrong).
-/// Intervals without events run at free-run speed and are verified against the checkpoint
-/// that ends them (`ReplaySession::try_free_interval`) unless `step_all`.
+/// Intervals run at free-run speed (those with events between their anchors, format 7 on)
+/// and are verified against the checkpoint that ends them
+/// (`ReplaySession::try_free_interval`) unless `step_all`.
 pub(crate) fn replay_to(
     path: &std::path::Path,
     s: &mut ReplaySession,
@@ -95,13 +96,15 @@ fn free_run_note(s: &ReplaySession) {
     let f = s.free_stats;
     if f.tried > 0 {
         eprintln!(
-            "ttvm: {} of {} intervals without events ran at free-run speed and matched their end checkpoint \
-             ({} steps in {:.2} s, {} breakpoint exits); the rest were single-stepped",
+            "ttvm: {} of {} intervals ran at free-run speed ({} of them with events, run between their anchors) \
+             and matched their end checkpoint ({} steps in {:.2} s, {} breakpoint exits); the rest were single-stepped{}",
             f.verified,
             f.tried,
+            f.with_events,
             f.steps,
             f.time.as_secs_f64(),
-            f.breakpoint_hits
+            f.breakpoint_hits,
+            if f.fallbacks == Default::default() { String::new() } else { format!(": {}", f.fallbacks) }
         );
     }
 }
@@ -164,8 +167,18 @@ pub fn verify_whole(path: &std::path::Path, rec: Rc<Recording>, echo: bool) -> R
 /// `ttvm replay`: the exit status.
 pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
     if args.trace.is_dir() {
-        // A network recording (`ttvm record --vm … -o DIR`): every VM and every frame.
-        return crate::commands::network::dir::replay_verify(&args.trace, args.verify && args.gdb.is_none());
+        // A network recording (`ttvm record --vm … -o DIR`): a gdb port per VM, or every VM
+        // and every frame verified.
+        if let Some(addr) = &args.gdb {
+            if args.symbols.symbols.is_some() {
+                return Err(Exit::new(
+                    exit_code::BAD_INPUT,
+                    "--symbols names one kernel's functions; a network's VMs each have their own",
+                ));
+            }
+            return crate::commands::network::gdb::serve_network(&args.trace, addr, args.write_kernel.as_deref());
+        }
+        return crate::commands::network::dir::replay_verify(&args.trace, args.verify);
     }
     if let Some(addr) = &args.gdb {
         let symbols = args.symbols.load_for_trace(&args.trace)?;

@@ -95,23 +95,49 @@ pub fn serve_live(kernel: &str, cmdline: &str, trace: &Path) -> Server {
 
 /// Spawns a gdb server (`replay --gdb` or `debug`) and waits for its address line.
 fn spawn_server(args: &[&str]) -> Server {
+    spawn_server_for(args, 1).0
+}
+
+/// Starts `ttvm replay DIR --gdb 127.0.0.1:0` for a network recording of `vms` VMs: the
+/// server (its address is VM 0's) and every VM's (address, kernel), in VM order.
+pub fn serve_network(dir: &Path, vms: usize) -> (Server, Vec<(String, PathBuf)>) {
+    spawn_server_for(&["replay", dir.to_str().unwrap(), "--gdb", "127.0.0.1:0"], vms)
+}
+
+/// Spawns a server and waits for `ports` address lines ("VM N (NAME): serving …" for a
+/// network, in any order); returns them in VM order.
+fn spawn_server_for(args: &[&str], ports: usize) -> (Server, Vec<(String, PathBuf)>) {
     let mut child =
         common::ttvm().args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn ttvm gdb server");
     let stderr = Arc::new(Mutex::new(String::new()));
     let (tx, rx) = mpsc::channel();
     pump(child.stderr.take().unwrap(), stderr.clone(), Some(tx));
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut found: Vec<(usize, String, PathBuf)> = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) if line.contains("to gdb on ") => {
                 let addr = line.split("to gdb on ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
                 let kernel = line.split("connect with: gdb ").nth(1).unwrap().split(" -ex").next().unwrap();
-                return Server { child, addr, kernel: PathBuf::from(kernel), stderr };
+                let vm = line
+                    .split("ttvm: VM ")
+                    .nth(1)
+                    .and_then(|l| l.split_whitespace().next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                found.push((vm, addr, PathBuf::from(kernel)));
+                if found.len() == ports {
+                    found.sort_by_key(|f| f.0);
+                    let all: Vec<(String, PathBuf)> = found.into_iter().map(|(_, a, k)| (a, k)).collect();
+                    let (addr, kernel) = all[0].clone();
+                    return (Server { child, addr, kernel, stderr }, all);
+                }
             }
             Ok(_) => {}
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("server did not start: {}", stderr.lock().unwrap());
             }
         }
@@ -156,13 +182,18 @@ pub fn gdb(server: &Server, pre: &[&str], script: &str) -> String {
 /// Like [`gdb`], with an explicit ELF for symbols, or none (gdb then only knows the
 /// target description: registers, memory, stepping).
 pub fn gdb_with(server: &Server, pre: &[&str], script: &str, elf: Option<&Path>) -> String {
+    gdb_at(server, &server.addr, pre, script, elf)
+}
+
+/// Like [`gdb_with`], connecting to `addr`, one of `server`'s ports (a network's VM).
+pub fn gdb_at(server: &Server, addr: &str, pre: &[&str], script: &str, elf: Option<&Path>) -> String {
     let dir = scripts_dir();
     let mut cmd = Command::new("gdb");
     cmd.args(["-batch", "-nx", "-ex", "set confirm off", "-ex", "set pagination off", "-ex", "set width 0"])
         .arg("-ex")
         .arg(format!("python import sys; sys.path.insert(0, {:?})", dir.to_str().unwrap()))
         .arg("-ex")
-        .arg(format!("target remote {}", server.addr));
+        .arg(format!("target remote {addr}"));
     for p in pre {
         cmd.arg("-ex").arg(p);
     }

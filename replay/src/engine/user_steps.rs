@@ -38,9 +38,8 @@ use kvm_bindings::{kvm_regs, kvm_sregs};
 
 use super::{Engine, EngineError, Ring3Steps, StepEnv, StepOutcome, RFLAGS_IF, RFLAGS_TF};
 use ttvm_vmm::descriptors::{delivery_stack_top, idt_gate};
-use ttvm_vmm::msr::{LSTAR as MSR_LSTAR, STAR as MSR_STAR};
+use ttvm_vmm::msr::STAR as MSR_STAR;
 use ttvm_vmm::paging::AddressSpace;
-use ttvm_vmm::user_mode::{complete_syscall, FaultFrame};
 use ttvm_vmm::user_return::{iretq_to_user, sysretq_to_user};
 
 const DB_VECTOR: u8 = 1;
@@ -50,9 +49,8 @@ const DB_SLOT: usize = 0;
 const PF_SLOT: usize = 1;
 /// DR6 bits B0-B3: which breakpoint slot fired.
 const DR6_HIT: u64 = 0xf;
-/// #DB frame: RIP, CS, RFLAGS, RSP, SS. #PF frame: an error code below them.
+/// #DB frame: RIP, CS, RFLAGS, RSP, SS.
 const TRAP_FRAME: usize = 40;
-const FAULT_FRAME: usize = 48;
 
 fn word(bytes: &[u8], i: usize) -> u64 {
     let mut w = [0u8; 8];
@@ -101,6 +99,7 @@ impl Engine {
         self.end_interrupt_shadow()?;
         // As after a ring-0 IRETQ: the instruction returned to runs before an interrupt.
         self.state.window_open = false;
+        self.last_step_emulated = true;
         self.state.icount += 1;
         Ok(StepOutcome::Continue)
     }
@@ -199,45 +198,27 @@ impl Engine {
         regs: kvm_regs,
         sregs: &kvm_sregs,
     ) -> Result<StepOutcome, EngineError> {
-        let ram = self.machine.vm.ram();
-        let gate =
-            idt_gate(ram, sregs, PF_VECTOR).ok_or_else(|| self.unsupported(regs.rip, "the IDT has no #PF gate"))?;
-        let frame_at = delivery_stack_top(ram, sregs, gate)
-            .map(|top| top.wrapping_sub(FAULT_FRAME as u64))
-            .ok_or_else(|| self.unsupported(regs.rip, "the TSS is not mapped"))?;
-        let mut saved = [0u8; FAULT_FRAME];
-        let space = AddressSpace::from_sregs(sregs);
-        space
-            .read_virt(ram, frame_at, &mut saved)
-            .map_err(|_| self.unsupported(regs.rip, "the #PF stack is not mapped"))?;
+        let vm = &self.machine.vm;
+        let handler = idt_gate(vm.ram(), sregs, PF_VECTOR)
+            .ok_or_else(|| self.unsupported(regs.rip, "the IDT has no #PF gate"))?
+            .handler;
+        let before = vm
+            .before_syscall(sregs)
+            .ok_or_else(|| self.unsupported(regs.rip, "the TSS or the #PF stack is not mapped"))?;
         let mut bps = [None; 4];
-        bps[PF_SLOT] = Some(gate.handler);
+        bps[PF_SLOT] = Some(handler);
         self.machine.vm.vcpu_mut().set_hw_breakpoints(bps).map_err(|e| self.kvm_err(e))?;
 
         self.last_exit_dr6 = 0;
         let outcome = self.run_one_step(env)?;
-        let (mut r, mut s) = (self.machine.vm.vcpu().regs(), self.machine.vm.vcpu().sregs());
-        if !(s.cs.dpl == 0 && r.rip == gate.handler && self.last_exit_dr6 & DR6_HIT != 0) {
+        let (r, s) = (self.machine.vm.vcpu().regs(), self.machine.vm.vcpu().sregs());
+        if !(s.cs.dpl == 0 && r.rip == handler && self.last_exit_dr6 & DR6_HIT != 0) {
             return Err(self.unsupported(regs.rip, "SYSCALL did not end at the #PF handler as on PVM hosts"));
         }
-        let mut bytes = [0u8; 40];
-        let here = AddressSpace::from_sregs(&s);
-        here.read_virt(self.machine.vm.ram(), r.rsp, &mut bytes)
-            .map_err(|_| self.unsupported(regs.rip, "the #PF frame is not mapped"))?;
-        let frame = FaultFrame::parse(&bytes);
-        let vcpu = self.machine.vm.vcpu();
-        let lstar = vcpu.get_msr(MSR_LSTAR).map_err(|e| self.kvm_err(e))?;
-        if !frame.is_stranded_syscall(s.cr2, lstar) || r.rsp != frame_at {
+        if !self.machine.vm.finish_stranded_syscall(&before).map_err(|e| self.kvm_err(e))? {
             return Err(self.unsupported(regs.rip, "SYSCALL faulted in an unexpected way"));
         }
-        let star = vcpu.get_msr(MSR_STAR).map_err(|e| self.kvm_err(e))?;
-        complete_syscall(&mut r, &mut s, &frame, star, lstar);
-        s.cr2 = sregs.cr2;
-        let vm = &mut self.machine.vm;
-        vm.write_guest_virt(&s, frame_at, &saved);
-        vm.vcpu_mut().set_regs(&r);
-        vm.vcpu_mut().set_sregs(&s);
-        self.state.window_open = r.rflags & RFLAGS_IF != 0;
+        self.state.window_open = self.machine.vm.vcpu().regs().rflags & RFLAGS_IF != 0;
         Ok(outcome)
     }
 }

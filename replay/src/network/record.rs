@@ -5,7 +5,10 @@
 //! Frames move only at the VM's step boundaries (`Recorder::devices_at_boundary`): the
 //! card's due transmissions leave first (each logged as `NetTx`), then waiting frames enter
 //! while the card has a receive buffer (each logged as `NetRx` with its id), so replay can
-//! deliver them from the log at the same icount without a switch.
+//! deliver them from the log at the same icount without a switch. Only frames that entered
+//! the network before this boundary's first transmission are taken at it: another VM's
+//! thread may answer that transmission at once, and an answer logged as taken at the
+//! boundary that sent what it answers has no consistent cut between them.
 
 use ttvm_vmm::devices::virtio_net::link::NetLink;
 use ttvm_vmm::machine::Machine;
@@ -64,17 +67,23 @@ impl NetRecorder {
         log: &mut dyn FnMut(EventKind),
     ) -> Result<(), EngineError> {
         let mem_err = |e: ttvm_vmm::memory::MemoryError| EngineError::Io(std::io::Error::other(e.to_string()));
+        // The first frame this boundary sends: frames that entered the network after it may
+        // answer it, and must not be logged as taken at the same boundary (a cut could not
+        // tell them apart), so they wait for the next one.
+        let mut first_sent: Option<u64> = None;
         if machine.board.net_tx_due(now) {
             let out = machine.transmit_net().map_err(mem_err)?;
             for data in out.frames {
                 log(EventKind::NetTx { data: data.clone() });
                 let len = data.len() as u32;
                 let id = self.link.send(data);
+                first_sent.get_or_insert(id);
                 self.log.sent.push(SentFrame { id, at: icount, len });
             }
         }
         self.rx_ready = machine.net_rx_ready().map_err(mem_err)?;
-        while self.rx_ready && self.link.has_frame() {
+        let earlier = |id: u64| first_sent.is_none_or(|t| id < t);
+        while self.rx_ready && self.link.oldest_id().is_some_and(earlier) {
             let Some(frame) = self.link.take() else { break };
             if !machine.receive_net(&frame.data).map_err(mem_err)? {
                 // rx_ready said a buffer was posted: not taking it would lose the frame.

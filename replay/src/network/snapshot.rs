@@ -31,6 +31,8 @@ pub struct EndedV1 {
 }
 
 /// One VM at the cut. Its position in [`NetSnapshotManifestV1::vms`] is its switch port.
+/// In a live snapshot of a free run (`ttvm run --vm … --snapshot-every D`) nothing was
+/// recorded: `icount`, `recorded_steps` and its frames' `sent_at` are 0.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapVmV1 {
     /// Display name (as in the recording's manifest).
@@ -164,7 +166,9 @@ impl NetSnapshotManifestV1 {
             if f.to as usize >= n || f.to == f.from {
                 return bad(format!("frame {} goes to VM {}, which is not another VM of the network", f.id, f.to));
             }
-            if f.sent_at >= sender.icount {
+            // A VM of a live snapshot of a free run (`ttvm run --vm … --snapshot-every`) was
+            // not recorded (no steps): it has no icounts to order its frames by.
+            if sender.recorded_steps > 0 && f.sent_at >= sender.icount {
                 return bad(format!("frame {} was sent at icount {}, after VM {}'s cut", f.id, f.sent_at, f.from));
             }
         }
@@ -274,5 +278,19 @@ mod tests {
         refused(&|m| m.in_flight[0].to = 1, "not another VM");
         refused(&|m| m.in_flight[0].sent_at = 1000, "after VM 1's cut");
         refused(&|m| m.vms.clear(), "no VMs");
+    }
+
+    #[test]
+    fn a_live_snapshot_of_a_free_run_has_no_icounts() {
+        let mut m = sample();
+        m.at = (0, 0);
+        for v in &mut m.vms {
+            (v.icount, v.recorded_steps) = (0, 0);
+        }
+        m.in_flight[0].sent_at = 0;
+        assert_eq!(NetSnapshotManifestV1::decode(&m.encode()).unwrap(), m);
+        // A recorded sender still orders its frames by icount.
+        m.vms[1].recorded_steps = 10;
+        assert!(NetSnapshotManifestV1::decode(&m.encode()).unwrap_err().to_string().contains("after VM 1's cut"));
     }
 }

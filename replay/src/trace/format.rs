@@ -46,8 +46,21 @@ pub const MAGIC: [u8; 8] = *b"\x89TTVM\r\n\x1a";
 /// block is stored once (VEE'11); format 4's inline disk events remain valid. 6: networks:
 /// checkpoints hold the virtio-net card's state, and the event stream the frames the VM
 /// received (`NetRx`, delivered at a step boundary) and sent (`NetTx`, checked in replay).
-/// Older traces replay with their own rules.
-pub const FORMAT_VERSION: u32 = 6;
+/// 7: anchors: every interval lists the steps a native run must not execute itself (each
+/// step that logged an event, each instruction the engine emulates from its model: CPUID,
+/// HLT, …, and, in recordings made from 2026-12-05 on, each return to ring 3 the engine
+/// carries out; readers treat every anchor alike), with a landmark for the stretch before each ([`IntervalAnchors`],
+/// `Anchors` chunks, which replace format 4's `Landmark` chunks), so `replay --verify` runs
+/// intervals with events natively between them; and a ring-0 IRETQ whose image holds the
+/// host's stepping TF is carried out by the engine with TF clear, so a replay from a
+/// checkpoint takes the recording's steps (`StepRules::iretq_drops_stepping_tf`). Older
+/// traces replay with their own rules.
+pub const FORMAT_VERSION: u32 = 7;
+/// The first format whose intervals list their anchors.
+pub const ANCHORS_SINCE: u32 = 7;
+/// The first format whose engine carries out ring-0 IRETQs with a stepping TF in their
+/// image (`StepRules::iretq_drops_stepping_tf`).
+pub const IRETQ_DROPS_TF_SINCE: u32 = 7;
 /// The first format whose checkpoints and events may hold a network card and its frames.
 pub const NET_SINCE: u32 = 6;
 /// The first format whose header may name a parent trace.
@@ -97,10 +110,12 @@ pub enum ChunkKind {
     CodePages = 6,
     /// An interval's landmark (format 4 on).
     Landmark = 7,
+    /// An interval's anchors (format 7 on).
+    Anchors = 8,
 }
 
 /// Number of chunk kinds (the largest kind byte + 1).
-pub const CHUNK_KINDS: usize = 8;
+pub const CHUNK_KINDS: usize = 9;
 
 impl ChunkKind {
     /// Parses a kind byte.
@@ -113,6 +128,7 @@ impl ChunkKind {
             5 => Self::Index,
             6 => Self::CodePages,
             7 => Self::Landmark,
+            8 => Self::Anchors,
             _ => return None,
         })
     }
@@ -127,6 +143,7 @@ impl ChunkKind {
             Self::Index => "index",
             Self::CodePages => "code pages",
             Self::Landmark => "landmark",
+            Self::Anchors => "anchors",
         }
     }
 }
@@ -403,6 +420,39 @@ pub struct IntervalLandmark {
     pub hits: u64,
     /// The step of the last of them.
     pub icount: u64,
+}
+
+/// A step of an interval that a native run must not execute itself (an `Anchors` chunk,
+/// format 7 on): one that logged an event (an access to a device, an injected interrupt,
+/// RDTSC, a frame…) or that the engine emulated from its model (CPUID, whose answer KVM
+/// would take partly from the host, and HLT); or the checkpoint that ends the interval. The stretch before it, from the previous anchor's next step (or the
+/// interval's first step), is found like an interval's landmark: the `hits`-th step of the
+/// stretch that starts at `rip`, a kernel address (a hardware breakpoint exits there on
+/// every host), is the step at `at`, and the steps from `at` to `anchor` hold no anchor.
+/// Steps an IRETQ returned to are not counted: run natively, that IRETQ may load RF and
+/// keep the breakpoint from firing there.
+/// `hits` is 0 when no kernel-mode step of the stretch can serve (an empty stretch, or one
+/// spent in user mode): a replay then single-steps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorLandmark {
+    /// The anchor's step (the interval's end checkpoint's icount for the last one).
+    pub anchor: u64,
+    /// The landmark's instruction address (0 when `hits` is 0).
+    pub rip: u64,
+    /// How many steps of the stretch started at `rip`, up to and including `at`'s.
+    pub hits: u64,
+    /// The step of the last of them (`anchor` when `hits` is 0).
+    pub at: u64,
+}
+
+/// An interval's anchors (an `Anchors` chunk, format 7 on), in step order, the last one at
+/// the checkpoint that ends the interval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntervalAnchors {
+    /// The checkpoint that ends the interval (>= 1).
+    pub checkpoint: u32,
+    /// The anchors.
+    pub anchors: Vec<AnchorLandmark>,
 }
 
 /// Where the block of `rip` is in its page's bitmap: (word, bit).

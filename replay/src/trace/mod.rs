@@ -5,8 +5,9 @@ pub mod reader;
 pub mod writer;
 
 pub use format::{
-    ChunkKind, EndRecord, HostRecord, IntervalCode, IntervalLandmark, Lineage, TraceHeader, CANONICAL_FLAGS_SINCE,
-    FORMAT_VERSION, LANDMARKS_SINCE, LINEAGE_SINCE, STRICT_STEPS_SINCE,
+    AnchorLandmark, ChunkKind, EndRecord, HostRecord, IntervalAnchors, IntervalCode, IntervalLandmark, Lineage,
+    TraceHeader, ANCHORS_SINCE, CANONICAL_FLAGS_SINCE, FORMAT_VERSION, IRETQ_DROPS_TF_SINCE, LANDMARKS_SINCE,
+    LINEAGE_SINCE, STRICT_STEPS_SINCE,
 };
 pub use reader::{ChunkRef, TraceError, TraceFile};
 pub use writer::{TraceLocked, TraceWriter};

@@ -29,6 +29,18 @@ pub struct NetworkArgs {
     /// With --until-failure: give up after this many runs.
     #[arg(long, value_name = "N", default_value_t = 20, requires = "until_failure")]
     pub runs: u32,
+    /// `run`: take a consistent snapshot of the whole network every DURATION of host time
+    /// (`50ms`, `5s`, `2m`) into --snapshots DIR, pausing every VM briefly at once;
+    /// `ttvm resume DIR` continues the newest complete one.
+    #[arg(long, value_name = "DURATION", value_parser = crate::options::parse_duration, requires = "snapshots")]
+    pub snapshot_every: Option<std::time::Duration>,
+    /// `run`: the directory the live snapshots go to, one numbered directory each (created
+    /// if missing; must be empty).
+    #[arg(long, value_name = "DIR", requires = "snapshot_every")]
+    pub snapshots: Option<std::path::PathBuf>,
+    /// Keep the newest N live snapshots [default: 3].
+    #[arg(long, value_name = "N", requires = "snapshots", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub keep: Option<u32>,
 }
 
 /// One VM's group: `--vm KERNEL` and the options up to the next `--vm`.
@@ -154,5 +166,18 @@ mod tests {
         assert!(e.message.contains("--timeout"), "{}", e.message);
         let e = parse(&words("--vm a --disk x.img")).unwrap_err();
         assert!(e.message.contains("--disk"), "{}", e.message);
+    }
+
+    #[test]
+    fn live_snapshot_options_come_together() {
+        let n = parse(&words("--snapshot-every 50ms --snapshots d --keep 5 --vm ping")).unwrap();
+        assert_eq!(n.options.snapshot_every, Some(std::time::Duration::from_millis(50)));
+        assert_eq!(n.options.snapshots.as_deref(), Some(std::path::Path::new("d")));
+        assert_eq!(n.options.keep, Some(5));
+        for bad in ["--snapshots d --vm ping", "--snapshot-every 1s --vm ping", "--keep 2 --vm ping"] {
+            let e = parse(&words(bad)).unwrap_err();
+            assert_eq!(e.code, BAD_INPUT, "{bad}: {}", e.message);
+        }
+        assert_eq!(parse(&words("--snapshot-every 0s --snapshots d --vm a")).unwrap_err().code, BAD_INPUT);
     }
 }

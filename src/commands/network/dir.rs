@@ -27,7 +27,7 @@ pub fn load_manifest(dir: &Path) -> Result<NetworkManifestV1, Exit> {
 }
 
 /// Each VM's trace path, refusing a manifest that names a file outside `dir` or a missing one.
-fn trace_paths(dir: &Path, m: &NetworkManifestV1) -> Result<Vec<PathBuf>, Exit> {
+pub(super) fn trace_paths(dir: &Path, m: &NetworkManifestV1) -> Result<Vec<PathBuf>, Exit> {
     m.vms
         .iter()
         .enumerate()

@@ -5,6 +5,8 @@
 
 pub mod args;
 pub mod dir;
+pub mod gdb;
+pub mod live_snapshot;
 pub mod port;
 pub mod record;
 pub mod resume;

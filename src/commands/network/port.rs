@@ -53,6 +53,12 @@ impl SharedSwitch {
         id.is_some()
     }
 
+    /// The frames waiting at the ports, as (port, frame): with every VM paused, exactly
+    /// the frames in flight.
+    pub fn in_flight(&self) -> Vec<(usize, SwitchedFrame)> {
+        self.lock().queued()
+    }
+
     /// Counts so far.
     pub fn stats(&self) -> SwitchStats {
         self.lock().stats()
@@ -80,6 +86,10 @@ impl NetLink for Port {
 
     fn has_frame(&self) -> bool {
         self.shared.lock().has_frame(self.index)
+    }
+
+    fn oldest_id(&self) -> Option<u64> {
+        self.shared.lock().oldest_id(self.index)
     }
 
     fn take(&mut self) -> Option<SwitchedFrame> {

@@ -59,6 +59,12 @@ pub fn record(network: Network) -> Result<i32, Exit> {
     let Some(dir) = network.options.output.clone() else {
         return Err(Exit::new(exit_code::BAD_INPUT, "record --vm: give the directory for the traces with -o DIR"));
     };
+    if network.options.snapshot_every.is_some() {
+        return Err(Exit::new(
+            exit_code::BAD_INPUT,
+            "--snapshot-every is for `ttvm run --vm …`; a recording is cut afterwards with `ttvm snapshot DIR --at VM:ICOUNT`",
+        ));
+    }
     if !network.options.until_failure {
         return record_into(&network, &dir);
     }

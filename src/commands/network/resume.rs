@@ -8,18 +8,34 @@
 //! when the free engine transmits them. A VM that had already ended at the cut is not run
 //! again: its recorded outcome stands.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ttvm_replay::network::snapshot::{NetSnapshotManifestV1, NET_SNAPSHOT_FILE};
 
+use super::live_snapshot::snapshot_seq;
 use super::port::SharedSwitch;
 use super::run::{run_group, Outcome, VmStart};
 use crate::commands::run::ResumeArgs;
 use crate::exit_code::{self, Exit};
 
-/// Whether `path` is a network snapshot directory.
+/// Whether `path` is a network snapshot directory, or a directory of live network
+/// snapshots (`ttvm run --vm … --snapshot-every D --snapshots DIR`).
 pub fn is_network_snapshot(path: &Path) -> bool {
-    path.is_dir() && path.join(NET_SNAPSHOT_FILE).exists()
+    path.is_dir() && (path.join(NET_SNAPSHOT_FILE).exists() || !live_snapshots(path).is_empty())
+}
+
+/// The live snapshot directories in `dir`, newest first (committed or not).
+fn live_snapshots(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| Some((snapshot_seq(&e.file_name().to_string_lossy())?, e.path())))
+                .filter(|(_, p)| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_by_key(|s| std::cmp::Reverse(s.0));
+    v
 }
 
 /// Options of a single machine's resume that a network's does not take.
@@ -61,10 +77,86 @@ pub fn load(dir: &Path) -> Result<NetSnapshotManifestV1, Exit> {
 pub fn resume(args: &ResumeArgs) -> Result<i32, Exit> {
     refuse_single_vm_options(args)?;
     let timeout = args.free.timeout()?;
-    let dir = &args.snapshot;
+    let (dir, m, starts) = choose(&args.snapshot)?;
+    let dir = &dir;
+    let shared = SharedSwitch::new(m.vms.len());
+    let mut delivered = 0;
+    for f in &m.in_flight {
+        if m.vms[f.to as usize].ended.is_some() {
+            eprintln!("ttvm: frame #{} to VM {} is not delivered: that VM had ended", f.id, f.to);
+            continue;
+        }
+        if !shared.preload(f.from as usize, f.to as usize, f.data.clone()) {
+            return Err(Exit::new(exit_code::HOST_ERROR, format!("frame #{}: VM {}'s port is full", f.id, f.to)));
+        }
+        delivered += 1;
+    }
+    let positions: Vec<String> = m
+        .vms
+        .iter()
+        .enumerate()
+        // A live snapshot of a free run has no icounts to show.
+        .map(|(i, v)| {
+            if v.recorded_steps > 0 {
+                format!("VM {i} ({}) @{}", v.name, v.icount)
+            } else {
+                format!("VM {i} ({})", v.name)
+            }
+        })
+        .collect();
+    eprintln!(
+        "ttvm: resuming {} from the cut {}; {delivered} frames in flight queued for delivery",
+        dir.display(),
+        positions.join(", ")
+    );
+    run_group(starts, shared, timeout, None)
+}
+
+/// Each VM's name and how its thread starts, in position order.
+type Starts = Vec<(String, VmStart)>;
+
+/// A snapshot directory as given (`dir` holds a manifest), or the newest complete and
+/// undamaged one of a directory of live snapshots (reporting the ones passed over): its
+/// path, manifest and the VMs' starts.
+fn choose(given: &Path) -> Result<(PathBuf, NetSnapshotManifestV1, Starts), Exit> {
+    if given.join(NET_SNAPSHOT_FILE).exists() {
+        let (m, starts) = checked(given)?;
+        return Ok((given.to_path_buf(), m, starts));
+    }
+    let mut reasons = Vec::new();
+    for (_, dir) in live_snapshots(given) {
+        if !dir.join(NET_SNAPSHOT_FILE).exists() {
+            eprintln!("ttvm: {}: not committed (no manifest: the run stopped while taking it); skipped", dir.display());
+            continue;
+        }
+        match checked(&dir) {
+            Ok((m, starts)) => {
+                if !reasons.is_empty() {
+                    eprintln!("ttvm: using the older snapshot {}", dir.display());
+                }
+                return Ok((dir, m, starts));
+            }
+            Err(e) => {
+                eprintln!("ttvm: {}: {}; trying an older one", dir.display(), e.message);
+                reasons.push(e.message);
+            }
+        }
+    }
+    Err(Exit::new(
+        exit_code::DAMAGED_TRACE,
+        format!(
+            "{}: no complete live network snapshot in it{}",
+            given.display(),
+            if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join("; ")) }
+        ),
+    ))
+}
+
+/// The manifest of the snapshot directory `dir` and the VMs' starts, every VM's snapshot
+/// read and checked before any VM starts: a damaged one fails the whole resume now, not one
+/// VM mid-way.
+fn checked(dir: &Path) -> Result<(NetSnapshotManifestV1, Starts), Exit> {
     let m = load(dir)?;
-    // Every VM's snapshot is read and checked before any VM starts: a damaged one fails
-    // the whole resume now, not one VM mid-way.
     let mut starts = Vec::new();
     for (i, vm) in m.vms.iter().enumerate() {
         let path = dir.join(&vm.snapshot);
@@ -100,24 +192,5 @@ pub fn resume(args: &ResumeArgs) -> Result<i32, Exit> {
         };
         starts.push((vm.name.clone(), start));
     }
-    let shared = SharedSwitch::new(m.vms.len());
-    let mut delivered = 0;
-    for f in &m.in_flight {
-        if m.vms[f.to as usize].ended.is_some() {
-            eprintln!("ttvm: frame #{} to VM {} is not delivered: that VM had ended", f.id, f.to);
-            continue;
-        }
-        if !shared.preload(f.from as usize, f.to as usize, f.data.clone()) {
-            return Err(Exit::new(exit_code::HOST_ERROR, format!("frame #{}: VM {}'s port is full", f.id, f.to)));
-        }
-        delivered += 1;
-    }
-    let positions: Vec<String> =
-        m.vms.iter().enumerate().map(|(i, v)| format!("VM {i} ({}) @{}", v.name, v.icount)).collect();
-    eprintln!(
-        "ttvm: resuming {} from the cut {}; {delivered} frames in flight queued for delivery",
-        dir.display(),
-        positions.join(", ")
-    );
-    run_group(starts, shared, timeout)
+    Ok((m, starts))
 }

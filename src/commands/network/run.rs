@@ -17,13 +17,14 @@ use ttvm_vmm::free_run::{run_free_networked, FreeRunEnd, FreeRunOptions};
 use ttvm_vmm::machine::{Machine, MachineConfig};
 
 use super::args::Network;
+use super::live_snapshot::{self, LiveSnapshots};
 use super::port::{Port, SharedSwitch};
 use crate::commands::panic_watch::{PanicWatch, PANIC_EXIT};
 use crate::exit_code::{self, Exit};
 
 /// How one VM ended.
 #[derive(Debug)]
-pub(super) struct Outcome {
+pub struct Outcome {
     /// What to tell the user.
     pub text: String,
     /// Its status as a single `ttvm run` would have exited.
@@ -66,8 +67,17 @@ pub fn run(network: Network) -> Result<i32, Exit> {
         configs.push(vm.machine.config()?);
     }
     let shared = SharedSwitch::new(configs.len());
+    let names = configs.iter().zip(&network.vms).map(|((_, name), vm)| live_snapshot::VmName {
+        name: name.clone(),
+        kernel: vm.machine.kernel.clone().unwrap_or_default(),
+    });
+    let live = LiveSnapshots::start(&network.options, names.collect(), shared.clone())?;
     let starts = configs.into_iter().map(|(config, name)| (name, VmStart::Boot(config))).collect();
-    run_group(starts, shared, timeout)
+    let status = run_group(starts, shared, timeout, live.clone())?;
+    match live {
+        Some(l) => l.finish().map(|()| status),
+        None => Ok(status),
+    }
 }
 
 /// How a VM's thread gets its machine.
@@ -81,11 +91,13 @@ pub(super) enum VmStart {
 }
 
 /// Runs each VM of `starts` (name and start, in position order) on its own thread on
-/// `shared` until all have ended; the group's exit status (see the module comment).
+/// `shared` until all have ended, each taking its part in `live` snapshots if given; the
+/// group's exit status (see the module comment).
 pub(super) fn run_group(
     starts: Vec<(String, VmStart)>,
     shared: Arc<SharedSwitch>,
     timeout: Option<Duration>,
+    live: Option<Arc<LiveSnapshots>>,
 ) -> Result<i32, Exit> {
     let stop = crate::signals::install_stop_flag();
     let first_failure: FirstFailure = Arc::new(Mutex::new(None));
@@ -97,8 +109,12 @@ pub(super) fn run_group(
             let port = Port { shared: shared.clone(), index };
             let first_failure = first_failure.clone();
             let thread_name = format!("vm{index}");
+            let live = live.clone();
             let handle = std::thread::Builder::new().name(thread_name).spawn(move || {
-                let outcome = run_vm(index, &name, start, port, timeout, stop);
+                let outcome = run_vm(index, &name, start, port, timeout, stop, live.clone());
+                if let Some(l) = &live {
+                    l.leave(index, Some(&outcome));
+                }
                 if outcome.status != 0 {
                     let mut first = first_failure.lock().unwrap_or_else(|p| p.into_inner());
                     // A VM whose kernel panicked raised the stop flag itself: the others may
@@ -156,31 +172,38 @@ fn run_vm(
     mut port: Port,
     timeout: Option<Duration>,
     stop: &'static AtomicBool,
+    live: Option<Arc<LiveSnapshots>>,
 ) -> Outcome {
     let could_not_start =
         |exit: Exit| Outcome { text: format!("could not start: {}", exit.message), status: exit.code };
-    let (mut machine, clock) = match start {
+    let (mut machine, clock, origin) = match start {
         VmStart::Ended(outcome) => return outcome,
         VmStart::Boot(config) => {
             let is_linux = ttvm_vmm::boot::looks_like_linux(&config.kernel);
             let slowdown = if is_linux { crate::commands::run::LINUX_SLOWDOWN } else { 1 };
-            let mut machine = match Machine::new(config) {
+            let mut machine = match Machine::new(config.clone()) {
                 Ok(m) => m,
                 Err(e) => return could_not_start(Exit::of(name, &e)),
             };
             machine.board.attach_net(mac_for(index as u8));
-            (machine, HostClock::new(slowdown))
+            let origin = live_snapshot::origin(name, config, &machine);
+            (machine, HostClock::new(slowdown), Some(origin))
         }
         VmStart::Resume(path) => match ttvm_vmm::snapshot::load(&path) {
-            Ok(loaded) => (loaded.machine, loaded.clock),
+            Ok(loaded) => (loaded.machine, loaded.clock, loaded.origin),
             Err(e) => return could_not_start(Exit::of("", &e)),
         },
     };
     let (mut output, panic) = PanicWatch::wrap(prefixed_output(index, name), stop);
     let mut input = ConsoleInput::none();
     let options = FreeRunOptions { timeout, symbols: None, stop: Some(stop), clock };
-    let end = run_free_networked(&mut machine, None, Some(&mut port), &mut output, &mut input, &options, None, None);
-    match end {
+    let mut member = match live.map(|l| l.join(index, &mut machine, origin)).transpose() {
+        Ok(m) => m,
+        Err(e) => return could_not_start(Exit::of("--snapshots", &e)),
+    };
+    let pause = member.as_mut().map(|m| m as &mut dyn ttvm_vmm::live::LivePause);
+    let end = run_free_networked(&mut machine, None, Some(&mut port), &mut output, &mut input, &options, None, pause);
+    let outcome = match end {
         Ok(FreeRunEnd::Guest { stop, detail }) => {
             let status = exit_code::for_guest_stop(&stop);
             let text = match (&stop, detail.is_empty()) {
@@ -204,5 +227,8 @@ fn run_vm(
             let exit = Exit::of("", &e);
             Outcome { text: format!("failed: {}", exit.message), status: exit.code }
         }
-    }
+    };
+    // The image thread finishes before the VM leaves the snapshots.
+    drop(member);
+    outcome
 }

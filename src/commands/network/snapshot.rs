@@ -61,7 +61,7 @@ pub fn parse_point(at: &str, m: &NetworkManifestV1) -> Result<(usize, u64), Exit
 }
 
 /// The snapshot file name of VM `index`.
-fn snapshot_name(index: usize, name: &str) -> String {
+pub(super) fn snapshot_name(index: usize, name: &str) -> String {
     let clean: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
     format!("vm{index}-{clean}.snap")

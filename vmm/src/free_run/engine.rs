@@ -13,7 +13,7 @@ use crate::disasm::describe_at_rip;
 use crate::disk::DiskBackend;
 use crate::insn::{apply_emulated, classify, code_mode, fetch_at_rip, Special};
 use crate::kick::Kicker;
-use crate::live::{LiveCheckpointer, LiveError};
+use crate::live::{LiveCheckpointer, LiveError, LivePause};
 use crate::machine::Machine;
 use crate::profile::ProfileWriter;
 use crate::stop::GuestStop;
@@ -104,12 +104,13 @@ pub fn run_free(
     profile: Option<&mut ProfileWriter<'_>>,
     live: Option<&mut LiveCheckpointer>,
 ) -> Result<FreeRunEnd, FreeRunError> {
-    run_free_networked(machine, disk, None, output, input, options, profile, live)
+    run_free_networked(machine, disk, None, output, input, options, profile, live.map(|l| l as &mut dyn LivePause))
 }
 
 /// [`run_free`] for a machine on a network: the frames its card sends go to `net`, and
 /// frames waiting there enter its receive buffers between exits (in free runs, when they
-/// arrive; nothing here is recorded).
+/// arrive; nothing here is recorded). `live` pauses it now and then: a network's live
+/// snapshots pass each VM's part here.
 #[allow(clippy::too_many_arguments)]
 pub fn run_free_networked(
     machine: &mut Machine,
@@ -119,7 +120,7 @@ pub fn run_free_networked(
     input: &mut ConsoleInput,
     options: &FreeRunOptions,
     mut profile: Option<&mut ProfileWriter<'_>>,
-    mut live: Option<&mut LiveCheckpointer>,
+    mut live: Option<&mut dyn LivePause>,
 ) -> Result<FreeRunEnd, FreeRunError> {
     let clock = options.clock;
     let started = Instant::now();
@@ -424,7 +425,7 @@ fn wait_while_halted(
     clock: &HostClock,
     options: &FreeRunOptions,
     started: Instant,
-    live: Option<&LiveCheckpointer>,
+    live: Option<&dyn LivePause>,
 ) -> Result<(), FreeRunError> {
     loop {
         let now = clock.now_ns();

@@ -241,11 +241,25 @@ pub(crate) fn machine_state(machine: &mut Machine, clock: &HostClock) -> Result<
 }
 
 fn write_snapshot(
-    mut out: impl Write,
+    out: impl Write,
     state: &MachineState,
     origin: Option<&SnapshotOrigin>,
     net: Option<&VirtioNetState>,
     ram: &[u8],
+) -> std::io::Result<()> {
+    let pages = ram.chunks_exact(PAGE_SIZE).enumerate().filter(|(_, p)| p.iter().any(|&b| b != 0));
+    write_snapshot_pages(out, state, origin, net, pages.map(|(pfn, p)| (pfn as u32, p)))
+}
+
+/// [`write_snapshot`] from the non-zero pages only, as (frame number, 4 KiB) in ascending
+/// order: a network's live snapshots write each VM's RAM from a host copy kept up to date
+/// page by page (`live::image`), which knows its non-zero pages without scanning.
+pub(crate) fn write_snapshot_pages<'a>(
+    mut out: impl Write,
+    state: &MachineState,
+    origin: Option<&SnapshotOrigin>,
+    net: Option<&VirtioNetState>,
+    pages: impl Iterator<Item = (u32, &'a [u8])>,
 ) -> std::io::Result<()> {
     out.write_all(MAGIC)?;
     out.write_all(&FORMAT_VERSION.to_le_bytes())?;
@@ -260,11 +274,9 @@ fn write_snapshot(
     let encoded = bincode::serialize(&net).map_err(std::io::Error::other)?;
     z.write_all(&(encoded.len() as u64).to_le_bytes())?;
     z.write_all(&encoded)?;
-    for (pfn, page) in ram.chunks_exact(PAGE_SIZE).enumerate() {
-        if page.iter().any(|&b| b != 0) {
-            z.write_all(&(pfn as u32).to_le_bytes())?;
-            z.write_all(page)?;
-        }
+    for (pfn, page) in pages {
+        z.write_all(&pfn.to_le_bytes())?;
+        z.write_all(page)?;
     }
     z.write_all(&END_OF_PAGES.to_le_bytes())?;
     let mut out = z.finish().map_err(std::io::Error::other)?;

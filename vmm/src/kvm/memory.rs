@@ -61,6 +61,17 @@ impl GuestRam {
         &self.map
     }
 
+    /// The frames holding anything but zeroes: what a base image of this memory must store
+    /// (the loaded kernel, a restored snapshot), the rest being zero.
+    pub fn nonzero_pages(&self) -> Vec<u32> {
+        let ram = self.as_slice();
+        ram.chunks_exact(PAGE_SIZE)
+            .enumerate()
+            .filter(|(_, p)| p.iter().any(|&b| b != 0))
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
+
     /// All of RAM, mutable. Writes made here are not seen by KVM's dirty log: callers that
     /// modify RAM behind the guest's back must account for it themselves.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {

@@ -188,10 +188,7 @@ impl SyscallTrap {
     pub fn before_run(&mut self, vm: &mut Vm) -> Result<(), VcpuError> {
         let mut bps = [None; 4];
         if !self.stepping_over {
-            let sregs = vm.vcpu().sregs();
-            if sregs.efer & EFER_SCE != 0 {
-                bps[SLOT] = vm.page_fault_handler(&sregs);
-            }
+            bps[SLOT] = vm.stranded_syscall_trap(&vm.vcpu().sregs());
         }
         let vcpu = vm.vcpu_mut();
         vcpu.set_hw_breakpoints(bps)?;
@@ -229,7 +226,68 @@ impl SyscallTrap {
     }
 }
 
+/// What a stranded SYSCALL's fault overwrote: CR2, and the bytes below the #PF delivery
+/// stack's top where the CPU pushed its frame (error code, RIP, CS, RFLAGS, RSP, SS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BeforeSyscall {
+    /// CR2 before the fault.
+    pub cr2: u64,
+    /// Where the fault's frame goes: the #PF gate's stack top less [`FAULT_FRAME_BYTES`].
+    pub frame_at: u64,
+    /// The bytes there before the fault.
+    pub bytes: [u8; FAULT_FRAME_BYTES],
+}
+
+/// Bytes of a #PF frame from ring 3: the error code and five words.
+pub const FAULT_FRAME_BYTES: usize = 48;
+
 impl Vm {
+    /// Where a hardware breakpoint catches stranded SYSCALLs: the guest's #PF handler, once
+    /// the guest has enabled SYSCALL (EFER.SCE; before that there is nothing to catch, and
+    /// an armed breakpoint costs a few per cent of emulation speed even where it never fires).
+    pub fn stranded_syscall_trap(&self, sregs: &kvm_sregs) -> Option<u64> {
+        (sregs.efer & EFER_SCE != 0).then(|| self.page_fault_handler(sregs)).flatten()
+    }
+
+    /// What a user-mode SYSCALL's stranded fault would overwrite, read now (`None` if the
+    /// IDT, TSS or that stack is not mapped).
+    pub fn before_syscall(&self, sregs: &kvm_sregs) -> Option<BeforeSyscall> {
+        let gate = crate::descriptors::idt_gate(self.ram(), sregs, PF_VECTOR as u8)?;
+        let frame_at =
+            crate::descriptors::delivery_stack_top(self.ram(), sregs, gate)?.wrapping_sub(FAULT_FRAME_BYTES as u64);
+        let mut bytes = [0u8; FAULT_FRAME_BYTES];
+        AddressSpace::from_sregs(sregs).read_virt(self.ram(), frame_at, &mut bytes).ok()?;
+        Some(BeforeSyscall { cr2: sregs.cr2, frame_at, bytes })
+    }
+
+    /// At the guest's #PF handler: if the fault is a stranded SYSCALL whose frame is at
+    /// `before.frame_at`, completes the SYSCALL ([`complete_syscall`]) and puts back CR2 and
+    /// the bytes the frame overwrote, so it leaves exactly what the CPU's SYSCALL would
+    /// (true). False, changing nothing, for any other fault.
+    pub fn finish_stranded_syscall(&mut self, before: &BeforeSyscall) -> Result<bool, VcpuError> {
+        let (mut regs, mut sregs) = (self.vcpu().regs(), self.vcpu().sregs());
+        let mut bytes = [0u8; 40];
+        let space = AddressSpace::from_sregs(&sregs);
+        if sregs.cs.dpl != 0
+            || regs.rsp != before.frame_at
+            || space.read_virt(self.ram(), regs.rsp, &mut bytes).is_err()
+        {
+            return Ok(false);
+        }
+        let frame = FaultFrame::parse(&bytes);
+        let lstar = self.vcpu().get_msr(crate::msr::LSTAR)?;
+        if !frame.is_stranded_syscall(sregs.cr2, lstar) {
+            return Ok(false);
+        }
+        let star = self.vcpu().get_msr(crate::msr::STAR)?;
+        complete_syscall(&mut regs, &mut sregs, &frame, star, lstar);
+        sregs.cr2 = before.cr2;
+        self.write_guest_virt(&sregs, before.frame_at, &before.bytes);
+        self.vcpu_mut().set_regs(&regs);
+        self.vcpu_mut().set_sregs(&sregs);
+        Ok(true)
+    }
+
     /// The guest's #PF handler address from its IDT (IDTR and paging from `sregs`), if the
     /// IDT covers vector 14 and is mapped. Read from guest memory, so it follows the guest's
     /// own IDT changes.

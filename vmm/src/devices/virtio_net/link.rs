@@ -13,6 +13,9 @@ pub trait NetLink {
     fn send(&mut self, frame: Vec<u8>) -> u64;
     /// Whether a frame is waiting for this VM.
     fn has_frame(&self) -> bool;
+    /// The switch id of the oldest frame waiting for this VM (ids grow in the order frames
+    /// entered the network).
+    fn oldest_id(&self) -> Option<u64>;
     /// Takes the oldest frame waiting for this VM.
     fn take(&mut self) -> Option<SwitchedFrame>;
     /// Sleeps until a frame is waiting for this VM or `timeout` has passed (the halted

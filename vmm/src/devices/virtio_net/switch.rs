@@ -106,9 +106,20 @@ impl Switch {
         Some(id)
     }
 
+    /// Every frame waiting at a port, as (port, frame), in port order and oldest first at
+    /// each: with every VM paused, the frames in flight (a network's live snapshot).
+    pub fn queued(&self) -> Vec<(usize, SwitchedFrame)> {
+        self.ports.iter().enumerate().flat_map(|(p, q)| q.iter().map(move |f| (p, f.clone()))).collect()
+    }
+
     /// Whether port `port` has a frame waiting.
     pub fn has_frame(&self, port: usize) -> bool {
         self.ports.get(port).is_some_and(|q| !q.is_empty())
+    }
+
+    /// The id of the oldest frame waiting at `port`.
+    pub fn oldest_id(&self, port: usize) -> Option<u64> {
+        self.ports.get(port)?.front().map(|f| f.id)
     }
 
     /// Takes the oldest frame waiting at `port`.
@@ -137,6 +148,18 @@ mod tests {
         assert_eq!(s.take(0).map(|f| (f.id, f.from, f.data)), Some((0, 1, vec![7; 60])));
         assert_eq!(s.take(0).map(|f| f.id), Some(1));
         assert_eq!(s.stats(), SwitchStats { sent: 2, queued: 2, dropped: 0 });
+    }
+
+    #[test]
+    fn the_queued_frames_are_listed_by_port_without_being_taken() {
+        let mut s = Switch::new(3);
+        s.send(0, frame([0xff; 6], mac_for(0), 1));
+        s.send(2, frame(mac_for(0), mac_for(2), 2));
+        let listed: Vec<(usize, u64, usize)> = s.queued().into_iter().map(|(p, f)| (p, f.id, f.from)).collect();
+        assert_eq!(listed, [(0, 1, 2), (1, 0, 0), (2, 0, 0)], "the broadcast waits at ports 1 and 2");
+        assert!(s.has_frame(0) && s.has_frame(1) && s.has_frame(2), "listing takes nothing");
+        s.take(1);
+        assert_eq!(s.queued().len(), 2);
     }
 
     #[test]

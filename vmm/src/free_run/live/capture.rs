@@ -48,7 +48,7 @@ fn prefaulted(mut buf: Vec<u8>, size: usize) -> Vec<u8> {
 
 /// The writer runs at a lower priority than the vCPU thread: on a busy host it is the one
 /// that waits.
-fn lower_priority() {
+pub(crate) fn lower_priority() {
     // SAFETY: gettid and setpriority have no memory preconditions; a failure only leaves
     // the priority as it was.
     unsafe {
@@ -103,13 +103,7 @@ impl LiveCheckpointer {
         // Everything the dirty log has not seen (the loaded kernel, a restored snapshot) goes
         // into the base: all non-zero pages. The guest has not run, so this is no pause.
         machine.vm.take_dirty_pages()?;
-        let ram = machine.vm.ram().as_slice();
-        let pfns: Vec<u32> = ram
-            .chunks_exact(PAGE_SIZE)
-            .enumerate()
-            .filter(|(_, p)| p.iter().any(|&b| b != 0))
-            .map(|(i, _)| i as u32)
-            .collect();
+        let pfns = machine.vm.ram().nonzero_pages();
         me.send(machine, clock, pfns)?;
         Ok(me)
     }
@@ -307,7 +301,7 @@ impl LiveCheckpointer {
         data: Vec<u8>,
     ) -> Result<Job, LiveError> {
         let state = crate::snapshot::machine_state(machine, clock)?;
-        let job = Job { seq: self.next_seq, machine: state, serial_len: self.serial_len, pfns, data };
+        let job = Job { seq: self.next_seq, machine: state, serial_len: self.serial_len, pfns, data, net: None };
         self.next_seq += 1;
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         Ok(job)

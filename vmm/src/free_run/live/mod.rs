@@ -12,14 +12,56 @@
 pub(crate) mod capture;
 pub(crate) mod cow;
 pub(crate) mod format;
+pub mod image;
 pub mod restore;
-pub(crate) mod stats;
+pub mod stats;
 pub mod writer;
 
 use std::path::PathBuf;
 
 pub use capture::LiveCheckpointer;
 pub use format::LiveSettings;
+
+use std::time::{Duration, Instant};
+
+use crate::clock::HostClock;
+use crate::machine::Machine;
+
+/// What the free engine asks of whoever pauses the guest now and then to save it while it
+/// runs: a single machine's [`LiveCheckpointer`], or one VM's part in a network's live
+/// consistent snapshots (`ttvm run --vm … --snapshot-every`), whose pause also waits for
+/// the other VMs. The engine calls [`checkpoint`](Self::checkpoint) between two KVM_RUNs
+/// with no exit left to complete, when [`is_due`](Self::is_due).
+pub trait LivePause {
+    /// Whether a pause is due at `now`.
+    fn is_due(&self, now: Instant) -> bool;
+    /// Host time until the next pause is due (the engine kicks the vCPU out by then).
+    fn until_due(&self, now: Instant) -> Duration;
+    /// Takes the pause's capture.
+    fn checkpoint(&mut self, machine: &mut Machine, clock: &HostClock) -> Result<(), LiveError>;
+    /// The run stops (Ctrl-C, timeout): whatever should be kept of the machine as it stops.
+    fn final_checkpoint(&mut self, machine: &mut Machine, clock: &HostClock) -> Result<(), LiveError>;
+    /// Guest serial output.
+    fn on_serial(&mut self, bytes: &[u8]);
+}
+
+impl LivePause for LiveCheckpointer {
+    fn is_due(&self, now: Instant) -> bool {
+        LiveCheckpointer::is_due(self, now)
+    }
+    fn until_due(&self, now: Instant) -> Duration {
+        LiveCheckpointer::until_due(self, now)
+    }
+    fn checkpoint(&mut self, machine: &mut Machine, clock: &HostClock) -> Result<(), LiveError> {
+        LiveCheckpointer::checkpoint(self, machine, clock)
+    }
+    fn final_checkpoint(&mut self, machine: &mut Machine, clock: &HostClock) -> Result<(), LiveError> {
+        LiveCheckpointer::final_checkpoint(self, machine, clock)
+    }
+    fn on_serial(&mut self, bytes: &[u8]) {
+        LiveCheckpointer::on_serial(self, bytes)
+    }
+}
 
 /// The guest's serial output, in the checkpoint directory: each checkpoint records its
 /// length, and a resumed run cuts it back to that length and appends, so the file reads as

@@ -31,6 +31,9 @@ pub struct Job {
     pub pfns: Vec<u32>,
     /// Their contents, 4 KiB each, in the same order.
     pub data: Vec<u8>,
+    /// The virtio-net card at the pause, if the machine has one (a network's live
+    /// snapshots keep it; single-machine checkpoints have no card).
+    pub net: Option<crate::devices::virtio_net::VirtioNetState>,
 }
 
 /// What the writer did with one checkpoint.
@@ -258,7 +261,7 @@ mod tests {
         for &(_, fill) in pages {
             data.extend(std::iter::repeat_n(fill, PAGE_SIZE));
         }
-        Job { seq, machine: machine(), serial_len: 0, pfns: pages.iter().map(|p| p.0).collect(), data }
+        Job { seq, machine: machine(), serial_len: 0, pfns: pages.iter().map(|p| p.0).collect(), data, net: None }
     }
 
     fn names(dir: &Path) -> Vec<String> {
