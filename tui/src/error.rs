@@ -19,6 +19,12 @@ pub enum TuiError {
     /// Another timeline failure.
     #[error(transparent)]
     Timeline(TimelineError),
+    /// A network recording's manifest cannot be used.
+    #[error(transparent)]
+    Manifest(#[from] ttvm_replay::network::manifest::ManifestError),
+    /// A network recording directory that is not one, or misses a trace.
+    #[error("{0}")]
+    NetworkDir(String),
     /// Standard input/output is not a terminal.
     #[error("ttvm tui needs a terminal (stdin and stdout must be a tty)")]
     NotATerminal,
@@ -44,7 +50,7 @@ impl ttvm_vmm::error_kind::Classify for TuiError {
             Self::Trace(e) => ttvm_vmm::error_kind::Classify::kind(e),
             Self::Replay(e) => ttvm_vmm::error_kind::Classify::kind(e),
             Self::Timeline(e) => ttvm_vmm::error_kind::Classify::kind(e),
-            Self::NotATerminal => ttvm_vmm::error_kind::ErrorKind::BadInput,
+            Self::NotATerminal | Self::Manifest(_) | Self::NetworkDir(_) => ttvm_vmm::error_kind::ErrorKind::BadInput,
             Self::Terminal(_) => ttvm_vmm::error_kind::ErrorKind::Host,
         }
     }

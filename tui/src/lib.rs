@@ -13,12 +13,15 @@
 //!   [`terminal`]: full-screen mode and its restoration on exit, panic and signals.
 //! - [`trace_info`], [`symbols`], [`parse`]: the trace indexed, the kernel's ELF symbols and
 //!   DWARF lines, and what prompts accept.
+//! - [`network`]: `ttvm tui DIR` on a network recording: the VMs' timelines stacked with
+//!   the frames as arrows, cursors kept at the consistent cut (from the manifest alone).
 
 pub mod app;
 pub mod bench;
 pub mod driver;
 pub mod error;
 pub mod event;
+pub mod network;
 pub mod parse;
 pub mod session;
 pub mod slicer;

@@ -174,6 +174,14 @@ impl Session {
         }
     }
 
+    /// Starts moving to `icount` (the network view opens a VM's trace at its cursor).
+    pub fn seek(&mut self, icount: u64) -> Flow {
+        if icount == self.app.cursor {
+            return Flow::Continue;
+        }
+        self.apply(Action::Seek(icount.min(self.app.length)))
+    }
+
     /// Presses a key and waits for what it started (tests, benchmarks).
     pub fn press(&mut self, key: KeyEvent) -> Flow {
         let f = self.key(key);
