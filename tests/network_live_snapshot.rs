@@ -151,9 +151,31 @@ fn a_killed_network_resumes_from_its_newest_complete_snapshot() {
     assert!(!String::from_utf8_lossy(&killed.stdout).contains("replies"), "ping had finished: {}", text(&killed));
     let snaps = committed(&dir);
     assert!(!snaps.is_empty() && snaps.len() <= 3, "--keep 3: {snaps:?}");
-    let (_, newest) = snaps.last().unwrap();
+    let (newest_seq, newest) = snaps.last().unwrap();
+    // `ttvm info DIR` lists them and names the one `resume` takes; `ttvm info SNAP` one.
+    let o = run(&["info", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let info = String::from_utf8_lossy(&o.stdout);
+    let chosen = info.lines().find(|l| l.contains("`ttvm resume` takes this one")).unwrap_or_default();
+    assert!(chosen.trim_start().starts_with(&format!("{newest_seq:06}")), "{info}");
+    let o = run(&["info", "--json", dir.to_str().unwrap()]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    assert_eq!(j["resume_takes"], serde_json::json!(newest_seq), "{j}");
+    let o = run(&["info", newest.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let info = String::from_utf8_lossy(&o.stdout);
+    assert!(info.contains("VM 0 ping") && info.contains("VM 1 pong") && info.contains("a free run"), "{info}");
+
     let stderr = resume_and_check(&dir, &manifest(newest), rounds, false);
     assert!(stderr.contains(&format!("resuming {}", newest.display())), "{stderr}");
+
+    // With every snapshot damaged there is nothing to resume, and info says so.
+    for (_, snap) in &snaps {
+        std::fs::write(snap.join("vm1-pong.snap"), b"damaged").expect("write");
+    }
+    let o = run(&["info", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(76), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no complete snapshot"), "{}", text(&o));
 }
 
 #[test]

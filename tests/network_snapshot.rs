@@ -73,6 +73,20 @@ fn snapshot_and_resume(net: &Path, m: &NetworkManifestV1, snap: &Path, vm: &str,
     for v in &s.vms {
         assert!(snap.join(&v.snapshot).is_file(), "{}", v.snapshot);
     }
+    // `ttvm info SNAP` describes it: the cut, each VM's position, the frames in flight.
+    let o = run(&["info", snap.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let info = String::from_utf8_lossy(&o.stdout);
+    assert!(info.contains(&format!("through VM {index} @ {icount}")), "{info}");
+    for (i, v) in s.vms.iter().enumerate() {
+        let state = match &v.ended {
+            Some(e) => format!("had ended: {}", e.outcome),
+            None => format!("@ {} of {} recorded steps", positions[i], m.vms[i].steps),
+        };
+        assert!(info.contains(&state), "VM {i}: {info}");
+    }
+    assert_eq!(info.matches("in flight: #").count(), s.in_flight.len(), "{info}");
+    assert!(info.contains("complete: continue with `ttvm resume"), "{info}");
 
     let o = run(&["resume", snap.to_str().unwrap(), "--timeout", "60"]);
     assert_eq!(o.status.code(), Some(0), "resume of --at {at}: {}", text(&o));

@@ -35,6 +35,9 @@ pub fn run(args: InfoArgs) -> Result<i32, Exit> {
     if crate::commands::network::dir::is_network_dir(&args.trace) {
         return crate::commands::network::dir::info(&args.trace, args.json);
     }
+    if crate::commands::network::resume::is_network_snapshot(&args.trace) {
+        return crate::commands::network::snapshot_info::info(&args.trace, args.json);
+    }
     if args.trace.is_dir() {
         return crate::commands::live::info(&args.trace);
     }

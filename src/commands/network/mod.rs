@@ -12,6 +12,7 @@ pub mod record;
 pub mod resume;
 pub mod run;
 pub mod snapshot;
+pub mod snapshot_info;
 
 use std::ffi::OsString;
 

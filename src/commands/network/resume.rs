@@ -25,7 +25,7 @@ pub fn is_network_snapshot(path: &Path) -> bool {
 }
 
 /// The live snapshot directories in `dir`, newest first (committed or not).
-fn live_snapshots(dir: &Path) -> Vec<(u64, PathBuf)> {
+pub(super) fn live_snapshots(dir: &Path) -> Vec<(u64, PathBuf)> {
     let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
@@ -113,7 +113,7 @@ pub fn resume(args: &ResumeArgs) -> Result<i32, Exit> {
 }
 
 /// Each VM's name and how its thread starts, in position order.
-type Starts = Vec<(String, VmStart)>;
+pub(super) type Starts = Vec<(String, VmStart)>;
 
 /// A snapshot directory as given (`dir` holds a manifest), or the newest complete and
 /// undamaged one of a directory of live snapshots (reporting the ones passed over): its
@@ -155,7 +155,7 @@ fn choose(given: &Path) -> Result<(PathBuf, NetSnapshotManifestV1, Starts), Exit
 /// The manifest of the snapshot directory `dir` and the VMs' starts, every VM's snapshot
 /// read and checked before any VM starts: a damaged one fails the whole resume now, not one
 /// VM mid-way.
-fn checked(dir: &Path) -> Result<(NetSnapshotManifestV1, Starts), Exit> {
+pub(super) fn checked(dir: &Path) -> Result<(NetSnapshotManifestV1, Starts), Exit> {
     let m = load(dir)?;
     let mut starts = Vec::new();
     for (i, vm) in m.vms.iter().enumerate() {
