@@ -222,3 +222,47 @@ fn bad_live_snapshot_options_are_refused_before_booting() {
     assert_eq!(o.status.code(), Some(76), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no complete live network snapshot"), "{}", text(&o));
 }
+
+/// Ctrl-C and the timeout stop a network with a last consistent snapshot, whatever the
+/// schedule (here never due): the network as it stopped resumes to the end, no frame lost
+/// or duplicated.
+#[test]
+fn ctrl_c_and_the_timeout_take_a_last_snapshot() {
+    if !require_kvm("ctrl_c_and_the_timeout_take_a_last_snapshot") {
+        return;
+    }
+    let tmp = common::tempdir();
+    let rounds = 8000;
+    let cmdline = format!("rounds={rounds}");
+    for stop in ["timeout", "SIGINT"] {
+        let dir = tmp.path().join(stop);
+        let mut cmd = common::ttvm();
+        if stop == "timeout" {
+            cmd.args(["run", "--timeout", "1"]);
+        } else {
+            cmd.arg("run");
+        }
+        cmd.args(["--snapshot-every", "60m", "--snapshots"]).arg(&dir);
+        cmd.args(["--vm", "ping", "--cmdline", &cmdline, "--vm", "pong"]);
+        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn ttvm");
+        if stop == "SIGINT" {
+            std::thread::sleep(Duration::from_millis(1000));
+            // SAFETY: kill(2) on our own child's pid.
+            let r = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+            assert_eq!(r, 0, "SIGINT");
+        }
+        let o = child.wait_with_output().expect("wait");
+        let want = if stop == "timeout" { 73 } else { 130 };
+        assert_eq!(o.status.code(), Some(want), "{stop}: {}", text(&o));
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("replies"), "ping had finished: {}", text(&o));
+        let snaps = committed(&dir);
+        assert_eq!(snaps.len(), 1, "{stop}: one snapshot, the last: {snaps:?}\n{}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("1 consistent network snapshots committed"),
+            "{}",
+            text(&o)
+        );
+        let (_, last) = &snaps[0];
+        resume_and_check(&dir, &manifest(last), rounds, false);
+    }
+}

@@ -316,7 +316,15 @@ impl LiveSnapshots {
     }
 
     /// The pause of VM `vm` (between two instructions): arrive, capture, wait for the others.
-    fn pause(&self, member: &mut Member, machine: &mut Machine, clock: &HostClock) -> Result<(), LiveError> {
+    /// `last`: the run is stopping (Ctrl-C, timeout), so a snapshot is taken now whatever
+    /// the schedule and the writers' backlog say.
+    fn pause(
+        &self,
+        member: &mut Member,
+        machine: &mut Machine,
+        clock: &HostClock,
+        last: bool,
+    ) -> Result<(), LiveError> {
         let arrived = Instant::now();
         let mut b = self.lock();
         if b.closed {
@@ -326,10 +334,10 @@ impl LiveSnapshots {
             Some(seq) => seq,
             None => {
                 // Another VM's arrival may have moved the schedule since this one looked.
-                if self.now_ns() < self.due_ns.load(Ordering::SeqCst) {
+                if !last && self.now_ns() < self.due_ns.load(Ordering::SeqCst) {
                     return Ok(());
                 }
-                if self.pending.load(Ordering::SeqCst) >= MAX_PENDING {
+                if !last && self.pending.load(Ordering::SeqCst) >= MAX_PENDING {
                     b.postponed += 1;
                     self.schedule_next();
                     return Ok(());
@@ -493,12 +501,17 @@ impl LivePause for Member {
 
     fn checkpoint(&mut self, machine: &mut Machine, clock: &HostClock) -> Result<(), LiveError> {
         let net = Arc::clone(&self.net);
-        net.pause(self, machine, clock)
+        net.pause(self, machine, clock, false)
     }
 
-    fn final_checkpoint(&mut self, _machine: &mut Machine, _clock: &HostClock) -> Result<(), LiveError> {
-        // A network stops VM by VM; the snapshots already taken are what it keeps.
-        Ok(())
+    /// Ctrl-C and the timeout stop every VM: they meet at the barrier one last time, so the
+    /// network as it stops (machines and frames between them) is kept. The other VMs are
+    /// made due at once, so each comes to the barrier at its next exit, if it is not
+    /// stopping already; a VM whose guest has ended has left and is not waited for.
+    fn final_checkpoint(&mut self, machine: &mut Machine, clock: &HostClock) -> Result<(), LiveError> {
+        let net = Arc::clone(&self.net);
+        net.due_ns.store(0, Ordering::SeqCst);
+        net.pause(self, machine, clock, true)
     }
 
     fn on_serial(&mut self, _bytes: &[u8]) {}
