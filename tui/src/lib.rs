@@ -33,7 +33,6 @@ pub mod ui;
 pub mod user_mode_scan;
 pub mod view;
 
-use std::io::IsTerminal;
 use std::path::Path;
 
 pub use error::TuiError;
@@ -54,21 +53,11 @@ pub enum TuiExit {
 /// that cannot be replayed fails with a plain error on stderr.
 pub fn run_tui(path: &Path, symbols: Option<&ttvm_vmm::symbols::SymbolTable>) -> Result<TuiExit, TuiError> {
     let mut session = Session::open(path, symbols)?;
-    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
-        return Err(TuiError::NotATerminal);
-    }
-    terminal::install_signal_handlers();
-    terminal::install_panic_hook();
-    let guard = terminal::TerminalGuard::enter()?;
-    let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
-    let mut term = ratatui::Terminal::new(backend)?;
-    let end = event::run_loop(&mut term, &mut session, &mut event::CrosstermInput, &terminal::pending_signal, false);
-    drop(guard);
-    Ok(match end {
-        Ok(event::LoopEnd::Signal(s)) => TuiExit::Signal(s),
-        Ok(event::LoopEnd::Quit | event::LoopEnd::InputEnded) => TuiExit::Quit,
-        // The terminal went away (its window or ssh session closed): as if hung up.
-        Err(TuiError::Terminal(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => TuiExit::Signal(libc::SIGHUP),
-        Err(e) => return Err(e),
+    terminal::run_full_screen(|term| {
+        let end = event::run_loop(term, &mut session, &mut event::CrosstermInput, &terminal::pending_signal, false)?;
+        Ok(match end {
+            event::LoopEnd::Signal(s) => Some(s),
+            event::LoopEnd::Quit | event::LoopEnd::InputEnded => None,
+        })
     })
 }

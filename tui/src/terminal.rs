@@ -95,3 +95,34 @@ impl Drop for TerminalGuard {
         restore();
     }
 }
+
+/// The process's terminal as the UI draws on it.
+pub type Screen = ratatui::Terminal<ratatui::backend::CrosstermBackend<std::io::Stdout>>;
+
+/// Runs `ui` full-screen on the process's terminal (stdin and stdout must be ttys), with the
+/// signal handlers and the panic hook in place and the terminal restored afterwards,
+/// whatever happens. `ui` returns the signal that stopped it, if one did; a terminal that
+/// went away (its window or ssh session closed) counts as a hang-up.
+pub fn run_full_screen(
+    ui: impl FnOnce(&mut Screen) -> Result<Option<i32>, crate::error::TuiError>,
+) -> Result<crate::TuiExit, crate::error::TuiError> {
+    use crate::error::TuiError;
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(TuiError::NotATerminal);
+    }
+    install_signal_handlers();
+    install_panic_hook();
+    let guard = TerminalGuard::enter()?;
+    let mut term = ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))?;
+    let end = ui(&mut term);
+    drop(guard);
+    Ok(match end {
+        Ok(Some(sig)) => crate::TuiExit::Signal(sig),
+        Ok(None) => crate::TuiExit::Quit,
+        Err(TuiError::Terminal(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            crate::TuiExit::Signal(libc::SIGHUP)
+        }
+        Err(e) => return Err(e),
+    })
+}

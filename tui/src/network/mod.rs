@@ -21,7 +21,6 @@ pub mod lanes;
 pub mod panes;
 pub mod ui;
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use crossterm::event::{Event, KeyEvent};
@@ -172,20 +171,11 @@ pub fn run_views<B: Backend>(
 /// with a plain error on stderr.
 pub fn run_network_tui(dir: &Path) -> Result<TuiExit, TuiError> {
     let mut ns = NetSession::new(Network::open(dir)?);
-    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
-        return Err(TuiError::NotATerminal);
-    }
-    terminal::install_signal_handlers();
-    terminal::install_panic_hook();
-    let guard = terminal::TerminalGuard::enter()?;
-    let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
-    let mut term = ratatui::Terminal::new(backend)?;
-    let end = run_views(&mut term, &mut ns, &mut crate::event::CrosstermInput, &terminal::pending_signal, false);
-    drop(guard);
-    Ok(match end {
-        Ok(NetLoopEnd::Signal(s)) => TuiExit::Signal(s),
-        Ok(_) => TuiExit::Quit,
-        Err(TuiError::Terminal(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => TuiExit::Signal(libc::SIGHUP),
-        Err(e) => return Err(e),
+    terminal::run_full_screen(|term| {
+        let end = run_views(term, &mut ns, &mut crate::event::CrosstermInput, &terminal::pending_signal, false)?;
+        Ok(match end {
+            NetLoopEnd::Signal(s) => Some(s),
+            _ => None,
+        })
     })
 }

@@ -2,7 +2,7 @@
 //! selected VM and the cut below ([`super::panes`]), a status line and the key bar.
 
 use ratatui::layout::{Alignment, Constraint, Direction, Layout as Split, Rect};
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 use ratatui::Frame;
@@ -159,12 +159,7 @@ fn key_bar(frame: &mut Frame<'_>, area: Rect, app: &NetApp) {
                 ("f", "frames"),
                 ("Enter", "open VM"),
             ];
-            let mut spans = vec![Span::raw(" ")];
-            for (k, what) in hints {
-                spans.push(Span::styled(k, Style::default().fg(Color::Black).bg(Color::Gray)));
-                spans.push(Span::raw(format!(" {what}  ")));
-            }
-            Line::from(spans)
+            style::key_hints(&hints)
         }
     };
     frame.render_widget(Paragraph::new(line), area);

@@ -86,12 +86,7 @@ pub fn key_bar(frame: &mut Frame<'_>, area: Rect, app: &App) {
                 ("a", "mem"),
                 ("Tab", "focus"),
             ];
-            let mut spans = vec![Span::raw(" ")];
-            for (k, what) in hints {
-                spans.push(Span::styled(k, Style::default().fg(Color::Black).bg(Color::Gray)));
-                spans.push(Span::raw(format!(" {what}  ")));
-            }
-            Line::from(spans)
+            style::key_hints(&hints)
         }
     };
     frame.render_widget(Paragraph::new(line), area);

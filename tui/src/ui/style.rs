@@ -90,3 +90,14 @@ pub fn error() -> Style {
 pub fn matched() -> Style {
     Style::default().fg(Color::Black).bg(Color::Yellow)
 }
+
+/// A key bar: each key on a grey chip, then what it does.
+pub fn key_hints(hints: &[(&str, &str)]) -> ratatui::text::Line<'static> {
+    use ratatui::text::Span;
+    let mut spans = vec![Span::raw(" ")];
+    for (k, what) in hints {
+        spans.push(Span::styled(k.to_string(), Style::default().fg(Color::Black).bg(Color::Gray)));
+        spans.push(Span::raw(format!(" {what}  ")));
+    }
+    ratatui::text::Line::from(spans)
+}
