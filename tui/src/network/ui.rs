@@ -4,7 +4,7 @@
 use ratatui::layout::{Alignment, Constraint, Direction, Layout as Split, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 use ttvm_replay::network::manifest::NetworkManifestV1;
 
@@ -106,7 +106,7 @@ pub fn render(frame: &mut Frame<'_>, m: &NetModel<'_>) -> NetLayout {
     status_line(frame, rows[2], m.app);
     key_bar(frame, rows[3], m.app);
     if m.app.mode == NetMode::Help {
-        overlay(frame, area);
+        crate::ui::help::keys_overlay(frame, area, KEYS, 24, " ttvm tui: network view keys ");
     }
     layout
 }
@@ -163,24 +163,6 @@ fn key_bar(frame: &mut Frame<'_>, area: Rect, app: &NetApp) {
         }
     };
     frame.render_widget(Paragraph::new(line), area);
-}
-
-fn overlay(frame: &mut Frame<'_>, area: Rect) {
-    let width = 96.min(area.width);
-    let height = (KEYS.len() as u16 + 4).min(area.height);
-    let r = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
-    let mut lines: Vec<Line<'static>> = KEYS
-        .iter()
-        .map(|(k, what)| Line::from(vec![Span::styled(format!(" {k:<24}"), style::label()), Span::raw(*what)]))
-        .collect();
-    lines.push(Line::from(""));
-    lines.push(Line::from(Span::styled(" any key closes this help", style::dim())));
-    frame.render_widget(Clear, r);
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(Block::bordered().title(" ttvm tui: network view keys ").border_style(style::focused_border())),
-        r,
-    );
 }
 
 #[cfg(test)]

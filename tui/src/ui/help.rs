@@ -94,18 +94,28 @@ pub fn key_bar(frame: &mut Frame<'_>, area: Rect, app: &App) {
 
 /// The `?` overlay.
 pub fn overlay(frame: &mut Frame<'_>, area: Rect) {
-    let width = 86.min(area.width);
-    let height = (KEYS.len() as u16 + 4).min(area.height);
+    keys_overlay(frame, area, KEYS, 22, " ttvm tui keys ");
+}
+
+/// A centred box listing `keys` (key column `key_width` wide) under `title`, closed by any
+/// key; both views' `?`.
+pub fn keys_overlay(frame: &mut Frame<'_>, area: Rect, keys: &[(&str, &str)], key_width: usize, title: &str) {
+    // The key column, the longest description and the borders.
+    let longest = keys.iter().map(|(_, what)| what.chars().count()).max().unwrap_or(0);
+    let width = ((1 + key_width + longest + 3) as u16).min(area.width);
+    let height = (keys.len() as u16 + 4).min(area.height);
     let r = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
-    let mut lines: Vec<Line<'static>> = KEYS
+    let mut lines: Vec<Line<'static>> = keys
         .iter()
-        .map(|(k, what)| Line::from(vec![Span::styled(format!(" {k:<22}"), style::label()), Span::raw(*what)]))
+        .map(|(k, what)| {
+            Line::from(vec![Span::styled(format!(" {k:<key_width$}"), style::label()), Span::raw(what.to_string())])
+        })
         .collect();
     lines.push(Line::from(""));
     lines.push(Line::from(Span::styled(" any key closes this help", style::dim())));
     frame.render_widget(Clear, r);
     frame.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" ttvm tui keys ").border_style(style::focused_border())),
+        Paragraph::new(lines).block(Block::bordered().title(title.to_string()).border_style(style::focused_border())),
         r,
     );
 }

@@ -4,7 +4,7 @@
 mod console;
 mod disasm;
 mod events;
-mod help;
+pub mod help;
 mod memory;
 mod popup;
 mod registers;
