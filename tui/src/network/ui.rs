@@ -2,7 +2,6 @@
 //! selected VM and the cut below ([`super::panes`]), a status line and the key bar.
 
 use ratatui::layout::{Alignment, Constraint, Direction, Layout as Split, Rect};
-use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
@@ -140,12 +139,9 @@ fn status_line(frame: &mut Frame<'_>, area: Rect, app: &NetApp) {
 
 fn key_bar(frame: &mut Frame<'_>, area: Rect, app: &NetApp) {
     let line = match &app.mode {
-        NetMode::Goto(input) => Line::from(vec![
-            Span::styled(format!(" VM {} go to icount (1234, 0x4d2, 50%, +1000, -5k): ", app.selected), style::label()),
-            Span::raw(input.clone()),
-            Span::styled("█", Style::default().add_modifier(Modifier::SLOW_BLINK)),
-            Span::styled("   Enter ok · Esc cancel", style::dim()),
-        ]),
+        NetMode::Goto(input) => {
+            style::prompt_line(format!(" VM {} go to icount (1234, 0x4d2, 50%, +1000, -5k): ", app.selected), input)
+        }
         _ => {
             let hints = [
                 ("?", "help"),

@@ -1,7 +1,7 @@
 //! The status line, the key bar (or the prompt being typed) and the `?` overlay.
 
 use ratatui::layout::Rect;
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::Frame;
@@ -62,12 +62,7 @@ pub fn status_line(frame: &mut Frame<'_>, area: Rect, m: &Model<'_>) {
 /// The bottom line: key hints, or the prompt being typed.
 pub fn key_bar(frame: &mut Frame<'_>, area: Rect, app: &App) {
     let line = match &app.mode {
-        Mode::Prompt { kind, input } => Line::from(vec![
-            Span::styled(format!(" {}: ", kind.label()), style::label()),
-            Span::raw(input.clone()),
-            Span::styled("█", Style::default().add_modifier(Modifier::SLOW_BLINK)),
-            Span::styled("   Enter ok · Esc cancel", style::dim()),
-        ]),
+        Mode::Prompt { kind, input } => style::prompt_line(format!(" {}: ", kind.label()), input),
         _ => {
             // Help and quit first: on a narrow terminal the end of the bar is cut off.
             let hints = [

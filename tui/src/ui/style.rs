@@ -101,3 +101,14 @@ pub fn key_hints(hints: &[(&str, &str)]) -> ratatui::text::Line<'static> {
     }
     ratatui::text::Line::from(spans)
 }
+
+/// A prompt being typed: its label, the input, a blinking cursor and how to end it.
+pub fn prompt_line(label: String, input: &str) -> ratatui::text::Line<'static> {
+    use ratatui::text::Span;
+    ratatui::text::Line::from(vec![
+        Span::styled(label, self::label()),
+        Span::raw(input.to_string()),
+        Span::styled("█", Style::default().add_modifier(Modifier::SLOW_BLINK)),
+        Span::styled("   Enter ok · Esc cancel", dim()),
+    ])
+}
