@@ -266,3 +266,46 @@ fn ctrl_c_and_the_timeout_take_a_last_snapshot() {
         resume_and_check(&dir, &manifest(last), rounds, false);
     }
 }
+
+/// A resumed network takes live snapshots too (`ttvm resume SNAP --snapshot-every D
+/// --snapshots DIR`), so a long run can be stopped and resumed more than once; a single
+/// machine's resume refuses the option, naming its own.
+#[test]
+fn a_resumed_network_takes_snapshots_and_resumes_again() {
+    if !require_kvm("a_resumed_network_takes_snapshots_and_resumes_again") {
+        return;
+    }
+    let tmp = common::tempdir();
+    let rounds = 8000;
+    let first = tmp.path().join("first");
+    let second = tmp.path().join("second");
+    let cmdline = format!("rounds={rounds}");
+    let (f, s) = (first.to_str().unwrap(), second.to_str().unwrap());
+    let o = run(&[
+        "run",
+        "--timeout",
+        "1",
+        "--snapshot-every",
+        "60m",
+        "--snapshots",
+        f,
+        "--vm",
+        "ping",
+        "--cmdline",
+        &cmdline,
+        "--vm",
+        "pong",
+    ]);
+    assert_eq!(o.status.code(), Some(73), "{}", text(&o));
+    let o = run(&["resume", f, "--timeout", "1", "--snapshot-every", "60m", "--snapshots", s]);
+    assert_eq!(o.status.code(), Some(73), "the resumed network stopped at its timeout: {}", text(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("replies"), "ping had finished: {}", text(&o));
+    let snaps = committed(&second);
+    assert_eq!(snaps.len(), 1, "{snaps:?}: {}", text(&o));
+    resume_and_check(&second, &manifest(&snaps[0].1), rounds, false);
+
+    let o =
+        run(&["resume", tmp.path().join("missing.snap").to_str().unwrap(), "--snapshot-every", "1s", "--snapshots", s]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--checkpoint-every"), "{}", text(&o));
+}

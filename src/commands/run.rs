@@ -91,6 +91,15 @@ pub struct ResumeArgs {
     /// How long the free run goes and what it leaves behind.
     #[command(flatten)]
     pub free: FreeRunArgs,
+    /// A network snapshot only: take consistent snapshots of the resumed network every
+    /// DURATION (`50ms`, `5s`, `2m`) into --snapshots DIR, as `ttvm run --vm …
+    /// --snapshot-every` does, so it can be resumed again (the newest 3 kept).
+    #[arg(long, value_name = "DURATION", value_parser = crate::options::parse_duration, requires = "snapshots")]
+    pub snapshot_every: Option<std::time::Duration>,
+    /// With --snapshot-every: the directory the snapshots go to (created if missing; must
+    /// be empty).
+    #[arg(long, value_name = "DIR", requires = "snapshot_every")]
+    pub snapshots: Option<PathBuf>,
 }
 
 /// `--slowdown`: 1 (host speed) to 1000.
@@ -202,6 +211,12 @@ pub const LINUX_SLOWDOWN: u32 = 10;
 pub fn resume(args: ResumeArgs) -> Result<i32, Exit> {
     if super::network::resume::is_network_snapshot(&args.snapshot) {
         return super::network::resume::resume(&args);
+    }
+    if args.snapshot_every.is_some() {
+        return Err(Exit::new(
+            exit_code::BAD_INPUT,
+            "--snapshot-every is for a network snapshot; one machine's resume takes --checkpoint-every D --checkpoints DIR",
+        ));
     }
     // A snapshot holds RAM, not the kernel image, so the symbols cannot be checked against it.
     let symbols = args.free.symbols.load(None)?;

@@ -41,7 +41,6 @@ use ttvm_vmm::live::{LiveError, LivePause};
 use ttvm_vmm::machine::Machine;
 use ttvm_vmm::snapshot::SnapshotOrigin;
 
-use super::args::NetworkArgs;
 use super::port::SharedSwitch;
 use super::run::Outcome;
 use crate::exit_code::{self, Exit};
@@ -166,18 +165,20 @@ impl LiveSnapshots {
     /// The live snapshots the options ask for (`None`: none), the directory checked and
     /// created and the committer started; no VM has booted yet.
     pub fn start(
-        options: &NetworkArgs,
+        every: Option<Duration>,
+        dir: Option<PathBuf>,
+        keep: Option<u32>,
         names: Vec<VmName>,
         switch: Arc<SharedSwitch>,
     ) -> Result<Option<Arc<Self>>, Exit> {
-        let (Some(every), Some(dir)) = (options.snapshot_every, options.snapshots.clone()) else {
+        let (Some(every), Some(dir)) = (every, dir) else {
             return Ok(None);
         };
         check_dir(&dir)?;
         std::fs::create_dir_all(&dir).map_err(|e| {
             Exit::new(exit_code::HOST_ERROR, format!("--snapshots {}: cannot create it: {e}", dir.display()))
         })?;
-        let keep = options.keep.unwrap_or(crate::commands::live::DEFAULT_KEEP) as usize;
+        let keep = keep.unwrap_or(crate::commands::live::DEFAULT_KEEP) as usize;
         let n = names.len();
         let (image_tx, image_rx) = mpsc::channel();
         let (captured_tx, captured_rx) = mpsc::channel();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use ttvm_replay::network::snapshot::{NetSnapshotManifestV1, NET_SNAPSHOT_FILE};
 
-use super::live_snapshot::snapshot_seq;
+use super::live_snapshot::{snapshot_seq, LiveSnapshots, VmName};
 use super::port::SharedSwitch;
 use super::run::{run_group, Outcome, VmStart};
 use crate::commands::run::ResumeArgs;
@@ -109,7 +109,13 @@ pub fn resume(args: &ResumeArgs) -> Result<i32, Exit> {
         dir.display(),
         positions.join(", ")
     );
-    run_group(starts, shared, timeout, None)
+    let names = m.vms.iter().map(|v| VmName { name: v.name.clone(), kernel: v.kernel.clone() }).collect();
+    let live = LiveSnapshots::start(args.snapshot_every, args.snapshots.clone(), None, names, shared.clone())?;
+    let status = run_group(starts, shared, timeout, live.clone())?;
+    match live {
+        Some(l) => l.finish().map(|()| status),
+        None => Ok(status),
+    }
 }
 
 /// Each VM's name and how its thread starts, in position order.

@@ -71,7 +71,8 @@ pub fn run(network: Network) -> Result<i32, Exit> {
         name: name.clone(),
         kernel: vm.machine.kernel.clone().unwrap_or_default(),
     });
-    let live = LiveSnapshots::start(&network.options, names.collect(), shared.clone())?;
+    let o = &network.options;
+    let live = LiveSnapshots::start(o.snapshot_every, o.snapshots.clone(), o.keep, names.collect(), shared.clone())?;
     let starts = configs.into_iter().map(|(config, name)| (name, VmStart::Boot(config))).collect();
     let status = run_group(starts, shared, timeout, live.clone())?;
     match live {
