@@ -163,6 +163,9 @@ impl ReplaySession {
         let why = self.free_fallback.take().unwrap_or(Fallback::State);
         self.free_stats.fallbacks.count(why);
         self.restore_checkpoint(k)?;
+        // The native run may have let KVM map pages the guest maps only later (shadow page
+        // tables, which the restore cannot reach): stepping must meet the faults recorded.
+        self.engine.machine.vm.drop_guest_mappings().map_err(|e| self.kvm_error(e.to_string()))?;
         Ok(FreeInterval::FellBack)
     }
 

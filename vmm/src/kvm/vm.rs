@@ -56,17 +56,7 @@ impl Vm {
         let kvm = KvmSystem::open()?;
         let ram = GuestRam::new(mem_size)?;
         let vm = kvm.kvm().create_vm().map_err(|source| VmError::Ioctl { op: "KVM_CREATE_VM", source })?;
-        let region = kvm_userspace_memory_region {
-            slot: 0,
-            flags: KVM_MEM_LOG_DIRTY_PAGES,
-            guest_phys_addr: 0,
-            memory_size: ram.size(),
-            userspace_addr: ram.host_addr(),
-        };
-        // SAFETY: the region describes `ram`'s live mapping, which outlives the VM fd (field
-        // order above drops the fds first).
-        unsafe { vm.set_user_memory_region(region) }
-            .map_err(|source| VmError::Ioctl { op: "KVM_SET_USER_MEMORY_REGION", source })?;
+        set_ram_slot(&vm, &ram, ram.size())?;
         // Required on Intel for real-mode emulation; placed in the top of the 32-bit space,
         // outside RAM. Harmless elsewhere, so a failure is not fatal.
         let _ = vm.set_tss_address(0xfffb_d000);
@@ -134,6 +124,20 @@ impl Vm {
         self.kvm.path()
     }
 
+    /// Makes KVM forget every mapping of guest memory it built, by taking the memory slot
+    /// out and putting it back. On hosts that run the guest on shadow page tables (PVM, for
+    /// ring 3) KVM does not see ttvm rewrite guest page tables from the host (a restore),
+    /// so a shadow entry built after the restored point would survive it and let the guest
+    /// skip a page fault it took in the recording. The dirty log is read first and kept,
+    /// so the next [`Vm::take_dirty_pages`] still reports every page written.
+    pub fn drop_guest_mappings(&mut self) -> Result<(), VmError> {
+        let pending = self.take_dirty_pages()?;
+        set_ram_slot(&self.vm, &self.ram, 0)?;
+        set_ram_slot(&self.vm, &self.ram, self.ram.size())?;
+        self.emulated_writes.lock().unwrap_or_else(|e| e.into_inner()).extend(pending);
+        Ok(())
+    }
+
     /// Frame numbers of pages the guest wrote since the previous call, in ascending order:
     /// KVM_GET_DIRTY_LOG (which also resets the log) plus the pages of instructions ttvm
     /// carried out itself.
@@ -170,4 +174,20 @@ impl crate::error_kind::Classify for VmError {
             Self::Ioctl { .. } => crate::error_kind::ErrorKind::KvmInternal,
         }
     }
+}
+
+/// Slot 0: guest RAM at physical 0, `size` bytes of it (0 takes the slot out), with KVM's
+/// dirty log on.
+fn set_ram_slot(vm: &VmFd, ram: &GuestRam, size: u64) -> Result<(), VmError> {
+    let region = kvm_userspace_memory_region {
+        slot: 0,
+        flags: KVM_MEM_LOG_DIRTY_PAGES,
+        guest_phys_addr: 0,
+        memory_size: size,
+        userspace_addr: ram.host_addr(),
+    };
+    // SAFETY: the region describes `ram`'s live mapping, which outlives the VM fd (the
+    // struct's field order drops the fds first).
+    unsafe { vm.set_user_memory_region(region) }
+        .map_err(|source| VmError::Ioctl { op: "KVM_SET_USER_MEMORY_REGION", source })
 }
