@@ -175,6 +175,13 @@ fn goto_prompt_help_and_bad_input() {
     s.key(key(KeyCode::Enter));
     assert_eq!(s.app.cursor(), target, "a bad icount moves nothing");
     assert!(s.app.status.is_some(), "and says why");
+    // j / k select the next / previous VM, as ↓ / ↑ and the help say; the cut stays.
+    let cut = s.app.cut.clone();
+    s.key(key(KeyCode::Char('j')));
+    assert_eq!(s.app.selected, 1);
+    s.key(key(KeyCode::Char('k')));
+    assert_eq!(s.app.selected, 0);
+    assert_eq!(s.app.cut, cut, "selecting moves nothing");
     s.key(key(KeyCode::Char('9')));
     assert_eq!(s.app.selected, 0, "there is no VM 9");
     assert!(s.app.status.as_deref().is_some_and(|t| t.contains("no VM 9")), "{:?}", s.app.status);
@@ -182,6 +189,7 @@ fn goto_prompt_help_and_bad_input() {
     s.key(key(KeyCode::Char('?')));
     let screen = text(&draw(&mut s));
     assert!(screen.contains("network view keys") && screen.contains("consistent cut"), "{screen}");
+    assert!(screen.contains("(j / k)"), "the help names j / k:\n{screen}");
     s.key(key(KeyCode::Char('x')));
     assert!(!text(&draw(&mut s)).contains("network view keys"), "any key closes the help");
 

@@ -10,13 +10,14 @@
 //! selected VM's trace at its cursor in the single-trace view (which replays it); quitting
 //! that view comes back here with the VM where it was left.
 //!
-//! Structure as for the single-trace view: [`app`] (state and keys, pure), [`event`] (the
-//! loop), [`ui`] with [`lanes`] and [`panes`] (drawing), [`frames`] (one VM's sends and
-//! receptions).
+//! Structure as for the single-trace view, with input apart: [`app`] (state, pure),
+//! [`keys`] (keys and mouse onto that state), [`event`] (the loop), [`ui`] with [`lanes`]
+//! and [`panes`] (drawing), [`frames`] (one VM's sends and receptions).
 
 pub mod app;
 pub mod event;
 pub mod frames;
+pub mod keys;
 pub mod lanes;
 pub mod panes;
 pub mod ui;

@@ -118,7 +118,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("[ / ]", "the selected VM's previous / next frame sent or received"),
     ("g", "go to an icount of the selected VM (1234, 0x4d2, 50%, +1000, -5k)"),
     ("Home / End (G)", "start / end of the selected VM's history"),
-    ("Tab / Shift+Tab, ↓ / ↑", "select the next / previous VM (the cut stays)"),
+    ("Tab / Shift+Tab, ↓ / ↑ (j / k)", "select the next / previous VM (the cut stays)"),
     ("0 .. 9", "select VM 0 .. 9"),
     ("+ / -", "zoom in / out around the selected cursor (one scale for all VMs)"),
     ("f", "show only where the frames are; again: the whole run"),
