@@ -49,6 +49,15 @@ use crate::exit_code::{self, Exit};
 /// then costs snapshots, never guest time or unbounded memory.
 const MAX_PENDING: usize = 2;
 
+/// The image number of a VM's machine as it ended with status 0: it stands for the VM in
+/// snapshots taken after it ended when no snapshot before had an image of it (Ctrl-C after
+/// a short-lived VM ended, with no periodic snapshot yet). Written to DIR/[`ENDED_DIR`]/,
+/// which is not a snapshot and is removed at the end. (After helper-23's fix on s7-livesnap2.)
+const ENDED_SEQ: u64 = u64::MAX - 1;
+
+/// Where the ended VMs' images go inside DIR.
+const ENDED_DIR: &str = "ended";
+
 /// The directory of snapshot `seq` inside DIR.
 pub fn snapshot_dir(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:06}"))
@@ -238,7 +247,10 @@ impl LiveSnapshots {
     ) -> Result<Member, LiveError> {
         let dir = self.dir.clone();
         let name = image_name(vm, &self.names[vm].name);
-        let path_for = Box::new(move |seq| snapshot_dir(&dir, seq).join(&name));
+        let path_for = Box::new(move |seq| match seq {
+            ENDED_SEQ => dir.join(ENDED_DIR).join(&name),
+            seq => snapshot_dir(&dir, seq).join(&name),
+        });
         let done = self.images.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(LiveError::WriterGone)?;
         let capture = ImageCapture::start(vm, machine, origin, path_for, done)?;
         let copy_mode = capture.copy_mode().to_string();
@@ -394,6 +406,8 @@ impl LiveSnapshots {
             _ => return Err(Exit::new(exit_code::HOST_ERROR, "the snapshot committer panicked")),
         };
         remove_uncommitted(&self.dir, done.newest);
+        // Committed snapshots hold their own links or copies of these.
+        let _ = std::fs::remove_dir_all(self.dir.join(ENDED_DIR));
         let pauses = self.pauses.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for (vm, p) in pauses.iter().enumerate() {
             eprintln!("ttvm: VM {vm} ({}): {}", self.names[vm].name, pause_summary(p));
@@ -518,6 +532,30 @@ impl LivePause for Member {
     fn on_serial(&mut self, _bytes: &[u8]) {}
 }
 
+impl Member {
+    /// The VM has ended with status 0 (`machine` as it ended): its image, to stand for it in
+    /// later snapshots if none before had one (see [`ENDED_SEQ`]).
+    pub fn ended(&mut self, machine: &mut Machine, clock: &HostClock) {
+        if self.net.lock().closed {
+            return;
+        }
+        if let Some(c) = self.capture.as_mut() {
+            // Without it a later snapshot is dropped, as before there was this image.
+            let _ = c.capture(ENDED_SEQ, machine, clock);
+        }
+    }
+}
+
+/// An image not (yet) waited for: a VM's ended image goes to `ended`, a snapshot's to
+/// `early` until its snapshot is committed.
+fn sort_image(w: ImageWritten, early: &mut HashMap<(u64, usize), ImageWritten>, ended: &mut [Option<PathBuf>]) {
+    if w.seq != ENDED_SEQ {
+        early.insert((w.seq, w.vm), w);
+    } else if let (None, Some(slot)) = (&w.error, ended.get_mut(w.vm)) {
+        *slot = Some(w.path);
+    }
+}
+
 /// The committer thread: writes each captured snapshot's manifest once its images are.
 struct Committer {
     dir: PathBuf,
@@ -534,7 +572,14 @@ impl Committer {
         // Each VM's newest committed image: what an ended VM's later snapshots link to.
         let mut last: Vec<Option<PathBuf>> = vec![None; self.names.len()];
         let mut kept: Vec<u64> = Vec::new();
+        // The ended VMs' own images (see `ENDED_SEQ`), by VM.
+        let mut ended: Vec<Option<PathBuf>> = vec![None; self.names.len()];
         for snap in captured {
+            // A VM not in this snapshot left before it: its ended image, if any, was sent
+            // before it left.
+            while let Ok(w) = images.try_recv() {
+                sort_image(w, &mut early, &mut ended);
+            }
             let mut written: Vec<Option<ImageWritten>> = (0..self.names.len()).map(|_| None).collect();
             let mut missing = snap.captured.iter().filter(|&&c| c).count();
             for (vm, slot) in written.iter_mut().enumerate() {
@@ -550,13 +595,13 @@ impl Committer {
                     written[vm] = Some(w);
                     missing -= 1;
                 } else {
-                    early.insert((w.seq, w.vm), w);
+                    sort_image(w, &mut early, &mut ended);
                 }
             }
             let result = if missing > 0 {
                 Err(format!("snapshot {}: an image thread stopped", snap.seq))
             } else {
-                self.commit(&snap, &written, &mut last)
+                self.commit(&snap, &written, &mut last, &ended)
             };
             self.pending.fetch_sub(1, Ordering::SeqCst);
             match result {
@@ -591,6 +636,7 @@ impl Committer {
         snap: &Captured,
         written: &[Option<ImageWritten>],
         last: &mut [Option<PathBuf>],
+        ended: &[Option<PathBuf>],
     ) -> Result<Option<u64>, String> {
         let dir = snapshot_dir(&self.dir, snap.seq);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -608,7 +654,9 @@ impl Committer {
                 }
                 None => {
                     // Ended before this snapshot: its newest image stands for it.
-                    let Some(from) = &last[vm] else { return Ok(None) };
+                    // Ended before this snapshot: its newest image stands for it, or the one
+                    // taken as it ended.
+                    let Some(from) = last[vm].as_ref().or(ended[vm].as_ref()) else { return Ok(None) };
                     if std::fs::hard_link(from, &path).is_err() {
                         std::fs::copy(from, &path).map_err(|e| format!("{}: {e}", path.display()))?;
                     }

@@ -229,6 +229,11 @@ fn run_vm(
             Outcome { text: format!("failed: {}", exit.message), status: exit.code }
         }
     };
+    if outcome.status == 0 {
+        if let Some(m) = member.as_mut() {
+            m.ended(&mut machine, &clock);
+        }
+    }
     // The image thread finishes before the VM leaves the snapshots.
     drop(member);
     outcome
