@@ -223,6 +223,19 @@ fn bad_live_snapshot_options_are_refused_before_booting() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no complete live network snapshot"), "{}", text(&o));
 }
 
+/// `ttvm run` of ping (`rounds`) and pong, plus `more` VMs, with live snapshots into `dir`
+/// that are never due (only a stop takes one), stopped by `--timeout 1` when `timeout`.
+fn stopping_network(dir: &Path, rounds: u32, timeout: bool, more: &[&str]) -> std::process::Command {
+    let mut cmd = common::ttvm();
+    cmd.arg("run");
+    if timeout {
+        cmd.args(["--timeout", "1"]);
+    }
+    cmd.args(["--snapshot-every", "60m", "--snapshots"]).arg(dir);
+    cmd.args(["--vm", "ping", "--cmdline", &format!("rounds={rounds}"), "--vm", "pong"]).args(more);
+    cmd
+}
+
 /// Ctrl-C and the timeout stop a network with a last consistent snapshot, whatever the
 /// schedule (here never due): the network as it stopped resumes to the end, no frame lost
 /// or duplicated.
@@ -233,17 +246,9 @@ fn ctrl_c_and_the_timeout_take_a_last_snapshot() {
     }
     let tmp = common::tempdir();
     let rounds = 8000;
-    let cmdline = format!("rounds={rounds}");
     for stop in ["timeout", "SIGINT"] {
         let dir = tmp.path().join(stop);
-        let mut cmd = common::ttvm();
-        if stop == "timeout" {
-            cmd.args(["run", "--timeout", "1"]);
-        } else {
-            cmd.arg("run");
-        }
-        cmd.args(["--snapshot-every", "60m", "--snapshots"]).arg(&dir);
-        cmd.args(["--vm", "ping", "--cmdline", &cmdline, "--vm", "pong"]);
+        let mut cmd = stopping_network(&dir, rounds, stop == "timeout", &[]);
         let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn ttvm");
         if stop == "SIGINT" {
             std::thread::sleep(Duration::from_millis(1000));
@@ -279,23 +284,8 @@ fn a_resumed_network_takes_snapshots_and_resumes_again() {
     let rounds = 8000;
     let first = tmp.path().join("first");
     let second = tmp.path().join("second");
-    let cmdline = format!("rounds={rounds}");
     let (f, s) = (first.to_str().unwrap(), second.to_str().unwrap());
-    let o = run(&[
-        "run",
-        "--timeout",
-        "1",
-        "--snapshot-every",
-        "60m",
-        "--snapshots",
-        f,
-        "--vm",
-        "ping",
-        "--cmdline",
-        &cmdline,
-        "--vm",
-        "pong",
-    ]);
+    let o = stopping_network(&first, rounds, true, &[]).output().expect("spawn ttvm");
     assert_eq!(o.status.code(), Some(73), "{}", text(&o));
     let o = run(&["resume", f, "--timeout", "1", "--snapshot-every", "60m", "--snapshots", s]);
     assert_eq!(o.status.code(), Some(73), "the resumed network stopped at its timeout: {}", text(&o));
@@ -321,23 +311,7 @@ fn a_vm_that_ended_before_any_snapshot_is_in_the_last_one() {
     let tmp = common::tempdir();
     let dir = tmp.path().join("snaps");
     let d = dir.to_str().unwrap();
-    let o = run(&[
-        "run",
-        "--timeout",
-        "1",
-        "--snapshot-every",
-        "60m",
-        "--snapshots",
-        d,
-        "--vm",
-        "ping",
-        "--cmdline",
-        "rounds=5000",
-        "--vm",
-        "pong",
-        "--vm",
-        "hello",
-    ]);
+    let o = stopping_network(&dir, 5000, true, &["--vm", "hello"]).output().expect("spawn ttvm");
     assert_eq!(o.status.code(), Some(73), "{}", text(&o));
     let snaps = committed(&dir);
     assert_eq!(snaps.len(), 1, "the last snapshot is kept: {snaps:?}\n{}", text(&o));

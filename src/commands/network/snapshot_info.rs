@@ -98,10 +98,8 @@ fn live_dir(dir: &Path, json_out: bool) -> (String, bool) {
         let state = if !snap.join(NET_SNAPSHOT_FILE).exists() {
             Err("not committed (the run stopped while taking it)".to_string())
         } else {
-            match (load(&snap), checked(&snap)) {
-                (Ok(m), Ok(_)) => Ok(m),
-                (Err(e), _) | (_, Err(e)) => Err(e.message),
-            }
+            // `checked` reads the manifest and every VM's machine, as `resume` does.
+            checked(&snap).map(|(m, _)| m).map_err(|e| e.message)
         };
         if chosen.is_none() && state.is_ok() {
             chosen = Some(seq);
