@@ -21,6 +21,7 @@ use crate::events::StopKind;
 use ttvm_vmm::insn::{
     apply_emulated, classify, classify_merging, code_mode, fetch_at_rip, CodeMode, Merging, Special, MAX_INSN_LEN,
 };
+use ttvm_vmm::shown_fpu::fxsave_mask_address;
 use ttvm_vmm::undefined_flags::{undefined_flags, UndefinedFlags};
 use ttvm_vmm::user_mode::user_mode_entry;
 
@@ -259,6 +260,10 @@ pub struct StepRules {
     /// a replay from a checkpoint could take a different number of steps than the
     /// recording. Ring-0 code that sets TF itself (kgdb) is not stepped by the engine.
     pub iretq_drops_stepping_tf: bool,
+    /// A ring-0 FXSAVE is a step of its own, an anchor, and stores the MXCSR_MASK the vCPU
+    /// shows (format 8 on; [`ttvm_vmm::shown_fpu`]). Before, the host's single-step ran the
+    /// next instruction in the same step.
+    pub fxsave_alone: bool,
     /// How ring 3 is stepped.
     pub ring3: Ring3Steps,
 }
@@ -270,6 +275,7 @@ impl StepRules {
             strict_steps: version >= crate::trace::STRICT_STEPS_SINCE,
             canonical_flags: version >= crate::trace::CANONICAL_FLAGS_SINCE,
             iretq_drops_stepping_tf: version >= crate::trace::IRETQ_DROPS_TF_SINCE,
+            fxsave_alone: version >= crate::trace::FXSAVE_ALONE_SINCE,
             ring3: Ring3Steps::Refused,
         }
     }
@@ -413,6 +419,7 @@ impl Engine {
             if let Some(outcome) = self.try_emulate(env, regs, &sregs, &bytes[..n])? {
                 return Ok(outcome);
             }
+            let fxsave = fxsave_mask_address(&bytes[..n], &regs, &sregs);
             if user && self.rules.ring3 == Ring3Steps::DebugTrap {
                 let outcome = self.step_user(env, regs, &sregs, &bytes[..n])?;
                 if self.rules.canonical_flags {
@@ -420,6 +427,7 @@ impl Engine {
                         self.canonicalise_flags(regs.rip, undefined);
                     }
                 }
+                self.show_mxcsr_mask_in_user_mode(regs.rip, &sregs, fxsave);
                 return Ok(outcome);
             }
             if self.rules.strict_steps {
@@ -438,6 +446,9 @@ impl Engine {
                     return Ok(outcome);
                 }
             }
+            if let Some((mask_at, len)) = fxsave.filter(|_| !user) {
+                return self.step_fxsave(env, &regs, &sregs, mask_at, len);
+            }
         }
         let outcome = self.run_one_step(env)?;
         if let Some(vector) = inject.filter(|_| self.rules.iretq_drops_stepping_tf && !user) {
@@ -455,6 +466,55 @@ impl Engine {
             regs.rflags &= !undefined.mask;
             vcpu.set_regs(&regs);
         }
+    }
+
+    /// After a user-mode step that began at an FXSAVE (`fxsave`: where its image's
+    /// MXCSR_MASK is, and its length) and completed it (the step ended right after it, still
+    /// in ring 3), writes the mask the vCPU shows over the host CPU's
+    /// ([`ttvm_vmm::shown_fpu`]). Ring 3 runs natively, so the step held the FXSAVE alone.
+    fn show_mxcsr_mask_in_user_mode(&mut self, rip_before: u64, sregs: &kvm_sregs, fxsave: Option<(u64, usize)>) {
+        let Some((mask_at, len)) = fxsave else { return };
+        if self.rules.fxsave_alone {
+            self.last_step_emulated = true;
+        }
+        let vm = &mut self.machine.vm;
+        if vm.vcpu().rip() == rip_before.wrapping_add(len as u64) && vm.vcpu().sregs().cs.dpl == 3 {
+            vm.show_mxcsr_mask_after_fxsave(sregs, mask_at);
+        }
+    }
+
+    /// Steps a ring-0 FXSAVE (`mask_at`: where its image's MXCSR_MASK is; `len`: its length)
+    /// and writes the mask the vCPU shows over the host CPU's ([`ttvm_vmm::shown_fpu`]).
+    /// These hosts' single-step runs the instruction after a ring-0 FXSAVE in the same step;
+    /// from format 8 on a hardware breakpoint right after the FXSAVE ends the step there, so
+    /// the FXSAVE is a step of its own and nothing reads the host's mask before it is
+    /// replaced. The step is an anchor: a native run would leave the host's mask. Traces
+    /// recorded before keep the merged step, and the mask is replaced after it if the
+    /// image holds the host's (an FXSAVE that faulted stored nothing).
+    fn step_fxsave<E: StepEnv>(
+        &mut self,
+        env: &mut E,
+        regs: &kvm_regs,
+        sregs: &kvm_sregs,
+        mask_at: u64,
+        len: usize,
+    ) -> Result<StepOutcome, EngineError> {
+        let after = regs.rip.wrapping_add(len as u64);
+        if !self.rules.fxsave_alone {
+            let outcome = self.run_one_step(env)?;
+            let host_mask = self.machine.vm.vcpu().host_mxcsr_mask().map_err(|e| self.kvm_err(e))?;
+            self.machine.vm.show_mxcsr_mask_after_fxsave_of(sregs, mask_at, Some(host_mask));
+            return Ok(outcome);
+        }
+        self.last_step_emulated = true;
+        self.machine.vm.vcpu_mut().set_hw_breakpoints([Some(after), None, None, None]).map_err(|e| self.kvm_err(e))?;
+        let outcome = self.run_one_step(env)?;
+        self.machine.vm.vcpu_mut().set_hw_breakpoints([None; 4]).map_err(|e| self.kvm_err(e))?;
+        let vm = &mut self.machine.vm;
+        if vm.vcpu().rip() == after && vm.vcpu().sregs().cs.dpl == sregs.cs.dpl {
+            vm.show_mxcsr_mask_after_fxsave_of(sregs, mask_at, None);
+        }
+        Ok(outcome)
     }
 
     /// Carries out an IRETQ that returns within ring 0 to the same code and stack segments

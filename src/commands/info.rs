@@ -247,6 +247,11 @@ fn step_rules(version: u32, stepping: &str) -> String {
     if rules.iretq_drops_stepping_tf {
         parts.push("the host's stepping TF kept out of interrupt frames and IRETQs");
     }
+    parts.push(if rules.fxsave_alone {
+        "FXSAVE a step of its own, storing the MXCSR_MASK every host shows"
+    } else {
+        "the MXCSR_MASK its first checkpoint holds shown to the guest"
+    });
     parts.push(match rules.ring3 {
         Ring3Steps::Refused => "no user mode (recording stops before ring 3)",
         Ring3Steps::KvmExits => "user mode single-stepped by KVM",

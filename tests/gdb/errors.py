@@ -48,11 +48,13 @@ h.run("stepi")
 h.mark("stepped", h.icount())
 h.mark("events", len(h.run("monitor events").splitlines()))
 
-# Ctrl-C during a long forward run, then during a long reverse run. A watchpoint on bytes
-# nothing writes (the boot code) makes both runs check every step of the whole history
-# (with only breakpoints, runs skip the checkpoint intervals that cannot reach them).
+# Ctrl-C during a long forward run, then during a long reverse run. A read watchpoint on
+# bytes nothing reads as data (the boot code) makes both runs single-step and check every
+# step of the whole history (with only breakpoints, runs skip the checkpoint intervals that
+# cannot reach them; a write watchpoint lets them run between dirty logs, fast enough on
+# some hosts to finish before the Ctrl-C).
 h.run("set language c")
-h.run("watch *(unsigned long *)0x100000")
+h.run("rwatch *(unsigned long *)0x100000")
 h.run("set language auto")
 t = time.time()
 interrupt_in(0.3)

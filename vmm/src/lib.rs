@@ -29,7 +29,8 @@ pub mod x86;
 pub use free_run::{kick, live, profile, snapshot};
 pub use kvm::{memory, vcpu, vm};
 pub use x86::{
-    cpuid, descriptors, disasm, fxsave, host_cpu, insn, msr, operand, paging, undefined_flags, user_mode, user_return,
+    cpuid, descriptors, disasm, fxsave, host_cpu, insn, msr, operand, paging, shown_fpu, undefined_flags, user_mode,
+    user_return,
 };
 
 // Old paths of modules only this crate uses, which the moved files still name.

@@ -54,8 +54,15 @@ pub const MAGIC: [u8; 8] = *b"\x89TTVM\r\n\x1a";
 /// intervals with events natively between them; and a ring-0 IRETQ whose image holds the
 /// host's stepping TF is carried out by the engine with TF clear, so a replay from a
 /// checkpoint takes the recording's steps (`StepRules::iretq_drops_stepping_tf`). Older
-/// traces replay with their own rules.
-pub const FORMAT_VERSION: u32 = 7;
+/// traces replay with their own rules. 8: the host's FPU fields are shown alike on every
+/// host ([`ttvm_vmm::shown_fpu`]: the first checkpoint's MXCSR_MASK is 0xffff and its
+/// bytes 464-511 of the FXSAVE image zero, whatever the recording CPU reports), and a
+/// ring-0 FXSAVE is a step and an anchor of its own that stores that mask
+/// (`StepRules::fxsave_alone`); the chunks are format 7's. Older traces replay showing
+/// the fields their first checkpoint holds.
+pub const FORMAT_VERSION: u32 = 8;
+/// The first format whose ring-0 FXSAVEs are steps of their own (`StepRules::fxsave_alone`).
+pub const FXSAVE_ALONE_SINCE: u32 = 8;
 /// The first format whose intervals list their anchors.
 pub const ANCHORS_SINCE: u32 = 7;
 /// The first format whose engine carries out ring-0 IRETQs with a stepping TF in their

@@ -6,8 +6,8 @@ pub mod writer;
 
 pub use format::{
     AnchorLandmark, ChunkKind, EndRecord, HostRecord, IntervalAnchors, IntervalCode, IntervalLandmark, Lineage,
-    TraceHeader, ANCHORS_SINCE, CANONICAL_FLAGS_SINCE, FORMAT_VERSION, IRETQ_DROPS_TF_SINCE, LANDMARKS_SINCE,
-    LINEAGE_SINCE, STRICT_STEPS_SINCE,
+    TraceHeader, ANCHORS_SINCE, CANONICAL_FLAGS_SINCE, FORMAT_VERSION, FXSAVE_ALONE_SINCE, IRETQ_DROPS_TF_SINCE,
+    LANDMARKS_SINCE, LINEAGE_SINCE, STRICT_STEPS_SINCE,
 };
 pub use reader::{ChunkRef, TraceError, TraceFile};
 pub use writer::{TraceLocked, TraceWriter};

@@ -27,6 +27,7 @@ pub use xcrs_state::{XcrState, XcrsState};
 
 use crate::msr::STATE_MSRS;
 use crate::persist::StateError;
+use crate::shown_fpu::ShownFpuFields;
 
 /// Errors from vCPU ioctls, and saved states refused before they reach KVM.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +74,8 @@ pub struct Vcpu {
     msr_indices: Vec<u32>,
     single_step: bool,
     hw_breakpoints: [Option<u64>; 4],
+    /// The host's FPU fields every XSAVE region read from KVM carries ([`crate::shown_fpu`]).
+    shown_fpu: ShownFpuFields,
 }
 
 impl Vcpu {
@@ -82,7 +85,13 @@ impl Vcpu {
         let fd = vm.create_vcpu(0).map_err(err("KVM_CREATE_VCPU"))?;
         fd.set_cpuid2(cpuid).map_err(err("KVM_SET_CPUID2"))?;
         let msr_indices = STATE_MSRS.iter().copied().filter(|m| supported_msrs.contains(m)).collect();
-        let mut vcpu = Self { fd, msr_indices, single_step: false, hw_breakpoints: [None; 4] };
+        let mut vcpu = Self {
+            fd,
+            msr_indices,
+            single_step: false,
+            hw_breakpoints: [None; 4],
+            shown_fpu: ShownFpuFields::CANONICAL,
+        };
         // Prime the shared register area so `regs()`/`sregs()` are valid before the first run.
         let regs = vcpu.fd.get_regs().map_err(err("KVM_GET_REGS"))?;
         let sregs = vcpu.fd.get_sregs().map_err(err("KVM_GET_SREGS"))?;
@@ -274,7 +283,7 @@ impl Vcpu {
         Ok(VcpuState {
             regs: (&self.fd.get_regs().map_err(err("KVM_GET_REGS"))?).into(),
             sregs: (&self.fd.get_sregs().map_err(err("KVM_GET_SREGS"))?).into(),
-            xsave: self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?.region.to_vec(),
+            xsave: self.get_xsave()?.region.to_vec(),
             xcrs: (&self.fd.get_xcrs().map_err(err("KVM_GET_XCRS"))?).into(),
             debugregs: (&self.fd.get_debug_regs().map_err(err("KVM_GET_DEBUGREGS"))?).into(),
             events: (&self.fd.get_vcpu_events().map_err(err("KVM_GET_VCPU_EVENTS"))?).into(),
@@ -287,6 +296,8 @@ impl Vcpu {
     /// accepted it.
     pub fn restore_state(&mut self, s: &VcpuState) -> Result<(), VcpuError> {
         s.validate()?;
+        // KVM ignores these fields; the vCPU goes on showing the saved ones.
+        self.shown_fpu = ShownFpuFields::of(&s.xsave);
         let regs = kvm_regs::from(&s.regs);
         let sregs = kvm_sregs::from(&s.sregs);
         // Order follows KVM's requirements: sregs (mode) before regs and MSRs, events last.
@@ -350,7 +361,25 @@ impl Vcpu {
     /// The x87/SSE state: the 4 KiB `kvm_xsave` region as 32-bit words (its first 512
     /// bytes are the FXSAVE image). Reading it does not change the vCPU.
     pub fn xsave(&self) -> Result<Vec<u32>, VcpuError> {
-        Ok(self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?.region.to_vec())
+        Ok(self.get_xsave()?.region.to_vec())
+    }
+
+    /// The host's FPU fields this vCPU shows ([`crate::shown_fpu`]).
+    pub fn shown_fpu_fields(&self) -> ShownFpuFields {
+        self.shown_fpu
+    }
+
+    /// The MXCSR_MASK the host CPU reports (what an FXSAVE run by the CPU stores).
+    pub fn host_mxcsr_mask(&self) -> Result<u32, VcpuError> {
+        Ok(ShownFpuFields::of(&self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?.region).mxcsr_mask)
+    }
+
+    /// KVM's XSAVE region with the fields this vCPU shows in place of the host's: every read
+    /// of the x87/SSE state goes through here.
+    fn get_xsave(&self) -> Result<kvm_xsave, VcpuError> {
+        let mut xsave = self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?;
+        self.shown_fpu.show_in(&mut xsave.region);
+        Ok(xsave)
     }
 
     /// Changes the vCPU's x87/SSE state through its FXSAVE image (the first 512 bytes of
@@ -362,7 +391,7 @@ impl Vcpu {
         // XSTATE_BV (XSAVE header, byte 512).
         const XSTATE_BV_WORD: usize = crate::fxsave::LEN / 4;
         const XFEATURE_FP_SSE: u32 = 0b11;
-        let mut xsave = self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?;
+        let mut xsave = self.get_xsave()?;
         let mut image = crate::fxsave::image_of(&xsave.region);
         change(&mut image);
         for (word, bytes) in xsave.region[..FXSAVE_WORDS].iter_mut().zip(image.chunks_exact(4)) {
@@ -376,7 +405,7 @@ impl Vcpu {
 
     /// The FXSAVE image (the first 512 bytes of the XSAVE area).
     pub fn fxsave_image(&self) -> Result<[u8; 512], VcpuError> {
-        Ok(crate::fxsave::image_of(&self.fd.get_xsave().map_err(err("KVM_GET_XSAVE"))?.region))
+        Ok(crate::fxsave::image_of(&self.get_xsave()?.region))
     }
 
     /// The guest's debug registers (KVM_GET_DEBUGREGS).

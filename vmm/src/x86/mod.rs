@@ -16,6 +16,7 @@ pub mod msr;
 pub mod operand;
 pub mod paging;
 pub(crate) mod regs_dump;
+pub mod shown_fpu;
 pub mod undefined_flags;
 pub mod user_mode;
 pub mod user_return;
