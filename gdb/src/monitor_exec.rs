@@ -221,6 +221,12 @@ impl TtvmTarget<'_> {
             "skips:       {} checkpoint intervals passed over by runs ({} after a free run)",
             stats.skipped_intervals, stats.free_counted_intervals
         );
+        let seeks = self.tl.session().free_seek_stats;
+        let _ = writeln!(
+            s,
+            "seeks:       {} ran natively to a waypoint ({} steps), {} fell back to stepping",
+            seeks.arrived, seeks.steps, seeks.fell_back
+        );
         if let Some(e) = &self.last_error {
             let _ = writeln!(s, "last error:  {e}");
         }

@@ -268,6 +268,7 @@ impl ReplaySession {
         usable.then(|| IntervalAnchors {
             checkpoint: l.checkpoint,
             anchors: vec![AnchorLandmark { anchor: end, rip: l.rip, hits: l.hits, at: l.icount }],
+            waypoints: Vec::new(),
         })
     }
 
@@ -285,11 +286,32 @@ impl ReplaySession {
         addrs: &[u64],
     ) -> Result<AnchoredRun, ReplayError> {
         let end = self.rec.checkpoints[target].engine.icount;
+        if let Some(ended) = self.run_stretches(&anchors.anchors, end, addrs)? {
+            return Ok(ended);
+        }
+        Ok(if self.engine.icount() == end && self.state_equals(target)? {
+            AnchoredRun::Matched
+        } else {
+            AnchoredRun::Failed
+        })
+    }
+
+    /// Runs the stretches before `anchors` (of one interval, in order) as
+    /// [`ReplaySession::run_anchored`] does, up to step `end`: the last anchor's step when it
+    /// ends the interval (its step belongs to the next), else right before the step of the
+    /// last anchor (a waypoint, `free_seek.rs`). `None` when it arrived there; otherwise
+    /// how the run ended ([`AnchoredRun::Hit`] or [`AnchoredRun::Failed`]).
+    pub(crate) fn run_stretches(
+        &mut self,
+        anchors: &[AnchorLandmark],
+        end: u64,
+        addrs: &[u64],
+    ) -> Result<Option<AnchoredRun>, ReplayError> {
         let at_addr = |s: &Self| addrs.contains(&s.engine.machine.vm.vcpu().rip());
         if at_addr(self) {
-            return Ok(AnchoredRun::Hit);
+            return Ok(Some(AnchoredRun::Hit));
         }
-        for l in &anchors.anchors {
+        for l in anchors {
             let here = self.engine.icount();
             if l.hits > 0 {
                 let mut bps = [Some(l.rip), None, None, None];
@@ -307,10 +329,10 @@ impl ReplaySession {
                     Ok(if counted == l.hits { AtHit::Stop } else { AtHit::GoOn })
                 })?;
                 if hit {
-                    return Ok(AnchoredRun::Hit);
+                    return Ok(Some(AnchoredRun::Hit));
                 }
                 if !arrived {
-                    return Ok(AnchoredRun::Failed);
+                    return Ok(Some(AnchoredRun::Failed));
                 }
                 // At the landmark's step: the engine single-steps the rest of the stretch.
                 self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4])?;
@@ -331,19 +353,15 @@ impl ReplaySession {
                     // it properly.
                     Ok(_) | Err(_) => {
                         self.free_fallback = Some(Fallback::Step);
-                        return Ok(AnchoredRun::Failed);
+                        return Ok(Some(AnchoredRun::Failed));
                     }
                 }
                 if self.engine.icount() < end && at_addr(self) {
-                    return Ok(AnchoredRun::Hit);
+                    return Ok(Some(AnchoredRun::Hit));
                 }
             }
         }
-        Ok(if self.engine.icount() == end && self.state_equals(target)? {
-            AnchoredRun::Matched
-        } else {
-            AnchoredRun::Failed
-        })
+        Ok(None)
     }
 
     pub(crate) fn kvm_error(&self, message: String) -> ReplayError {

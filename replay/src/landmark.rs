@@ -27,6 +27,11 @@ impl LandmarkCounter {
         e.1 = icount;
     }
 
+    /// Whether no step was noted since the last count was taken.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
     /// The address a replay reaches step `end` from cheapest (address, hits, step of its
     /// last hit), and a fresh count; `None` if no step was noted.
     pub fn take_cheapest(&mut self, end: u64) -> Option<(u64, u64, u64)> {
@@ -41,10 +46,20 @@ impl LandmarkCounter {
 /// Collects an interval's anchors while recording (see
 /// [`AnchorLandmark`](crate::trace::AnchorLandmark)): steps the engine carried out itself
 /// end a stretch, and the stretch's kernel-mode steps are counted for its landmark.
+///
+/// It also places waypoints (format 8 on, [`IntervalAnchors::waypoints`]): when a stretch
+/// has run [`WAYPOINT_EVERY`] steps with a kernel-mode step to stop at, the next kernel-mode
+/// step becomes an anchor, with the register digest before it.
+///
+/// [`IntervalAnchors::waypoints`]: crate::trace::IntervalAnchors::waypoints
+/// [`WAYPOINT_EVERY`]: crate::trace::WAYPOINT_EVERY
 #[derive(Debug, Default)]
 pub struct AnchorCounter {
     stretch: LandmarkCounter,
+    /// The first step of the current stretch.
+    stretch_start: u64,
     anchors: Vec<crate::trace::AnchorLandmark>,
+    waypoints: Vec<(u64, u64)>,
 }
 
 impl AnchorCounter {
@@ -59,16 +74,35 @@ impl AnchorCounter {
         }
     }
 
+    /// Whether step `icount`, about to run (in kernel mode if `kernel`), should be a
+    /// waypoint: the recorder then passes the register digest before it to
+    /// [`AnchorCounter::note_waypoint`] once it ran.
+    pub fn wants_waypoint(&self, icount: u64, kernel: bool) -> bool {
+        kernel && icount.saturating_sub(self.stretch_start) >= crate::trace::WAYPOINT_EVERY && !self.stretch.is_empty()
+    }
+
+    /// Step `icount` (at `rip`, in kernel mode) ran as a waypoint; `digest` is the register
+    /// digest before it.
+    pub fn note_waypoint(&mut self, icount: u64, digest: u64) {
+        self.close_stretch(icount);
+        self.waypoints.push((icount, digest));
+    }
+
     fn close_stretch(&mut self, anchor: u64) {
         let (rip, hits, at) = self.stretch.take_cheapest(anchor).unwrap_or((0, 0, anchor));
         self.anchors.push(crate::trace::AnchorLandmark { anchor, rip, hits, at });
+        self.stretch_start = anchor + 1;
     }
 
     /// The anchors of the interval ending at checkpoint `checkpoint` (at step `end`, the
     /// last anchor), and a fresh list for the next.
     pub fn take(&mut self, checkpoint: u32, end: u64) -> crate::trace::IntervalAnchors {
         self.close_stretch(end);
-        crate::trace::IntervalAnchors { checkpoint, anchors: std::mem::take(&mut self.anchors) }
+        crate::trace::IntervalAnchors {
+            checkpoint,
+            anchors: std::mem::take(&mut self.anchors),
+            waypoints: std::mem::take(&mut self.waypoints),
+        }
     }
 }
 
@@ -131,5 +165,29 @@ mod tests {
             ]
         );
         assert_eq!(c.take(4, 30).anchors, vec![AnchorLandmark { anchor: 30, rip: 0, hits: 0, at: 30 }]);
+    }
+
+    #[test]
+    fn waypoints_come_every_so_many_kernel_steps_with_their_digest() {
+        use crate::trace::WAYPOINT_EVERY as W;
+        let mut c = AnchorCounter::default();
+        let mut digests = Vec::new();
+        // Kernel steps only, except user-mode steps around 1.5 W (no waypoint there).
+        for i in 0..3 * W + 10 {
+            let kernel = !(W + W / 2..2 * W + 10).contains(&i);
+            if c.wants_waypoint(i, kernel) {
+                c.note_waypoint(i, 0xd000 + i);
+                digests.push((i, 0xd000 + i));
+            } else {
+                c.note(0x1000 + (i % 7), i, kernel, false);
+            }
+        }
+        let a = c.take(1, 3 * W + 10);
+        // The first at W; the next kernel step after 2 W (the user-mode stretch waits).
+        assert_eq!(digests, vec![(W, 0xd000 + W), (2 * W + 10, 0xd000 + 2 * W + 10)]);
+        assert_eq!(a.waypoints, digests);
+        let anchors: Vec<u64> = a.anchors.iter().map(|l| l.anchor).collect();
+        assert_eq!(anchors, vec![W, 2 * W + 10, 3 * W + 10]);
+        assert!(a.anchors.iter().all(|l| l.hits > 0), "{a:?}");
     }
 }

@@ -18,6 +18,7 @@ pub mod events;
 pub mod free_fallback;
 pub mod free_hits;
 pub mod free_interval;
+pub mod free_seek;
 mod free_syscalls;
 pub mod landmark;
 pub mod mem_access;

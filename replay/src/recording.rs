@@ -262,7 +262,7 @@ impl Recording {
     /// lies in the interval after the one before, and so does its landmark's stretch.
     fn load_anchors(&mut self, c: &ChunkRef) -> Result<(), TraceError> {
         let raw = self.file.payload(c)?;
-        let a: IntervalAnchors = bincode::deserialize(&raw).map_err(|e| corrupted(c, e.to_string()))?;
+        let a = crate::trace::decode_anchors(self.file.version, &raw).map_err(|e| corrupted(c, e.to_string()))?;
         let k = a.checkpoint as usize;
         if k == 0 || k != self.checkpoints.len() {
             return Err(corrupted(
@@ -291,6 +291,13 @@ impl Recording {
         }
         if a.anchors.is_empty() {
             return Err(corrupted(c, "an interval without its end anchor"));
+        }
+        // Each waypoint is one of the anchors, in step order.
+        let mut anchors = a.anchors.iter().map(|l| l.anchor);
+        for &(step, _) in &a.waypoints {
+            if anchors.find(|&x| x >= step) != Some(step) {
+                return Err(corrupted(c, format!("a waypoint at step {step} that is not one of the anchors")));
+            }
         }
         self.interval_anchors.resize(k, None);
         self.interval_anchors[k - 1] = Some(a);

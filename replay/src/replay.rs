@@ -520,7 +520,7 @@ pub struct ReplaySession {
     pub(crate) env: Replayer,
     pub(crate) ram: RamTracker,
     /// Next persistent checkpoint to verify when its icount is reached.
-    next_checkpoint: usize,
+    pub(crate) next_checkpoint: usize,
     /// Whether passing a checkpoint compares the state with it.
     pub verify_checkpoints: bool,
     /// RAM pages the last restore rewrote (for benchmarks: restore cost follows it).
@@ -531,6 +531,8 @@ pub struct ReplaySession {
     pub(crate) free_fallback: Option<crate::free_fallback::Fallback>,
     /// What free runs of intervals did.
     pub free_stats: crate::free_interval::FreeIntervalStats,
+    /// What seeks into intervals did (`free_seek.rs`).
+    pub free_seek_stats: crate::free_seek::FreeSeekStats,
 }
 
 /// Checks that this host can replay `rec` faithfully: same CPUID model and stepping
@@ -584,6 +586,7 @@ impl ReplaySession {
             free_failed: Default::default(),
             free_fallback: None,
             free_stats: Default::default(),
+            free_seek_stats: Default::default(),
         };
         s.restore_checkpoint(0)?;
         Ok(s)

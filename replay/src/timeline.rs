@@ -41,6 +41,7 @@ use crate::record::{RecordError, RecordSession};
 use crate::recording::Recording;
 use crate::replay::{MemoryCheckpoint, ReplayError, ReplaySession, ReplayStep};
 use crate::trace::TraceError;
+use crate::trace::WAYPOINT_EVERY;
 
 /// Spacing of in-memory checkpoints near a seek target, in steps. At 7-8 µs per replayed
 /// step this bounds a repeated reverse-stepi to about 16 ms of replay (8 ms on average).
@@ -386,6 +387,15 @@ impl Timeline {
         best.1
     }
 
+    /// The position a start point is at.
+    fn start_icount(&self, start: Start) -> u64 {
+        match start {
+            Start::Current => self.icount(),
+            Start::Persistent(k) => self.session.rec.checkpoints[k].engine.icount,
+            Start::Temp(at) => at,
+        }
+    }
+
     fn go_to_start(&mut self, start: Start) -> Result<(), TimelineError> {
         match start {
             Start::Current => {}
@@ -489,8 +499,19 @@ impl Timeline {
             self.leave_frontier()?;
             self.refresh()?;
         }
-        let start = self.best_start(target);
+        let mut start = self.best_start(target);
+        // A waypoint far enough past the start is reached sooner by restoring the checkpoint
+        // before it and running there natively (format 8, `free_seek.rs`).
+        let waypoint = self.session.seek_waypoint(target).filter(|_| self.free_runs);
+        if waypoint.is_some_and(|(w, _)| w > self.start_icount(start) + WAYPOINT_EVERY / 2) {
+            start = Start::Persistent(self.session.rec.checkpoint_before(target));
+        }
         self.go_to_start(start)?;
+        // From a persistent checkpoint, a native run to the last waypoint before the target
+        // saves most of the single steps.
+        if waypoint.is_some() && matches!(start, Start::Persistent(_)) {
+            self.session.free_seek(target)?;
+        }
         Ok(if self.replay_to(target, true)? { Stop::Done } else { Stop::Interrupted })
     }
 

@@ -212,17 +212,35 @@ fn a_checkpoint_whose_state_is_impossible_is_reported_as_damage() {
     assert!(cp.validate().unwrap_err().to_string().contains("vCPU XSAVE region"));
 }
 
-/// Format 7's `Anchors` chunk payload keeps its bytes.
+fn known_anchors() -> Vec<ttvm_replay::trace::AnchorLandmark> {
+    use ttvm_replay::trace::AnchorLandmark;
+    vec![
+        AnchorLandmark { anchor: 50_010, rip: 0xffff_ffff_8100_1234, hits: 7, at: 50_002 },
+        AnchorLandmark { anchor: 50_011, rip: 0, hits: 0, at: 50_011 },
+        AnchorLandmark { anchor: 75_000, rip: 0x10_0fb3, hits: 1_000, at: 74_990 },
+    ]
+}
+
+/// Format 7's `Anchors` chunk payload keeps its bytes (frozen as `IntervalAnchorsV7`), and
+/// decodes as format 7 into anchors without waypoints.
 #[test]
 fn interval_anchors_encode_as_before() {
-    use ttvm_replay::trace::{AnchorLandmark, IntervalAnchors};
-    let anchors = IntervalAnchors {
-        checkpoint: 3,
-        anchors: vec![
-            AnchorLandmark { anchor: 50_010, rip: 0xffff_ffff_8100_1234, hits: 7, at: 50_002 },
-            AnchorLandmark { anchor: 50_011, rip: 0, hits: 0, at: 50_011 },
-            AnchorLandmark { anchor: 75_000, rip: 0x10_0fb3, hits: 1_000, at: 74_990 },
-        ],
-    };
+    use ttvm_replay::trace::{decode_anchors, IntervalAnchorsV7};
+    let anchors = IntervalAnchorsV7 { checkpoint: 3, anchors: known_anchors() };
     assert_golden(&anchors, "interval_anchors.hex");
+    let raw = fixture("interval_anchors.hex");
+    let decoded = decode_anchors(7, &raw).expect("format 7 decodes");
+    assert_eq!((decoded.anchors, decoded.waypoints), (known_anchors(), vec![]));
+    assert!(decode_anchors(8, &raw).is_err(), "format 8's chunk is longer");
+}
+
+/// Format 8's `Anchors` chunk: format 7's bytes, then the waypoints.
+#[test]
+fn interval_anchors_with_waypoints_encode_as_pinned() {
+    use ttvm_replay::trace::{decode_anchors, IntervalAnchors};
+    let anchors =
+        IntervalAnchors { checkpoint: 3, anchors: known_anchors(), waypoints: vec![(50_010, 0x0123_4567_89ab_cdef)] };
+    assert_golden(&anchors, "interval_anchors_v8.hex");
+    let raw = fixture("interval_anchors_v8.hex");
+    assert_eq!(decode_anchors(8, &raw).expect("format 8 decodes"), anchors);
 }

@@ -71,6 +71,7 @@ pub fn serve_replay(
     addr: &str,
     write_kernel: Option<&Path>,
     symbols: Option<ttvm_vmm::symbols::SymbolTable>,
+    step_all: bool,
 ) -> Result<i32, Exit> {
     let addr = ttvm_gdb::parse_listen_addr(addr).map_err(|e| Exit::of("", &e))?;
     // Taken before the trace is read, so any change after that is noticed.
@@ -79,7 +80,7 @@ pub fn serve_replay(
     let kernel = kernel_for_gdb(&rec, write_kernel)?;
     // Bind first: a busy port is reported before the slower machine set-up.
     let listener = bind_gdb(addr)?;
-    let served = Served { trace, loaded, rec, kernel, label: String::new() };
+    let served = Served { trace, loaded, rec, kernel, label: String::new(), step_all };
     served.serve(listener, symbols, None)
 }
 
@@ -95,6 +96,8 @@ pub(crate) struct Served<'a> {
     pub kernel: Option<PathBuf>,
     /// What names it in messages besides the file ("VM 1 (pong): " in a network).
     pub label: String,
+    /// Single-step everything (`--step-all`): no native runs in seeks, runs and skips.
+    pub step_all: bool,
 }
 
 impl Served<'_> {
@@ -105,7 +108,7 @@ impl Served<'_> {
         symbols: Option<ttvm_vmm::symbols::SymbolTable>,
         peers: Option<ttvm_gdb::network_peers::NetworkPeers>,
     ) -> Result<i32, Exit> {
-        let Served { trace, loaded, rec, kernel, label } = self;
+        let Served { trace, loaded, rec, kernel, label, step_all } = self;
         if let Some(note) = &rec.file.recovery_note {
             eprintln!("ttvm: {label}note: {note}");
         }
@@ -113,6 +116,7 @@ impl Served<'_> {
         let steps = rec.length();
         let mut timeline =
             Timeline::new(rec, &ttvm_replay::stepping::host_signature()).map_err(|e| Exit::of(trace.display(), &e))?;
+        timeline.set_free_runs(!step_all);
         let local = listener.local_addr().map_err(|e| Exit::new(exit_code::HOST_ERROR, e.to_string()))?;
         let kernel_arg = match &kernel {
             Some(p) => p.display().to_string(),

@@ -50,8 +50,9 @@ pub struct ReplayArgs {
     /// Don't echo the guest's serial output.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Single-step every interval: do not run the intervals without events at free-run
-    /// speed (each is otherwise run natively and checked against the checkpoint ending it).
+    /// Single-step everything: do not run intervals at free-run speed (each is otherwise run
+    /// natively between its anchors and checked against the checkpoint ending it); with
+    /// --gdb, seeks, runs and skipped intervals single-step too.
     #[arg(long)]
     pub step_all: bool,
 }
@@ -182,7 +183,13 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
     }
     if let Some(addr) = &args.gdb {
         let symbols = args.symbols.load_for_trace(&args.trace)?;
-        return crate::commands::gdb_server::serve_replay(&args.trace, addr, args.write_kernel.as_deref(), symbols);
+        return crate::commands::gdb_server::serve_replay(
+            &args.trace,
+            addr,
+            args.write_kernel.as_deref(),
+            symbols,
+            args.step_all,
+        );
     }
     let rec = open_recording(&args.trace)?;
     if let Some(note) = &rec.file.recovery_note {

@@ -58,11 +58,16 @@ pub const MAGIC: [u8; 8] = *b"\x89TTVM\r\n\x1a";
 /// host ([`ttvm_vmm::shown_fpu`]: the first checkpoint's MXCSR_MASK is 0xffff and its
 /// bytes 464-511 of the FXSAVE image zero, whatever the recording CPU reports), and a
 /// ring-0 FXSAVE is a step and an anchor of its own that stores that mask
-/// (`StepRules::fxsave_alone`); the chunks are format 7's. Older traces replay showing
-/// the fields their first checkpoint holds.
+/// (`StepRules::fxsave_alone`); the `Anchors` chunk adds waypoints: anchors about every
+/// [`WAYPOINT_EVERY`] kernel steps with the register digest there, so a seek runs natively
+/// to the last one before its target ([`IntervalAnchors::waypoints`]; format 7's chunk is
+/// the frozen [`IntervalAnchorsV7`]). Older traces replay showing the fields their first
+/// checkpoint holds.
 pub const FORMAT_VERSION: u32 = 8;
 /// The first format whose ring-0 FXSAVEs are steps of their own (`StepRules::fxsave_alone`).
 pub const FXSAVE_ALONE_SINCE: u32 = 8;
+/// The first format whose intervals have waypoints ([`IntervalAnchors::waypoints`]).
+pub const WAYPOINTS_SINCE: u32 = 8;
 /// The first format whose intervals list their anchors.
 pub const ANCHORS_SINCE: u32 = 7;
 /// The first format whose engine carries out ring-0 IRETQs with a stepping TF in their
@@ -460,6 +465,40 @@ pub struct IntervalAnchors {
     pub checkpoint: u32,
     /// The anchors.
     pub anchors: Vec<AnchorLandmark>,
+    /// Waypoints (format 8 on): anchors the recorder placed only so that a replay can stop
+    /// natively near any step, about every [`WAYPOINT_EVERY`] kernel steps, each with the
+    /// register digest (`checkpoint::register_digest`) of the state right before its step:
+    /// (the anchor's step, digest), in step order. A replay that ran natively to one
+    /// compares its registers with the digest before it shows that position.
+    pub waypoints: Vec<(u64, u64)>,
+}
+
+/// Steps between waypoints (see [`IntervalAnchors::waypoints`]): a seek single-steps at most
+/// about this many after its native run (~30 ms at these hosts' ~7 µs a step).
+pub const WAYPOINT_EVERY: u64 = 4096;
+
+/// Format 7's `Anchors` chunk, frozen: anchors without waypoints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntervalAnchorsV7 {
+    /// The checkpoint that ends the interval (>= 1).
+    pub checkpoint: u32,
+    /// The anchors.
+    pub anchors: Vec<AnchorLandmark>,
+}
+
+impl From<IntervalAnchorsV7> for IntervalAnchors {
+    fn from(a: IntervalAnchorsV7) -> Self {
+        Self { checkpoint: a.checkpoint, anchors: a.anchors, waypoints: Vec::new() }
+    }
+}
+
+/// Decodes an `Anchors` chunk of trace format `version`.
+pub fn decode_anchors(version: u32, raw: &[u8]) -> Result<IntervalAnchors, bincode::Error> {
+    if version < WAYPOINTS_SINCE {
+        bincode::deserialize::<IntervalAnchorsV7>(raw).map(IntervalAnchors::from)
+    } else {
+        bincode::deserialize(raw)
+    }
 }
 
 /// Where the block of `rip` is in its page's bitmap: (word, bit).

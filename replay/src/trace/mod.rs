@@ -5,9 +5,9 @@ pub mod reader;
 pub mod writer;
 
 pub use format::{
-    AnchorLandmark, ChunkKind, EndRecord, HostRecord, IntervalAnchors, IntervalCode, IntervalLandmark, Lineage,
-    TraceHeader, ANCHORS_SINCE, CANONICAL_FLAGS_SINCE, FORMAT_VERSION, FXSAVE_ALONE_SINCE, IRETQ_DROPS_TF_SINCE,
-    LANDMARKS_SINCE, LINEAGE_SINCE, STRICT_STEPS_SINCE,
+    decode_anchors, AnchorLandmark, ChunkKind, EndRecord, HostRecord, IntervalAnchors, IntervalAnchorsV7, IntervalCode,
+    IntervalLandmark, Lineage, TraceHeader, ANCHORS_SINCE, CANONICAL_FLAGS_SINCE, FORMAT_VERSION, FXSAVE_ALONE_SINCE,
+    IRETQ_DROPS_TF_SINCE, LANDMARKS_SINCE, LINEAGE_SINCE, STRICT_STEPS_SINCE, WAYPOINTS_SINCE, WAYPOINT_EVERY,
 };
 pub use reader::{ChunkRef, TraceError, TraceFile};
 pub use writer::{TraceLocked, TraceWriter};

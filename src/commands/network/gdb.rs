@@ -78,5 +78,5 @@ fn serve_vm(path: &PathBuf, listener: TcpListener, peers: NetworkPeers, label: S
     let loaded = FileIdentity::of(path);
     let rec = open_recording(path)?;
     let kernel = kernel_for_gdb(&rec, None)?;
-    Served { trace: path, loaded, rec, kernel, label }.serve(listener, None, Some(peers))
+    Served { trace: path, loaded, rec, kernel, label, step_all: false }.serve(listener, None, Some(peers))
 }

@@ -1,0 +1,89 @@
+//! Seeking into a checkpoint interval at free-run speed (issue 23, item 2): `monitor goto`,
+//! the TUI's jumps and every other [`Timeline::seek`](crate::timeline::Timeline::seek) that
+//! lands inside an interval.
+//!
+//! A native run can stop exactly only at an anchor's landmark, and its state is proven
+//! only where it is compared with the recording. From format 8 on the recorder places
+//! waypoints (`IntervalAnchors::waypoints`): anchors about every `WAYPOINT_EVERY` kernel
+//! steps, each with the register digest right before its step. A seek to step T of
+//! interval k, from checkpoint k, runs natively between the anchors as `replay --verify`
+//! does up to the last waypoint at or before T, compares every register with the digest
+//! there, and single-steps the rest. A waypoint whose registers differ (the native run left
+//! an undefined flag the engine would have cleared, or took another path), or any run that
+//! does not go as recorded, puts the replay back at checkpoint k and the whole distance is
+//! single-stepped, as before; the interval is not tried natively again.
+//!
+//! What the digest does not cover is memory: a native run stores what the host computes,
+//! and where that differs from the exact engine (an undefined flag pushed by PUSHF or an
+//! exception frame inside the stretch, overwritten before the interval's end) the RAM shown
+//! at T could differ from a single-stepped replay's with the registers equal. The
+//! interval's end state is compared as always when a replay passes it.
+
+use crate::checkpoint::register_digest;
+use crate::replay::{ReplayError, ReplaySession};
+
+/// What seeks into intervals did (for `monitor stats` and the benchmarks).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FreeSeekStats {
+    /// Seeks that ran natively to a waypoint.
+    pub arrived: u64,
+    /// Steps they ran natively.
+    pub steps: u64,
+    /// Seeks whose native run did not reach its waypoint as recorded.
+    pub fell_back: u64,
+}
+
+impl ReplaySession {
+    /// The waypoint a seek to `target` would run to natively from the checkpoint before it
+    /// (the last one at or before `target` in its interval), and its register digest; `None`
+    /// if there is none, or that interval's native run failed before.
+    pub fn seek_waypoint(&self, target: u64) -> Option<(u64, u64)> {
+        let k = self.rec.checkpoint_before(target);
+        if self.free_failed.contains(&k) {
+            return None;
+        }
+        let start = self.rec.checkpoints[k].engine.icount;
+        let anchors = self.rec.interval_anchors.get(k)?.as_ref()?;
+        anchors.waypoints.iter().rev().find(|&&(w, _)| w <= target && w > start).copied()
+    }
+
+    /// At persistent checkpoint `k` (just restored), moves toward `target` in interval `k`
+    /// by a native run to the last waypoint at or before it whose registers match the
+    /// recorded digest. Returns whether it moved; if not, the position is checkpoint `k`.
+    pub fn free_seek(&mut self, target: u64) -> Result<bool, ReplayError> {
+        let icount = self.engine.icount();
+        let k = self.rec.checkpoint_before(icount);
+        if self.rec.checkpoints[k].engine.icount != icount || self.next_checkpoint != k + 1 {
+            return Ok(false);
+        }
+        let Some((goal, digest)) = self.seek_waypoint(target).filter(|_| self.rec.checkpoint_before(target) == k)
+        else {
+            return Ok(false);
+        };
+        let Some(anchors) = self.rec.interval_anchors.get(k).cloned().flatten() else { return Ok(false) };
+        let stretches: Vec<_> = anchors.anchors.iter().take_while(|l| l.anchor <= goal).copied().collect();
+        self.env.held_echo = Some(Vec::new());
+        self.free_fallback = None;
+        let run = self.run_stretches(&stretches, goal, &[]);
+        let held = self.env.held_echo.take().unwrap_or_default();
+        let cleanup = self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4]);
+        let run = run?;
+        let arrived = run.is_none() && self.engine.icount() == goal;
+        cleanup?;
+        if arrived && register_digest(&self.engine.machine.vm.vcpu_mut().save_state()?) == digest {
+            if let (Some(echo), false) = (&mut self.env.echo, held.is_empty()) {
+                echo.write(&held);
+            }
+            self.free_seek_stats.arrived += 1;
+            self.free_seek_stats.steps += goal - icount;
+            return Ok(true);
+        }
+        self.free_seek_stats.fell_back += 1;
+        self.free_failed.insert(k);
+        self.restore_checkpoint(k)?;
+        // As after a free interval that fell back: stepping must meet the page faults the
+        // recording took (`free_interval.rs`).
+        self.engine.machine.vm.drop_guest_mappings().map_err(|e| self.kvm_error(e.to_string()))?;
+        Ok(false)
+    }
+}
