@@ -286,7 +286,9 @@ fn an_anchor_outside_its_interval_is_reported_as_damage() {
             return;
         }
         let mut a: IntervalAnchors = bincode::deserialize(raw).unwrap();
-        a.anchors[0].anchor += 1_000_000;
+        // The interval's end anchor (earlier ones may be waypoints, format 8).
+        let end = a.anchors.len() - 1;
+        a.anchors[end].anchor += 1_000_000;
         *raw = bincode::serialize(&a).unwrap();
         done = true;
     });

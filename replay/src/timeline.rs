@@ -50,6 +50,10 @@ pub const DEFAULT_TEMP_SPACING: u64 = 2048;
 pub const DEFAULT_TEMP_BUDGET: usize = 256 << 20;
 /// In-memory checkpoints are made only this many spacings before a seek target.
 const TEMP_WINDOW: u64 = 64;
+/// Within the last spacing before a seek's target, in-memory checkpoints are this many
+/// times denser, so that the reverse-stepis after it replay an eighth of a spacing at most
+/// (about 2 ms); eight more captures (some 0.1 ms each) on the way to the target.
+const FINE_TEMPS_PER_SPACING: u64 = 8;
 /// How often long runs look at the interrupt flag.
 const INTERRUPT_CHECK_EVERY: u64 = 1024;
 
@@ -415,20 +419,33 @@ impl Timeline {
         Ok(())
     }
 
-    fn maybe_make_temp(&mut self, target: u64, start_at: u64) -> Result<(), TimelineError> {
+    /// On the way to `target` from `start_at`: leaves an in-memory checkpoint here if the
+    /// position is on the spacing grid near the target (with `fine`, on the finer grid in
+    /// the last spacing before it: a seek, which reverse-stepis follow).
+    fn maybe_make_temp(&mut self, target: u64, start_at: u64, fine: bool) -> Result<(), TimelineError> {
         let x = self.icount();
-        if x == start_at || target.saturating_sub(x) > TEMP_WINDOW * self.temp_spacing {
+        let left = target.saturating_sub(x);
+        if x == start_at || left > TEMP_WINDOW * self.temp_spacing {
             return Ok(());
         }
-        self.make_temp_here()?;
+        let grid = match fine && left < self.temp_spacing {
+            true => (self.temp_spacing / FINE_TEMPS_PER_SPACING).max(1),
+            false => self.temp_spacing,
+        };
+        self.make_temp_on(grid)?;
         Ok(())
     }
 
     /// Leaves an in-memory checkpoint at the current position if it is on the spacing grid
     /// and none is there yet (persistent or in memory). Returns whether it made one.
     fn make_temp_here(&mut self) -> Result<bool, TimelineError> {
+        self.make_temp_on(self.temp_spacing)
+    }
+
+    /// [`Timeline::make_temp_here`] on a grid of `grid` steps.
+    fn make_temp_on(&mut self, grid: u64) -> Result<bool, TimelineError> {
         let x = self.icount();
-        if !x.is_multiple_of(self.temp_spacing) || self.temps.contains_key(&x) || self.at_frontier() {
+        if !x.is_multiple_of(grid) || self.temps.contains_key(&x) || self.at_frontier() {
             return Ok(false);
         }
         let rec = &self.session.rec;
@@ -467,7 +484,7 @@ impl Timeline {
     fn replay_to(&mut self, target: u64, interruptible: bool) -> Result<bool, TimelineError> {
         let start_at = self.icount();
         while self.icount() < target {
-            self.maybe_make_temp(target, start_at)?;
+            self.maybe_make_temp(target, start_at, true)?;
             if interruptible
                 && (self.icount() - start_at) % INTERRUPT_CHECK_EVERY == INTERRUPT_CHECK_EVERY - 1
                 && self.interrupted()

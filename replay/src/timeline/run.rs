@@ -292,7 +292,7 @@ impl Timeline {
                     let mut paused = false;
                     while self.icount() < hi {
                         let q = self.icount();
-                        self.maybe_make_temp(hi, lo)?;
+                        self.maybe_make_temp(hi, lo, false)?;
                         if self.pause_due(run.budget, done) {
                             paused = true;
                             break;
