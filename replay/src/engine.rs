@@ -218,6 +218,11 @@ pub struct Engine {
     last_step_emulated: bool,
     /// Whether the last step was a ring-0 IRETQ the engine carried out.
     last_step_iretq: bool,
+    /// The arithmetic flags the last step's instruction leaves undefined (decoded, whatever
+    /// this CPU left there; 0: none): a native run would leave the host's values where the
+    /// engine clears them, so the recorder has a replay single-step it when it is near an
+    /// anchor (`landmark.rs`).
+    last_step_undefined_flags: u64,
 }
 
 /// How the engine steps ring-3 code: the host's stepping signature decides
@@ -335,6 +340,7 @@ impl Engine {
             last_exit_dr6: 0,
             last_step_emulated: false,
             last_step_iretq: false,
+            last_step_undefined_flags: 0,
         }
     }
 
@@ -349,6 +355,11 @@ impl Engine {
     /// trap again), so it is no landmark (`landmark.rs`).
     pub fn last_step_iretq(&self) -> bool {
         self.last_step_iretq
+    }
+
+    /// The arithmetic flags the last step's instruction leaves undefined (see the field).
+    pub fn last_step_undefined_flags(&self) -> u64 {
+        self.last_step_undefined_flags
     }
 
     /// Steps executed since reset.
@@ -394,6 +405,7 @@ impl Engine {
         let icount = self.state.icount;
         self.last_step_emulated = false;
         self.last_step_iretq = false;
+        self.last_step_undefined_flags = 0;
         let sregs = self.machine.vm.vcpu().sregs();
         let regs = self.machine.vm.vcpu().regs();
         let user = sregs.cs.dpl == 3;
@@ -424,6 +436,7 @@ impl Engine {
                 let outcome = self.step_user(env, regs, &sregs, &bytes[..n])?;
                 if self.rules.canonical_flags {
                     if let Some(undefined) = undefined_flags(&bytes[..n], code_mode(&sregs), regs.rcx) {
+                        self.last_step_undefined_flags = undefined.mask;
                         self.canonicalise_flags(regs.rip, undefined);
                     }
                 }
@@ -441,6 +454,7 @@ impl Engine {
             }
             if self.rules.canonical_flags {
                 if let Some(undefined) = undefined_flags(&bytes[..n], code_mode(&sregs), regs.rcx) {
+                    self.last_step_undefined_flags = undefined.mask;
                     let outcome = self.run_one_step(env)?;
                     self.canonicalise_flags(regs.rip, undefined);
                     return Ok(outcome);

@@ -2,13 +2,13 @@
 //! the TUI's jumps and every other [`Timeline::seek`](crate::timeline::Timeline::seek) that
 //! lands inside an interval.
 //!
-//! A native run can stop exactly only at an anchor's landmark, and its state is proven
-//! only where it is compared with the recording. From format 8 on the recorder places
-//! waypoints (`IntervalAnchors::waypoints`): anchors about every `WAYPOINT_EVERY` kernel
-//! steps, each with the register digest right before its step. A seek to step T of
+//! A native run can stop exactly only at a landmark, and its state is proven only where it
+//! is compared with the recording. From format 8 on the recorder places waypoints
+//! (`IntervalAnchors::waypoints`): positions about every `WAYPOINT_EVERY` kernel steps,
+//! each with a landmark in its stretch and the register digest there. A seek to step T of
 //! interval k, from checkpoint k, runs natively between the anchors as `replay --verify`
-//! does up to the last waypoint at or before T, compares every register with the digest
-//! there, and single-steps the rest. A waypoint whose registers differ (the native run left
+//! does, then to the landmark of the last waypoint at or before T, single-steps to the
+//! waypoint, compares every register with the digest there, and single-steps the rest. A waypoint whose registers differ (the native run left
 //! an undefined flag the engine would have cleared, or took another path), or any run that
 //! does not go as recorded, puts the replay back at checkpoint k and the whole distance is
 //! single-stepped, as before; the interval is not tried natively again.
@@ -21,6 +21,7 @@
 
 use crate::checkpoint::register_digest;
 use crate::replay::{ReplayError, ReplaySession};
+use crate::trace::{AnchorLandmark, Waypoint};
 
 /// What seeks into intervals did (for `monitor stats` and the benchmarks).
 #[derive(Clone, Copy, Debug, Default)]
@@ -37,14 +38,14 @@ impl ReplaySession {
     /// The waypoint a seek to `target` would run to natively from the checkpoint before it
     /// (the last one at or before `target` in its interval), and its register digest; `None`
     /// if there is none, or that interval's native run failed before.
-    pub fn seek_waypoint(&self, target: u64) -> Option<(u64, u64)> {
+    pub fn seek_waypoint(&self, target: u64) -> Option<Waypoint> {
         let k = self.rec.checkpoint_before(target);
         if self.free_failed.contains(&k) {
             return None;
         }
         let start = self.rec.checkpoints[k].engine.icount;
         let anchors = self.rec.interval_anchors.get(k)?.as_ref()?;
-        anchors.waypoints.iter().rev().find(|&&(w, _)| w <= target && w > start).copied()
+        anchors.waypoints.iter().rev().find(|w| w.step <= target && w.step > start).copied()
     }
 
     /// At persistent checkpoint `k` (just restored), moves toward `target` in interval `k`
@@ -56,12 +57,14 @@ impl ReplaySession {
         if self.rec.checkpoints[k].engine.icount != icount || self.next_checkpoint != k + 1 {
             return Ok(false);
         }
-        let Some((goal, digest)) = self.seek_waypoint(target).filter(|_| self.rec.checkpoint_before(target) == k)
-        else {
+        let Some(w) = self.seek_waypoint(target).filter(|_| self.rec.checkpoint_before(target) == k) else {
             return Ok(false);
         };
         let Some(anchors) = self.rec.interval_anchors.get(k).cloned().flatten() else { return Ok(false) };
-        let stretches: Vec<_> = anchors.anchors.iter().take_while(|l| l.anchor <= goal).copied().collect();
+        // The anchors before it, then the waypoint as the end of a last stretch.
+        let (goal, digest) = (w.step, w.digest);
+        let mut stretches: Vec<_> = anchors.anchors.iter().take_while(|l| l.anchor < goal).copied().collect();
+        stretches.push(AnchorLandmark { anchor: goal, rip: w.rip, hits: w.hits, at: w.at });
         self.env.held_echo = Some(Vec::new());
         self.free_fallback = None;
         let run = self.run_stretches(&stretches, goal, &[]);

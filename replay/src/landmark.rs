@@ -8,7 +8,7 @@
 //! hardware breakpoint costs an exit and a step over it (measured: about as much as
 //! [`HIT_COST`] single steps), and the steps after the landmark's last hit are single-stepped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 /// What a breakpoint hit costs a replay, in single steps.
 pub const HIT_COST: u64 = 8;
@@ -35,31 +35,106 @@ impl LandmarkCounter {
     /// The address a replay reaches step `end` from cheapest (address, hits, step of its
     /// last hit), and a fresh count; `None` if no step was noted.
     pub fn take_cheapest(&mut self, end: u64) -> Option<(u64, u64, u64)> {
-        let seen = std::mem::take(&mut self.seen);
+        let found = self.cheapest(end);
+        self.seen.clear();
+        found
+    }
+
+    /// What [`LandmarkCounter::take_cheapest`] gives, keeping the count.
+    pub fn cheapest(&self, end: u64) -> Option<(u64, u64, u64)> {
         let cost = |&(hits, last): &(u64, u64)| hits.saturating_mul(HIT_COST) + end.saturating_sub(last);
         // Ties go to the lower address, so the choice does not depend on hash order.
-        let (rip, (hits, icount)) = seen.into_iter().min_by(|a, b| cost(&a.1).cmp(&cost(&b.1)).then(a.0.cmp(&b.0)))?;
+        let (&rip, &(hits, icount)) = self.seen.iter().min_by(|a, b| cost(a.1).cmp(&cost(b.1)).then(a.0.cmp(b.0)))?;
+        Some((rip, hits, icount))
+    }
+
+    /// [`LandmarkCounter::take_cheapest`] among the positions at or before step `limit`.
+    /// `recent` lists every noted step after `limit` (and perhaps some before), as (step,
+    /// address): it tells how many of an address's hits come after `limit`, and the step of
+    /// its last hit before (an address whose last hit before lies before `recent` is left
+    /// out).
+    pub fn take_cheapest_until(
+        &mut self,
+        end: u64,
+        limit: u64,
+        recent: &VecDeque<(u64, u64)>,
+    ) -> Option<(u64, u64, u64)> {
+        let found = self.cheapest_until(end, limit, recent);
+        self.seen.clear();
+        found
+    }
+
+    /// What [`LandmarkCounter::take_cheapest_until`] gives, keeping the count.
+    pub fn cheapest_until(&self, end: u64, limit: u64, recent: &VecDeque<(u64, u64)>) -> Option<(u64, u64, u64)> {
+        let mut after: HashMap<u64, u64> = HashMap::new();
+        let mut last_before: HashMap<u64, u64> = HashMap::new();
+        for &(step, rip) in recent {
+            if step > limit {
+                *after.entry(rip).or_default() += 1;
+            } else {
+                last_before.insert(rip, step);
+            }
+        }
+        let cost = |&(hits, last): &(u64, u64)| hits.saturating_mul(HIT_COST) + end.saturating_sub(last);
+        let (rip, (hits, icount)) = self
+            .seen
+            .iter()
+            .map(|(&rip, &count)| (rip, count))
+            .filter_map(|(rip, (hits, last))| match after.get(&rip).copied().unwrap_or(0) {
+                0 => Some((rip, (hits, last))),
+                later if later < hits => Some((rip, (hits - later, *last_before.get(&rip)?))),
+                _ => None,
+            })
+            .min_by(|a, b| cost(&a.1).cmp(&cost(&b.1)).then(a.0.cmp(&b.0)))?;
         Some((rip, hits, icount))
     }
 }
+
+/// An anchor this close after a step that left a flag undefined, with no later step that
+/// left that flag undefined again, gets a landmark at or before that step: the replay then
+/// single-steps it and the engine clears the flag, where a native run would leave whatever
+/// the host computes (the flag may still be as the step left it at the anchor: DIV's AF
+/// survives the ROL after it, which does not write AF).
+pub const UNDEFINED_FLAGS_REACH: u64 = 64;
+
+/// The six arithmetic flags, in the order of [`AnchorCounter`]'s per-flag steps.
+const ARITHMETIC_FLAGS: [u64; 6] = [
+    ttvm_vmm::undefined_flags::CF,
+    ttvm_vmm::undefined_flags::PF,
+    ttvm_vmm::undefined_flags::AF,
+    ttvm_vmm::undefined_flags::ZF,
+    ttvm_vmm::undefined_flags::SF,
+    ttvm_vmm::undefined_flags::OF,
+];
 
 /// Collects an interval's anchors while recording (see
 /// [`AnchorLandmark`](crate::trace::AnchorLandmark)): steps the engine carried out itself
 /// end a stretch, and the stretch's kernel-mode steps are counted for its landmark.
 ///
-/// It also places waypoints (format 8 on, [`IntervalAnchors::waypoints`]): when a stretch
-/// has run [`WAYPOINT_EVERY`] steps with a kernel-mode step to stop at, the next kernel-mode
-/// step becomes an anchor, with the register digest before it.
+/// It also places waypoints (format 8 on, [`IntervalAnchors::waypoints`]): when
+/// [`WAYPOINT_EVERY`] steps have passed since the last waypoint or anchor and the stretch
+/// has a kernel-mode step to stop at, the next kernel-mode step is a waypoint: its landmark
+/// is chosen among the stretch's steps so far, as an anchor's would be, and the recorder
+/// adds the register digest there. The stretch goes on: `replay --verify` runs past it.
 ///
 /// [`IntervalAnchors::waypoints`]: crate::trace::IntervalAnchors::waypoints
 /// [`WAYPOINT_EVERY`]: crate::trace::WAYPOINT_EVERY
+///
+/// A step that left arithmetic flags undefined shortly before an anchor is kept out of the
+/// native part of its stretch ([`UNDEFINED_FLAGS_REACH`]).
 #[derive(Debug, Default)]
 pub struct AnchorCounter {
     stretch: LandmarkCounter,
     /// The first step of the current stretch.
     stretch_start: u64,
+    /// The stretch's kernel-mode steps of the last [`UNDEFINED_FLAGS_REACH`] steps.
+    recent: VecDeque<(u64, u64)>,
+    /// Per arithmetic flag, the last step that left it undefined, plus one (0: none).
+    undefined_at: [u64; 6],
     anchors: Vec<crate::trace::AnchorLandmark>,
-    waypoints: Vec<(u64, u64)>,
+    waypoints: Vec<crate::trace::Waypoint>,
+    /// The last waypoint's or anchor's step.
+    last_stop: u64,
 }
 
 impl AnchorCounter {
@@ -71,6 +146,19 @@ impl AnchorCounter {
         } else if kernel {
             // A hardware breakpoint on a user-mode address does not exit on every host.
             self.stretch.note(rip, icount);
+            self.recent.push_back((icount, rip));
+            while self.recent.front().is_some_and(|&(s, _)| s + UNDEFINED_FLAGS_REACH < icount) {
+                self.recent.pop_front();
+            }
+        }
+    }
+
+    /// Step `icount`, just noted (not an anchor), left the flags in `mask` undefined.
+    pub fn note_undefined_flags(&mut self, icount: u64, mask: u64) {
+        for (at, flag) in self.undefined_at.iter_mut().zip(ARITHMETIC_FLAGS) {
+            if mask & flag != 0 {
+                *at = icount + 1;
+            }
         }
     }
 
@@ -78,20 +166,43 @@ impl AnchorCounter {
     /// waypoint: the recorder then passes the register digest before it to
     /// [`AnchorCounter::note_waypoint`] once it ran.
     pub fn wants_waypoint(&self, icount: u64, kernel: bool) -> bool {
-        kernel && icount.saturating_sub(self.stretch_start) >= crate::trace::WAYPOINT_EVERY && !self.stretch.is_empty()
+        kernel && icount.saturating_sub(self.last_stop) >= crate::trace::WAYPOINT_EVERY && !self.stretch.is_empty()
     }
 
-    /// Step `icount` (at `rip`, in kernel mode) ran as a waypoint; `digest` is the register
-    /// digest before it.
+    /// Step `icount`, which [`AnchorCounter::wants_waypoint`] asked for, is about to run
+    /// (nothing of it noted yet); `digest` is the register digest now. Keeps the waypoint if
+    /// the stretch has a landmark for it.
     pub fn note_waypoint(&mut self, icount: u64, digest: u64) {
-        self.close_stretch(icount);
-        self.waypoints.push((icount, digest));
+        if let Some((rip, hits, at)) = self.landmark_for(icount, false) {
+            self.waypoints.push(crate::trace::Waypoint { step: icount, rip, hits, at, digest });
+            self.last_stop = icount;
+        }
+    }
+
+    /// The landmark for stopping right before step `stop` among the stretch's steps so far
+    /// (`take`: and a fresh count): the cheapest, at or before the first step within reach
+    /// whose undefined flag no later step left undefined again.
+    fn landmark_for(&mut self, stop: u64, take: bool) -> Option<(u64, u64, u64)> {
+        let limit = self
+            .undefined_at
+            .iter()
+            .filter_map(|&at| at.checked_sub(1))
+            .filter(|&u| u >= self.stretch_start && stop - u <= UNDEFINED_FLAGS_REACH)
+            .min();
+        match (limit, take) {
+            (Some(limit), true) => self.stretch.take_cheapest_until(stop, limit, &self.recent),
+            (Some(limit), false) => self.stretch.cheapest_until(stop, limit, &self.recent),
+            (None, true) => self.stretch.take_cheapest(stop),
+            (None, false) => self.stretch.cheapest(stop),
+        }
     }
 
     fn close_stretch(&mut self, anchor: u64) {
-        let (rip, hits, at) = self.stretch.take_cheapest(anchor).unwrap_or((0, 0, anchor));
+        let (rip, hits, at) = self.landmark_for(anchor, true).unwrap_or((0, 0, anchor));
         self.anchors.push(crate::trace::AnchorLandmark { anchor, rip, hits, at });
+        self.recent.clear();
         self.stretch_start = anchor + 1;
+        self.last_stop = anchor;
     }
 
     /// The anchors of the interval ending at checkpoint `checkpoint` (at step `end`, the
@@ -136,6 +247,49 @@ mod tests {
     }
 
     #[test]
+    fn a_step_that_left_flags_undefined_near_the_anchor_is_single_stepped() {
+        use ttvm_vmm::undefined_flags::{AF, ARITHMETIC, OF};
+        let mut c = AnchorCounter::default();
+        // A loop over 0x1000..0x1003 for 100 steps; step 90 leaves all six flags undefined
+        // (a DIV), step 95 only OF (a ROL): AF from 90 may still be live at the anchor at
+        // 100, so the landmark is at or before 90.
+        for i in 0..100 {
+            c.note(0x1000 + (i % 4), i, true, false);
+            match i {
+                90 => c.note_undefined_flags(i, ARITHMETIC),
+                95 => c.note_undefined_flags(i, OF),
+                _ => {}
+            }
+        }
+        let l = c.take(1, 100).anchors[0];
+        assert!(l.at <= 90 && l.hits > 0, "{l:?}");
+        // The count as of its step: the landmark's address hit that often up to there.
+        let hits = (0..=l.at).filter(|i| 0x1000 + (i % 4) == l.rip).count() as u64;
+        assert_eq!(l.hits, hits, "{l:?}");
+        assert_eq!(0x1000 + (l.at % 4), l.rip, "{l:?}");
+        // Out of reach, or left undefined again later (AF again at 398), the limit moves.
+        let mut c = AnchorCounter::default();
+        for i in 101..300 {
+            c.note(0x1000 + (i % 4), i, true, false);
+            if i == 110 {
+                c.note_undefined_flags(i, ARITHMETIC);
+            }
+        }
+        assert!(c.take(1, 300).anchors[0].at > 290, "not limited by step 110");
+        let mut c = AnchorCounter::default();
+        for i in 301..400 {
+            c.note(0x1000 + (i % 4), i, true, false);
+            match i {
+                390 => c.note_undefined_flags(i, AF),
+                398 => c.note_undefined_flags(i, AF),
+                _ => {}
+            }
+        }
+        let l = c.take(1, 400).anchors[0];
+        assert!(l.at <= 398 && l.at > 390, "{l:?}");
+    }
+
+    #[test]
     fn anchors_end_stretches_and_user_steps_are_not_landmarks() {
         use crate::trace::AnchorLandmark;
         let mut c = AnchorCounter::default();
@@ -171,23 +325,26 @@ mod tests {
     fn waypoints_come_every_so_many_kernel_steps_with_their_digest() {
         use crate::trace::WAYPOINT_EVERY as W;
         let mut c = AnchorCounter::default();
-        let mut digests = Vec::new();
+        let mut asked = Vec::new();
         // Kernel steps only, except user-mode steps around 1.5 W (no waypoint there).
         for i in 0..3 * W + 10 {
             let kernel = !(W + W / 2..2 * W + 10).contains(&i);
             if c.wants_waypoint(i, kernel) {
                 c.note_waypoint(i, 0xd000 + i);
-                digests.push((i, 0xd000 + i));
-            } else {
-                c.note(0x1000 + (i % 7), i, kernel, false);
+                asked.push(i);
             }
+            c.note(0x1000 + (i % 7), i, kernel, false);
         }
         let a = c.take(1, 3 * W + 10);
         // The first at W; the next kernel step after 2 W (the user-mode stretch waits).
-        assert_eq!(digests, vec![(W, 0xd000 + W), (2 * W + 10, 0xd000 + 2 * W + 10)]);
-        assert_eq!(a.waypoints, digests);
-        let anchors: Vec<u64> = a.anchors.iter().map(|l| l.anchor).collect();
-        assert_eq!(anchors, vec![W, 2 * W + 10, 3 * W + 10]);
-        assert!(a.anchors.iter().all(|l| l.hits > 0), "{a:?}");
+        assert_eq!(asked, vec![W, 2 * W + 10]);
+        let steps: Vec<(u64, u64)> = a.waypoints.iter().map(|w| (w.step, w.digest)).collect();
+        assert_eq!(steps, vec![(W, 0xd000 + W), (2 * W + 10, 0xd000 + 2 * W + 10)]);
+        // Waypoints are no anchors; their landmarks count from the stretch's start.
+        assert_eq!(a.anchors.len(), 1);
+        for w in &a.waypoints {
+            assert!(w.at < w.step && w.hits > 0 && 0x1000 + (w.at % 7) == w.rip, "{w:?}");
+            assert_eq!(w.hits, (0..=w.at).filter(|i| 0x1000 + (i % 7) == w.rip).count() as u64, "{w:?}");
+        }
     }
 }

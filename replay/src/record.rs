@@ -771,21 +771,20 @@ impl RecordSession {
         let after_iretq = self.engine.last_step_iretq();
         let kernel = self.engine.machine.vm.vcpu().sregs().cs.selector & 3 == 0 && !after_iretq;
         let events_before = self.env.log.total;
-        let waypoint = match self.anchors.wants_waypoint(icount, kernel) {
-            true => Some(crate::checkpoint::register_digest(&self.engine.machine.vm.vcpu_mut().save_state()?)),
-            false => None,
-        };
+        if self.anchors.wants_waypoint(icount, kernel) {
+            let digest = crate::checkpoint::register_digest(&self.engine.machine.vm.vcpu_mut().save_state()?);
+            self.anchors.note_waypoint(icount, digest);
+        }
         let outcome = self.engine.step(&mut self.env)?;
         // Only a step that ran is part of the interval (the engine refuses some, e.g. one
         // into user mode on hosts that cannot step it, and the recording ends there).
         if self.engine.icount() > icount {
             self.code.note(rip);
-            match waypoint {
-                Some(digest) => self.anchors.note_waypoint(icount, digest),
-                None => {
-                    let anchor = self.env.log.total != events_before || self.engine.last_step_emulated();
-                    self.anchors.note(rip, icount, kernel, anchor);
-                }
+            let anchor = self.env.log.total != events_before || self.engine.last_step_emulated();
+            self.anchors.note(rip, icount, kernel, anchor);
+            // (An anchor's own step is the engine's in a replay too.)
+            if !anchor {
+                self.anchors.note_undefined_flags(icount, self.engine.last_step_undefined_flags());
             }
         }
         Ok(outcome)

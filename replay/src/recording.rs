@@ -292,12 +292,33 @@ impl Recording {
         if a.anchors.is_empty() {
             return Err(corrupted(c, "an interval without its end anchor"));
         }
-        // Each waypoint is one of the anchors, in step order.
-        let mut anchors = a.anchors.iter().map(|l| l.anchor);
-        for &(step, _) in &a.waypoints {
-            if anchors.find(|&x| x >= step) != Some(step) {
-                return Err(corrupted(c, format!("a waypoint at step {step} that is not one of the anchors")));
+        // Each waypoint lies inside a stretch, its landmark in the same stretch before it,
+        // in step order.
+        let mut after = self.checkpoints[k - 1].engine.icount;
+        for w in &a.waypoints {
+            let stretch = a
+                .anchors
+                .iter()
+                .rev()
+                .find(|l| l.anchor < w.step)
+                .map_or(self.checkpoints[k - 1].engine.icount, |l| l.anchor + 1);
+            let end = a.anchors.last().map_or(0, |l| l.anchor);
+            let fits = w.step >= after
+                && w.step < end
+                && w.hits > 0
+                && w.at >= stretch
+                && w.at < w.step
+                && w.hits <= w.at - stretch + 1;
+            if !fits {
+                return Err(corrupted(
+                    c,
+                    format!(
+                        "waypoint at step {} (landmark {} hits, last at {}) outside its stretch",
+                        w.step, w.hits, w.at
+                    ),
+                ));
             }
+            after = w.step + 1;
         }
         self.interval_anchors.resize(k, None);
         self.interval_anchors[k - 1] = Some(a);

@@ -520,7 +520,7 @@ impl Timeline {
         // A waypoint far enough past the start is reached sooner by restoring the checkpoint
         // before it and running there natively (format 8, `free_seek.rs`).
         let waypoint = self.session.seek_waypoint(target).filter(|_| self.free_runs);
-        if waypoint.is_some_and(|(w, _)| w > self.start_icount(start) + WAYPOINT_EVERY / 2) {
+        if waypoint.is_some_and(|w| w.step > self.start_icount(start) + WAYPOINT_EVERY / 2) {
             start = Start::Persistent(self.session.rec.checkpoint_before(target));
         }
         self.go_to_start(start)?;

@@ -237,9 +237,9 @@ fn interval_anchors_encode_as_before() {
 /// Format 8's `Anchors` chunk: format 7's bytes, then the waypoints.
 #[test]
 fn interval_anchors_with_waypoints_encode_as_pinned() {
-    use ttvm_replay::trace::{decode_anchors, IntervalAnchors};
-    let anchors =
-        IntervalAnchors { checkpoint: 3, anchors: known_anchors(), waypoints: vec![(50_010, 0x0123_4567_89ab_cdef)] };
+    use ttvm_replay::trace::{decode_anchors, IntervalAnchors, Waypoint};
+    let waypoint = Waypoint { step: 60_000, rip: 0x10_0fb3, hits: 500, at: 59_990, digest: 0x0123_4567_89ab_cdef };
+    let anchors = IntervalAnchors { checkpoint: 3, anchors: known_anchors(), waypoints: vec![waypoint] };
     assert_golden(&anchors, "interval_anchors_v8.hex");
     let raw = fixture("interval_anchors_v8.hex");
     assert_eq!(decode_anchors(8, &raw).expect("format 8 decodes"), anchors);

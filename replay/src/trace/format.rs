@@ -58,9 +58,9 @@ pub const MAGIC: [u8; 8] = *b"\x89TTVM\r\n\x1a";
 /// host ([`ttvm_vmm::shown_fpu`]: the first checkpoint's MXCSR_MASK is 0xffff and its
 /// bytes 464-511 of the FXSAVE image zero, whatever the recording CPU reports), and a
 /// ring-0 FXSAVE is a step and an anchor of its own that stores that mask
-/// (`StepRules::fxsave_alone`); the `Anchors` chunk adds waypoints: anchors about every
-/// [`WAYPOINT_EVERY`] kernel steps with the register digest there, so a seek runs natively
-/// to the last one before its target ([`IntervalAnchors::waypoints`]; format 7's chunk is
+/// (`StepRules::fxsave_alone`); the `Anchors` chunk adds waypoints: positions about every
+/// [`WAYPOINT_EVERY`] kernel steps with a landmark and the register digest there, so a seek
+/// runs natively to the last one before its target ([`IntervalAnchors::waypoints`]; format 7's chunk is
 /// the frozen [`IntervalAnchorsV7`]). Older traces replay showing the fields their first
 /// checkpoint holds.
 pub const FORMAT_VERSION: u32 = 8;
@@ -465,12 +465,29 @@ pub struct IntervalAnchors {
     pub checkpoint: u32,
     /// The anchors.
     pub anchors: Vec<AnchorLandmark>,
-    /// Waypoints (format 8 on): anchors the recorder placed only so that a replay can stop
-    /// natively near any step, about every [`WAYPOINT_EVERY`] kernel steps, each with the
-    /// register digest (`checkpoint::register_digest`) of the state right before its step:
-    /// (the anchor's step, digest), in step order. A replay that ran natively to one
-    /// compares its registers with the digest before it shows that position.
-    pub waypoints: Vec<(u64, u64)>,
+    /// Waypoints (format 8 on), in step order: positions a seek can run to natively, about
+    /// every [`WAYPOINT_EVERY`] kernel steps, each with the register digest there.
+    pub waypoints: Vec<Waypoint>,
+}
+
+/// A position inside a stretch (see [`AnchorLandmark`]) that a native run can stop at
+/// exactly, with the registers the recording had there: a seek runs natively to the last
+/// one before its target, compares the registers, and single-steps the rest. Not an anchor:
+/// `replay --verify` runs past it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waypoint {
+    /// The position: the state right before this step.
+    pub step: u64,
+    /// The landmark: the `hits`-th step of its stretch (counted from the stretch's first
+    /// step) that starts at `rip` is the step at `at` (`at < step`; the steps from `at` up
+    /// to `step` are single-stepped).
+    pub rip: u64,
+    /// See `rip`.
+    pub hits: u64,
+    /// See `rip`.
+    pub at: u64,
+    /// `checkpoint::register_digest` of the state at `step`.
+    pub digest: u64,
 }
 
 /// Steps between waypoints (see [`IntervalAnchors::waypoints`]): a seek single-steps at most

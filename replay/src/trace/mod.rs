@@ -6,8 +6,9 @@ pub mod writer;
 
 pub use format::{
     decode_anchors, AnchorLandmark, ChunkKind, EndRecord, HostRecord, IntervalAnchors, IntervalAnchorsV7, IntervalCode,
-    IntervalLandmark, Lineage, TraceHeader, ANCHORS_SINCE, CANONICAL_FLAGS_SINCE, FORMAT_VERSION, FXSAVE_ALONE_SINCE,
-    IRETQ_DROPS_TF_SINCE, LANDMARKS_SINCE, LINEAGE_SINCE, STRICT_STEPS_SINCE, WAYPOINTS_SINCE, WAYPOINT_EVERY,
+    IntervalLandmark, Lineage, TraceHeader, Waypoint, ANCHORS_SINCE, CANONICAL_FLAGS_SINCE, FORMAT_VERSION,
+    FXSAVE_ALONE_SINCE, IRETQ_DROPS_TF_SINCE, LANDMARKS_SINCE, LINEAGE_SINCE, STRICT_STEPS_SINCE, WAYPOINTS_SINCE,
+    WAYPOINT_EVERY,
 };
 pub use reader::{ChunkRef, TraceError, TraceFile};
 pub use writer::{TraceLocked, TraceWriter};
