@@ -42,10 +42,7 @@ impl LandmarkCounter {
 
     /// What [`LandmarkCounter::take_cheapest`] gives, keeping the count.
     pub fn cheapest(&self, end: u64) -> Option<(u64, u64, u64)> {
-        let cost = |&(hits, last): &(u64, u64)| hits.saturating_mul(HIT_COST) + end.saturating_sub(last);
-        // Ties go to the lower address, so the choice does not depend on hash order.
-        let (&rip, &(hits, icount)) = self.seen.iter().min_by(|a, b| cost(a.1).cmp(&cost(b.1)).then(a.0.cmp(b.0)))?;
-        Some((rip, hits, icount))
+        self.cheapest_until(end, u64::MAX, &VecDeque::new())
     }
 
     /// [`LandmarkCounter::take_cheapest`] among the positions at or before step `limit`.
@@ -76,6 +73,7 @@ impl LandmarkCounter {
             }
         }
         let cost = |&(hits, last): &(u64, u64)| hits.saturating_mul(HIT_COST) + end.saturating_sub(last);
+        // Ties go to the lower address, so the choice does not depend on hash order.
         let (rip, (hits, icount)) = self
             .seen
             .iter()
