@@ -440,7 +440,7 @@ impl Engine {
                         self.canonicalise_flags(regs.rip, undefined);
                     }
                 }
-                self.show_mxcsr_mask_in_user_mode(regs.rip, &sregs, fxsave);
+                self.show_mxcsr_mask_in_user_mode(regs.rip, &sregs, fxsave)?;
                 return Ok(outcome);
             }
             if self.rules.strict_steps {
@@ -486,15 +486,28 @@ impl Engine {
     /// MXCSR_MASK is, and its length) and completed it (the step ended right after it, still
     /// in ring 3), writes the mask the vCPU shows over the host CPU's
     /// ([`ttvm_vmm::shown_fpu`]). Ring 3 runs natively, so the step held the FXSAVE alone.
-    fn show_mxcsr_mask_in_user_mode(&mut self, rip_before: u64, sregs: &kvm_sregs, fxsave: Option<(u64, usize)>) {
-        let Some((mask_at, len)) = fxsave else { return };
+    fn show_mxcsr_mask_in_user_mode(
+        &mut self,
+        rip_before: u64,
+        sregs: &kvm_sregs,
+        fxsave: Option<(u64, usize)>,
+    ) -> Result<(), EngineError> {
+        let Some((mask_at, len)) = fxsave else { return Ok(()) };
         if self.rules.fxsave_alone {
             self.last_step_emulated = true;
         }
+        self.show_mxcsr_mask_if_done(rip_before.wrapping_add(len as u64), sregs, mask_at)
+    }
+
+    /// If the step that began at an FXSAVE ended right `after` it in the same ring (it
+    /// completed: a fault runs the handler's first instruction instead), writes the shown
+    /// mask over the host's in its image.
+    fn show_mxcsr_mask_if_done(&mut self, after: u64, sregs: &kvm_sregs, mask_at: u64) -> Result<(), EngineError> {
         let vm = &mut self.machine.vm;
-        if vm.vcpu().rip() == rip_before.wrapping_add(len as u64) && vm.vcpu().sregs().cs.dpl == 3 {
-            vm.show_mxcsr_mask_after_fxsave(sregs, mask_at);
+        if vm.vcpu().rip() == after && vm.vcpu().sregs().cs.dpl == sregs.cs.dpl {
+            vm.show_mxcsr_mask_after_fxsave(sregs, mask_at, true).map_err(|e| self.kvm_err(e))?;
         }
+        Ok(())
     }
 
     /// Steps a ring-0 FXSAVE (`mask_at`: where its image's MXCSR_MASK is; `len`: its length)
@@ -516,18 +529,14 @@ impl Engine {
         let after = regs.rip.wrapping_add(len as u64);
         if !self.rules.fxsave_alone {
             let outcome = self.run_one_step(env)?;
-            let host_mask = self.machine.vm.vcpu().host_mxcsr_mask().map_err(|e| self.kvm_err(e))?;
-            self.machine.vm.show_mxcsr_mask_after_fxsave_of(sregs, mask_at, Some(host_mask));
+            self.machine.vm.show_mxcsr_mask_after_fxsave(sregs, mask_at, false).map_err(|e| self.kvm_err(e))?;
             return Ok(outcome);
         }
         self.last_step_emulated = true;
         self.machine.vm.vcpu_mut().set_hw_breakpoints([Some(after), None, None, None]).map_err(|e| self.kvm_err(e))?;
         let outcome = self.run_one_step(env)?;
         self.machine.vm.vcpu_mut().set_hw_breakpoints([None; 4]).map_err(|e| self.kvm_err(e))?;
-        let vm = &mut self.machine.vm;
-        if vm.vcpu().rip() == after && vm.vcpu().sregs().cs.dpl == sregs.cs.dpl {
-            vm.show_mxcsr_mask_after_fxsave_of(sregs, mask_at, None);
-        }
+        self.show_mxcsr_mask_if_done(after, sregs, mask_at)?;
         Ok(outcome)
     }
 

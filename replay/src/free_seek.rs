@@ -23,7 +23,7 @@ use crate::checkpoint::register_digest;
 use crate::replay::{ReplayError, ReplaySession};
 use crate::trace::{AnchorLandmark, Waypoint};
 
-/// What seeks into intervals did (for `monitor stats` and the benchmarks).
+/// What seeks into intervals did (for `monitor info`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FreeSeekStats {
     /// Seeks that ran natively to a waypoint.
@@ -36,8 +36,8 @@ pub struct FreeSeekStats {
 
 impl ReplaySession {
     /// The waypoint a seek to `target` would run to natively from the checkpoint before it
-    /// (the last one at or before `target` in its interval), and its register digest; `None`
-    /// if there is none, or that interval's native run failed before.
+    /// (the last one at or before `target` in its interval); `None` if there is none, or
+    /// that interval's native run failed before.
     pub fn seek_waypoint(&self, target: u64) -> Option<Waypoint> {
         let k = self.rec.checkpoint_before(target);
         if self.free_failed.contains(&k) {
@@ -60,10 +60,11 @@ impl ReplaySession {
         let Some(w) = self.seek_waypoint(target).filter(|_| self.rec.checkpoint_before(target) == k) else {
             return Ok(false);
         };
-        let Some(anchors) = self.rec.interval_anchors.get(k).cloned().flatten() else { return Ok(false) };
-        // The anchors before it, then the waypoint as the end of a last stretch.
+        // The anchors before it (a waypoint comes from the interval's anchors), then the
+        // waypoint as the end of a last stretch.
         let (goal, digest) = (w.step, w.digest);
-        let mut stretches: Vec<_> = anchors.anchors.iter().take_while(|l| l.anchor < goal).copied().collect();
+        let anchors = self.rec.interval_anchors[k].as_ref().map_or(&[][..], |a| &a.anchors[..]);
+        let mut stretches: Vec<_> = anchors.iter().take_while(|l| l.anchor < goal).copied().collect();
         stretches.push(AnchorLandmark { anchor: goal, rip: w.rip, hits: w.hits, at: w.at });
         self.env.held_echo = Some(Vec::new());
         self.free_fallback = None;

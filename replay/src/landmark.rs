@@ -32,36 +32,22 @@ impl LandmarkCounter {
         self.seen.is_empty()
     }
 
-    /// The address a replay reaches step `end` from cheapest (address, hits, step of its
-    /// last hit), and a fresh count; `None` if no step was noted.
-    pub fn take_cheapest(&mut self, end: u64) -> Option<(u64, u64, u64)> {
-        let found = self.cheapest(end);
+    /// Starts a fresh count.
+    pub fn clear(&mut self) {
         self.seen.clear();
-        found
     }
 
-    /// What [`LandmarkCounter::take_cheapest`] gives, keeping the count.
+    /// The address a replay reaches step `end` from cheapest (address, hits, step of its
+    /// last hit); `None` if no step was noted.
     pub fn cheapest(&self, end: u64) -> Option<(u64, u64, u64)> {
         self.cheapest_until(end, u64::MAX, &VecDeque::new())
     }
 
-    /// [`LandmarkCounter::take_cheapest`] among the positions at or before step `limit`.
+    /// [`LandmarkCounter::cheapest`] among the positions at or before step `limit`.
     /// `recent` lists every noted step after `limit` (and perhaps some before), as (step,
     /// address): it tells how many of an address's hits come after `limit`, and the step of
     /// its last hit before (an address whose last hit before lies before `recent` is left
     /// out).
-    pub fn take_cheapest_until(
-        &mut self,
-        end: u64,
-        limit: u64,
-        recent: &VecDeque<(u64, u64)>,
-    ) -> Option<(u64, u64, u64)> {
-        let found = self.cheapest_until(end, limit, recent);
-        self.seen.clear();
-        found
-    }
-
-    /// What [`LandmarkCounter::take_cheapest_until`] gives, keeping the count.
     pub fn cheapest_until(&self, end: u64, limit: u64, recent: &VecDeque<(u64, u64)>) -> Option<(u64, u64, u64)> {
         let mut after: HashMap<u64, u64> = HashMap::new();
         let mut last_before: HashMap<u64, u64> = HashMap::new();
@@ -171,33 +157,29 @@ impl AnchorCounter {
     /// (nothing of it noted yet); `digest` is the register digest now. Keeps the waypoint if
     /// the stretch has a landmark for it.
     pub fn note_waypoint(&mut self, icount: u64, digest: u64) {
-        if let Some((rip, hits, at)) = self.landmark_for(icount, false) {
+        if let Some((rip, hits, at)) = self.landmark_for(icount) {
             self.waypoints.push(crate::trace::Waypoint { step: icount, rip, hits, at, digest });
             self.last_stop = icount;
         }
     }
 
-    /// The landmark for stopping right before step `stop` among the stretch's steps so far
-    /// (`take`: and a fresh count): the cheapest, at or before the first step within reach
-    /// whose undefined flag no later step left undefined again.
-    fn landmark_for(&mut self, stop: u64, take: bool) -> Option<(u64, u64, u64)> {
+    /// The landmark for stopping right before step `stop` among the stretch's steps so far:
+    /// the cheapest, at or before the first step within reach whose undefined flag no later
+    /// step left undefined again.
+    fn landmark_for(&self, stop: u64) -> Option<(u64, u64, u64)> {
         let limit = self
             .undefined_at
             .iter()
             .filter_map(|&at| at.checked_sub(1))
             .filter(|&u| u >= self.stretch_start && stop - u <= UNDEFINED_FLAGS_REACH)
             .min();
-        match (limit, take) {
-            (Some(limit), true) => self.stretch.take_cheapest_until(stop, limit, &self.recent),
-            (Some(limit), false) => self.stretch.cheapest_until(stop, limit, &self.recent),
-            (None, true) => self.stretch.take_cheapest(stop),
-            (None, false) => self.stretch.cheapest(stop),
-        }
+        self.stretch.cheapest_until(stop, limit.unwrap_or(u64::MAX), &self.recent)
     }
 
     fn close_stretch(&mut self, anchor: u64) {
-        let (rip, hits, at) = self.landmark_for(anchor, true).unwrap_or((0, 0, anchor));
+        let (rip, hits, at) = self.landmark_for(anchor).unwrap_or((0, 0, anchor));
         self.anchors.push(crate::trace::AnchorLandmark { anchor, rip, hits, at });
+        self.stretch.clear();
         self.recent.clear();
         self.stretch_start = anchor + 1;
         self.last_stop = anchor;
@@ -230,8 +212,9 @@ mod tests {
         for i in 301..320 {
             c.note(0x1000 + (i % 3), i);
         }
-        assert_eq!(c.take_cheapest(320), Some((0x2000, 1, 300)));
-        assert_eq!(c.take_cheapest(320), None, "the count starts again");
+        assert_eq!(c.cheapest(320), Some((0x2000, 1, 300)));
+        c.clear();
+        assert_eq!(c.cheapest(320), None, "the count starts again");
     }
 
     #[test]
@@ -241,7 +224,7 @@ mod tests {
             c.note(0x1000 + (i % 3), i);
         }
         // 30 hits each; the one hit last (89, address 0x1002) leaves the fewest steps.
-        assert_eq!(c.take_cheapest(90), Some((0x1002, 30, 89)));
+        assert_eq!(c.cheapest(90), Some((0x1002, 30, 89)));
     }
 
     #[test]

@@ -295,6 +295,7 @@ impl Recording {
         // Each waypoint lies inside a stretch, its landmark in the same stretch before it,
         // in step order.
         let mut after = self.checkpoints[k - 1].engine.icount;
+        let end = a.anchors.last().map_or(0, |l| l.anchor);
         for w in &a.waypoints {
             let stretch = a
                 .anchors
@@ -302,7 +303,6 @@ impl Recording {
                 .rev()
                 .find(|l| l.anchor < w.step)
                 .map_or(self.checkpoints[k - 1].engine.icount, |l| l.anchor + 1);
-            let end = a.anchors.last().map_or(0, |l| l.anchor);
             let fits = w.step >= after
                 && w.step < end
                 && w.hits > 0

@@ -177,7 +177,12 @@ pub fn run(args: ReplayArgs) -> Result<i32, Exit> {
                     "--symbols names one kernel's functions; a network's VMs each have their own",
                 ));
             }
-            return crate::commands::network::gdb::serve_network(&args.trace, addr, args.write_kernel.as_deref());
+            return crate::commands::network::gdb::serve_network(
+                &args.trace,
+                addr,
+                args.write_kernel.as_deref(),
+                args.step_all,
+            );
         }
         return crate::commands::network::dir::replay_verify(&args.trace, args.verify);
     }

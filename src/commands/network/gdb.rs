@@ -27,7 +27,7 @@ fn vm_addr(base: SocketAddr, vm: usize) -> Result<SocketAddr, Exit> {
 }
 
 /// Serves every VM of the network recording `dir`; exits 0 when all their sessions ended.
-pub fn serve_network(dir: &Path, addr: &str, write_kernel: Option<&Path>) -> Result<i32, Exit> {
+pub fn serve_network(dir: &Path, addr: &str, write_kernel: Option<&Path>, step_all: bool) -> Result<i32, Exit> {
     if write_kernel.is_some() {
         return Err(Exit::new(
             exit_code::BAD_INPUT,
@@ -55,7 +55,7 @@ pub fn serve_network(dir: &Path, addr: &str, write_kernel: Option<&Path>) -> Res
             let label = format!("VM {vm} ({}): ", names[vm]);
             std::thread::Builder::new()
                 .name(format!("gdb-vm{vm}"))
-                .spawn(move || serve_vm(&path, listener, peers, label))
+                .spawn(move || serve_vm(&path, listener, peers, label, step_all))
                 .map_err(|e| Exit::new(exit_code::HOST_ERROR, format!("cannot start a thread for VM {vm}: {e}")))
         })
         .collect::<Result<_, _>>()?;
@@ -74,9 +74,15 @@ pub fn serve_network(dir: &Path, addr: &str, write_kernel: Option<&Path>) -> Res
 }
 
 /// One VM's server (on its own thread: a timeline is not shared between threads).
-fn serve_vm(path: &PathBuf, listener: TcpListener, peers: NetworkPeers, label: String) -> Result<i32, Exit> {
+fn serve_vm(
+    path: &PathBuf,
+    listener: TcpListener,
+    peers: NetworkPeers,
+    label: String,
+    step_all: bool,
+) -> Result<i32, Exit> {
     let loaded = FileIdentity::of(path);
     let rec = open_recording(path)?;
     let kernel = kernel_for_gdb(&rec, None)?;
-    Served { trace: path, loaded, rec, kernel, label, step_all: false }.serve(listener, None, Some(peers))
+    Served { trace: path, loaded, rec, kernel, label, step_all }.serve(listener, None, Some(peers))
 }

@@ -35,6 +35,7 @@ use crate::fxsave::MXCSR_MASK;
 use crate::insn::code_mode;
 use crate::operand::decode_memory;
 use crate::paging::AddressSpace;
+use crate::vcpu::VcpuError;
 use crate::vm::Vm;
 
 /// The first 32-bit word of the bytes the CPU leaves to software (byte 464).
@@ -94,31 +95,26 @@ pub fn fxsave_mask_address(
 
 impl Vm {
     /// After an FXSAVE whose image's MXCSR_MASK is at `mask_at` (see
-    /// [`fxsave_mask_address`]), writes the mask this vCPU shows over the one stored there;
-    /// with `only_over` set, only if that is what is stored (the host's mask, when it is not
-    /// known whether the FXSAVE completed). Returns whether it changed memory (never on a
-    /// host whose mask is the one shown).
-    pub fn show_mxcsr_mask_after_fxsave_of(
+    /// [`fxsave_mask_address`]), writes the mask this vCPU shows over the one stored there.
+    /// When it is not known whether the FXSAVE `completed` (an FXSAVE that faulted stored
+    /// nothing), only if what is stored is the host's mask. Returns whether it changed
+    /// memory (never on a host whose mask is the one shown).
+    pub fn show_mxcsr_mask_after_fxsave(
         &mut self,
         sregs: &kvm_bindings::kvm_sregs,
         mask_at: u64,
-        only_over: Option<u32>,
-    ) -> bool {
+        completed: bool,
+    ) -> Result<bool, VcpuError> {
         let shown = self.vcpu().shown_fpu_fields().mxcsr_mask.to_le_bytes();
         let space = AddressSpace::from_sregs(sregs);
         let mut stored = [0u8; 4];
         if space.read_virt(self.ram(), mask_at, &mut stored).is_err() || stored == shown {
-            return false;
+            return Ok(false);
         }
-        if only_over.is_some_and(|host| host.to_le_bytes() != stored) {
-            return false;
+        if !completed && self.vcpu().host_mxcsr_mask()?.to_le_bytes() != stored {
+            return Ok(false);
         }
-        self.write_guest_virt(sregs, mask_at, &shown)
-    }
-
-    /// [`Vm::show_mxcsr_mask_after_fxsave_of`] after an FXSAVE known to have completed.
-    pub fn show_mxcsr_mask_after_fxsave(&mut self, sregs: &kvm_bindings::kvm_sregs, mask_at: u64) -> bool {
-        self.show_mxcsr_mask_after_fxsave_of(sregs, mask_at, None)
+        Ok(self.write_guest_virt(sregs, mask_at, &shown))
     }
 }
 
