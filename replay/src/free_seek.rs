@@ -23,6 +23,9 @@ use crate::checkpoint::register_digest;
 use crate::replay::{ReplayError, ReplaySession};
 use crate::trace::{AnchorLandmark, Waypoint};
 
+/// Steps a native run covers in the time of one single step, about.
+const NATIVE_STEPS_PER_STEP: u64 = 3;
+
 /// What seeks into intervals did (for `monitor info`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FreeSeekStats {
@@ -46,6 +49,26 @@ impl ReplaySession {
         let start = self.rec.checkpoints[k].engine.icount;
         let anchors = self.rec.interval_anchors.get(k)?.as_ref()?;
         anchors.waypoints.iter().rev().find(|w| w.step <= target && w.step > start).copied()
+    }
+
+    /// What a native run from the checkpoint before `target` to waypoint `w` (from
+    /// [`ReplaySession::seek_waypoint`]) costs, in single steps' time: the steps each
+    /// stretch single-steps from its landmark to its anchor, a third of a step for each
+    /// step run natively (bench: 1.3-1.8 µs against 7.4) and half a step for each
+    /// breakpoint exit on a landmark. Where anchors are dense (a line of serial output, a
+    /// busy timer) this is not much cheaper than stepping.
+    pub fn free_seek_cost(&self, w: &Waypoint) -> u64 {
+        let k = self.rec.checkpoint_before(w.step);
+        let mut from = self.rec.checkpoints[k].engine.icount;
+        let anchors = self.rec.interval_anchors.get(k).and_then(Option::as_ref).map_or(&[][..], |a| &a.anchors[..]);
+        let last = AnchorLandmark { anchor: w.step, rip: w.rip, hits: w.hits, at: w.at };
+        let mut cost = 0;
+        for l in anchors.iter().take_while(|l| l.anchor < w.step).chain([&last]) {
+            let native = if l.hits > 0 { l.at.saturating_sub(from) } else { 0 };
+            cost += native / NATIVE_STEPS_PER_STEP + l.hits / 2 + (l.anchor - from - native);
+            from = l.anchor + 1;
+        }
+        cost
     }
 
     /// At persistent checkpoint `k` (just restored), moves toward `target` in interval `k`

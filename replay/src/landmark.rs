@@ -96,7 +96,7 @@ const ARITHMETIC_FLAGS: [u64; 6] = [
 /// end a stretch, and the stretch's kernel-mode steps are counted for its landmark.
 ///
 /// It also places waypoints (format 8 on, [`IntervalAnchors::waypoints`]): when
-/// [`WAYPOINT_EVERY`] steps have passed since the last waypoint or anchor and the stretch
+/// [`WAYPOINT_EVERY`] steps have passed since the last waypoint or checkpoint and the stretch
 /// has a kernel-mode step to stop at, the next kernel-mode step is a waypoint: its landmark
 /// is chosen among the stretch's steps so far, as an anchor's would be, and the recorder
 /// adds the register digest there. The stretch goes on: `replay --verify` runs past it.
@@ -117,7 +117,9 @@ pub struct AnchorCounter {
     undefined_at: [u64; 6],
     anchors: Vec<crate::trace::AnchorLandmark>,
     waypoints: Vec<crate::trace::Waypoint>,
-    /// The last waypoint's or anchor's step.
+    /// The last waypoint's or checkpoint's step. Anchors do not count: a seek runs natively
+    /// only to waypoints, whose register digest proves where it arrived, so a stretch of
+    /// frequent anchors (a line of serial output, a busy timer) still gets waypoints.
     last_stop: u64,
 }
 
@@ -182,13 +184,14 @@ impl AnchorCounter {
         self.stretch.clear();
         self.recent.clear();
         self.stretch_start = anchor + 1;
-        self.last_stop = anchor;
     }
 
     /// The anchors of the interval ending at checkpoint `checkpoint` (at step `end`, the
     /// last anchor), and a fresh list for the next.
     pub fn take(&mut self, checkpoint: u32, end: u64) -> crate::trace::IntervalAnchors {
         self.close_stretch(end);
+        // A checkpoint is a better place to start from than any waypoint.
+        self.last_stop = end;
         crate::trace::IntervalAnchors {
             checkpoint,
             anchors: std::mem::take(&mut self.anchors),
@@ -327,5 +330,29 @@ mod tests {
             assert!(w.at < w.step && w.hits > 0 && 0x1000 + (w.at % 7) == w.rip, "{w:?}");
             assert_eq!(w.hits, (0..=w.at).filter(|i| 0x1000 + (i % 7) == w.rip).count() as u64, "{w:?}");
         }
+    }
+
+    #[test]
+    fn frequent_anchors_do_not_keep_waypoints_away() {
+        use crate::trace::WAYPOINT_EVERY as W;
+        let mut c = AnchorCounter::default();
+        let mut asked = Vec::new();
+        // An anchor every 30 steps (a line of serial output), all in kernel mode.
+        for i in 0..3 * W {
+            if c.wants_waypoint(i, true) {
+                c.note_waypoint(i, i);
+                asked.push(i);
+            }
+            c.note(0x1000 + (i % 5), i, true, i % 30 == 29);
+        }
+        let a = c.take(1, 3 * W);
+        assert_eq!(a.waypoints.len(), 2, "{:?}", a.waypoints);
+        // Each the first step at least W after the last that has a stretch before it.
+        assert_eq!(asked, vec![W + u64::from(W % 30 == 0), 2 * W + u64::from((2 * W) % 30 == 0)]);
+        for w in &a.waypoints {
+            assert!(w.at < w.step && w.at / 30 == w.step / 30, "landmark in the waypoint's stretch: {w:?}");
+        }
+        // The next interval counts from its checkpoint.
+        assert!(!c.wants_waypoint(3 * W + 5, true));
     }
 }

@@ -41,7 +41,6 @@ use crate::record::{RecordError, RecordSession};
 use crate::recording::Recording;
 use crate::replay::{MemoryCheckpoint, ReplayError, ReplaySession, ReplayStep};
 use crate::trace::TraceError;
-use crate::trace::WAYPOINT_EVERY;
 
 /// Spacing of in-memory checkpoints near a seek target, in steps. At 7-8 µs per replayed
 /// step this bounds a repeated reverse-stepi to about 16 ms of replay (8 ms on average).
@@ -54,9 +53,6 @@ const TEMP_WINDOW: u64 = 64;
 /// times denser, so that the reverse-stepis after it replay an eighth of a spacing at most
 /// (about 2 ms); eight more captures (some 0.1 ms each) on the way to the target.
 const FINE_TEMPS_PER_SPACING: u64 = 8;
-/// Steps a native run to a waypoint covers in the time of one single step, about: a seek
-/// restores a persistent checkpoint to run natively only where that is sooner.
-const NATIVE_STEPS_PER_STEP: u64 = 3;
 /// How often long runs look at the interrupt flag.
 const INTERRUPT_CHECK_EVERY: u64 = 1024;
 
@@ -520,16 +516,12 @@ impl Timeline {
             self.refresh()?;
         }
         let mut start = self.best_start(target);
-        // A waypoint far enough past the start is reached sooner by restoring the checkpoint
-        // before it and running there natively (format 8, `free_seek.rs`): a native run
-        // costs about a third of a single step per step (bench: 1.3-1.8 µs against 7.4).
+        // A waypoint past the start may be reached sooner by restoring the checkpoint
+        // before it and running there natively (format 8, `free_seek.rs`).
         let waypoint = self.session.seek_waypoint(target).filter(|_| self.free_runs);
         let k = self.session.rec.checkpoint_before(target);
-        let checkpoint_at = self.session.rec.checkpoints[k].engine.icount;
         let from = self.start_icount(start);
-        if waypoint.is_some_and(|w| {
-            w.step > from + WAYPOINT_EVERY / 2 && w.step - checkpoint_at < NATIVE_STEPS_PER_STEP * (w.step - from)
-        }) {
+        if waypoint.is_some_and(|w| w.step > from && self.session.free_seek_cost(&w) < w.step - from) {
             start = Start::Persistent(k);
         }
         self.go_to_start(start)?;

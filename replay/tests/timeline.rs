@@ -318,6 +318,33 @@ fn a_forward_run_leaves_checkpoints_behind_its_stop() {
     assert!(replayed < 1024, "the first reverse-stepi replayed {replayed} steps");
 }
 
+/// A forward run that nothing can stop passes the intervals over and arrives at the end of
+/// history by a seek, which leaves in-memory checkpoints just behind it: the first reverse
+/// step replays no more than the next ones (not the last interval).
+#[test]
+fn a_forward_run_to_the_end_leaves_checkpoints_behind_it() {
+    if !kvm_or_skip("a_forward_run_to_the_end_leaves_checkpoints_behind_it") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rec = record(dir.path(), KERNEL, CMDLINE, 2_000);
+    let len = rec.length();
+    let last_interval = len - rec.checkpoints[rec.checkpoints.len() - 2].engine.icount;
+    let mut t = Timeline::new(rec.clone(), &ttvm_replay::stepping::host_signature()).unwrap();
+    t.set_temp_policy(1024, 64 << 20);
+    assert_eq!(t.run_forward().unwrap(), Stop::HistoryEnd);
+    assert_eq!(t.icount(), len);
+    assert!(t.stats().skipped_intervals > 0, "{:?}", t.stats());
+    let behind = t.temp_checkpoint_positions().into_iter().max().expect("a checkpoint behind the end");
+    // The seek's fine grid: an eighth of the spacing.
+    assert!(len - behind <= 128 + 1, "{behind} vs the end {len}");
+    let before = t.stats().replayed_steps;
+    assert_eq!(t.step_backward().unwrap(), Stop::Done);
+    assert_eq!(t.icount(), len - 1);
+    let replayed = t.stats().replayed_steps - before;
+    assert!(replayed <= 128, "the first reverse-stepi replayed {replayed} steps (last interval {last_interval})");
+}
+
 /// Runs skip the checkpoint intervals whose code (listed in format-3 traces) cannot reach
 /// any breakpoint, and stop exactly where a step-by-step scan does.
 #[test]
@@ -559,6 +586,8 @@ fn paused_backward_runs_stop_where_uninterrupted_ones_do() {
     let setup = |t: &mut Timeline| {
         t.add_watchpoint(w);
         t.add_breakpoint(0xdead_0000);
+        // Stepped seeks: a native one to a waypoint could leave too few steps to pause in.
+        t.set_free_runs(false);
     };
     let whole = pauses_change_nothing(&rec, &setup, len, Direction::Backward, 2_000);
     assert_eq!(whole.stop, Stop::Watchpoint { watch: w });

@@ -226,6 +226,19 @@ impl Timeline {
                         continue;
                     }
                     if let Some(next) = self.skippable_to(k) {
+                        if self.final_checkpoint_ends_history(next) {
+                            // Nothing can stop the run before the end: arrive there by a
+                            // seek, which leaves in-memory checkpoints just behind it, so
+                            // the first reverse step is as cheap as the next ones.
+                            self.stats.skipped_intervals += 1;
+                            if self.seek(self.length() - 1)? == Stop::Interrupted {
+                                run.paused_at = Some(self.icount());
+                                return Ok(Stop::Interrupted);
+                            }
+                            // The last step is stepped (and watched) as usual.
+                            decided = Some(self.session.rec.checkpoint_before(self.icount()));
+                            continue;
+                        }
                         // Nothing in the rest of this interval can stop the run.
                         self.session.restore_checkpoint(next)?;
                         self.stats.restores += 1;

@@ -47,6 +47,13 @@ impl Timeline {
 }
 
 impl Timeline {
+    /// Whether persistent checkpoint `k` is the last one and is taken at the end of the
+    /// history (a recording that ended, rather than one cut short).
+    pub(super) fn final_checkpoint_ends_history(&self, k: usize) -> bool {
+        let rec = &self.session.rec;
+        k + 1 == rec.checkpoints.len() && rec.checkpoints[k].engine.icount == self.length() && self.length() > 0
+    }
+
     /// Whether position `hi` (> 0) is a persistent checkpoint's and a backward scan below
     /// it would start at the previous one: the window is a whole interval. (With an
     /// in-memory checkpoint in the interval the scan starts there, and is cheaper than a

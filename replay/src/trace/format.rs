@@ -491,8 +491,8 @@ pub struct Waypoint {
 }
 
 /// Steps between waypoints (see [`IntervalAnchors::waypoints`]): a seek single-steps at most
-/// about this many after its native run (~30 ms at these hosts' ~7 µs a step).
-pub const WAYPOINT_EVERY: u64 = 4096;
+/// about this many after its native run (~8 ms at these hosts' ~7 µs a step).
+pub const WAYPOINT_EVERY: u64 = 1024;
 
 /// Format 7's `Anchors` chunk, frozen: anchors without waypoints.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
