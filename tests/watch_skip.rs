@@ -8,14 +8,16 @@ mod common;
 #[path = "watch/words.rs"]
 mod words;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use common::{record_bench_free_intervals, require_kvm};
+use ttvm_replay::mem_access::AccessDecoder;
 use ttvm_replay::recording::Recording;
 use ttvm_replay::replay::{ReplaySession, ReplayStep};
 use ttvm_replay::stepping::host_signature;
 use ttvm_replay::timeline::{Stop, Timeline, WatchKind, Watchpoint};
+use ttvm_vmm::insn::fetch_at_rip;
 
 /// Where a run from `from` stops with `watch` (and the breakpoint `bp`, if any) set, and
 /// how many intervals it passed over (all of them, and by free breakpoint counts).
@@ -120,6 +122,103 @@ fn write_watchpoints_pass_over_unwritten_intervals_and_stop_where_stepping_does(
     assert_eq!(got, want, "breakpoint and watchpoint together");
     assert_eq!(want, (0, Stop::HistoryStart));
     assert!(counted > 0, "free runs counted no interval with the watchpoint set");
+}
+
+/// Per aligned quadword, the last step that read it, and the first at or after `from` (as
+/// stepping decides: the decoder).
+fn reads(rec: &Rc<Recording>, from: u64) -> (HashMap<u64, u64>, HashMap<u64, u64>) {
+    let decoder = AccessDecoder::new().unwrap();
+    let mut s = ReplaySession::new(rec.clone(), &host_signature()).unwrap();
+    let (mut last, mut first) = (HashMap::new(), HashMap::new());
+    loop {
+        let m = &s.engine.machine;
+        let (regs, sregs) = (m.vm.vcpu().regs(), m.vm.vcpu().sregs());
+        let (bytes, n) = fetch_at_rip(m.vm.ram(), &regs, &sregs);
+        for a in decoder.accesses(&bytes[..n], &regs, &sregs).into_iter().filter(|a| a.read) {
+            for q in (a.addr & !7..a.addr + a.size).step_by(8) {
+                last.insert(q, s.icount());
+                if s.icount() >= from {
+                    first.entry(q).or_insert(s.icount());
+                }
+            }
+        }
+        match s.step().unwrap() {
+            ReplayStep::Stepped => {}
+            ReplayStep::Stopped(_) | ReplayStep::AtEnd => break,
+        }
+    }
+    (last, first)
+}
+
+/// Read and access watchpoints are looked out for by the debug registers in free runs
+/// (`replay/src/free_watch.rs`): runs pass over the intervals in which nothing touched the
+/// watched bytes and stop exactly where single-stepping every interval stops.
+#[test]
+fn read_watchpoints_pass_over_untouched_intervals_and_stop_where_stepping_does() {
+    if !require_kvm("read_watchpoints_pass_over_untouched_intervals_and_stop_where_stepping_does") {
+        return;
+    }
+    let dir = common::tempdir();
+    let trace = record_bench_free_intervals(dir.path());
+    let rec = Rc::new(Recording::open(&trace).unwrap());
+    let length = rec.length();
+    // Runs forward start here, past the intervals free runs cannot take (early boot).
+    let from_start = rec.checkpoints[2].engine.icount;
+    let (last, first) = reads(&rec, from_start);
+    // A quadword last read in the first half of the history, as late as possible there.
+    let (far, far_step) =
+        last.iter().filter(|(_, &at)| at < length / 2).max_by_key(|(_, &at)| at).map(|(&q, &at)| (q, at)).unwrap();
+    // One first read after `from_start` as late as possible before the last quarter: a
+    // forward run passes the intervals before it over and meets it in a native run.
+    let (late, late_step) =
+        first.iter().filter(|(_, &at)| at < length * 3 / 4).max_by_key(|(_, &at)| at).map(|(&q, &at)| (q, at)).unwrap();
+    // 8 bytes across two quadwords of a page stored at boot that nothing writes or reads.
+    let never = (0..rec.pages.frames() as u32)
+        .filter(|&f| rec.pages.version_at(f, 0).is_some() && words::written(&rec, f).is_empty())
+        .flat_map(|f| (0..511u64).map(move |i| u64::from(f) * 4096 + i * 8))
+        .find(|q| !last.contains_key(q) && !last.contains_key(&(q + 8)))
+        .expect("a quadword pair never read nor written")
+        + 4;
+    let watches = [
+        Watchpoint::new(far + 2, 4, WatchKind::Read).unwrap(),
+        Watchpoint::new(late, 8, WatchKind::Read).unwrap(),
+        Watchpoint::new(never, 8, WatchKind::Read).unwrap(),
+        Watchpoint::new(never, 8, WatchKind::Access).unwrap(),
+    ];
+    let mut free = Timeline::new(rec.clone(), &host_signature()).unwrap();
+    let mut stepped = Timeline::new(rec.clone(), &host_signature()).unwrap();
+    stepped.set_free_runs(false);
+    let mut counted = 0;
+    for watch in watches {
+        for (from, backward) in [(length, true), (from_start, false)] {
+            let (want, _, _) = stop(&mut stepped, from, watch, None, backward);
+            let (got, _, n) = stop(&mut free, from, watch, None, backward);
+            assert_eq!(got, want, "{watch} from {from} (backward: {backward}): free runs stop where stepping does");
+            counted += n;
+        }
+    }
+    // The stepped answers are the ones the decoder implies.
+    stepped.seek(length).unwrap();
+    stepped.add_watchpoint(watches[0]);
+    assert_eq!(stepped.run_backward().unwrap(), Stop::Watchpoint { watch: watches[0] });
+    assert_eq!(stepped.icount(), far_step, "the last read of {:#x}", far);
+    stepped.remove_watchpoint(watches[0]);
+    stepped.seek(from_start).unwrap();
+    stepped.add_watchpoint(watches[1]);
+    assert_eq!(stepped.run_forward().unwrap(), Stop::Watchpoint { watch: watches[1] });
+    assert_eq!(stepped.icount(), late_step + 1, "the first read of {late:#x} (a forward run stops after it)");
+    stepped.remove_watchpoint(watches[1]);
+    let stats = free.session().free_stats;
+    if ttvm_replay::stepping::data_breakpoints_fire() {
+        assert!(counted > 0, "free runs passed no interval over with read watchpoints set");
+        // A read was seen by a data breakpoint (not only by decoding a stepped position).
+        assert!(stats.touched > 0, "{stats:?}");
+    } else {
+        // This host's data breakpoints do not fire (the PVM hosts): read and access
+        // watchpoints keep every interval stepped, as before.
+        eprintln!("data breakpoints do not fire on this host: read watchpoints single-step");
+        assert_eq!((counted, stats.touched), (0, 0), "{stats:?}");
+    }
 }
 
 /// The measurement behind docs/PERFORMANCE.md's watchpoint rows (`TTVM_LONG_TESTS=1`):

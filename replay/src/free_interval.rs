@@ -38,11 +38,13 @@ use kvm_ioctls::VcpuExit;
 use ttvm_vmm::kick::Kicker;
 use ttvm_vmm::memory::PAGE_SIZE;
 use ttvm_vmm::vcpu::RegsState;
+use ttvm_vmm::x86::data_breakpoints::DataBreakpoint;
 
 use crate::checkpoint::register_digest;
 use crate::engine::RFLAGS_IF;
 use crate::free_fallback::{Fallback, Fallbacks, UnrecordedExit};
 use crate::free_syscalls::PageFaultHit;
+use crate::free_watch::DataWatch;
 use crate::replay::{ReplayError, ReplaySession};
 use crate::trace::{AnchorLandmark, IntervalAnchors};
 
@@ -61,6 +63,9 @@ pub struct FreeIntervalStats {
     pub breakpoint_hits: u64,
     /// Verified intervals that held events (run between their anchors, format 7 on).
     pub with_events: u64,
+    /// Native runs a data breakpoint ended: an instruction touched a watched range
+    /// (`free_watch.rs`).
+    pub touched: u64,
     /// Why the others fell back.
     pub fallbacks: Fallbacks,
 }
@@ -74,12 +79,24 @@ pub(crate) enum AtHit {
     GoOn,
 }
 
+/// How a native run with breakpoints ended ([`ReplaySession::run_hitting`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NativeRun {
+    /// A hit it was asked about said it has arrived.
+    Arrived,
+    /// A data breakpoint fired: an instruction touched a watched range (`free_watch.rs`).
+    Touched,
+    /// An exit the recording would have logged, the budget or a failed step-over.
+    FellBack,
+}
+
 /// What a run through an interval between its anchors came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AnchoredRun {
     /// It reached the end checkpoint's state.
     Matched,
-    /// A position's RIP was one of the addresses watched for.
+    /// A position's RIP was one of the addresses watched for, or an instruction touched a
+    /// watched range.
     Hit,
     /// Something did not go as recorded (the caller single-steps the interval).
     Failed,
@@ -112,6 +129,15 @@ fn time_limit(steps: u64) -> Duration {
     Duration::from_secs(1) + Duration::from_micros(steps.saturating_mul(50))
 }
 
+/// How stepping over a breakpoint went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StepOver {
+    Done,
+    /// The instruction touched a watched range (a data breakpoint fired).
+    Touched,
+    Failed,
+}
+
 impl ReplaySession {
     /// If the position is a persistent checkpoint `k` and the interval to checkpoint `k+1`
     /// (which must not lie past `limit`) holds no event, runs it freely and verifies the
@@ -137,7 +163,7 @@ impl ReplaySession {
         self.env.held_echo = Some(Vec::new());
         self.free_fallback = None;
         let matched = match anchors {
-            Some(anchors) => self.run_anchored(&anchors, k + 1, &[]).map(|r| r == AnchoredRun::Matched),
+            Some(anchors) => self.run_anchored(&anchors, k + 1, &[], None).map(|r| r == AnchoredRun::Matched),
             None => self.run_until_state_of(k + 1, end - icount),
         };
         let held = self.env.held_echo.take().unwrap_or_default();
@@ -173,31 +199,71 @@ impl ReplaySession {
     /// equals it (true), or an exit, the budget or a failed step-over ends the try (false).
     fn run_until_state_of(&mut self, target: usize, steps: u64) -> Result<bool, ReplayError> {
         let want = self.rec.checkpoints[target].vcpu.regs;
-        self.run_hitting([Some(want.rip), None, None, None], steps, hit_budget(steps), |s, _| {
+        let run = self.run_hitting([Some(want.rip), None, None, None], &[], steps, hit_budget(steps), |s, _| {
             let there = RegsState::from(&s.engine.machine.vm.vcpu().regs()) == want && s.state_equals(target)?;
             Ok(if there { AtHit::Stop } else { AtHit::GoOn })
-        })
+        });
+        Ok(run? == NativeRun::Arrived)
     }
 
     /// Runs natively with hardware breakpoints on `bps`, asking `at_hit` at every hit (with
-    /// the number of hits so far) whether the run has arrived. False if an exit the
-    /// recording would have logged, `max_hits`, the time limit for an interval of `steps`
-    /// steps or a failed step-over ends it first.
+    /// the number of hits so far) whether the run has arrived, and with data breakpoints
+    /// `data` in the debug registers left free, the first of which to fire ends the run
+    /// ([`NativeRun::Touched`]). Falls back if an exit the recording would have logged,
+    /// `max_hits`, the time limit for an interval of `steps` steps or a failed step-over
+    /// ends it first.
     pub(crate) fn run_hitting(
         &mut self,
         bps: [Option<u64>; 4],
+        data: &[DataBreakpoint],
         steps: u64,
         max_hits: u64,
-        mut at_hit: impl FnMut(&mut Self, u64) -> Result<AtHit, ReplayError>,
-    ) -> Result<bool, ReplayError> {
+        at_hit: impl FnMut(&mut Self, u64) -> Result<AtHit, ReplayError>,
+    ) -> Result<NativeRun, ReplayError> {
         // Stranded user-mode SYSCALLs are caught in a debug register the caller left free
         // (`free_syscalls.rs`); with none free, such a run leaves the recorded path.
         let mut trap = self.syscall_trap().filter(|t| !bps.contains(&Some(t.handler)));
         let mut bps = bps;
+        let free_slots = bps.iter().filter(|b| b.is_none()).count();
         match (&trap, bps.iter().position(Option::is_none)) {
-            (Some(t), Some(free)) => bps[free] = Some(t.handler),
+            (Some(t), Some(free)) if free_slots > data.len() => bps[free] = Some(t.handler),
             _ => trap = None,
         }
+        // The data breakpoints take the slots still free.
+        let mut data_slots = [None; 4];
+        let mut data_mask = 0u64;
+        let mut wanted = data.iter();
+        for (i, slot) in data_slots.iter_mut().enumerate() {
+            if bps[i].is_none() {
+                if let Some(d) = wanted.next() {
+                    *slot = Some(*d);
+                    data_mask |= 1 << i;
+                }
+            }
+        }
+        if wanted.next().is_some() {
+            return Ok(NativeRun::FellBack);
+        }
+        self.engine.machine.vm.vcpu_mut().set_data_breakpoints(data_slots)?;
+        let run = self.run_hitting_with(bps, trap, data_mask, steps, max_hits, at_hit);
+        let cleanup = self.engine.machine.vm.vcpu_mut().set_data_breakpoints([None; 4]);
+        let run = run?;
+        cleanup?;
+        self.free_stats.touched += u64::from(run == NativeRun::Touched);
+        Ok(run)
+    }
+
+    /// [`ReplaySession::run_hitting`] with the debug registers chosen: `bps` (with the
+    /// SYSCALL trap's, if any) and data breakpoints in the slots of `data_mask`.
+    fn run_hitting_with(
+        &mut self,
+        bps: [Option<u64>; 4],
+        mut trap: Option<crate::free_syscalls::SyscallTrap>,
+        data_mask: u64,
+        steps: u64,
+        max_hits: u64,
+        mut at_hit: impl FnMut(&mut Self, u64) -> Result<AtHit, ReplayError>,
+    ) -> Result<NativeRun, ReplayError> {
         let vcpu = self.engine.machine.vm.vcpu_mut();
         vcpu.set_debug(false, bps)?;
         let immediate_exit: *mut u8 = &mut vcpu.kvm_run().immediate_exit;
@@ -207,17 +273,22 @@ impl ReplaySession {
         kicker.arm(time_limit(steps));
         let mut hits = 0u64;
         while hits < max_hits {
-            // `None` for a debug exit (a breakpoint), else what the exit was.
+            // `Ok(dr6)` for a debug exit (a breakpoint), else what the exit was.
             let exit = self.engine.machine.vm.vcpu_mut().run().map(|e| match e {
-                VcpuExit::Debug(_) => None,
-                other => Some(UnrecordedExit::of(&other)),
+                VcpuExit::Debug(arch) => Ok(arch.dr6),
+                other => Err(UnrecordedExit::of(&other)),
             });
             match exit {
-                Ok(None) => {
+                Ok(Ok(dr6)) if dr6 & data_mask != 0 => return Ok(NativeRun::Touched),
+                Ok(Ok(_)) => {
                     if let Some(t) = trap.as_mut().filter(|t| self.at_trap(t)) {
                         self.free_stats.breakpoint_hits += 1;
-                        if self.on_page_fault(t)? == PageFaultHit::Ordinary && !self.step_over_breakpoint(bps)? {
-                            return self.fell_back(Fallback::Step);
+                        if self.on_page_fault(t)? == PageFaultHit::Ordinary {
+                            match self.step_over_breakpoint(bps, data_mask)? {
+                                StepOver::Done => {}
+                                StepOver::Touched => return Ok(NativeRun::Touched),
+                                StepOver::Failed => return self.fell_back(Fallback::Step),
+                            }
                         }
                         continue;
                     }
@@ -225,8 +296,8 @@ impl ReplaySession {
                 }
                 // An instruction this host's KVM cannot execute in ring 0 and ttvm can
                 // (CLAC/STAC around every user copy in Linux, INT3…), as stepping does.
-                Ok(Some(UnrecordedExit::Unemulated)) if self.emulated_for_kvm()? => continue,
-                Ok(Some(what)) => {
+                Ok(Err(UnrecordedExit::Unemulated)) if self.emulated_for_kvm()? => continue,
+                Ok(Err(what)) => {
                     let rip = self.engine.machine.vm.vcpu().rip();
                     self.settle_exit()?;
                     return self.fell_back(Fallback::Exit(what, rip));
@@ -240,19 +311,21 @@ impl ReplaySession {
             }
             self.free_stats.breakpoint_hits += 1;
             if at_hit(self, hits)? == AtHit::Stop {
-                return Ok(true);
+                return Ok(NativeRun::Arrived);
             }
-            if !self.step_over_breakpoint(bps)? {
-                return self.fell_back(Fallback::Step);
+            match self.step_over_breakpoint(bps, data_mask)? {
+                StepOver::Done => {}
+                StepOver::Touched => return Ok(NativeRun::Touched),
+                StepOver::Failed => return self.fell_back(Fallback::Step),
             }
         }
         self.fell_back(Fallback::Budget)
     }
 
     /// Notes why a free run failed (for the report), and says it did.
-    fn fell_back(&mut self, why: Fallback) -> Result<bool, ReplayError> {
+    fn fell_back(&mut self, why: Fallback) -> Result<NativeRun, ReplayError> {
         self.free_fallback = Some(why);
-        Ok(false)
+        Ok(NativeRun::FellBack)
     }
 
     /// The anchors a free run of interval `k` follows: format 7's own, or (formats 4-6,
@@ -284,9 +357,10 @@ impl ReplaySession {
         anchors: &IntervalAnchors,
         target: usize,
         addrs: &[u64],
+        watch: Option<&DataWatch>,
     ) -> Result<AnchoredRun, ReplayError> {
         let end = self.rec.checkpoints[target].engine.icount;
-        if let Some(ended) = self.run_stretches(&anchors.anchors, end, addrs)? {
+        if let Some(ended) = self.run_stretches(&anchors.anchors, end, addrs, watch)? {
             return Ok(ended);
         }
         Ok(if self.engine.icount() == end && self.state_equals(target)? {
@@ -306,8 +380,10 @@ impl ReplaySession {
         anchors: &[AnchorLandmark],
         end: u64,
         addrs: &[u64],
+        watch: Option<&DataWatch>,
     ) -> Result<Option<AnchoredRun>, ReplayError> {
         let at_addr = |s: &Self| addrs.contains(&s.engine.machine.vm.vcpu().rip());
+        let data = watch.map_or(&[][..], |w| w.breakpoints());
         if at_addr(self) {
             return Ok(Some(AnchoredRun::Hit));
         }
@@ -319,7 +395,7 @@ impl ReplaySession {
                     *slot = Some(a);
                 }
                 let (mut hit, mut counted) = (false, 0u64);
-                let arrived = self.run_hitting(bps, l.anchor - here, l.hits, |s, _| {
+                let run = self.run_hitting(bps, data, l.anchor - here, l.hits, |s, _| {
                     let rip = s.engine.machine.vm.vcpu().rip();
                     if addrs.contains(&rip) {
                         hit = true;
@@ -328,11 +404,11 @@ impl ReplaySession {
                     counted += u64::from(rip == l.rip);
                     Ok(if counted == l.hits { AtHit::Stop } else { AtHit::GoOn })
                 })?;
-                if hit {
-                    return Ok(Some(AnchoredRun::Hit));
-                }
-                if !arrived {
-                    return Ok(Some(AnchoredRun::Failed));
+                match run {
+                    NativeRun::Touched => return Ok(Some(AnchoredRun::Hit)),
+                    _ if hit => return Ok(Some(AnchoredRun::Hit)),
+                    NativeRun::FellBack => return Ok(Some(AnchoredRun::Failed)),
+                    NativeRun::Arrived => {}
                 }
                 // At the landmark's step: the engine single-steps the rest of the stretch.
                 self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4])?;
@@ -343,6 +419,10 @@ impl ReplaySession {
             // an anchor too, but its step belongs to the next interval).
             let last = if l.anchor >= end { end } else { l.anchor + 1 };
             while self.engine.icount() < last {
+                // A stepped position is decoded, as stepping decides.
+                if watch.is_some_and(|w| w.next_step_touches(&self.engine.machine)) {
+                    return Ok(Some(AnchoredRun::Hit));
+                }
                 match self.engine.step(&mut self.env) {
                     Ok(crate::engine::StepOutcome::Continue) => {}
                     // The guest stops in the recording's last step, which the final
@@ -369,23 +449,25 @@ impl ReplaySession {
     }
 
     /// Executes the instruction at the breakpoint by one single step (a hardware breakpoint
-    /// fires again on resume until its instruction has run); false if that step exits any
-    /// other way than a debug exit.
-    fn step_over_breakpoint(&mut self, bps: [Option<u64>; 4]) -> Result<bool, ReplayError> {
+    /// fires again on resume until its instruction has run), with the data breakpoints of
+    /// `data_mask` still set; fails if that step exits any other way than a debug exit.
+    fn step_over_breakpoint(&mut self, bps: [Option<u64>; 4], data_mask: u64) -> Result<StepOver, ReplayError> {
         let vcpu = self.engine.machine.vm.vcpu_mut();
         vcpu.set_debug(true, [None; 4])?;
         let stepped = match vcpu.run() {
+            Ok(VcpuExit::Debug(arch)) if arch.dr6 & data_mask != 0 => return Ok(StepOver::Touched),
             Ok(VcpuExit::Debug(_)) => true,
             // The instruction at the breakpoint is one ttvm emulates for KVM: done then.
+            // (Those touch no memory: CLAC, STAC, INT3.)
             Ok(VcpuExit::InternalError) => self.emulated_for_kvm()?,
             _ => false,
         };
         if !stepped {
             self.settle_exit()?;
-            return Ok(false);
+            return Ok(StepOver::Failed);
         }
         self.engine.machine.vm.vcpu_mut().set_debug(false, bps)?;
-        Ok(stepped)
+        Ok(StepOver::Done)
     }
 
     /// After KVM_EXIT_INTERNAL_ERROR: whether ttvm carried out the instruction KVM could

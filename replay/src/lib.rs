@@ -20,6 +20,7 @@ pub mod free_hits;
 pub mod free_interval;
 pub mod free_seek;
 mod free_syscalls;
+pub mod free_watch;
 pub mod landmark;
 pub mod mem_access;
 pub mod network;

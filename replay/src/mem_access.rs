@@ -76,6 +76,32 @@ fn reg_value(name: &str, r: &kvm_regs, next_rip: u64) -> Option<u64> {
     None
 }
 
+/// Instructions with a memory operand that read and write no data there: LEA computes an
+/// address, the NOP forms and PREFETCH hints do nothing architectural, INVLPG and the cache
+/// line flushes act on translations and caches. (The CPU's data breakpoints, which free
+/// runs use, do not count them as accesses either; `free_watch.rs`.)
+fn reaches_no_memory(mnemonic: &str) -> bool {
+    matches!(mnemonic, "lea" | "invlpg" | "clflush" | "clflushopt" | "clwb" | "cldemote")
+        || mnemonic.starts_with("nop")
+        || mnemonic.starts_with("prefetch")
+}
+
+/// Whether `code` is a repeated string instruction whose count register is zero: it runs
+/// no iteration and touches no memory.
+fn repeats_zero_times(mnemonic: &str, code: &[u8], r: &kvm_regs, mode: CodeMode) -> bool {
+    if !mnemonic.starts_with("rep") {
+        return false;
+    }
+    // An address-size prefix (0x67) among the legacy/REX prefixes makes the count ECX in
+    // 64-bit mode (CX in 32-bit code: not seen in kernels ttvm runs; counted as ECX).
+    let prefixes = code
+        .iter()
+        .take_while(|b| matches!(b, 0xf2 | 0xf3 | 0x66 | 0x67 | 0x2e | 0x3e | 0x26 | 0x36 | 0x64 | 0x65 | 0x40..=0x4f));
+    let short = prefixes.clone().any(|&b| b == 0x67) || mode != CodeMode::Long;
+    let count = if short { r.rcx & 0xffff_ffff } else { r.rcx };
+    count == 0
+}
+
 impl AccessDecoder {
     /// Creates the decoders.
     pub fn new() -> Option<Self> {
@@ -97,6 +123,10 @@ impl AccessDecoder {
         let ArchDetail::X86Detail(x86) = detail.arch_detail() else { return Vec::new() };
         let next_rip = r.rip.wrapping_add(insn.len() as u64);
         let addr_mask = if mode == CodeMode::Long { u64::MAX } else { 0xffff_ffff };
+        let mnemonic = insn.mnemonic().unwrap_or("");
+        if reaches_no_memory(mnemonic) || repeats_zero_times(mnemonic, code, r, mode) {
+            return Vec::new();
+        }
         let mut out = Vec::new();
         for op in x86.operands() {
             let X86OperandType::Mem(m) = op.op_type else { continue };
@@ -117,10 +147,6 @@ impl AccessDecoder {
                 Some(a) => (a.is_readable(), a.is_writable()),
                 None => (true, true),
             };
-            // LEA computes an address without touching memory.
-            if insn.mnemonic() == Some("lea") {
-                continue;
-            }
             out.push(Access {
                 addr: seg_base.wrapping_add(ea) & addr_mask,
                 size: u64::from(op.size.max(1)),
@@ -129,7 +155,6 @@ impl AccessDecoder {
             });
         }
         let word = if mode == CodeMode::Long { 8 } else { 4 };
-        let mnemonic = insn.mnemonic().unwrap_or("");
         let sp = r.rsp & addr_mask;
         if mnemonic.starts_with("push") || mnemonic.starts_with("call") {
             out.push(Access { addr: sp.wrapping_sub(word) & addr_mask, size: word, read: false, write: true });
@@ -176,5 +201,23 @@ mod tests {
         assert_eq!(a, vec![Access { addr: 0x2000, size: 4, read: true, write: true }]);
         // lea rax, [rbx + 8] = 48 8d 43 08: no access
         assert!(d.accesses(&[0x48, 0x8d, 0x43, 0x08], &r, &s).is_empty());
+        // nop word ptr [rax + rax] = 66 0f 1f 44 00 00; prefetcht0 [rax] = 0f 18 08: none
+        assert!(d.accesses(&[0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00], &r, &s).is_empty());
+        assert!(d.accesses(&[0x0f, 0x18, 0x08], &r, &s).is_empty());
+    }
+
+    #[test]
+    fn a_string_instruction_repeated_zero_times_touches_nothing() {
+        let d = AccessDecoder::new().unwrap();
+        let s = long_mode();
+        let r = kvm_regs { rip: 0x1000, rsi: 0x2000, rdi: 0x3000, rcx: 0, ..Default::default() };
+        // rep movsb = f3 a4
+        assert!(d.accesses(&[0xf3, 0xa4], &r, &s).is_empty());
+        let a = d.accesses(&[0xf3, 0xa4], &kvm_regs { rcx: 5, ..r }, &s);
+        assert!(a.iter().any(|a| a.addr == 0x2000 && a.read) && a.iter().any(|a| a.addr == 0x3000 && a.write), "{a:?}");
+        // With an address-size prefix only ECX counts: rcx = 1 << 32 is zero iterations.
+        assert!(d.accesses(&[0x67, 0xf3, 0xa4], &kvm_regs { rcx: 1 << 32, ..r }, &s).is_empty());
+        // movsb without rep runs once whatever RCX holds.
+        assert!(!d.accesses(&[0xa4], &r, &s).is_empty());
     }
 }

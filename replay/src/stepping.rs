@@ -103,13 +103,14 @@ fn idt_gate(handler: u64) -> [u8; 16] {
     g
 }
 
-/// Measures this host's semantics. Errors (no KVM) are returned as text.
-fn probe() -> Result<String, String> {
+/// A probe machine in 64-bit ring 0 at `CODE` with `program` in memory, an IDT with the
+/// #UD and IRQ handlers, a flat GDT and the first 2 MiB identity-mapped.
+fn probe_machine(program: &[(u64, &[u8])]) -> Result<Vm, String> {
     let mut vm = Vm::new(MIN_RAM, ttvm_vmm::cpuid::CpuVendor::Host).map_err(|e| e.to_string())?;
     {
         let ram = vm.ram_mut();
         let w = |ram: &mut ttvm_vmm::memory::GuestRam, a: u64, b: &[u8]| ram.write(a, b).map_err(|e| e.to_string());
-        for (addr, code) in PROGRAM {
+        for (addr, code) in program {
             w(ram, *addr, code)?;
         }
         w(ram, IDT + 6 * 16, &idt_gate(UD_HANDLER))?;
@@ -138,6 +139,13 @@ fn probe() -> Result<String, String> {
     sregs.efer = 0x500; // LME | LMA
     let regs = kvm_regs { rip: CODE, rsp: STACK_TOP, rflags: 0x2, ..Default::default() };
     vcpu.init_registers(&regs, &sregs).map_err(|e| e.to_string())?;
+    Ok(vm)
+}
+
+/// Measures this host's semantics. Errors (no KVM) are returned as text.
+fn probe() -> Result<String, String> {
+    let mut vm = probe_machine(PROGRAM)?;
+    let vcpu = vm.vcpu_mut();
     vcpu.set_single_step(true).map_err(|e| e.to_string())?;
 
     let step = |vcpu: &mut ttvm_vmm::vcpu::Vcpu| -> Result<(bool, u64), String> {
@@ -189,6 +197,32 @@ fn probe() -> Result<String, String> {
     ))
 }
 
+/// Whether this host's data breakpoints fire in native runs (measured once per process,
+/// `free_watch.rs`): a `mov rax, [DATA]` run natively with a data breakpoint on `DATA`
+/// beside an instruction breakpoint must end in a debug exit right after the load that
+/// names the data breakpoint in DR6. On the PVM hosts of docs/PERFORMANCE.md they do not
+/// fire at all, and read and access watchpoints single-step there.
+pub fn data_breakpoints_fire() -> bool {
+    static FIRE: OnceLock<bool> = OnceLock::new();
+    *FIRE.get_or_init(|| probe_data_breakpoints().unwrap_or(false))
+}
+
+fn probe_data_breakpoints() -> Result<bool, String> {
+    const DATA: u64 = 0x5000;
+    // mov rax, [DATA] (48 8b 04 25 imm32); nop; hlt
+    let program: &[(u64, &[u8])] = &[(CODE, &[0x48, 0x8b, 0x04, 0x25, 0x00, 0x50, 0x00, 0x00, 0x90, 0xf4])];
+    let mut vm = probe_machine(program)?;
+    let vcpu = vm.vcpu_mut();
+    vcpu.set_debug(false, [Some(CODE + 9), None, None, None]).map_err(|e| e.to_string())?;
+    let data = ttvm_vmm::x86::data_breakpoints::DataBreakpoint { addr: DATA, len: 8 };
+    vcpu.set_data_breakpoints([None, Some(data), None, None]).map_err(|e| e.to_string())?;
+    let fired = match vcpu.run().map_err(|e| e.to_string())? {
+        VcpuExit::Debug(arch) => arch.dr6 & 0b10 != 0,
+        _ => false,
+    };
+    Ok(fired && vcpu.rip() == CODE + 8)
+}
+
 /// This host's single-step signature (measured once per process). When the probe cannot
 /// run (no KVM), the error text is returned so callers fail with it when they try KVM.
 pub fn host_signature() -> String {
@@ -227,5 +261,17 @@ mod tests {
         assert_eq!(ring3_steps(&REFERENCE_SIGNATURE.replace("db-trap", "kvm")), Ring3Steps::KvmExits);
         assert_eq!(ring3_steps(&REFERENCE_SIGNATURE.replace("db-trap", "none")), Ring3Steps::Refused);
         assert_eq!(ring3_steps(OLD), Ring3Steps::Refused);
+    }
+}
+
+#[cfg(test)]
+mod data_breakpoint_probe {
+    /// The probe runs (or says no without KVM); what it finds depends on the host and is
+    /// printed for the record.
+    #[test]
+    fn the_data_breakpoint_probe_answers() {
+        let fire = super::probe_data_breakpoints();
+        eprintln!("data breakpoints fire in native runs on this host: {fire:?}");
+        assert_eq!(super::data_breakpoints_fire(), fire.unwrap_or(false));
     }
 }

@@ -31,8 +31,16 @@ impl Timeline {
         if !self.free_runs || watches.iter().any(|w| w.kind != WatchKind::Write) {
             return true;
         }
-        let ranges: Vec<(u64, u64)> = watches.iter().map(|w| (w.addr, w.len)).collect();
-        !self.session.rec.interval_keeps_unchanged(k, &ranges)
+        self.change_may_fire(k)
+    }
+
+    /// Whether a change of watched bytes could fire a write or access watchpoint in
+    /// persistent-checkpoint interval `k` (false only when the interval provably leaves
+    /// them all unchanged, or none watches changes).
+    fn change_may_fire(&self, k: usize) -> bool {
+        let ranges: Vec<(u64, u64)> =
+            self.stops.watchpoints.iter().filter(|w| w.kind != WatchKind::Read).map(|w| (w.addr, w.len)).collect();
+        !ranges.is_empty() && (!self.free_runs || !self.session.rec.interval_keeps_unchanged(k, &ranges))
     }
 
     /// If interval `k` cannot stop a run, the first persistent checkpoint after it from
@@ -66,18 +74,24 @@ impl Timeline {
             && self.best_start(hi - 1) == super::Start::Persistent(k)
     }
 
-    /// Whether a free run shows that no breakpoint stops a run anywhere in persistent-
-    /// checkpoint interval `k` (`free_hits.rs`); false when it cannot tell, or when a
-    /// watchpoint may fire in it (writes are not counted). Moves the replay to checkpoint
-    /// `k+1` (when true) or `k`.
+    /// Whether a free run shows that nothing stops a run anywhere in persistent-checkpoint
+    /// interval `k`: no breakpoint hit (`free_hits.rs`), no read or access of a watched
+    /// range (data breakpoints, `free_watch.rs`); false when it cannot tell, or when a
+    /// watched value may change in it (changes are not counted, the dirty log rules them
+    /// out). Moves the replay to checkpoint `k+1` (when true) or `k`.
     pub(super) fn free_run_finds_no_stop(&mut self, k: usize) -> Result<bool, TimelineError> {
-        if !self.free_runs || self.stops.breakpoints.is_empty() || self.watchpoint_may_fire(k) {
+        if !self.free_runs || self.stops.is_empty() || self.change_may_fire(k) {
             return Ok(false);
         }
         let addrs: Vec<u64> = self.stops.breakpoints.iter().copied().collect();
+        let watch = self.data_watch();
+        if watch.is_none() && self.stops.watchpoints.iter().any(|w| w.kind != WatchKind::Write) {
+            // More ranges than debug registers.
+            return Ok(false);
+        }
         self.leave_frontier()?;
         self.stats.restores += 1;
-        let none = self.session.interval_hits_freely(k, &addrs)? == Some(false);
+        let none = self.session.interval_hits_freely(k, &addrs, watch.as_deref())? == Some(false);
         if none {
             self.stats.free_counted_intervals += 1;
         }

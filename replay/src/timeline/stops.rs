@@ -9,7 +9,11 @@ use std::collections::BTreeSet;
 use ttvm_vmm::insn::fetch_at_rip;
 use ttvm_vmm::paging::AddressSpace;
 
+use std::rc::Rc;
+
 use super::{Stepped, Timeline, TimelineError};
+use crate::free_hits::MAX_COUNTED_BREAKPOINTS;
+use crate::free_watch::DataWatch;
 use crate::mem_access::{Access, AccessDecoder};
 
 /// Longest watched range. Every watched byte is read before and after each step, so
@@ -87,6 +91,23 @@ impl Watchpoint {
     }
 }
 
+impl Watchpoint {
+    /// Whether an instruction with these memory accesses triggers it by touching it: a
+    /// read of its bytes for a read watchpoint, any access for an access watchpoint (a
+    /// write watchpoint fires on a change of value instead).
+    pub fn touched_by(&self, accesses: &[Access]) -> bool {
+        accesses.iter().any(|a| {
+            let overlaps = a.addr < self.addr.wrapping_add(self.len) && self.addr < a.addr.wrapping_add(a.size);
+            overlaps
+                && match self.kind {
+                    WatchKind::Read => a.read,
+                    WatchKind::Access => true,
+                    WatchKind::Write => false,
+                }
+        })
+    }
+}
+
 impl std::fmt::Display for Watchpoint {
     /// `write 0x1234+8`: how stop notes and lists name it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,6 +121,9 @@ pub(super) struct StopPoints {
     pub(super) breakpoints: BTreeSet<u64>,
     pub(super) watchpoints: Vec<Watchpoint>,
     access: Option<AccessDecoder>,
+    /// The debug registers' lookout for the read and access watchpoints in free runs, for
+    /// the generation it was made for (`free_watch.rs`).
+    data_watch: Option<(u64, Option<Rc<DataWatch>>)>,
     /// Bumped by every change, so a paused run notices that what stops it changed.
     pub(super) generation: u64,
 }
@@ -158,6 +182,25 @@ impl Timeline {
         &self.stops.watchpoints
     }
 
+    /// The lookout free runs use for the read and access watchpoints beside the
+    /// breakpoints, if this host's data breakpoints fire and the debug registers left hold
+    /// them all.
+    pub(super) fn data_watch(&mut self) -> Option<Rc<DataWatch>> {
+        if !crate::stepping::data_breakpoints_fire() {
+            return None;
+        }
+        let generation = self.stops.generation;
+        if let Some((g, watch)) = &self.stops.data_watch {
+            if *g == generation {
+                return watch.clone();
+            }
+        }
+        let slots = MAX_COUNTED_BREAKPOINTS.saturating_sub(self.stops.breakpoints.len());
+        let watch = DataWatch::new(&self.stops.watchpoints, slots).map(Rc::new);
+        self.stops.data_watch = Some((generation, watch.clone()));
+        watch
+    }
+
     /// The breakpoint at the current RIP, if there is one.
     pub(super) fn breakpoint_here(&self) -> Option<u64> {
         let rip = self.machine().vm.vcpu().rip();
@@ -205,16 +248,7 @@ impl Timeline {
         let after = self.watched_values();
         for (i, w) in self.stops.watchpoints.iter().enumerate() {
             let changed = w.kind != WatchKind::Read && before[i] != after[i];
-            let touched = accesses.iter().any(|a| {
-                let overlaps = a.addr < w.addr.wrapping_add(w.len) && w.addr < a.addr.wrapping_add(a.size);
-                overlaps
-                    && match w.kind {
-                        WatchKind::Read => a.read,
-                        WatchKind::Access => true,
-                        WatchKind::Write => false,
-                    }
-            });
-            if changed || touched {
+            if changed || w.touched_by(&accesses) {
                 return Ok((r, Some(*w)));
             }
         }

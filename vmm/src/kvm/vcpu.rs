@@ -28,6 +28,7 @@ pub use xcrs_state::{XcrState, XcrsState};
 use crate::msr::STATE_MSRS;
 use crate::persist::StateError;
 use crate::shown_fpu::ShownFpuFields;
+use crate::x86::data_breakpoints::DataBreakpoint;
 
 /// Errors from vCPU ioctls, and saved states refused before they reach KVM.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +75,8 @@ pub struct Vcpu {
     msr_indices: Vec<u32>,
     single_step: bool,
     hw_breakpoints: [Option<u64>; 4],
+    /// Data breakpoints, in the debug registers `hw_breakpoints` leaves free.
+    data_breakpoints: [Option<DataBreakpoint>; 4],
     /// The host's FPU fields every XSAVE region read from KVM carries ([`crate::shown_fpu`]).
     shown_fpu: ShownFpuFields,
 }
@@ -90,6 +93,7 @@ impl Vcpu {
             msr_indices,
             single_step: false,
             hw_breakpoints: [None; 4],
+            data_breakpoints: [None; 4],
             shown_fpu: ShownFpuFields::CANONICAL,
         };
         // Prime the shared register area so `regs()`/`sregs()` are valid before the first run.
@@ -161,10 +165,13 @@ impl Vcpu {
     fn apply_guest_debug(&mut self) -> Result<(), VcpuError> {
         let mut dbg = kvm_guest_debug::default();
         let mut dr7 = 0u64;
-        for (i, bp) in self.hw_breakpoints.iter().enumerate() {
+        for (i, (bp, data)) in self.hw_breakpoints.iter().zip(&self.data_breakpoints).enumerate() {
             if let Some(addr) = bp {
                 dbg.arch.debugreg[i] = *addr;
                 dr7 |= 1 << (i * 2 + 1); // global enable, execute, length 1
+            } else if let Some(d) = data {
+                dbg.arch.debugreg[i] = d.addr;
+                dr7 |= d.dr7_bits(i);
             }
         }
         dbg.arch.debugreg[7] = dr7 | 0x400;
@@ -210,6 +217,17 @@ impl Vcpu {
     pub fn set_hw_breakpoints(&mut self, bps: [Option<u64>; 4]) -> Result<(), VcpuError> {
         if self.hw_breakpoints != bps {
             self.hw_breakpoints = bps;
+            self.apply_guest_debug()?;
+        }
+        Ok(())
+    }
+
+    /// Sets the host-owned data breakpoints (invisible to the guest); a slot that also holds
+    /// an instruction breakpoint ([`Vcpu::set_debug`]) serves that one. Which fired shows in
+    /// the debug exit's DR6 (bits 0-3).
+    pub fn set_data_breakpoints(&mut self, data: [Option<DataBreakpoint>; 4]) -> Result<(), VcpuError> {
+        if self.data_breakpoints != data {
+            self.data_breakpoints = data;
             self.apply_guest_debug()?;
         }
         Ok(())

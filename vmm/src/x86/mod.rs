@@ -6,6 +6,7 @@
 //! `flag_probe_classes.rs`, a file the `flagprobe` sample kernel includes too).
 
 pub mod cpuid;
+pub mod data_breakpoints;
 pub mod descriptors;
 pub mod disasm;
 pub(crate) mod emulate;
