@@ -28,7 +28,10 @@ fn seeks_run_natively_to_waypoints_and_show_what_stepping_shows() {
     let seeks = |out: &str| hex(&mark(out, "seeks")[0]);
     assert_eq!(seeks(&stepped), 0, "--step-all ran natively\n{stepped}");
     assert!(seeks(&free) >= 4, "too few seeks ran natively\n{free}");
-    // Most of each distance from a checkpoint is run natively, the rest (under 4096 steps
+    // `monitor info` says how read watchpoints are looked out for, as this host's probe does.
+    let fire = u64::from(ttvm_replay::stepping::data_breakpoints_fire());
+    assert_eq!(hex(&mark(&free, "data-breakpoints")[0]), fire, "{free}");
+    // Most of each distance from a checkpoint is run natively, the rest (under 1024 steps
     // past the last waypoint) single-stepped.
     assert!(
         replayed(&free) * 2 < replayed(&stepped),

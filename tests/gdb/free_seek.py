@@ -18,3 +18,5 @@ for line in h.run("monitor info").splitlines():
         h.mark("replayed", int(line.split()[1]))
     if line.startswith("seeks:"):
         h.mark("seeks", int(line.split()[1]))
+    if line.startswith("watching:"):
+        h.mark("data-breakpoints", int("data breakpoints in free runs" in line))
