@@ -209,16 +209,14 @@ fn read_watchpoints_pass_over_untouched_intervals_and_stop_where_stepping_does()
     assert_eq!(stepped.icount(), late_step + 1, "the first read of {late:#x} (a forward run stops after it)");
     stepped.remove_watchpoint(watches[1]);
     let stats = free.session().free_stats;
-    if ttvm_replay::stepping::data_breakpoints_fire() {
-        assert!(counted > 0, "free runs passed no interval over with read watchpoints set");
-        // A read was seen by a data breakpoint (not only by decoding a stepped position).
-        assert!(stats.touched > 0, "{stats:?}");
-    } else {
-        // This host's data breakpoints do not fire (the PVM hosts): read and access
-        // watchpoints keep every interval stepped, as before.
-        eprintln!("data breakpoints do not fire on this host: read watchpoints single-step");
-        assert_eq!((counted, stats.touched), (0, 0), "{stats:?}");
-    }
+    assert!(counted > 0, "free runs passed no interval over with read watchpoints set");
+    // A read was seen by the native run itself (a data breakpoint, or where those do not
+    // fire the page hole), not only by decoding a stepped position.
+    assert!(stats.touched > 0, "{stats:?}");
+    eprintln!(
+        "read watchpoints in free runs by {}: {stats:?}",
+        if ttvm_replay::stepping::data_breakpoints_fire() { "data breakpoints" } else { "page holes" }
+    );
 }
 
 /// The measurement behind docs/PERFORMANCE.md's watchpoint rows (`TTVM_LONG_TESTS=1`):

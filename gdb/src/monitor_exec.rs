@@ -227,13 +227,14 @@ impl TtvmTarget<'_> {
             "seeks:       {} ran natively to a waypoint ({} steps), {} fell back to stepping",
             seeks.arrived, seeks.steps, seeks.fell_back
         );
-        let watching = match ttvm_replay::stepping::data_breakpoints_fire() {
-            true => format!(
-                "read and access watchpoints looked out for by data breakpoints in free runs ({} runs touched)",
-                self.tl.session().free_stats.touched
-            ),
-            false => "read and access watchpoints single-step (this host's data breakpoints do not fire)".to_string(),
+        let how = match ttvm_replay::stepping::data_breakpoints_fire() {
+            true => "data breakpoints in free runs",
+            false => "hiding their pages from free runs (this host's data breakpoints do not fire)",
         };
+        let watching = format!(
+            "read and access watchpoints looked out for by {how}; {} runs touched one",
+            self.tl.session().free_stats.touched
+        );
         let _ = writeln!(s, "watching:    {watching}");
         if let Some(e) = &self.last_error {
             let _ = writeln!(s, "last error:  {e}");

@@ -32,8 +32,7 @@
 use ttvm_vmm::memory::GuestRam;
 
 use crate::engine::Ring3Steps;
-use crate::free_interval::AnchoredRun;
-use crate::free_watch::DataWatch;
+use crate::free_interval::{AnchoredRun, Lookout};
 use crate::replay::{ReplayError, ReplaySession};
 
 /// Breakpoint addresses and data breakpoints a free count handles: the fourth debug
@@ -136,23 +135,26 @@ impl ReplaySession {
     }
 
     /// Whether some position of persistent-checkpoint interval `k` has its RIP in `addrs`,
-    /// or (with `watch`) some step of it touches a watched range (`free_watch.rs`), found by
+    /// or (with `lookout`) some step of it touches a watched range (`free_watch.rs`), found by
     /// a free run ("no" only from one checked against checkpoint `k+1`); `None` when a free
     /// run cannot tell (the caller single-steps the interval). Leaves the replay at
     /// checkpoint `k+1` after a "no", at checkpoint `k` otherwise.
-    pub fn interval_hits_freely(
+    pub(crate) fn interval_hits_freely(
         &mut self,
         k: usize,
         addrs: &[u64],
-        watch: Option<&DataWatch>,
+        lookout: Lookout<'_>,
     ) -> Result<Option<bool>, ReplayError> {
         let Some(next) = self.rec.checkpoints.get(k + 1) else { return Ok(None) };
         let (start, end) = (self.rec.checkpoints[k].engine.icount, next.engine.icount);
         // Format 7 runs every interval between its anchors; older ones only event-free
         // intervals, to their landmark.
         let Some(anchors) = self.free_run_anchors(k) else { return Ok(None) };
-        let registers = addrs.len() + watch.map_or(0, |w| w.breakpoints().len());
-        if registers == 0 || registers > MAX_COUNTED_BREAKPOINTS || self.free_failed.contains(&k) {
+        let registers = addrs.len() + lookout.watch.map_or(0, |w| w.breakpoints().len());
+        if (registers == 0 && lookout.hole.is_none())
+            || registers > MAX_COUNTED_BREAKPOINTS
+            || self.free_failed.contains(&k)
+        {
             return Ok(None);
         }
         // At the checkpoint's icount the machine is in its state (the invariant seeks rely
@@ -167,7 +169,7 @@ impl ReplaySession {
             return Ok(None);
         }
         let started = std::time::Instant::now();
-        let run = self.run_anchored(&anchors, k + 1, addrs, watch);
+        let run = self.run_anchored(&anchors, k + 1, addrs, lookout);
         let cleanup = self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4]);
         self.free_stats.tried += 1;
         self.free_stats.time += started.elapsed();

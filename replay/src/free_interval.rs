@@ -38,13 +38,12 @@ use kvm_ioctls::VcpuExit;
 use ttvm_vmm::kick::Kicker;
 use ttvm_vmm::memory::PAGE_SIZE;
 use ttvm_vmm::vcpu::RegsState;
-use ttvm_vmm::x86::data_breakpoints::DataBreakpoint;
 
 use crate::checkpoint::register_digest;
 use crate::engine::RFLAGS_IF;
 use crate::free_fallback::{Fallback, Fallbacks, UnrecordedExit};
 use crate::free_syscalls::PageFaultHit;
-use crate::free_watch::DataWatch;
+use crate::free_watch::{DataWatch, PageHole};
 use crate::replay::{ReplayError, ReplaySession};
 use crate::trace::{AnchorLandmark, IntervalAnchors};
 
@@ -129,6 +128,34 @@ fn time_limit(steps: u64) -> Duration {
     Duration::from_secs(1) + Duration::from_micros(steps.saturating_mul(50))
 }
 
+/// What a native run looks out for besides its breakpoints: read and access watchpoints,
+/// by data breakpoints (`watch`) or a page hole (`free_watch.rs`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Lookout<'a> {
+    /// The watchpoints (decoded at stepped positions) and their data breakpoints.
+    pub watch: Option<&'a DataWatch>,
+    /// The watched pages to take out of KVM's memory, where data breakpoints do not fire.
+    pub hole: Option<&'a PageHole>,
+}
+
+/// The debug registers and hole of a native run.
+struct DebugSetup<'a> {
+    bps: [Option<u64>; 4],
+    /// Which debug registers hold data breakpoints.
+    data_mask: u64,
+    hole: Option<&'a PageHole>,
+}
+
+/// How one KVM_RUN of a native run ended.
+enum NativeExit {
+    /// A debug exit, with DR6.
+    Debug(u64),
+    /// An access to the page hole touched a watched range.
+    Touched,
+    /// Anything else.
+    Other(UnrecordedExit),
+}
+
 /// How stepping over a breakpoint went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum StepOver {
@@ -163,7 +190,9 @@ impl ReplaySession {
         self.env.held_echo = Some(Vec::new());
         self.free_fallback = None;
         let matched = match anchors {
-            Some(anchors) => self.run_anchored(&anchors, k + 1, &[], None).map(|r| r == AnchoredRun::Matched),
+            Some(anchors) => {
+                self.run_anchored(&anchors, k + 1, &[], Lookout::default()).map(|r| r == AnchoredRun::Matched)
+            }
             None => self.run_until_state_of(k + 1, end - icount),
         };
         let held = self.env.held_echo.take().unwrap_or_default();
@@ -199,27 +228,35 @@ impl ReplaySession {
     /// equals it (true), or an exit, the budget or a failed step-over ends the try (false).
     fn run_until_state_of(&mut self, target: usize, steps: u64) -> Result<bool, ReplayError> {
         let want = self.rec.checkpoints[target].vcpu.regs;
-        let run = self.run_hitting([Some(want.rip), None, None, None], &[], steps, hit_budget(steps), |s, _| {
-            let there = RegsState::from(&s.engine.machine.vm.vcpu().regs()) == want && s.state_equals(target)?;
-            Ok(if there { AtHit::Stop } else { AtHit::GoOn })
-        });
+        let run = self.run_hitting(
+            [Some(want.rip), None, None, None],
+            Lookout::default(),
+            steps,
+            hit_budget(steps),
+            |s, _| {
+                let there = RegsState::from(&s.engine.machine.vm.vcpu().regs()) == want && s.state_equals(target)?;
+                Ok(if there { AtHit::Stop } else { AtHit::GoOn })
+            },
+        );
         Ok(run? == NativeRun::Arrived)
     }
 
     /// Runs natively with hardware breakpoints on `bps`, asking `at_hit` at every hit (with
-    /// the number of hits so far) whether the run has arrived, and with data breakpoints
-    /// `data` in the debug registers left free, the first of which to fire ends the run
+    /// the number of hits so far) whether the run has arrived, and with `lookout`'s data
+    /// breakpoints in the debug registers left free and its page hole taken out of KVM's
+    /// memory: the first access to a watched range either way ends the run
     /// ([`NativeRun::Touched`]). Falls back if an exit the recording would have logged,
     /// `max_hits`, the time limit for an interval of `steps` steps or a failed step-over
     /// ends it first.
     pub(crate) fn run_hitting(
         &mut self,
         bps: [Option<u64>; 4],
-        data: &[DataBreakpoint],
+        lookout: Lookout<'_>,
         steps: u64,
         max_hits: u64,
         at_hit: impl FnMut(&mut Self, u64) -> Result<AtHit, ReplayError>,
     ) -> Result<NativeRun, ReplayError> {
+        let data = lookout.watch.map_or(&[][..], |w| w.breakpoints());
         // Stranded user-mode SYSCALLs are caught in a debug register the caller left free
         // (`free_syscalls.rs`); with none free, such a run leaves the recorded path.
         let mut trap = self.syscall_trap().filter(|t| !bps.contains(&Some(t.handler)));
@@ -245,25 +282,30 @@ impl ReplaySession {
             return Ok(NativeRun::FellBack);
         }
         self.engine.machine.vm.vcpu_mut().set_data_breakpoints(data_slots)?;
-        let run = self.run_hitting_with(bps, trap, data_mask, steps, max_hits, at_hit);
+        if let Some(hole) = lookout.hole {
+            self.engine.machine.vm.hide_frames(hole.frames()).map_err(|e| self.kvm_error(e.to_string()))?;
+        }
+        let debug = DebugSetup { bps, data_mask, hole: lookout.hole };
+        let run = self.run_hitting_with(debug, trap, steps, max_hits, at_hit);
         let cleanup = self.engine.machine.vm.vcpu_mut().set_data_breakpoints([None; 4]);
+        let shown = self.engine.machine.vm.show_all_frames().map_err(|e| self.kvm_error(e.to_string()));
         let run = run?;
         cleanup?;
+        shown?;
         self.free_stats.touched += u64::from(run == NativeRun::Touched);
         Ok(run)
     }
 
-    /// [`ReplaySession::run_hitting`] with the debug registers chosen: `bps` (with the
-    /// SYSCALL trap's, if any) and data breakpoints in the slots of `data_mask`.
+    /// [`ReplaySession::run_hitting`] with the debug registers chosen and the hole hidden.
     fn run_hitting_with(
         &mut self,
-        bps: [Option<u64>; 4],
+        debug: DebugSetup<'_>,
         mut trap: Option<crate::free_syscalls::SyscallTrap>,
-        data_mask: u64,
         steps: u64,
         max_hits: u64,
         mut at_hit: impl FnMut(&mut Self, u64) -> Result<AtHit, ReplayError>,
     ) -> Result<NativeRun, ReplayError> {
+        let bps = debug.bps;
         let vcpu = self.engine.machine.vm.vcpu_mut();
         vcpu.set_debug(false, bps)?;
         let immediate_exit: *mut u8 = &mut vcpu.kvm_run().immediate_exit;
@@ -274,17 +316,15 @@ impl ReplaySession {
         let mut hits = 0u64;
         while hits < max_hits {
             // `Ok(dr6)` for a debug exit (a breakpoint), else what the exit was.
-            let exit = self.engine.machine.vm.vcpu_mut().run().map(|e| match e {
-                VcpuExit::Debug(arch) => Ok(arch.dr6),
-                other => Err(UnrecordedExit::of(&other)),
-            });
+            let exit = self.run_through_hole(debug.hole);
             match exit {
-                Ok(Ok(dr6)) if dr6 & data_mask != 0 => return Ok(NativeRun::Touched),
-                Ok(Ok(_)) => {
+                Ok(NativeExit::Touched) => return Ok(NativeRun::Touched),
+                Ok(NativeExit::Debug(dr6)) if dr6 & debug.data_mask != 0 => return Ok(NativeRun::Touched),
+                Ok(NativeExit::Debug(_)) => {
                     if let Some(t) = trap.as_mut().filter(|t| self.at_trap(t)) {
                         self.free_stats.breakpoint_hits += 1;
                         if self.on_page_fault(t)? == PageFaultHit::Ordinary {
-                            match self.step_over_breakpoint(bps, data_mask)? {
+                            match self.step_over_breakpoint(&debug)? {
                                 StepOver::Done => {}
                                 StepOver::Touched => return Ok(NativeRun::Touched),
                                 StepOver::Failed => return self.fell_back(Fallback::Step),
@@ -296,8 +336,8 @@ impl ReplaySession {
                 }
                 // An instruction this host's KVM cannot execute in ring 0 and ttvm can
                 // (CLAC/STAC around every user copy in Linux, INT3…), as stepping does.
-                Ok(Err(UnrecordedExit::Unemulated)) if self.emulated_for_kvm()? => continue,
-                Ok(Err(what)) => {
+                Ok(NativeExit::Other(UnrecordedExit::Unemulated)) if self.emulated_for_kvm()? => continue,
+                Ok(NativeExit::Other(what)) => {
                     let rip = self.engine.machine.vm.vcpu().rip();
                     self.settle_exit()?;
                     return self.fell_back(Fallback::Exit(what, rip));
@@ -313,7 +353,7 @@ impl ReplaySession {
             if at_hit(self, hits)? == AtHit::Stop {
                 return Ok(NativeRun::Arrived);
             }
-            match self.step_over_breakpoint(bps, data_mask)? {
+            match self.step_over_breakpoint(&debug)? {
                 StepOver::Done => {}
                 StepOver::Touched => return Ok(NativeRun::Touched),
                 StepOver::Failed => return self.fell_back(Fallback::Step),
@@ -357,10 +397,10 @@ impl ReplaySession {
         anchors: &IntervalAnchors,
         target: usize,
         addrs: &[u64],
-        watch: Option<&DataWatch>,
+        lookout: Lookout<'_>,
     ) -> Result<AnchoredRun, ReplayError> {
         let end = self.rec.checkpoints[target].engine.icount;
-        if let Some(ended) = self.run_stretches(&anchors.anchors, end, addrs, watch)? {
+        if let Some(ended) = self.run_stretches(&anchors.anchors, end, addrs, lookout)? {
             return Ok(ended);
         }
         Ok(if self.engine.icount() == end && self.state_equals(target)? {
@@ -380,10 +420,10 @@ impl ReplaySession {
         anchors: &[AnchorLandmark],
         end: u64,
         addrs: &[u64],
-        watch: Option<&DataWatch>,
+        lookout: Lookout<'_>,
     ) -> Result<Option<AnchoredRun>, ReplayError> {
         let at_addr = |s: &Self| addrs.contains(&s.engine.machine.vm.vcpu().rip());
-        let data = watch.map_or(&[][..], |w| w.breakpoints());
+        let watch = lookout.watch;
         if at_addr(self) {
             return Ok(Some(AnchoredRun::Hit));
         }
@@ -395,7 +435,7 @@ impl ReplaySession {
                     *slot = Some(a);
                 }
                 let (mut hit, mut counted) = (false, 0u64);
-                let run = self.run_hitting(bps, data, l.anchor - here, l.hits, |s, _| {
+                let run = self.run_hitting(bps, lookout, l.anchor - here, l.hits, |s, _| {
                     let rip = s.engine.machine.vm.vcpu().rip();
                     if addrs.contains(&rip) {
                         hit = true;
@@ -449,25 +489,61 @@ impl ReplaySession {
     }
 
     /// Executes the instruction at the breakpoint by one single step (a hardware breakpoint
-    /// fires again on resume until its instruction has run), with the data breakpoints of
-    /// `data_mask` still set; fails if that step exits any other way than a debug exit.
-    fn step_over_breakpoint(&mut self, bps: [Option<u64>; 4], data_mask: u64) -> Result<StepOver, ReplayError> {
-        let vcpu = self.engine.machine.vm.vcpu_mut();
-        vcpu.set_debug(true, [None; 4])?;
-        let stepped = match vcpu.run() {
-            Ok(VcpuExit::Debug(arch)) if arch.dr6 & data_mask != 0 => return Ok(StepOver::Touched),
-            Ok(VcpuExit::Debug(_)) => true,
+    /// fires again on resume until its instruction has run), looking out as the run does;
+    /// fails if that step exits any other way than a debug exit.
+    fn step_over_breakpoint(&mut self, debug: &DebugSetup<'_>) -> Result<StepOver, ReplayError> {
+        self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4])?;
+        let stepped = match self.run_through_hole(debug.hole) {
+            Ok(NativeExit::Touched) => return Ok(StepOver::Touched),
+            Ok(NativeExit::Debug(dr6)) if dr6 & debug.data_mask != 0 => return Ok(StepOver::Touched),
+            Ok(NativeExit::Debug(_)) => true,
             // The instruction at the breakpoint is one ttvm emulates for KVM: done then.
             // (Those touch no memory: CLAC, STAC, INT3.)
-            Ok(VcpuExit::InternalError) => self.emulated_for_kvm()?,
+            Ok(NativeExit::Other(UnrecordedExit::Unemulated)) => self.emulated_for_kvm()?,
             _ => false,
         };
         if !stepped {
             self.settle_exit()?;
             return Ok(StepOver::Failed);
         }
-        self.engine.machine.vm.vcpu_mut().set_debug(false, bps)?;
+        self.engine.machine.vm.vcpu_mut().set_debug(false, debug.bps)?;
         Ok(StepOver::Done)
+    }
+
+    /// One KVM_RUN of a native run, which goes on through the accesses to `hole`'s pages
+    /// that miss the watched bytes (completed from and into ttvm's RAM, a write noted as
+    /// one ttvm carried out); one that touches them is reported, and its exit settled.
+    fn run_through_hole(&mut self, hole: Option<&PageHole>) -> Result<NativeExit, kvm_ioctls::Error> {
+        loop {
+            let (ram, vcpu) = self.engine.machine.vm.split_mut();
+            let written = match vcpu.run()? {
+                VcpuExit::Debug(arch) => return Ok(NativeExit::Debug(arch.dr6)),
+                VcpuExit::MmioRead(addr, data) if hole.is_some_and(|h| h.holds(addr)) => {
+                    if hole.is_some_and(|h| h.touched(addr, data.len() as u64, false)) || ram.read(addr, data).is_err()
+                    {
+                        break;
+                    }
+                    continue;
+                }
+                VcpuExit::MmioWrite(addr, data) if hole.is_some_and(|h| h.holds(addr)) => {
+                    if hole.is_some_and(|h| h.touched(addr, data.len() as u64, true)) || ram.write(addr, data).is_err()
+                    {
+                        break;
+                    }
+                    addr
+                }
+                other => return Ok(NativeExit::Other(UnrecordedExit::of(&other))),
+            };
+            if let Ok(frame) = u32::try_from(written >> 12) {
+                self.engine.machine.vm.note_emulated_write(frame);
+            }
+        }
+        // The access waits for the next entry to complete: let it, without running on.
+        let vcpu = self.engine.machine.vm.vcpu_mut();
+        vcpu.set_immediate_exit(true);
+        let _ = vcpu.run();
+        vcpu.set_immediate_exit(false);
+        Ok(NativeExit::Touched)
     }
 
     /// After KVM_EXIT_INTERNAL_ERROR: whether ttvm carried out the instruction KVM could

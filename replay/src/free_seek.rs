@@ -91,7 +91,7 @@ impl ReplaySession {
         stretches.push(AnchorLandmark { anchor: goal, rip: w.rip, hits: w.hits, at: w.at });
         self.env.held_echo = Some(Vec::new());
         self.free_fallback = None;
-        let run = self.run_stretches(&stretches, goal, &[], None);
+        let run = self.run_stretches(&stretches, goal, &[], crate::free_interval::Lookout::default());
         let held = self.env.held_echo.take().unwrap_or_default();
         let cleanup = self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4]);
         let run = run?;

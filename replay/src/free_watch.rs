@@ -47,13 +47,17 @@ impl std::fmt::Debug for DataWatch {
 
 impl DataWatch {
     /// A lookout for `watches` (read and access kinds; write watchpoints are left to the
-    /// dirty log) in at most `slots` debug registers; `None` if they need more, or there
-    /// is nothing to look out for.
-    pub fn new(watches: &[Watchpoint], slots: usize) -> Option<Self> {
+    /// dirty log) in at most `slots` debug registers, or (`None`: this host's data
+    /// breakpoints do not fire) none, for runs that hide the watched pages instead
+    /// ([`PageHole`]); `None` if they need more registers, or there is nothing to look out
+    /// for.
+    pub fn new(watches: &[Watchpoint], slots: Option<usize>) -> Option<Self> {
         let watches: Vec<Watchpoint> = watches.iter().filter(|w| w.kind != WatchKind::Write).copied().collect();
         if watches.is_empty() {
             return None;
         }
+        let decoder = AccessDecoder::new()?;
+        let Some(slots) = slots else { return Some(Self { watches, breakpoints: Vec::new(), decoder }) };
         let mut breakpoints: Vec<DataBreakpoint> = Vec::new();
         for w in &watches {
             for d in covering(w.addr, w.len, slots)? {
@@ -65,10 +69,15 @@ impl DataWatch {
         if breakpoints.len() > slots {
             return None;
         }
-        Some(Self { watches, breakpoints, decoder: AccessDecoder::new()? })
+        Some(Self { watches, breakpoints, decoder })
     }
 
-    /// The data breakpoints covering the watched ranges.
+    /// The watchpoints looked out for.
+    pub fn watches(&self) -> &[Watchpoint] {
+        &self.watches
+    }
+
+    /// The data breakpoints covering the watched ranges (none where they do not fire).
     pub fn breakpoints(&self) -> &[DataBreakpoint] {
         &self.breakpoints
     }
@@ -80,5 +89,91 @@ impl DataWatch {
         let (bytes, n) = fetch_at_rip(machine.vm.ram(), &regs, &sregs);
         let accesses = self.decoder.accesses(&bytes[..n], &regs, &sregs);
         self.watches.iter().any(|w| w.touched_by(&accesses))
+    }
+}
+
+/// The pages holding watched bytes, taken out of KVM's memory during native runs on hosts
+/// whose data breakpoints do not fire ([`Vm::hide_frames`]): every access to them exits as
+/// MMIO, is checked against the watched bytes and, if it misses them, completed from
+/// ttvm's copy of RAM.
+///
+/// [`Vm::hide_frames`]: ttvm_vmm::vm::Vm::hide_frames
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageHole {
+    frames: Vec<u32>,
+    /// The watched bytes in guest-physical memory: (start, length, kind).
+    watched: Vec<(u64, u64, WatchKind)>,
+}
+
+impl PageHole {
+    /// The hole for the read and access watchpoints among `watches`, whose virtual pages
+    /// translate as `translation` says ((virtual page, physical page), for the whole run);
+    /// `None` if a page is missing from it or there is nothing to watch.
+    pub fn new(watches: &[Watchpoint], translation: &[(u64, u64)]) -> Option<Self> {
+        const PAGE: u64 = 4096;
+        let mut watched = Vec::new();
+        for w in watches.iter().filter(|w| w.kind != WatchKind::Write) {
+            let end = w.addr.checked_add(w.len)?;
+            let mut at = w.addr;
+            while at < end {
+                let page = at & !(PAGE - 1);
+                let until = end.min(page.checked_add(PAGE).unwrap_or(u64::MAX));
+                let &(_, phys) = translation.iter().find(|&&(v, _)| v == page)?;
+                watched.push((phys | (at & (PAGE - 1)), until - at, w.kind));
+                at = until;
+            }
+        }
+        let mut frames: Vec<u32> = watched.iter().filter_map(|&(p, _, _)| u32::try_from(p >> 12).ok()).collect();
+        frames.sort_unstable();
+        frames.dedup();
+        (!watched.is_empty()).then_some(Self { frames, watched })
+    }
+
+    /// The frames to hide.
+    pub fn frames(&self) -> &[u32] {
+        &self.frames
+    }
+
+    /// Whether guest-physical `addr` is in a hidden frame.
+    pub fn holds(&self, addr: u64) -> bool {
+        u32::try_from(addr >> 12).is_ok_and(|f| self.frames.binary_search(&f).is_ok())
+    }
+
+    /// Whether an access of `len` bytes at guest-physical `addr` touches a watched range as
+    /// stepping would count it ([`Watchpoint::touched_by`]).
+    pub fn touched(&self, addr: u64, len: u64, write: bool) -> bool {
+        self.watched.iter().any(|&(start, n, kind)| {
+            let overlaps = addr < start + n && start < addr.saturating_add(len);
+            overlaps
+                && match kind {
+                    WatchKind::Read => !write,
+                    WatchKind::Access => true,
+                    WatchKind::Write => false,
+                }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hole_holds_the_watched_pages_and_tells_reads_from_writes() {
+        let read = Watchpoint::new(0xffff_8000_0000_1ffc, 8, WatchKind::Read).unwrap();
+        let access = Watchpoint::new(0x5000, 4, WatchKind::Access).unwrap();
+        let write = Watchpoint::new(0x9000, 4, WatchKind::Write).unwrap();
+        let translation =
+            [(0xffff_8000_0000_1000, 0x7000), (0xffff_8000_0000_2000, 0x3000), (0x5000, 0x5000), (0x9000, 0x9000)];
+        let hole = PageHole::new(&[read, access, write], &translation).unwrap();
+        // The read watch spans two virtual pages, mapped to frames 7 and 3.
+        assert_eq!(hole.frames(), &[3, 5, 7]);
+        assert!(hole.holds(0x7ffc) && hole.holds(0x3000) && !hole.holds(0x9000));
+        assert!(hole.touched(0x7ff8, 8, false) && hole.touched(0x3002, 1, false));
+        assert!(!hole.touched(0x7ff8, 4, false), "the bytes before the range");
+        assert!(!hole.touched(0x7ffc, 4, true), "a write does not fire a read watchpoint");
+        assert!(hole.touched(0x5002, 2, true) && !hole.touched(0x5004, 4, false));
+        assert!(PageHole::new(&[read], &translation[2..]).is_none(), "a page without its translation");
+        assert!(PageHole::new(&[write], &translation).is_none(), "nothing to watch");
     }
 }

@@ -112,20 +112,6 @@ impl<'a> PagesAt<'a> {
         Some(Walk::Mapped(table))
     }
 
-    /// Notes the data page `vaddr` translates to; false if that cannot be told.
-    fn note_data(&mut self, cr3: u64, vaddr: u64) -> bool {
-        match self.walk(cr3, vaddr) {
-            None => false,
-            Some(Walk::Unmapped) => true,
-            Some(Walk::Mapped(p)) => {
-                if let Ok(pfn) = u32::try_from(p >> 12) {
-                    self.used.insert(pfn);
-                }
-                true
-            }
-        }
-    }
-
     /// Whether some byte of `[lo, hi)` that is mapped starts `0F 22` (MOV to a control
     /// register) with the byte after it; `None` if a page cannot be read.
     fn writes_cr(&mut self, cr3: u64, lo: u64, hi: u64) -> Option<bool> {
@@ -169,29 +155,47 @@ impl Recording {
     /// of `ranges` (start, length) as the guest's page tables show them at that step (see
     /// the module comment): false whenever that cannot be proved.
     pub fn interval_keeps_unchanged(&self, k: usize, ranges: &[(u64, u64)]) -> bool {
+        self.fixed_translation(k, ranges, Pages::Unwritten).is_some()
+    }
+
+    /// The guest-physical page each virtual page of `ranges` translates to at every step
+    /// of persistent-checkpoint interval `k`, as (virtual page, physical page), when that is
+    /// proved as for [`Recording::interval_keeps_unchanged`] (the pages themselves may be
+    /// written) and every one of them is mapped; `None` otherwise. For read and access
+    /// watchpoints in free runs (`free_watch.rs`).
+    pub fn interval_translation_fixed(&self, k: usize, ranges: &[(u64, u64)]) -> Option<Vec<(u64, u64)>> {
+        self.fixed_translation(k, ranges, Pages::Mapped)
+    }
+
+    fn fixed_translation(&self, k: usize, ranges: &[(u64, u64)], pages: Pages) -> Option<Vec<(u64, u64)>> {
         let (Some(Some(code)), Some(first), Some(next)) =
             (self.interval_code.get(k), self.checkpoints.get(k), self.checkpoints.get(k + 1))
         else {
-            return false;
+            return None;
         };
-        let Some(written) = u32::try_from(k + 1).ok().and_then(|n| self.pages.written_before(n)) else {
-            return false;
-        };
+        let written = u32::try_from(k + 1).ok().and_then(|n| self.pages.written_before(n))?;
         let (s, t) = (&first.vcpu.sregs, &next.vcpu.sregs);
         if (s.cr0, s.cr3, s.cr4, s.efer) != (t.cr0, t.cr3, t.cr4, t.efer)
             || s.cr0 & CR0_PG == 0
             || s.efer & EFER_LMA == 0
             || s.cr4 & CR4_LA57 != 0
         {
-            return false;
+            return None;
         }
         let mut mem = PagesAt::new(self, k as u32);
+        let mut data = RoaringBitmap::new();
+        let mut translation = Vec::new();
         for &(addr, len) in ranges {
             let last = addr.saturating_add(len.max(1) - 1);
             let mut page = addr & !(PAGE - 1);
             while page <= last {
-                if !mem.note_data(s.cr3, page) {
-                    return false;
+                match mem.walk(s.cr3, page)? {
+                    Walk::Mapped(p) => {
+                        data.insert(u32::try_from(p >> 12).ok()?);
+                        translation.push((page, p));
+                    }
+                    Walk::Unmapped if pages == Pages::Unwritten => {}
+                    Walk::Unmapped => return None,
                 }
                 let Some(n) = page.checked_add(PAGE) else { break };
                 page = n;
@@ -199,8 +203,11 @@ impl Recording {
         }
         // The watched pages first: most intervals that write them are refused here, before
         // reading any code.
+        if pages == Pages::Unwritten && !data.is_disjoint(written) {
+            return None;
+        }
         if !mem.used.is_disjoint(written) {
-            return false;
+            return None;
         }
         let mut windows: Vec<(u64, u64)> = code
             .pages
@@ -223,11 +230,21 @@ impl Recording {
         }
         for (lo, hi) in merged {
             if mem.writes_cr(s.cr3, lo, hi) != Some(false) {
-                return false;
+                return None;
             }
         }
-        mem.used.is_disjoint(written)
+        // The code read and every table walked: none written in the interval.
+        mem.used.is_disjoint(written).then_some(translation)
     }
+}
+
+/// What [`Recording::fixed_translation`] also asks of the watched pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pages {
+    /// None written in the interval (unmapped ones are fine: nothing changes there).
+    Unwritten,
+    /// All mapped (written or not).
+    Mapped,
 }
 
 #[cfg(test)]

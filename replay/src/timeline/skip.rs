@@ -10,6 +10,8 @@
 //! no trace in the dirty log).
 
 use super::{Timeline, TimelineError, WatchKind};
+use crate::free_interval::Lookout;
+use crate::free_watch::PageHole;
 
 impl Timeline {
     /// Whether a run could stop anywhere in persistent-checkpoint interval `k`.
@@ -85,13 +87,30 @@ impl Timeline {
         }
         let addrs: Vec<u64> = self.stops.breakpoints.iter().copied().collect();
         let watch = self.data_watch();
-        if watch.is_none() && self.stops.watchpoints.iter().any(|w| w.kind != WatchKind::Write) {
+        let hole = match &watch {
             // More ranges than debug registers.
-            return Ok(false);
-        }
+            None if self.stops.watchpoints.iter().any(|w| w.kind != WatchKind::Write) => return Ok(false),
+            None => None,
+            Some(w) if !w.breakpoints().is_empty() => None,
+            // Data breakpoints do not fire here: the watched pages are hidden from the run,
+            // which needs their translation fixed over the interval.
+            Some(w) => {
+                let ranges: Vec<(u64, u64)> = w.watches().iter().map(|w| (w.addr, w.len)).collect();
+                let hole = self
+                    .session
+                    .rec
+                    .interval_translation_fixed(k, &ranges)
+                    .and_then(|t| PageHole::new(w.watches(), &t));
+                match hole {
+                    Some(h) => Some(h),
+                    None => return Ok(false),
+                }
+            }
+        };
         self.leave_frontier()?;
         self.stats.restores += 1;
-        let none = self.session.interval_hits_freely(k, &addrs, watch.as_deref())? == Some(false);
+        let lookout = Lookout { watch: watch.as_deref(), hole: hole.as_ref() };
+        let none = self.session.interval_hits_freely(k, &addrs, lookout)? == Some(false);
         if none {
             self.stats.free_counted_intervals += 1;
         }

@@ -183,19 +183,17 @@ impl Timeline {
     }
 
     /// The lookout free runs use for the read and access watchpoints beside the
-    /// breakpoints, if this host's data breakpoints fire and the debug registers left hold
-    /// them all.
+    /// breakpoints: in the debug registers left, if this host's data breakpoints fire (and
+    /// they hold them all), else for page holes (`free_watch.rs`).
     pub(super) fn data_watch(&mut self) -> Option<Rc<DataWatch>> {
-        if !crate::stepping::data_breakpoints_fire() {
-            return None;
-        }
         let generation = self.stops.generation;
         if let Some((g, watch)) = &self.stops.data_watch {
             if *g == generation {
                 return watch.clone();
             }
         }
-        let slots = MAX_COUNTED_BREAKPOINTS.saturating_sub(self.stops.breakpoints.len());
+        let slots = crate::stepping::data_breakpoints_fire()
+            .then(|| MAX_COUNTED_BREAKPOINTS.saturating_sub(self.stops.breakpoints.len()));
         let watch = DataWatch::new(&self.stops.watchpoints, slots).map(Rc::new);
         self.stops.data_watch = Some((generation, watch.clone()));
         watch

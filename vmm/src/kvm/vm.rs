@@ -47,6 +47,8 @@ pub struct Vm {
     /// Pages ttvm itself wrote on the guest's behalf (emulated instructions): KVM's dirty
     /// log does not see them, and checkpoints must.
     emulated_writes: Mutex<Vec<u32>>,
+    /// RAM frames taken out of KVM's memory slots ([`Vm::hide_frames`]), ascending.
+    hidden: Vec<u32>,
 }
 
 impl Vm {
@@ -56,7 +58,7 @@ impl Vm {
         let kvm = KvmSystem::open()?;
         let ram = GuestRam::new(mem_size)?;
         let vm = kvm.kvm().create_vm().map_err(|source| VmError::Ioctl { op: "KVM_CREATE_VM", source })?;
-        set_ram_slot(&vm, &ram, ram.size())?;
+        set_ram_slot(&vm, &ram, 0, 0, ram.pages() as u64)?;
         // Required on Intel for real-mode emulation; placed in the top of the 32-bit space,
         // outside RAM. Harmless elsewhere, so a failure is not fatal.
         let _ = vm.set_tss_address(0xfffb_d000);
@@ -65,7 +67,7 @@ impl Vm {
         let msr_list =
             kvm.kvm().get_msr_index_list().map_err(|source| VmError::Ioctl { op: "KVM_GET_MSR_INDEX_LIST", source })?;
         let vcpu = Vcpu::new(&vm, &kvm_cpuid, msr_list.as_slice())?;
-        Ok(Self { vcpu, vm, kvm, ram, cpuid, emulated_writes: Mutex::new(Vec::new()) })
+        Ok(Self { vcpu, vm, kvm, ram, cpuid, emulated_writes: Mutex::new(Vec::new()), hidden: Vec::new() })
     }
 
     /// Notes that ttvm wrote guest page `pfn` itself, so the next
@@ -131,37 +133,91 @@ impl Vm {
     /// skip a page fault it took in the recording. The dirty log is read first and kept,
     /// so the next [`Vm::take_dirty_pages`] still reports every page written.
     pub fn drop_guest_mappings(&mut self) -> Result<(), VmError> {
+        let hidden = self.hidden.clone();
+        self.set_slots(&hidden)
+    }
+
+    /// Takes RAM frames `frames` out of KVM's memory slots (the rest stays in), so every
+    /// guest access to them exits as MMIO (`KVM_EXIT_MMIO`, which the caller completes from
+    /// and into [`Vm::ram`]), until [`Vm::show_all_frames`]. Replay uses this to see each
+    /// access to a watched page in a native run (`free_watch.rs`). Like
+    /// [`Vm::drop_guest_mappings`] it makes KVM forget its mappings, and keeps the dirty
+    /// log. Frames outside RAM are ignored.
+    pub fn hide_frames(&mut self, frames: &[u32]) -> Result<(), VmError> {
+        let pages = self.ram.pages();
+        let mut hidden: Vec<u32> = frames.iter().copied().filter(|&f| (f as usize) < pages).collect();
+        hidden.sort_unstable();
+        hidden.dedup();
+        self.set_slots(&hidden)
+    }
+
+    /// Puts every hidden frame back ([`Vm::hide_frames`]).
+    pub fn show_all_frames(&mut self) -> Result<(), VmError> {
+        if self.hidden.is_empty() {
+            return Ok(());
+        }
+        self.set_slots(&[])
+    }
+
+    /// Re-registers RAM as the slots around `hidden` (first reading the dirty log, which
+    /// a slot's removal discards, into the pages the next `take_dirty_pages` reports).
+    fn set_slots(&mut self, hidden: &[u32]) -> Result<(), VmError> {
         let pending = self.take_dirty_pages()?;
-        set_ram_slot(&self.vm, &self.ram, 0)?;
-        set_ram_slot(&self.vm, &self.ram, self.ram.size())?;
+        for slot in 0..ram_slots(self.ram.pages() as u64, &self.hidden).len() {
+            set_ram_slot(&self.vm, &self.ram, slot as u32, 0, 0)?;
+        }
+        self.hidden = hidden.to_vec();
+        for (slot, (first, count)) in ram_slots(self.ram.pages() as u64, hidden).into_iter().enumerate() {
+            set_ram_slot(&self.vm, &self.ram, slot as u32, first, count)?;
+        }
         self.emulated_writes.lock().unwrap_or_else(|e| e.into_inner()).extend(pending);
         Ok(())
     }
 
     /// Frame numbers of pages the guest wrote since the previous call, in ascending order:
-    /// KVM_GET_DIRTY_LOG (which also resets the log) plus the pages of instructions ttvm
-    /// carried out itself.
+    /// KVM_GET_DIRTY_LOG of every RAM slot (which also resets the log) plus the pages of
+    /// instructions ttvm carried out itself.
     pub fn take_dirty_pages(&self) -> Result<Vec<u32>, VmError> {
-        let bitmap = self
-            .vm
-            .get_dirty_log(0, self.ram.size() as usize)
-            .map_err(|source| VmError::Ioctl { op: "KVM_GET_DIRTY_LOG", source })?;
         let mut pages = std::mem::take(&mut *self.emulated_writes.lock().unwrap_or_else(|e| e.into_inner()));
-        for (word_index, &word) in bitmap.iter().enumerate() {
-            let mut w = word;
-            while w != 0 {
-                let bit = w.trailing_zeros();
-                let pfn = word_index as u32 * 64 + bit;
-                if (pfn as usize) < self.ram.size() as usize / PAGE_SIZE {
-                    pages.push(pfn);
+        for (slot, (first, count)) in ram_slots(self.ram.pages() as u64, &self.hidden).into_iter().enumerate() {
+            let bitmap = self
+                .vm
+                .get_dirty_log(slot as u32, count as usize * PAGE_SIZE)
+                .map_err(|source| VmError::Ioctl { op: "KVM_GET_DIRTY_LOG", source })?;
+            for (word_index, &word) in bitmap.iter().enumerate() {
+                let mut w = word;
+                while w != 0 {
+                    let bit = u64::from(w.trailing_zeros());
+                    let offset = word_index as u64 * 64 + bit;
+                    if offset < count {
+                        pages.push((first + offset) as u32);
+                    }
+                    w &= w - 1;
                 }
-                w &= w - 1;
             }
         }
         pages.sort_unstable();
         pages.dedup();
         Ok(pages)
     }
+}
+
+/// The memory slots of RAM of `pages` frames with the frames `hidden` (ascending, in RAM)
+/// left out: (first frame, frames) per slot, in slot order.
+fn ram_slots(pages: u64, hidden: &[u32]) -> Vec<(u64, u64)> {
+    let mut slots = Vec::with_capacity(hidden.len() + 1);
+    let mut from = 0u64;
+    for &h in hidden {
+        let h = u64::from(h);
+        if h > from {
+            slots.push((from, h - from));
+        }
+        from = h + 1;
+    }
+    if pages > from {
+        slots.push((from, pages - from));
+    }
+    slots
 }
 
 impl crate::error_kind::Classify for VmError {
@@ -176,18 +232,32 @@ impl crate::error_kind::Classify for VmError {
     }
 }
 
-/// Slot 0: guest RAM at physical 0, `size` bytes of it (0 takes the slot out), with KVM's
-/// dirty log on.
-fn set_ram_slot(vm: &VmFd, ram: &GuestRam, size: u64) -> Result<(), VmError> {
+/// Memory slot `slot`: `count` frames of guest RAM from frame `first` (0 frames takes the
+/// slot out), with KVM's dirty log on.
+fn set_ram_slot(vm: &VmFd, ram: &GuestRam, slot: u32, first: u64, count: u64) -> Result<(), VmError> {
+    let offset = first * PAGE_SIZE as u64;
     let region = kvm_userspace_memory_region {
-        slot: 0,
+        slot,
         flags: KVM_MEM_LOG_DIRTY_PAGES,
-        guest_phys_addr: 0,
-        memory_size: size,
-        userspace_addr: ram.host_addr(),
+        guest_phys_addr: offset,
+        memory_size: count * PAGE_SIZE as u64,
+        userspace_addr: ram.host_addr() + offset,
     };
     // SAFETY: the region describes `ram`'s live mapping, which outlives the VM fd (the
     // struct's field order drops the fds first).
     unsafe { vm.set_user_memory_region(region) }
         .map_err(|source| VmError::Ioctl { op: "KVM_SET_USER_MEMORY_REGION", source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ram_slots;
+
+    #[test]
+    fn hidden_frames_split_ram_into_slots_around_them() {
+        assert_eq!(ram_slots(100, &[]), vec![(0, 100)]);
+        assert_eq!(ram_slots(100, &[10]), vec![(0, 10), (11, 89)]);
+        assert_eq!(ram_slots(100, &[0, 1, 50, 99]), vec![(2, 48), (51, 48)]);
+        assert_eq!(ram_slots(3, &[0, 1, 2]), Vec::<(u64, u64)>::new());
+    }
 }
