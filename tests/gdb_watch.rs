@@ -94,3 +94,40 @@ fn watchpoints_pass_over_unwritten_intervals_through_gdb() {
     let skips: u64 = mark(&out, "skips")[0].parse().unwrap();
     assert!(skips > 0, "no interval was passed over\n{out}");
 }
+
+/// `rwatch` + `reverse-continue` through gdb: the stop is where single-stepping every
+/// interval puts it (the last read of a quadword read far back), and the server passed
+/// intervals over with free runs that looked out for the read (data breakpoints, or page
+/// holes where those do not fire: `replay/src/free_watch.rs`).
+#[test]
+fn read_watchpoints_pass_over_untouched_intervals_through_gdb() {
+    if !common::require_kvm("read_watchpoints_pass_over_untouched_intervals_through_gdb") {
+        return;
+    }
+    let dir = common::tempdir();
+    let trace = common::record_bench_free_intervals(dir.path());
+    let rec = Rc::new(Recording::open(&trace).unwrap());
+    let (last, _) = words::reads(&rec, 0);
+    let (far, far_step) = last
+        .iter()
+        .filter(|(_, &at)| at < rec.length() / 2)
+        .max_by_key(|(_, &at)| at)
+        .map(|(&q, &at)| (q, at))
+        .unwrap();
+    let mut stepped = Timeline::new(rec.clone(), &host_signature()).unwrap();
+    stepped.set_free_runs(false);
+    stepped.seek(rec.length()).unwrap();
+    let watch = Watchpoint::new(far, 8, WatchKind::Read).unwrap();
+    stepped.add_watchpoint(watch);
+    assert_eq!(stepped.run_backward().unwrap(), Stop::Watchpoint { watch });
+    assert_eq!(stepped.icount(), far_step);
+
+    let server = serve(&trace, &[]);
+    let pre = format!("python FAR = {far:#x}");
+    let out = gdb(&server, &[&pre], "rwatch_skip.py");
+    let f = mark(&out, "far");
+    assert_eq!(hex(&f[0]), far_step, "reverse-continue to the last read of {far:#x}\n{out}");
+    assert_eq!(f[1], "breakpoint", "reverse-continue did not stop on the read watchpoint\n{out}");
+    let skips: u64 = mark(&out, "skips")[0].parse().unwrap();
+    assert!(skips > 0, "no interval was passed over\n{out}");
+}

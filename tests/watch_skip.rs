@@ -8,16 +8,14 @@ mod common;
 #[path = "watch/words.rs"]
 mod words;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use common::{record_bench_free_intervals, require_kvm};
-use ttvm_replay::mem_access::AccessDecoder;
 use ttvm_replay::recording::Recording;
 use ttvm_replay::replay::{ReplaySession, ReplayStep};
 use ttvm_replay::stepping::host_signature;
 use ttvm_replay::timeline::{Stop, Timeline, WatchKind, Watchpoint};
-use ttvm_vmm::insn::fetch_at_rip;
 
 /// Where a run from `from` stops with `watch` (and the breakpoint `bp`, if any) set, and
 /// how many intervals it passed over (all of them, and by free breakpoint counts).
@@ -124,32 +122,6 @@ fn write_watchpoints_pass_over_unwritten_intervals_and_stop_where_stepping_does(
     assert!(counted > 0, "free runs counted no interval with the watchpoint set");
 }
 
-/// Per aligned quadword, the last step that read it, and the first at or after `from` (as
-/// stepping decides: the decoder).
-fn reads(rec: &Rc<Recording>, from: u64) -> (HashMap<u64, u64>, HashMap<u64, u64>) {
-    let decoder = AccessDecoder::new().unwrap();
-    let mut s = ReplaySession::new(rec.clone(), &host_signature()).unwrap();
-    let (mut last, mut first) = (HashMap::new(), HashMap::new());
-    loop {
-        let m = &s.engine.machine;
-        let (regs, sregs) = (m.vm.vcpu().regs(), m.vm.vcpu().sregs());
-        let (bytes, n) = fetch_at_rip(m.vm.ram(), &regs, &sregs);
-        for a in decoder.accesses(&bytes[..n], &regs, &sregs).into_iter().filter(|a| a.read) {
-            for q in (a.addr & !7..a.addr + a.size).step_by(8) {
-                last.insert(q, s.icount());
-                if s.icount() >= from {
-                    first.entry(q).or_insert(s.icount());
-                }
-            }
-        }
-        match s.step().unwrap() {
-            ReplayStep::Stepped => {}
-            ReplayStep::Stopped(_) | ReplayStep::AtEnd => break,
-        }
-    }
-    (last, first)
-}
-
 /// Read and access watchpoints are looked out for by the debug registers in free runs
 /// (`replay/src/free_watch.rs`): runs pass over the intervals in which nothing touched the
 /// watched bytes and stop exactly where single-stepping every interval stops.
@@ -164,7 +136,7 @@ fn read_watchpoints_pass_over_untouched_intervals_and_stop_where_stepping_does()
     let length = rec.length();
     // Runs forward start here, past the intervals free runs cannot take (early boot).
     let from_start = rec.checkpoints[2].engine.icount;
-    let (last, first) = reads(&rec, from_start);
+    let (last, first) = words::reads(&rec, from_start);
     // A quadword last read in the first half of the history, as late as possible there.
     let (far, far_step) =
         last.iter().filter(|(_, &at)| at < length / 2).max_by_key(|(_, &at)| at).map(|(&q, &at)| (q, at)).unwrap();

@@ -117,7 +117,7 @@ impl PageHole {
             let mut at = w.addr;
             while at < end {
                 let page = at & !(PAGE - 1);
-                let until = end.min(page.checked_add(PAGE).unwrap_or(u64::MAX));
+                let until = end.min(page.saturating_add(PAGE));
                 let &(_, phys) = translation.iter().find(|&&(v, _)| v == page)?;
                 watched.push((phys | (at & (PAGE - 1)), until - at, w.kind));
                 at = until;

@@ -347,8 +347,10 @@ mod tests {
         }
         let a = c.take(1, 3 * W);
         assert_eq!(a.waypoints.len(), 2, "{:?}", a.waypoints);
-        // Each the first step at least W after the last that has a stretch before it.
-        assert_eq!(asked, vec![W + u64::from(W % 30 == 0), 2 * W + u64::from((2 * W) % 30 == 0)]);
+        // Each W steps after the last (neither W nor 2 W follows an anchor directly, which
+        // would leave no stretch to count a landmark in).
+        const { assert!((W - 1) % 30 != 29 && (2 * W - 1) % 30 != 29) };
+        assert_eq!(asked, vec![W, 2 * W]);
         for w in &a.waypoints {
             assert!(w.at < w.step && w.at / 30 == w.step / 30, "landmark in the waypoint's stretch: {w:?}");
         }

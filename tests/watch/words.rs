@@ -3,7 +3,14 @@
 //! memory, so a guest-physical word is watched at the same virtual address.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use ttvm_replay::mem_access::AccessDecoder;
 use ttvm_replay::recording::Recording;
+use ttvm_replay::replay::{ReplaySession, ReplayStep};
+use ttvm_replay::stepping::host_signature;
+use ttvm_vmm::insn::fetch_at_rip;
 
 /// The checkpoints whose interval wrote frame `f` (`k` for the interval ending at `k`).
 pub fn written(rec: &Recording, f: u32) -> Vec<usize> {
@@ -48,4 +55,30 @@ pub fn never_written(rec: &Recording) -> u64 {
         })
         .map(|f| u64::from(f + 1) * 4096 - 8)
         .expect("two adjacent pages never written after boot")
+}
+
+/// Per aligned quadword, the last step that read it, and the first at or after `from` (as
+/// stepping decides: the decoder).
+pub fn reads(rec: &Rc<Recording>, from: u64) -> (HashMap<u64, u64>, HashMap<u64, u64>) {
+    let decoder = AccessDecoder::new().unwrap();
+    let mut s = ReplaySession::new(rec.clone(), &host_signature()).unwrap();
+    let (mut last, mut first) = (HashMap::new(), HashMap::new());
+    loop {
+        let m = &s.engine.machine;
+        let (regs, sregs) = (m.vm.vcpu().regs(), m.vm.vcpu().sregs());
+        let (bytes, n) = fetch_at_rip(m.vm.ram(), &regs, &sregs);
+        for a in decoder.accesses(&bytes[..n], &regs, &sregs).into_iter().filter(|a| a.read) {
+            for q in (a.addr & !7..a.addr + a.size).step_by(8) {
+                last.insert(q, s.icount());
+                if s.icount() >= from {
+                    first.entry(q).or_insert(s.icount());
+                }
+            }
+        }
+        match s.step().unwrap() {
+            ReplayStep::Stepped => {}
+            ReplayStep::Stopped(_) | ReplayStep::AtEnd => break,
+        }
+    }
+    (last, first)
 }
