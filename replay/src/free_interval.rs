@@ -62,8 +62,8 @@ pub struct FreeIntervalStats {
     pub breakpoint_hits: u64,
     /// Verified intervals that held events (run between their anchors, format 7 on).
     pub with_events: u64,
-    /// Native runs a data breakpoint ended: an instruction touched a watched range
-    /// (`free_watch.rs`).
+    /// Native runs that ended because an instruction touched a watched range (a data
+    /// breakpoint or the page hole, `free_watch.rs`).
     pub touched: u64,
     /// Why the others fell back.
     pub fallbacks: Fallbacks,
@@ -83,7 +83,7 @@ pub(crate) enum AtHit {
 pub(crate) enum NativeRun {
     /// A hit it was asked about said it has arrived.
     Arrived,
-    /// A data breakpoint fired: an instruction touched a watched range (`free_watch.rs`).
+    /// An instruction touched a watched range (`free_watch.rs`).
     Touched,
     /// An exit the recording would have logged, the budget or a failed step-over.
     FellBack,
@@ -160,7 +160,7 @@ enum NativeExit {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum StepOver {
     Done,
-    /// The instruction touched a watched range (a data breakpoint fired).
+    /// The instruction touched a watched range.
     Touched,
     Failed,
 }
@@ -315,7 +315,6 @@ impl ReplaySession {
         kicker.arm(time_limit(steps));
         let mut hits = 0u64;
         while hits < max_hits {
-            // `Ok(dr6)` for a debug exit (a breakpoint), else what the exit was.
             let exit = self.run_through_hole(debug.hole);
             match exit {
                 Ok(NativeExit::Touched) => return Ok(NativeRun::Touched),

@@ -517,18 +517,29 @@ impl Timeline {
         }
         let mut start = self.best_start(target);
         // A waypoint past the start may be reached sooner by restoring the checkpoint
-        // before it and running there natively (format 8, `free_seek.rs`).
-        let waypoint = self.session.seek_waypoint(target).filter(|_| self.free_runs);
+        // before it and running there natively (format 8, `free_seek.rs`). A short seek
+        // backwards (at most a spacing) is likely followed by more of its size (reverse
+        // steps, the TUI's Shift+←): it prefers a waypoint up to four times its distance
+        // (two spacings at most) short of its target, so the steps from there leave
+        // in-memory checkpoints where the next three land.
         let k = self.session.rec.checkpoint_before(target);
+        let back = self.icount().saturating_sub(target);
+        let lead = if back <= self.temp_spacing { (4 * back).min(2 * self.temp_spacing) } else { 0 };
         let from = self.start_icount(start);
-        if waypoint.is_some_and(|w| w.step > from && self.session.free_seek_cost(&w) < w.step - from) {
+        let worth_it = |w: &crate::trace::Waypoint| w.step > from && self.session.free_seek_cost(w) < w.step - from;
+        let goal = [target.saturating_sub(lead), target].into_iter().find(|&goal| {
+            self.free_runs
+                && self.session.rec.checkpoint_before(goal) == k
+                && self.session.seek_waypoint(goal).is_some_and(|w| worth_it(&w))
+        });
+        if goal.is_some() {
             start = Start::Persistent(k);
         }
         self.go_to_start(start)?;
-        // From a persistent checkpoint, a native run to the last waypoint before the target
-        // saves most of the single steps.
-        if waypoint.is_some() && matches!(start, Start::Persistent(_)) {
-            self.session.free_seek(target)?;
+        // From the persistent checkpoint, a native run to the waypoint saves most of the
+        // single steps.
+        if let Some(goal) = goal {
+            self.session.free_seek(goal)?;
         }
         Ok(if self.replay_to(target, true)? { Stop::Done } else { Stop::Interrupted })
     }
