@@ -33,6 +33,7 @@ use ttvm_vmm::memory::GuestRam;
 
 use crate::engine::Ring3Steps;
 use crate::free_interval::{AnchoredRun, Lookout};
+use crate::free_watch::PageHole;
 use crate::replay::{ReplayError, ReplaySession};
 
 /// Breakpoint addresses and data breakpoints a free count handles: the fourth debug
@@ -155,6 +156,10 @@ impl ReplaySession {
             || registers > MAX_COUNTED_BREAKPOINTS
             || self.free_failed.contains(&k)
         {
+            return Ok(None);
+        }
+        let native_stretches = anchors.anchors.iter().filter(|l| l.hits > 0).count() as u64;
+        if lookout.hole.is_some() && !PageHole::pays_off(end - start, native_stretches) {
             return Ok(None);
         }
         // At the checkpoint's icount the machine is in its state (the invariant seeks rely
