@@ -158,12 +158,8 @@ impl PageHole {
     pub fn touched(&self, addr: u64, len: u64, write: bool) -> bool {
         self.watched.iter().any(|&(start, n, kind)| {
             let overlaps = addr < start + n && start < addr.saturating_add(len);
-            overlaps
-                && match kind {
-                    WatchKind::Read => !write,
-                    WatchKind::Access => true,
-                    WatchKind::Write => false,
-                }
+            // An MMIO exit is either a read or a write (a read-modify-write exits twice).
+            overlaps && kind.fires_on_access(!write)
         })
     }
 }

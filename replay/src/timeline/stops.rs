@@ -32,6 +32,17 @@ pub enum WatchKind {
 }
 
 impl WatchKind {
+    /// Whether an access that touches the watched bytes fires a watchpoint of this kind:
+    /// a read one needs the access to read them, an access one fires on any, a write one on
+    /// none (it fires on a change of value instead).
+    pub fn fires_on_access(self, reads: bool) -> bool {
+        match self {
+            WatchKind::Read => reads,
+            WatchKind::Access => true,
+            WatchKind::Write => false,
+        }
+    }
+
     /// Lower-case name, as people type it.
     pub fn name(self) -> &'static str {
         match self {
@@ -98,12 +109,7 @@ impl Watchpoint {
     pub fn touched_by(&self, accesses: &[Access]) -> bool {
         accesses.iter().any(|a| {
             let overlaps = a.addr < self.addr.wrapping_add(self.len) && self.addr < a.addr.wrapping_add(a.size);
-            overlaps
-                && match self.kind {
-                    WatchKind::Read => a.read,
-                    WatchKind::Access => true,
-                    WatchKind::Write => false,
-                }
+            overlaps && self.kind.fires_on_access(a.read)
         })
     }
 }
