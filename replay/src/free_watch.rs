@@ -1,19 +1,28 @@
 //! Read and access watchpoints in free runs (issue 23, item 2): whether a checkpoint
-//! interval touched a watched range at all, asked of the CPU's debug registers.
+//! interval touched a watched range at all, asked of the CPU.
 //!
 //! Stepping decides whether step q reads (or touches) a watched range by decoding the
 //! instruction at q (`mem_access.rs`). A free run cannot decode what it does not stop at,
-//! so it sets data breakpoints (DR7 R/W = 11b: reads and writes) on aligned quadwords
-//! covering the ranges, beside the landmark's instruction breakpoint, and decodes only the
-//! positions it single-steps (the stretches after landmarks, the anchors' own steps, which
-//! the engine may carry out itself). The first access either way ends the run as a hit and
-//! the interval is single-stepped, which pins the exact step as before; a run without one,
-//! checked against the next checkpoint, lets the interval be passed over.
+//! so it decodes only the positions it single-steps (the stretches after landmarks, the
+//! anchors' own steps, which the engine may carry out itself) and asks the CPU about the
+//! native parts, one of two ways:
+//! - where this host's data breakpoints fire (`stepping::data_breakpoints_fire`, a probe),
+//!   DR7 R/W = 11b breakpoints on aligned quadwords covering the ranges, beside the
+//!   landmark's instruction breakpoint ([`DataWatch`]);
+//! - where they do not (the PVM hosts), the frames the watched pages translate to are taken
+//!   out of KVM's memory slots for each native stretch ([`PageHole`]): every access to them
+//!   exits as MMIO, and one that misses the watched bytes is completed from ttvm's RAM. That
+//!   needs the translation fixed over the interval (`watch_quiet.rs`), and stretches long
+//!   enough to pay for KVM rebuilding its mappings ([`PageHole::pays_off`]).
 //!
-//! The debug registers fire on every access the CPU makes to a covered byte, a superset of
-//! what the decoder counts (a neighbouring byte, an event's stack push, every byte of an
-//! XSAVE image), which only costs a stepped interval. What they do not see, and what keeps
-//! an interval from being passed over:
+//! The first access either way ends the run as a hit and the interval is single-stepped,
+//! which pins the exact step as before; a run without one, checked against the next
+//! checkpoint, lets the interval be passed over.
+//!
+//! The CPU sees every access it makes to a covered byte, a superset of what the decoder
+//! counts (a neighbouring byte, an event's stack push, every byte of an XSAVE image), which
+//! only costs a stepped interval. What it does not see, and what keeps an interval from
+//! being passed over:
 //! - user mode on hosts whose debug registers do not fire there (the interval's code must
 //!   be supervisor-only, as for breakpoints, `free_hits.rs`);
 //! - accesses by the engine or devices rather than an instruction: those are anchors'

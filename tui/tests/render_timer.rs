@@ -378,7 +378,13 @@ fn long_seeks_show_progress_and_esc_cancels_them() {
         return;
     }
     let path = timer_trace();
-    let mut s = Session::open(&path, None).expect("open");
+    // A stepped timeline: a seek's native run to a waypoint (format 8) takes a few
+    // milliseconds and is not sliced, so a stepped seek is the long one here.
+    let rec = Rc::new(Recording::open(&path).expect("open"));
+    let info = ttvm_tui::trace_info::TraceInfo::from_recording(&rec, "timer.ttvm");
+    let mut tl = Timeline::new(rec, &ttvm_replay::stepping::host_signature()).expect("timeline");
+    tl.set_free_runs(false);
+    let mut s = Session::from_parts(info, ttvm_tui::symbols::Symbols::empty(), tl);
     let len = s.info.length;
     s.key(key(KeyCode::Char('G')));
     // Slices far shorter than the seek: it is still going after the first.
