@@ -31,6 +31,8 @@ fn seeks_run_natively_to_waypoints_and_show_what_stepping_shows() {
     // `monitor info` says how read watchpoints are looked out for, as this host's probe does.
     let fire = u64::from(ttvm_replay::stepping::data_breakpoints_fire());
     assert_eq!(hex(&mark(&free, "data-breakpoints")[0]), fire, "{free}");
+    assert_eq!(hex(&mark(&free, "watch-stepped")[0]), 0, "{free}");
+    assert_eq!(hex(&mark(&stepped, "watch-stepped")[0]), 1, "--step-all single-steps reads\n{stepped}");
     // Most of each distance from a checkpoint is run natively, the rest (under 1024 steps
     // past the last waypoint) single-stepped.
     assert!(

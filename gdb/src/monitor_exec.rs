@@ -227,9 +227,10 @@ impl TtvmTarget<'_> {
             "seeks:       {} ran natively to a waypoint ({} steps), {} fell back to stepping",
             seeks.arrived, seeks.steps, seeks.fell_back
         );
-        let how = match ttvm_replay::stepping::data_breakpoints_fire() {
-            true => "data breakpoints in free runs",
-            false => "hiding their pages from free runs (this host's data breakpoints do not fire)",
+        let how = match (self.tl.free_runs(), ttvm_replay::stepping::data_breakpoints_fire()) {
+            (false, _) => "single-stepping (free runs are off: --step-all)",
+            (true, true) => "data breakpoints in free runs",
+            (true, false) => "hiding their pages from free runs (this host's data breakpoints do not fire)",
         };
         let watching = format!(
             "read and access watchpoints looked out for by {how}; {} runs touched one",

@@ -257,6 +257,11 @@ impl Timeline {
         self.free_runs = on;
     }
 
+    /// Whether runs and seeks may use free runs ([`Timeline::set_free_runs`]).
+    pub fn free_runs(&self) -> bool {
+        self.free_runs
+    }
+
     /// Sets the in-memory checkpoint spacing and budget.
     pub fn set_temp_policy(&mut self, spacing: u64, budget_bytes: usize) {
         self.temp_spacing = spacing.max(1);

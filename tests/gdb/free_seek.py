@@ -20,3 +20,4 @@ for line in h.run("monitor info").splitlines():
         h.mark("seeks", int(line.split()[1]))
     if line.startswith("watching:"):
         h.mark("data-breakpoints", int("data breakpoints in free runs" in line))
+        h.mark("watch-stepped", int("single-stepping" in line))
