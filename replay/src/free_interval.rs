@@ -148,21 +148,12 @@ struct DebugSetup<'a> {
 
 /// How one KVM_RUN of a native run ended.
 enum NativeExit {
-    /// A debug exit, with DR6.
-    Debug(u64),
-    /// An access to the page hole touched a watched range.
+    /// A debug exit on an instruction breakpoint (or a single step).
+    Debug,
+    /// An instruction touched a watched range (a data breakpoint or the page hole).
     Touched,
     /// Anything else.
     Other(UnrecordedExit),
-}
-
-/// How stepping over a breakpoint went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum StepOver {
-    Done,
-    /// The instruction touched a watched range.
-    Touched,
-    Failed,
 }
 
 impl ReplaySession {
@@ -315,18 +306,15 @@ impl ReplaySession {
         kicker.arm(time_limit(steps));
         let mut hits = 0u64;
         while hits < max_hits {
-            let exit = self.run_through_hole(debug.hole);
+            let exit = self.run_watching(&debug);
             match exit {
                 Ok(NativeExit::Touched) => return Ok(NativeRun::Touched),
-                Ok(NativeExit::Debug(dr6)) if dr6 & debug.data_mask != 0 => return Ok(NativeRun::Touched),
-                Ok(NativeExit::Debug(_)) => {
+                Ok(NativeExit::Debug) => {
                     if let Some(t) = trap.as_mut().filter(|t| self.at_trap(t)) {
                         self.free_stats.breakpoint_hits += 1;
                         if self.on_page_fault(t)? == PageFaultHit::Ordinary {
-                            match self.step_over_breakpoint(&debug)? {
-                                StepOver::Done => {}
-                                StepOver::Touched => return Ok(NativeRun::Touched),
-                                StepOver::Failed => return self.fell_back(Fallback::Step),
+                            if let Some(ended) = self.step_over_breakpoint(&debug)? {
+                                return Ok(ended);
                             }
                         }
                         continue;
@@ -338,7 +326,7 @@ impl ReplaySession {
                 Ok(NativeExit::Other(UnrecordedExit::Unemulated)) if self.emulated_for_kvm()? => continue,
                 Ok(NativeExit::Other(what)) => {
                     let rip = self.engine.machine.vm.vcpu().rip();
-                    self.settle_exit()?;
+                    self.settle_exit();
                     return self.fell_back(Fallback::Exit(what, rip));
                 }
                 // The kick: the guest ran past the time limit without a breakpoint exit.
@@ -352,10 +340,8 @@ impl ReplaySession {
             if at_hit(self, hits)? == AtHit::Stop {
                 return Ok(NativeRun::Arrived);
             }
-            match self.step_over_breakpoint(&debug)? {
-                StepOver::Done => {}
-                StepOver::Touched => return Ok(NativeRun::Touched),
-                StepOver::Failed => return self.fell_back(Fallback::Step),
+            if let Some(ended) = self.step_over_breakpoint(&debug)? {
+                return Ok(ended);
             }
         }
         self.fell_back(Fallback::Budget)
@@ -488,35 +474,39 @@ impl ReplaySession {
     }
 
     /// Executes the instruction at the breakpoint by one single step (a hardware breakpoint
-    /// fires again on resume until its instruction has run), looking out as the run does;
-    /// fails if that step exits any other way than a debug exit.
-    fn step_over_breakpoint(&mut self, debug: &DebugSetup<'_>) -> Result<StepOver, ReplayError> {
+    /// fires again on resume until its instruction has run), looking out as the run does.
+    /// `None` when it did and the run goes on; else how the run ended: touched, or fell back
+    /// because the step exited any other way than a debug exit.
+    fn step_over_breakpoint(&mut self, debug: &DebugSetup<'_>) -> Result<Option<NativeRun>, ReplayError> {
         self.engine.machine.vm.vcpu_mut().set_debug(true, [None; 4])?;
-        let stepped = match self.run_through_hole(debug.hole) {
-            Ok(NativeExit::Touched) => return Ok(StepOver::Touched),
-            Ok(NativeExit::Debug(dr6)) if dr6 & debug.data_mask != 0 => return Ok(StepOver::Touched),
-            Ok(NativeExit::Debug(_)) => true,
+        let stepped = match self.run_watching(debug) {
+            Ok(NativeExit::Touched) => return Ok(Some(NativeRun::Touched)),
+            Ok(NativeExit::Debug) => true,
             // The instruction at the breakpoint is one ttvm emulates for KVM: done then.
             // (Those touch no memory: CLAC, STAC, INT3.)
             Ok(NativeExit::Other(UnrecordedExit::Unemulated)) => self.emulated_for_kvm()?,
             _ => false,
         };
         if !stepped {
-            self.settle_exit()?;
-            return Ok(StepOver::Failed);
+            self.settle_exit();
+            return self.fell_back(Fallback::Step).map(Some);
         }
         self.engine.machine.vm.vcpu_mut().set_debug(false, debug.bps)?;
-        Ok(StepOver::Done)
+        Ok(None)
     }
 
-    /// One KVM_RUN of a native run, which goes on through the accesses to `hole`'s pages
-    /// that miss the watched bytes (completed from and into ttvm's RAM, a write noted as
-    /// one ttvm carried out); one that touches them is reported, and its exit settled.
-    fn run_through_hole(&mut self, hole: Option<&PageHole>) -> Result<NativeExit, kvm_ioctls::Error> {
+    /// One KVM_RUN of a native run, looking out for the watched ranges: a debug exit that
+    /// names a data breakpoint in DR6 touched one; the accesses to the hole's pages that
+    /// miss the watched bytes are completed from and into ttvm's RAM (a write noted as one
+    /// ttvm carried out) and the run goes on, and one that touches them is reported, its
+    /// exit settled.
+    fn run_watching(&mut self, debug: &DebugSetup<'_>) -> Result<NativeExit, kvm_ioctls::Error> {
+        let hole = debug.hole;
         loop {
             let (ram, vcpu) = self.engine.machine.vm.split_mut();
             let written = match vcpu.run()? {
-                VcpuExit::Debug(arch) => return Ok(NativeExit::Debug(arch.dr6)),
+                VcpuExit::Debug(arch) if arch.dr6 & debug.data_mask != 0 => return Ok(NativeExit::Touched),
+                VcpuExit::Debug(_) => return Ok(NativeExit::Debug),
                 VcpuExit::MmioRead(addr, data) if hole.is_some_and(|h| h.holds(addr)) => {
                     if hole.is_some_and(|h| h.touched(addr, data.len() as u64, false)) || ram.read(addr, data).is_err()
                     {
@@ -537,11 +527,7 @@ impl ReplaySession {
                 self.engine.machine.vm.note_emulated_write(frame);
             }
         }
-        // The access waits for the next entry to complete: let it, without running on.
-        let vcpu = self.engine.machine.vm.vcpu_mut();
-        vcpu.set_immediate_exit(true);
-        let _ = vcpu.run();
-        vcpu.set_immediate_exit(false);
+        self.settle_exit();
         Ok(NativeExit::Touched)
     }
 
@@ -554,12 +540,12 @@ impl ReplaySession {
     /// Lets KVM finish the exit it just reported (an I/O or MMIO access waits for the next
     /// KVM_RUN to complete) without running the guest, so the restore that follows is not
     /// undone by it.
-    fn settle_exit(&mut self) -> Result<(), ReplayError> {
+    fn settle_exit(&mut self) {
         let vcpu = self.engine.machine.vm.vcpu_mut();
         vcpu.set_immediate_exit(true);
+        // Whatever this entry returns, nothing ran: the state is restored next anyway.
         let _ = vcpu.run();
         vcpu.set_immediate_exit(false);
-        Ok(())
     }
 
     /// Whether the machine is exactly in checkpoint `k`'s recorded state: every register

@@ -58,12 +58,9 @@ impl ReplaySession {
     /// breakpoint exit on a landmark. Where anchors are dense (a line of serial output, a
     /// busy timer) this is not much cheaper than stepping.
     pub fn free_seek_cost(&self, w: &Waypoint) -> u64 {
-        let k = self.rec.checkpoint_before(w.step);
-        let mut from = self.rec.checkpoints[k].engine.icount;
-        let anchors = self.rec.interval_anchors.get(k).and_then(Option::as_ref).map_or(&[][..], |a| &a.anchors[..]);
-        let last = AnchorLandmark { anchor: w.step, rip: w.rip, hits: w.hits, at: w.at };
+        let mut from = self.rec.checkpoints[self.rec.checkpoint_before(w.step)].engine.icount;
         let mut cost = 0;
-        for l in anchors.iter().take_while(|l| l.anchor < w.step).chain([&last]) {
+        for l in self.stretches_to(w) {
             let native = if l.hits > 0 { l.at.saturating_sub(from) } else { 0 };
             cost += native / NATIVE_STEPS_PER_STEP + l.hits / 2 + (l.anchor - from - native);
             from = l.anchor + 1;
@@ -71,24 +68,32 @@ impl ReplaySession {
         cost
     }
 
-    /// At persistent checkpoint `k` (just restored), moves toward `target` in interval `k`
-    /// by a native run to the last waypoint at or before it whose registers match the
-    /// recorded digest. Returns whether it moved; if not, the position is checkpoint `k`.
-    pub fn free_seek(&mut self, target: u64) -> Result<bool, ReplayError> {
+    /// The stretches a native run from the checkpoint before waypoint `w` runs to reach it:
+    /// the interval's anchors before it (a waypoint comes from the interval's anchors), then
+    /// the waypoint as the end of a last stretch.
+    fn stretches_to(&self, w: &Waypoint) -> Vec<AnchorLandmark> {
+        let k = self.rec.checkpoint_before(w.step);
+        let anchors = self.rec.interval_anchors.get(k).and_then(Option::as_ref).map_or(&[][..], |a| &a.anchors[..]);
+        let mut stretches: Vec<_> = anchors.iter().take_while(|l| l.anchor < w.step).copied().collect();
+        stretches.push(AnchorLandmark { anchor: w.step, rip: w.rip, hits: w.hits, at: w.at });
+        stretches
+    }
+
+    /// At the persistent checkpoint before waypoint `w` (from
+    /// [`ReplaySession::seek_waypoint`], just restored), moves to `w` by a native run, if
+    /// its registers there match the recorded digest. Returns whether it moved; if not,
+    /// the position is that checkpoint.
+    pub fn free_seek(&mut self, w: &Waypoint) -> Result<bool, ReplayError> {
         let icount = self.engine.icount();
         let k = self.rec.checkpoint_before(icount);
-        if self.rec.checkpoints[k].engine.icount != icount || self.next_checkpoint != k + 1 {
+        if self.rec.checkpoints[k].engine.icount != icount
+            || self.next_checkpoint != k + 1
+            || self.rec.checkpoint_before(w.step) != k
+        {
             return Ok(false);
         }
-        let Some(w) = self.seek_waypoint(target).filter(|_| self.rec.checkpoint_before(target) == k) else {
-            return Ok(false);
-        };
-        // The anchors before it (a waypoint comes from the interval's anchors), then the
-        // waypoint as the end of a last stretch.
         let (goal, digest) = (w.step, w.digest);
-        let anchors = self.rec.interval_anchors[k].as_ref().map_or(&[][..], |a| &a.anchors[..]);
-        let mut stretches: Vec<_> = anchors.iter().take_while(|l| l.anchor < goal).copied().collect();
-        stretches.push(AnchorLandmark { anchor: goal, rip: w.rip, hits: w.hits, at: w.at });
+        let stretches = self.stretches_to(w);
         self.env.held_echo = Some(Vec::new());
         self.free_fallback = None;
         let run = self.run_stretches(&stretches, goal, &[], crate::free_interval::Lookout::default());

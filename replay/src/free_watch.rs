@@ -34,11 +34,11 @@
 //!   repeated zero times); an access that faults is counted by the decoder and, as the
 //!   CPU retries it after the fault, usually seen then too.
 
-use ttvm_vmm::insn::fetch_at_rip;
 use ttvm_vmm::machine::Machine;
 use ttvm_vmm::x86::data_breakpoints::{covering, DataBreakpoint};
 
 use crate::mem_access::AccessDecoder;
+use crate::recording::Recording;
 use crate::timeline::{WatchKind, Watchpoint};
 
 /// The read and access watchpoints a free run looks out for.
@@ -94,9 +94,7 @@ impl DataWatch {
     /// Whether the instruction at `machine`'s RIP touches a watched range the way stepping
     /// counts it ([`Watchpoint::touched_by`]).
     pub fn next_step_touches(&self, machine: &Machine) -> bool {
-        let (regs, sregs) = (machine.vm.vcpu().regs(), machine.vm.vcpu().sregs());
-        let (bytes, n) = fetch_at_rip(machine.vm.ram(), &regs, &sregs);
-        let accesses = self.decoder.accesses(&bytes[..n], &regs, &sregs);
+        let accesses = self.decoder.accesses_at_rip(machine);
         self.watches.iter().any(|w| w.touched_by(&accesses))
     }
 }
@@ -140,6 +138,14 @@ impl PageHole {
         frames.sort_unstable();
         frames.dedup();
         (!watched.is_empty()).then_some(Self { frames, watched })
+    }
+
+    /// The hole for `watches` in persistent-checkpoint interval `k` of `rec`: `None` unless
+    /// the translation of their ranges is proved fixed over the interval
+    /// ([`Recording::interval_translation_fixed`]).
+    pub fn for_interval(rec: &Recording, k: usize, watches: &[Watchpoint]) -> Option<Self> {
+        let ranges: Vec<(u64, u64)> = watches.iter().map(|w| (w.addr, w.len)).collect();
+        Self::new(watches, &rec.interval_translation_fixed(k, &ranges)?)
     }
 
     /// Whether hiding the pages pays off for an interval of `steps` steps whose free run

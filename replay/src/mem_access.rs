@@ -7,7 +7,8 @@ use capstone::arch::x86::{X86OperandType, X86Reg};
 use capstone::arch::{ArchDetail, DetailsArchInsn};
 use capstone::prelude::*;
 use kvm_bindings::{kvm_regs, kvm_sregs};
-use ttvm_vmm::insn::{code_mode, instruction_linear_address, CodeMode};
+use ttvm_vmm::insn::{code_mode, fetch_at_rip, instruction_linear_address, CodeMode};
+use ttvm_vmm::machine::Machine;
 
 /// One memory access of an instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +108,13 @@ impl AccessDecoder {
     pub fn new() -> Option<Self> {
         let mk = |m| Capstone::new().x86().mode(m).detail(true).build().ok();
         Some(Self { cs64: mk(arch::x86::ArchMode::Mode64)?, cs32: mk(arch::x86::ArchMode::Mode32)? })
+    }
+
+    /// The memory accesses of the instruction at `machine`'s RIP: the step it runs next.
+    pub fn accesses_at_rip(&self, machine: &Machine) -> Vec<Access> {
+        let (regs, sregs) = (machine.vm.vcpu().regs(), machine.vm.vcpu().sregs());
+        let (bytes, n) = fetch_at_rip(machine.vm.ram(), &regs, &sregs);
+        self.accesses(&bytes[..n], &regs, &sregs)
     }
 
     /// The memory accesses of the instruction `code` (bytes at RIP) in the given state.

@@ -201,7 +201,7 @@ fn probe() -> Result<String, String> {
 /// `free_watch.rs`): a `mov rax, [DATA]` run natively with a data breakpoint on `DATA`
 /// beside an instruction breakpoint must end in a debug exit right after the load that
 /// names the data breakpoint in DR6. On the PVM hosts of docs/PERFORMANCE.md they do not
-/// fire at all, and read and access watchpoints single-step there.
+/// fire at all, and free runs hide the watched pages instead (`free_watch.rs`).
 pub fn data_breakpoints_fire() -> bool {
     static FIRE: OnceLock<bool> = OnceLock::new();
     *FIRE.get_or_init(|| probe_data_breakpoints().unwrap_or(false))

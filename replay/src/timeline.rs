@@ -532,19 +532,19 @@ impl Timeline {
         let lead = if back <= self.temp_spacing { (4 * back).min(2 * self.temp_spacing) } else { 0 };
         let from = self.start_icount(start);
         let worth_it = |w: &crate::trace::Waypoint| w.step > from && self.session.free_seek_cost(w) < w.step - from;
-        let goal = [target.saturating_sub(lead), target].into_iter().find(|&goal| {
-            self.free_runs
-                && self.session.rec.checkpoint_before(goal) == k
-                && self.session.seek_waypoint(goal).is_some_and(|w| worth_it(&w))
-        });
-        if goal.is_some() {
+        let waypoint = [target.saturating_sub(lead), target]
+            .into_iter()
+            .filter(|&goal| self.free_runs && self.session.rec.checkpoint_before(goal) == k)
+            .filter_map(|goal| self.session.seek_waypoint(goal))
+            .find(worth_it);
+        if waypoint.is_some() {
             start = Start::Persistent(k);
         }
         self.go_to_start(start)?;
         // From the persistent checkpoint, a native run to the waypoint saves most of the
         // single steps.
-        if let Some(goal) = goal {
-            self.session.free_seek(goal)?;
+        if let Some(w) = waypoint {
+            self.session.free_seek(&w)?;
         }
         Ok(if self.replay_to(target, true)? { Stop::Done } else { Stop::Interrupted })
     }

@@ -10,7 +10,6 @@ use ttvm_replay::mem_access::AccessDecoder;
 use ttvm_replay::recording::Recording;
 use ttvm_replay::replay::{ReplaySession, ReplayStep};
 use ttvm_replay::stepping::host_signature;
-use ttvm_vmm::insn::fetch_at_rip;
 
 /// The checkpoints whose interval wrote frame `f` (`k` for the interval ending at `k`).
 pub fn written(rec: &Recording, f: u32) -> Vec<usize> {
@@ -64,10 +63,7 @@ pub fn reads(rec: &Rc<Recording>, from: u64) -> (HashMap<u64, u64>, HashMap<u64,
     let mut s = ReplaySession::new(rec.clone(), &host_signature()).unwrap();
     let (mut last, mut first) = (HashMap::new(), HashMap::new());
     loop {
-        let m = &s.engine.machine;
-        let (regs, sregs) = (m.vm.vcpu().regs(), m.vm.vcpu().sregs());
-        let (bytes, n) = fetch_at_rip(m.vm.ram(), &regs, &sregs);
-        for a in decoder.accesses(&bytes[..n], &regs, &sregs).into_iter().filter(|a| a.read) {
+        for a in decoder.accesses_at_rip(&s.engine.machine).into_iter().filter(|a| a.read) {
             for q in (a.addr & !7..a.addr + a.size).step_by(8) {
                 last.insert(q, s.icount());
                 if s.icount() >= from {

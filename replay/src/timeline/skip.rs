@@ -90,22 +90,12 @@ impl Timeline {
         let hole = match &watch {
             // More ranges than debug registers.
             None if self.stops.watchpoints.iter().any(|w| w.kind != WatchKind::Write) => return Ok(false),
-            None => None,
-            Some(w) if !w.breakpoints().is_empty() => None,
-            // Data breakpoints do not fire here: the watched pages are hidden from the run,
-            // which needs their translation fixed over the interval.
-            Some(w) => {
-                let ranges: Vec<(u64, u64)> = w.watches().iter().map(|w| (w.addr, w.len)).collect();
-                let hole = self
-                    .session
-                    .rec
-                    .interval_translation_fixed(k, &ranges)
-                    .and_then(|t| PageHole::new(w.watches(), &t));
-                match hole {
-                    Some(h) => Some(h),
-                    None => return Ok(false),
-                }
-            }
+            // Data breakpoints do not fire here: the watched pages are hidden from the run.
+            Some(w) if w.breakpoints().is_empty() => match PageHole::for_interval(&self.session.rec, k, w.watches()) {
+                Some(h) => Some(h),
+                None => return Ok(false),
+            },
+            _ => None,
         };
         self.leave_frontier()?;
         self.stats.restores += 1;

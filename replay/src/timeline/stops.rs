@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 
-use ttvm_vmm::insn::fetch_at_rip;
 use ttvm_vmm::paging::AddressSpace;
 
 use std::rc::Rc;
@@ -227,11 +226,7 @@ impl Timeline {
     }
 
     fn accesses_at_rip(&self) -> Vec<Access> {
-        let Some(dec) = &self.stops.access else { return Vec::new() };
-        let m = self.machine();
-        let (regs, sregs) = (m.vm.vcpu().regs(), m.vm.vcpu().sregs());
-        let (bytes, n) = fetch_at_rip(m.vm.ram(), &regs, &sregs);
-        dec.accesses(&bytes[..n], &regs, &sregs)
+        self.stops.access.as_ref().map_or_else(Vec::new, |dec| dec.accesses_at_rip(self.machine()))
     }
 
     /// Steps once and reports the first watchpoint the step triggered.
