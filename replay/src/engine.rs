@@ -216,6 +216,9 @@ pub struct Engine {
     /// kernel leaves it there: its last writes to the #PF stack are what a stranded SYSCALL
     /// in the user code after it has to put back (`free_syscalls.rs`).
     last_step_emulated: bool,
+    /// The last step delivered an injected interrupt (and ran the handler's first
+    /// instruction) instead of the instruction at RIP.
+    last_step_injected: bool,
     /// Whether the last step was a ring-0 IRETQ the engine carried out.
     last_step_iretq: bool,
     /// The arithmetic flags the last step's instruction leaves undefined (decoded, whatever
@@ -339,6 +342,7 @@ impl Engine {
             user_debugregs: None,
             last_exit_dr6: 0,
             last_step_emulated: false,
+            last_step_injected: false,
             last_step_iretq: false,
             last_step_undefined_flags: 0,
         }
@@ -347,6 +351,12 @@ impl Engine {
     /// Whether the last step was an instruction the engine emulated itself (see the field).
     pub fn last_step_emulated(&self) -> bool {
         self.last_step_emulated
+    }
+
+    /// Whether the last step delivered an injected interrupt instead of running the
+    /// instruction at RIP (see the field).
+    pub fn last_step_injected(&self) -> bool {
+        self.last_step_injected
     }
 
     /// Whether the last step was a ring-0 IRETQ: the instruction it returned to may not
@@ -404,6 +414,7 @@ impl Engine {
         }
         let icount = self.state.icount;
         self.last_step_emulated = false;
+        self.last_step_injected = false;
         self.last_step_iretq = false;
         self.last_step_undefined_flags = 0;
         let sregs = self.machine.vm.vcpu().sregs();
@@ -422,6 +433,7 @@ impl Engine {
         let inject = env.at_boundary(&mut self.machine.board, icount, self.state.window_open)?;
         if let Some(vector) = inject {
             self.machine.vm.vcpu().inject_interrupt(vector).map_err(|e| self.kvm_err(e))?;
+            self.last_step_injected = true;
         } else {
             let (bytes, n) = self.fetch_instruction(&regs, &sregs);
             if let Some(user_rip) = user_mode_entry(&bytes[..n], &regs, &sregs, self.machine.vm.ram()) {

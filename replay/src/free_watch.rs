@@ -31,8 +31,13 @@
 //!   `watch_quiet.rs`);
 //! - an instruction the decoder counts but that does not reach memory: the decoder leaves
 //!   out the known ones (`mem_access.rs`: LEA, NOP and PREFETCH forms, string instructions
-//!   repeated zero times); an access that faults is counted by the decoder and, as the
-//!   CPU retries it after the fault, usually seen then too.
+//!   repeated zero times), and stepping counts nothing for an instruction that did not
+//!   run to its end: one whose access the page tables refuse (not mapped, or its rights),
+//!   one that raised another exception, one an injected interrupt pre-empted
+//!   (`NextStep::ran`). What is left: an exception raised by a control transfer after its
+//!   memory read (RET to a non-canonical address) is seen by stepping only; and the
+//!   handler's first instruction, which runs inside the step that delivers an exception or
+//!   interrupt, is seen by the CPU only.
 
 use ttvm_vmm::machine::Machine;
 use ttvm_vmm::x86::data_breakpoints::{covering, DataBreakpoint};
@@ -94,8 +99,8 @@ impl DataWatch {
     /// Whether the instruction at `machine`'s RIP touches a watched range the way stepping
     /// counts it ([`Watchpoint::touched_by`]).
     pub fn next_step_touches(&self, machine: &Machine) -> bool {
-        let accesses = self.decoder.accesses_at_rip(machine);
-        self.watches.iter().any(|w| w.touched_by(&accesses))
+        let next = self.decoder.next_step(machine);
+        self.watches.iter().any(|w| w.touched_by(&next.accesses))
     }
 }
 

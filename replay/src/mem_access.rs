@@ -2,6 +2,13 @@
 //! capstone's operand details plus the implicit stack accesses it does not list.
 //! (Write watchpoints compare values before and after each step instead, which also catches
 //! writes no decoder sees: interrupt frames, exception pushes.)
+//!
+//! An access counts only if the CPU makes it: an instruction that faults does nothing
+//! (its retry, once the handler has fixed the cause, counts), so one whose page is not
+//! mapped or whose rights refuse it counts no access ([`AccessDecoder::next_step`]), nor
+//! does one that raised any other exception or that an injected interrupt pre-empted
+//! ([`NextStep::ran`]). Free runs rely on this: the CPU's data breakpoints and page holes
+//! (`free_watch.rs`) see exactly the accesses that happen.
 
 use capstone::arch::x86::{X86OperandType, X86Reg};
 use capstone::arch::{ArchDetail, DetailsArchInsn};
@@ -9,6 +16,8 @@ use capstone::prelude::*;
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use ttvm_vmm::insn::{code_mode, fetch_at_rip, instruction_linear_address, CodeMode};
 use ttvm_vmm::machine::Machine;
+use ttvm_vmm::memory::GuestRam;
+use ttvm_vmm::paging::AddressSpace;
 
 /// One memory access of an instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +30,84 @@ pub struct Access {
     pub read: bool,
     /// Writes memory.
     pub write: bool,
+}
+
+/// The instruction the next step runs, as decoded before it: the accesses it makes if it
+/// runs to its end.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NextStep {
+    /// Its memory accesses; none if it faults on one of them.
+    pub accesses: Vec<Access>,
+    rip: u64,
+    next_rip: u64,
+}
+
+/// Bytes of an exception handler's start where a step that raised the exception ends: the
+/// host delivers it and runs the handler's first instruction (at most 15 bytes) in one step.
+const HANDLER_FIRST_INSN: u64 = 16;
+const RFLAGS_AC: u64 = 1 << 18;
+const CR0_PE: u64 = 1;
+const EFER_LMA: u64 = 1 << 10;
+
+impl NextStep {
+    /// Whether the step just taken (with `machine` after it) ran this instruction to its
+    /// end: not if it delivered an injected interrupt instead (`delivered_interrupt`), nor
+    /// if the instruction raised an exception, which the step ends in the handler of: a
+    /// step that ends neither at the instruction itself (a repeated string instruction's
+    /// next round), nor after it, but at the start of an exception handler (vectors 0-31 of
+    /// the IDT).
+    pub fn ran(&self, machine: &Machine, delivered_interrupt: bool) -> bool {
+        if delivered_interrupt {
+            return false;
+        }
+        let rip = machine.vm.vcpu().rip();
+        rip == self.rip
+            || rip == self.next_rip
+            || !exception_handler_starts(machine.vm.ram(), &machine.vm.vcpu().sregs(), rip)
+    }
+}
+
+/// Whether `rip` lies in the first instruction of a handler of one of the 32 exception
+/// vectors of the guest's IDT (unreadable gates are not handlers).
+fn exception_handler_starts(ram: &GuestRam, sregs: &kvm_sregs, rip: u64) -> bool {
+    if sregs.cr0 & CR0_PE == 0 {
+        return false;
+    }
+    let space = AddressSpace::from_sregs(sregs);
+    // Long mode's gates are 16 bytes, compatibility-mode code included.
+    let long = sregs.efer & EFER_LMA != 0;
+    let gate_size: u64 = if long { 16 } else { 8 };
+    (0..32u64).filter(|v| (v + 1) * gate_size <= u64::from(sregs.idt.limit) + 1).any(|v| {
+        let mut gate = [0u8; 16];
+        let at = sregs.idt.base.wrapping_add(v * gate_size);
+        if space.read_virt(ram, at, &mut gate[..gate_size as usize]).is_err() {
+            return false;
+        }
+        let low =
+            u64::from(u16::from_le_bytes([gate[0], gate[1]])) | u64::from(u16::from_le_bytes([gate[6], gate[7]])) << 16;
+        let handler =
+            if long { low | u64::from(u32::from_le_bytes([gate[8], gate[9], gate[10], gate[11]])) << 32 } else { low };
+        rip.wrapping_sub(handler) < HANDLER_FIRST_INSN
+    })
+}
+
+/// Whether the CPU lets the instruction make `access` (every page it spans mapped, and
+/// its rights allowing the access at the current privilege level).
+fn permitted(access: &Access, ram: &GuestRam, regs: &kvm_regs, sregs: &kvm_sregs) -> bool {
+    let space = AddressSpace::from_sregs(sregs);
+    let (cpl, ac) = (sregs.cs.dpl, regs.rflags & RFLAGS_AC != 0);
+    let last = access.addr.wrapping_add(access.size.max(1) - 1);
+    let mut page = access.addr & !0xfff;
+    loop {
+        match space.translate_with_rights(ram, page) {
+            Ok((_, rights)) if space.allows(rights, cpl, ac, access.write) => {}
+            _ => return false,
+        }
+        if page == last & !0xfff {
+            return true;
+        }
+        page = page.wrapping_add(0x1000);
+    }
 }
 
 /// Decoder with capstone handles per mode (creating them is not free).
@@ -110,30 +197,42 @@ impl AccessDecoder {
         Some(Self { cs64: mk(arch::x86::ArchMode::Mode64)?, cs32: mk(arch::x86::ArchMode::Mode32)? })
     }
 
-    /// The memory accesses of the instruction at `machine`'s RIP: the step it runs next.
-    pub fn accesses_at_rip(&self, machine: &Machine) -> Vec<Access> {
+    /// The instruction at `machine`'s RIP, which the next step runs, with the accesses it
+    /// makes: none if the CPU refuses one of them (the instruction faults).
+    pub fn next_step(&self, machine: &Machine) -> NextStep {
         let (regs, sregs) = (machine.vm.vcpu().regs(), machine.vm.vcpu().sregs());
         let (bytes, n) = fetch_at_rip(machine.vm.ram(), &regs, &sregs);
-        self.accesses(&bytes[..n], &regs, &sregs)
+        let (mut accesses, len) = self.decode(&bytes[..n], &regs, &sregs);
+        if !accesses.iter().all(|a| permitted(a, machine.vm.ram(), &regs, &sregs)) {
+            accesses.clear();
+        }
+        NextStep { accesses, rip: regs.rip, next_rip: regs.rip.wrapping_add(len) }
     }
 
     /// The memory accesses of the instruction `code` (bytes at RIP) in the given state.
     pub fn accesses(&self, code: &[u8], r: &kvm_regs, s: &kvm_sregs) -> Vec<Access> {
+        self.decode(code, r, s).0
+    }
+
+    /// The memory accesses and the length of the instruction `code` (0 if it does not
+    /// decode).
+    fn decode(&self, code: &[u8], r: &kvm_regs, s: &kvm_sregs) -> (Vec<Access>, u64) {
         let mode = code_mode(s);
         let cs = match mode {
             CodeMode::Long => &self.cs64,
             _ => &self.cs32,
         };
         let linear_rip = instruction_linear_address(r, s);
-        let Ok(insns) = cs.disasm_count(code, linear_rip, 1) else { return Vec::new() };
-        let Some(insn) = insns.iter().next() else { return Vec::new() };
-        let Ok(detail) = cs.insn_detail(insn) else { return Vec::new() };
-        let ArchDetail::X86Detail(x86) = detail.arch_detail() else { return Vec::new() };
-        let next_rip = r.rip.wrapping_add(insn.len() as u64);
+        let Ok(insns) = cs.disasm_count(code, linear_rip, 1) else { return (Vec::new(), 0) };
+        let Some(insn) = insns.iter().next() else { return (Vec::new(), 0) };
+        let len = insn.len() as u64;
+        let Ok(detail) = cs.insn_detail(insn) else { return (Vec::new(), len) };
+        let ArchDetail::X86Detail(x86) = detail.arch_detail() else { return (Vec::new(), len) };
+        let next_rip = r.rip.wrapping_add(len);
         let addr_mask = if mode == CodeMode::Long { u64::MAX } else { 0xffff_ffff };
         let mnemonic = insn.mnemonic().unwrap_or("");
         if reaches_no_memory(mnemonic) || repeats_zero_times(mnemonic, code, r, mode) {
-            return Vec::new();
+            return (Vec::new(), len);
         }
         let mut out = Vec::new();
         for op in x86.operands() {
@@ -173,7 +272,7 @@ impl AccessDecoder {
         } else if mnemonic.starts_with("iret") {
             out.push(Access { addr: sp, size: word * 5, read: true, write: false });
         }
-        out
+        (out, len)
     }
 }
 
@@ -212,6 +311,54 @@ mod tests {
         // nop word ptr [rax + rax] = 66 0f 1f 44 00 00; prefetcht0 [rax] = 0f 18 08: none
         assert!(d.accesses(&[0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00], &r, &s).is_empty());
         assert!(d.accesses(&[0x0f, 0x18, 0x08], &r, &s).is_empty());
+    }
+
+    /// Long-mode paging at 0x1000 mapping virtual 0x40_0000 (one 4 KiB page, PT entry
+    /// `pte_flags`) to 0x5000 and identity-mapping the first 2 MiB as supervisor data.
+    fn paged(pte_flags: u64) -> (GuestRam, kvm_sregs) {
+        let mut ram = GuestRam::new(4 << 20).unwrap();
+        for (at, entry) in [(0x1000u64, 0x2007u64), (0x2000, 0x3007), (0x3000, 0x83), (0x3010, 0x4007)] {
+            ram.write(at, &entry.to_le_bytes()).unwrap();
+        }
+        ram.write(0x4000, &(0x5000 | pte_flags).to_le_bytes()).unwrap();
+        let mut s = long_mode();
+        (s.cr0, s.cr3, s.cr4, s.efer) = (0x8001_0001, 0x1000, 1 << 5, 0x500);
+        (ram, s)
+    }
+
+    #[test]
+    fn an_access_the_cpu_refuses_is_not_made() {
+        let regs = kvm_regs::default();
+        let read = |addr, size| Access { addr, size, read: true, write: false };
+        let write = |addr, size| Access { addr, size, read: false, write: true };
+        // A user read-only page: ring 0 reads and (CR0.WP set) cannot write it.
+        let (ram, mut s) = paged(0x5);
+        assert!(permitted(&read(0x40_0010, 8), &ram, &regs, &s));
+        assert!(!permitted(&write(0x40_0010, 8), &ram, &regs, &s));
+        // Ring 3 may read it, not the supervisor page below it; nor one not mapped.
+        s.cs.dpl = 3;
+        assert!(permitted(&read(0x40_0000, 4096), &ram, &regs, &s));
+        assert!(!permitted(&read(0x1000, 8), &ram, &regs, &s));
+        // An access spanning into the unmapped page after it.
+        assert!(!permitted(&read(0x40_0ffc, 8), &ram, &regs, &s));
+        // Not present at all.
+        let (ram, s) = paged(0x6);
+        assert!(!permitted(&read(0x40_0010, 1), &ram, &regs, &s));
+    }
+
+    #[test]
+    fn a_step_that_ends_in_an_exception_handler_did_not_run_its_instruction() {
+        let (mut ram, mut s) = paged(0x7);
+        // IDT at 0x8000 (identity mapped): vector 14's gate points at 0x1_2345_6789.
+        (s.idt.base, s.idt.limit) = (0x8000, 32 * 16 - 1);
+        let gate = [0x89u8, 0x67, 0x10, 0, 0, 0x8e, 0x45, 0x23, 0x01, 0, 0, 0, 0, 0, 0, 0];
+        ram.write(0x8000 + 14 * 16, &gate).unwrap();
+        assert!(exception_handler_starts(&ram, &s, 0x1_2345_6789));
+        assert!(exception_handler_starts(&ram, &s, 0x1_2345_6789 + 4));
+        assert!(!exception_handler_starts(&ram, &s, 0x1_2345_6789 + 16));
+        // A gate past the IDT's limit is no handler.
+        s.idt.limit = 14 * 16 - 1;
+        assert!(!exception_handler_starts(&ram, &s, 0x1_2345_6789));
     }
 
     #[test]

@@ -276,9 +276,14 @@ impl Timeline {
 
     /// The machine at the current position (registers, RAM).
     pub fn machine(&self) -> &Machine {
+        &self.engine().machine
+    }
+
+    /// The engine that runs the current position: the live recording's at its frontier.
+    pub(crate) fn engine(&self) -> &crate::engine::Engine {
         match &self.live {
-            Some(l) if l.at_frontier => &l.session.engine.machine,
-            _ => &self.session.engine.machine,
+            Some(l) if l.at_frontier => &l.session.engine,
+            _ => &self.session.engine,
         }
     }
 

@@ -63,17 +63,24 @@ pub fn reads(rec: &Rc<Recording>, from: u64) -> (HashMap<u64, u64>, HashMap<u64,
     let mut s = ReplaySession::new(rec.clone(), &host_signature()).unwrap();
     let (mut last, mut first) = (HashMap::new(), HashMap::new());
     loop {
-        for a in decoder.accesses_at_rip(&s.engine.machine).into_iter().filter(|a| a.read) {
-            for q in (a.addr & !7..a.addr + a.size).step_by(8) {
-                last.insert(q, s.icount());
-                if s.icount() >= from {
-                    first.entry(q).or_insert(s.icount());
+        let (next, at) = (decoder.next_step(&s.engine.machine), s.icount());
+        let done = match s.step().unwrap() {
+            ReplayStep::Stepped => false,
+            ReplayStep::Stopped(_) => true,
+            ReplayStep::AtEnd => break,
+        };
+        if next.ran(&s.engine.machine, s.engine.last_step_injected()) {
+            for a in next.accesses.iter().filter(|a| a.read) {
+                for q in (a.addr & !7..a.addr + a.size).step_by(8) {
+                    last.insert(q, at);
+                    if at >= from {
+                        first.entry(q).or_insert(at);
+                    }
                 }
             }
         }
-        match s.step().unwrap() {
-            ReplayStep::Stepped => {}
-            ReplayStep::Stopped(_) | ReplayStep::AtEnd => break,
+        if done {
+            break;
         }
     }
     (last, first)

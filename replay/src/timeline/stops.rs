@@ -13,7 +13,7 @@ use std::rc::Rc;
 use super::{Stepped, Timeline, TimelineError};
 use crate::free_hits::MAX_COUNTED_BREAKPOINTS;
 use crate::free_watch::DataWatch;
-use crate::mem_access::{Access, AccessDecoder};
+use crate::mem_access::{Access, AccessDecoder, NextStep};
 
 /// Longest watched range. Every watched byte is read before and after each step, so
 /// watching megabytes would make runs crawl.
@@ -225,8 +225,8 @@ impl Timeline {
             .collect()
     }
 
-    fn accesses_at_rip(&self) -> Vec<Access> {
-        self.stops.access.as_ref().map_or_else(Vec::new, |dec| dec.accesses_at_rip(self.machine()))
+    fn next_step(&self) -> NextStep {
+        self.stops.access.as_ref().map_or_else(NextStep::default, |dec| dec.next_step(self.machine()))
     }
 
     /// Steps once and reports the first watchpoint the step triggered.
@@ -235,19 +235,21 @@ impl Timeline {
             return Ok((self.step_once()?, None));
         }
         let before = self.watched_values();
-        let accesses = if self.stops.watchpoints.iter().any(|w| w.kind != WatchKind::Write) {
-            self.accesses_at_rip()
+        let next = if self.stops.watchpoints.iter().any(|w| w.kind != WatchKind::Write) {
+            self.next_step()
         } else {
-            Vec::new()
+            NextStep::default()
         };
         let r = self.step_once()?;
         if r == Stepped::AtEnd {
             return Ok((r, None));
         }
         let after = self.watched_values();
+        // Asked only when an access would fire: reading the IDT is not free.
+        let ran = || next.ran(self.machine(), self.engine().last_step_injected());
         for (i, w) in self.stops.watchpoints.iter().enumerate() {
             let changed = w.kind != WatchKind::Read && before[i] != after[i];
-            if changed || w.touched_by(&accesses) {
+            if changed || (w.touched_by(&next.accesses) && ran()) {
                 return Ok((r, Some(*w)));
             }
         }

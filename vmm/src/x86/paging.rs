@@ -11,7 +11,11 @@ const CR4_PSE: u64 = 1 << 4;
 const CR4_PAE: u64 = 1 << 5;
 const CR4_LA57: u64 = 1 << 12;
 const EFER_LMA: u64 = 1 << 10;
+const CR0_WP: u64 = 1 << 16;
+const CR4_SMAP: u64 = 1 << 21;
 const PRESENT: u64 = 1;
+const WRITABLE: u64 = 1 << 1;
+const USER: u64 = 1 << 2;
 const PAGE_SIZE_BIT: u64 = 1 << 7;
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 
@@ -43,6 +47,25 @@ pub enum PagingMode {
     Pae,
     /// 4-level long-mode paging.
     Long4,
+}
+
+/// What a translation's paging-structure entries allow, every level together: a page is
+/// writable or user-accessible only if each entry on the way to it says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageRights {
+    /// R/W set at every level.
+    pub writable: bool,
+    /// U/S set at every level.
+    pub user: bool,
+}
+
+impl PageRights {
+    /// No paging, or an entry that restricts nothing.
+    pub const ALL: Self = Self { writable: true, user: true };
+
+    fn and_entry(self, entry: u64) -> Self {
+        Self { writable: self.writable && entry & WRITABLE != 0, user: self.user && entry & USER != 0 }
+    }
 }
 
 /// The translation context: the registers that define the address space.
@@ -79,9 +102,31 @@ impl AddressSpace {
 
     /// Translates a virtual address to physical.
     pub fn translate(&self, ram: &GuestRam, vaddr: u64) -> Result<u64, TranslateError> {
+        self.translate_with_rights(ram, vaddr).map(|(phys, _)| phys)
+    }
+
+    /// Whether a data access at privilege level `cpl` with RFLAGS.AC `ac` may use a page
+    /// with `rights`, as the CPU's paging checks decide (SDM Vol. 3A 4.6): user mode needs
+    /// a user page, and a writable one to write; supervisor mode may not touch user pages
+    /// under SMAP unless AC is set, and may not write read-only pages under CR0.WP.
+    /// Protection keys are not checked: ttvm's CPU model offers none, so CR4.PKE stays clear.
+    pub fn allows(&self, rights: PageRights, cpl: u8, ac: bool, write: bool) -> bool {
+        if self.mode() == PagingMode::None {
+            return true;
+        }
+        if cpl == 3 {
+            return rights.user && (!write || rights.writable);
+        }
+        let smap_refuses = rights.user && self.cr4 & CR4_SMAP != 0 && !ac;
+        let wp_refuses = write && !rights.writable && self.cr0 & CR0_WP != 0;
+        !smap_refuses && !wp_refuses
+    }
+
+    /// Translates a virtual address to physical, with what the translation allows.
+    pub fn translate_with_rights(&self, ram: &GuestRam, vaddr: u64) -> Result<(u64, PageRights), TranslateError> {
         let read = |addr: u64| ram.read_u64(addr).map_err(|_| TranslateError::TableOutsideRam(vaddr));
         match self.mode() {
-            PagingMode::None => Ok(vaddr & 0xffff_ffff),
+            PagingMode::None => Ok((vaddr & 0xffff_ffff, PageRights::ALL)),
             PagingMode::Long4 => {
                 if self.cr4 & CR4_LA57 != 0 {
                     return Err(TranslateError::FiveLevel);
@@ -91,6 +136,7 @@ impl AddressSpace {
                     return Err(TranslateError::NonCanonical(vaddr));
                 }
                 let mut table = self.cr3 & ADDR_MASK;
+                let mut rights = PageRights::ALL;
                 for level in (0..4).rev() {
                     let shift = 12 + 9 * level;
                     let index = (vaddr >> shift) & 0x1ff;
@@ -98,13 +144,14 @@ impl AddressSpace {
                     if entry & PRESENT == 0 {
                         return Err(TranslateError::NotMapped(vaddr));
                     }
+                    rights = rights.and_entry(entry);
                     if level > 0 && level < 3 && entry & PAGE_SIZE_BIT != 0 {
                         let page_mask = (1u64 << shift) - 1;
-                        return Ok((entry & ADDR_MASK & !page_mask) | (vaddr & page_mask));
+                        return Ok(((entry & ADDR_MASK & !page_mask) | (vaddr & page_mask), rights));
                     }
                     table = entry & ADDR_MASK;
                 }
-                Ok(table | (vaddr & 0xfff))
+                Ok((table | (vaddr & 0xfff), rights))
             }
             PagingMode::Pae => {
                 let vaddr = vaddr & 0xffff_ffff;
@@ -116,14 +163,16 @@ impl AddressSpace {
                 if pde & PRESENT == 0 {
                     return Err(TranslateError::NotMapped(vaddr));
                 }
+                // PAE's PDPTEs hold no R/W or U/S bits.
+                let rights = PageRights::ALL.and_entry(pde);
                 if pde & PAGE_SIZE_BIT != 0 {
-                    return Ok((pde & ADDR_MASK & !0x1f_ffff) | (vaddr & 0x1f_ffff));
+                    return Ok(((pde & ADDR_MASK & !0x1f_ffff) | (vaddr & 0x1f_ffff), rights));
                 }
                 let pte = read((pde & ADDR_MASK) + ((vaddr >> 12) & 0x1ff) * 8)?;
                 if pte & PRESENT == 0 {
                     return Err(TranslateError::NotMapped(vaddr));
                 }
-                Ok((pte & ADDR_MASK) | (vaddr & 0xfff))
+                Ok(((pte & ADDR_MASK) | (vaddr & 0xfff), rights.and_entry(pte)))
             }
             PagingMode::Bits32 => {
                 let vaddr = vaddr & 0xffff_ffff;
@@ -136,14 +185,15 @@ impl AddressSpace {
                 if pde & PRESENT == 0 {
                     return Err(TranslateError::NotMapped(vaddr));
                 }
+                let rights = PageRights::ALL.and_entry(pde);
                 if pde & PAGE_SIZE_BIT != 0 && self.cr4 & CR4_PSE != 0 {
-                    return Ok((pde & 0xffc0_0000) | (vaddr & 0x3f_ffff));
+                    return Ok(((pde & 0xffc0_0000) | (vaddr & 0x3f_ffff), rights));
                 }
                 let pte = read32((pde & 0xffff_f000) + ((vaddr >> 12) & 0x3ff) * 4)?;
                 if pte & PRESENT == 0 {
                     return Err(TranslateError::NotMapped(vaddr));
                 }
-                Ok((pte & 0xffff_f000) | (vaddr & 0xfff))
+                Ok(((pte & 0xffff_f000) | (vaddr & 0xfff), rights.and_entry(pte)))
             }
         }
     }
@@ -212,6 +262,54 @@ mod tests {
         assert_eq!(s.translate(&ram, 0x4000_0123), Ok(0x5123));
         assert_eq!(s.translate(&ram, 0x4000_1000), Err(TranslateError::NotMapped(0x4000_1000)));
         assert_eq!(s.translate(&ram, 0x8000_0000_0000), Err(TranslateError::NonCanonical(0x8000_0000_0000)));
+    }
+
+    #[test]
+    fn rights_are_those_every_level_grants() {
+        let mut ram = GuestRam::new(8 << 20).unwrap();
+        let s = long_mode_space(&mut ram);
+        // Supervisor pages, writable at every level.
+        let supervisor_rw = PageRights { writable: true, user: false };
+        assert_eq!(s.translate_with_rights(&ram, 0x4000_0123), Ok((0x5123, supervisor_rw)));
+        // U/S on every level but the PT entry, which is also read-only: still supervisor.
+        for (at, entry) in [(0x1000u64, 0x2007u64), (0x2008, 0x6007), (0x6000, 0x4007), (0x4000, 0x5001)] {
+            ram.write(at, &entry.to_le_bytes()).unwrap();
+        }
+        let supervisor_ro = PageRights { writable: false, user: false };
+        assert_eq!(s.translate_with_rights(&ram, 0x4000_0123), Ok((0x5123, supervisor_ro)));
+        ram.write(0x4000, &0x5005u64.to_le_bytes()).unwrap();
+        let user_ro = PageRights { writable: false, user: true };
+        assert_eq!(s.translate_with_rights(&ram, 0x4000_0123), Ok((0x5123, user_ro)));
+        // The 2 MiB page's PDE has no U/S although the levels above have it now.
+        assert_eq!(s.translate_with_rights(&ram, 0x1000), Ok((0x1000, supervisor_rw)));
+    }
+
+    #[test]
+    fn allows_follows_the_paging_checks() {
+        let mut ram = GuestRam::new(8 << 20).unwrap();
+        let mut s = long_mode_space(&mut ram);
+        let (ro, rw) = (PageRights { writable: false, user: false }, PageRights { writable: true, user: false });
+        let (user_ro, user_rw) = (PageRights { writable: false, user: true }, PageRights::ALL);
+        // User mode: user pages only, and writable ones to write.
+        assert!(!s.allows(rw, 3, false, false));
+        assert!(s.allows(user_ro, 3, false, false));
+        assert!(!s.allows(user_ro, 3, false, true));
+        assert!(s.allows(user_rw, 3, false, true));
+        // Supervisor writes to read-only pages: refused under CR0.WP only.
+        s.cr0 |= CR0_WP;
+        assert!(!s.allows(ro, 0, false, true));
+        assert!(s.allows(ro, 0, false, false));
+        s.cr0 &= !CR0_WP;
+        assert!(s.allows(ro, 0, false, true));
+        // Supervisor access to user pages: refused under SMAP unless AC is set.
+        assert!(s.allows(user_rw, 0, false, false));
+        s.cr4 |= CR4_SMAP;
+        assert!(!s.allows(user_rw, 0, false, false));
+        assert!(s.allows(user_rw, 0, true, true));
+        assert!(s.allows(rw, 0, false, true));
+        // Without paging everything is allowed.
+        s.cr0 &= !CR0_PG;
+        assert!(s.allows(ro, 3, false, true));
     }
 
     #[test]
