@@ -503,28 +503,21 @@ impl ReplaySession {
     fn run_watching(&mut self, debug: &DebugSetup<'_>) -> Result<NativeExit, kvm_ioctls::Error> {
         let hole = debug.hole;
         loop {
-            let (ram, vcpu) = self.engine.machine.vm.split_mut();
-            let written = match vcpu.run()? {
+            let (vcpu, mut hidden) = self.engine.machine.vm.run_parts();
+            match vcpu.run()? {
                 VcpuExit::Debug(arch) if arch.dr6 & debug.data_mask != 0 => return Ok(NativeExit::Touched),
                 VcpuExit::Debug(_) => return Ok(NativeExit::Debug),
                 VcpuExit::MmioRead(addr, data) if hole.is_some_and(|h| h.holds(addr)) => {
-                    if hole.is_some_and(|h| h.touched(addr, data.len() as u64, false)) || ram.read(addr, data).is_err()
-                    {
+                    if hole.is_some_and(|h| h.touched(addr, data.len() as u64, false)) || !hidden.read(addr, data) {
                         break;
                     }
-                    continue;
                 }
                 VcpuExit::MmioWrite(addr, data) if hole.is_some_and(|h| h.holds(addr)) => {
-                    if hole.is_some_and(|h| h.touched(addr, data.len() as u64, true)) || ram.write(addr, data).is_err()
-                    {
+                    if hole.is_some_and(|h| h.touched(addr, data.len() as u64, true)) || !hidden.write(addr, data) {
                         break;
                     }
-                    addr
                 }
                 other => return Ok(NativeExit::Other(UnrecordedExit::of(&other))),
-            };
-            if let Ok(frame) = u32::try_from(written >> 12) {
-                self.engine.machine.vm.note_emulated_write(frame);
             }
         }
         self.settle_exit();

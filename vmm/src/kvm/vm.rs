@@ -51,6 +51,43 @@ pub struct Vm {
     hidden: Vec<u32>,
 }
 
+/// RAM frames taken out of KVM's memory slots ([`Vm::hide_frames`]): a guest access to
+/// one exits as MMIO, and this carries it out on ttvm's RAM as KVM would have.
+pub struct HiddenFrames<'a> {
+    ram: &'a mut GuestRam,
+    hidden: &'a [u32],
+    emulated_writes: &'a Mutex<Vec<u32>>,
+}
+
+impl HiddenFrames<'_> {
+    /// Whether guest-physical `addr` lies in a hidden frame.
+    pub fn holds(&self, addr: u64) -> bool {
+        u32::try_from(addr >> 12).is_ok_and(|f| self.hidden.binary_search(&f).is_ok())
+    }
+
+    /// Completes an MMIO read at `addr` from RAM if it is in a hidden frame; false if it
+    /// is not (or lies outside RAM): a device's, for the caller.
+    pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
+        self.holds(addr) && self.ram.read(addr, data).is_ok()
+    }
+
+    /// Completes an MMIO write at `addr` into RAM if it is in a hidden frame, noting the
+    /// page as written (KVM's dirty log does not see it); false as for [`Self::read`].
+    pub fn write(&mut self, addr: u64, data: &[u8]) -> bool {
+        if !self.holds(addr) || self.ram.write(addr, data).is_err() {
+            return false;
+        }
+        let last = addr + data.len().saturating_sub(1) as u64;
+        let mut notes = self.emulated_writes.lock().unwrap_or_else(|e| e.into_inner());
+        for frame in [addr >> 12, last >> 12] {
+            if let Ok(f) = u32::try_from(frame) {
+                notes.push(f);
+            }
+        }
+        true
+    }
+}
+
 impl Vm {
     /// Creates a VM with `mem_size` bytes of RAM and one vCPU at reset, whose CPUID shows
     /// `vendor`.
@@ -116,6 +153,15 @@ impl Vm {
         (&mut self.ram, &mut self.vcpu)
     }
 
+    /// The vCPU to run, with what completes the MMIO exits of accesses to hidden frames
+    /// ([`Vm::hide_frames`]) from and into RAM.
+    pub fn run_parts(&mut self) -> (&mut Vcpu, HiddenFrames<'_>) {
+        (
+            &mut self.vcpu,
+            HiddenFrames { ram: &mut self.ram, hidden: &self.hidden, emulated_writes: &self.emulated_writes },
+        )
+    }
+
     /// The CPUID table the guest sees.
     pub fn cpuid(&self) -> &CpuidModel {
         &self.cpuid
@@ -151,11 +197,17 @@ impl Vm {
         self.set_slots(&hidden)
     }
 
-    /// Puts every hidden frame back ([`Vm::hide_frames`]).
+    /// Puts every hidden frame back ([`Vm::hide_frames`]), reporting each as written in the
+    /// next [`Vm::take_dirty_pages`]: a frame outside every slot has no dirty log, so a
+    /// write KVM made to it some way other than an MMIO exit (event delivery onto a hidden
+    /// stack page, say) would otherwise be missed by whoever restores or compares RAM.
     pub fn show_all_frames(&mut self) -> Result<(), VmError> {
         if self.hidden.is_empty() {
             return Ok(());
         }
+        let hidden = std::mem::take(&mut self.hidden);
+        self.emulated_writes.lock().unwrap_or_else(|e| e.into_inner()).extend(&hidden);
+        self.hidden = hidden;
         self.set_slots(&[])
     }
 
@@ -251,7 +303,24 @@ fn set_ram_slot(vm: &VmFd, ram: &GuestRam, slot: u32, first: u64, count: u64) ->
 
 #[cfg(test)]
 mod tests {
-    use super::ram_slots;
+    use super::{ram_slots, GuestRam, HiddenFrames, Mutex};
+
+    #[test]
+    fn accesses_to_hidden_frames_are_carried_out_on_ram_and_writes_noted() {
+        let mut ram = GuestRam::new(crate::memory::MIN_RAM).unwrap();
+        ram.write(0x1ff8, &0x1122_3344_5566_7788u64.to_le_bytes()).unwrap();
+        let notes = Mutex::new(Vec::new());
+        let mut hidden = HiddenFrames { ram: &mut ram, hidden: &[1, 2], emulated_writes: &notes };
+        let mut word = [0u8; 8];
+        assert!(hidden.read(0x1ff8, &mut word));
+        assert_eq!(u64::from_le_bytes(word), 0x1122_3344_5566_7788);
+        // Frame 0 is in a slot: a device's MMIO, not hidden RAM's.
+        assert!(!hidden.read(0x0ff8, &mut word) && !hidden.write(0x10, &[1]));
+        assert!(hidden.write(0x1ffe, &[0xaa, 0xbb, 0xcc, 0xdd]));
+        assert_eq!(*notes.lock().unwrap(), vec![1, 2]);
+        assert!(hidden.read(0x2000, &mut word[..2]));
+        assert_eq!(word[..2], [0xcc, 0xdd]);
+    }
 
     #[test]
     fn hidden_frames_split_ram_into_slots_around_them() {
