@@ -39,6 +39,8 @@
 //!   handler's first instruction, which runs inside the step that delivers an exception or
 //!   interrupt, is seen by the CPU only.
 
+use std::rc::Rc;
+
 use ttvm_vmm::machine::Machine;
 use ttvm_vmm::x86::data_breakpoints::{covering, DataBreakpoint};
 
@@ -50,7 +52,8 @@ use crate::timeline::{WatchKind, Watchpoint};
 pub struct DataWatch {
     watches: Vec<Watchpoint>,
     breakpoints: Vec<DataBreakpoint>,
-    decoder: AccessDecoder,
+    /// Stepping's decoder (`Timeline`'s), for the positions a free run single-steps.
+    decoder: Rc<AccessDecoder>,
 }
 
 impl std::fmt::Debug for DataWatch {
@@ -64,13 +67,13 @@ impl DataWatch {
     /// dirty log) in at most `slots` debug registers, or (`None`: this host's data
     /// breakpoints do not fire) none, for runs that hide the watched pages instead
     /// ([`PageHole`]); `None` if they need more registers, or there is nothing to look out
-    /// for.
-    pub fn new(watches: &[Watchpoint], slots: Option<usize>) -> Option<Self> {
+    /// for. `decoder` decides, as for stepping, what the positions a free run single-steps
+    /// access.
+    pub fn new(watches: &[Watchpoint], slots: Option<usize>, decoder: Rc<AccessDecoder>) -> Option<Self> {
         let watches: Vec<Watchpoint> = watches.iter().filter(|w| w.kind != WatchKind::Write).copied().collect();
         if watches.is_empty() {
             return None;
         }
-        let decoder = AccessDecoder::new()?;
         let Some(slots) = slots else { return Some(Self { watches, breakpoints: Vec::new(), decoder }) };
         let mut breakpoints: Vec<DataBreakpoint> = Vec::new();
         for w in &watches {

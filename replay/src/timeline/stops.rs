@@ -125,7 +125,7 @@ impl std::fmt::Display for Watchpoint {
 pub(super) struct StopPoints {
     pub(super) breakpoints: BTreeSet<u64>,
     pub(super) watchpoints: Vec<Watchpoint>,
-    access: Option<AccessDecoder>,
+    access: Option<Rc<AccessDecoder>>,
     /// The debug registers' lookout for the read and access watchpoints in free runs, for
     /// the generation it was made for (`free_watch.rs`).
     data_watch: Option<(u64, Option<Rc<DataWatch>>)>,
@@ -159,7 +159,7 @@ impl Timeline {
     /// Adds a watchpoint.
     pub fn add_watchpoint(&mut self, w: Watchpoint) {
         if w.kind != WatchKind::Write && self.stops.access.is_none() {
-            self.stops.access = AccessDecoder::new();
+            self.stops.access = AccessDecoder::new().map(Rc::new);
         }
         self.stops.watchpoints.push(w);
         self.stops.generation += 1;
@@ -199,7 +199,8 @@ impl Timeline {
         }
         let slots = crate::stepping::data_breakpoints_fire()
             .then(|| MAX_COUNTED_BREAKPOINTS.saturating_sub(self.stops.breakpoints.len()));
-        let watch = DataWatch::new(&self.stops.watchpoints, slots).map(Rc::new);
+        let decoder = self.stops.access.clone()?;
+        let watch = DataWatch::new(&self.stops.watchpoints, slots, decoder).map(Rc::new);
         self.stops.data_watch = Some((generation, watch.clone()));
         watch
     }
