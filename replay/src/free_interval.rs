@@ -326,7 +326,7 @@ impl ReplaySession {
                 Ok(NativeExit::Other(UnrecordedExit::Unemulated)) if self.emulated_for_kvm()? => continue,
                 Ok(NativeExit::Other(what)) => {
                     let rip = self.engine.machine.vm.vcpu().rip();
-                    self.settle_exit();
+                    self.engine.machine.vm.vcpu_mut().finish_exit();
                     return self.fell_back(Fallback::Exit(what, rip));
                 }
                 // The kick: the guest ran past the time limit without a breakpoint exit.
@@ -488,7 +488,7 @@ impl ReplaySession {
             _ => false,
         };
         if !stepped {
-            self.settle_exit();
+            self.engine.machine.vm.vcpu_mut().finish_exit();
             return self.fell_back(Fallback::Step).map(Some);
         }
         self.engine.machine.vm.vcpu_mut().set_debug(false, debug.bps)?;
@@ -520,7 +520,7 @@ impl ReplaySession {
                 other => return Ok(NativeExit::Other(UnrecordedExit::of(&other))),
             }
         }
-        self.settle_exit();
+        self.engine.machine.vm.vcpu_mut().finish_exit();
         Ok(NativeExit::Touched)
     }
 
@@ -528,17 +528,6 @@ impl ReplaySession {
     /// not (`Vm::emulate_failed_instruction`).
     fn emulated_for_kvm(&mut self) -> Result<bool, ReplayError> {
         self.engine.machine.vm.emulate_failed_instruction().map_err(|e| self.kvm_error(e.to_string()))
-    }
-
-    /// Lets KVM finish the exit it just reported (an I/O or MMIO access waits for the next
-    /// KVM_RUN to complete) without running the guest, so the restore that follows is not
-    /// undone by it.
-    fn settle_exit(&mut self) {
-        let vcpu = self.engine.machine.vm.vcpu_mut();
-        vcpu.set_immediate_exit(true);
-        // Whatever this entry returns, nothing ran: the state is restored next anyway.
-        let _ = vcpu.run();
-        vcpu.set_immediate_exit(false);
     }
 
     /// Whether the machine is exactly in checkpoint `k`'s recorded state: every register

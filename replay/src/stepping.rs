@@ -275,3 +275,32 @@ mod data_breakpoint_probe {
         assert_eq!(super::data_breakpoints_fire(), fire.unwrap_or(false));
     }
 }
+
+#[cfg(test)]
+mod unfinished_exits {
+    use kvm_ioctls::VcpuExit;
+
+    /// An I/O read that nobody finished (a replay gave up at it) must not land on the state
+    /// restored after it: KVM would write its data into the restored RAX at the next entry.
+    #[test]
+    fn a_restore_drops_an_unfinished_port_read() {
+        if !ttvm_test_support::require_kvm("a_restore_drops_an_unfinished_port_read") {
+            return;
+        }
+        // mov dx, 0x80; in al, dx; hlt
+        let code: &[u8] = &[0x66, 0xba, 0x80, 0x00, 0xec, 0xf4];
+        let mut vm = super::probe_machine(&[(super::CODE, code)]).unwrap_or_else(|e| panic!("test VM: {e}"));
+        let vcpu = vm.vcpu_mut();
+        let start = vcpu.save_state().unwrap();
+        match vcpu.run().unwrap() {
+            VcpuExit::IoIn(0x80, data) => data[0] = 0x5a,
+            other => panic!("expected the port read, got {other:?}"),
+        }
+        vcpu.restore_state(&start).unwrap();
+        vcpu.set_single_step(true).unwrap();
+        assert!(matches!(vcpu.run().unwrap(), VcpuExit::Debug(_)));
+        let regs = vcpu.regs();
+        assert_eq!(regs.rip, super::CODE + 4, "one step from the restored start: the MOV");
+        assert_eq!(regs.rax & 0xff, 0, "the unfinished read's 0x5a reached the restored RAX");
+    }
+}

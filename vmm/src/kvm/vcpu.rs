@@ -79,6 +79,9 @@ pub struct Vcpu {
     data_breakpoints: [Option<DataBreakpoint>; 4],
     /// The host's FPU fields every XSAVE region read from KVM carries ([`crate::shown_fpu`]).
     shown_fpu: ShownFpuFields,
+    /// The last exit was an I/O or MMIO access, which KVM finishes (a read's data into the
+    /// registers, RIP past the instruction) only at the next KVM_RUN ([`Vcpu::finish_exit`]).
+    exit_unfinished: bool,
 }
 
 impl Vcpu {
@@ -95,6 +98,7 @@ impl Vcpu {
             hw_breakpoints: [None; 4],
             data_breakpoints: [None; 4],
             shown_fpu: ShownFpuFields::CANONICAL,
+            exit_unfinished: false,
         };
         // Prime the shared register area so `regs()`/`sregs()` are valid before the first run.
         let regs = vcpu.fd.get_regs().map_err(err("KVM_GET_REGS"))?;
@@ -110,7 +114,29 @@ impl Vcpu {
     /// Enters the guest until the next exit. Registers are synced into the shared page.
     pub fn run(&mut self) -> Result<VcpuExit<'_>, kvm_ioctls::Error> {
         self.fd.get_kvm_run().kvm_valid_regs = u64::from(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS);
-        self.fd.run()
+        let exit = self.fd.run();
+        self.exit_unfinished = matches!(
+            exit,
+            Ok(VcpuExit::IoIn(..) | VcpuExit::IoOut(..) | VcpuExit::MmioRead(..) | VcpuExit::MmioWrite(..))
+        );
+        exit
+    }
+
+    /// Lets KVM finish an I/O or MMIO exit nobody answered (the caller gave up on it: a
+    /// divergence, a free run that ends there) without running the guest, so it cannot
+    /// land on state restored after it: the next KVM_RUN would otherwise write the read's
+    /// data into the restored RAX and move the restored RIP. Done by every
+    /// [`Vcpu::restore_state`].
+    pub fn finish_exit(&mut self) {
+        if !self.exit_unfinished {
+            return;
+        }
+        self.fd.set_kvm_immediate_exit(1);
+        // KVM completes the access, then returns EINTR without entering the guest; the
+        // state is replaced next anyway, whatever this returns.
+        let _ = self.fd.run();
+        self.fd.set_kvm_immediate_exit(0);
+        self.exit_unfinished = false;
     }
 
     /// The raw kvm_run page (interrupt-window fields, immediate_exit).
@@ -314,6 +340,7 @@ impl Vcpu {
     /// accepted it.
     pub fn restore_state(&mut self, s: &VcpuState) -> Result<(), VcpuError> {
         s.validate()?;
+        self.finish_exit();
         // KVM ignores these fields; the vCPU goes on showing the saved ones.
         self.shown_fpu = ShownFpuFields::of(&s.xsave);
         let regs = kvm_regs::from(&s.regs);
