@@ -131,3 +131,32 @@ fn read_watchpoints_pass_over_untouched_intervals_through_gdb() {
     let skips: u64 = mark(&out, "skips")[0].parse().unwrap();
     assert!(skips > 0, "no interval was passed over\n{out}");
 }
+
+/// A read watchpoint fires on reads the CPU makes: the `ring3` kernel's user code ends with
+/// a read of a supervisor-only page (0x100000, the kernel's first page), which faults, and
+/// the kernel exits. Stepping decoded that instruction as a read before reads had to run;
+/// through gdb, `rwatch` on it now reaches the start of history, while a quadword that was
+/// read stops reverse-continue on its last read.
+#[test]
+fn a_read_that_faults_is_no_hit_through_gdb() {
+    if !common::require_kvm("a_read_that_faults_is_no_hit_through_gdb") {
+        return;
+    }
+    const PROBE: u64 = 0x10_0000;
+    let dir = common::tempdir();
+    let trace = harness::record(dir.path(), "ring3", "spin=100");
+    let info = common::text(&common::run(&["info", trace.to_str().unwrap()]));
+    assert!(info.contains(&format!("user read of kernel page {PROBE:#x} faulted")), "{info}");
+    let rec = Rc::new(Recording::open(&trace).unwrap());
+    let (last, _) = words::reads(&rec, 0);
+    assert!(!last.contains_key(&PROBE), "stepping counts the faulting read at step {:?}", last.get(&PROBE));
+    let (&control, &control_step) = last.iter().max_by_key(|(_, &at)| at).unwrap();
+
+    let server = serve(&trace, &[]);
+    let pre = format!("python LAST = {control:#x}");
+    let out = gdb(&server, &[&pre], "rwatch_fault.py");
+    let probe = mark(&out, "probe");
+    assert_eq!(hex(&probe[0]), 0, "rwatch on the faulting read stopped inside history\n{out}");
+    let l = mark(&out, "last");
+    assert_eq!((hex(&l[0]), l[1].as_str()), (control_step, "breakpoint"), "control read of {control:#x}\n{out}");
+}
