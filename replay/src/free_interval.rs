@@ -325,8 +325,8 @@ impl ReplaySession {
                 // (CLAC/STAC around every user copy in Linux, INT3…), as stepping does.
                 Ok(NativeExit::Other(UnrecordedExit::Unemulated)) if self.emulated_for_kvm()? => continue,
                 Ok(NativeExit::Other(what)) => {
+                    // The exit is left unanswered: the restore that follows finishes it.
                     let rip = self.engine.machine.vm.vcpu().rip();
-                    self.engine.machine.vm.vcpu_mut().finish_exit();
                     return self.fell_back(Fallback::Exit(what, rip));
                 }
                 // The kick: the guest ran past the time limit without a breakpoint exit.
@@ -488,7 +488,6 @@ impl ReplaySession {
             _ => false,
         };
         if !stepped {
-            self.engine.machine.vm.vcpu_mut().finish_exit();
             return self.fell_back(Fallback::Step).map(Some);
         }
         self.engine.machine.vm.vcpu_mut().set_debug(false, debug.bps)?;
@@ -498,30 +497,28 @@ impl ReplaySession {
     /// One KVM_RUN of a native run, looking out for the watched ranges: a debug exit that
     /// names a data breakpoint in DR6 touched one; the accesses to the hole's pages that
     /// miss the watched bytes are completed from and into ttvm's RAM (a write noted as one
-    /// ttvm carried out) and the run goes on, and one that touches them is reported, its
-    /// exit settled.
+    /// ttvm carried out) and the run goes on, and one that touches them is reported (its
+    /// exit left unanswered: the restore that follows finishes it).
     fn run_watching(&mut self, debug: &DebugSetup<'_>) -> Result<NativeExit, kvm_ioctls::Error> {
-        let hole = debug.hole;
+        let touched = |addr, len: usize, write| debug.hole.is_some_and(|h| h.touched(addr, len as u64, write));
         loop {
             let (vcpu, mut hidden) = self.engine.machine.vm.run_parts();
             match vcpu.run()? {
                 VcpuExit::Debug(arch) if arch.dr6 & debug.data_mask != 0 => return Ok(NativeExit::Touched),
                 VcpuExit::Debug(_) => return Ok(NativeExit::Debug),
-                VcpuExit::MmioRead(addr, data) if hole.is_some_and(|h| h.holds(addr)) => {
-                    if hole.is_some_and(|h| h.touched(addr, data.len() as u64, false)) || !hidden.read(addr, data) {
-                        break;
+                VcpuExit::MmioRead(addr, data) if hidden.holds(addr) => {
+                    if touched(addr, data.len(), false) || !hidden.read(addr, data) {
+                        return Ok(NativeExit::Touched);
                     }
                 }
-                VcpuExit::MmioWrite(addr, data) if hole.is_some_and(|h| h.holds(addr)) => {
-                    if hole.is_some_and(|h| h.touched(addr, data.len() as u64, true)) || !hidden.write(addr, data) {
-                        break;
+                VcpuExit::MmioWrite(addr, data) if hidden.holds(addr) => {
+                    if touched(addr, data.len(), true) || !hidden.write(addr, data) {
+                        return Ok(NativeExit::Touched);
                     }
                 }
                 other => return Ok(NativeExit::Other(UnrecordedExit::of(&other))),
             }
         }
-        self.engine.machine.vm.vcpu_mut().finish_exit();
-        Ok(NativeExit::Touched)
     }
 
     /// After KVM_EXIT_INTERNAL_ERROR: whether ttvm carried out the instruction KVM could

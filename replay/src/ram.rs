@@ -111,6 +111,9 @@ impl RamTracker {
         k: u32,
         overlay: Option<&PageOverlay>,
     ) -> Result<usize, RamError> {
+        // An exit nobody answered would be completed at the next entry, after this
+        // restore: finish it now, so what it writes is in the dirty log collected next.
+        vm.vcpu_mut().finish_exit();
         self.collect_dirty(vm)?;
         let mut fix = std::mem::take(&mut self.differs);
         fix |= rec.pages.changed_between(self.base, k);

@@ -126,16 +126,20 @@ impl Vcpu {
     /// divergence, a free run that ends there) without running the guest, so it cannot
     /// land on state restored after it: the next KVM_RUN would otherwise write the read's
     /// data into the restored RAX and move the restored RIP. Done by every
-    /// [`Vcpu::restore_state`].
+    /// [`Vcpu::restore_state`], and by replay's RAM restore before it writes RAM (the
+    /// completion of an emulated instruction may write guest memory).
     pub fn finish_exit(&mut self) {
-        if !self.exit_unfinished {
-            return;
+        // KVM completes the access, then returns EINTR without entering the guest; an
+        // instruction with a second access (a read-modify-write of MMIO) exits once more
+        // first. The state is replaced next anyway, whatever the data.
+        for _ in 0..4 {
+            if !self.exit_unfinished {
+                return;
+            }
+            self.fd.set_kvm_immediate_exit(1);
+            let _ = self.run();
+            self.fd.set_kvm_immediate_exit(0);
         }
-        self.fd.set_kvm_immediate_exit(1);
-        // KVM completes the access, then returns EINTR without entering the guest; the
-        // state is replaced next anyway, whatever this returns.
-        let _ = self.fd.run();
-        self.fd.set_kvm_immediate_exit(0);
         self.exit_unfinished = false;
     }
 
