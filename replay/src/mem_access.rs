@@ -14,6 +14,7 @@ use capstone::arch::x86::{X86OperandType, X86Reg};
 use capstone::arch::{ArchDetail, DetailsArchInsn};
 use capstone::prelude::*;
 use kvm_bindings::{kvm_regs, kvm_sregs};
+use ttvm_vmm::descriptors::idt_gate;
 use ttvm_vmm::insn::{code_mode, fetch_at_rip, instruction_linear_address, CodeMode};
 use ttvm_vmm::machine::Machine;
 use ttvm_vmm::memory::GuestRam;
@@ -46,7 +47,6 @@ pub struct NextStep {
 /// host delivers it and runs the handler's first instruction (at most 15 bytes) in one step.
 const HANDLER_FIRST_INSN: u64 = 16;
 const RFLAGS_AC: u64 = 1 << 18;
-const CR0_PE: u64 = 1;
 const EFER_LMA: u64 = 1 << 10;
 
 impl NextStep {
@@ -68,27 +68,12 @@ impl NextStep {
 }
 
 /// Whether `rip` lies in the first instruction of a handler of one of the 32 exception
-/// vectors of the guest's IDT (unreadable gates are not handlers).
+/// vectors of the guest's IDT (gates that are not present or not readable are no
+/// handlers). Long mode only (ttvm's kernels run there; `descriptors::idt_gate` reads
+/// long-mode gates): elsewhere no step is taken for one that raised an exception.
 fn exception_handler_starts(ram: &GuestRam, sregs: &kvm_sregs, rip: u64) -> bool {
-    if sregs.cr0 & CR0_PE == 0 {
-        return false;
-    }
-    let space = AddressSpace::from_sregs(sregs);
-    // Long mode's gates are 16 bytes, compatibility-mode code included.
-    let long = sregs.efer & EFER_LMA != 0;
-    let gate_size: u64 = if long { 16 } else { 8 };
-    (0..32u64).filter(|v| (v + 1) * gate_size <= u64::from(sregs.idt.limit) + 1).any(|v| {
-        let mut gate = [0u8; 16];
-        let at = sregs.idt.base.wrapping_add(v * gate_size);
-        if space.read_virt(ram, at, &mut gate[..gate_size as usize]).is_err() {
-            return false;
-        }
-        let low =
-            u64::from(u16::from_le_bytes([gate[0], gate[1]])) | u64::from(u16::from_le_bytes([gate[6], gate[7]])) << 16;
-        let handler =
-            if long { low | u64::from(u32::from_le_bytes([gate[8], gate[9], gate[10], gate[11]])) << 32 } else { low };
-        rip.wrapping_sub(handler) < HANDLER_FIRST_INSN
-    })
+    sregs.efer & EFER_LMA != 0
+        && (0..32u8).filter_map(|v| idt_gate(ram, sregs, v)).any(|g| rip.wrapping_sub(g.handler) < HANDLER_FIRST_INSN)
 }
 
 /// Whether the CPU lets the instruction make `access` (every page it spans mapped, and

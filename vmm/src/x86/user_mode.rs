@@ -40,7 +40,6 @@ const PF_VECTOR: u64 = 14;
 const IRET: u8 = 0xcf;
 const SYSRET_0: u8 = 0x0f;
 const SYSRET_1: u8 = 0x07;
-const IDT_GATE_SIZE: u64 = 16;
 /// Page-fault error code bits: the access came from user mode, and was an instruction fetch.
 const PF_USER: u64 = 1 << 2;
 const PF_FETCH: u64 = 1 << 4;
@@ -292,17 +291,7 @@ impl Vm {
     /// IDT covers vector 14 and is mapped. Read from guest memory, so it follows the guest's
     /// own IDT changes.
     pub fn page_fault_handler(&self, sregs: &kvm_sregs) -> Option<u64> {
-        if u64::from(sregs.idt.limit) < (PF_VECTOR + 1) * IDT_GATE_SIZE - 1 {
-            return None;
-        }
-        let mut gate = [0u8; 16];
-        let space = AddressSpace::from_sregs(sregs);
-        space.read_virt(self.ram(), sregs.idt.base + PF_VECTOR * IDT_GATE_SIZE, &mut gate).ok()?;
-        let present = gate[5] & 0x80 != 0;
-        let low = u64::from(u16::from_le_bytes([gate[0], gate[1]]));
-        let mid = u64::from(u16::from_le_bytes([gate[6], gate[7]]));
-        let high = u64::from(u32::from_le_bytes([gate[8], gate[9], gate[10], gate[11]]));
-        present.then_some(low | mid << 16 | high << 32)
+        crate::descriptors::idt_gate(self.ram(), sregs, PF_VECTOR as u8).map(|g| g.handler)
     }
 }
 
