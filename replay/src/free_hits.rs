@@ -30,6 +30,7 @@
 //!   single-stepped).
 
 use ttvm_vmm::memory::GuestRam;
+use ttvm_vmm::paging::{AddressSpace, PagingMode};
 
 use crate::engine::Ring3Steps;
 use crate::free_interval::{AnchoredRun, Lookout};
@@ -40,37 +41,10 @@ use crate::replay::{ReplayError, ReplaySession};
 /// register holds the landmark.
 pub const MAX_COUNTED_BREAKPOINTS: usize = 3;
 
-const PRESENT: u64 = 1;
-const USER: u64 = 1 << 2;
-const HUGE: u64 = 1 << 7;
-const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
-
-/// Where `vaddr` is in guest-physical memory by a 4-level page walk from `cr3`, and
-/// whether only ring 0 may use it (a page is user-accessible only if every level allows
-/// it); `None` if it is not mapped.
-fn walk(ram: &GuestRam, cr3: u64, vaddr: u64) -> Option<(u64, bool)> {
-    let mut table = cr3 & ADDR_MASK;
-    let mut user_everywhere = true;
-    for level in (0..4).rev() {
-        let index = (vaddr >> (12 + 9 * level)) & 0x1ff;
-        let entry = ram.read_u64(table + index * 8).ok()?;
-        if entry & PRESENT == 0 {
-            return None;
-        }
-        user_everywhere &= entry & USER != 0;
-        if level == 0 || (level < 3 && entry & HUGE != 0) {
-            let offset_bits = 12 + 9 * level;
-            let base = entry & ADDR_MASK & !((1u64 << offset_bits) - 1);
-            return Some((base | (vaddr & ((1u64 << offset_bits) - 1)), !user_everywhere));
-        }
-        table = entry & ADDR_MASK;
-    }
-    None
-}
-
-/// Whether `vaddr` is mapped and only ring 0 may use it.
-fn supervisor_only(ram: &GuestRam, cr3: u64, vaddr: u64) -> bool {
-    walk(ram, cr3, vaddr).is_some_and(|(_, supervisor)| supervisor)
+/// Whether `vaddr` is mapped in `space` and only ring 0 may use it (a page is
+/// user-accessible only if every level allows it).
+fn supervisor_only(ram: &GuestRam, space: &AddressSpace, vaddr: u64) -> bool {
+    space.translate_with_rights(ram, vaddr).is_ok_and(|(_, rights)| !rights.user)
 }
 
 /// Whether the instruction at `addr` may follow a load of SS (MOV SS, POP SS), after
@@ -78,12 +52,9 @@ fn supervisor_only(ram: &GuestRam, cr3: u64, vaddr: u64) -> bool {
 /// on it could be missed. Conservative: any byte in the 15 before `addr` that could start
 /// such an instruction (0x17, or 0x8E with a ModRM naming SS), or bytes that cannot be
 /// read, say "may".
-fn may_follow_ss_load(ram: &GuestRam, cr3: Option<u64>, addr: u64) -> bool {
+fn may_follow_ss_load(ram: &GuestRam, space: &AddressSpace, addr: u64) -> bool {
     let byte = |a: u64| {
-        let phys = match cr3 {
-            Some(cr3) => walk(ram, cr3, a)?.0,
-            None => a,
-        };
+        let phys = space.translate(ram, a).ok()?;
         let mut b = [0u8];
         ram.read(phys, &mut b).ok().map(|()| b[0])
     };
@@ -111,28 +82,24 @@ impl ReplaySession {
         if !long_mode_4_level || sregs.cs.dpl != 0 {
             return false;
         }
-        let ram = self.engine.machine.vm.ram();
+        let (ram, space) = (self.engine.machine.vm.ram(), AddressSpace::from_sregs(&sregs));
         code.pages
             .iter()
             .map(|&(page, _)| page << 12)
             .chain(addrs.iter().copied())
-            .all(|a| supervisor_only(ram, sregs.cr3, a))
+            .all(|a| supervisor_only(ram, &space, a))
     }
 
     /// Whether a breakpoint on one of `addrs` could be held back after a load of SS (the
     /// machine's page tables translate them).
     fn any_after_ss_load(&self, addrs: &[u64]) -> bool {
         let sregs = self.engine.machine.vm.vcpu().sregs();
-        let paging = sregs.cr0 & (1 << 31) != 0;
-        let cr3 = if paging && sregs.efer & (1 << 10) != 0 && sregs.cr4 & (1 << 12) == 0 {
-            Some(sregs.cr3)
-        } else if paging {
+        let space = AddressSpace::from_sregs(&sregs);
+        if !matches!(space.mode(), PagingMode::None | PagingMode::Long4) || sregs.cr4 & (1 << 12) != 0 {
             // Not 4-level paging: cannot read the bytes, so cannot rule it out.
             return true;
-        } else {
-            None
-        };
-        addrs.iter().any(|&a| may_follow_ss_load(self.engine.machine.vm.ram(), cr3, a))
+        }
+        addrs.iter().any(|&a| may_follow_ss_load(self.engine.machine.vm.ram(), &space, a))
     }
 
     /// Whether some position of persistent-checkpoint interval `k` has its RIP in `addrs`,
@@ -205,6 +172,10 @@ impl ReplaySession {
 mod tests {
     use super::*;
 
+    const PRESENT: u64 = 1;
+    const USER: u64 = 1 << 2;
+    const HUGE: u64 = 1 << 7;
+
     /// Page tables at 0x1000 (PML4) → 0x2000 (PDPT) → 0x3000 (PD): PD entry 0 is a 2 MiB
     /// supervisor page, entry 1 a 2 MiB user page, entry 2 not present.
     fn tables(user_pdpt: bool) -> GuestRam {
@@ -217,15 +188,19 @@ mod tests {
         ram
     }
 
+    /// 4-level long-mode paging from the PML4 at 0x1000.
+    const SPACE: AddressSpace = AddressSpace { cr0: 0x8000_0001, cr3: 0x1000, cr4: 1 << 5, efer: 0x500 };
+
     #[test]
     fn a_page_is_supervisor_only_unless_every_level_allows_user() {
         let ram = tables(true);
-        assert!(supervisor_only(&ram, 0x1000, 0x1234), "supervisor 2 MiB page");
-        assert!(!supervisor_only(&ram, 0x1000, 0x20_1234), "user at every level");
-        assert!(!supervisor_only(&ram, 0x1000, 0x40_0000), "not present");
+        assert!(supervisor_only(&ram, &SPACE, 0x1234), "supervisor 2 MiB page");
+        assert!(!supervisor_only(&ram, &SPACE, 0x20_1234), "user at every level");
+        assert!(!supervisor_only(&ram, &SPACE, 0x40_0000), "not present");
         let ram = tables(false);
-        assert!(supervisor_only(&ram, 0x1000, 0x20_1234), "the PDPT entry forbids user");
-        assert_eq!(walk(&ram, 0x1000, 0x20_1234), Some((0x20_1234, true)));
+        assert!(supervisor_only(&ram, &SPACE, 0x20_1234), "the PDPT entry forbids user");
+        let supervisor = ttvm_vmm::paging::PageRights { writable: true, user: false };
+        assert_eq!(SPACE.translate_with_rights(&ram, 0x20_1234), Ok((0x20_1234, supervisor)));
     }
 
     #[test]
@@ -234,9 +209,10 @@ mod tests {
         // mov ss, ax (8e d0) at 0x100000, then nop; elsewhere mov ds, ax (8e d8) then nop.
         ram.write(0x10_0000, &[0x8e, 0xd0, 0x90]).unwrap();
         ram.write(0x10_1000, &[0x8e, 0xd8, 0x90]).unwrap();
-        assert!(may_follow_ss_load(&ram, Some(0x1000), 0x10_0002));
-        assert!(!may_follow_ss_load(&ram, Some(0x1000), 0x10_1002));
-        assert!(may_follow_ss_load(&ram, Some(0x1000), 0x40_0005), "unmapped bytes");
-        assert!(!may_follow_ss_load(&ram, None, 0x10_1002), "no paging");
+        assert!(may_follow_ss_load(&ram, &SPACE, 0x10_0002));
+        assert!(!may_follow_ss_load(&ram, &SPACE, 0x10_1002));
+        assert!(may_follow_ss_load(&ram, &SPACE, 0x40_0005), "unmapped bytes");
+        let no_paging = AddressSpace { cr0: 1, ..SPACE };
+        assert!(!may_follow_ss_load(&ram, &no_paging, 0x10_1002), "no paging");
     }
 }
