@@ -205,9 +205,7 @@ impl Vm {
         if self.hidden.is_empty() {
             return Ok(());
         }
-        let hidden = std::mem::take(&mut self.hidden);
-        self.emulated_writes.lock().unwrap_or_else(|e| e.into_inner()).extend(&hidden);
-        self.hidden = hidden;
+        self.emulated_writes.lock().unwrap_or_else(|e| e.into_inner()).extend(&self.hidden);
         self.set_slots(&[])
     }
 
